@@ -1,0 +1,3 @@
+from stxbf.cli.main import main
+
+main()

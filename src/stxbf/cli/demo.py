@@ -1,0 +1,8 @@
+"""Placeholder: being written."""
+
+import typer
+
+
+def demo() -> None:
+    """Not implemented yet."""
+    raise typer.Exit(1)

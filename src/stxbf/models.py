@@ -1,0 +1,118 @@
+"""The API's page and transaction shapes, turned into the columns stxbf stores. No I/O here.
+
+A page is decoded once (orjson) and flattened straight into row tuples in `TX_COLUMNS` order, so the
+store can insert a whole window column-wise without building per-row objects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+# (name, DuckDB type) in row-tuple order; the store's DDL is generated from this list.
+TX_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("tx_id", "VARCHAR"),
+    ("tx_type", "VARCHAR"),
+    ("tx_status", "VARCHAR"),
+    ("sender_address", "VARCHAR"),
+    ("sponsor_address", "VARCHAR"),
+    ("nonce", "BIGINT"),
+    ("fee_ustx", "BIGINT"),
+    ("block_height", "BIGINT"),
+    ("block_hash", "VARCHAR"),
+    ("block_time", "BIGINT"),
+    ("burn_block_height", "BIGINT"),
+    ("burn_block_time", "BIGINT"),
+    ("tx_index", "INTEGER"),
+    ("canonical", "BOOLEAN"),
+    ("event_count", "INTEGER"),
+    ("token_transfer_recipient", "VARCHAR"),
+    ("token_transfer_amount", "HUGEINT"),
+    ("contract_id", "VARCHAR"),
+    ("function_name", "VARCHAR"),
+)
+TX_COLUMN_NAMES = tuple(name for name, _ in TX_COLUMNS)
+BURN_TIME_INDEX = TX_COLUMN_NAMES.index("burn_block_time")
+
+Row = tuple[Any, ...]
+
+
+class MalformedPage(ValueError):
+    """The body is not a complete, well-formed page (truncated, not JSON, wrong shape)."""
+
+
+@dataclass(slots=True)
+class Page:
+    total: int
+    offset: int
+    limit: int
+    rows: list[Row] = field(default_factory=list)
+
+
+def _int(value: Any) -> int | None:
+    if value is None or value == "":
+        return None
+    return int(value)
+
+
+def tx_row(tx: dict[str, Any]) -> Row:
+    """One transaction as a row; every status and type is kept (stxbf never filters at ingest)."""
+    tx_type = tx["tx_type"]
+    recipient = amount = contract_id = function_name = None
+    if tx_type == "token_transfer":
+        transfer = tx.get("token_transfer") or {}
+        recipient = transfer.get("recipient_address")
+        amount = _int(transfer.get("amount"))
+    elif tx_type == "contract_call":
+        call = tx.get("contract_call") or {}
+        contract_id = call.get("contract_id")
+        function_name = call.get("function_name")
+    elif tx_type == "smart_contract":
+        contract_id = (tx.get("smart_contract") or {}).get("contract_id")
+    return (
+        tx["tx_id"],
+        tx_type,
+        tx.get("tx_status"),
+        tx.get("sender_address"),
+        tx.get("sponsor_address") if tx.get("sponsored") else None,
+        _int(tx.get("nonce")),
+        _int(tx.get("fee_rate")),
+        _int(tx.get("block_height")),
+        tx.get("block_hash"),
+        _int(tx.get("block_time")),
+        _int(tx.get("burn_block_height")),
+        int(tx["burn_block_time"]),
+        _int(tx.get("tx_index")),
+        tx.get("canonical"),
+        _int(tx.get("event_count")),
+        recipient,
+        amount,
+        contract_id,
+        function_name,
+    )
+
+
+def parse_page(body: bytes) -> Page:
+    """Decode a `/extended/v1/tx` envelope; raise MalformedPage for anything incomplete."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise MalformedPage(f"body is not JSON ({len(body)} bytes)") from exc
+    if not isinstance(data, dict):
+        raise MalformedPage("body is not a JSON object")
+    results = data.get("results")
+    total = data.get("total")
+    if not isinstance(results, list) or not isinstance(total, int):
+        raise MalformedPage("body lacks the {total, results} envelope")
+    try:
+        rows = [tx_row(tx) for tx in results]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise MalformedPage(f"a transaction lacks a required field ({exc})") from exc
+    return Page(
+        total=total,
+        offset=int(data.get("offset") or 0),
+        limit=int(data.get("limit") or len(rows)),
+        rows=rows,
+    )

@@ -1,0 +1,146 @@
+"""Settings: CLI flag > environment (STXBF_*) > config file (TOML) > default.
+
+The API key is a SecretStr: it is sent as the `x-api-key` header and nowhere else. The data directory
+(`STXBF_HOME`) holds the database, the log, the lock and the progress file; library code receives
+the resolved paths, never this object.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from stxbf.errors import ConfigError
+
+DEFAULT_API_URL = "https://api.hiro.so"
+MAX_TARGET_DAYS = 3650  # ten years: older than the Stacks chain itself
+LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1", "[::1]"}
+
+
+def default_home() -> Path:
+    from platformdirs import user_data_path
+
+    return user_data_path("stxbf", appauthor=False)
+
+
+def config_file_path() -> Path:
+    """`STXBF_CONFIG`, else the platform's user config dir (`~/.config/stxbf/config.toml`)."""
+    explicit = os.environ.get("STXBF_CONFIG")
+    if explicit:
+        return Path(explicit).expanduser()
+    from platformdirs import user_config_path
+
+    return user_config_path("stxbf", appauthor=False) / "config.toml"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="STXBF_",
+        extra="ignore",
+        populate_by_name=True,
+        validate_default=True,
+    )
+
+    api_url: str = DEFAULT_API_URL
+    api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("api_key", "STXBF_API_KEY", "HIRO_API_KEY")
+    )
+    home: Path = Field(default_factory=default_home)
+    db: Path | None = None
+
+    target_days: int = Field(default=365, ge=1, le=MAX_TARGET_DAYS)
+    max_pages: int = Field(default=5000, ge=1)
+    max_iterations: int = Field(default=0, ge=0)
+    concurrency: int = Field(default=16, ge=1, le=256)
+    rpm: float | None = Field(default=None, gt=0)
+    request_timeout: float = Field(default=30.0, gt=0)
+    give_up_after: float = Field(default=600.0, gt=0)
+
+    tmux_socket: str | None = None
+    session_name: str = "stx-backfill"
+    log_level: str = "INFO"
+
+    @field_validator("api_url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"must be an http(s) URL like {DEFAULT_API_URL}")
+        return value.rstrip("/")
+
+    @field_validator("home", "db", mode="before")
+    @classmethod
+    def _expand(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return Path(value).expanduser()
+        return value
+
+    @field_validator("api_key", mode="before")
+    @classmethod
+    def _blank_key_is_none(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (
+            init_settings,
+            env_settings,
+            TomlConfigSettingsSource(settings_cls, toml_file=config_file_path()),
+        )
+
+    @property
+    def db_path(self) -> Path:
+        return self.db if self.db is not None else self.home / "stxbf.duckdb"
+
+    @property
+    def log_path(self) -> Path:
+        return self.home / "logs" / "stxbf.log"
+
+    @property
+    def lock_path(self) -> Path:
+        return self.db_path.with_name(self.db_path.name + ".lock")
+
+    @property
+    def progress_path(self) -> Path:
+        return self.db_path.with_name(self.db_path.name + ".progress.json")
+
+    @property
+    def api_is_loopback(self) -> bool:
+        return (urlsplit(self.api_url).hostname or "") in LOOPBACK_HOSTS
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings with CLI overrides on top; any invalid value becomes one ConfigError line."""
+    given = {key: value for key, value in overrides.items() if value is not None}
+    try:
+        return Settings(**given)
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc)) from None
+    except (OSError, ValueError) as exc:  # an unreadable or malformed config file
+        raise ConfigError(f"cannot read config file {config_file_path()}: {exc}") from None
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    field = ".".join(str(part) for part in first["loc"]) or "settings"
+    value = first.get("input")
+    shown = "" if field == "api_key" or isinstance(value, dict) else f" (got {value!r})"
+    message = first["msg"].removeprefix("Value error, ")
+    return f"invalid setting {field}: {message}{shown}"

@@ -1,0 +1,292 @@
+"""The one place that talks to DuckDB.
+
+A window's transactions and its checkpoint row commit in a single transaction, so a crash leaves
+either both or neither. Re-committing a window first deletes what the database held for that
+`burn_block_time` range: refetching is idempotent and a window's rows are exactly the API's answer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from stxbf.errors import ConfigError, DatabaseCorrupt, SchemaTooNew, StoreError
+from stxbf.models import TX_COLUMN_NAMES, TX_COLUMNS, Row
+from stxbf.store.schema import APP_MARKER, MIGRATIONS, SCHEMA_VERSION
+
+_UNNEST_SELECT = ", ".join(f"unnest(?::{kind}[])" for _, kind in TX_COLUMNS)
+_INSERT_SQL = (
+    f"INSERT OR REPLACE INTO transactions ({', '.join(TX_COLUMN_NAMES)}) "
+    f"SELECT * FROM (SELECT {_UNNEST_SELECT})"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class WindowRecord:
+    start_time: int
+    end_time: int
+    api_total: int
+    rows_stored: int
+    state: str  # "verified" or "open"
+    pages: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoreSummary:
+    transactions: int
+    wallets: int
+    earliest_tx_time: int | None
+    latest_tx_time: int | None
+    db_bytes: int
+
+
+def _describe(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+class Store:
+    def __init__(self, con: duckdb.DuckDBPyConnection, path: Path | None) -> None:
+        self._con = con
+        self.path = path
+
+    # -- opening -----------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: Path | str, *, read_only: bool = False) -> Store:
+        """Open (creating and migrating when writable) the database at `path` or ":memory:"."""
+        memory = str(path) == ":memory:"
+        target = None if memory else Path(path)
+        if target is not None:
+            if target.is_dir():
+                raise ConfigError(f"database path {target} is a directory, not a file")
+            if read_only and not target.exists():
+                raise StoreError(f"no database at {target} yet (no backfill has run)")
+            if not read_only:
+                try:
+                    target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+                except OSError as exc:
+                    raise ConfigError(f"cannot create {target.parent}: {exc.strerror}") from None
+        try:
+            con = duckdb.connect(":memory:" if memory else str(target), read_only=read_only)
+        except duckdb.IOException as exc:
+            text = str(exc)
+            if "lock" in text.lower():
+                raise StoreError(
+                    f"database {target} is held by another process (a running `stxbf run`?)"
+                ) from None
+            if "not a valid DuckDB" in text or "invalid" in text.lower():
+                raise DatabaseCorrupt(f"{target} is not a DuckDB database (or is corrupted)") from None
+            raise StoreError(f"cannot open database {target}: {_describe(exc)}") from None
+        except duckdb.Error as exc:
+            raise DatabaseCorrupt(f"cannot open database {target}: {_describe(exc)}") from None
+        store = cls(con, target)
+        try:
+            store._check_and_migrate(read_only)
+        except BaseException:
+            con.close()
+            raise
+        if target is not None and not read_only:
+            with contextlib.suppress(OSError):
+                target.chmod(0o600)
+        return store
+
+    def _check_and_migrate(self, read_only: bool) -> None:
+        tables = {row[0] for row in self._con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+        if "meta" not in tables:
+            if tables:
+                raise DatabaseCorrupt(
+                    f"{self.path} is a DuckDB database but not one stxbf wrote "
+                    f"(tables: {', '.join(sorted(tables)[:5])})"
+                )
+            if read_only:
+                raise StoreError(f"database {self.path} is empty (no backfill has run)")
+            self._migrate(0)
+            return
+        meta = dict(self._con.execute("SELECT key, value FROM meta").fetchall())
+        if meta.get("app") != APP_MARKER:
+            raise DatabaseCorrupt(f"{self.path} is a DuckDB database but not one stxbf wrote")
+        version = int(meta.get("schema_version", "0"))
+        if version > SCHEMA_VERSION:
+            raise SchemaTooNew(
+                f"database {self.path} has schema {version}, newer than this stxbf "
+                f"understands ({SCHEMA_VERSION}); upgrade stxbf"
+            )
+        if version < SCHEMA_VERSION and not read_only:
+            self._migrate(version)
+
+    def _migrate(self, current: int) -> None:
+        with self.transaction():
+            for version in range(current + 1, SCHEMA_VERSION + 1):
+                for statement in MIGRATIONS[version]:
+                    self._con.execute(statement)
+            self._set_meta("app", APP_MARKER)
+            self._set_meta("schema_version", str(SCHEMA_VERSION))
+
+    def close(self) -> None:
+        self._con.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        self._con.execute("BEGIN TRANSACTION")
+        try:
+            yield
+        except BaseException:
+            with contextlib.suppress(duckdb.Error):
+                self._con.execute("ROLLBACK")
+            raise
+        self._con.execute("COMMIT")
+
+    # -- meta --------------------------------------------------------------------------------
+
+    def _set_meta(self, key: str, value: str) -> None:
+        self._con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [key, value])
+
+    def set_meta(self, key: str, value: str | int | float | None) -> None:
+        if value is None:
+            self._con.execute("DELETE FROM meta WHERE key = ?", [key])
+        else:
+            self._set_meta(key, str(value))
+
+    def get_meta(self, key: str) -> str | None:
+        row = self._con.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
+        return None if row is None else str(row[0])
+
+    # -- windows -----------------------------------------------------------------------------
+
+    def windows(self, state: str | None = None) -> list[WindowRecord]:
+        sql = "SELECT start_time, end_time, api_total, rows_stored, state, pages FROM windows"
+        params: list[Any] = []
+        if state is not None:
+            sql += " WHERE state = ?"
+            params.append(state)
+        rows = self._con.execute(sql + " ORDER BY start_time", params).fetchall()
+        return [WindowRecord(*row) for row in rows]
+
+    def commit_window(self, window: WindowRecord, rows: Sequence[Row]) -> int:
+        """Replace the window's range with `rows` and record its checkpoint, atomically.
+
+        Returns the number of distinct tx_ids now stored in the window's range. When that differs
+        from the API's total the window is recorded as `incomplete`, never `verified`.
+        """
+        try:
+            with self.transaction():
+                overlapping = self._con.execute(
+                    "SELECT count(*) FROM windows WHERE start_time <= ? AND end_time >= ?",
+                    [window.end_time, window.start_time],
+                ).fetchone()
+                if overlapping and overlapping[0]:
+                    self._con.execute(
+                        "DELETE FROM transactions WHERE burn_block_time BETWEEN ? AND ?",
+                        [window.start_time, window.end_time],
+                    )
+                    self._con.execute(
+                        "DELETE FROM windows WHERE start_time <= ? AND end_time >= ?",
+                        [window.end_time, window.start_time],
+                    )
+                if rows:
+                    columns = [list(column) for column in zip(*rows, strict=True)]
+                    self._con.execute(_INSERT_SQL, columns)
+                stored_row = self._con.execute(
+                    "SELECT count(*) FROM transactions WHERE burn_block_time BETWEEN ? AND ?",
+                    [window.start_time, window.end_time],
+                ).fetchone()
+                stored = int(stored_row[0]) if stored_row else 0
+                state = window.state if stored == window.api_total else "incomplete"
+                self._con.execute(
+                    "INSERT INTO windows VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        window.start_time,
+                        window.end_time,
+                        window.api_total,
+                        stored,
+                        state,
+                        window.pages,
+                        time.time(),
+                    ],
+                )
+        except duckdb.Error as exc:
+            raise StoreError(f"cannot write to database {self.path}: {_describe(exc)}") from None
+        return stored
+
+    # -- runs --------------------------------------------------------------------------------
+
+    def start_run(self, **fields: Any) -> int:
+        row = self._con.execute("SELECT coalesce(max(run_id), 0) + 1 FROM runs").fetchone()
+        run_id = int(row[0]) if row else 1
+        names = ["run_id", *fields]
+        placeholders = ", ".join("?" for _ in names)
+        self._con.execute(
+            f"INSERT INTO runs ({', '.join(names)}) VALUES ({placeholders})",
+            [run_id, *fields.values()],
+        )
+        return run_id
+
+    def end_run(self, run_id: int, **fields: Any) -> None:
+        assignments = ", ".join(f"{name} = ?" for name in fields)
+        self._con.execute(
+            f"UPDATE runs SET {assignments} WHERE run_id = ?", [*fields.values(), run_id]
+        )
+
+    def last_run(self) -> dict[str, Any] | None:
+        cursor = self._con.execute("SELECT * FROM runs ORDER BY run_id DESC LIMIT 1")
+        row = cursor.fetchone()
+        if row is None:
+            return None
+        names = [column[0] for column in cursor.description or []]
+        return dict(zip(names, row, strict=True))
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def summary(self, *, wallets: bool = True) -> StoreSummary:
+        row = self._con.execute(
+            "SELECT count(*), min(burn_block_time), max(burn_block_time) FROM transactions"
+        ).fetchone()
+        count, earliest, latest = row if row else (0, None, None)
+        wallet_count = 0
+        if wallets:
+            wallet_row = self._con.execute(
+                "SELECT count(DISTINCT sender_address) FROM transactions"
+            ).fetchone()
+            wallet_count = int(wallet_row[0]) if wallet_row else 0
+        return StoreSummary(
+            transactions=int(count),
+            wallets=wallet_count,
+            earliest_tx_time=earliest,
+            latest_tx_time=latest,
+            db_bytes=self.file_bytes(),
+        )
+
+    def file_bytes(self) -> int:
+        if self.path is None:
+            return 0
+        total = 0
+        for suffix in ("", ".wal"):
+            with contextlib.suppress(OSError):
+                total += os.stat(str(self.path) + suffix).st_size
+        return total
+
+    def tx_ids(self, start_time: int | None = None, end_time: int | None = None) -> set[str]:
+        """Every stored tx_id, optionally within a burn_block_time range (tests and `verify`)."""
+        sql = "SELECT tx_id FROM transactions"
+        params: list[Any] = []
+        if start_time is not None and end_time is not None:
+            sql += " WHERE burn_block_time BETWEEN ? AND ?"
+            params = [start_time, end_time]
+        return {row[0] for row in self._con.execute(sql, params).fetchall()}
+
+    def checkpoint(self) -> None:
+        with contextlib.suppress(duckdb.Error):
+            self._con.execute("CHECKPOINT")
