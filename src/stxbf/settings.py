@@ -1,8 +1,8 @@
 """Settings: CLI flag > environment (STXBF_*) > config file (TOML) > default.
 
-The API key is a SecretStr: it is sent as the `x-api-key` header and nowhere else. The data directory
-(`STXBF_HOME`) holds the database, the log, the lock and the progress file; library code receives
-the resolved paths, never this object.
+The API key is a SecretStr: it is sent as the `x-api-key` header and nowhere else. The data
+directory (`STXBF_HOME`) holds the database, the log, the lock and the progress file; library code
+receives the resolved paths, never this object. docs/configuration.md lists every setting.
 """
 
 from __future__ import annotations
@@ -53,7 +53,10 @@ class Settings(BaseSettings):
 
     api_url: str = DEFAULT_API_URL
     api_key: SecretStr | None = Field(
-        default=None, validation_alias=AliasChoices("api_key", "STXBF_API_KEY", "HIRO_API_KEY")
+        # Only these two variables: a generic `API_KEY` meant for another tool must never be sent.
+        # STXBF_API_KEY wins when both are set. `api_key` still works by name (flag, config file).
+        default=None,
+        validation_alias=AliasChoices("STXBF_API_KEY", "HIRO_API_KEY"),
     )
     home: Path = Field(default_factory=default_home)
     db: Path | None = None
@@ -129,6 +132,9 @@ class Settings(BaseSettings):
 def load_settings(**overrides: Any) -> Settings:
     """Build settings with CLI overrides on top; any invalid value becomes one ConfigError line."""
     given = {key: value for key, value in overrides.items() if value is not None}
+    explicit = os.environ.get("STXBF_CONFIG")
+    if explicit and not config_file_path().is_file():
+        raise ConfigError(f"config file {explicit} (from STXBF_CONFIG) does not exist")
     try:
         return Settings(**given)
     except ValidationError as exc:
@@ -141,6 +147,7 @@ def describe_validation_error(exc: ValidationError) -> str:
     first = exc.errors()[0]
     field = ".".join(str(part) for part in first["loc"]) or "settings"
     value = first.get("input")
-    shown = "" if field == "api_key" or isinstance(value, dict) else f" (got {value!r})"
+    secret = "api_key" in field.lower()
+    shown = "" if secret or isinstance(value, dict) else f" (got {value!r})"
     message = first["msg"].removeprefix("Value error, ")
     return f"invalid setting {field}: {message}{shown}"
