@@ -125,6 +125,11 @@ class Settings(BaseSettings):
         return self.db_path.with_name(self.db_path.name + ".progress.json")
 
     @property
+    def runner_path(self) -> Path:
+        """Who holds the lock: pid, start time, host (JSON, written while a run is alive)."""
+        return self.db_path.with_name(self.db_path.name + ".runner.json")
+
+    @property
     def api_is_loopback(self) -> bool:
         return (urlsplit(self.api_url).hostname or "") in LOOPBACK_HOSTS
 
