@@ -1,0 +1,265 @@
+"""Tests that keep the project honest: help and docs for every command, one-way imports, a quick
+`stxbf --help`, and the README's test command being the one CI runs.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+import shlex
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import typer.main
+
+from stxbf.cli.main import app
+from stxbf.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+SRC = ROOT / "src" / "stxbf"
+README = ROOT / "README.md"
+CLI_DOC = ROOT / "docs" / "cli.md"
+CI_SCRIPT = ROOT / ".ci" / "run"
+CHANGELOG = ROOT / "CHANGELOG.md"
+
+# --- every command has help and a section in docs/cli.md ------------------------------------------
+
+
+def walk(command: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[str, Any]]:
+    """(full name, click command) for the app and every visible sub-command, depth first.
+
+    Duck-typed: recent Typer ships its own copy of click, older ones use click itself.
+    """
+    yield " ".join(("stxbf", *path)), command
+    for name, sub in (getattr(command, "commands", None) or {}).items():
+        if not sub.hidden:
+            yield from walk(sub, (*path, name))
+
+
+COMMANDS = dict(walk(typer.main.get_command(app)))
+SUBCOMMANDS = {name: command for name, command in COMMANDS.items() if name != "stxbf"}
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_command_has_help(name: str) -> None:
+    command = COMMANDS[name]
+    text = (command.help or command.short_help or "").strip()
+    assert text, f"`{name}` has no help text"
+    assert "not implemented" not in text.lower(), f"`{name}` is still a placeholder"
+
+
+def documented_commands() -> set[str]:
+    """Commands named as code in a `##`/`###` heading of docs/cli.md (``### `stxbf tmux` ``)."""
+    found: set[str] = set()
+    for line in CLI_DOC.read_text(encoding="utf-8").splitlines():
+        if not re.match(r"#{2,3} ", line):
+            continue
+        for span in re.findall(r"`([^`]+)`", line):
+            words: list[str] = []
+            for word in span.split():
+                if not re.fullmatch(r"[a-z][\w-]*", word):
+                    break  # options and arguments end the command's name
+                words.append(word)
+            if words and words[0] == "stxbf":
+                found.add(" ".join(words))
+    return found
+
+
+@pytest.mark.parametrize("name", sorted(SUBCOMMANDS))
+def test_command_is_documented(name: str) -> None:
+    assert name in documented_commands(), f"docs/cli.md has no ##/### heading for `{name}`"
+
+
+def test_documented_commands_exist() -> None:
+    """Every command docs/cli.md gives a heading to is a real one (no stale sections)."""
+    assert documented_commands() - set(COMMANDS) == set()
+
+
+def all_options() -> set[str]:
+    return {
+        opt
+        for command in COMMANDS.values()
+        for param in command.params
+        for opt in (*param.opts, *param.secondary_opts)
+        if opt.startswith("--")
+    }
+
+
+@pytest.mark.parametrize("doc", ["cli.md", "configuration.md"])
+def test_documented_flags_exist(doc: str) -> None:
+    """Every `--flag` (or `stxbf … --flag`) written as code in the docs is a real option.
+
+    Code spans about other programs (`pip install --user`) are not ours to check.
+    """
+    text = (ROOT / "docs" / doc).read_text(encoding="utf-8")
+    ours = [span for span in re.findall(r"`([^`\n]+)`", text) if span.startswith(("--", "stxbf"))]
+    flags = {flag for span in ours for flag in re.findall(r"(?<![\w-])--[a-z][a-z-]*", span)}
+    assert flags - all_options() == set()
+
+
+def test_every_setting_is_documented() -> None:
+    text = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
+    for name in Settings.model_fields:
+        assert f"| `{name}` |" in text, f"docs/configuration.md has no row for `{name}`"
+        if name != "api_key":
+            assert f"`STXBF_{name.upper()}`" in text
+
+
+# --- one-way arrows -------------------------------------------------------------------------------
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(SRC.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Every stxbf module a file imports, at any depth (including inside functions)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    name = module_name(path)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - node.level + 1]
+                target = ".".join([*base, node.module] if node.module else base)
+            else:
+                target = node.module or ""
+            found.add(target)
+            # `from stxbf import store` imports the module stxbf.store
+            found.update(f"{target}.{alias.name}" for alias in node.names)
+    return {name for name in found if name == "stxbf" or name.startswith("stxbf.")}
+
+
+MODULES = {module_name(path): imported_modules(path) for path in sorted(SRC.rglob("*.py"))}
+
+
+def within(name: str, packages: str | tuple[str, ...]) -> bool:
+    packages = (packages,) if isinstance(packages, str) else packages
+    return any(name == package or name.startswith(package + ".") for package in packages)
+
+
+ENTRY_POINTS = ("stxbf.cli", "stxbf.__main__")  # `python -m stxbf` is an entry point too
+
+# (importer package, forbidden package, why)
+FORBIDDEN = [
+    ("stxbf.fetch", "stxbf.store", "fetch and store meet only in runner.py"),
+    ("stxbf.store", "stxbf.fetch", "fetch and store meet only in runner.py"),
+    ("stxbf.simulator", "stxbf.models", "the simulator speaks the API's JSON, not our models"),
+    ("stxbf.simulator", "stxbf.fetch", "the simulator is independent of the client"),
+    ("stxbf.simulator", "stxbf.store", "the simulator is independent of the store"),
+    ("stxbf.simulator", "stxbf.runner", "the simulator is independent of the runner"),
+]
+
+
+def violations() -> Iterator[str]:
+    for importer, imports in MODULES.items():
+        for imported in sorted(imports):
+            if within(imported, "stxbf.cli") and not within(importer, ENTRY_POINTS):
+                yield f"{importer} imports {imported}: nothing outside cli/ imports cli"
+            if within(imported, "stxbf.settings") and not (
+                within(importer, "stxbf.cli") or importer == "stxbf.settings"
+            ):
+                yield f"{importer} imports {imported}: libraries take explicit arguments"
+            for source, target, why in FORBIDDEN:
+                if within(importer, source) and within(imported, target):
+                    yield f"{importer} imports {imported}: {why}"
+
+
+def test_the_import_walker_sees_the_tree() -> None:
+    assert "stxbf.cli.main" in MODULES
+    assert "stxbf.cli.run" in MODULES["stxbf.cli.main"]
+    assert "stxbf.errors" in MODULES["stxbf.settings"]
+
+
+def test_imports_point_one_way() -> None:
+    assert list(violations()) == []
+
+
+# --- `stxbf --help` is instant --------------------------------------------------------------------
+
+HEAVY = ("httpx", "duckdb", "libtmux")
+
+PROBE = """
+import json, sys
+sys.argv = ["stxbf", "--help"]
+from stxbf.cli.main import main
+try:
+    main()
+except SystemExit:
+    pass
+print(json.dumps(sorted({name.partition(".")[0] for name in sys.modules})), file=sys.stderr)
+"""
+
+
+def test_help_does_not_import_heavy_libraries() -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert "Usage" in result.stdout
+    loaded = set(json.loads(result.stderr.strip().splitlines()[-1]))
+    assert loaded.isdisjoint(HEAVY), f"`stxbf --help` imports {sorted(loaded & set(HEAVY))}"
+
+
+# --- the README's test command is what CI runs ----------------------------------------------------
+
+
+def readme_test_command() -> str:
+    text = README.read_text(encoding="utf-8")
+    fence = r"<!-- test-command -->\s*```(?:bash|sh|console)?\n(.+?)\n[ \t]*```"
+    match = re.search(fence, text, re.S)
+    assert match, "README.md has no fenced block after <!-- test-command -->"
+    lines = [line.strip() for line in match.group(1).splitlines() if line.strip()]
+    assert len(lines) == 1, "the README's test command is one line"
+    return lines[0]
+
+
+def ci_test_command() -> str:
+    text = CI_SCRIPT.read_text(encoding="utf-8")
+    match = re.search(r"^# >>> test command\n(.+?)\n# <<< test command$", text, re.S | re.M)
+    assert match, ".ci/run has no `# >>> test command` block"
+    lines = [line.strip() for line in match.group(1).splitlines() if line.strip()]
+    assert len(lines) == 1
+    return lines[0]
+
+
+def test_readme_test_command_is_what_ci_runs() -> None:
+    readme, ci = readme_test_command(), ci_test_command()
+    assert shlex.split(readme) == shlex.split(ci)
+    assert "pytest" in readme
+
+
+def test_ci_script_fails_fast() -> None:
+    text = CI_SCRIPT.read_text(encoding="utf-8")
+    assert text.startswith("#!/usr/bin/env bash\n")
+    assert "set -euo pipefail" in text
+    # the test command is the script's last command, so its exit status is the script's
+    last = [line for line in text.splitlines() if line.strip() and not line.startswith("#")][-1]
+    assert last.strip() == ci_test_command()
+
+
+def test_nox_tests_session_runs_plain_pytest() -> None:
+    """`nox -s tests` runs the same pytest (no extra options) as the README's command."""
+    noxfile = (ROOT / "noxfile.py").read_text(encoding="utf-8")
+    assert 'session.run("pytest", *session.posargs)' in noxfile
+    assert readme_test_command().endswith("pytest")
+
+
+# --- changelog ------------------------------------------------------------------------------------
+
+
+def test_changelog_has_unreleased_section() -> None:
+    text = CHANGELOG.read_text(encoding="utf-8")
+    assert re.search(r"^## \[Unreleased\]$", text, re.M)
+    unreleased = text.split("## [Unreleased]", 1)[1].split("\n## ", 1)[0]
+    assert re.search(r"^### (Added|Changed|Deprecated|Removed|Fixed|Security)$", unreleased, re.M)
+    assert re.search(r"^- \S", unreleased, re.M)
