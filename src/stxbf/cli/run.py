@@ -1,8 +1,294 @@
-"""Placeholder: being written."""
+"""`stxbf run`: the backfill in the foreground (what the tmux runner pane and cron execute)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 
+from stxbf.cli.common import console, err_console, stdout_is_terminal
+from stxbf.errors import ConfigError
 
-def run() -> None:
-    """Not implemented yet."""
-    raise typer.Exit(1)
+if TYPE_CHECKING:
+    from stxbf.runner import RunParams, RunReport
+    from stxbf.settings import Settings
+    from stxbf.state import ProgressSnapshot
+
+log = logging.getLogger("stxbf.cli")
+
+TargetDays = typer.Option(None, "--target-days", help="Days of history to backfill [default: 365].")
+MaxPages = typer.Option(None, "--max-pages", help="Page budget per iteration [default: 5000].")
+MaxIterations = typer.Option(
+    None, "--max-iterations", help="Stop after N iterations; 0 = until the target [default: 0]."
+)
+Concurrency = typer.Option(None, "--concurrency", help="Requests in flight at once [default: 16].")
+Rpm = typer.Option(
+    None, "--rpm", help="Fix the request rate (per minute) instead of following the API's headers."
+)
+ApiUrl = typer.Option(None, "--api-url", help="Stacks API base URL [default: https://api.hiro.so].")
+Home = typer.Option(None, "--home", help="Data directory (database, log, lock) [env: STXBF_HOME].")
+Db = typer.Option(None, "--db", help="DuckDB file [default: $STXBF_HOME/stxbf.duckdb].")
+
+
+def run(
+    target_days: int | None = TargetDays,
+    max_pages: int | None = MaxPages,
+    max_iterations: int | None = MaxIterations,
+    concurrency: int | None = Concurrency,
+    rpm: float | None = Rpm,
+    api_url: str | None = ApiUrl,
+    home: Path | None = Home,
+    db: Path | None = Db,
+    give_up_after: float | None = typer.Option(
+        None, "--give-up-after", help="Seconds of failures before a request is abandoned [600]."
+    ),
+) -> None:
+    """Backfill transactions into DuckDB until the target range is verified.
+
+    Resumable: run it again after any interruption and it continues where it stopped. The API key
+    comes from STXBF_API_KEY or HIRO_API_KEY in the environment, never from the command line.
+    Exit codes: 0 target reached, 1 error, 2 usage, 3 stopped before the target, 4 another run
+    holds the lock, 130 interrupted.
+    """
+    from stxbf.settings import load_settings
+
+    settings = load_settings(
+        target_days=target_days,
+        max_pages=max_pages,
+        max_iterations=max_iterations,
+        concurrency=concurrency,
+        rpm=rpm,
+        api_url=api_url,
+        home=home,
+        db=db,
+        give_up_after=give_up_after,
+    )
+    report = execute(settings)
+    render_report(report)
+    raise typer.Exit(int(report.exit_code))
+
+
+def params_from(settings: Settings) -> RunParams:
+    from stxbf.runner import RunParams
+    from stxbf.settings import check_key_transport
+
+    check_key_transport(settings)
+    return RunParams(
+        api_url=settings.api_url,
+        api_key=settings.api_key.get_secret_value() if settings.api_key else None,
+        db_path=settings.db_path,
+        lock_path=settings.lock_path,
+        progress_path=settings.progress_path,
+        runner_path=settings.runner_path,
+        target_days=settings.target_days,
+        max_pages=settings.max_pages,
+        max_iterations=settings.max_iterations,
+        concurrency=settings.concurrency,
+        rpm=settings.rpm,
+        request_timeout=settings.request_timeout,
+        give_up_after=settings.give_up_after,
+    )
+
+
+def execute(settings: Settings, *, transport: Any = None, interactive: bool | None = None) -> RunReport:
+    """Set up the data dir, logging and signals, then run the backfill on a fresh event loop."""
+    import asyncio
+
+    from stxbf.ops.logs import configure_logging
+    from stxbf.runner import Runner
+
+    params = params_from(settings)
+    os.umask(0o077)  # everything stxbf creates in its data dir is the user's alone
+    _prepare_home(settings.home)
+    interactive = stdout_is_terminal() if interactive is None else interactive
+    view = LiveView() if interactive else PlainView()
+    secret = [params.api_key] if params.api_key else []
+    configure_logging(
+        settings.log_path, level=settings.log_level, console=view.log_handler(), secrets=secret
+    )
+    log.info(
+        "stxbf run: %d days from %s into %s (pid %d)",
+        params.target_days,
+        params.api_url,
+        params.db_path,
+        os.getpid(),
+    )
+    runner = Runner(params, transport=transport, view=view)
+
+    async def main() -> RunReport:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, _on_signal, runner, signal.Signals(signum).name)
+        try:
+            return await runner.run()
+        finally:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(signum)
+
+    view.start()
+    try:
+        report = asyncio.run(main())
+    finally:
+        view.stop()
+    log.info("stxbf run finished: exit %d, %s", int(report.exit_code), report.message)
+    return report
+
+
+_signals_seen = 0
+
+
+def _on_signal(runner: Any, name: str) -> None:
+    global _signals_seen
+    _signals_seen += 1
+    if _signals_seen > 1:
+        err_console.print(f"stxbf: second {name}: stopping now (committed windows are safe)")
+        os._exit(130)
+    runner.request_stop(name)
+
+
+def _prepare_home(home: Path) -> None:
+    if home.exists() and not home.is_dir():
+        raise ConfigError(f"data directory {home} is a file, not a directory")
+    try:
+        home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as exc:
+        raise ConfigError(f"cannot create data directory {home}: {exc.strerror}") from None
+    if not os.access(home, os.W_OK | os.X_OK):
+        raise ConfigError(f"data directory {home} is not writable")
+
+
+def render_report(report: RunReport) -> None:
+    snap = report.snapshot
+    target = console if report.exit_code in (0, 3) else err_console
+    if snap is not None:
+        target.print(
+            f"Progress: {snap.days_verified}/{snap.target_days} days "
+            f"({100.0 * snap.days_verified / max(1, snap.target_days):.1f}%) · "
+            f"{snap.transactions_stored:,} transactions stored · "
+            f"{snap.counters.pages:,} pages, {snap.counters.responses_429} × 429, "
+            f"{snap.counters.errors} errors"
+        )
+    target.print(f"stxbf run: {report.message} (exit {int(report.exit_code)})")
+
+
+# -- views -----------------------------------------------------------------------------------
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    seconds = int(seconds)
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    if minutes:
+        return f"{minutes}m{secs:02d}s"
+    return f"{secs}s"
+
+
+def progress_line(snap: ProgressSnapshot) -> str:
+    limit = f"{snap.limit_rpm:.0f}" if snap.limit_rpm else "∞"
+    expected = f"/{snap.expected_total:,}" if snap.expected_total is not None else ""
+    return (
+        f"{snap.days_verified}/{snap.target_days} days verified · "
+        f"{snap.transactions_stored:,}{expected} tx · {snap.counters.pages:,} pages · "
+        f"{snap.rate_rpm:.0f}/{limit} req/min · 429s {snap.counters.responses_429} · "
+        f"errors {snap.counters.errors} · ETA {_duration(snap.eta_seconds)} · {snap.phase}"
+    )
+
+
+class PlainView:
+    """Without a terminal (cron): a timestamped line every 30 s, no control codes."""
+
+    interval = 30.0
+
+    def __init__(self) -> None:
+        self._last = 0.0
+
+    def log_handler(self) -> logging.Handler:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setLevel(logging.INFO)
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%S%z")
+        )
+        return handler
+
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+    def update(self, snap: ProgressSnapshot) -> None:
+        now = time.monotonic()
+        if now - self._last < self.interval and snap.exit_code is None:
+            return
+        self._last = now
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        print(f"{stamp} progress {progress_line(snap)}", flush=True)
+
+
+class LiveView:
+    """On a terminal: a rich live panel (days, transactions, rate vs limit, ETA)."""
+
+    def __init__(self) -> None:
+        from rich.live import Live
+
+        self._snap: ProgressSnapshot | None = None
+        self._live = Live(console=console, refresh_per_second=4, get_renderable=self._render)
+
+    def log_handler(self) -> logging.Handler:
+        from rich.logging import RichHandler
+
+        handler = RichHandler(console=console, show_path=False, markup=False, rich_tracebacks=False)
+        handler.setLevel(logging.WARNING)
+        return handler
+
+    def start(self) -> None:
+        self._live.start()
+
+    def stop(self) -> None:
+        self._live.stop()
+
+    def update(self, snap: ProgressSnapshot) -> None:
+        self._snap = snap
+
+    def _render(self) -> Any:
+        from rich.progress_bar import ProgressBar
+        from rich.table import Table
+
+        snap = self._snap
+        if snap is None:
+            return "[dim]stxbf: starting…[/]"
+        table = Table.grid(padding=(0, 2))
+        table.add_column(style="bold")
+        table.add_column()
+        days = snap.days_verified
+        bar = ProgressBar(total=max(1, snap.target_days), completed=days, width=40)
+        percent = 100.0 * days / max(1, snap.target_days)
+        table.add_row("Days verified", f"{days}/{snap.target_days} ({percent:.1f}%)")
+        table.add_row("", bar)
+        expected = f" of ~{snap.expected_total:,}" if snap.expected_total is not None else ""
+        table.add_row("Transactions", f"{snap.transactions_stored:,}{expected}")
+        table.add_row("Pages", f"{snap.counters.pages:,} ({snap.counters.requests:,} requests)")
+        limit = f"{snap.limit_rpm:.0f}" if snap.limit_rpm else "unthrottled"
+        table.add_row("Rate", f"{snap.rate_rpm:.0f} req/min (limit {limit})")
+        table.add_row(
+            "429 / errors / retries",
+            f"{snap.counters.responses_429} / {snap.counters.errors} / {snap.counters.retries}",
+        )
+        table.add_row("ETA", _duration(snap.eta_seconds))
+        status = snap.phase
+        if snap.phase == "backing_off" and snap.backoff_until:
+            status += f" ({max(0.0, snap.backoff_until - time.time()):.0f}s)"
+        table.add_row("Status", status)
+        if snap.last_error:
+            table.add_row("Last error", f"[yellow]{snap.last_error}[/]")
+        return table

@@ -1,5 +1,5 @@
 """The DuckDB file: transactions, the window checkpoints that prove them complete, and run history."""
 
-from stxbf.store.db import StoreSummary, Store, WindowRecord
+from stxbf.store.db import Store, StoreSummary, WindowRecord
 
 __all__ = ["Store", "StoreSummary", "WindowRecord"]

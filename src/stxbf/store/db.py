@@ -183,19 +183,16 @@ class Store:
         """
         try:
             with self.transaction():
-                overlapping = self._con.execute(
-                    "SELECT count(*) FROM windows WHERE start_time <= ? AND end_time >= ?",
+                # Whatever was stored for this range before (an earlier attempt, the head window
+                # of an earlier run) is replaced by exactly the API's answer.
+                self._con.execute(
+                    "DELETE FROM transactions WHERE burn_block_time BETWEEN ? AND ?",
+                    [window.start_time, window.end_time],
+                )
+                self._con.execute(
+                    "DELETE FROM windows WHERE start_time <= ? AND end_time >= ?",
                     [window.end_time, window.start_time],
-                ).fetchone()
-                if overlapping and overlapping[0]:
-                    self._con.execute(
-                        "DELETE FROM transactions WHERE burn_block_time BETWEEN ? AND ?",
-                        [window.start_time, window.end_time],
-                    )
-                    self._con.execute(
-                        "DELETE FROM windows WHERE start_time <= ? AND end_time >= ?",
-                        [window.end_time, window.start_time],
-                    )
+                )
                 if rows:
                     columns = [list(column) for column in zip(*rows, strict=True)]
                     self._con.execute(_INSERT_SQL, columns)

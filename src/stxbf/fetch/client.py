@@ -1,0 +1,183 @@
+"""The HTTP client: one method per endpoint, one request per call, every outcome classified.
+
+Retrying is the caller's business (see `pages.py`); this module only says what happened:
+a `Page`, a `RateLimited`, a `Transient` (worth retrying), or a fatal `FetchError`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from stxbf import __version__
+from stxbf.errors import ApiGone, ApiNotStacks, ApiRejected, ApiUnreachable
+from stxbf.models import MalformedPage, Page, parse_page
+
+log = logging.getLogger(__name__)
+
+TX_LIST_PATH = "/extended/v1/tx"
+PAGE_LIMIT = 50  # the API's maximum; more is a 400
+
+
+class RateLimited(Exception):
+    def __init__(self, retry_after: float | None) -> None:
+        super().__init__(f"429 Too Many Requests (retry-after {retry_after})")
+        self.retry_after = retry_after
+
+
+class Transient(Exception):
+    """A failure worth retrying: 5xx, timeout, dropped connection, truncated or non-JSON body."""
+
+    def __init__(self, reason: str, *, connect: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.connect = connect  # could not reach the API at all
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    status: int
+    headers: Mapping[str, str]
+    page: Page | None = None
+
+
+def describe_transport_error(exc: httpx.TransportError) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0][:200]
+
+
+class ApiClient:
+    """Talks to one Stacks API base URL. The key travels only in the `x-api-key` header."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        api_key: str | None = None,
+        timeout: float = 30.0,
+        max_connections: int = 16,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        headers = {"user-agent": f"stxbf/{__version__}", "accept": "application/json"}
+        if api_key:
+            headers["x-api-key"] = api_key
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url,
+            headers=headers,
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+            limits=httpx.Limits(
+                max_connections=max_connections, max_keepalive_connections=max_connections
+            ),
+            transport=transport,
+            follow_redirects=False,
+        )
+        self._warned_deprecation = False
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> ApiClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def tx_page(
+        self,
+        *,
+        offset: int = 0,
+        limit: int = PAGE_LIMIT,
+        start_time: int | None = None,
+        end_time: int | None = None,
+        order: str = "asc",
+        sort_by: str = "block_height",
+    ) -> Response:
+        """GET /extended/v1/tx for one page. start/end are inclusive burn_block_time bounds."""
+        params: dict[str, Any] = {"limit": limit, "offset": offset, "order": order, "sort_by": sort_by}
+        if start_time is not None:
+            params["start_time"] = max(1, start_time)  # 0 means "no bound" to the API
+        if end_time is not None:
+            params["end_time"] = end_time
+        try:
+            response = await self._http.get(TX_LIST_PATH, params=params)
+            body = response.content
+        except httpx.TimeoutException as exc:
+            raise Transient(f"timed out ({type(exc).__name__})") from None
+        except httpx.ConnectError as exc:
+            raise Transient(f"cannot connect: {describe_transport_error(exc)}", connect=True) from None
+        except httpx.TransportError as exc:
+            raise Transient(f"connection failed: {describe_transport_error(exc)}") from None
+        return self._classify(response, body)
+
+    def _classify(self, response: httpx.Response, body: bytes) -> Response:
+        status = response.status_code
+        headers = response.headers
+        if not self._warned_deprecation and headers.get("warning", "").startswith("299"):
+            self._warned_deprecation = True
+            log.warning(
+                "the API says %s is deprecated (%s); stxbf will need /extended/v3/transactions "
+                "once the v1 route is switched off",
+                TX_LIST_PATH,
+                headers["warning"],
+            )
+        if status == 200:
+            try:
+                page = parse_page(body)
+            except MalformedPage as exc:
+                kind = headers.get("content-type", "").split(";")[0]
+                raise Transient(f"bad page body ({kind or 'no content-type'}): {exc}") from None
+            return Response(status, headers, page)
+        if status == 429:
+            from stxbf.fetch.pacer import parse_retry_after
+
+            raise RateLimited(parse_retry_after(headers.get("retry-after")))
+        if status >= 500 or status == 408:
+            raise Transient(f"HTTP {status} from the API")
+        if status == 410:
+            raise ApiGone(
+                f"the API answered 410 Gone: {TX_LIST_PATH} is switched off on {self.base_url}",
+                status=status,
+                hint="The v1 list routes were retired in API v9; this stxbf needs an API that "
+                "still serves them (or a newer stxbf).",
+            )
+        if status in (401, 403):
+            raise ApiRejected(
+                f"the API refused the request ({status}): the API key is missing or wrong",
+                status=status,
+                hint="Set STXBF_API_KEY (or HIRO_API_KEY) in the environment.",
+            )
+        if status == 404:
+            raise ApiNotStacks(
+                f"{self.base_url}{TX_LIST_PATH} does not exist (404): is "
+                f"{urlsplit(self.base_url).netloc} a Stacks API?"
+            )
+        if status == 400:
+            raise ApiRejected(f"the API rejected the request (400): {_error_text(body)}", status=status)
+        if 300 <= status < 400:
+            raise ApiNotStacks(
+                f"the API redirected ({status}) to {headers.get('location', '?')}; "
+                "set STXBF_API_URL to the final address"
+            )
+        raise ApiRejected(f"unexpected HTTP {status} from the API", status=status)
+
+
+def _error_text(body: bytes) -> str:
+    try:
+        import orjson
+
+        data = orjson.loads(body)
+        if isinstance(data, dict):
+            return str(data.get("error") or data.get("message") or data)[:200]
+    except ValueError:
+        pass
+    return body[:200].decode("utf-8", "replace")
+
+
+def unreachable(base_url: str, reason: str) -> ApiUnreachable:
+    return ApiUnreachable(f"cannot reach the API at {base_url}: {reason}")

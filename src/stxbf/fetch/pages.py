@@ -1,0 +1,147 @@
+"""One page, however long it takes: pacing, retries with jittered backoff, and a bounded give-up.
+
+Every attempt waits for the shared pacer first, so a retry can never jump a 429's retry-after.
+tenacity drives the loop; a request is abandoned only after `give_up_after` seconds of failures,
+and then the run ends with a clear error while everything already committed stays committed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    stop_after_delay,
+    wait_exponential_jitter,
+)
+
+from stxbf.errors import ApiUnreachable
+from stxbf.fetch.client import PAGE_LIMIT, ApiClient, RateLimited, Response, Transient
+from stxbf.fetch.pacer import Pacer
+from stxbf.models import Page
+
+log = logging.getLogger(__name__)
+
+_backoff = wait_exponential_jitter(initial=0.5, max=30.0, jitter=1.0)
+
+
+@dataclass
+class FetchStats:
+    requests: int = 0
+    pages: int = 0
+    transactions: int = 0
+    responses_429: int = 0
+    errors: int = 0
+    retries: int = 0
+    consecutive_failures: int = 0
+    last_error: str | None = None
+    last_error_at: float | None = None
+    backoff_until: float | None = None  # wall clock, while an error backoff is running
+
+
+class PageSource:
+    """`await source.page(...)` returns a parsed page or raises a fatal FetchError."""
+
+    def __init__(
+        self,
+        client: ApiClient,
+        pacer: Pacer,
+        *,
+        give_up_after: float,
+        stats: FetchStats | None = None,
+    ) -> None:
+        self.client = client
+        self.pacer = pacer
+        self.give_up_after = give_up_after
+        self.stats = stats if stats is not None else FetchStats()
+
+    async def page(
+        self,
+        *,
+        start_time: int | None,
+        end_time: int | None,
+        offset: int = 0,
+        limit: int = PAGE_LIMIT,
+        order: str = "asc",
+        sort_by: str = "block_height",
+        give_up_after: float | None = None,
+    ) -> Page:
+        retrying = AsyncRetrying(
+            retry=retry_if_exception_type((Transient, RateLimited)),
+            stop=stop_after_delay(give_up_after or self.give_up_after),
+            wait=self._wait,
+            before_sleep=self._before_sleep,
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    response = await self._once(
+                        offset=offset,
+                        limit=limit,
+                        start_time=start_time,
+                        end_time=end_time,
+                        order=order,
+                        sort_by=sort_by,
+                    )
+                    assert response.page is not None
+                    return response.page
+        except Transient as exc:
+            raise ApiUnreachable(
+                f"gave up on {self.client.base_url} after {give_up_after or self.give_up_after:.0f} s "
+                f"of failures; last: {exc.reason}"
+            ) from None
+        except RateLimited:
+            raise ApiUnreachable(
+                f"gave up on {self.client.base_url}: still rate-limited (429) after "
+                f"{give_up_after or self.give_up_after:.0f} s"
+            ) from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _once(self, **params: object) -> Response:
+        await self.pacer.acquire()
+        self.stats.requests += 1
+        try:
+            response = await self.client.tx_page(**params)  # type: ignore[arg-type]
+        except RateLimited as exc:
+            self.stats.responses_429 += 1
+            self.pacer.on_429(exc.retry_after)
+            self._note_failure(str(exc))
+            raise
+        except Transient as exc:
+            self.stats.errors += 1
+            self._note_failure(exc.reason)
+            raise
+        self.pacer.observe(response.status, response.headers)
+        assert response.page is not None
+        self.stats.pages += 1
+        self.stats.transactions += len(response.page.rows)
+        self.stats.consecutive_failures = 0
+        self.stats.backoff_until = None
+        return response
+
+    def _note_failure(self, reason: str) -> None:
+        self.stats.consecutive_failures += 1
+        self.stats.last_error = reason
+        self.stats.last_error_at = time.time()
+
+    @staticmethod
+    def _wait(state: RetryCallState) -> float:
+        outcome = state.outcome
+        if outcome is not None and isinstance(outcome.exception(), RateLimited):
+            return 0.0  # the pacer's gate already holds every worker until retry-after
+        return float(_backoff(state))
+
+    def _before_sleep(self, state: RetryCallState) -> None:
+        self.stats.retries += 1
+        sleep = state.next_action.sleep if state.next_action else 0.0
+        if sleep:
+            self.stats.backoff_until = time.time() + sleep
+        exc = state.outcome.exception() if state.outcome else None
+        level = logging.INFO if isinstance(exc, RateLimited) else logging.WARNING
+        if state.attempt_number in (1, 3) or state.attempt_number % 10 == 0:
+            log.log(level, "retrying a page (attempt %d): %s", state.attempt_number, exc)
