@@ -1,0 +1,124 @@
+"""The pacer with a fake clock: even spacing, header-learned ceilings, and the retry-after gate."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from stxbf.fetch.pacer import SAFETY, Pacer, parse_retry_after, read_rate_headers
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.now += max(0.0, seconds)
+        await asyncio.sleep(0)
+
+
+def send_times(pacer: Pacer, clock: FakeClock, count: int) -> list[float]:
+    async def go() -> list[float]:
+        times = []
+        for _ in range(count):
+            await pacer.acquire()
+            times.append(clock.now)
+        return times
+
+    return asyncio.run(go())
+
+
+def test_fixed_rate_spaces_requests_evenly() -> None:
+    clock = FakeClock()
+    pacer = Pacer(rpm=600, fixed=True, clock=clock, sleep=clock.sleep)
+    times = send_times(pacer, clock, 11)
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    assert gaps == pytest.approx([0.1] * 10)
+
+
+def test_headers_set_the_ceiling_just_under_the_stated_limit() -> None:
+    clock = FakeClock()
+    pacer = Pacer(rpm=50, clock=clock, sleep=clock.sleep)
+    pacer.observe(200, {"ratelimit-limit": "600", "ratelimit-remaining": "599", "ratelimit-reset": "60"})
+    assert pacer.limit_rpm == pytest.approx(600 * SAFETY)
+    times = send_times(pacer, clock, 5)
+    assert times[1] - times[0] == pytest.approx(60 / (600 * SAFETY))
+
+
+def test_per_second_cap_is_the_tighter_limit() -> None:
+    headers = {"x-ratelimit-limit-stacks-minute": "600", "x-ratelimit-limit-stacks-second": "5"}
+    assert read_rate_headers(headers).limit_per_second == 5
+
+
+def test_no_stated_limit_means_unthrottled() -> None:
+    clock = FakeClock()
+    pacer = Pacer(rpm=50, clock=clock, sleep=clock.sleep)
+    pacer.observe(200, {})
+    assert pacer.limit_rpm is None
+    assert send_times(pacer, clock, 20) == [1000.0] * 20
+
+
+def test_429_closes_the_gate_for_retry_after_and_slows_down() -> None:
+    clock = FakeClock()
+    pacer = Pacer(rpm=600, fixed=True, clock=clock, sleep=clock.sleep)
+    before = pacer.current_rpm
+    pacer.on_429(7.0)
+    times = send_times(pacer, clock, 3)
+    assert times[0] >= 1007.0
+    assert pacer.current_rpm is not None and before is not None
+    assert pacer.current_rpm < before
+
+
+def test_no_request_leaves_while_the_gate_is_closed_even_for_waiters() -> None:
+    clock = FakeClock()
+    pacer = Pacer(rpm=6000, fixed=True, clock=clock, sleep=clock.sleep)
+
+    async def go() -> list[float]:
+        times: list[float] = []
+
+        async def worker() -> None:
+            for _ in range(5):
+                await pacer.acquire()
+                times.append(clock.now)
+                if len(times) == 3:
+                    pacer.on_429(4.0)
+
+        await asyncio.gather(*(worker() for _ in range(4)))
+        return times
+
+    times = asyncio.run(go())
+    gate_closed_at = times[2]
+    assert all(t <= gate_closed_at or t >= gate_closed_at + 4.0 for t in times)
+
+
+def test_exhausted_window_waits_for_reset() -> None:
+    clock = FakeClock()
+    pacer = Pacer(rpm=600, fixed=True, clock=clock, sleep=clock.sleep)
+    pacer.observe(200, {"ratelimit-remaining": "0", "ratelimit-reset": "12"})
+    assert send_times(pacer, clock, 1)[0] >= 1012.0
+
+
+def test_rate_recovers_after_a_decrease() -> None:
+    clock = FakeClock()
+    pacer = Pacer(rpm=600, fixed=True, clock=clock, sleep=clock.sleep)
+    pacer.on_429(1)
+    for _ in range(400):
+        pacer.observe(200, {})
+    assert pacer.current_rpm == pytest.approx(600)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("5", 5.0), ("0", 0.0), ("2.5", 2.5), (None, None), ("soon", None)],
+    ids=["seconds", "zero", "fraction", "missing", "garbage"],
+)
+def test_retry_after_parsing(value: str | None, expected: float | None) -> None:
+    assert parse_retry_after(value) == expected
+
+
+def test_retry_after_http_date() -> None:
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412470.0) == pytest.approx(10.0)
