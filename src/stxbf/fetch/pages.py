@@ -16,7 +16,8 @@ from tenacity import (
     RetryCallState,
     retry_if_exception_type,
     stop_after_delay,
-    wait_exponential_jitter,
+    wait_exponential,
+    wait_random,
 )
 
 from stxbf.errors import ApiUnreachable
@@ -26,7 +27,7 @@ from stxbf.models import Page
 
 log = logging.getLogger(__name__)
 
-_backoff = wait_exponential_jitter(initial=0.5, max=30.0, jitter=1.0)
+_backoff = wait_exponential(multiplier=0.5, max=30.0) + wait_random(0.0, 1.0)
 
 
 @dataclass

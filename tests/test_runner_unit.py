@@ -1,0 +1,127 @@
+"""The runner over an in-process transport: lock, checkpoints, resume, chain start, exit codes."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+
+from stxbf.errors import ExitCode, LockHeld
+from stxbf.models import BURN_TIME_INDEX, TX_COLUMN_NAMES
+from stxbf.runner import RunParams, Runner, gaps_between, run_lock
+from stxbf.state import read
+from stxbf.store import Store
+from tests.test_engine import FakeChain
+
+
+def as_json(row: tuple[object, ...]) -> dict[str, object]:
+    tx = dict(zip(TX_COLUMN_NAMES, row))
+    tx["tx_type"] = "coinbase"
+    tx["tx_status"] = "success"
+    tx["fee_rate"] = "0"
+    return tx
+
+
+def transport_for(chain: FakeChain) -> httpx.MockTransport:
+    def handler(request: httpx.Request) -> httpx.Response:
+        q = request.url.params
+        offset, limit = int(q.get("offset", 0)), int(q.get("limit", 20))
+        rows = chain.rows
+        if "start_time" in q:
+            rows = [r for r in rows if r[BURN_TIME_INDEX] >= int(q["start_time"])]
+        if "end_time" in q:
+            rows = [r for r in rows if r[BURN_TIME_INDEX] <= int(q["end_time"])]
+        if q.get("sort_by") == "burn_block_time":
+            rows = sorted(rows, key=lambda r: r[BURN_TIME_INDEX])
+        body = {"limit": limit, "offset": offset, "total": len(rows),
+                "results": [as_json(r) for r in rows[offset : offset + limit]]}
+        return httpx.Response(200, content=orjson.dumps(body))
+
+    return httpx.MockTransport(handler)
+
+
+def params(tmp_path: Path, **kwargs: object) -> RunParams:
+    db = tmp_path / "data" / "stxbf.duckdb"
+    db.parent.mkdir(parents=True, exist_ok=True)
+    defaults: dict[str, object] = dict(
+        api_url="http://127.0.0.1:1",
+        api_key=None,
+        db_path=db,
+        lock_path=db.with_name("stxbf.duckdb.lock"),
+        progress_path=db.with_name("stxbf.duckdb.progress.json"),
+        runner_path=db.with_name("stxbf.duckdb.runner.json"),
+        target_days=3,
+        rpm=600000,
+        concurrency=4,
+    )
+    defaults.update(kwargs)
+    return RunParams(**defaults)  # type: ignore[arg-type]
+
+
+def recent_chain(days: float = 2.0, seed: int = 1) -> FakeChain:
+    now = int(time.time())
+    tenures = int(days * 86400 / 600)
+    return FakeChain(seed=seed, tenures=tenures, per_tenure=5, start=now - tenures * 600)
+
+
+def test_a_run_stores_exactly_the_chain_and_reports_the_chain_start(tmp_path: Path) -> None:
+    chain = recent_chain()
+    p = params(tmp_path)
+    report = asyncio.run(Runner(p, transport=transport_for(chain)).run())
+    assert report.exit_code == ExitCode.OK, report.message
+    assert "chain's start" in report.message
+    with Store.open(p.db_path, read_only=True) as store:
+        assert store.tx_ids() == {row[0] for row in chain.rows}
+        assert store.get_meta("chain_start") == str(chain.rows[0][BURN_TIME_INDEX])
+    snapshot = read(p.progress_path)
+    assert snapshot is not None and snapshot.exit_code == 0
+    assert snapshot.days_verified == 3
+    assert not p.runner_path.exists()
+
+
+def test_a_second_run_resumes_and_fetches_only_the_head(tmp_path: Path) -> None:
+    chain = recent_chain(seed=2)
+    p = params(tmp_path)
+    asyncio.run(Runner(p, transport=transport_for(chain)).run())
+    chain.grow(25)
+    runner = Runner(p, transport=transport_for(chain))
+    report = asyncio.run(runner.run())
+    assert report.exit_code == ExitCode.OK
+    with Store.open(p.db_path, read_only=True) as store:
+        assert store.tx_ids() == {row[0] for row in chain.rows}
+    assert runner.stats.pages < 10  # only the head window was fetched again
+
+
+def test_budget_and_iterations_end_with_incomplete(tmp_path: Path) -> None:
+    chain = recent_chain(seed=3)
+    p = params(tmp_path, max_pages=1, max_iterations=1)
+    report = asyncio.run(Runner(p, transport=transport_for(chain)).run())
+    assert report.exit_code == ExitCode.INCOMPLETE
+
+
+def test_the_lock_admits_one_writer(tmp_path: Path) -> None:
+    p = params(tmp_path)
+    with run_lock(p.lock_path, p.runner_path, p.db_path):
+        with pytest.raises(LockHeld) as caught:
+            with run_lock(p.lock_path, p.runner_path, p.db_path):
+                pass
+    assert "pid" in caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("covered", "expected"),
+    [
+        ([], [(0, 99)]),
+        ([(0, 99)], []),
+        ([(10, 19), (50, 59)], [(0, 9), (20, 49), (60, 99)]),
+        ([(-5, 5), (95, 200)], [(6, 94)]),
+        ([(10, 30), (20, 40)], [(0, 9), (41, 99)]),
+    ],
+    ids=["empty", "full", "holes", "overhang", "overlap"],
+)
+def test_gaps(covered: list[tuple[int, int]], expected: list[tuple[int, int]]) -> None:
+    assert gaps_between(0, 99, covered) == expected
