@@ -32,12 +32,23 @@ TRANSFER = {
     "tx_index": 3,
     "canonical": True,
     "event_count": 1,
-    "token_transfer": {"recipient_address": "SP3FBR2AGK5H9QBDH3EEN6DF8EK8JY7RX8QJ5SVTE", "amount": "123456789012", "memo": "0x00"},
+    "token_transfer": {
+        "recipient_address": "SP3FBR2AGK5H9QBDH3EEN6DF8EK8JY7RX8QJ5SVTE",
+        "amount": "123456789012",
+        "memo": "0x00",
+    },
 }
 
 
 def page_body(results: list[dict[str, object]], total: int | None = None) -> bytes:
-    return orjson.dumps({"limit": 50, "offset": 0, "total": total if total is not None else len(results), "results": results})
+    return orjson.dumps(
+        {
+            "limit": 50,
+            "offset": 0,
+            "total": total if total is not None else len(results),
+            "results": results,
+        }
+    )
 
 
 def fetch(**client_kwargs: object) -> object:
@@ -74,7 +85,9 @@ def test_time_bounds_and_paging_parameters() -> None:
     fetch()
     params = route.calls.last.request.url.params
     assert params["start_time"] == "1" and params["end_time"] == "2"
-    assert params["limit"] == "50" and params["order"] == "asc" and params["sort_by"] == "block_height"
+    assert (
+        params["limit"] == "50" and params["order"] == "asc" and params["sort_by"] == "block_height"
+    )
 
 
 @pytest.mark.parametrize(
@@ -83,7 +96,13 @@ def test_time_bounds_and_paging_parameters() -> None:
         (httpx.Response(429, headers={"retry-after": "9"}), RateLimited, "429"),
         (httpx.Response(500), Transient, "HTTP 500"),
         (httpx.Response(503), Transient, "HTTP 503"),
-        (httpx.Response(200, content=b"<html>oops</html>", headers={"content-type": "text/html"}), Transient, "text/html"),
+        (
+            httpx.Response(
+                200, content=b"<html>oops</html>", headers={"content-type": "text/html"}
+            ),
+            Transient,
+            "text/html",
+        ),
         (httpx.Response(200, content=b'{"total": 5, "results": [{"tx_id"'), Transient, "not JSON"),
         (httpx.Response(401), ApiRejected, "API key"),
         (httpx.Response(403), ApiRejected, "API key"),
@@ -94,7 +113,9 @@ def test_time_bounds_and_paging_parameters() -> None:
     ids=["429", "500", "503", "html", "truncated", "401", "403", "404", "410", "400"],
 )
 @respx.mock
-def test_every_answer_is_classified(response: httpx.Response, error: type[Exception], text: str) -> None:
+def test_every_answer_is_classified(
+    response: httpx.Response, error: type[Exception], text: str
+) -> None:
     respx.get(TX).mock(return_value=response)
     with pytest.raises(error) as caught:
         fetch()
@@ -114,7 +135,9 @@ def test_transport_failures_are_transient() -> None:
 @respx.mock
 def test_deprecation_warning_is_logged_once(caplog: pytest.LogCaptureFixture) -> None:
     respx.get(TX).mock(
-        return_value=httpx.Response(200, content=page_body([]), headers={"warning": '299 - "Deprecated API"'})
+        return_value=httpx.Response(
+            200, content=page_body([]), headers={"warning": '299 - "Deprecated API"'}
+        )
     )
 
     async def go() -> None:

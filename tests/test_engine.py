@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import itertools
 import random
 from dataclasses import dataclass, field
 
@@ -114,7 +115,7 @@ def test_every_transaction_exactly_once_with_adjacent_windows() -> None:
     assert result.finished  # type: ignore[attr-defined]
     spans = sorted((w.start, w.end) for w in windows)
     assert spans[0][0] == chain.start and spans[-1][1] == chain.end
-    assert all(b[0] == a[1] + 1 for a, b in zip(spans, spans[1:]))
+    assert all(b[0] == a[1] + 1 for a, b in itertools.pairwise(spans))
     assert all(w.total <= 500 for w in windows)  # large windows were split
 
 
@@ -158,9 +159,12 @@ def test_stop_returns_promptly_with_only_complete_windows() -> None:
             if len(windows) == 3:
                 engine.stop()
 
-        engine = Engine(chain, concurrency=4, on_window=on_window, max_window_rows=300,
-                        target_window_rows=200)
-        result = await engine.run_pass([(chain.start, chain.end)], head_start=None, page_budget=10**9)
+        engine = Engine(
+            chain, concurrency=4, on_window=on_window, max_window_rows=300, target_window_rows=200
+        )
+        result = await engine.run_pass(
+            [(chain.start, chain.end)], head_start=None, page_budget=10**9
+        )
         return windows, result
 
     windows, result = asyncio.run(scenario())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 import pytest
 
@@ -36,14 +37,16 @@ def test_fixed_rate_spaces_requests_evenly() -> None:
     clock = FakeClock()
     pacer = Pacer(rpm=600, fixed=True, clock=clock, sleep=clock.sleep)
     times = send_times(pacer, clock, 11)
-    gaps = [b - a for a, b in zip(times, times[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     assert gaps == pytest.approx([0.1] * 10)
 
 
 def test_headers_set_the_ceiling_just_under_the_stated_limit() -> None:
     clock = FakeClock()
     pacer = Pacer(rpm=50, clock=clock, sleep=clock.sleep)
-    pacer.observe(200, {"ratelimit-limit": "600", "ratelimit-remaining": "599", "ratelimit-reset": "60"})
+    pacer.observe(
+        200, {"ratelimit-limit": "600", "ratelimit-remaining": "599", "ratelimit-reset": "60"}
+    )
     assert pacer.limit_rpm == pytest.approx(600 * SAFETY)
     times = send_times(pacer, clock, 5)
     assert times[1] - times[0] == pytest.approx(60 / (600 * SAFETY))
@@ -121,4 +124,6 @@ def test_retry_after_parsing(value: str | None, expected: float | None) -> None:
 
 
 def test_retry_after_http_date() -> None:
-    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412470.0) == pytest.approx(10.0)
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412470.0) == pytest.approx(
+        10.0
+    )

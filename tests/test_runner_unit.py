@@ -12,14 +12,14 @@ import pytest
 
 from stxbf.errors import ExitCode, LockHeld
 from stxbf.models import BURN_TIME_INDEX, TX_COLUMN_NAMES
-from stxbf.runner import RunParams, Runner, gaps_between, run_lock
+from stxbf.runner import Runner, RunParams, gaps_between, run_lock
 from stxbf.state import read
 from stxbf.store import Store
 from tests.test_engine import FakeChain
 
 
 def as_json(row: tuple[object, ...]) -> dict[str, object]:
-    tx = dict(zip(TX_COLUMN_NAMES, row))
+    tx = dict(zip(TX_COLUMN_NAMES, row, strict=False))
     tx["tx_type"] = "coinbase"
     tx["tx_status"] = "success"
     tx["fee_rate"] = "0"
@@ -37,8 +37,12 @@ def transport_for(chain: FakeChain) -> httpx.MockTransport:
             rows = [r for r in rows if r[BURN_TIME_INDEX] <= int(q["end_time"])]
         if q.get("sort_by") == "burn_block_time":
             rows = sorted(rows, key=lambda r: r[BURN_TIME_INDEX])
-        body = {"limit": limit, "offset": offset, "total": len(rows),
-                "results": [as_json(r) for r in rows[offset : offset + limit]]}
+        body = {
+            "limit": limit,
+            "offset": offset,
+            "total": len(rows),
+            "results": [as_json(r) for r in rows[offset : offset + limit]],
+        }
         return httpx.Response(200, content=orjson.dumps(body))
 
     return httpx.MockTransport(handler)
@@ -105,10 +109,12 @@ def test_budget_and_iterations_end_with_incomplete(tmp_path: Path) -> None:
 
 def test_the_lock_admits_one_writer(tmp_path: Path) -> None:
     p = params(tmp_path)
-    with run_lock(p.lock_path, p.runner_path, p.db_path):
-        with pytest.raises(LockHeld) as caught:
-            with run_lock(p.lock_path, p.runner_path, p.db_path):
-                pass
+    with (
+        run_lock(p.lock_path, p.runner_path, p.db_path),
+        pytest.raises(LockHeld) as caught,
+        run_lock(p.lock_path, p.runner_path, p.db_path),
+    ):
+        pass
     assert "pid" in caught.value.message
 
 

@@ -20,7 +20,7 @@ import socket
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -161,7 +161,7 @@ class Runner:
         self._engine: Engine | None = None
         self._pacer: Pacer | None = None
         self._stop_requested = False
-        self._main: asyncio.Task[RunReport] | None = None
+        self._main: asyncio.Task[Any] | None = None
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stxbf-db")
         self._store: Store | None = None
 
@@ -183,7 +183,7 @@ class Runner:
         with run_lock(p.lock_path, p.runner_path, p.db_path):
             self._store = await self._on_db(Store.open, p.db_path)
             try:
-                self._main = asyncio.current_task()  # type: ignore[assignment]
+                self._main = asyncio.current_task()
                 return await self._run_locked()
             finally:
                 await self._on_db(self._close_store)
@@ -425,7 +425,12 @@ class Runner:
                 if window is None:
                     return
                 record = WindowRecord(
-                    window.start, window.end, window.total, len(window.rows), window.state, window.pages
+                    window.start,
+                    window.end,
+                    window.total,
+                    len(window.rows),
+                    window.state,
+                    window.pages,
                 )
                 stored = await self._on_db(store.commit_window, record, window.rows)
                 self._note_commit(window, stored)
@@ -536,7 +541,9 @@ class Runner:
             latest_tx_time=self.latest,
             expected_total=self.expected_total,
             rate_rpm=round(rate, 1),
-            limit_rpm=None if pacer is None or pacer.limit_rpm is None else round(pacer.limit_rpm, 1),
+            limit_rpm=None
+            if pacer is None or pacer.limit_rpm is None
+            else round(pacer.limit_rpm, 1),
             backoff_until=backoff_until,
             last_error=stats.last_error,
             last_error_at=stats.last_error_at,

@@ -1,9 +1,9 @@
-"""The progress snapshot a running `stxbf run` publishes for `status`, `health` and the monitor.
+"""The progress snapshot a running `stxbf run` publishes for status, health and the monitor.
 
-DuckDB lets one process hold a database file open for writing, and a second process cannot even open
-it read-only meanwhile. So the runner writes this small JSON file next to the database (replaced
-atomically, about once a second) and readers use it while the lock is held; with no runner, they read
-the database itself. The file never holds the API key.
+DuckDB lets one process hold a database file open for writing, and a second process cannot even
+open it read-only meanwhile. So the runner writes this small JSON file next to the database
+(replaced atomically, about once a second) and readers use it while the lock is held; with no
+runner, they read the database itself. The file never holds the API key.
 """
 
 from __future__ import annotations

@@ -96,7 +96,9 @@ def params_from(settings: Settings) -> RunParams:
     )
 
 
-def execute(settings: Settings, *, transport: Any = None, interactive: bool | None = None) -> RunReport:
+def execute(
+    settings: Settings, *, transport: Any = None, interactive: bool | None = None
+) -> RunReport:
     """Set up the data dir, logging and signals, then run the backfill on a fresh event loop."""
     import asyncio
 

@@ -99,7 +99,12 @@ class ApiClient:
         sort_by: str = "block_height",
     ) -> Response:
         """GET /extended/v1/tx for one page. start/end are inclusive burn_block_time bounds."""
-        params: dict[str, Any] = {"limit": limit, "offset": offset, "order": order, "sort_by": sort_by}
+        params: dict[str, Any] = {
+            "limit": limit,
+            "offset": offset,
+            "order": order,
+            "sort_by": sort_by,
+        }
         if start_time is not None:
             params["start_time"] = max(1, start_time)  # 0 means "no bound" to the API
         if end_time is not None:
@@ -110,7 +115,9 @@ class ApiClient:
         except httpx.TimeoutException as exc:
             raise Transient(f"timed out ({type(exc).__name__})") from None
         except httpx.ConnectError as exc:
-            raise Transient(f"cannot connect: {describe_transport_error(exc)}", connect=True) from None
+            raise Transient(
+                f"cannot connect: {describe_transport_error(exc)}", connect=True
+            ) from None
         except httpx.TransportError as exc:
             raise Transient(f"connection failed: {describe_transport_error(exc)}") from None
         return self._classify(response, body)
@@ -158,7 +165,9 @@ class ApiClient:
                 f"{urlsplit(self.base_url).netloc} a Stacks API?"
             )
         if status == 400:
-            raise ApiRejected(f"the API rejected the request (400): {_error_text(body)}", status=status)
+            raise ApiRejected(
+                f"the API rejected the request (400): {_error_text(body)}", status=status
+            )
         if 300 <= status < 400:
             raise ApiNotStacks(
                 f"the API redirected ({status}) to {headers.get('location', '?')}; "

@@ -22,7 +22,7 @@ import logging
 import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from stxbf.models import Page, Row
 
@@ -143,9 +143,9 @@ class Engine:
         result = PassResult()
         pending = sorted(gaps)  # a stack: windows are cut from the newest end
         heap: list[tuple[bool, int, int, int, _Window]] = []
-        tasks: dict[asyncio.Task[Page], tuple[_Window, int, int]] = {}
+        tasks: dict[asyncio.Future[Page], tuple[_Window, int, int]] = {}
         open_windows: set[_Window] = set()
-        stop_waiter = asyncio.ensure_future(self._stopping.wait())
+        stop_waiter: asyncio.Future[Any] = asyncio.ensure_future(self._stopping.wait())
 
         def push(window: _Window, offset: int) -> None:
             # Sizing pages go first: they turn into a whole window of work.
@@ -153,7 +153,11 @@ class Engine:
             heapq.heappush(heap, (offset > 0, window.seq, offset, window.generation, window))
 
         def open_next() -> bool:
-            if not pending or result.pages >= page_budget or len(open_windows) >= self.max_open_windows:
+            if (
+                not pending
+                or result.pages >= page_budget
+                or len(open_windows) >= self.max_open_windows
+            ):
                 return False
             start, end = pending.pop()
             is_head = head_start is not None and end >= head_start
@@ -172,7 +176,12 @@ class Engine:
             open_windows.discard(window)
             assert window.total is not None
             completed = CompletedWindow(
-                window.start, window.end, window.total, list(window.rows.values()), state, window.pages
+                window.start,
+                window.end,
+                window.total,
+                list(window.rows.values()),
+                state,
+                window.pages,
             )
             if state == "incomplete":
                 result.windows_incomplete += 1
@@ -184,7 +193,11 @@ class Engine:
             window.pages += 1
             result.pages += 1
             if window.total is None:  # the sizing page
-                if page.total > self.max_window_rows and window.end > window.start and not window.is_head:
+                if (
+                    page.total > self.max_window_rows
+                    and window.end > window.start
+                    and not window.is_head
+                ):
                     self._learn_density(page.total, window)
                     open_windows.discard(window)
                     window.outstanding.clear()
@@ -207,7 +220,12 @@ class Engine:
                 tries = window.short_retries.get(offset, 0)
                 if tries < self.max_short_retries:
                     window.short_retries[offset] = tries + 1
-                    log.info("short page at offset %d (%d of %d): asking again", offset, len(page.rows), expected)
+                    log.info(
+                        "short page at offset %d (%d of %d): asking again",
+                        offset,
+                        len(page.rows),
+                        expected,
+                    )
                     push(window, offset)
                     return
                 window.suspect = f"page at offset {offset} stays short"
@@ -217,11 +235,17 @@ class Engine:
             if count == window.total and window.suspect is None:
                 await finish(window, "open" if window.is_head else "verified")
                 return
-            reason = window.suspect or f"{count} distinct transactions for a total of {window.total}"
+            reason = (
+                window.suspect or f"{count} distinct transactions for a total of {window.total}"
+            )
             window.attempts += 1
             if window.attempts >= self.max_window_attempts:
-                log.warning("window %s..%s stays inconsistent (%s); leaving it for the next run",
-                            window.start, window.end, reason)
+                log.warning(
+                    "window %s..%s stays inconsistent (%s); leaving it for the next run",
+                    window.start,
+                    window.end,
+                    reason,
+                )
                 await finish(window, "incomplete")
                 return
             log.info("refetching window %s..%s: %s", window.start, window.end, reason)
@@ -240,7 +264,7 @@ class Engine:
                     _, _, offset, generation, window = heapq.heappop(heap)
                     if generation != window.generation or window not in open_windows:
                         continue
-                    task = asyncio.create_task(
+                    task: asyncio.Future[Page] = asyncio.ensure_future(
                         self.source.page(
                             start_time=window.start,
                             end_time=window.end,
@@ -252,14 +276,13 @@ class Engine:
                 self.in_flight = len(tasks)
                 if not tasks:
                     break
-                done, _ = await asyncio.wait(
-                    [*tasks, stop_waiter], return_when=asyncio.FIRST_COMPLETED
-                )
-                for task in done:
-                    if task is stop_waiter:
+                waiting: list[asyncio.Future[Any]] = [*tasks, stop_waiter]
+                done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+                for finished in done:
+                    if finished is stop_waiter:
                         continue
-                    window, offset, generation = tasks.pop(task)  # type: ignore[call-overload]
-                    page = task.result()  # a fatal FetchError propagates from here
+                    window, offset, generation = tasks.pop(finished)
+                    page = finished.result()  # a fatal FetchError propagates from here
                     if generation != window.generation or window not in open_windows:
                         continue
                     window.outstanding.discard(offset)
@@ -280,7 +303,9 @@ class Engine:
     ) -> None:
         for offset in range(window.scheduled_upto, total, self.page_limit):
             push(window, offset)
-        window.scheduled_upto = max(window.scheduled_upto, math.ceil(total / self.page_limit) * self.page_limit)
+        window.scheduled_upto = max(
+            window.scheduled_upto, math.ceil(total / self.page_limit) * self.page_limit
+        )
 
     def _learn_density(self, total: int, window: _Window) -> None:
         if window.is_head:

@@ -71,9 +71,10 @@ class PageSource:
         sort_by: str = "block_height",
         give_up_after: float | None = None,
     ) -> Page:
+        deadline = give_up_after or self.give_up_after
         retrying = AsyncRetrying(
             retry=retry_if_exception_type((Transient, RateLimited)),
-            stop=stop_after_delay(give_up_after or self.give_up_after),
+            stop=stop_after_delay(deadline),
             wait=self._wait,
             before_sleep=self._before_sleep,
             reraise=True,
@@ -93,13 +94,13 @@ class PageSource:
                     return response.page
         except Transient as exc:
             raise ApiUnreachable(
-                f"gave up on {self.client.base_url} after {give_up_after or self.give_up_after:.0f} s "
-                f"of failures; last: {exc.reason}"
+                f"gave up on {self.client.base_url} after {deadline:.0f} s of failures; "
+                f"last: {exc.reason}"
             ) from None
         except RateLimited:
             raise ApiUnreachable(
-                f"gave up on {self.client.base_url}: still rate-limited (429) after "
-                f"{give_up_after or self.give_up_after:.0f} s"
+                f"gave up on {self.client.base_url}: "
+                f"still rate-limited (429) after {deadline:.0f} s"
             ) from None
         raise AssertionError("unreachable")  # pragma: no cover
 

@@ -1,4 +1,4 @@
-"""The DuckDB file: transactions, the window checkpoints that prove them complete, and run history."""
+"""The DuckDB file: transactions, the window checkpoints that prove them complete, run history."""
 
 from stxbf.store.db import Store, StoreSummary, WindowRecord
 

@@ -47,6 +47,29 @@ class StoreSummary:
     db_bytes: int
 
 
+RUN_COLUMNS = frozenset(
+    (
+        "pid",
+        "started_at",
+        "ended_at",
+        "api_url",
+        "target_days",
+        "range_start",
+        "range_end",
+        "requests",
+        "pages",
+        "transactions_fetched",
+        "exit_code",
+    )
+)
+
+
+def _check_run_columns(fields: dict[str, Any]) -> None:
+    unknown = set(fields) - RUN_COLUMNS
+    if unknown:
+        raise ValueError(f"not columns of runs: {sorted(unknown)}")
+
+
 def _describe(exc: BaseException) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
@@ -82,7 +105,9 @@ class Store:
                     f"database {target} is held by another process (a running `stxbf run`?)"
                 ) from None
             if "not a valid DuckDB" in text or "invalid" in text.lower():
-                raise DatabaseCorrupt(f"{target} is not a DuckDB database (or is corrupted)") from None
+                raise DatabaseCorrupt(
+                    f"{target} is not a DuckDB database (or is corrupted)"
+                ) from None
             raise StoreError(f"cannot open database {target}: {_describe(exc)}") from None
         except duckdb.Error as exc:
             raise DatabaseCorrupt(f"cannot open database {target}: {_describe(exc)}") from None
@@ -98,7 +123,9 @@ class Store:
         return store
 
     def _check_and_migrate(self, read_only: bool) -> None:
-        tables = {row[0] for row in self._con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+        tables = {
+            row[0] for row in self._con.execute("SELECT table_name FROM duckdb_tables()").fetchall()
+        }
         if "meta" not in tables:
             if tables:
                 raise DatabaseCorrupt(
@@ -221,20 +248,23 @@ class Store:
     # -- runs --------------------------------------------------------------------------------
 
     def start_run(self, **fields: Any) -> int:
+        _check_run_columns(fields)
         row = self._con.execute("SELECT coalesce(max(run_id), 0) + 1 FROM runs").fetchone()
         run_id = int(row[0]) if row else 1
         names = ["run_id", *fields]
         placeholders = ", ".join("?" for _ in names)
         self._con.execute(
-            f"INSERT INTO runs ({', '.join(names)}) VALUES ({placeholders})",
+            f"INSERT INTO runs ({', '.join(names)}) VALUES ({placeholders})",  # noqa: S608
             [run_id, *fields.values()],
         )
         return run_id
 
     def end_run(self, run_id: int, **fields: Any) -> None:
+        _check_run_columns(fields)
         assignments = ", ".join(f"{name} = ?" for name in fields)
         self._con.execute(
-            f"UPDATE runs SET {assignments} WHERE run_id = ?", [*fields.values(), run_id]
+            f"UPDATE runs SET {assignments} WHERE run_id = ?",  # noqa: S608
+            [*fields.values(), run_id],
         )
 
     def last_run(self) -> dict[str, Any] | None:

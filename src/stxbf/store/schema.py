@@ -1,4 +1,4 @@
-"""DDL and migrations. `SCHEMA_VERSION` is stored in `meta`; a newer file is refused, never rewritten."""
+"""DDL and migrations. The schema version lives in `meta`; a newer file is refused."""
 
 from __future__ import annotations
 
