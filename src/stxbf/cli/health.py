@@ -1,8 +1,118 @@
-"""Placeholder: being written."""
+"""`stxbf health`: is the backfill alive and making progress? A verdict, its reasons, exit codes.
+
+Exit codes, as the seed's health check: 0 healthy, 1 not running, 2 stalled, 3 database problem,
+4 configuration error.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
+from rich.table import Table
+from rich.text import Text
+
+from stxbf.cli.common import console
+from stxbf.errors import ConfigError
+from stxbf.settings import load_settings
+
+if TYPE_CHECKING:
+    from stxbf.ops.health import HealthReport
+
+_MARKS = {
+    "ok": ("✓", "green"),
+    "warn": ("!", "yellow"),
+    "fail": ("✗", "bold red"),
+    "skip": ("-", "dim"),
+}
+_VERDICT_STYLES = {"healthy": "bold green", "not_running": "bold yellow"}
 
 
-def health() -> None:
-    """Not implemented yet."""
-    raise typer.Exit(1)
+def health(
+    stall_seconds: float = typer.Option(
+        600.0, "--stall-seconds", min=1, help="No progress heartbeat for this long means stalled."
+    ),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print the checks as one JSON object (schema in docs/operations.md)."
+    ),
+    session_name: str | None = typer.Option(
+        None, "--session-name", help="tmux session to look for (default stx-backfill)."
+    ),
+    socket_name: str | None = typer.Option(
+        None, "--socket-name", help="tmux server socket name (env STXBF_TMUX_SOCKET)."
+    ),
+    home: Path | None = typer.Option(None, "--home", help="Data directory (env STXBF_HOME)."),
+    db: Path | None = typer.Option(
+        None, "--db", help="Database file (default: <home>/stxbf.duckdb)."
+    ),
+) -> None:
+    """Check the runner process, its heartbeat, error and 429 rate, database, disk and tmux session.
+
+    Exit code: 0 healthy, 1 not running, 2 stalled, 3 database problem, 4 configuration error.
+    """
+    from stxbf.ops.health import VERDICTS, Check, HealthReport, build_health
+
+    try:
+        settings = load_settings(
+            home=home, db=db, session_name=session_name, tmux_socket=socket_name
+        )
+    except ConfigError as exc:
+        report = HealthReport(
+            verdict="config_error",
+            exit_code=VERDICTS["config_error"],
+            checked_at=time.time(),
+            reasons=[exc.message],
+            checks=[Check("config", "fail", exc.message)],
+        )
+    else:
+        name, socket = settings.session_name, settings.tmux_socket
+        report = build_health(
+            db_path=settings.db_path,
+            progress_path=settings.progress_path,
+            lock_path=settings.lock_path,
+            target_days=settings.target_days,
+            runner_path=settings.runner_path,
+            stall_seconds=stall_seconds,
+            tmux_probe=lambda: _session_present(name, socket),
+        )
+    if as_json:
+        typer.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        _render_health(report)
+    raise typer.Exit(report.exit_code)
+
+
+def _session_present(name: str, socket: str | None) -> bool | None:
+    """Whether the tmux session exists; None when tmux is not installed (never starts a server)."""
+    from stxbf.errors import TmuxMissing
+    from stxbf.ops.tmux import find_session, get_server
+
+    try:
+        server = get_server(socket)
+    except TmuxMissing:
+        return None
+    return find_session(server, name) is not None
+
+
+def _render_health(report: HealthReport) -> None:
+    head = Text("Health: ")
+    head.append(
+        report.verdict.replace("_", " ").upper(),
+        style=_VERDICT_STYLES.get(report.verdict, "bold red"),
+    )
+    head.append(f"  (exit {report.exit_code})", style="dim")
+    console.print(head)
+    for reason in report.reasons:
+        console.print(Text(f"  {reason}"))
+    table = Table.grid(padding=(0, 2))
+    table.add_column()
+    table.add_column(style="bold")
+    table.add_column()
+    for check in report.checks:
+        mark, style = _MARKS.get(check.status, ("?", ""))
+        table.add_row(Text(mark, style=style), check.name, check.detail)
+    console.print()
+    console.print(table)

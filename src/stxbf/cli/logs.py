@@ -1,8 +1,51 @@
-"""Placeholder: being written."""
+"""`stxbf logs`: the runner's recent log lines, level-coloured on a terminal; `--follow` tails."""
+
+from __future__ import annotations
+
+from pathlib import Path
 
 import typer
+from rich.text import Text
+
+from stxbf.cli.common import console, err_console
+from stxbf.errors import ConfigError
+from stxbf.ops.logs import LEVEL_STYLES, LEVELS, follow, line_level, log_size, tail
+from stxbf.settings import load_settings
 
 
-def logs() -> None:
-    """Not implemented yet."""
-    raise typer.Exit(1)
+def logs(
+    lines: int = typer.Option(50, "-n", "--lines", min=0, help="How many recent records to show."),
+    follow_: bool = typer.Option(
+        False, "--follow", "-f", help="Keep printing new lines (across log rotation) until Ctrl+C."
+    ),
+    level: str | None = typer.Option(
+        None, "--level", help="Only records at this level or above: DEBUG, INFO, WARNING, ERROR."
+    ),
+    home: Path | None = typer.Option(None, "--home", help="Data directory (env STXBF_HOME)."),
+) -> None:
+    """Show the end of the runner's log (<home>/logs/stxbf.log)."""
+    if level is not None and level.upper() not in LEVELS:
+        raise ConfigError(f"unknown --level {level!r}: choose one of {', '.join(LEVELS)}")
+    settings = load_settings(home=home)
+    path = settings.log_path
+    if not path.exists() and not follow_:
+        err_console.print(f"no log yet at {path} (has a backfill run here?)")
+        raise typer.Exit(1)
+    offset = log_size(path)
+    current = "INFO"
+    for line in tail(path, lines, level=level):
+        current = _print(line, current)
+    if not follow_:
+        return
+    try:
+        for line in follow(path, level=level, offset=offset):
+            current = _print(line, current)
+    except KeyboardInterrupt:
+        pass
+
+
+def _print(line: str, current: str) -> str:
+    """Print one line in its record's colour; continuation lines keep the record's level."""
+    level = line_level(line) or current
+    console.print(Text(line, style=LEVEL_STYLES.get(level, "")), soft_wrap=True)
+    return level

@@ -1,8 +1,86 @@
-"""Placeholder: being written."""
+"""`stxbf status`: how far the backfill is, answered even while `stxbf run` writes (and `--watch`).
+
+Exit codes (for `stxbf status && build-dashboards`): 0 complete (or reached the chain's start),
+3 incomplete, 5 running, 6 stalled, 7 not started; 1 and 2 as for every command (error, usage).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
+from stxbf.cli.common import console
+from stxbf.settings import load_settings
 
-def status() -> None:
-    """Not implemented yet."""
-    raise typer.Exit(1)
+if TYPE_CHECKING:
+    from stxbf.ops.status import StatusReport
+
+HOME_HELP = "Data directory (env STXBF_HOME)."
+DB_HELP = "Database file (default: <home>/stxbf.duckdb)."
+
+
+def status(
+    target_days: int | None = typer.Option(
+        None, "--target-days", min=1, help="Days of history to measure (default: the last run's)."
+    ),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print the status as one JSON object (schema in docs/operations.md)."
+    ),
+    watch: bool = typer.Option(
+        False, "--watch", "-w", help="Keep redrawing a live monitor (read-only) until Ctrl+C."
+    ),
+    interval: float = typer.Option(10.0, "--interval", min=0.5, help="Seconds between redraws."),
+    stall_seconds: float = typer.Option(
+        600.0,
+        "--stall-seconds",
+        min=1,
+        help="A running backfill with no heartbeat this long is stalled.",
+    ),
+    home: Path | None = typer.Option(None, "--home", help=HOME_HELP),
+    db: Path | None = typer.Option(None, "--db", help=DB_HELP),
+) -> None:
+    """Show progress: days verified, transactions, wallets, rate, ETA and a per-day coverage strip.
+
+    Exit code: 0 complete or reached chain start, 3 incomplete, 5 running, 6 stalled, 7 not started.
+    """
+    from stxbf.ops.status import build_status
+
+    settings = load_settings(home=home, db=db, target_days=target_days)
+    build = functools.partial(
+        build_status,
+        db_path=settings.db_path,
+        progress_path=settings.progress_path,
+        lock_path=settings.lock_path,
+        target_days=settings.target_days,
+        runner_path=settings.runner_path,
+        explicit_days=target_days is not None,
+        stall_seconds=stall_seconds,
+    )
+    if watch:
+        _watch(build, log_path=settings.log_path, interval=interval)
+        return
+    report = build()
+    if as_json:
+        typer.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        _render_status(report)
+    raise typer.Exit(report.exit_code)
+
+
+def _render_status(report: StatusReport) -> None:
+    from stxbf.ops.monitor import render_status
+
+    console.print(render_status(report, width=console.width))
+
+
+def _watch(build: Callable[[], StatusReport], *, log_path: Path, interval: float) -> None:
+    from stxbf.ops.monitor import run_monitor
+
+    with contextlib.suppress(KeyboardInterrupt):
+        run_monitor(build, log_path=log_path, console=console, interval=interval)
