@@ -372,6 +372,7 @@ class Runner:
             order="asc",
             sort_by="burn_block_time",
             give_up_after=min(PREFLIGHT_GIVE_UP, self.params.give_up_after),
+            connect_attempts=3,
         )
         if not earliest.rows:
             self.chain_start = self.range_end + 1

@@ -13,7 +13,7 @@ import typer
 
 from stxbf import __version__
 from stxbf.cli import demo, health, logs, run, sim, status, tmux
-from stxbf.cli.common import err_console
+from stxbf.cli.common import console, err_console
 from stxbf.errors import ExitCode, StxbfError
 
 app = typer.Typer(
@@ -34,7 +34,12 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(
     version: bool = typer.Option(
-        False, "--version", "-V", callback=_version, is_eager=True, help="Show the version and exit."
+        False,
+        "--version",
+        "-V",
+        callback=_version,
+        is_eager=True,
+        help="Show the version and exit.",
     ),
 ) -> None:
     """Backfill Stacks transaction history from the Hiro API into DuckDB, unattended."""
@@ -50,17 +55,32 @@ app.add_typer(sim.app, name="sim")
 
 
 def main() -> None:
+    """Run the app; every failure ends as one line on stderr and a documented exit code."""
+    from typer.exceptions import Abort, TyperException
+
     try:
-        app()
+        result = app(standalone_mode=False)
     except StxbfError as exc:
-        err_console.print(f"[bold red]stxbf: error:[/] {exc.message}", highlight=False)
-        if exc.hint:
-            err_console.print(f"  {exc.hint}", highlight=False)
-        sys.exit(int(exc.exit_code))
-    except KeyboardInterrupt:
-        err_console.print("stxbf: interrupted")
+        _fail(exc.message, exc.hint, int(exc.exit_code))
+    except TyperException as exc:  # usage errors: a bad option, value or command
+        ctx = getattr(exc, "ctx", None)
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            console.print(exc.format_message(), markup=False, highlight=False, soft_wrap=True)
+            sys.exit(0)
+        command = ctx.command_path if ctx is not None else "stxbf"
+        code = exc.exit_code if exc.exit_code else int(ExitCode.USAGE)
+        _fail(exc.format_message(), f"Try '{command} --help'.", code)
+    except (KeyboardInterrupt, Abort):
+        err_console.print("stxbf: interrupted", soft_wrap=True)
         sys.exit(int(ExitCode.INTERRUPTED))
     except Exception as exc:  # a bug: one line for the operator, the traceback (no locals) in the log
         logging.getLogger("stxbf").error("unexpected error", exc_info=True)
-        err_console.print(f"[bold red]stxbf: internal error:[/] {type(exc).__name__}: {exc}")
-        sys.exit(int(ExitCode.ERROR))
+        _fail(f"internal error: {type(exc).__name__}: {exc}", None, int(ExitCode.ERROR))
+    sys.exit(result if isinstance(result, int) else 0)
+
+
+def _fail(message: str, hint: str | None, code: int) -> None:
+    err_console.print(f"[bold red]stxbf: error:[/] {message}", soft_wrap=True, highlight=False)
+    if hint:
+        err_console.print(f"  {hint}", soft_wrap=True, highlight=False, markup=False)
+    sys.exit(code)

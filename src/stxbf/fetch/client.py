@@ -115,12 +115,30 @@ class ApiClient:
         except httpx.TimeoutException as exc:
             raise Transient(f"timed out ({type(exc).__name__})") from None
         except httpx.ConnectError as exc:
-            raise Transient(
-                f"cannot connect: {describe_transport_error(exc)}", connect=True
-            ) from None
+            raise Transient(self._describe_connect_error(exc), connect=True) from None
         except httpx.TransportError as exc:
             raise Transient(f"connection failed: {describe_transport_error(exc)}") from None
         return self._classify(response, body)
+
+    def _describe_connect_error(self, exc: httpx.ConnectError) -> str:
+        import socket
+
+        parts = urlsplit(self.base_url)
+        host = parts.hostname or "?"
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        causes: list[BaseException] = []
+        cause: BaseException | None = exc
+        while cause is not None and len(causes) < 5:
+            causes.append(cause)
+            cause = cause.__cause__ or cause.__context__
+        if any(isinstance(c, socket.gaierror) for c in causes) or any(
+            isinstance(a, socket.gaierror) for c in causes for a in getattr(c, "args", ())
+        ):
+            return f"cannot resolve host {host!r}"
+        text = describe_transport_error(exc)
+        if "All connection attempts failed" in text or "refused" in text.lower():
+            return f"connection refused by {host}:{port} (nothing listening?)"
+        return f"cannot connect to {host}:{port}: {text}"
 
     def _classify(self, response: httpx.Response, body: bytes) -> Response:
         status = response.status_code

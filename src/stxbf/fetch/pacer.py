@@ -137,7 +137,7 @@ class Pacer:
             self.sent.popleft()
         if not self.sent:
             return 0.0
-        span = min(window, max(1.0, now - self.sent[0]))
+        span = min(window, max(5.0, now - self.sent[0]))
         return len(self.sent) * 60.0 / span
 
     def gate_remaining(self) -> float:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from tenacity import (
@@ -44,6 +45,16 @@ class FetchStats:
     backoff_until: float | None = None  # wall clock, while an error backoff is running
 
 
+def _stop_after_connect_failures(attempts: int | None) -> Callable[[RetryCallState], bool]:
+    def stop(state: RetryCallState) -> bool:
+        if attempts is None or state.outcome is None:
+            return False
+        exc = state.outcome.exception()
+        return isinstance(exc, Transient) and exc.connect and state.attempt_number >= attempts
+
+    return stop
+
+
 class PageSource:
     """`await source.page(...)` returns a parsed page or raises a fatal FetchError."""
 
@@ -70,11 +81,18 @@ class PageSource:
         order: str = "asc",
         sort_by: str = "block_height",
         give_up_after: float | None = None,
+        connect_attempts: int | None = None,
     ) -> Page:
+        """Retry until a page arrives, or for `give_up_after` seconds.
+
+        `connect_attempts` fails faster when nothing answers at all (the first request of a run:
+        a wrong host or port is a configuration error, not an outage to wait out).
+        """
         deadline = give_up_after or self.give_up_after
+        started = time.monotonic()
         retrying = AsyncRetrying(
             retry=retry_if_exception_type((Transient, RateLimited)),
-            stop=stop_after_delay(deadline),
+            stop=stop_after_delay(deadline) | _stop_after_connect_failures(connect_attempts),
             wait=self._wait,
             before_sleep=self._before_sleep,
             reraise=True,
@@ -92,15 +110,13 @@ class PageSource:
                     )
                     assert response.page is not None
                     return response.page
-        except Transient as exc:
+        except (Transient, RateLimited) as exc:
+            reason = exc.reason if isinstance(exc, Transient) else "still rate-limited (429)"
+            attempts = retrying.statistics.get("attempt_number", 1)
+            elapsed = time.monotonic() - started
             raise ApiUnreachable(
-                f"gave up on {self.client.base_url} after {deadline:.0f} s of failures; "
-                f"last: {exc.reason}"
-            ) from None
-        except RateLimited:
-            raise ApiUnreachable(
-                f"gave up on {self.client.base_url}: "
-                f"still rate-limited (429) after {deadline:.0f} s"
+                f"cannot reach the API at {self.client.base_url}: {reason} "
+                f"(gave up after {attempts} attempts in {elapsed:.0f} s)"
             ) from None
         raise AssertionError("unreachable")  # pragma: no cover
 
