@@ -1,10 +1,96 @@
-"""Placeholder: being written."""
+"""`stxbf sim`: run the simulated Hiro API on loopback (for the demo, benchmarks and manual tests).
+
+The simulator itself lives in `stxbf.simulator`; this module only parses flags, starts it and
+prints the one line scripts wait for: `stxbf simulator serving http://127.0.0.1:PORT (...)`.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
 
 import typer
 
-app = typer.Typer(help="Not implemented yet.")
+app = typer.Typer(
+    help="Run a simulated Hiro Stacks API on loopback (seeded chain, limits, faults).",
+    no_args_is_help=True,
+)
 
 
-@app.command()
-def todo() -> None:
-    """Not implemented yet."""
+@app.command("serve")
+def serve(
+    port: int = typer.Option(0, "--port", "-p", help="TCP port; 0 picks a free one."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Loopback address to bind (only)."),
+    days: float = typer.Option(30.0, "--days", help="History length: genesis is DAYS before now."),
+    tx_per_day: int = typer.Option(6000, "--tx-per-day", help="Transactions per day of history."),
+    seed: int = typer.Option(1, "--seed", help="Seed for the chain, latency jitter and faults."),
+    growth: float = typer.Option(
+        0.0, "--growth", help="New transactions per second while serving (0 = frozen chain)."
+    ),
+    rpm: int = typer.Option(0, "--rpm", help="Requests per minute per client (0 = unlimited)."),
+    per_second: int = typer.Option(
+        0,
+        "--per-second",
+        help="Requests per second per client (0 = off, -1 = ceil(rpm/60)*3 like a burst cap).",
+    ),
+    latency_ms: float = typer.Option(0.0, "--latency-ms", help="Added latency per response."),
+    fault_rate: float = typer.Option(0.0, "--fault-rate", help="Share of requests faulted, 0..1."),
+    fault_kinds: str = typer.Option(
+        "",
+        "--fault-kinds",
+        help="Comma list of 500,502,503,504,stall,drop,truncate,malformed,short,429 (default all).",
+    ),
+    stall_seconds: float = typer.Option(60.0, "--stall-seconds", help="How long a stall lasts."),
+    require_key: bool = typer.Option(
+        False, "--require-key", help="401 without x-api-key, 403 with a key not in --api-key."
+    ),
+    api_key: list[str] = typer.Option(
+        ["sim-key"], "--api-key", help="An accepted key when --require-key (repeatable)."
+    ),
+    v1_gone: bool = typer.Option(False, "--v1-gone", help="Answer 410 Gone on /extended/v1/tx."),
+    deprecation: bool = typer.Option(
+        False, "--deprecation", help='Add `Warning: 299 - "Deprecated API"` to every answer.'
+    ),
+) -> None:
+    """Serve the simulated API until interrupted; prints the URL on one line first."""
+    from stxbf.errors import ConfigError
+    from stxbf.simulator import SimConfig, parse_fault_kinds, serve_forever
+    from stxbf.simulator.api import SimApi
+
+    if per_second < 0:
+        per_second = math.ceil(rpm / 60) * 3 if rpm else 0
+    try:
+        config = SimConfig(
+            seed=seed,
+            days=days,
+            tx_per_day=tx_per_day,
+            growth=growth,
+            host=host,
+            port=port,
+            rpm=rpm or None,
+            per_second=per_second or None,
+            latency_ms=latency_ms,
+            fault_rate=fault_rate,
+            fault_kinds=parse_fault_kinds(fault_kinds),
+            stall_seconds=stall_seconds,
+            require_key=require_key,
+            api_keys=tuple(api_key),
+            v1_gone=v1_gone,
+            deprecation=deprecation,
+        )
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+    def ready(url: str, api: SimApi) -> None:
+        chain = api.chain
+        details = f"{len(chain)} txs over {days:g} days, seed {seed}"
+        if rpm:
+            details += f", {rpm} rpm"
+        if fault_rate:
+            details += f", faults {fault_rate:g}"
+        if growth:
+            details += f", growth {growth:g} tx/s"
+        sys.stdout.write(f"stxbf simulator serving {url} ({details})\n")
+        sys.stdout.flush()
+
+    serve_forever(config, on_ready=ready)

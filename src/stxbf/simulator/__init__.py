@@ -1,0 +1,30 @@
+"""A seeded simulation of Hiro's Stacks API (`GET /extended/v1/tx`) for tests, benchmarks and demos.
+
+chain.py      the seeded chain: tenures → blocks → txs, compact arrays, ground truth
+render.py     a tx as Hiro's JSON (independent of stxbf.models, on purpose)
+api.py        SimApi: one pure handler (paging, rate limits, audit, faults, /_sim/ control)
+server.py     loopback HTTP/1.1 front end: run_in_thread() for tests, serve_forever() for CLI
+transport.py  httpx front end: SimTransport, same handler, no sockets
+"""
+
+from stxbf.simulator.api import Action, Response, SimApi
+from stxbf.simulator.chain import KINDS, Chain
+from stxbf.simulator.config import FAULT_KINDS, OUTAGE_MODES, SimConfig, parse_fault_kinds
+from stxbf.simulator.server import SimServer, run_in_thread, serve_forever
+from stxbf.simulator.transport import SimTransport
+
+__all__ = [
+    "FAULT_KINDS",
+    "KINDS",
+    "OUTAGE_MODES",
+    "Action",
+    "Chain",
+    "Response",
+    "SimApi",
+    "SimConfig",
+    "SimServer",
+    "SimTransport",
+    "parse_fault_kinds",
+    "run_in_thread",
+    "serve_forever",
+]

@@ -1,0 +1,396 @@
+"""A seeded model of the post-Nakamoto Stacks chain, compact enough for millions of transactions.
+
+Structure: tenures (one per Bitcoin block, ~600 s apart) → Stacks blocks (every ~5-10 s, only when
+they hold transactions) → transactions. Only what ordering and filtering need is stored, as flat
+`array`s: per tenure its burn time and first block/tx, per block its time and first tx, per tx its
+kind and fee bucket (2 bytes). Everything else a transaction shows (tx_id, sender, amounts, status)
+is derived from (seed, index) when it is rendered (see `render.py`).
+
+Global tx index order is (block_height, tx_index) order, and burn_block_time never decreases
+along it, so a burn-time range is one contiguous index range found by bisecting tenures.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import math
+import random
+import threading
+import time
+from array import array
+from bisect import bisect_left, bisect_right
+from collections.abc import Iterable, Sequence
+
+TOKEN_TRANSFER, CONTRACT_CALL, SMART_CONTRACT, COINBASE, TENURE_CHANGE = range(5)
+KINDS: tuple[str, ...] = (
+    "token_transfer",
+    "contract_call",
+    "smart_contract",
+    "coinbase",
+    "tenure_change",
+)
+# Valid `type` filter values of the real API; poison_microblock never occurs post-Nakamoto.
+API_TX_TYPES: tuple[str, ...] = (*KINDS, "poison_microblock")
+SORT_KEYS: tuple[str, ...] = ("block_height", "burn_block_time", "fee")
+
+GENESIS_BLOCK_HEIGHT = 1_200_000
+GENESIS_BURN_HEIGHT = 860_000
+
+# Distinct fee rates (µSTX), ascending. Discrete on purpose: `sort_by=fee` then needs no global
+# sort, only one index list per (kind, fee) that appends in chain order.
+FEE_LADDER: tuple[int, ...] = tuple(
+    sorted(
+        {0}
+        | {
+            round(m * 10**e)
+            for e in range(2, 7)
+            for m in (1, 1.2, 1.5, 1.8, 2, 2.5, 3, 4, 5, 6, 7.5)
+        }
+    )
+)
+
+
+def _fee_span(lo: int, hi: int) -> tuple[int, int]:
+    return bisect_left(FEE_LADDER, lo), bisect_right(FEE_LADDER, hi)
+
+
+_FEE_SPANS = {
+    TOKEN_TRANSFER: _fee_span(180, 20_000),
+    CONTRACT_CALL: _fee_span(1_000, 600_000),
+    SMART_CONTRACT: _fee_span(20_000, 7_500_000),
+}
+_REGULAR_KINDS = (CONTRACT_CALL, TOKEN_TRANSFER, SMART_CONTRACT)
+_REGULAR_CUM_WEIGHTS = (0.62, 0.98, 1.0)
+
+
+def _poisson(rng: random.Random, lam: float) -> int:
+    if lam <= 0:
+        return 0
+    if lam > 30:
+        return max(0, round(rng.gauss(lam, math.sqrt(lam))))
+    limit, k, p = math.exp(-lam), 0, rng.random()
+    while p > limit:
+        k += 1
+        p *= rng.random()
+    return k
+
+
+class Chain:
+    """The simulated chain; `advance(now)` appends the blocks due by `now` when growth is on.
+
+    `end_time` is the chain's "now" at build time (default: wall time); history starts `days`
+    before it. After that, regular transactions arrive at `growth` per second (0 = frozen).
+    """
+
+    def __init__(
+        self,
+        *,
+        seed: int = 1,
+        days: float = 30.0,
+        tx_per_day: int = 6000,
+        end_time: float | None = None,
+        growth: float = 0.0,
+        tenure_seconds: float = 600.0,
+        block_seconds: tuple[float, float] = (5.0, 10.0),
+    ) -> None:
+        self.seed = seed
+        self.days = days
+        self.tx_per_day = tx_per_day
+        self.end_time = float(time.time() if end_time is None else end_time)
+        self.genesis_time = self.end_time - days * 86400.0
+        self.growth = growth
+        self.tenure_seconds = tenure_seconds
+        self.block_seconds = block_seconds
+        self.key = hashlib.blake2b(f"stxbf-sim:{seed}".encode(), digest_size=16).digest()
+        self._lock = threading.RLock()
+        self._rng = random.Random(f"chain:{seed}")
+        # tenures
+        self.tenure_burn_time = array("q")
+        self.tenure_first_block = array("I")
+        self.tenure_first_tx = array("I")
+        # blocks
+        self.block_time = array("q")
+        self.block_first_tx = array("I")
+        self.block_tenure = array("I")
+        # transactions
+        self.tx_kind = array("B")
+        self.tx_fee = array("B")
+        # lazy secondary indexes (built on the first `type` filter or `sort_by=fee`)
+        self._by_kind: list[array[int]] | None = None
+        self._by_kind_fee: dict[tuple[int, int], array[int]] = {}
+        # the generator's state
+        system_per_day = 2 * 86400.0 / tenure_seconds
+        self._rate = max(0.0, (tx_per_day - system_per_day) / 86400.0)
+        self._next_tenure_at = self.genesis_time
+        self._next_block_at = math.inf
+        self._tenure_pending = False
+        self.clock = self.genesis_time
+        self.version = 0  # bumped whenever blocks are appended (cache key)
+        self._advance(self.end_time)
+        self._rate = growth
+        self.version = 0
+
+    # ---- growth -----------------------------------------------------------------------------
+
+    @property
+    def growing(self) -> bool:
+        return self.growth > 0
+
+    def advance(self, now: float) -> int:
+        """Append every block due by `now` (chain time); return how many txs were added."""
+        if not self.growing or (now < self._next_block_at and now < self._next_tenure_at):
+            return 0
+        with self._lock:
+            before = len(self.tx_kind)
+            self._advance(now)
+            return len(self.tx_kind) - before
+
+    def _advance(self, now: float) -> None:
+        rng = self._rng
+        lo, hi = self.block_seconds
+        while True:
+            next_tenure, next_block = self._next_tenure_at, self._next_block_at
+            if next_tenure <= next_block and next_tenure <= now:
+                self._open_tenure(next_tenure)
+                continue
+            if next_block > now:
+                break
+            self._emit_block(next_block, _poisson(rng, self._rate * (lo + hi) / 2.0))
+            self._next_block_at = next_block + rng.uniform(lo, hi)
+        self.clock = max(self.clock, now)
+
+    def _open_tenure(self, at: float) -> None:
+        rng = self._rng
+        self.tenure_burn_time.append(int(at))
+        self.tenure_first_block.append(len(self.block_time))
+        self.tenure_first_tx.append(len(self.tx_kind))
+        self._tenure_pending = True
+        gap = rng.expovariate(1.0 / self.tenure_seconds)
+        gap = min(max(gap, 0.1 * self.tenure_seconds, 1.0), 6.0 * self.tenure_seconds)
+        self._next_tenure_at = at + gap
+        self._next_block_at = at + rng.uniform(0.2, 1.0) * self.block_seconds[0]
+
+    def _emit_block(self, at: float, regular: int) -> None:
+        if regular == 0 and not self._tenure_pending:
+            return  # Nakamoto signers do not bother with empty blocks here
+        rng = self._rng
+        first = len(self.tx_kind)
+        self.block_time.append(int(at))
+        self.block_first_tx.append(first)
+        self.block_tenure.append(len(self.tenure_burn_time) - 1)
+        kinds: list[int] = []
+        fees: list[int] = []
+        if self._tenure_pending:
+            kinds += (TENURE_CHANGE, COINBASE)
+            fees += (0, 0)
+            self._tenure_pending = False
+        if regular:
+            drawn = rng.choices(_REGULAR_KINDS, cum_weights=_REGULAR_CUM_WEIGHTS, k=regular)
+            kinds += drawn
+            rand = rng.random
+            for kind in drawn:
+                lo, hi = _FEE_SPANS[kind]
+                fees.append(lo + int((hi - lo) * rand() ** 2))
+        self.tx_kind.extend(kinds)
+        self.tx_fee.extend(fees)
+        if self._by_kind is not None:
+            for offset, (kind, fee) in enumerate(zip(kinds, fees, strict=True)):
+                self._index(first + offset, kind, fee)
+        self.version += 1
+
+    def _index(self, i: int, kind: int, fee: int) -> None:
+        assert self._by_kind is not None
+        self._by_kind[kind].append(i)
+        bucket = self._by_kind_fee.get((kind, fee))
+        if bucket is None:
+            bucket = self._by_kind_fee[(kind, fee)] = array("I")
+        bucket.append(i)
+
+    def _ensure_indexes(self) -> None:
+        if self._by_kind is not None:
+            return
+        with self._lock:
+            if self._by_kind is not None:
+                return
+            self._by_kind = [array("I") for _ in KINDS]
+            for i, (kind, fee) in enumerate(zip(self.tx_kind, self.tx_fee, strict=True)):
+                self._index(i, kind, fee)
+
+    # ---- size and lookup --------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self.tx_kind)
+
+    @property
+    def n_blocks(self) -> int:
+        return len(self.block_time)
+
+    @property
+    def n_tenures(self) -> int:
+        return len(self.tenure_burn_time)
+
+    def block_of(self, i: int) -> int:
+        return bisect_right(self.block_first_tx, i) - 1
+
+    def tx_digest(self, i: int) -> bytes:
+        """64 seeded bytes for tx `i`: the first 32 are its tx_id, the rest feed its fields."""
+        return hashlib.blake2b(i.to_bytes(6, "big"), digest_size=64, key=self.key).digest()
+
+    def tx_id(self, i: int) -> str:
+        return "0x" + self.tx_digest(i)[:32].hex()
+
+    def burn_time_of(self, i: int) -> int:
+        return self.tenure_burn_time[self.block_tenure[self.block_of(i)]]
+
+    # ---- ground truth -----------------------------------------------------------------------
+
+    def tx_range(self, start_time: int | None = None, end_time: int | None = None) -> range:
+        """Indices of txs with start_time <= burn_block_time <= end_time (0/None = unbounded)."""
+        with self._lock:
+            n, times, firsts = len(self.tx_kind), self.tenure_burn_time, self.tenure_first_tx
+            lo_t = bisect_left(times, start_time) if start_time else 0
+            hi_t = bisect_right(times, end_time) if end_time else len(times)
+            lo = firsts[lo_t] if lo_t < len(times) else n
+            hi = firsts[hi_t] if hi_t < len(times) else n
+            return range(lo, max(lo, hi))
+
+    def tx_ids(self, start_time: int | None = None, end_time: int | None = None) -> list[str]:
+        """Every tx_id whose burn_block_time is within the inclusive range, in chain order."""
+        return [self.tx_id(i) for i in self.tx_range(start_time, end_time)]
+
+    def count(self, start_time: int | None = None, end_time: int | None = None) -> int:
+        return len(self.tx_range(start_time, end_time))
+
+    def digest(self, start_time: int | None = None, end_time: int | None = None) -> str:
+        """sha256 hex of the range's tx_ids, sorted, one per line (newline-terminated)."""
+        ids = sorted(self.tx_ids(start_time, end_time))
+        return hashlib.sha256("".join(f"{tx_id}\n" for tx_id in ids).encode()).hexdigest()
+
+    def summary(self) -> dict[str, object]:
+        with self._lock:
+            n = len(self.tx_kind)
+            return {
+                "seed": self.seed,
+                "transactions": n,
+                "blocks": len(self.block_time),
+                "tenures": len(self.tenure_burn_time),
+                "genesis_time": int(self.genesis_time),
+                "end_time": int(self.end_time),
+                "clock": int(self.clock),
+                "growth": self.growth,
+                "first_burn_block_time": self.tenure_burn_time[0] if n else None,
+                "last_burn_block_time": self.tenure_burn_time[-1] if n else None,
+                "tip_block_height": GENESIS_BLOCK_HEIGHT + len(self.block_time) - 1,
+                "tip_burn_block_height": GENESIS_BURN_HEIGHT + len(self.tenure_burn_time) - 1,
+            }
+
+    # ---- the query behind /extended/v1/tx ---------------------------------------------------
+
+    def select(
+        self,
+        *,
+        start_time: int | None,
+        end_time: int | None,
+        sort_by: str = "block_height",
+        descending: bool = True,
+        kinds: Iterable[int] | None = None,
+        offset: int = 0,
+        limit: int = 20,
+    ) -> tuple[int, list[int]]:
+        """(total, tx indices of the page) for one list query; O(log n) plus the page."""
+        span = self.tx_range(start_time, end_time)
+        lo, hi = span.start, span.stop
+        kind_set = None if kinds is None else sorted(set(kinds))
+        if sort_by != "fee" and kind_set is None:
+            total = hi - lo
+            if descending:
+                top = hi - 1 - offset
+                return total, list(range(top, max(lo - 1, top - limit), -1))
+            return total, list(range(lo + offset, min(hi, lo + offset + limit)))
+        self._ensure_indexes()
+        assert self._by_kind is not None
+        wanted = range(len(KINDS)) if kind_set is None else kind_set
+        segments: list[list[array[int]]]
+        if sort_by != "fee":
+            segments = [[self._by_kind[k] for k in wanted]]
+        else:
+            segments = [
+                [self._by_kind_fee[(k, f)] for k in wanted if (k, f) in self._by_kind_fee]
+                for f in range(len(FEE_LADDER))
+            ]
+        if descending:
+            segments.reverse()
+        return _select(segments, lo, hi, descending, offset, limit)
+
+
+_Bounds = list[tuple["array[int]", int, int]]
+
+
+def _select(
+    segments: Sequence[Sequence[array[int]]],
+    lo: int,
+    hi: int,
+    descending: bool,
+    offset: int,
+    limit: int,
+) -> tuple[int, list[int]]:
+    """Page through segments in order; each segment is sorted arrays merged in index order."""
+    counted: list[tuple[_Bounds, int]] = []
+    total = 0
+    for seg in segments:
+        bounds = [(arr, bisect_left(arr, lo), bisect_left(arr, hi)) for arr in seg]
+        count = sum(b - a for _, a, b in bounds)
+        if count:
+            counted.append((bounds, count))
+            total += count
+    out: list[int] = []
+    skip = offset
+    for bounds, count in counted:
+        if len(out) >= limit:
+            break
+        if skip >= count:
+            skip -= count
+            continue
+        out.extend(_take(bounds, skip, limit - len(out), descending))
+        skip = 0
+    return total, out
+
+
+def _take(bounds: _Bounds, skip: int, take: int, descending: bool) -> list[int]:
+    """The `take` merged values after skipping `skip`, ascending or descending."""
+    live = [(arr, a, b) for arr, a, b in bounds if b > a]
+    if len(live) == 1:
+        arr, a, b = live[0]
+        if descending:
+            end = b - skip
+            return list(reversed(arr[max(a, end - take) : end]))
+        return list(arr[a + skip : min(b, a + skip + take)])
+    # Binary-search the value v at which exactly `skip` elements precede (values are unique).
+    low = min(arr[a] for arr, a, _ in live)
+    high = max(arr[b - 1] for arr, _, b in live) + 1
+    if descending:
+        # smallest v with count(x >= v) <= skip
+        while low < high:
+            mid = (low + high) // 2
+            if sum(b - bisect_left(arr, mid, a, b) for arr, a, b in live) <= skip:
+                high = mid
+            else:
+                low = mid + 1
+        parts = []
+        for arr, a, b in live:
+            end = bisect_left(arr, low, a, b)
+            parts.append(list(reversed(arr[max(a, end - take) : end])))
+        return list(heapq.merge(*parts, reverse=True))[:take]
+    # largest v with count(x < v) <= skip
+    while low < high:
+        mid = (low + high + 1) // 2
+        if sum(bisect_left(arr, mid, a, b) - a for arr, a, b in live) <= skip:
+            low = mid
+        else:
+            high = mid - 1
+    parts = []
+    for arr, a, b in live:
+        start = bisect_left(arr, low, a, b)
+        parts.append(list(arr[start : min(b, start + take)]))
+    return list(heapq.merge(*parts))[:take]

@@ -1,0 +1,93 @@
+"""Every knob of the simulator in one frozen dataclass, shared by the CLI, server and tests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+FAULT_KINDS: tuple[str, ...] = (
+    "500",
+    "502",
+    "503",
+    "504",
+    "stall",
+    "drop",
+    "truncate",
+    "malformed",
+    "short",
+    "429",
+)
+OUTAGE_MODES: tuple[str, ...] = ("refuse", "drop", "503")
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+DEFAULT_API_KEY = "sim-key"
+
+
+def parse_fault_kinds(text: str | None) -> tuple[str, ...]:
+    """`"500,drop"` → `("500", "drop")`; empty or None means every kind."""
+    if not text:
+        return FAULT_KINDS
+    kinds = tuple(dict.fromkeys(part.strip().lower() for part in text.split(",") if part.strip()))
+    unknown = [kind for kind in kinds if kind not in FAULT_KINDS]
+    if unknown:
+        raise ValueError(
+            f"unknown fault kind(s): {', '.join(unknown)}; choose from {','.join(FAULT_KINDS)}"
+        )
+    return kinds or FAULT_KINDS
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    """A simulated Hiro API: the chain it serves, and how (un)kindly it serves it.
+
+    Times are unix seconds. `end_time=None` means "now" when the chain is built; `growth` keeps
+    appending blocks after that (regular transactions per second, 0 = a frozen chain).
+    """
+
+    # the chain
+    seed: int = 1
+    days: float = 30.0
+    tx_per_day: int = 6000
+    end_time: float | None = None
+    growth: float = 0.0
+    tenure_seconds: float = 600.0
+    block_seconds: tuple[float, float] = (5.0, 10.0)
+    # the listener (loopback only)
+    host: str = "127.0.0.1"
+    port: int = 0
+    # rate limiting, per client (x-api-key value, else the client's IP)
+    rpm: int | None = None
+    per_second: int | None = None
+    early_grace: float = 0.25
+    require_key: bool = False
+    api_keys: tuple[str, ...] = (DEFAULT_API_KEY,)
+    v1_gone: bool = False
+    deprecation: bool = False
+    # latency and seeded faults
+    latency_ms: float = 0.0
+    jitter_ms: float | None = None
+    fault_rate: float = 0.0
+    fault_kinds: tuple[str, ...] = FAULT_KINDS
+    stall_seconds: float = 60.0
+    # caches
+    page_cache_bytes: int = 32 * 1024 * 1024
+
+    def __post_init__(self) -> None:
+        if self.host not in LOOPBACK_HOSTS:
+            raise ValueError(f"the simulator binds loopback only, not {self.host!r}")
+        if not 0.0 <= self.fault_rate <= 1.0:
+            raise ValueError("fault_rate must be within 0..1")
+        if self.days <= 0 or self.tx_per_day < 0 or self.growth < 0:
+            raise ValueError("days must be > 0, tx_per_day and growth >= 0")
+        lo, hi = self.block_seconds
+        if not 0 < lo <= hi or self.tenure_seconds <= 0:
+            raise ValueError("block_seconds must be 0 < lo <= hi and tenure_seconds > 0")
+        parse_fault_kinds(",".join(self.fault_kinds))
+
+    def with_(self, **changes: Any) -> SimConfig:
+        return replace(self, **changes)
+
+    @property
+    def jitter(self) -> float:
+        """Seconds of jitter around the latency: 20 % of it unless set."""
+        jitter_ms = self.latency_ms * 0.2 if self.jitter_ms is None else self.jitter_ms
+        return max(0.0, jitter_ms) / 1000.0

@@ -1,0 +1,342 @@
+"""How a simulated transaction looks on the wire: Hiro's `/extended/v1/tx` JSON, written by hand.
+
+Deliberately independent of `stxbf.models`: this file spells the API's shape the way Hiro does
+(amounts and fee_rate as strings, tx_result as {hex, repr}, one payload object per tx_type), so a
+drift between client and API fails a test instead of passing on both sides.
+
+Speed matters (tens of thousands of txs a second): the fields a Stacks block shares are rendered
+once per block and cached; each tx is one f-string over pre-escaped pools of addresses and
+contracts, with its variable fields taken from its 64-byte seeded digest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from datetime import datetime, timezone
+
+import orjson
+
+from stxbf.simulator.chain import (
+    CONTRACT_CALL,
+    FEE_LADDER,
+    GENESIS_BLOCK_HEIGHT,
+    GENESIS_BURN_HEIGHT,
+    TENURE_CHANGE,
+    TOKEN_TRANSFER,
+    Chain,
+)
+
+C32 = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+N_SENDERS = (
+    20011  # prime; sender = i % N_SENDERS, nonce = i // N_SENDERS + base: (sender, nonce) unique
+)
+_WORDS = (
+    "amm-pool",
+    "sbtc-token",
+    "stacking-dao",
+    "bns-v2",
+    "nft-marketplace",
+    "velar-router",
+    "alex-vault",
+    "arkadiko-swap",
+    "zest-borrow",
+    "bitflow-stableswap",
+    "pox-4-pool",
+    "usda-token",
+    "welsh-token",
+    "leo-token",
+    "granite-lending",
+    "charisma-dex",
+)
+_FUNCTIONS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
+    ("swap-x-for-y", (("dx", "uint"), ("min-dy", "uint"))),
+    ("swap-y-for-x", (("dy", "uint"), ("min-dx", "uint"))),
+    ("transfer", (("amount", "uint"), ("recipient", "principal"))),
+    ("deposit", (("amount", "uint"),)),
+    ("withdraw", (("amount", "uint"),)),
+    ("claim-rewards", (("cycle", "uint"),)),
+    ("delegate-stx", (("amount-ustx", "uint"), ("delegate-to", "principal"))),
+    ("mint", (("recipient", "principal"),)),
+    ("list-asset", (("token-id", "uint"), ("price", "uint"))),
+    ("add-liquidity", (("dx", "uint"), ("dy", "uint"))),
+)
+_SOURCES = (
+    ';; token\n(define-fungible-token token)\n(define-read-only (get-name) (ok "Token"))\n'
+    "(define-public (transfer (amount uint) (sender principal) (recipient principal))\n"
+    "  (begin (asserts! (is-eq tx-sender sender) (err u4))\n"
+    "         (ft-transfer? token amount sender recipient)))\n",
+    ";; counter\n(define-data-var counter uint u0)\n"
+    "(define-public (increment) (ok (var-set counter (+ (var-get counter) u1))))\n"
+    "(define-read-only (get-counter) (var-get counter))\n",
+    ";; nft\n(define-non-fungible-token item uint)\n(define-data-var last-id uint u0)\n"
+    "(define-public (mint (recipient principal))\n"
+    "  (let ((id (+ (var-get last-id) u1)))\n"
+    "    (try! (nft-mint? item id recipient)) (var-set last-id id) (ok id)))\n",
+)
+_OK_TRUE = '{"hex":"0x0703","repr":"(ok true)"}'
+_ERR_RESULTS = (
+    '{"hex":"0x080100000000000000000000000000000001","repr":"(err u1)"}',
+    '{"hex":"0x080100000000000000000000000000000004","repr":"(err u4)"}',
+    '{"hex":"0x0809","repr":"(err none)"}',
+)
+_ZERO_MEMO = "0x" + "00" * 34
+
+
+def _json(value: object) -> str:
+    return orjson.dumps(value).decode()
+
+
+def _address(rng: random.Random, prefix: str = "SP") -> str:
+    return prefix + "".join(rng.choice(C32) for _ in range(39))
+
+
+_DAYS: dict[int, str] = {}
+
+
+def iso(ts: int) -> str:
+    """`2025-06-15T11:16:16.000Z`, as Hiro writes it (JavaScript's toISOString), fast."""
+    day, secs = divmod(ts, 86400)
+    date = _DAYS.get(day)
+    if date is None:
+        date = datetime.fromtimestamp(day * 86400, tz=timezone.utc).strftime("%Y-%m-%d")
+        if len(_DAYS) > 100_000:
+            _DAYS.clear()
+        _DAYS[day] = date
+    hours, secs = divmod(secs, 3600)
+    minutes, secs = divmod(secs, 60)
+    return f"{date}T{hours:02d}:{minutes:02d}:{secs:02d}.000Z"
+
+
+def _uint_arg(name: str, value: int) -> str:
+    return f'{{"hex":"0x01{value:032x}","repr":"u{value}","name":"{name}","type":"uint"}}'
+
+
+class Renderer:
+    """Renders tx `i` of a chain as a JSON object (str); one per chain, not thread-safe."""
+
+    def __init__(self, chain: Chain, *, block_cache: int = 4096) -> None:
+        self.chain = chain
+        rng = random.Random(f"render:{chain.seed}")
+        self.senders = [_address(rng) for _ in range(N_SENDERS)]
+        self.base_nonce = [rng.randrange(0, 4000) for _ in range(N_SENDERS)]
+        self.miners = [_address(rng) for _ in range(16)]
+        self.sponsors = [_address(rng) for _ in range(6)]
+        self.contracts: list[tuple[str, str]] = []  # (contract_id, pre-rendered call prefix base)
+        self.calls: list[list[tuple[str, tuple[tuple[str, str], ...]]]] = []
+        for c in range(160):
+            deployer = self.senders[rng.randrange(N_SENDERS)]
+            name = f"{_WORDS[c % len(_WORDS)]}-v{1 + c // len(_WORDS)}"
+            contract_id = f"{deployer}.{name}"
+            functions = rng.sample(_FUNCTIONS, k=rng.randint(2, 5))
+            prefixes = []
+            for fname, params in functions:
+                sig = " ".join(f"({p} {t})" for p, t in params)
+                head = (
+                    f'"contract_call":{{"contract_id":"{contract_id}","function_name":"{fname}",'
+                    f'"function_signature":{_json(f"(define-public ({fname} {sig}))")},'
+                    f'"function_args":['
+                )
+                prefixes.append((head, params))
+            self.calls.append(prefixes)
+        self.sources = [_json(src) for src in _SOURCES]
+        self._blocks: dict[int, str] = {}
+        self._hashes: dict[int, str] = {}
+        self._tenures: dict[int, str] = {}
+        self._block_cache = block_cache
+
+    # ---- per block --------------------------------------------------------------------------
+
+    def block_hash(self, b: int) -> str:
+        cached = self._hashes.get(b)
+        if cached is None:
+            raw = b"blk" + (b + 1).to_bytes(6, "big")
+            cached = "0x" + hashlib.blake2b(raw, key=self.chain.key, digest_size=32).hexdigest()
+            if len(self._hashes) >= 2 * self._block_cache:
+                self._hashes.clear()
+            self._hashes[b] = cached
+        return cached
+
+    def _tenure_fields(self, tenure: int) -> str:
+        cached = self._tenures.get(tenure)
+        if cached is None:
+            burn_time = self.chain.tenure_burn_time[tenure]
+            cached = (
+                f'"burn_block_time":{burn_time},"burn_block_time_iso":"{iso(burn_time)}",'
+                f'"burn_block_height":{GENESIS_BURN_HEIGHT + tenure},'
+            )
+            if len(self._tenures) >= self._block_cache:
+                self._tenures.clear()
+            self._tenures[tenure] = cached
+        return cached
+
+    def _block_fields(self, b: int) -> str:
+        cached = self._blocks.get(b)
+        if cached is not None:
+            return cached
+        chain = self.chain
+        tenure = chain.block_tenure[b]
+        parent_burn = chain.tenure_burn_time[tenure]
+        if tenure > 0 and chain.tenure_first_block[tenure] == b:
+            parent_burn = chain.tenure_burn_time[tenure - 1]
+        block_time = chain.block_time[b]
+        fields = (
+            f'"anchor_mode":"any","is_unanchored":false,'
+            f'"block_hash":"{self.block_hash(b)}","block_height":{GENESIS_BLOCK_HEIGHT + b},'
+            f'"block_time":{block_time},"block_time_iso":"{iso(block_time)}",'
+            f"{self._tenure_fields(tenure)}"
+            f'"parent_burn_block_time":{parent_burn},'
+            f'"parent_burn_block_time_iso":"{iso(parent_burn)}",'
+            f'"parent_block_hash":"{self.block_hash(b - 1)}","canonical":true,'
+            f'"microblock_hash":"0x","microblock_sequence":2147483647,'
+            f'"microblock_canonical":true'
+        )
+        if len(self._blocks) >= self._block_cache:
+            self._blocks.clear()
+        self._blocks[b] = fields
+        return fields
+
+    # ---- per tx -----------------------------------------------------------------------------
+
+    def render(self, i: int, b: int | None = None) -> str:
+        """Tx `i` (in block `b`, looked up when not given) as one JSON object."""
+        chain = self.chain
+        if b is None:
+            b = chain.block_of(i)
+        digest = chain.tx_digest(i)
+        tx_id = digest[:32].hex()
+        r = int.from_bytes(digest[32:], "little")
+        kind = chain.tx_kind[i]
+        fee = FEE_LADDER[chain.tx_fee[i]]
+        tx_index = i - chain.block_first_tx[b]
+        block = self._block_fields(b)
+        if kind >= 3:  # coinbase / tenure_change: the miner's system txs
+            return self._render_system(i, b, kind, tx_id, digest, tx_index, block)
+        sender_slot = i % N_SENDERS
+        sender = self.senders[sender_slot]
+        nonce = i // N_SENDERS + self.base_nonce[sender_slot]
+        roll = r % 1000
+        r >>= 10
+        status, result, events = "success", _OK_TRUE, 0
+        failed = roll < (5 if kind == TOKEN_TRANSFER else 35)
+        if failed:
+            if roll % 3 == 2:
+                status, result = "abort_by_post_condition", _OK_TRUE
+            else:
+                status, result = "abort_by_response", _ERR_RESULTS[roll % len(_ERR_RESULTS)]
+        sponsored = kind == CONTRACT_CALL and r % 32 == 0
+        r >>= 5
+        sponsor = (
+            f'"sponsored":true,"sponsor_address":"{self.sponsors[r % 6]}",'
+            f'"sponsor_nonce":{r % 9973},'
+            if sponsored
+            else '"sponsored":false,'
+        )
+        r >>= 14
+        mode = "allow" if r % 5 == 0 else "deny"
+        r >>= 3
+        if kind == TOKEN_TRANSFER:
+            recipient = self.senders[r % N_SENDERS]
+            r >>= 15
+            amount = (1 + r % 9999) * 10 ** (2 + (r >> 14) % 8)
+            r >>= 17
+            memo = _ZERO_MEMO if r % 4 else "0x" + tx_id[:68]
+            payload = (
+                f'"tx_type":"token_transfer","token_transfer":{{"recipient_address":"{recipient}",'
+                f'"amount":"{amount}","memo":"{memo}"}}'
+            )
+            costs = (0, 0, 0, 0, 0)
+            events = 0 if failed else 1
+        elif kind == CONTRACT_CALL:
+            pick = (r % 1_000_000) / 1_000_000
+            r >>= 20
+            calls = self.calls[int(len(self.calls) * pick**3)]
+            head, params = calls[r % len(calls)]
+            r >>= 3
+            args = []
+            for name, typ in params:
+                if typ == "uint":
+                    args.append(_uint_arg(name, r % 10**9))
+                    r >>= 30
+                else:
+                    who = self.senders[r % N_SENDERS]
+                    r >>= 15
+                    args.append(
+                        f'{{"hex":"0x0516{tx_id[:40]}","repr":"\'{who}","name":"{name}",'
+                        f'"type":"principal"}}'
+                    )
+            payload = f'"tx_type":"contract_call",{head}{",".join(args)}]}}'
+            reads = 5 + r % 60
+            costs = (reads, reads * 1731, reads * 29_113 + 4_000, reads // 3, reads * 97)
+            events = 0 if failed else r % 13
+        else:  # SMART_CONTRACT
+            src = r % len(self.sources)
+            version = 2 + (r >> 4) % 2
+            payload = (
+                f'"tx_type":"smart_contract","smart_contract":{{"clarity_version":{version},'
+                f'"contract_id":"{sender}.contract-{i}","source_code":{self.sources[src]}}}'
+            )
+            costs = (0, 0, 1_500_000, 9, 4_200)
+            events = 0
+        read_count, read_length, runtime, write_count, write_length = costs
+        return (
+            f'{{"tx_id":"0x{tx_id}","nonce":{nonce},"fee_rate":"{fee}",'
+            f'"sender_address":"{sender}",{sponsor}"post_condition_mode":"{mode}",'
+            f'"post_conditions":[],{block},"tx_index":{tx_index},"tx_status":"{status}",'
+            f'"tx_result":{result},"event_count":{events},'
+            f'"execution_cost_read_count":{read_count},"execution_cost_read_length":{read_length},'
+            f'"execution_cost_runtime":{runtime},"execution_cost_write_count":{write_count},'
+            f'"execution_cost_write_length":{write_length},"vm_error":null,"events":[],{payload}}}'
+        )
+
+    def _render_system(
+        self, i: int, b: int, kind: int, tx_id: str, digest: bytes, tx_index: int, block: str
+    ) -> str:
+        chain = self.chain
+        tenure = chain.block_tenure[b]
+        miner_slot = tenure % len(self.miners)
+        miner = self.miners[miner_slot]
+        nonce = 2 * (tenure // len(self.miners)) + (0 if kind == TENURE_CHANGE else 1)
+        if kind == TENURE_CHANGE:
+            first_block = chain.tenure_first_block[tenure]
+            prev_blocks = first_block - chain.tenure_first_block[tenure - 1] if tenure else 1
+            payload = (
+                f'"tx_type":"tenure_change","tenure_change_payload":{{'
+                f'"tenure_consensus_hash":"0x{self._consensus(tenure)}",'
+                f'"prev_tenure_consensus_hash":"0x{self._consensus(tenure - 1)}",'
+                f'"burn_view_consensus_hash":"0x{self._consensus(tenure)}",'
+                f'"previous_tenure_end":"{self.block_hash(first_block - 1)}",'
+                f'"previous_tenure_blocks":{prev_blocks},"cause":"block_found",'
+                f'"pubkey_hash":"0x{digest[32:52].hex()}"}}'
+            )
+        else:
+            payload = (
+                f'"tx_type":"coinbase","coinbase_payload":{{"data":"0x{digest[32:64].hex()}",'
+                f'"alt_recipient":null,"vrf_proof":"0x{digest.hex()}{digest[:16].hex()}"}}'
+            )
+        return (
+            f'{{"tx_id":"0x{tx_id}","nonce":{nonce},"fee_rate":"0",'
+            f'"sender_address":"{miner}","sponsored":false,"post_condition_mode":"deny",'
+            f'"post_conditions":[],{block},"tx_index":{tx_index},"tx_status":"success",'
+            f'"tx_result":{_OK_TRUE},"event_count":0,'
+            f'"execution_cost_read_count":0,"execution_cost_read_length":0,'
+            f'"execution_cost_runtime":0,"execution_cost_write_count":0,'
+            f'"execution_cost_write_length":0,"vm_error":null,"events":[],{payload}}}'
+        )
+
+    def _consensus(self, tenure: int) -> str:
+        raw = b"ten" + (tenure & 0xFFFFFFFFFFFF).to_bytes(6, "big")
+        return hashlib.blake2b(raw, key=self.chain.key, digest_size=20).hexdigest()
+
+    def page(self, indices: list[int]) -> list[str]:
+        """Render a page; consecutive indices reuse the block lookup."""
+        out = []
+        chain = self.chain
+        firsts = chain.block_first_tx
+        n_blocks = len(firsts)
+        b = -2
+        for i in indices:
+            if b < 0 or not (firsts[b] <= i < (firsts[b + 1] if b + 1 < n_blocks else len(chain))):
+                b = chain.block_of(i)
+            out.append(self.render(i, b))
+        return out
