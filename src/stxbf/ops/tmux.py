@@ -47,9 +47,11 @@ TAG_PREFIX = "@stxbf_"  # session user options: db, inhibitor, runner_pane, moni
 
 
 def install_command(
-    *, platform: str = sys.platform, which: Callable[[str], str | None] = shutil.which
+    *, platform: str | None = None, which: Callable[[str], str | None] | None = None
 ) -> str:
     """The command that installs tmux on this OS."""
+    platform = sys.platform if platform is None else platform
+    which = shutil.which if which is None else which
     if platform == "darwin":
         return "brew install tmux"
     for tool, command in (
@@ -66,8 +68,9 @@ def install_command(
     return "your package manager (e.g. sudo apt-get install tmux)"
 
 
-def ensure_tmux(*, which: Callable[[str], str | None] = shutil.which) -> str:
+def ensure_tmux(*, which: Callable[[str], str | None] | None = None) -> str:
     """The tmux binary's path, or TmuxMissing with the install command for this OS."""
+    which = shutil.which if which is None else which
     path = which("tmux")
     if path is None:
         raise TmuxMissing(f"tmux is not installed. Install with: {install_command(which=which)}")

@@ -1,0 +1,245 @@
+"""The status model: from the database when nothing runs, from the snapshot while a runner does."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import pytest
+from filelock import FileLock
+
+from stxbf import state
+from stxbf.ops.status import (
+    STATES,
+    build_status,
+    day_states,
+    detect_runner,
+    lock_holder,
+    pid_alive,
+    runner_info_path,
+)
+from stxbf.state import DAY, ProgressSnapshot
+from stxbf.store import Store, WindowRecord
+
+NOW = 1_800_000_000
+END = NOW - 100
+
+
+def make_db(
+    path: Path,
+    windows: list[tuple[int, int, str]],
+    *,
+    target_days: int = 10,
+    chain_start: int | None = None,
+    txs_per_window: int = 2,
+) -> None:
+    """A database as a run leaves it: meta, window checkpoints and their transactions."""
+    with Store.open(path) as store:
+        store.set_meta("target_days", target_days)
+        store.set_meta("range_end", END)
+        store.set_meta("range_start", END - target_days * DAY + 1)
+        store.set_meta("chain_start", chain_start)
+        for n, (start, end, kind) in enumerate(windows):
+            rows = [tx_row(f"{n}-{i}", start + i, f"SP{i % 3}") for i in range(txs_per_window)]
+            total = len(rows) + (1 if kind == "incomplete" else 0)
+            store.commit_window(WindowRecord(start, end, total, len(rows), "verified", 1), rows)
+
+
+def tx_row(tx_id: str, when: int, sender: str) -> tuple[Any, ...]:
+    return (
+        tx_id, "token_transfer", "success", sender, None, 0, 180, 1, "0x", when, 1, when, 0, True,
+        0, "SP9", 1, None, None,
+    )  # fmt: skip
+
+
+def paths(tmp_path: Path) -> dict[str, Path]:
+    db = tmp_path / "stxbf.duckdb"
+    return {
+        "db_path": db,
+        "progress_path": db.with_name(db.name + ".progress.json"),
+        "lock_path": db.with_name(db.name + ".lock"),
+    }
+
+
+def day(n: int) -> tuple[int, int]:
+    """Bounds of day n of the 10-day range (0 = oldest)."""
+    first = END + 1 - 10 * DAY
+    return first + n * DAY, first + (n + 1) * DAY - 1
+
+
+class Case(NamedTuple):
+    windows: list[tuple[int, int, str]]
+    chain_start: int | None
+    state: str
+    coverage: str
+
+
+CASES = {
+    "complete": Case([(day(0)[0], END, "verified")], None, "complete", "V" * 10),
+    "gap-in-the-middle": Case(
+        [(day(0)[0], day(3)[1], "verified"), (day(6)[0], END, "verified")],
+        None,
+        "incomplete",
+        "VVVV..VVVV",
+    ),
+    "partial-day": Case(
+        [(day(0)[0] + DAY // 2, END, "verified")], None, "incomplete", "pVVVVVVVVV"
+    ),
+    "incomplete-window": Case(
+        [(day(0)[0], day(7)[1], "verified"), (day(8)[0], END, "incomplete")],
+        None,
+        "incomplete",
+        "VVVVVVVVpp",
+    ),
+    "chain-starts-inside": Case(
+        [(day(0)[0], day(2)[1], "verified"), (day(3)[0], END, "verified")],
+        day(3)[0],
+        "reached_chain_start",
+        "---VVVVVVV",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
+def test_status_from_database(tmp_path: Path, case: Case) -> None:
+    p = paths(tmp_path)
+    make_db(p["db_path"], case.windows, chain_start=case.chain_start)
+    report = build_status(**p, target_days=365, explicit_days=False, now=NOW)
+    assert report.source == "database"
+    assert report.target_days == 10  # the last run's target, not the default
+    assert (report.state, report.coverage) == (case.state, case.coverage)
+    assert report.exit_code == STATES[case.state][1]
+    assert report.days_verified == case.coverage.count("V") + case.coverage.count("-")
+    assert report.transactions == 2 * len(case.windows)
+    assert report.wallets == 2
+
+
+def test_status_with_no_database_is_not_started(tmp_path: Path) -> None:
+    report = build_status(**paths(tmp_path), target_days=365, now=NOW)
+    assert (report.state, report.label, report.exit_code) == ("not_started", "Not started", 7)
+    assert report.coverage == "." * 365
+
+
+def test_explicit_target_days_measures_against_the_same_range_end(tmp_path: Path) -> None:
+    p = paths(tmp_path)
+    make_db(p["db_path"], [(day(5)[0], END, "verified")])
+    report = build_status(**p, target_days=5, explicit_days=True, now=NOW)
+    assert (report.state, report.coverage, report.percent) == ("complete", "VVVVV", 100.0)
+
+
+def snapshot(pid: int, *, updated_at: float, phase: str = "fetching") -> ProgressSnapshot:
+    return ProgressSnapshot(
+        pid=pid,
+        started_at=updated_at - 60,
+        updated_at=updated_at,
+        phase=phase,
+        api_url="http://127.0.0.1:1",
+        target_days=10,
+        range_start=END - 10 * DAY + 1,
+        range_end=END,
+        coverage=[0.0] * 6 + [0.5] + [1.0] * 3,
+        transactions_stored=1234,
+        wallets=56,
+        rate_rpm=400.0,
+        limit_rpm=500.0,
+        eta_seconds=90.0,
+    )
+
+
+def hold_lock_and_pid_file(p: dict[str, Path]) -> FileLock:
+    lock = FileLock(str(p["lock_path"]))
+    lock.acquire(timeout=0)
+    info = {"pid": os.getpid(), "started_at": time.time() - 5, "host": os.uname().nodename}
+    runner_info_path(p["db_path"]).write_text(json.dumps(info))
+    return lock
+
+
+def test_running_reads_the_snapshot_never_the_database(tmp_path: Path) -> None:
+    p = paths(tmp_path)
+    p["db_path"].write_bytes(b"not a database: opening it would fail")
+    lock = hold_lock_and_pid_file(p)
+    try:
+        state.publish(p["progress_path"], snapshot(os.getpid(), updated_at=time.time()))
+        report = build_status(**p, target_days=10)
+    finally:
+        lock.release()
+    assert (report.state, report.source) == ("running", "progress")
+    assert report.runner.alive and report.runner.pid == os.getpid()
+    assert report.coverage == "......pVVV"
+    assert (report.transactions, report.wallets, report.rate_rpm) == (1234, 56, 400.0)
+
+
+def test_stale_heartbeat_is_stalled(tmp_path: Path) -> None:
+    p = paths(tmp_path)
+    lock = hold_lock_and_pid_file(p)
+    try:
+        state.publish(p["progress_path"], snapshot(os.getpid(), updated_at=time.time() - 900))
+        report = build_status(**p, target_days=10, stall_seconds=600)
+    finally:
+        lock.release()
+    assert (report.state, report.exit_code) == ("stalled", 6)
+    assert any("heartbeat" in note for note in report.notes)
+
+
+def test_crashed_runner_reads_as_incomplete(tmp_path: Path) -> None:
+    p = paths(tmp_path)
+    make_db(p["db_path"], [(day(5)[0], END, "verified")])
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout  # fmt: skip
+    state.publish(p["progress_path"], snapshot(int(dead), updated_at=time.time() - 5))
+    report = build_status(**p, target_days=10)
+    assert (report.state, report.source) == ("incomplete", "database")
+    assert not report.runner.alive
+    assert any("crashed" in note for note in report.notes)
+
+
+def test_lock_holder_reads_proc_locks_without_taking_the_lock(tmp_path: Path) -> None:
+    lock_path = tmp_path / "x.lock"
+    assert lock_holder(lock_path) is False
+    lock = FileLock(str(lock_path))
+    with lock:
+        holder = lock_holder(lock_path)
+        assert holder in (os.getpid(), None)  # None where /proc/locks is unavailable
+    assert lock_holder(lock_path) in (False, None)
+
+
+def test_recycled_pid_in_a_stale_pid_file_is_not_a_runner(tmp_path: Path) -> None:
+    info_path = tmp_path / "db.runner.json"
+    # our own (live) pid, but a pid file claiming the runner started long before we did
+    info_path.write_text(json.dumps({"pid": os.getpid(), "started_at": 1_000.0, "host": ""}))
+    runner = detect_runner(
+        lock_path=tmp_path / "db.lock", info_path=info_path, snapshot=None, now=time.time()
+    )
+    assert not runner.alive
+    assert pid_alive(os.getpid())
+
+
+def test_day_states_marks_days_before_the_chain(tmp_path: Path) -> None:
+    codes = day_states(
+        [0.0, 0.0, 1.0, 0.3],
+        partial_hint=None,
+        range_start=END - 4 * DAY + 1,
+        range_end=END,
+        chain_start=END - 2 * DAY + 1,
+    )
+    assert codes == "--Vp"
+
+
+def test_json_fields_are_stable(tmp_path: Path) -> None:
+    report = build_status(**paths(tmp_path), target_days=3, now=NOW)
+    assert set(report.to_dict()) == {
+        "schema", "state", "label", "exit_code", "source", "checked_at", "db_path", "target_days",
+        "days_verified", "days_partial", "days_missing", "days_before_chain", "percent",
+        "range_start", "range_end", "chain_start", "coverage", "transactions", "wallets",
+        "earliest_tx_time", "latest_tx_time", "db_bytes", "runner", "rate_rpm", "limit_rpm",
+        "eta_seconds", "backoff_until", "last_error", "last_error_at", "counters", "last_run",
+        "notes",
+    }  # fmt: skip
+    assert set(report.to_dict()["runner"]) == {
+        "alive", "pid", "found_by", "started_at", "host", "phase", "heartbeat_age", "exit_code",
+    }  # fmt: skip
