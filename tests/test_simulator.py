@@ -1,0 +1,631 @@
+"""The simulator's handler, chain and httpx transport, without sockets (fast).
+
+The simulator must answer like Hiro's `/extended/v1/tx`: these tests pin the semantics a client
+relies on (validation, inclusive time bounds, stable total ordering, paging that covers every tx
+once), the realistic shape of a tx, rate limits and the early-request audit, each fault kind, and
+chain growth. Loopback HTTP is covered in test_simulator_server.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections import Counter
+from typing import Any, NamedTuple
+
+import httpx
+import orjson
+import pytest
+
+from stxbf.simulator import KINDS, Action, Chain, SimApi, SimConfig, SimTransport
+from stxbf.simulator.chain import FEE_LADDER
+
+END = 1_750_000_000  # a fixed "now" keeps every test deterministic
+TX_ID = re.compile(r"^0x[0-9a-f]{64}$")
+ADDRESS = re.compile(r"^SP[0123456789ABCDEFGHJKMNPQRSTVWXYZ]{39}$")
+
+
+class Clock:
+    """A wall clock the test moves by hand."""
+
+    def __init__(self, now: float = END) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def make_api(**changes: Any) -> SimApi:
+    config = SimConfig(days=2, end_time=END, **changes)
+    return SimApi(config, epoch=END)
+
+
+@pytest.fixture(scope="module")
+def api() -> SimApi:
+    return make_api()
+
+
+def get(api: SimApi, query: str = "", now: float = END, **headers: str) -> tuple[int, Any]:
+    response = api.handle("GET", f"/extended/v1/tx?{query}", headers, now=now)
+    assert response.action is Action.SEND
+    return response.status, orjson.loads(response.body)
+
+
+def all_pages(api: SimApi, query: str, limit: int = 50) -> tuple[int, list[dict[str, Any]]]:
+    """Walk offset paging to the end; return (total, every tx in served order)."""
+    txs: list[dict[str, Any]] = []
+    offset, total = 0, None
+    while total is None or offset < total:
+        status, page = get(api, f"{query}&limit={limit}&offset={offset}")
+        assert status == 200
+        total = page["total"]
+        assert page["limit"] == limit and page["offset"] == offset
+        txs += page["results"]
+        offset += limit
+    return total or 0, txs
+
+
+def middle_window(chain: Chain) -> tuple[int, int]:
+    times = chain.tenure_burn_time
+    return times[len(times) // 3], times[len(times) // 3 + 5]
+
+
+# ---- validation -------------------------------------------------------------------------------
+
+
+class BadQuery(NamedTuple):
+    query: str
+    test_id: str
+
+
+BAD_QUERIES = [
+    BadQuery("limit=51", "limit-over-50"),
+    BadQuery("limit=0", "limit-zero"),
+    BadQuery("limit=ten", "limit-not-int"),
+    BadQuery("offset=-1", "offset-negative"),
+    BadQuery("order=up", "order-unknown"),
+    BadQuery("sort_by=nonce", "sort-by-unknown"),
+    BadQuery("type=bogus", "type-unknown"),
+    BadQuery("start_time=yesterday", "start-time-not-int"),
+]
+
+
+@pytest.mark.parametrize("case", BAD_QUERIES, ids=[c.test_id for c in BAD_QUERIES])
+def test_bad_queries_are_400_json(api: SimApi, case: BadQuery) -> None:
+    status, body = get(api, case.query)
+    assert status == 400
+    assert isinstance(body["error"], str)
+
+
+def test_defaults_limit_20_desc_and_envelope(api: SimApi) -> None:
+    status, page = get(api)
+    assert status == 200
+    assert set(page) == {"limit", "offset", "total", "results"}
+    assert (page["limit"], page["offset"], page["total"]) == (20, 0, len(api.chain))
+    heights = [(tx["block_height"], tx["tx_index"]) for tx in page["results"]]
+    assert heights == sorted(heights, reverse=True)
+    assert page["results"][0]["tx_id"] == api.chain.tx_id(len(api.chain) - 1)
+
+
+def test_other_paths_are_404_json(api: SimApi) -> None:
+    response = api.handle("GET", "/extended/v1/address/SP000/transactions", {})
+    assert response.status == 404 and "error" in orjson.loads(response.body)
+    assert api.handle("GET", "/v2/info", {}).status == 404
+
+
+def test_status_route_reports_the_tip(api: SimApi) -> None:
+    response = api.handle("GET", "/extended", {})
+    body = orjson.loads(response.body)
+    assert body["status"] == "ready"
+    assert body["chain_tip"]["block_height"] == api.chain.summary()["tip_block_height"]
+
+
+# ---- time bounds and paging --------------------------------------------------------------------
+
+
+def test_time_bounds_are_inclusive_on_burn_block_time(api: SimApi) -> None:
+    chain = api.chain
+    burn = chain.tenure_burn_time[10]
+    status, page = get(api, f"start_time={burn}&end_time={burn}&limit=50")
+    assert status == 200
+    assert page["total"] == chain.count(burn, burn) > 0
+    assert {tx["burn_block_time"] for tx in page["results"]} == {burn}
+    assert get(api, f"start_time={burn + 1}&end_time={burn + 1}")[1]["total"] == 0
+
+
+def test_zero_bounds_are_ignored(api: SimApi) -> None:
+    total = len(api.chain)
+    assert get(api, "start_time=0&end_time=0")[1]["total"] == total
+    burn = api.chain.tenure_burn_time[-3]
+    assert get(api, f"start_time={burn}&end_time=0")[1]["total"] == api.chain.count(burn, None)
+
+
+def test_no_data_before_genesis() -> None:
+    chain = Chain(seed=2, days=3, end_time=END)
+    assert chain.tenure_burn_time[0] >= END - 3 * 86400
+    assert chain.count(None, END - 3 * 86400 - 1) == 0
+    assert 0.85 < len(chain) / (3 * 6000) < 1.15
+
+
+SORTS = [
+    ("block_height", "asc"),
+    ("block_height", "desc"),
+    ("burn_block_time", "asc"),
+    ("burn_block_time", "desc"),
+    ("fee", "asc"),
+    ("fee", "desc"),
+]
+
+
+def _sort_key(sort_by: str, tx: dict[str, Any]) -> tuple[int, ...]:
+    if sort_by == "fee":
+        return (int(tx["fee_rate"]), tx["block_height"], tx["tx_index"])
+    if sort_by == "burn_block_time":
+        return (tx["burn_block_time"], tx["block_height"], tx["tx_index"])
+    return (tx["block_height"], tx["microblock_sequence"], tx["tx_index"])
+
+
+@pytest.mark.parametrize(("sort_by", "order"), SORTS, ids=[f"{s}-{o}" for s, o in SORTS])
+def test_paging_covers_every_tx_once_in_total_order(api: SimApi, sort_by: str, order: str) -> None:
+    start, end = middle_window(api.chain)
+    total, txs = all_pages(
+        api, f"start_time={start}&end_time={end}&sort_by={sort_by}&order={order}"
+    )
+    ids = [tx["tx_id"] for tx in txs]
+    assert total == len(ids) == len(set(ids))
+    assert set(ids) == set(api.chain.tx_ids(start, end))
+    keys = [_sort_key(sort_by, tx) for tx in txs]
+    assert keys == sorted(keys, reverse=order == "desc")
+
+
+@pytest.mark.parametrize("order", ["asc", "desc"])
+@pytest.mark.parametrize("sort_by", ["block_height", "fee"])
+def test_type_filter_pages_exactly_the_matching_txs(api: SimApi, sort_by: str, order: str) -> None:
+    start, end = middle_window(api.chain)
+    query = f"start_time={start}&end_time={end}&type=smart_contract,coinbase&sort_by={sort_by}"
+    total, txs = all_pages(api, f"{query}&order={order}", limit=7)
+    chain = api.chain
+    wanted = {KINDS.index("smart_contract"), KINDS.index("coinbase")}
+    expected = {chain.tx_id(i) for i in chain.tx_range(start, end) if chain.tx_kind[i] in wanted}
+    assert total == len(txs) == len(expected)
+    assert {tx["tx_id"] for tx in txs} == expected
+    keys = [_sort_key(sort_by, tx) for tx in txs]
+    assert keys == sorted(keys, reverse=order == "desc")
+    # repeated `type=` parameters mean the same as a comma list
+    repeated = f"start_time={start}&end_time={end}&type=smart_contract&type=coinbase&limit=1"
+    assert get(api, repeated)[1]["total"] == total
+
+
+def test_same_query_same_page(api: SimApi) -> None:
+    assert get(api, "offset=120&limit=50") == get(api, "offset=120&limit=50")
+
+
+# ---- realistic shapes ----------------------------------------------------------------------------
+
+COMMON_FIELDS = {
+    "tx_id",
+    "nonce",
+    "fee_rate",
+    "sender_address",
+    "sponsored",
+    "post_condition_mode",
+    "post_conditions",
+    "anchor_mode",
+    "block_hash",
+    "block_height",
+    "block_time",
+    "block_time_iso",
+    "burn_block_time",
+    "burn_block_time_iso",
+    "burn_block_height",
+    "parent_burn_block_time",
+    "parent_block_hash",
+    "canonical",
+    "microblock_canonical",
+    "microblock_sequence",
+    "microblock_hash",
+    "tx_index",
+    "tx_status",
+    "tx_result",
+    "event_count",
+    "execution_cost_read_count",
+    "execution_cost_runtime",
+    "vm_error",
+    "tx_type",
+}
+PAYLOAD_FIELDS = {
+    "token_transfer": ("token_transfer", {"recipient_address", "amount", "memo"}),
+    "contract_call": (
+        "contract_call",
+        {"contract_id", "function_name", "function_signature", "function_args"},
+    ),
+    "smart_contract": ("smart_contract", {"clarity_version", "contract_id", "source_code"}),
+    "coinbase": ("coinbase_payload", {"data", "alt_recipient"}),
+    "tenure_change": (
+        "tenure_change_payload",
+        {
+            "tenure_consensus_hash",
+            "prev_tenure_consensus_hash",
+            "burn_view_consensus_hash",
+            "previous_tenure_end",
+            "previous_tenure_blocks",
+            "cause",
+            "pubkey_hash",
+        },
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def sample(api: SimApi) -> list[dict[str, Any]]:
+    """Two thousand consecutive txs, oldest first."""
+    return all_pages(api, "order=asc&start_time=0", limit=50)[1][:2000]
+
+
+def test_every_tx_looks_like_hiro(sample: list[dict[str, Any]]) -> None:
+    for tx in sample:
+        assert tx.keys() >= COMMON_FIELDS, COMMON_FIELDS - tx.keys()
+        assert TX_ID.match(tx["tx_id"])
+        assert ADDRESS.match(tx["sender_address"])
+        assert isinstance(tx["fee_rate"], str) and tx["fee_rate"].isdigit()
+        assert tx["canonical"] is True and tx["microblock_canonical"] is True
+        assert tx["microblock_sequence"] == 2147483647 and tx["microblock_hash"] == "0x"
+        assert tx["anchor_mode"] == "any" and tx["post_conditions"] == []
+        assert tx["block_time"] >= tx["burn_block_time"]
+        assert tx["block_time_iso"].endswith(".000Z")
+        assert set(tx["tx_result"]) == {"hex", "repr"}
+        assert ("sponsor_address" in tx) is tx["sponsored"]
+        key, fields = PAYLOAD_FIELDS[tx["tx_type"]]
+        assert fields <= tx[key].keys()
+        if tx["tx_type"] == "token_transfer":
+            assert isinstance(tx[key]["amount"], str) and int(tx[key]["amount"]) > 0
+            assert ADDRESS.match(tx[key]["recipient_address"])
+
+
+def test_the_mix_is_realistic(sample: list[dict[str, Any]]) -> None:
+    types = Counter(tx["tx_type"] for tx in sample)
+    assert set(types) == set(KINDS)
+    assert types["contract_call"] > types["token_transfer"] > types["smart_contract"] > 0
+    statuses = Counter(tx["tx_status"] for tx in sample)
+    failed = statuses["abort_by_response"] + statuses["abort_by_post_condition"]
+    assert statuses["abort_by_response"] and statuses["abort_by_post_condition"]
+    assert 0.005 < failed / len(sample) < 0.08
+    assert any(tx["sponsored"] for tx in sample)
+    assert len({(tx["sender_address"], tx["nonce"]) for tx in sample}) == len(sample)
+
+
+def test_tenures_share_one_burn_time_across_many_blocks(sample: list[dict[str, Any]]) -> None:
+    by_burn: dict[int, list[dict[str, Any]]] = {}
+    for tx in sample:
+        by_burn.setdefault(tx["burn_block_time"], []).append(tx)
+    full = list(by_burn.values())[1:-1]  # whole tenures only
+    assert full
+    blocks_per_tenure = []
+    for txs in full:
+        assert len({tx["burn_block_height"] for tx in txs}) == 1
+        first = [tx for tx in txs if tx["block_height"] == txs[0]["block_height"]]
+        assert [tx["tx_type"] for tx in first[:2]] == ["tenure_change", "coinbase"]
+        assert [tx["tx_index"] for tx in first[:2]] == [0, 1]
+        blocks = {tx["block_height"]: tx["block_time"] for tx in txs}
+        assert len(set(blocks.values())) == len(blocks)  # each block has its own time
+        blocks_per_tenure.append(len(blocks))
+    assert sorted(blocks_per_tenure)[len(blocks_per_tenure) // 2] >= 10
+    gaps = [b - a for a, b in zip(list(by_burn), list(by_burn)[1:], strict=False)]
+    assert 60 < sum(gaps) / len(gaps) < 1800
+
+
+def test_tx_ids_are_unique_and_seeded() -> None:
+    chain = Chain(seed=5, days=1, end_time=END)
+    ids = chain.tx_ids()
+    assert len(ids) == len(set(ids)) == len(chain)
+    assert Chain(seed=5, days=1, end_time=END).tx_ids() == ids
+    assert Chain(seed=6, days=1, end_time=END).tx_ids()[:5] != ids[:5]
+    assert chain.digest() == Chain(seed=5, days=1, end_time=END).digest()
+
+
+def test_fee_ladder_is_ascending_and_distinct() -> None:
+    assert list(FEE_LADDER) == sorted(set(FEE_LADDER))
+
+
+# ---- rate limits and the early-request audit -------------------------------------------------
+
+
+def _headers(response: Any) -> dict[str, str]:
+    return dict(response.headers)
+
+
+def test_rate_limit_headers_429_and_retry_after() -> None:
+    api = make_api(rpm=3)
+    seen = []
+    for step in range(3):
+        response = api.handle("GET", "/extended/v1/tx", {}, now=END + step)
+        assert response.status == 200
+        seen.append(_headers(response))
+    assert [h["ratelimit-remaining"] for h in seen] == ["2", "1", "0"]
+    assert {h["ratelimit-limit"] for h in seen} == {"3"}
+    assert {h["x-ratelimit-limit-stacks-minute"] for h in seen} == {"3"}
+    assert seen[0]["x-ratelimit-remaining-stacks-minute"] == "2"
+    assert 1 <= int(seen[2]["ratelimit-reset"]) <= 60
+    limited = api.handle("GET", "/extended/v1/tx", {}, now=END + 3)
+    assert limited.status == 429
+    retry_after = int(_headers(limited)["retry-after"])
+    assert retry_after == 57  # the first request leaves the 60 s window at END + 60
+    assert "error" in orjson.loads(limited.body)
+    # a patient client is served once the window frees a slot
+    assert api.handle("GET", "/extended/v1/tx", {}, now=END + 3 + retry_after).status == 200
+    assert api.stats()["early_requests"] == 0
+    assert api.stats()["rate_limited"] == 1
+
+
+def test_early_requests_are_audited_but_in_flight_ones_are_not() -> None:
+    api = make_api(rpm=1)
+    assert api.handle("GET", "/extended/v1/tx", {}, now=END).status == 200
+    assert api.handle("GET", "/extended/v1/tx", {}, now=END + 1).status == 429  # retry-after 59
+    api.handle("GET", "/extended/v1/tx", {}, now=END + 1.1)  # was already in flight: grace
+    assert api.stats()["early_requests"] == 0
+    api.handle("GET", "/extended/v1/tx", {}, now=END + 30)  # ignored retry-after
+    assert api.stats()["early_requests"] == 1
+    assert api.stats()["clients"]["127.0.0.1"]["early"] == 1
+
+
+def test_limits_are_per_client_key_or_ip() -> None:
+    api = make_api(rpm=1)
+    assert api.handle("GET", "/extended/v1/tx", {"x-api-key": "a"}, now=END).status == 200
+    assert api.handle("GET", "/extended/v1/tx", {"x-api-key": "b"}, now=END).status == 200
+    assert api.handle("GET", "/extended/v1/tx", {}, client="10.0.0.2", now=END).status == 200
+    assert api.handle("GET", "/extended/v1/tx", {"x-api-key": "a"}, now=END).status == 429
+    assert all(who != "a" for who in api.stats()["clients"])  # keys are masked in stats
+
+
+def test_per_second_cap() -> None:
+    api = make_api(rpm=600, per_second=2)
+    statuses = [
+        api.handle("GET", "/extended/v1/tx", {}, now=END + 0.1 * i).status for i in range(3)
+    ]
+    assert statuses == [200, 200, 429]
+    limited = api.handle("GET", "/extended/v1/tx", {}, now=END + 0.3)
+    assert _headers(limited)["retry-after"] == "1"
+    assert _headers(limited)["x-ratelimit-limit-stacks-second"] == "2"
+    assert api.handle("GET", "/extended/v1/tx", {}, now=END + 1.5).status == 200
+
+
+def test_sim_routes_are_exempt_from_limits_and_faults() -> None:
+    api = make_api(rpm=1, fault_rate=1.0)
+    for _ in range(5):
+        assert api.handle("GET", "/_sim/stats", {}, now=END).status == 200
+    assert api.stats()["requests"] == 0
+
+
+class KeyCase(NamedTuple):
+    headers: dict[str, str]
+    status: int
+    test_id: str
+
+
+KEY_CASES = [
+    KeyCase({}, 401, "missing-key"),
+    KeyCase({"x-api-key": "wrong"}, 403, "wrong-key"),
+    KeyCase({"x-api-key": "sim-key"}, 200, "good-key"),
+]
+
+
+@pytest.mark.parametrize("case", KEY_CASES, ids=[c.test_id for c in KEY_CASES])
+def test_require_key(case: KeyCase) -> None:
+    api = make_api(require_key=True)
+    assert api.handle("GET", "/extended/v1/tx", case.headers, now=END).status == case.status
+
+
+def test_v1_gone_and_deprecation_header() -> None:
+    assert make_api(v1_gone=True).handle("GET", "/extended/v1/tx", {}, now=END).status == 410
+    response = make_api(deprecation=True).handle("GET", "/extended/v1/tx", {}, now=END)
+    assert _headers(response)["warning"] == '299 - "Deprecated API"'
+
+
+def test_latency_is_a_delay_with_jitter_not_a_sleep() -> None:
+    api = make_api(latency_ms=200)
+    delays = [api.handle("GET", "/extended/v1/tx", {}, now=END).delay for _ in range(20)]
+    assert all(0.15 <= d <= 0.25 for d in delays)
+    assert len(set(delays)) > 1
+
+
+# ---- faults ------------------------------------------------------------------------------------
+
+
+class FaultCase(NamedTuple):
+    kind: str
+    status: int
+    action: Action
+
+
+FAULT_CASES = [
+    FaultCase("500", 500, Action.SEND),
+    FaultCase("502", 502, Action.SEND),
+    FaultCase("503", 503, Action.SEND),
+    FaultCase("504", 504, Action.SEND),
+    FaultCase("429", 429, Action.SEND),
+    FaultCase("malformed", 200, Action.SEND),
+    FaultCase("short", 200, Action.SEND),
+    FaultCase("truncate", 200, Action.TRUNCATE),
+    FaultCase("drop", 200, Action.DROP),
+    FaultCase("stall", 200, Action.STALL),
+]
+
+
+@pytest.mark.parametrize("case", FAULT_CASES, ids=[c.kind for c in FAULT_CASES])
+def test_each_fault_kind(case: FaultCase) -> None:
+    api = make_api(fault_rate=1.0, fault_kinds=(case.kind,), rpm=100)
+    response = api.handle("GET", "/extended/v1/tx?limit=50", {}, now=END)
+    assert (response.status, response.action, response.fault) == (
+        case.status,
+        case.action,
+        case.kind,
+    )
+    assert api.stats()["faults"][case.kind] == 1
+    headers = _headers(response)
+    assert headers["ratelimit-remaining"] == "99"  # faulted requests count toward the limit
+    if case.kind == "429":
+        assert int(headers["retry-after"]) >= 1
+    if case.kind == "malformed":
+        with pytest.raises(orjson.JSONDecodeError):
+            orjson.loads(response.body)
+    if case.kind == "short":
+        page = orjson.loads(response.body)
+        assert page["total"] == len(api.chain) and 0 < len(page["results"]) < 50
+    if case.status in (500, 502, 503, 504):
+        assert "error" in orjson.loads(response.body)
+
+
+def test_faults_are_seeded_and_follow_the_rate() -> None:
+    def sequence(seed: int) -> list[str | None]:
+        api = make_api(seed=seed, fault_rate=0.3)
+        return [api.handle("GET", "/extended/v1/tx", {}, now=END).fault for _ in range(300)]
+
+    first = sequence(7)
+    assert first == sequence(7)
+    assert first != sequence(8)
+    assert 50 < sum(kind is not None for kind in first) < 130
+
+
+def test_faults_can_change_at_run_time() -> None:
+    api = make_api()
+    response = api.handle("POST", "/_sim/faults?rate=1&kinds=503", {}, now=END)
+    assert orjson.loads(response.body) == {"rate": 1.0, "kinds": ["503"]}
+    assert api.handle("GET", "/extended/v1/tx", {}, now=END).status == 503
+    assert api.handle("POST", "/_sim/faults?rate=1&kinds=teapot", {}, now=END).status == 400
+    api.set_faults(0.0)
+    assert api.handle("GET", "/extended/v1/tx", {}, now=END).status == 200
+
+
+def test_outage_modes() -> None:
+    api = make_api()
+    api.handle("POST", "/_sim/outage?seconds=10&mode=503", {}, now=END)
+    assert api.handle("GET", "/extended/v1/tx", {}, now=END + 5).status == 503
+    assert api.handle("GET", "/extended/v1/tx", {}, now=END + 11).status == 200
+    api.outage(10, mode="refuse", now=END + 20)
+    assert api.handle("GET", "/extended/v1/tx", {}, now=END + 21).action is Action.REFUSE
+    assert api.stats(now=END + 21)["outage_rejected"] == 2
+
+
+# ---- the httpx transport -------------------------------------------------------------------------
+
+
+class TransportCase(NamedTuple):
+    kind: str
+    error: type[Exception]
+
+
+TRANSPORT_CASES = [
+    TransportCase("drop", httpx.RemoteProtocolError),
+    TransportCase("stall", httpx.ReadTimeout),
+    TransportCase("truncate", httpx.RemoteProtocolError),
+]
+
+
+@pytest.mark.parametrize("case", TRANSPORT_CASES, ids=[c.kind for c in TRANSPORT_CASES])
+def test_transport_maps_socket_faults_to_httpx_errors(case: TransportCase) -> None:
+    transport = SimTransport(make_api(fault_rate=1.0, fault_kinds=(case.kind,)), clock=Clock())
+    with (
+        httpx.Client(transport=transport, base_url="http://sim") as client,
+        pytest.raises(case.error),
+    ):
+        client.get("/extended/v1/tx")
+
+
+def test_transport_refuses_during_an_outage() -> None:
+    api = make_api()
+    api.outage(60, now=END)
+    transport = SimTransport(api, clock=Clock(END + 1))
+    with (
+        httpx.Client(transport=transport, base_url="http://sim") as client,
+        pytest.raises(httpx.ConnectError),
+    ):
+        client.get("/extended/v1/tx")
+
+
+def test_async_transport_pages_like_the_api() -> None:
+    async def go() -> httpx.Response:
+        transport = SimTransport(make_api(), clock=Clock())
+        async with httpx.AsyncClient(transport=transport, base_url="http://sim") as client:
+            return await client.get("/extended/v1/tx", params={"limit": 50, "offset": 100})
+
+    response = asyncio.run(go())
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("application/json")
+    page = response.json()
+    assert len(page["results"]) == 50 and page["offset"] == 100
+
+
+# ---- growth ------------------------------------------------------------------------------------
+
+
+def test_growth_appends_to_the_open_tenure_then_opens_new_ones() -> None:
+    api = make_api(growth=5.0)
+    chain = api.chain
+    head_burn = chain.tenure_burn_time[-1]
+    window = f"start_time={END - 3600}&end_time={END}&limit=1"
+    before = get(api, window)[1]["total"]
+    tenures = chain.n_tenures
+    # 30 s later: same tenure (its burn time is in the window) has more blocks
+    later = get(api, window, now=END + 30)[1]["total"]
+    if chain.n_tenures == tenures:
+        assert later > before
+        assert chain.tenure_burn_time[-1] == head_burn
+    newest = get(api, "limit=1", now=END + 30)[1]["results"][0]
+    assert newest["block_time"] > END
+    # an hour on, new tenures have started with their own (later) burn times
+    get(api, "limit=1", now=END + 3600)
+    assert chain.n_tenures > tenures
+    assert chain.tenure_burn_time[-1] > END
+    assert chain.count(END - 3600, END) >= later
+
+
+def test_a_window_ending_now_gains_txs_while_its_tenure_lasts() -> None:
+    config = SimConfig(
+        days=1, end_time=END, growth=20.0, tenure_seconds=3600.0, block_seconds=(1.0, 2.0)
+    )
+    api = SimApi(config, epoch=END)
+    chain = api.chain
+    head_burn = chain.tenure_burn_time[-1]
+    window = f"start_time={head_burn}&end_time={END}&limit=1"
+    before = get(api, window)[1]["total"]
+    after = get(api, window, now=END + 20)[1]["total"]
+    assert chain.tenure_burn_time[-1] == head_burn  # a one-hour tenure is still open
+    assert after > before
+    assert after == api.truth(head_burn, END)["count"]
+
+
+def test_frozen_chain_does_not_grow(api: SimApi) -> None:
+    n = len(api.chain)
+    get(api, "limit=1", now=END + 7200)
+    assert len(api.chain) == n
+
+
+def test_advance_route_moves_the_chain_clock() -> None:
+    api = make_api(growth=2.0)
+    n = len(api.chain)
+    body = orjson.loads(api.handle("POST", "/_sim/advance?seconds=120", {}, now=END).body)
+    assert body["added"] > 0 and len(api.chain) == n + body["added"]
+
+
+def test_truth_route_matches_the_chain(api: SimApi) -> None:
+    start, end = middle_window(api.chain)
+    response = api.handle("GET", f"/_sim/truth?start_time={start}&end_time={end}&ids=1", {})
+    truth = orjson.loads(response.body)
+    assert truth["count"] == api.chain.count(start, end) == len(truth["tx_ids"])
+    assert truth["digest"] == api.chain.digest(start, end)
+    assert truth["tx_ids"] == api.chain.tx_ids(start, end)
+
+
+def test_chain_memory_per_tx_is_small() -> None:
+    chain = Chain(seed=1, days=4, tx_per_day=20_000, end_time=END)
+    per_tx = sum(
+        arr.itemsize * len(arr)
+        for arr in (
+            chain.tx_kind,
+            chain.tx_fee,
+            chain.block_time,
+            chain.block_first_tx,
+            chain.block_tenure,
+        )
+    ) / len(chain)
+    assert per_tx < 16

@@ -1,0 +1,206 @@
+"""The simulator over real loopback HTTP/1.1, and `stxbf sim serve`.
+
+What only a socket can show: keep-alive, latency that does not block other connections, faults
+that break the connection (drop, truncate, stall), an outage that refuses connections, and the
+CLI's one-line URL banner.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from stxbf.simulator import SimConfig, SimServer, run_in_thread
+
+END = 1_750_000_000
+
+
+@pytest.fixture(scope="module")
+def sim() -> Iterator[SimServer]:
+    with run_in_thread(SimConfig(days=2, end_time=END, seed=3)) as server:
+        yield server
+
+
+def test_serves_pages_over_keep_alive(sim: SimServer) -> None:
+    before = sim.stats()["connections_total"]
+    with httpx.Client(base_url=sim.url) as client:
+        pages = [
+            client.get("/extended/v1/tx", params={"limit": 50, "offset": 50 * k}) for k in range(20)
+        ]
+    assert all(page.status_code == 200 for page in pages)
+    assert pages[0].headers["content-type"] == "application/json; charset=utf-8"
+    ids = [tx["tx_id"] for page in pages for tx in page.json()["results"]]
+    assert len(set(ids)) == 1000
+    assert sim.stats()["connections_total"] - before == 1
+
+
+def test_sim_routes_over_http(sim: SimServer) -> None:
+    with httpx.Client(base_url=sim.url) as client:
+        stats = client.get("/_sim/stats").json()
+        start, end = sim.chain.tenure_burn_time[5], sim.chain.tenure_burn_time[9]
+        truth = client.get("/_sim/truth", params={"start_time": start, "end_time": end}).json()
+        missing = client.get("/nope")
+        unknown_post = client.post("/_sim/nope")
+    assert {"requests", "rate_limited", "early_requests", "faults", "chain"} <= stats.keys()
+    assert truth["count"] == sim.chain.count(start, end)
+    assert truth["digest"] == sim.chain.digest(start, end)
+    assert missing.status_code == 404 and "error" in missing.json()
+    assert unknown_post.status_code == 404
+
+
+def test_http_1_0_and_connection_close_are_honoured(sim: SimServer) -> None:
+    with httpx.Client(base_url=sim.url, headers={"connection": "close"}) as client:
+        response = client.get("/extended/v1/tx", params={"limit": 1})
+    assert response.headers["connection"] == "close"
+
+
+def test_latency_does_not_block_other_connections() -> None:
+    config = SimConfig(days=1, end_time=END, latency_ms=300, jitter_ms=0)
+
+    async def burst(url: str) -> list[int]:
+        async with httpx.AsyncClient(base_url=url) as client:
+            responses = await asyncio.gather(
+                *(client.get("/extended/v1/tx", params={"offset": k}) for k in range(8))
+            )
+        return [r.status_code for r in responses]
+
+    with run_in_thread(config) as server:
+        assert asyncio.run(burst(server.url)) == [200] * 8
+        assert server.stats()["max_in_flight"] >= 4  # served concurrently, not one by one
+
+
+def test_rate_limit_over_http_and_the_audit() -> None:
+    with run_in_thread(SimConfig(days=1, end_time=END, rpm=2)) as server:
+        with httpx.Client(base_url=server.url, headers={"x-api-key": "k1"}) as client:
+            statuses = [client.get("/extended/v1/tx").status_code for _ in range(3)]
+            limited = client.get("/extended/v1/tx")
+        stats = server.stats()
+    assert statuses == [200, 200, 429]
+    assert limited.status_code == 429 and int(limited.headers["retry-after"]) >= 1
+    assert limited.headers["ratelimit-remaining"] == "0"
+    assert stats["rate_limited"] == 2
+    assert stats["early_requests"] == 0  # the 4th came within the in-flight grace
+
+
+@pytest.fixture
+def faulty() -> Iterator[SimServer]:
+    with run_in_thread(SimConfig(days=1, end_time=END, stall_seconds=5.0)) as server:
+        yield server
+
+
+def test_drop_closes_without_a_response(faulty: SimServer) -> None:
+    faulty.set_faults(1.0, "drop")
+    with httpx.Client(base_url=faulty.url) as client, pytest.raises(httpx.RemoteProtocolError):
+        client.get("/extended/v1/tx")
+
+
+def test_truncate_sends_part_of_the_body(faulty: SimServer) -> None:
+    faulty.set_faults(1.0, "truncate")
+    with httpx.Client(base_url=faulty.url) as client, pytest.raises(httpx.RemoteProtocolError):
+        client.get("/extended/v1/tx", params={"limit": 50})
+
+
+def test_stall_outlasts_the_client_timeout(faulty: SimServer) -> None:
+    faulty.set_faults(1.0, "stall")
+    with httpx.Client(base_url=faulty.url, timeout=0.3) as client, pytest.raises(httpx.ReadTimeout):
+        client.get("/extended/v1/tx")
+    faulty.set_faults(0.0)
+    with httpx.Client(base_url=faulty.url) as client:  # the server is not held up meanwhile
+        assert client.get("/extended/v1/tx").status_code == 200
+
+
+def test_malformed_and_short_pages_arrive_as_200(faulty: SimServer) -> None:
+    with httpx.Client(base_url=faulty.url) as client:
+        client.post("/_sim/faults", params={"rate": 1, "kinds": "malformed"})
+        malformed = client.get("/extended/v1/tx")
+        client.post("/_sim/faults", params={"rate": 1, "kinds": "short"})
+        short = client.get("/extended/v1/tx", params={"limit": 50})
+        client.post("/_sim/faults", params={"rate": 0})
+    assert malformed.status_code == 200
+    assert malformed.headers["content-type"].startswith("text/html")
+    with pytest.raises(ValueError):
+        malformed.json()
+    assert short.status_code == 200 and len(short.json()["results"]) < 50
+    assert faulty.stats()["faults"]["malformed"] == 1
+
+
+def test_outage_refuses_connections_then_recovers(faulty: SimServer) -> None:
+    with httpx.Client(base_url=faulty.url) as client:
+        assert client.post("/_sim/outage", params={"seconds": 0.6}).status_code == 200
+        with pytest.raises(httpx.TransportError):
+            client.get("/extended/v1/tx")
+        with httpx.Client(base_url=faulty.url) as fresh, pytest.raises(httpx.ConnectError):
+            fresh.get("/extended/v1/tx")
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            with httpx.Client(base_url=faulty.url) as client:
+                assert client.get("/extended/v1/tx").status_code == 200
+            break
+        except httpx.TransportError:
+            assert time.monotonic() < deadline, "the simulator did not listen again"
+            time.sleep(0.1)
+
+
+def test_throughput_sanity(sim: SimServer) -> None:
+    """Many pages through one keep-alive connection; prints the rate, asserts only correctness."""
+    pages = 300
+    started = time.perf_counter()
+    with httpx.Client(base_url=sim.url) as client:
+        for k in range(pages):
+            response = client.get("/extended/v1/tx", params={"limit": 50, "offset": 50 * k})
+            assert response.status_code == 200
+    elapsed = time.perf_counter() - started
+    print(f"simulator served {pages / elapsed:.0f} pages/s to one httpx client")
+    assert sim.stats()["pages"] >= pages
+
+
+def test_refuses_non_loopback_hosts() -> None:
+    with pytest.raises(ValueError, match="loopback"):
+        SimConfig(host="0.0.0.0")
+
+
+# ---- the CLI -------------------------------------------------------------------------------------
+
+
+def test_cli_serve_prints_the_url_and_stops_on_sigterm() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "stxbf", "sim", "serve", "--days", "1", "--rpm", "100"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith("stxbf simulator serving http://127.0.0.1:"), line
+        url = line.split()[3]
+        response = httpx.get(f"{url}/extended/v1/tx", params={"limit": 3})
+        assert response.status_code == 200 and len(response.json()["results"]) == 3
+        assert response.headers["ratelimit-limit"] == "100"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_cli_refuses_a_public_host() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "stxbf", "sim", "serve", "--host", "0.0.0.0"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert "loopback" in result.stderr
