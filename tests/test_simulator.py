@@ -629,3 +629,32 @@ def test_chain_memory_per_tx_is_small() -> None:
         )
     ) / len(chain)
     assert per_tx < 16
+
+
+SCALE_PROBE = """
+import psutil, orjson
+from stxbf.simulator import SimApi, SimConfig
+before = psutil.Process().memory_info().rss
+api = SimApi(SimConfig(days=30, tx_per_day=35_000, end_time=1_750_000_000), epoch=1_750_000_000)
+for k in range(200):
+    response = api.handle("GET", f"/extended/v1/tx?limit=50&offset={k * 5000}", {})
+    assert response.status == 200 and len(orjson.loads(response.body)["results"]) == 50
+response = api.handle("GET", "/extended/v1/tx?limit=50&sort_by=fee&type=token_transfer", {})
+assert response.status == 200
+grown = psutil.Process().memory_info().rss - before
+print(len(api.chain), grown // 2**20)
+"""
+
+
+@pytest.mark.slow
+def test_a_million_txs_fit_in_modest_memory() -> None:
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-c", SCALE_PROBE], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    n_txs, grown_mib = map(int, result.stdout.split())
+    assert n_txs > 1_000_000
+    assert grown_mib < 150, f"{grown_mib} MiB for {n_txs} txs"

@@ -150,8 +150,12 @@ class SimApi:
             block_seconds=config.block_seconds,
         )
         self.renderer = Renderer(self.chain)
-        # chain time = wall time + shift; the chain's end_time is "now" at `epoch`
-        self.time_shift = self.chain.end_time - (time.time() if epoch is None else epoch)
+        # chain time = wall time + shift: the chain's end_time is "now" at `epoch`; a chain built
+        # for "now" keeps wall time (its build may take a second)
+        if epoch is None and config.end_time is None and chain is None:
+            self.time_shift = 0.0
+        else:
+            self.time_shift = self.chain.end_time - (time.time() if epoch is None else epoch)
         self.rpm = config.rpm or 0
         self.per_second = config.per_second or 0
         self.fault_rate = config.fault_rate

@@ -81,6 +81,40 @@ _ERR_RESULTS = (
     '{"hex":"0x0809","repr":"(err none)"}',
 )
 _ZERO_MEMO = "0x" + "00" * 34
+_POWERS = tuple(10 ** (2 + k) for k in range(8))
+
+
+def _outcome(status: str, result: str) -> str:
+    return f'"tx_status":"{status}","tx_result":{result},'
+
+
+def _tail(events: int, read: int, read_len: int, runtime: int, write: int, write_len: int) -> str:
+    return (
+        f'"event_count":{events},"execution_cost_read_count":{read},'
+        f'"execution_cost_read_length":{read_len},"execution_cost_runtime":{runtime},'
+        f'"execution_cost_write_count":{write},"execution_cost_write_length":{write_len},'
+    )
+
+
+_SUCCESS = _outcome("success", _OK_TRUE)
+_FAILED_OUTCOMES = (
+    _outcome("abort_by_response", _ERR_RESULTS[0]),
+    _outcome("abort_by_response", _ERR_RESULTS[1]),
+    _outcome("abort_by_post_condition", _OK_TRUE),
+    _outcome("abort_by_response", _ERR_RESULTS[2]),
+    _outcome("abort_by_post_condition", _OK_TRUE),
+)
+_TRANSFER_OK = _tail(1, 0, 0, 0, 0, 0)
+_TRANSFER_FAILED = _tail(0, 0, 0, 0, 0, 0)
+_DEPLOY_TAIL = _tail(0, 0, 0, 1_500_000, 9, 4_200)
+# per read count: [failed (no events), then 0..11 events]
+_CALL_TAILS = tuple(
+    tuple(
+        _tail(events, reads, reads * 1731, reads * 29_113 + 4_000, reads // 3, reads * 97)
+        for events in (0, *range(12))
+    )
+    for reads in range(5, 65)
+)
 
 
 def _json(value: object) -> str:
@@ -112,10 +146,6 @@ def iso(ts: int) -> str:
     return f"{date}T{hours:02d}:{minutes:02d}:{secs:02d}.000Z"
 
 
-def _uint_arg(name: str, value: int) -> str:
-    return f'{{"hex":"0x01{value:032x}","repr":"u{value}","name":"{name}","type":"uint"}}'
-
-
 class Renderer:
     """Renders tx `i` of a chain as a JSON object (str); one per chain, not thread-safe."""
 
@@ -144,6 +174,11 @@ class Renderer:
                 prefixes.append((head, params))
             self.calls.append(prefixes)
         self.sources = [_json(src) for src in _SOURCES]
+        self.sponsor_fields = [
+            f'"sponsored":true,"sponsor_address":"{sponsor}","sponsor_nonce":{n},'
+            for sponsor in self.sponsors
+            for n in rng.sample(range(10_000), k=8)
+        ]
         self._blocks: dict[int, str] = {}
         self._hashes: dict[int, str] = {}
         self._tenures: dict[int, str] = {}
@@ -209,7 +244,6 @@ class Renderer:
             b = chain.block_of(i)
         digest = chain.tx_digest(i)
         tx_id = digest[:32].hex()
-        r = int.from_bytes(digest[32:], "little")
         kind = chain.tx_kind[i]
         fee = FEE_LADDER[chain.tx_fee[i]]
         tx_index = i - chain.block_first_tx[b]
@@ -219,78 +253,62 @@ class Renderer:
         sender_slot = i % N_SENDERS
         sender = self.senders[sender_slot]
         nonce = i // N_SENDERS + self.base_nonce[sender_slot]
-        roll = r % 1000
-        r >>= 10
-        status, result, events = "success", _OK_TRUE, 0
+        # digest[32:64] are this tx's dice: each field reads its own bytes
+        roll = (digest[32] << 8 | digest[33]) % 1000
         failed = roll < (5 if kind == TOKEN_TRANSFER else 35)
         if failed:
-            if roll % 3 == 2:
-                status, result = "abort_by_post_condition", _OK_TRUE
-            else:
-                status, result = "abort_by_response", _ERR_RESULTS[roll % len(_ERR_RESULTS)]
-        sponsored = kind == CONTRACT_CALL and r % 32 == 0
-        r >>= 5
-        sponsor = (
-            f'"sponsored":true,"sponsor_address":"{self.sponsors[r % 6]}",'
-            f'"sponsor_nonce":{r % 9973},'
-            if sponsored
-            else '"sponsored":false,'
-        )
-        r >>= 14
-        mode = "allow" if r % 5 == 0 else "deny"
-        r >>= 3
+            outcome = _FAILED_OUTCOMES[roll % len(_FAILED_OUTCOMES)]
+        else:
+            outcome = _SUCCESS
+        if kind == CONTRACT_CALL and digest[34] < 8:
+            sponsor = self.sponsor_fields[digest[35] % len(self.sponsor_fields)]
+        else:
+            sponsor = '"sponsored":false,'
+        mode = "allow" if digest[36] < 51 else "deny"
         if kind == TOKEN_TRANSFER:
-            recipient = self.senders[r % N_SENDERS]
-            r >>= 15
-            amount = (1 + r % 9999) * 10 ** (2 + (r >> 14) % 8)
-            r >>= 17
-            memo = _ZERO_MEMO if r % 4 else "0x" + tx_id[:68]
+            recipient = self.senders[(digest[37] << 8 | digest[38]) % N_SENDERS]
+            amount = (1 + (digest[39] << 8 | digest[40]) % 9999) * _POWERS[digest[41] & 7]
+            memo = _ZERO_MEMO if digest[42] & 3 else "0x" + tx_id[:68]
             payload = (
                 f'"tx_type":"token_transfer","token_transfer":{{"recipient_address":"{recipient}",'
                 f'"amount":"{amount}","memo":"{memo}"}}'
             )
-            costs = (0, 0, 0, 0, 0)
-            events = 0 if failed else 1
+            tail = _TRANSFER_FAILED if failed else _TRANSFER_OK
         elif kind == CONTRACT_CALL:
-            pick = (r % 1_000_000) / 1_000_000
-            r >>= 20
+            pick = (digest[37] << 8 | digest[38]) / 65536.0
             calls = self.calls[int(len(self.calls) * pick**3)]
-            head, params = calls[r % len(calls)]
-            r >>= 3
+            head, params = calls[digest[39] % len(calls)]
             args = []
+            at = 40
             for name, typ in params:
                 if typ == "uint":
-                    args.append(_uint_arg(name, r % 10**9))
-                    r >>= 30
+                    value = int.from_bytes(digest[at : at + 4], "little") % 1_000_000_000
+                    args.append(
+                        f'{{"hex":"0x01{value:032x}","repr":"u{value}","name":"{name}",'
+                        f'"type":"uint"}}'
+                    )
                 else:
-                    who = self.senders[r % N_SENDERS]
-                    r >>= 15
+                    who = self.senders[(digest[at] << 8 | digest[at + 1]) % N_SENDERS]
                     args.append(
                         f'{{"hex":"0x0516{tx_id[:40]}","repr":"\'{who}","name":"{name}",'
                         f'"type":"principal"}}'
                     )
+                at += 4
             payload = f'"tx_type":"contract_call",{head}{",".join(args)}]}}'
-            reads = 5 + r % 60
-            costs = (reads, reads * 1731, reads * 29_113 + 4_000, reads // 3, reads * 97)
-            events = 0 if failed else r % 13
+            tail = _CALL_TAILS[digest[50] % len(_CALL_TAILS)][0 if failed else 1 + digest[51] % 12]
         else:  # SMART_CONTRACT
-            src = r % len(self.sources)
-            version = 2 + (r >> 4) % 2
+            version = 2 + (digest[37] & 1)
             payload = (
                 f'"tx_type":"smart_contract","smart_contract":{{"clarity_version":{version},'
-                f'"contract_id":"{sender}.contract-{i}","source_code":{self.sources[src]}}}'
+                f'"contract_id":"{sender}.contract-{i}",'
+                f'"source_code":{self.sources[digest[38] % len(self.sources)]}}}'
             )
-            costs = (0, 0, 1_500_000, 9, 4_200)
-            events = 0
-        read_count, read_length, runtime, write_count, write_length = costs
+            tail = _DEPLOY_TAIL
         return (
             f'{{"tx_id":"0x{tx_id}","nonce":{nonce},"fee_rate":"{fee}",'
             f'"sender_address":"{sender}",{sponsor}"post_condition_mode":"{mode}",'
-            f'"post_conditions":[],{block},"tx_index":{tx_index},"tx_status":"{status}",'
-            f'"tx_result":{result},"event_count":{events},'
-            f'"execution_cost_read_count":{read_count},"execution_cost_read_length":{read_length},'
-            f'"execution_cost_runtime":{runtime},"execution_cost_write_count":{write_count},'
-            f'"execution_cost_write_length":{write_length},"vm_error":null,"events":[],{payload}}}'
+            f'"post_conditions":[],{block},"tx_index":{tx_index},{outcome}{tail}'
+            f'"vm_error":null,"events":[],{payload}}}'
         )
 
     def _render_system(

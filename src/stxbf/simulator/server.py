@@ -116,7 +116,11 @@ class _Connection(asyncio.Protocol):
             for line in lines[1:]:
                 name, _, value = line.partition(":")
                 headers[name.strip().lower()] = value.strip()
-            length = int(headers.get("content-length") or 0)
+            try:
+                length = int(headers.get("content-length") or 0)
+            except ValueError:
+                self._respond(Response(400, [], b""), False, "GET")
+                return
             if len(self.buffer) < head_end + 4 + length:
                 return  # wait for the body (admin POSTs may carry one; it is ignored)
             del self.buffer[: head_end + 4 + length]
