@@ -127,3 +127,18 @@ def test_retry_after_http_date() -> None:
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412470.0) == pytest.approx(
         10.0
     )
+
+
+def test_a_guessed_ceiling_expires_when_the_api_states_none() -> None:
+    clock = FakeClock()
+    pacer = Pacer(rpm=50, clock=clock, sleep=clock.sleep)
+    pacer.observe(200, {})
+    assert pacer.limit_rpm is None
+    pacer.on_429(1)
+    assert pacer.limit_rpm is not None  # pushed back: slow down, from what was achieved
+    clock.now += 30
+    pacer.observe(200, {})
+    assert pacer.limit_rpm is not None
+    clock.now += 60
+    pacer.observe(200, {})
+    assert pacer.limit_rpm is None  # a minute without 429: unthrottled again

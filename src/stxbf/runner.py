@@ -58,7 +58,7 @@ class RunParams:
     max_iterations: int = 0
     concurrency: int = 16
     rpm: float | None = None
-    request_timeout: float = 30.0
+    request_timeout: float = 20.0
     give_up_after: float = 600.0
 
 

@@ -66,7 +66,7 @@ class Settings(BaseSettings):
     max_iterations: int = Field(default=0, ge=0)
     concurrency: int = Field(default=16, ge=1, le=256)
     rpm: float | None = Field(default=None, gt=0)
-    request_timeout: float = Field(default=30.0, gt=0)
+    request_timeout: float = Field(default=20.0, gt=0)
     give_up_after: float = Field(default=600.0, gt=0)
 
     tmux_socket: str | None = None

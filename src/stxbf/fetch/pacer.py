@@ -24,6 +24,7 @@ SAFETY = 0.985  # stay just under the ceiling so clock jitter does not cost a 42
 DECREASE = 0.75  # multiplicative decrease after a 429
 RECOVERY_REQUESTS = 200  # successes needed to climb back from a decrease to the ceiling
 MIN_RPS = 0.05
+INFERRED_CEILING_TTL = 60.0  # an API that states no limit gets unthrottled again after this
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +122,7 @@ class Pacer:
         self._learned = fixed
         self.sent: deque[float] = deque()
         self.last_429_at: float | None = None
+        self._inferred = False  # the ceiling was guessed from a 429, not stated by the API
 
     @property
     def limit_rpm(self) -> float | None:
@@ -173,10 +175,11 @@ class Pacer:
                     if self.rate_rps is None or self.rate_rps > ceiling or not self._learned:
                         self.rate_rps = ceiling
                 self._learned = True
-            elif not self._learned and status < 400:
+            elif status < 400 and (not self._learned or self._inferred_expired(now)):
                 # A self-hosted API states no limit: run unthrottled until it pushes back.
                 self.ceiling_rps = self.rate_rps = None
                 self._learned = True
+                self._inferred = False
         if status < 400 and self.rate_rps is not None and self.ceiling_rps is not None:
             step = self.ceiling_rps / RECOVERY_REQUESTS
             self.rate_rps = min(self.ceiling_rps, self.rate_rps + step)
@@ -184,17 +187,25 @@ class Pacer:
             reset = rate.reset_seconds if rate.reset_seconds is not None else 1.0
             self.gate_until = max(self.gate_until, now + max(0.0, reset))
 
+    def _inferred_expired(self, now: float) -> bool:
+        return (
+            self._inferred
+            and self.last_429_at is not None
+            and now - self.last_429_at > INFERRED_CEILING_TTL
+        )
+
     def on_429(self, retry_after: float | None) -> None:
         """Close the gate for `retry-after` (at least 1 s) and slow down."""
         now = self._clock()
         wait = max(1.0, retry_after if retry_after is not None else 1.0)
         self.gate_until = max(self.gate_until, now + wait + 0.05)
         self.last_429_at = now
-        if self.rate_rps is None:
+        if self.rate_rps is None or self._inferred:
             # No stated limit, yet pushed back: start from what we achieved, minus a margin.
             achieved = self.achieved_rpm(10.0) / 60.0
             self.ceiling_rps = max(MIN_RPS, achieved or 1.0)
             self.rate_rps = self.ceiling_rps * DECREASE
+            self._inferred = True
         else:
             self.rate_rps = max(MIN_RPS, self.rate_rps * DECREASE)
         self._next_slot = max(self._next_slot, self.gate_until)
