@@ -282,6 +282,25 @@ def test_every_tx_looks_like_hiro(sample: list[dict[str, Any]]) -> None:
             assert ADDRESS.match(tx[key]["recipient_address"])
 
 
+def test_pages_parse_with_the_clients_model(api: SimApi) -> None:
+    """The drift detector: the client's model reads what the simulator writes, field for field."""
+    from stxbf.models import TX_COLUMN_NAMES, parse_page
+
+    response = api.handle("GET", "/extended/v1/tx?limit=50&order=asc&offset=0", {}, now=END)
+    page = parse_page(response.body)
+    raw = orjson.loads(response.body)["results"]
+    assert (page.total, page.limit, page.offset, len(page.rows)) == (len(api.chain), 50, 0, 50)
+    for row, tx in zip(page.rows, raw, strict=True):
+        record = dict(zip(TX_COLUMN_NAMES, row, strict=True))
+        assert record["tx_id"] == tx["tx_id"]
+        assert record["fee_ustx"] == int(tx["fee_rate"])
+        assert record["burn_block_time"] == tx["burn_block_time"]
+        if tx["tx_type"] == "token_transfer":
+            assert record["token_transfer_amount"] == int(tx["token_transfer"]["amount"])
+        if tx["tx_type"] == "contract_call":
+            assert record["function_name"] == tx["contract_call"]["function_name"]
+
+
 def test_the_mix_is_realistic(sample: list[dict[str, Any]]) -> None:
     types = Counter(tx["tx_type"] for tx in sample)
     assert set(types) == set(KINDS)
@@ -605,6 +624,7 @@ def test_advance_route_moves_the_chain_clock() -> None:
     n = len(api.chain)
     body = orjson.loads(api.handle("POST", "/_sim/advance?seconds=120", {}, now=END).body)
     assert body["added"] > 0 and len(api.chain) == n + body["added"]
+    assert api.advance(120, now=END) > 0
 
 
 def test_truth_route_matches_the_chain(api: SimApi) -> None:

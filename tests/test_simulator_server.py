@@ -204,3 +204,14 @@ def test_cli_refuses_a_public_host() -> None:
     )
     assert result.returncode == 2
     assert "loopback" in result.stderr
+
+
+def test_cli_reports_a_busy_port(sim: SimServer) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "stxbf", "sim", "serve", "--port", str(sim.port)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert "cannot listen" in result.stderr

@@ -93,4 +93,7 @@ def serve(
         sys.stdout.write(f"stxbf simulator serving {url} ({details})\n")
         sys.stdout.flush()
 
-    serve_forever(config, on_ready=ready)
+    try:
+        serve_forever(config, on_ready=ready)
+    except OSError as exc:  # the port is taken, or the address is not ours
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None

@@ -505,9 +505,7 @@ class SimApi:
             self.set_limits(rpm=rpm, per_second=per_second)
             return _json_response(200, {"rpm": self.rpm, "per_second": self.per_second})
         if path == "/_sim/advance":
-            seconds = float(params.get("seconds") or 0)
-            self.time_shift += max(0.0, seconds)
-            added = self.chain.advance(self.chain_now(now))
+            added = self._advance_clock(float(params.get("seconds") or 0), now)
             return _json_response(200, {"added": added, "chain": self.chain.summary()})
         if path == "/_sim/reset":
             self._reset_counters()
@@ -525,6 +523,15 @@ class SimApi:
             self.fault_kinds = parse_fault_kinds(
                 kinds if isinstance(kinds, str) else ",".join(kinds)
             )
+
+    def advance(self, seconds: float, now: float | None = None) -> int:
+        """Move the chain's clock forward (growth catches up at once); return txs added."""
+        with self._lock:
+            return self._advance_clock(seconds, time.time() if now is None else now)
+
+    def _advance_clock(self, seconds: float, now: float) -> int:
+        self.time_shift += max(0.0, seconds)
+        return self.chain.advance(self.chain_now(now))
 
     def set_limits(self, *, rpm: int | None = None, per_second: int | None = None) -> None:
         self.rpm = rpm or 0

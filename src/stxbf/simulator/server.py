@@ -332,6 +332,10 @@ class SimServer:
             server = self._server
             self._loop.call_soon_threadsafe(server.pause_listening, seconds)
 
+    def advance(self, seconds: float) -> int:
+        """Jump the chain clock forward `seconds` (needs growth > 0 to add anything)."""
+        return self.api.advance(seconds)
+
     def truth(self, start_time: int | None = None, end_time: int | None = None) -> dict[str, Any]:
         return self.api.truth(start_time, end_time)
 
