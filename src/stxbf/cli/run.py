@@ -173,10 +173,11 @@ def render_report(report: RunReport) -> None:
             f"Progress: {snap.days_verified}/{snap.target_days} days "
             f"({100.0 * snap.days_verified / max(1, snap.target_days):.1f}%) · "
             f"{snap.transactions_stored:,} transactions stored · "
-            f"{snap.counters.pages:,} pages, {snap.counters.responses_429} × 429, "
-            f"{snap.counters.errors} errors"
+            f"{snap.counters.pages:,} pages, {snap.counters.responses_429} answered 429, "
+            f"{snap.counters.errors} errors",
+            soft_wrap=True,
         )
-    target.print(f"stxbf run: {report.message} (exit {int(report.exit_code)})")
+    target.print(f"stxbf run: {report.message} (exit {int(report.exit_code)})", soft_wrap=True)
 
 
 # -- views -----------------------------------------------------------------------------------
