@@ -129,21 +129,21 @@ def _address(rng: random.Random, prefix: str = "SP") -> str:
     return prefix + rng.randbytes(39).translate(_C32_TABLE).decode()
 
 
-_DAYS: dict[int, str] = {}
+_MINUTES: dict[int, str] = {}
+_SECONDS = tuple(f"{s:02d}.000Z" for s in range(60))
 
 
 def iso(ts: int) -> str:
     """`2025-06-15T11:16:16.000Z`, as Hiro writes it (JavaScript's toISOString), fast."""
-    day, secs = divmod(ts, 86400)
-    date = _DAYS.get(day)
-    if date is None:
-        date = datetime.fromtimestamp(day * 86400, tz=timezone.utc).strftime("%Y-%m-%d")
-        if len(_DAYS) > 100_000:
-            _DAYS.clear()
-        _DAYS[day] = date
-    hours, secs = divmod(secs, 3600)
-    minutes, secs = divmod(secs, 60)
-    return f"{date}T{hours:02d}:{minutes:02d}:{secs:02d}.000Z"
+    minute, secs = divmod(ts, 60)
+    prefix = _MINUTES.get(minute)
+    if prefix is None:
+        moment = datetime.fromtimestamp(minute * 60, tz=timezone.utc)
+        prefix = moment.strftime("%Y-%m-%dT%H:%M:")
+        if len(_MINUTES) > 200_000:
+            _MINUTES.clear()
+        _MINUTES[minute] = prefix
+    return prefix + _SECONDS[secs]
 
 
 class Renderer:
@@ -181,7 +181,7 @@ class Renderer:
         ]
         self._blocks: dict[int, str] = {}
         self._hashes: dict[int, str] = {}
-        self._tenures: dict[int, str] = {}
+        self._tenures: dict[int, tuple[str, str]] = {}
         self._block_cache = block_cache
 
     # ---- per block --------------------------------------------------------------------------
@@ -196,13 +196,16 @@ class Renderer:
             self._hashes[b] = cached
         return cached
 
-    def _tenure_fields(self, tenure: int) -> str:
+    def _tenure_fields(self, tenure: int) -> tuple[str, str]:
+        """(burn fields, the same time as parent_burn_* fields) of a tenure."""
         cached = self._tenures.get(tenure)
         if cached is None:
             burn_time = self.chain.tenure_burn_time[tenure]
+            burn_iso = iso(burn_time)
             cached = (
-                f'"burn_block_time":{burn_time},"burn_block_time_iso":"{iso(burn_time)}",'
-                f'"burn_block_height":{GENESIS_BURN_HEIGHT + tenure},'
+                f'"burn_block_time":{burn_time},"burn_block_time_iso":"{burn_iso}",'
+                f'"burn_block_height":{GENESIS_BURN_HEIGHT + tenure},',
+                f'"parent_burn_block_time":{burn_time},"parent_burn_block_time_iso":"{burn_iso}",',
             )
             if len(self._tenures) >= self._block_cache:
                 self._tenures.clear()
@@ -215,17 +218,14 @@ class Renderer:
             return cached
         chain = self.chain
         tenure = chain.block_tenure[b]
-        parent_burn = chain.tenure_burn_time[tenure]
+        burn, parent = self._tenure_fields(tenure)
         if tenure > 0 and chain.tenure_first_block[tenure] == b:
-            parent_burn = chain.tenure_burn_time[tenure - 1]
+            parent = self._tenure_fields(tenure - 1)[1]  # the parent block is the last tenure's
         block_time = chain.block_time[b]
         fields = (
             f'"anchor_mode":"any","is_unanchored":false,'
             f'"block_hash":"{self.block_hash(b)}","block_height":{GENESIS_BLOCK_HEIGHT + b},'
-            f'"block_time":{block_time},"block_time_iso":"{iso(block_time)}",'
-            f"{self._tenure_fields(tenure)}"
-            f'"parent_burn_block_time":{parent_burn},'
-            f'"parent_burn_block_time_iso":"{iso(parent_burn)}",'
+            f'"block_time":{block_time},"block_time_iso":"{iso(block_time)}",{burn}{parent}'
             f'"parent_block_hash":"{self.block_hash(b - 1)}","canonical":true,'
             f'"microblock_hash":"0x","microblock_sequence":2147483647,'
             f'"microblock_canonical":true'
