@@ -10,6 +10,7 @@ outages, and the `/_sim/` control routes (exempt from limits and faults).
 from __future__ import annotations
 
 import enum
+import hashlib
 import math
 import random
 import threading
@@ -126,7 +127,8 @@ def _int_param(params: Mapping[str, str], name: str, default: int | None) -> int
 
 
 def mask_key(key: str) -> str:
-    return f"key:{key[:3]}…" if key else "key:"
+    """How a key appears in stats: never the key itself, yet distinct per key."""
+    return f"key:{key[:3]}…{hashlib.blake2b(key.encode(), digest_size=3).hexdigest()}"
 
 
 class SimApi:
@@ -208,7 +210,7 @@ class SimApi:
         with self._lock:
             if path.startswith("/_sim/"):
                 try:
-                    return self._admin(method, path, params, now, split.query)
+                    return self._admin(method, path, params, now)
                 except _BadRequest as exc:
                     return _error(400, str(exc))
             response = self._api(method, path, params, split.query, headers, client, now)
@@ -246,7 +248,7 @@ class SimApi:
             if key_header not in config.api_keys:
                 self.auth_rejected += 1
                 return _error(403, "Forbidden: invalid API key")
-        who = mask_key(key_header) if key_header else client
+        who = mask_key(key_header) if key_header else client  # one bucket per key, else per IP
         state = self._clients.get(who)
         if state is None:
             state = self._clients[who] = _Client()
@@ -467,9 +469,7 @@ class SimApi:
 
     # ---- admin ------------------------------------------------------------------------------
 
-    def _admin(
-        self, method: str, path: str, params: dict[str, str], now: float, query: str
-    ) -> Response:
+    def _admin(self, method: str, path: str, params: dict[str, str], now: float) -> Response:
         if path == "/_sim/stats" and method == "GET":
             return _json_response(200, self._stats_locked(now))
         if path == "/_sim/chain" and method == "GET":
