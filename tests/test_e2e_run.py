@@ -1,0 +1,225 @@
+"""`stxbf run` end to end over real loopback HTTP against the simulator: the stored set of tx_ids
+equals the simulator's ground truth — plainly, under faults, under chain growth, after kill -9,
+with two runs racing for the lock, and after SIGTERM/SIGINT.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from stxbf.cli.run import execute
+from stxbf.errors import ExitCode
+from stxbf.settings import load_settings
+from stxbf.simulator import SimConfig, SimServer, run_in_thread
+from stxbf.state import read
+from stxbf.store import Store
+
+SMALL = SimConfig(days=40, tx_per_day=600, seed=11)
+
+
+@pytest.fixture
+def sim() -> Iterator[SimServer]:
+    with run_in_thread(SMALL) as server:
+        yield server
+
+
+def stored_and_truth(home: Path, sim: SimServer) -> tuple[set[str], set[str]]:
+    with Store.open(home / "stxbf.duckdb", read_only=True) as store:
+        start = int(store.get_meta("range_start") or 0)
+        end = int(store.get_meta("range_end") or 0)
+        verified = store.windows(state="verified")
+        stored = store.tx_ids(start, end)
+    assert verified, "no verified window"
+    return stored, set(sim.chain.tx_ids(start, end))
+
+
+def run_inline(home: Path, sim: SimServer, **overrides: object) -> ExitCode:
+    settings = load_settings(api_url=sim.url, home=home, **overrides)
+    return execute(settings, interactive=False).exit_code
+
+
+def stxbf(*args: str, env: dict[str, str] | None = None, **kwargs: object) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "stxbf", *args],
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kwargs,  # type: ignore[call-overload]
+    )
+
+
+def test_exactly_the_simulators_transactions_for_30_days(
+    isolated_env: Path, sim: SimServer
+) -> None:
+    assert run_inline(isolated_env, sim, target_days=30) == ExitCode.OK
+    stored, truth = stored_and_truth(isolated_env, sim)
+    assert stored == truth
+    with Store.open(isolated_env / "stxbf.duckdb", read_only=True) as store:
+        windows = store.windows()
+    spans = sorted((w.start_time, w.end_time) for w in windows)
+    assert all(b[0] == a[1] + 1 for a, b in zip(spans, spans[1:], strict=False))
+    assert {w.state for w in windows} <= {"verified", "open"}
+    assert sum(w.api_total for w in windows) == len(truth)
+
+
+def test_exact_under_every_fault_kind_and_never_early_after_429(isolated_env: Path) -> None:
+    config = SMALL.with_(fault_rate=0.15, stall_seconds=3.0, rpm=6000, seed=12)
+    with run_in_thread(config) as sim:
+        settings = load_settings(api_url=sim.url, home=isolated_env, target_days=20)
+        settings = settings.model_copy(update={"request_timeout": 1.0})
+        assert execute(settings, interactive=False).exit_code == ExitCode.OK
+        stored, truth = stored_and_truth(isolated_env, sim)
+        stats = sim.stats()
+    assert stored == truth
+    assert stats["faults_total"] > 20
+    assert stats["early_requests"] == 0
+
+
+def test_rate_limit_is_followed_without_early_requests(isolated_env: Path) -> None:
+    with run_in_thread(SMALL.with_(rpm=1200, latency_ms=20, days=6, seed=13)) as sim:
+        assert run_inline(isolated_env, sim, target_days=5) == ExitCode.OK
+        stats = sim.stats()
+        stored, truth = stored_and_truth(isolated_env, sim)
+    assert stored == truth
+    assert stats["early_requests"] == 0
+    assert stats["status_429"] <= max(1, stats["requests"] // 100)
+
+
+def test_growth_while_running_then_the_next_run_completes_the_head(isolated_env: Path) -> None:
+    with run_in_thread(SMALL.with_(growth=40.0, days=8, seed=14)) as sim:
+        assert run_inline(isolated_env, sim, target_days=7) == ExitCode.OK
+        with Store.open(isolated_env / "stxbf.duckdb", read_only=True) as store:
+            verified = store.windows(state="verified")
+            for window in verified:  # every verified window is exact, whatever arrived meanwhile
+                got = store.tx_ids(window.start_time, window.end_time)
+                assert got == set(sim.chain.tx_ids(window.start_time, window.end_time))
+        time.sleep(1.0)  # more blocks land in the current tenure (same burn_block_time)
+        assert run_inline(isolated_env, sim, target_days=7) == ExitCode.OK
+        sim.set_faults(0.0)
+        stored, truth = stored_and_truth(isolated_env, sim)
+        grown = truth - stored
+        # only what arrived after the second run paged the head can be missing
+        assert len(grown) <= 40 * 3
+
+
+def test_chain_start_inside_the_target_is_reported_and_reached(isolated_env: Path) -> None:
+    with run_in_thread(SMALL.with_(days=5, seed=15)) as sim:
+        report = execute(
+            load_settings(api_url=sim.url, home=isolated_env, target_days=30), interactive=False
+        )
+        stored, truth = stored_and_truth(isolated_env, sim)
+    assert report.exit_code == ExitCode.OK
+    assert "chain's start" in report.message
+    assert stored == truth
+    snapshot = read(isolated_env / "stxbf.duckdb.progress.json")
+    assert snapshot is not None and snapshot.days_verified == 30
+
+
+def test_resume_after_kill_9_at_random_moments(isolated_env: Path) -> None:
+    rng = random.Random(5)
+    config = SMALL.with_(days=25, tx_per_day=1500, latency_ms=15, seed=16)
+    with run_in_thread(config) as sim:
+        env = {"STXBF_API_URL": sim.url, "STXBF_TARGET_DAYS": "20"}
+        kills = 0
+        for _ in range(5):
+            proc = stxbf("run", env=env)
+            time.sleep(rng.uniform(0.6, 2.5))
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+                kills += 1
+            proc.communicate(timeout=30)
+        final = stxbf("run", env=env)
+        out, err = final.communicate(timeout=120)
+        assert final.returncode == 0, err
+        stored, truth = stored_and_truth(isolated_env, sim)
+    assert kills >= 3
+    assert stored == truth
+    with Store.open(isolated_env / "stxbf.duckdb", read_only=True) as store:
+        count = store._con.execute(
+            "SELECT count(*), count(DISTINCT tx_id) FROM transactions"
+        ).fetchone()
+    assert count is not None and count[0] == count[1]
+
+
+def test_a_second_run_exits_at_once_with_the_lock_code(isolated_env: Path) -> None:
+    with run_in_thread(SMALL.with_(latency_ms=50, rpm=600)) as sim:
+        env = {"STXBF_API_URL": sim.url, "STXBF_TARGET_DAYS": "30"}
+        first = stxbf("run", env=env)
+        try:
+            deadline = time.time() + 20
+            while not (isolated_env / "stxbf.duckdb.runner.json").exists():
+                assert time.time() < deadline, "the first run never took the lock"
+                time.sleep(0.05)
+            started = time.time()
+            second = stxbf("run", env=env)
+            out, err = second.communicate(timeout=20)
+            assert second.returncode == ExitCode.LOCKED
+            assert time.time() - started < 10
+            assert f"pid {first.pid}" in err
+            assert "Traceback" not in err
+            assert first.poll() is None  # the first run is untouched
+        finally:
+            first.send_signal(signal.SIGTERM)
+            first.communicate(timeout=20)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_signals_checkpoint_and_exit_within_seconds(isolated_env: Path, signum: int) -> None:
+    with run_in_thread(SMALL.with_(latency_ms=30, rpm=3000)) as sim:
+        env = {"STXBF_API_URL": sim.url, "STXBF_TARGET_DAYS": "30"}
+        proc = stxbf("run", env=env)
+        progress = isolated_env / "stxbf.duckdb.progress.json"
+        deadline = time.time() + 30
+        while True:
+            snap = read(progress)
+            if snap is not None and snap.counters.windows_verified >= 2:
+                break
+            assert time.time() < deadline and proc.poll() is None, "no window was committed"
+            time.sleep(0.1)
+        sent = time.time()
+        proc.send_signal(signum)
+        out, err = proc.communicate(timeout=15)
+        assert time.time() - sent < 5
+        assert proc.returncode == ExitCode.INTERRUPTED, err
+        assert "Traceback" not in err
+        with Store.open(isolated_env / "stxbf.duckdb", read_only=True) as store:
+            verified = store.windows(state="verified")
+            assert verified
+            for window in verified:
+                assert store.tx_ids(window.start_time, window.end_time) == set(
+                    sim.chain.tx_ids(window.start_time, window.end_time)
+                )
+        snap = read(progress)
+        assert snap is not None and snap.phase == "interrupted" and snap.exit_code == 130
+
+
+def test_v1_switched_off_is_a_clear_error(isolated_env: Path) -> None:
+    with run_in_thread(SMALL.with_(v1_gone=True)) as sim:
+        proc = stxbf("run", env={"STXBF_API_URL": sim.url})
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == ExitCode.ERROR
+    assert "410" in err and "switched off" in err
+    assert "Traceback" not in err
+
+
+def test_missing_key_when_required_is_a_clear_error(isolated_env: Path) -> None:
+    with run_in_thread(SMALL.with_(require_key=True)) as sim:
+        proc = stxbf("run", env={"STXBF_API_URL": sim.url})
+        out, err = proc.communicate(timeout=30)
+        assert proc.returncode == ExitCode.ERROR
+        assert "API key" in err
+        ok = stxbf(
+            "run", "--target-days", "2", env={"STXBF_API_URL": sim.url, "HIRO_API_KEY": "sim-key"}
+        )
+        ok.communicate(timeout=60)
+        assert ok.returncode == ExitCode.OK
