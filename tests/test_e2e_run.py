@@ -5,6 +5,7 @@ with two runs racing for the lock, and after SIGTERM/SIGINT.
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 import signal
@@ -67,7 +68,7 @@ def test_exactly_the_simulators_transactions_for_30_days(
     with Store.open(isolated_env / "stxbf.duckdb", read_only=True) as store:
         windows = store.windows()
     spans = sorted((w.start_time, w.end_time) for w in windows)
-    assert all(b[0] == a[1] + 1 for a, b in zip(spans, spans[1:], strict=False))
+    assert all(b[0] == a[1] + 1 for a, b in itertools.pairwise(spans))
     assert {w.state for w in windows} <= {"verified", "open"}
     assert sum(w.api_total for w in windows) == len(truth)
 
@@ -139,7 +140,7 @@ def test_resume_after_kill_9_at_random_moments(isolated_env: Path) -> None:
                 kills += 1
             proc.communicate(timeout=30)
         final = stxbf("run", env=env)
-        out, err = final.communicate(timeout=120)
+        _out, err = final.communicate(timeout=120)
         assert final.returncode == 0, err
         stored, truth = stored_and_truth(isolated_env, sim)
     assert kills >= 3
@@ -162,7 +163,7 @@ def test_a_second_run_exits_at_once_with_the_lock_code(isolated_env: Path) -> No
                 time.sleep(0.05)
             started = time.time()
             second = stxbf("run", env=env)
-            out, err = second.communicate(timeout=20)
+            _out, err = second.communicate(timeout=20)
             assert second.returncode == ExitCode.LOCKED
             assert time.time() - started < 10
             assert f"pid {first.pid}" in err
@@ -188,7 +189,7 @@ def test_signals_checkpoint_and_exit_within_seconds(isolated_env: Path, signum: 
             time.sleep(0.1)
         sent = time.time()
         proc.send_signal(signum)
-        out, err = proc.communicate(timeout=15)
+        _out, err = proc.communicate(timeout=15)
         assert time.time() - sent < 5
         assert proc.returncode == ExitCode.INTERRUPTED, err
         assert "Traceback" not in err
@@ -206,7 +207,7 @@ def test_signals_checkpoint_and_exit_within_seconds(isolated_env: Path, signum: 
 def test_v1_switched_off_is_a_clear_error(isolated_env: Path) -> None:
     with run_in_thread(SMALL.with_(v1_gone=True)) as sim:
         proc = stxbf("run", env={"STXBF_API_URL": sim.url})
-        out, err = proc.communicate(timeout=30)
+        _out, err = proc.communicate(timeout=30)
     assert proc.returncode == ExitCode.ERROR
     assert "410" in err and "switched off" in err
     assert "Traceback" not in err
@@ -215,7 +216,7 @@ def test_v1_switched_off_is_a_clear_error(isolated_env: Path) -> None:
 def test_missing_key_when_required_is_a_clear_error(isolated_env: Path) -> None:
     with run_in_thread(SMALL.with_(require_key=True)) as sim:
         proc = stxbf("run", env={"STXBF_API_URL": sim.url})
-        out, err = proc.communicate(timeout=30)
+        _out, err = proc.communicate(timeout=30)
         assert proc.returncode == ExitCode.ERROR
         assert "API key" in err
         ok = stxbf(
