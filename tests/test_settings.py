@@ -12,7 +12,7 @@ from typing import Any, NamedTuple
 import pytest
 
 from stxbf.errors import ConfigError, ExitCode
-from stxbf.settings import DEFAULT_API_URL, config_file_path, load_settings
+from stxbf.settings import DEFAULT_API_URL, check_key_transport, config_file_path, load_settings
 
 SECRET = "hiro-test-key-5f1e2d"
 
@@ -158,6 +158,31 @@ def test_bad_key_type_error_does_not_echo_it(
     with pytest.raises(ConfigError) as caught:
         load_settings()
     assert "918273645" not in caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("url", "key", "allowed"),
+    [
+        ("https://api.example.org", SECRET, True),
+        ("http://api.example.org", SECRET, False),
+        ("http://127.0.0.1:3999", SECRET, True),
+        ("http://[::1]:3999", SECRET, True),
+        ("http://api.example.org", None, True),
+    ],
+    ids=["https-remote", "http-remote", "http-loopback-v4", "http-loopback-v6", "http-no-key"],
+)
+def test_key_only_over_https_or_loopback(
+    url: str, key: str | None, allowed: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if key is not None:
+        monkeypatch.setenv("STXBF_API_KEY", key)
+    settings = load_settings(api_url=url)
+    if allowed:
+        check_key_transport(settings)
+    else:
+        with pytest.raises(ConfigError, match="plain http") as caught:
+            check_key_transport(settings)
+        assert SECRET not in caught.value.message
 
 
 # --- bad values -----------------------------------------------------------------------------------

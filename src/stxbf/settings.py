@@ -160,9 +160,9 @@ def describe_validation_error(exc: ValidationError) -> str:
 
 def check_key_transport(settings: Settings) -> None:
     """Refuse to send the API key in clear text to anything but this machine."""
-    if settings.api_key is not None and not settings.api_is_loopback:
-        if urlsplit(settings.api_url).scheme != "https":
-            raise ConfigError(
-                f"refusing to send the API key over plain http to {settings.api_url}; "
-                "use https (plain http is allowed only for a loopback address)"
-            )
+    plain_http = urlsplit(settings.api_url).scheme != "https"
+    if settings.api_key is not None and plain_http and not settings.api_is_loopback:
+        raise ConfigError(
+            f"refusing to send the API key over plain http to {settings.api_url}; "
+            "use https (plain http is allowed only for a loopback address)"
+        )
