@@ -160,6 +160,8 @@ class PageSource:
         if sleep:
             self.stats.backoff_until = time.time() + sleep
         exc = state.outcome.exception() if state.outcome else None
-        level = logging.INFO if isinstance(exc, RateLimited) else logging.WARNING
-        if state.attempt_number in (1, 3) or state.attempt_number % 10 == 0:
+        # One failed attempt is routine (the log file keeps it); a page that keeps failing is news.
+        persistent = state.attempt_number >= 3 and not isinstance(exc, RateLimited)
+        level = logging.WARNING if persistent else logging.INFO
+        if state.attempt_number <= 3 or state.attempt_number % 10 == 0:
             log.log(level, "retrying a page (attempt %d): %s", state.attempt_number, exc)
