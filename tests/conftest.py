@@ -1,4 +1,4 @@
-"""Isolation for every test: no STXBF_* / HIRO_* variables leak in, HOME and the data dir are tmp."""
+"""Isolation for every test: no STXBF_* / HIRO_* variables leak in; HOME and data dir are tmp."""
 
 from __future__ import annotations
 

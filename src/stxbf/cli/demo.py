@@ -24,7 +24,7 @@ def demo(
         0.02, "--fault-rate", min=0.0, max=0.5, help="Share of requests that fail (retried)."
     ),
     home: Path | None = typer.Option(
-        None, "--home", help="Demo data directory [default: $STXBF_HOME/demo]."
+        None, "--home", help="Demo data directory (default $STXBF_HOME/demo)."
     ),
 ) -> None:
     """Run a short backfill against a built-in simulated Stacks API, then show the status.

@@ -73,7 +73,7 @@ def main() -> None:
     except (KeyboardInterrupt, Abort):
         err_console.print("stxbf: interrupted", soft_wrap=True)
         sys.exit(int(ExitCode.INTERRUPTED))
-    except Exception as exc:  # a bug: one line for the operator, the traceback (no locals) in the log
+    except Exception as exc:  # a bug: one line here, the traceback (no locals) in the log
         logging.getLogger("stxbf").error("unexpected error", exc_info=True)
         _fail(f"internal error: {type(exc).__name__}: {exc}", None, int(ExitCode.ERROR))
     sys.exit(result if isinstance(result, int) else 0)

@@ -22,18 +22,18 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("stxbf.cli")
 
-TargetDays = typer.Option(None, "--target-days", help="Days of history to backfill [default: 365].")
-MaxPages = typer.Option(None, "--max-pages", help="Page budget per iteration [default: 5000].")
+TargetDays = typer.Option(None, "--target-days", help="Days of history to backfill (default 365).")
+MaxPages = typer.Option(None, "--max-pages", help="Page budget per iteration (default 5000).")
 MaxIterations = typer.Option(
-    None, "--max-iterations", help="Stop after N iterations; 0 = until the target [default: 0]."
+    None, "--max-iterations", help="Stop after N iterations; 0 = until the target (default 0)."
 )
-Concurrency = typer.Option(None, "--concurrency", help="Requests in flight at once [default: 16].")
+Concurrency = typer.Option(None, "--concurrency", help="Requests in flight at once (default 16).")
 Rpm = typer.Option(
     None, "--rpm", help="Fix the request rate (per minute) instead of following the API's headers."
 )
-ApiUrl = typer.Option(None, "--api-url", help="Stacks API base URL [default: https://api.hiro.so].")
-Home = typer.Option(None, "--home", help="Data directory (database, log, lock) [env: STXBF_HOME].")
-Db = typer.Option(None, "--db", help="DuckDB file [default: $STXBF_HOME/stxbf.duckdb].")
+ApiUrl = typer.Option(None, "--api-url", help="Stacks API base URL (default https://api.hiro.so).")
+Home = typer.Option(None, "--home", help="Data directory: database, log, lock (env STXBF_HOME).")
+Db = typer.Option(None, "--db", help="DuckDB file (default $STXBF_HOME/stxbf.duckdb).")
 
 
 def run(
@@ -46,7 +46,9 @@ def run(
     home: Path | None = Home,
     db: Path | None = Db,
     give_up_after: float | None = typer.Option(
-        None, "--give-up-after", help="Seconds of failures before a request is abandoned [600]."
+        None,
+        "--give-up-after",
+        help="Seconds of failures before a request is abandoned (default 600).",
     ),
 ) -> None:
     """Backfill transactions into DuckDB until the target range is verified.

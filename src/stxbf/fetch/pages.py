@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from tenacity import (
@@ -17,9 +16,11 @@ from tenacity import (
     RetryCallState,
     retry_if_exception_type,
     stop_after_delay,
+    stop_any,
     wait_exponential,
     wait_random,
 )
+from tenacity.stop import stop_base
 
 from stxbf.errors import ApiUnreachable
 from stxbf.fetch.client import PAGE_LIMIT, ApiClient, RateLimited, Response, Transient
@@ -45,14 +46,21 @@ class FetchStats:
     backoff_until: float | None = None  # wall clock, while an error backoff is running
 
 
-def _stop_after_connect_failures(attempts: int | None) -> Callable[[RetryCallState], bool]:
-    def stop(state: RetryCallState) -> bool:
-        if attempts is None or state.outcome is None:
-            return False
-        exc = state.outcome.exception()
-        return isinstance(exc, Transient) and exc.connect and state.attempt_number >= attempts
+class _ConnectFailures(stop_base):
+    """Stop once `attempts` tries in a row found nothing listening (None: never)."""
 
-    return stop
+    def __init__(self, attempts: int | None) -> None:
+        self.attempts = attempts
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        if self.attempts is None or retry_state.outcome is None:
+            return False
+        exc = retry_state.outcome.exception()
+        return (
+            isinstance(exc, Transient)
+            and exc.connect
+            and retry_state.attempt_number >= self.attempts
+        )
 
 
 class PageSource:
@@ -92,7 +100,7 @@ class PageSource:
         started = time.monotonic()
         retrying = AsyncRetrying(
             retry=retry_if_exception_type((Transient, RateLimited)),
-            stop=stop_after_delay(deadline) | _stop_after_connect_failures(connect_attempts),
+            stop=stop_any(stop_after_delay(deadline), _ConnectFailures(connect_attempts)),
             wait=self._wait,
             before_sleep=self._before_sleep,
             reraise=True,
