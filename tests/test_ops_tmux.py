@@ -127,7 +127,8 @@ def test_stop_lets_the_runner_checkpoint(server: Any, tmp_path: Path) -> None:
 
 
 def test_stop_leaves_a_runner_outside_the_session_alone(server: Any, tmp_path: Path) -> None:
-    _db, _ = start(server, tmp_path)
+    db, _ = start(server, tmp_path)
+    wait_for(lambda: read_runner_info(runner_info_path(db)))  # its signal handlers are set
     outsider = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
         result = ops_tmux.stop_session(server, "stx-backfill", runner_pid=outsider.pid, timeout=10)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -277,8 +278,8 @@ class PaneInfo:
     height: int
     pid: int | None
     command: str  # what runs in it now
-    dead: bool
-    dead_status: int | None  # the exit code of a finished pane
+    dead: bool  # its command has finished (and tmux knows how)
+    dead_status: int | None  # the exit code of a finished pane (128 + n when killed by signal n)
 
 
 @dataclass
@@ -321,6 +322,7 @@ def describe_session(server: Server, session_name: str) -> SessionInfo | None:
     roles = {tags.get("runner_pane"): "runner", tags.get("monitor_pane"): "monitor"}
     panes = []
     for pane in session.panes:
+        finished, code = pane_exit(server, str(pane.pane_id))
         panes.append(
             PaneInfo(
                 index=_int(pane.pane_index) or 0,
@@ -330,8 +332,8 @@ def describe_session(server: Server, session_name: str) -> SessionInfo | None:
                 height=_int(pane.pane_height) or 0,
                 pid=_int(pane.pane_pid),
                 command=str(pane.pane_current_command or ""),
-                dead=pane.pane_dead == "1",
-                dead_status=_int(pane.pane_dead_status),
+                dead=finished,
+                dead_status=code,
             )
         )
     created = _int(session.session_created)
@@ -447,20 +449,21 @@ def stop_session(
                 )
             pane.send_keys("C-c", enter=False)
             result.signalled = "keys"
+        pane_id = str(pane.pane_id)
         deadline = started + timeout
-        while time.monotonic() < deadline and not _pane_dead(server, pane):
+        while time.monotonic() < deadline and not pane_exit(server, pane_id)[0]:
             time.sleep(poll)
-        if not _pane_dead(server, pane) and result.runner_pid is not None:
+        if not pane_exit(server, pane_id)[0] and result.runner_pid is not None:
             result.forced = True
             result.notes.append(f"runner did not stop within {timeout:.0f} s: sent SIGTERM")
             with contextlib.suppress(ProcessLookupError):
                 os.kill(result.runner_pid, signal.SIGTERM)
             deadline = time.monotonic() + term_grace
-            while time.monotonic() < deadline and not _pane_dead(server, pane):
+            while time.monotonic() < deadline and not pane_exit(server, pane_id)[0]:
                 time.sleep(poll)
-        if _pane_dead(server, pane):
-            pane.refresh()
-            result.runner_exit = _int(pane.pane_dead_status)
+        finished, code = pane_exit(server, pane_id)
+        if finished:
+            result.runner_exit = code
         else:
             result.forced = True
             result.notes.append("runner still running: closing the session anyway (SIGHUP)")
@@ -473,11 +476,38 @@ def stop_session(
     return result
 
 
-def _pane_dead(server: Server, pane: Pane) -> bool:
-    result = server.cmd("display-message", "-p", "-t", str(pane.pane_id), "#{pane_dead}")
-    if result.stderr:  # the pane (or the whole session) is gone
-        return True
-    return bool(result.stdout) and result.stdout[0].strip() == "1"
+EXIT_LINE = re.compile(r"\[stxbf run exited with code (\d+)")
+
+
+def pane_exit(server: Server, pane_id: str, *, settle: float = 0.5) -> tuple[bool, int | None]:
+    """(finished, exit code) of a pane; a pane that is gone counts as finished with no code.
+
+    tmux marks a pane dead when its terminal closes and learns the exit status when it reaps the
+    process; tmux 3.3 can leave that status unknown for a long while (the reaping races the close).
+    So a dead pane is finished at once, and its code comes from tmux when it has it (a killing
+    signal n reads as 128 + n, like a shell), else from the runner script's last line.
+    """
+    deadline = time.monotonic() + settle
+    while True:
+        result = server.cmd(
+            "display-message", "-p", "-t", pane_id,
+            "#{pane_dead}|#{pane_dead_status}|#{pane_dead_signal}",
+        )  # fmt: skip
+        if result.stderr or not result.stdout:
+            return True, None
+        dead, status, signum = [*result.stdout[0].split("|"), "", ""][:3]
+        if dead != "1":
+            return False, None
+        if status.strip():
+            return True, _int(status)
+        if signum.strip():
+            code = _int(signum)
+            return True, None if code is None else 128 + code
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(0.05)
+    found = EXIT_LINE.findall(capture(server, pane_id, lines=200))
+    return True, int(found[-1]) if found else None
 
 
 def kill_session(server: Server, session_name: str) -> bool:

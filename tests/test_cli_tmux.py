@@ -1,0 +1,182 @@
+"""End to end: `stxbf tmux start` runs the real `stxbf run` against the simulator in a private tmux.
+
+While the run writes, `status`, `health` and `logs` are polled as separate processes: none may hit a
+database lock error, and the figures must agree with the database afterwards. The simulator only
+accepts the test's API key, so a finished run also proves the key reached the runner, while it
+never shows in any process's argv, any pane or tmux's environment.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from stxbf.ops import tmux as ops_tmux
+from stxbf.simulator import SimConfig, SimServer, run_in_thread
+from stxbf.store import Store
+from tests.test_ops_tmux import wait_for
+
+pytestmark = pytest.mark.tmux
+
+KEY = "sim-key-4b1e9a77-private"
+
+
+@pytest.fixture
+def sim() -> Iterator[SimServer]:
+    config = SimConfig(
+        seed=11, days=6, tx_per_day=1500, latency_ms=120, require_key=True, api_keys=(KEY,)
+    )
+    with run_in_thread(config) as server:
+        yield server
+
+
+def stxbf(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "stxbf", *args],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture
+def env(server: Any, isolated_env: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "STXBF_TMUX_SOCKET": str(server.socket_name),
+        "STXBF_API_KEY": KEY,
+        "STXBF_LOG_LEVEL": "DEBUG",
+    }
+
+
+def runner_pane(server: Any) -> ops_tmux.PaneInfo:
+    info = ops_tmux.describe_session(server, "stx-backfill")
+    assert info is not None
+    pane = info.pane("runner")
+    assert pane is not None
+    return pane
+
+
+def assert_no_key_anywhere(server: Any) -> None:
+    ps = subprocess.run(["ps", "-eww", "-o", "args"], capture_output=True, text=True).stdout
+    assert KEY not in ps
+    info = ops_tmux.describe_session(server, "stx-backfill")
+    assert info is not None
+    for pane in info.panes:
+        assert KEY not in ops_tmux.capture(server, pane.pane_id, lines=2000)
+    assert KEY not in "\n".join(server.cmd("show-environment", "-g").stdout)
+
+
+def test_real_run_in_tmux_while_status_health_logs_poll(
+    server: Any, sim: SimServer, env: dict[str, str], isolated_env: Path
+) -> None:
+    started = stxbf(
+        "tmux", "start", "--api-url", sim.url, "--target-days", "2", "--concurrency", "2",
+        "--inhibit", "none", "--interval", "1", env=env,
+    )  # fmt: skip
+    assert started.returncode == 0, started.stderr
+    assert "Attach with" in started.stdout  # no terminal: started detached
+    assert not list((isolated_env / "run").glob("api_key.*")), "the key file is consumed"
+
+    seen_states: set[str] = set()
+    polls = 0
+    deadline = time.monotonic() + 45
+    while time.monotonic() < deadline:
+        status = stxbf("status", "--json", env=env)
+        health = stxbf("health", "--json", env=env)
+        logs = stxbf("logs", "-n", "5", env=env)
+        polls += 1
+        for result in (status, health, logs):
+            text = (result.stderr + result.stdout).lower()
+            for error in ("could not set lock", "conflicting lock", "held by another process"):
+                assert error not in text, result.stderr
+            assert "Traceback" not in result.stderr
+        report = json.loads(status.stdout)
+        seen_states.add(report["state"])
+        assert status.returncode == report["exit_code"]
+        assert json.loads(health.stdout)["verdict"] in ("healthy", "not_running")
+        if polls == 2:
+            assert_no_key_anywhere(server)
+        if runner_pane(server).dead:
+            break
+    pane = runner_pane(server)
+    assert pane.dead, "the run did not finish in time"
+    assert pane.dead_status == 0
+    assert "running" in seen_states and polls >= 2
+    text = ops_tmux.capture(server, pane.pane_id, lines=200)
+    assert "[stxbf run exited with code 0" in text  # the final summary stays readable
+
+    final = stxbf("status", "--json", env=env)
+    report = json.loads(final.stdout)
+    assert (final.returncode, report["state"], report["source"]) == (0, "complete", "database")
+    db = isolated_env / "stxbf.duckdb"
+    with Store.open(db, read_only=True) as store:
+        summary = store.summary()
+    assert report["transactions"] == summary.transactions > 0
+    assert report["wallets"] == summary.wallets
+    truth = sim.truth(report["range_start"], report["range_end"])
+    assert summary.transactions >= truth["count"]
+
+    monitor = ops_tmux.describe_session(server, "stx-backfill").pane("monitor")  # type: ignore[union-attr]
+    assert monitor is not None
+    screen = wait_for(
+        lambda: (t := ops_tmux.capture(server, monitor.pane_id)) and "Status: Complete" in t and t,
+        timeout=10,
+    )
+    assert "stxbf monitor" in screen and "2/2 days (100.0%)" in screen
+
+    described = stxbf("tmux", "status", env=env)
+    assert described.returncode == 0
+    assert "runner" in described.stdout and "monitor" in described.stdout
+    assert "Sleep inhibitor: none" in described.stdout
+    stopped = stxbf("tmux", "stop", env=env)
+    assert stopped.returncode == 0, stopped.stderr
+    assert "exited with code 0" in stopped.stdout
+    assert ops_tmux.find_session(server, "stx-backfill") is None
+
+
+def test_stop_checkpoints_a_real_run(server: Any, env: dict[str, str], isolated_env: Path) -> None:
+    config = SimConfig(seed=5, days=40, tx_per_day=3000, latency_ms=150, require_key=True,
+                       api_keys=(KEY,))  # fmt: skip
+    with run_in_thread(config) as sim:
+        started = stxbf(
+            "tmux", "start", "--detach", "--api-url", sim.url, "--target-days", "30",
+            "--concurrency", "4", "--inhibit", "none", env=env,
+        )  # fmt: skip
+        assert started.returncode == 0, started.stderr
+
+        def some_days_verified() -> bool:
+            report = json.loads(stxbf("status", "--json", env=env).stdout)
+            return report["state"] == "running" and report["days_verified"] >= 1
+
+        wait_for(some_days_verified, timeout=30, interval=0.5)
+        attach = stxbf("tmux", "attach", env=env)
+        assert attach.returncode == 1 and "needs a terminal" in attach.stderr
+        again = stxbf("tmux", "start", "--detach", env=env)
+        assert again.returncode == 1
+        assert "Session 'stx-backfill' already exists. Use 'attach' to reconnect." in again.stderr
+        stopped = stxbf("tmux", "stop", "--timeout", "30", env=env)
+    assert stopped.returncode == 0, stopped.stderr
+    assert "Stopping runner (pid" in stopped.stdout
+    assert "exited with code 130" in stopped.stdout
+    assert ops_tmux.find_session(server, "stx-backfill") is None
+    with Store.open(isolated_env / "stxbf.duckdb", read_only=True) as store:
+        last = store.last_run()
+        verified = store.windows(state="verified")
+    assert last is not None and last["exit_code"] == 130
+    assert verified, "completed windows were committed before the runner exited"
+    after = stxbf("status", "--json", env=env)
+    assert json.loads(after.stdout)["state"] == "incomplete" and after.returncode == 3
+    missing = stxbf("tmux", "attach", env=env)
+    assert missing.returncode == 1
+    assert "Session 'stx-backfill' does not exist. Use 'start' to create it." in missing.stderr
