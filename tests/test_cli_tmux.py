@@ -180,3 +180,21 @@ def test_stop_checkpoints_a_real_run(server: Any, env: dict[str, str], isolated_
     missing = stxbf("tmux", "attach", env=env)
     assert missing.returncode == 1
     assert "Session 'stx-backfill' does not exist. Use 'start' to create it." in missing.stderr
+
+
+def test_bare_tmux_without_a_terminal_creates_detached_then_points_at_it(
+    server: Any, env: dict[str, str]
+) -> None:
+    args = ("tmux", "--api-url", "http://127.0.0.1:9", "--target-days", "1", "--inhibit", "none")
+    first = stxbf(*args, env=env)
+    assert first.returncode == 0, first.stderr
+    assert "Started tmux session 'stx-backfill'" in first.stdout
+    assert "Attach with" in first.stdout
+    second = stxbf(*args, env=env)
+    assert second.returncode == 0, second.stderr
+    assert "Session 'stx-backfill' is running" in second.stdout
+    assert f"tmux -L {server.socket_name} attach-session -t =stx-backfill" in second.stdout
+    # nothing listens on port 9: the runner fails at once, and its pane keeps the reason
+    pane = wait_for(lambda: (p := runner_pane(server)).dead and p, timeout=20)
+    assert pane.dead_status not in (None, 0)
+    assert "[stxbf run exited with code" in ops_tmux.capture(server, pane.pane_id, lines=200)

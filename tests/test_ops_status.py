@@ -243,3 +243,34 @@ def test_json_fields_are_stable(tmp_path: Path) -> None:
     assert set(report.to_dict()["runner"]) == {
         "alive", "pid", "found_by", "started_at", "host", "phase", "heartbeat_age", "exit_code",
     }  # fmt: skip
+
+
+def test_monitor_cache_opens_the_database_only_when_it_changed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from stxbf.ops.status import DatabaseCache
+
+    p = paths(tmp_path)
+    make_db(p["db_path"], [(day(0)[0], END, "verified")])
+    cache = DatabaseCache()
+    first = build_status(**p, target_days=10, now=NOW, cache=cache)
+    opened: list[Path] = []
+    real_open = Store.open
+
+    def counting_open(path: Any, **kwargs: Any) -> Store:
+        opened.append(Path(path))
+        return real_open(path, **kwargs)
+
+    monkeypatch.setattr(Store, "open", counting_open)
+    again = build_status(**p, target_days=10, now=NOW + 10, cache=cache)
+    assert opened == []
+    assert (again.state, again.coverage, again.transactions) == (
+        first.state,
+        first.coverage,
+        first.transactions,
+    )
+    with real_open(p["db_path"]) as store:  # a run writes: the next refresh reads again
+        store.set_meta("note", "changed")
+        store.checkpoint()
+    build_status(**p, target_days=10, now=NOW + 20, cache=cache)
+    assert opened == [p["db_path"]]

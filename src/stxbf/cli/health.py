@@ -113,6 +113,6 @@ def _render_health(report: HealthReport) -> None:
     table.add_column()
     for check in report.checks:
         mark, style = _MARKS.get(check.status, ("?", ""))
-        table.add_row(Text(mark, style=style), check.name, check.detail)
+        table.add_row(Text(mark, style=style), check.name, Text(check.detail))
     console.print()
     console.print(table)

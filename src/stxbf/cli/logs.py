@@ -29,7 +29,9 @@ def logs(
     settings = load_settings(home=home)
     path = settings.log_path
     if not path.exists() and not follow_:
-        err_console.print(f"no log yet at {path} (has a backfill run here?)")
+        err_console.print(
+            f"no log yet at {path} (has a backfill run here?)", soft_wrap=True, markup=False
+        )
         raise typer.Exit(1)
     offset = log_size(path)
     current = "INFO"

@@ -49,7 +49,7 @@ def status(
 
     Exit code: 0 complete or reached chain start, 3 incomplete, 5 running, 6 stalled, 7 not started.
     """
-    from stxbf.ops.status import build_status
+    from stxbf.ops.status import DatabaseCache, build_status
 
     settings = load_settings(home=home, db=db, target_days=target_days)
     build = functools.partial(
@@ -63,7 +63,11 @@ def status(
         stall_seconds=stall_seconds,
     )
     if watch:
-        _watch(build, log_path=settings.log_path, interval=interval)
+        _watch(
+            functools.partial(build, cache=DatabaseCache()),
+            log_path=settings.log_path,
+            interval=interval,
+        )
         return
     report = build()
     if as_json:

@@ -137,15 +137,19 @@ def _start(settings: Settings, *, inhibit: str, interval: float, attach_after: b
     if key_file is not None:
         _wait_for_key_pickup(key_file)
     if inhibitor.note:
-        err_console.print(f"note: {inhibitor.note}")
+        err_console.print(f"note: {inhibitor.note}", soft_wrap=True, markup=False)
     console.print(
         f"Started tmux session '{settings.session_name}': runner on top, monitor below "
-        f"(sleep inhibitor: {inhibitor.name})."
+        f"(sleep inhibitor: {inhibitor.name}).",
+        soft_wrap=True,
+        markup=False,
     )
     if attach_after and sys.stdin.isatty():
         raise typer.Exit(attach(server, settings.session_name))
     console.print(
-        f"Attach with: stxbf tmux attach   (or: {attach_hint(server, settings.session_name)})"
+        f"Attach with: stxbf tmux attach   (or: {attach_hint(server, settings.session_name)})",
+        soft_wrap=True,
+        markup=False,
     )
 
 
@@ -156,7 +160,9 @@ def _wait_for_key_pickup(key_file: Path) -> None:
         time.sleep(0.05)
     if key_file.exists():
         key_file.unlink(missing_ok=True)
-        err_console.print("warning: the runner did not pick up the API key; it runs without one")
+        err_console.print(
+            "warning: the runner did not pick up the API key; it runs without one", soft_wrap=True
+        )
 
 
 @app.callback(invoke_without_command=True)
@@ -198,7 +204,9 @@ def tmux(
         raise typer.Exit(attach(server, settings.session_name))
     console.print(
         f"Session '{settings.session_name}' is running. "
-        f"Attach from a terminal with: {attach_hint(server, settings.session_name)}"
+        f"Attach from a terminal with: {attach_hint(server, settings.session_name)}",
+        soft_wrap=True,
+        markup=False,
     )
 
 
@@ -275,13 +283,17 @@ def stop(
     runner = _runner_state(db_path)
     pid = runner.pid if runner.alive else None
     if pid is not None:
-        console.print(f"Stopping runner (pid {pid}) so it checkpoints…")
+        console.print(
+            f"Stopping runner (pid {pid}) so it checkpoints…", soft_wrap=True, markup=False
+        )
     result = stop_session(server, settings.session_name, runner_pid=pid, timeout=timeout)
     remove_stale_key_files(settings.home / "run")
     for note in result.notes:
-        err_console.print(f"note: {note}")
+        err_console.print(f"note: {note}", soft_wrap=True, markup=False)
     how = f"exited with code {result.runner_exit}" if result.runner_exit is not None else "stopped"
-    console.print(f"Runner {how}. Session '{settings.session_name}' closed.")
+    console.print(
+        f"Runner {how}. Session '{settings.session_name}' closed.", soft_wrap=True, markup=False
+    )
 
 
 @app.command("status")
@@ -323,7 +335,9 @@ def status_cmd(
         )
     elif info is None:
         err_console.print(
-            f"Session '{settings.session_name}' does not exist. Use 'start' to create it."
+            f"Session '{settings.session_name}' does not exist. Use 'start' to create it.",
+            soft_wrap=True,
+            markup=False,
         )
     else:
         _render_session(info, runner, socket=settings.tmux_socket, now=now)
@@ -348,7 +362,9 @@ def _render_session(info: Any, runner: Any, *, socket: str | None, now: float) -
     created = f"created {fmt_duration(now - info.created)} ago" if info.created else ""
     console.print(
         f"Session '{info.name}' on socket '{socket or 'default'}': {created}, "
-        f"attached: {'yes' if info.attached else 'no'}"
+        f"attached: {'yes' if info.attached else 'no'}",
+        soft_wrap=True,
+        markup=False,
     )
     table = Table(box=None, pad_edge=False)
     for column in ("pane", "role", "size", "state", "command"):
@@ -360,11 +376,11 @@ def _render_session(info: Any, runner: Any, *, socket: str | None, now: float) -
             else Text("running", style="green")
         )
         table.add_row(
-            str(pane.index), pane.role, f"{pane.width}x{pane.height}", state, pane.command
+            str(pane.index), pane.role, f"{pane.width}x{pane.height}", state, Text(pane.command)
         )
     console.print(table)
     if runner.pid is None:
-        console.print("Runner: not started yet")
+        console.print("Runner: not started yet", soft_wrap=True, markup=False)
     else:
         alive = (
             Text("alive", style="green") if runner.alive else Text("not running", style="yellow")
@@ -378,4 +394,6 @@ def _render_session(info: Any, runner: Any, *, socket: str | None, now: float) -
         if runner.heartbeat_age is not None:
             line.append(f", heartbeat {fmt_duration(runner.heartbeat_age)} ago")
         console.print(line)
-    console.print(f"Sleep inhibitor: {info.tags.get('inhibitor', 'unknown')}")
+    console.print(
+        f"Sleep inhibitor: {info.tags.get('inhibitor', 'unknown')}", soft_wrap=True, markup=False
+    )

@@ -142,7 +142,7 @@ def _figures(report: StatusReport, now: float) -> Table:
     grid.add_row("Wallets (senders)", fmt_count(report.wallets))
     grid.add_row("Earliest transaction", fmt_time(report.earliest_tx_time))
     grid.add_row("Latest transaction", fmt_time(report.latest_tx_time))
-    grid.add_row("Database", f"{fmt_bytes(report.db_bytes)}  {report.db_path}")
+    grid.add_row("Database", Text(f"{fmt_bytes(report.db_bytes)}  {report.db_path}"))
     if report.runner.alive:
         grid.add_row("Rate", rate_text(report))
         grid.add_row("ETA", fmt_duration(report.eta_seconds))
@@ -246,8 +246,9 @@ def render_dashboard(
             parts.append(Text(f"note: {note}", style="yellow"))
         parts.append(coverage_strip(report.coverage, width=width - 4, max_rows=3))
         parts.append(strip_legend(report))
-    used = sum(1 for _ in parts) + 6
-    room = max(0, height - used - (4 if report is not None else 0))
+    strip_rows = math.ceil(len(report.coverage) / max(1, width - 4)) if report is not None else 0
+    used = len(parts) + max(0, strip_rows - 1) + 3  # borders and the "Recent log" title
+    room = max(0, height - used)
     if room and log_lines:
         parts.append(Text("Recent log", style="bold"))
         parts.append(render_log_lines(list(log_lines)[-room:]))

@@ -392,6 +392,58 @@ def _from_database(report: StatusReport, db_path: Path, *, explicit_days: bool, 
     return bool(windows) or summary.transactions > 0
 
 
+_DB_FIELDS = (
+    "target_days", "source", "range_start", "range_end", "chain_start", "coverage",
+    "days_verified", "days_partial", "days_missing", "days_before_chain", "percent",
+    "transactions", "wallets", "earliest_tx_time", "latest_tx_time", "db_bytes", "last_run",
+)  # fmt: skip
+
+
+@dataclass
+class DatabaseCache:
+    """The last database read, for the monitor: it re-reads only when the file has changed.
+
+    Each read-only open is a moment in which a runner starting up could not open the database,
+    so a screen refreshing every few seconds must not open it when nothing can have changed.
+    """
+
+    key: tuple[Any, ...] | None = None
+    fields: dict[str, Any] = field(default_factory=dict)
+    has_data: bool = False
+
+
+def _file_key(db_path: Path) -> tuple[Any, ...]:
+    key: list[Any] = []
+    for path in (db_path, Path(f"{db_path}.wal")):
+        try:
+            st = path.stat()
+            key += [st.st_mtime_ns, st.st_size, st.st_ino]
+        except OSError:
+            key += [None]
+    return tuple(key)
+
+
+def _from_database_cached(
+    report: StatusReport,
+    db_path: Path,
+    *,
+    explicit_days: bool,
+    now: float,
+    cache: DatabaseCache | None,
+) -> bool:
+    if cache is None:
+        return _from_database(report, db_path, explicit_days=explicit_days, now=now)
+    key = (report.target_days, explicit_days, *_file_key(db_path))
+    if cache.key == key:
+        for name, value in cache.fields.items():
+            setattr(report, name, value)
+        return cache.has_data
+    has_data = _from_database(report, db_path, explicit_days=explicit_days, now=now)
+    cache.key, cache.has_data = key, has_data
+    cache.fields = {name: getattr(report, name) for name in _DB_FIELDS}
+    return has_data
+
+
 def build_status(
     *,
     db_path: Path,
@@ -402,6 +454,7 @@ def build_status(
     explicit_days: bool = True,
     stall_seconds: float = DEFAULT_STALL_SECONDS,
     now: float | None = None,
+    cache: DatabaseCache | None = None,
 ) -> StatusReport:
     """Build the status model; never opens the database while a runner is alive.
 
@@ -432,7 +485,9 @@ def build_status(
         _running(report, snap, stall_seconds=stall_seconds, now=now)
         return report
     try:
-        has_data = _from_database(report, db_path, explicit_days=explicit_days, now=now)
+        has_data = _from_database_cached(
+            report, db_path, explicit_days=explicit_days, now=now, cache=cache
+        )
     except StoreError as exc:
         if "held by another process" not in exc.message:
             raise
