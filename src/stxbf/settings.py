@@ -90,8 +90,23 @@ class Settings(BaseSettings):
 
     @field_validator("api_key", mode="before")
     @classmethod
-    def _blank_key_is_none(cls, value: Any) -> Any:
-        return None if isinstance(value, str) and not value.strip() else value
+    def _clean_key(cls, value: Any) -> Any:
+        """Blank means no key; surrounding whitespace (a newline from `$(cat file)`) is dropped.
+
+        A key that cannot travel in an HTTP header is refused here, without echoing it: httpx
+        would otherwise reject it on every request with an error that quotes the header value.
+        """
+        if not isinstance(value, str):
+            return value
+        value = value.strip()
+        if not value:
+            return None
+        if not all(" " <= ch <= "~" for ch in value):
+            raise ValueError(
+                "the API key contains characters an HTTP header cannot carry "
+                "(control characters or non-ASCII); check how it was copied (value not shown)"
+            )
+        return value
 
     @classmethod
     def settings_customise_sources(
