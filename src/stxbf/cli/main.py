@@ -74,8 +74,12 @@ def main() -> None:
         err_console.print("stxbf: interrupted", soft_wrap=True)
         sys.exit(int(ExitCode.INTERRUPTED))
     except Exception as exc:  # a bug: one line here, the traceback (no locals) in the log
-        logging.getLogger("stxbf").error("unexpected error", exc_info=True)
-        _fail(f"internal error: {type(exc).__name__}: {exc}", None, int(ExitCode.ERROR))
+        logger = logging.getLogger("stxbf")
+        if not logger.handlers:  # no log file configured: not Python's last-resort stderr either
+            logger.addHandler(logging.NullHandler())
+        logger.error("unexpected error", exc_info=True)
+        first = (str(exc).strip().splitlines() or [""])[0]
+        _fail(f"internal error: {type(exc).__name__}: {first}", None, int(ExitCode.ERROR))
     sys.exit(result if isinstance(result, int) else 0)
 
 

@@ -209,6 +209,18 @@ def progress_line(snap: ProgressSnapshot) -> str:
     )
 
 
+class OneLineFormatter(logging.Formatter):
+    """Console records stay one line: a traceback goes to the log file only (never the screen)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        saved = record.exc_info, record.exc_text, record.stack_info
+        record.exc_info, record.exc_text, record.stack_info = None, None, None
+        try:
+            return super().format(record)
+        finally:
+            record.exc_info, record.exc_text, record.stack_info = saved
+
+
 class PlainView:
     """Without a terminal (cron): a timestamped line every 30 s, no control codes."""
 
@@ -221,7 +233,7 @@ class PlainView:
         handler = logging.StreamHandler(sys.stderr)
         handler.setLevel(logging.INFO)
         handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%S%z")
+            OneLineFormatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%S%z")
         )
         return handler
 
@@ -253,6 +265,7 @@ class LiveView:
         from rich.logging import RichHandler
 
         handler = RichHandler(console=console, show_path=False, markup=False, rich_tracebacks=False)
+        handler.setFormatter(OneLineFormatter("%(message)s"))
         handler.setLevel(logging.WARNING)
         return handler
 
