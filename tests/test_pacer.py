@@ -142,3 +142,18 @@ def test_a_guessed_ceiling_expires_when_the_api_states_none() -> None:
     clock.now += 60
     pacer.observe(200, {})
     assert pacer.limit_rpm is None  # a minute without 429: unthrottled again
+
+
+@pytest.mark.parametrize(
+    ("reset", "at_least", "at_most"),
+    [("12", 12, 12.1), ("epoch+30", 29, 31), ("999999", 3600, 3600.1)],
+    ids=["delta-seconds", "epoch-time", "capped-at-an-hour"],
+)
+def test_reset_header_forms(reset: str, at_least: float, at_most: float) -> None:
+    import time as _time
+
+    value = str(int(_time.time()) + 30) if reset == "epoch+30" else reset
+    clock = FakeClock()
+    pacer = Pacer(rpm=600, fixed=True, clock=clock, sleep=clock.sleep)
+    pacer.observe(200, {"ratelimit-remaining": "0", "ratelimit-reset": value})
+    assert at_least <= pacer.gate_remaining() <= at_most

@@ -131,3 +131,19 @@ def test_the_lock_admits_one_writer(tmp_path: Path) -> None:
 )
 def test_gaps(covered: list[tuple[int, int]], expected: list[tuple[int, int]]) -> None:
     assert gaps_between(0, 99, covered) == expected
+
+
+def test_an_api_that_cannot_sort_by_burn_time_still_backfills(tmp_path: Path) -> None:
+    chain = recent_chain(seed=4)
+    inner = transport_for(chain)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.params.get("sort_by") == "burn_block_time":
+            return httpx.Response(400, json={"error": "sort_by must be block_height"})
+        return inner.handle_request(request)
+
+    p = params(tmp_path)
+    report = asyncio.run(Runner(p, transport=httpx.MockTransport(handler)).run())
+    assert report.exit_code == ExitCode.OK
+    with Store.open(p.db_path, read_only=True) as store:
+        assert store.tx_ids() == {row[0] for row in chain.rows}

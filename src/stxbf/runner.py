@@ -26,7 +26,7 @@ from typing import Any, Protocol, TypeVar
 
 import httpx
 
-from stxbf.errors import ExitCode, LockHeld, StxbfError
+from stxbf.errors import ApiRejected, ExitCode, LockHeld, StxbfError
 from stxbf.fetch.client import ApiClient
 from stxbf.fetch.engine import CompletedWindow, Engine, PassResult
 from stxbf.fetch.pacer import HIRO_RPM_WITH_KEY, HIRO_RPM_WITHOUT_KEY, Pacer
@@ -365,28 +365,14 @@ class Runner:
     async def _preflight(self, source: PageSource) -> None:
         """Two one-row requests: where the chain's history begins, and how much the range holds."""
         self._plan_range()
-        earliest = await source.page(
-            start_time=None,
-            end_time=None,
-            limit=1,
-            order="asc",
-            sort_by="burn_block_time",
-            give_up_after=min(PREFLIGHT_GIVE_UP, self.params.give_up_after),
-            connect_attempts=3,
-        )
-        if not earliest.rows:
-            self.chain_start = self.range_end + 1
-            log.warning("the API reports no transactions at all")
-        else:
-            first = int(earliest.rows[0][BURN_TIME_INDEX])
-            if first > self.range_start:
-                self.chain_start = first
-                log.warning(
-                    "the chain's history begins at %s: no data older than that, so the target "
-                    "is reached at the chain's start",
-                    _iso(first),
-                )
-        if self.chain_start is not None:
+        first = await self._oldest_transaction_time(source)
+        if first is not None and first > self.range_start:
+            self.chain_start = first
+            log.warning(
+                "the chain's history begins at %s: no data older than that, so the target "
+                "is reached at the chain's start",
+                _iso(first),
+            )
             await self._record_before_chain_start()
         sized = await source.page(
             start_time=self._effective_start(),
@@ -401,6 +387,33 @@ class Runner:
             _iso(self.range_end),
             sized.total,
         )
+
+    async def _oldest_transaction_time(self, source: PageSource) -> int | None:
+        """burn_block_time of the API's oldest transaction (past the range's end if it has none).
+
+        This first request also proves the API answers: nothing listening fails fast here.
+        """
+        try:
+            oldest = await source.page(
+                start_time=None,
+                end_time=None,
+                limit=1,
+                order="asc",
+                sort_by="burn_block_time",
+                give_up_after=min(PREFLIGHT_GIVE_UP, self.params.give_up_after),
+                connect_attempts=3,
+            )
+        except ApiRejected as exc:
+            if exc.status != 400:
+                raise
+            # Only naming the chain's start depends on this query: windows before the chain's
+            # first transaction verify as empty all the same.
+            log.warning("the API cannot list its oldest transaction (%s); going on", exc.message)
+            return None
+        if not oldest.rows:
+            log.warning("the API reports no transactions at all")
+            return self.range_end + 1
+        return int(oldest.rows[0][BURN_TIME_INDEX])
 
     async def _record_before_chain_start(self) -> None:
         """The stretch before the chain's first transaction is empty, and provably so."""

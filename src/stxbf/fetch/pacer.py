@@ -21,8 +21,8 @@ from dataclasses import dataclass
 HIRO_RPM_WITHOUT_KEY = 50.0
 HIRO_RPM_WITH_KEY = 500.0
 SAFETY = 0.985  # stay just under the ceiling so clock jitter does not cost a 429
-DECREASE = 0.75  # multiplicative decrease after a 429
-RECOVERY_REQUESTS = 200  # successes needed to climb back from a decrease to the ceiling
+DECREASE = 0.85  # multiplicative decrease after a 429 (the gate does the real waiting)
+RECOVERY_REQUESTS = 150  # successes needed to climb back from a decrease to the ceiling
 MIN_RPS = 0.05
 INFERRED_CEILING_TTL = 60.0  # an API that states no limit gets unthrottled again after this
 
@@ -81,8 +81,18 @@ def read_rate_headers(headers: Mapping[str, str]) -> RateHeaders:
     return RateHeaders(
         limit_per_second=min(ceilings) if ceilings else None,
         remaining=int(min(remaining)) if remaining else None,
-        reset_seconds=_first_number(headers.get("ratelimit-reset")),
+        reset_seconds=_reset_seconds(headers.get("ratelimit-reset")),
     )
+
+
+def _reset_seconds(value: str | None) -> float | None:
+    """`ratelimit-reset` is delta-seconds; some servers send an epoch time instead. Cap: 1 h."""
+    number = _first_number(value)
+    if number is None:
+        return None
+    if number > 1_000_000_000:
+        number -= time.time()
+    return min(3600.0, max(0.0, number))
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
