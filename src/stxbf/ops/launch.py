@@ -26,7 +26,13 @@ KEY_FILE_PREFIX = "api_key."
 
 def write_key_file(directory: Path, key: str) -> Path:
     """Write `key` to a new file only this user can read; the launcher deletes it on start."""
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    missing = []
+    for parent in [directory, *directory.parents]:
+        if parent.exists():
+            break
+        missing.append(parent)
+    for parent in reversed(missing):  # mkdir(parents=True) would make the parents 0755
+        parent.mkdir(mode=0o700, exist_ok=True)
     with contextlib.suppress(OSError):
         directory.chmod(0o700)
     path = directory / f"{KEY_FILE_PREFIX}{secrets.token_hex(8)}"
