@@ -141,21 +141,36 @@ def test_stop_leaves_a_runner_outside_the_session_alone(server: Any, tmp_path: P
         outsider.wait()
 
 
+HOSTILE = {
+    "space": ("stx backfill", "data dir"),
+    "quote-semicolon": ("it's; touch pwned", "it's; touch pwned"),
+    "dollar-paren": ('"$(touch pwned)"', '"$(touch pwned)"'),
+    "backtick": ("back`touch pwned`", "back`touch pwned`"),
+    "tmux-format": ("fmt", "#(touch pwned)#{pane_id}"),
+}
+
+
+@pytest.mark.parametrize(("name", "directory"), HOSTILE.values(), ids=HOSTILE.keys())
+def test_hostile_names_and_paths_stay_data(
+    server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, directory: str
+) -> None:
+    workdir = tmp_path / directory
+    workdir.mkdir()
+    monkeypatch.chdir(workdir)
+    db, _ = start(server, workdir, name=name, db_dir=directory)
+    wait_for(lambda: read_runner_info(runner_info_path(db)))
+    info = ops_tmux.describe_session(server, name)
+    assert info is not None and info.name == name
+    path = server.cmd("display-message", "-p", "-t", info.panes[0].pane_id, "#{pane_current_path}")
+    assert path.stdout == [str(workdir)]
+    assert not list(tmp_path.rglob("pwned"))
+    assert not (Path("/") / "pwned").exists()
+
+
 @pytest.mark.parametrize(
     "name",
-    ["stx backfill", "it's; touch pwned", '"$(touch pwned)"', "back`touch pwned`"],
-    ids=["space", "quote-semicolon", "dollar-paren", "backtick"],
-)
-def test_hostile_names_and_paths_stay_data(server: Any, tmp_path: Path, name: str) -> None:
-    db, _ = start(server, tmp_path, name=name, db_dir=name)
-    wait_for(lambda: read_runner_info(runner_info_path(db)))
-    assert ops_tmux.find_session(server, name) is not None
-    assert not list(tmp_path.rglob("pwned"))
-    assert not (Path.cwd() / "pwned").exists()
-
-
-@pytest.mark.parametrize(
-    "name", ["a:b", "a.b", "", "tab\there"], ids=["colon", "dot", "empty", "tab"]
+    ["a:b", "a.b", "", "tab\there", "#(touch pwned)"],
+    ids=["colon", "dot", "empty", "tab", "format"],
 )
 def test_session_names_tmux_rejects_fail_in_one_line(name: str) -> None:
     with pytest.raises(ConfigError) as caught:

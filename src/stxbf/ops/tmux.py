@@ -4,7 +4,9 @@ Every function takes a `libtmux.Server`, so tests pass a throwaway server on a p
 session has one window: the runner on top (60%) and the live monitor below (40%).
 
 Commands reach tmux as argv lists, never through a shell we assemble by hand: tmux 3.0+ execs a
-multi-argument command directly. The runner pane does run `/bin/sh -c SCRIPT` (to print its exit
+multi-argument command directly. tmux expands formats in some arguments (`new-session -s NAME`,
+`-c DIR`), where `#(…)` runs a command: session names may not contain `#`, and directories have
+it escaped. The runner pane does run `/bin/sh -c SCRIPT` (to print its exit
 code under the final summary), and SCRIPT is built only from `shlex.quote`d words, so paths and
 names with spaces, quotes or `;` stay data. The window has `remain-on-exit on`, set before the
 commands start, so a finished (or failed) runner's last screen stays readable and tmux records its
@@ -85,6 +87,8 @@ def validate_session_name(name: str) -> str:
         problem = "it is empty"
     elif ":" in name or "." in name:
         problem = "tmux does not allow ':' or '.' in session names"
+    elif "#" in name:
+        problem = "tmux would expand '#' in it as a format (#(…) runs a command)"
     elif any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
         problem = "it contains control characters"
     elif len(name) > 100:
@@ -160,6 +164,11 @@ def _environ_without_secrets() -> Iterator[None]:
         os.environ.update(saved)
 
 
+def _format_literal(text: str) -> str:
+    """Escape `#` for tmux arguments it expands as formats (`-c DIR`): `#(cmd)` would run cmd."""
+    return text.replace("#", "##")
+
+
 def _tmux(server: Server, *args: str) -> list[str]:
     result = server.cmd(*args)
     if result.stderr:
@@ -195,7 +204,7 @@ def start_session(
             session = server.new_session(
                 session_name=session_name,
                 attach=False,
-                start_directory=str(start_directory),
+                start_directory=_format_literal(str(start_directory)),
                 x=size[0],
                 y=size[1],
             )
@@ -206,7 +215,7 @@ def start_session(
             monitor_pane = runner_pane.split(
                 direction=PaneDirection.Below,
                 size=f"{MONITOR_PERCENT}%",
-                start_directory=str(start_directory),
+                start_directory=_format_literal(str(start_directory)),
             )
         except LibTmuxException as exc:
             raise OpsError(f"cannot create tmux session {session_name!r}: {exc}") from None
