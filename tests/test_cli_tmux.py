@@ -198,3 +198,18 @@ def test_bare_tmux_without_a_terminal_creates_detached_then_points_at_it(
     pane = wait_for(lambda: (p := runner_pane(server)).dead and p, timeout=20)
     assert pane.dead_status not in (None, 0)
     assert "[stxbf run exited with code" in ops_tmux.capture(server, pane.pane_id, lines=200)
+
+
+def test_start_refuses_while_another_run_holds_the_data(
+    server: Any, env: dict[str, str], isolated_env: Path
+) -> None:
+    from tests.test_cli_status import publish_running
+
+    lock = publish_running(isolated_env / "stxbf.duckdb", age=1)
+    try:
+        result = stxbf("tmux", "start", "--detach", "--inhibit", "none", env=env)
+    finally:
+        lock.release()
+    assert result.returncode == 4
+    assert f"another stxbf run (pid {os.getpid()}) is already backfilling" in result.stderr
+    assert ops_tmux.find_session(server, "stx-backfill") is None

@@ -20,10 +20,14 @@ from rich.table import Table
 from rich.text import Text
 
 from stxbf.cli.common import console, err_console
+from stxbf.errors import LockHeld, OpsError
 from stxbf.settings import Settings, load_settings
 
 if TYPE_CHECKING:
     from libtmux import Server
+
+    from stxbf.ops.status import RunnerState
+    from stxbf.ops.tmux import SessionInfo
 
 app = typer.Typer(
     help="Run the backfill in tmux: survives SSH disconnects; runner on top, live monitor below.",
@@ -96,9 +100,20 @@ def _run_flags(settings: Settings) -> list[str]:
 def _start(settings: Settings, *, inhibit: str, interval: float, attach_after: bool) -> None:
     from stxbf.ops.inhibit import choose_inhibitor
     from stxbf.ops.launch import remove_stale_key_files, write_key_file
-    from stxbf.ops.tmux import attach, attach_hint, start_session
+    from stxbf.ops.tmux import attach, attach_hint, find_session, start_session
 
     server = _server(settings)
+    if find_session(server, settings.session_name) is not None:
+        raise OpsError(
+            f"Session '{settings.session_name}' already exists. Use 'attach' to reconnect."
+        )
+    runner = _runner_state(settings.db_path)
+    if runner.alive:
+        raise LockHeld(
+            f"another stxbf run (pid {runner.pid}) is already backfilling into "
+            f"{settings.db_path}; watch it with `stxbf status`",
+            pid=runner.pid,
+        )
     inhibitor = choose_inhibitor(inhibit)
     python = sys.executable
     key_dir = settings.home / "run"
@@ -245,7 +260,6 @@ def attach_cmd(
     socket_name: str | None = SocketName,
 ) -> None:
     """Attach to the running session (fails if it does not exist)."""
-    from stxbf.errors import OpsError
     from stxbf.ops.tmux import attach, attach_hint, find_session
 
     settings = load_settings(**_common(ctx, session_name, socket_name))
@@ -344,7 +358,7 @@ def status_cmd(
     raise typer.Exit(0 if info is not None else 1)
 
 
-def _runner_state(db_path: Path) -> Any:
+def _runner_state(db_path: Path) -> RunnerState:
     from stxbf import state
     from stxbf.ops.status import detect_runner, runner_info_path
 
@@ -356,7 +370,9 @@ def _runner_state(db_path: Path) -> Any:
     )
 
 
-def _render_session(info: Any, runner: Any, *, socket: str | None, now: float) -> None:
+def _render_session(
+    info: SessionInfo, runner: RunnerState, *, socket: str | None, now: float
+) -> None:
     from stxbf.ops.monitor import fmt_duration
 
     created = f"created {fmt_duration(now - info.created)} ago" if info.created else ""

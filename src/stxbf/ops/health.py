@@ -160,9 +160,9 @@ def build_health(
         runner = report.runner
         runner_alive = runner.alive
         if runner.alive:
-            checks.append(
-                Check("process", "ok", f"runner pid {runner.pid} is alive ({runner.found_by})")
-            )
+            how = {"lock": "holds the lock", "pid-file": "pid file", "progress": "progress file"}
+            found = how.get(runner.found_by, runner.found_by)
+            checks.append(Check("process", "ok", f"runner pid {runner.pid} is alive ({found})"))
             age = runner.heartbeat_age
             if age is None:
                 started = runner.started_at or now
