@@ -229,3 +229,14 @@ def test_attach_inside_another_tmux_server_refuses_to_nest(server: Any, tmp_path
     environ = {"TMUX": "/tmp/tmux-0/some-other-server,123,0"}
     with pytest.raises(OpsError, match="inside another tmux server"):
         ops_tmux.attach(server, "stx-backfill", environ=environ)
+
+
+def test_attach_inside_the_same_server_switches_the_client(
+    server: Any, session: Any, control_mode: Any, tmp_path: Path
+) -> None:
+    start(server, tmp_path)
+    environ = {"TMUX": f"{ops_tmux.socket_path(server.socket_name)},1,0"}
+    with control_mode():
+        assert ops_tmux.attach(server, "stx-backfill", environ=environ) == 0
+        clients = server.cmd("list-clients", "-F", "#{client_session}").stdout
+    assert clients == ["stx-backfill"]
