@@ -39,10 +39,10 @@ KEY_WAIT_SECONDS = 15.0
 SessionName = typer.Option(
     None,
     "--session-name",
-    help="tmux session name [default: stx-backfill; env STXBF_SESSION_NAME].",
+    help="tmux session name (default stx-backfill; env STXBF_SESSION_NAME).",
 )
 SocketName = typer.Option(
-    None, "--socket-name", help="tmux socket name, for a private server [env: STXBF_TMUX_SOCKET]."
+    None, "--socket-name", help="tmux socket name, for a private server (env STXBF_TMUX_SOCKET)."
 )
 Inhibit = typer.Option(
     "auto",
@@ -51,16 +51,16 @@ Inhibit = typer.Option(
     "caffeinate, systemd or none.",
 )
 Interval = typer.Option(10.0, "--interval", min=0.5, help="Seconds between monitor redraws.")
-TargetDays = typer.Option(None, "--target-days", help="Days of history to backfill [default: 365].")
-MaxPages = typer.Option(None, "--max-pages", help="Page budget per iteration [default: 5000].")
+TargetDays = typer.Option(None, "--target-days", help="Days of history to backfill (default 365).")
+MaxPages = typer.Option(None, "--max-pages", help="Page budget per iteration (default 5000).")
 MaxIterations = typer.Option(
-    None, "--max-iterations", help="Stop after N iterations; 0 = until the target [default: 0]."
+    None, "--max-iterations", help="Stop after N iterations; 0 = until the target (default 0)."
 )
-Concurrency = typer.Option(None, "--concurrency", help="Requests in flight at once [default: 16].")
+Concurrency = typer.Option(None, "--concurrency", help="Requests in flight at once (default 16).")
 Rpm = typer.Option(None, "--rpm", help="Fix the request rate (per minute).")
-ApiUrl = typer.Option(None, "--api-url", help="Stacks API base URL [default: https://api.hiro.so].")
-Home = typer.Option(None, "--home", help="Data directory [env: STXBF_HOME].")
-Db = typer.Option(None, "--db", help="DuckDB file [default: $STXBF_HOME/stxbf.duckdb].")
+ApiUrl = typer.Option(None, "--api-url", help="Stacks API base URL (default https://api.hiro.so).")
+Home = typer.Option(None, "--home", help="Data directory (env STXBF_HOME).")
+Db = typer.Option(None, "--db", help="DuckDB file (default $STXBF_HOME/stxbf.duckdb).")
 
 
 def _common(
