@@ -128,7 +128,7 @@ def test_chain_start_inside_the_target_is_reported_and_reached(isolated_env: Pat
 
 def test_resume_after_kill_9_at_random_moments(isolated_env: Path) -> None:
     rng = random.Random(5)
-    config = SMALL.with_(days=25, tx_per_day=1500, latency_ms=15, seed=16)
+    config = SMALL.with_(days=25, tx_per_day=1500, latency_ms=15, rpm=2400, seed=16)
     with run_in_thread(config) as sim:
         env = {"STXBF_API_URL": sim.url, "STXBF_TARGET_DAYS": "20"}
         kills = 0

@@ -10,6 +10,7 @@
     │   └── ApiNotStacks       the answer is not the Stacks API's shape
     ├── StoreError             the database cannot be used         exit 1
     │   ├── DatabaseCorrupt    not a DuckDB file, or not ours
+    │   ├── DatabaseBusy       another process has the file open
     │   └── SchemaTooNew       written by a newer stxbf
     └── OpsError               tmux / inhibitor / filesystem trouble exit 1
         └── TmuxMissing        tmux is not installed
@@ -84,6 +85,10 @@ class StoreError(StxbfError):
 
 class DatabaseCorrupt(StoreError):
     pass
+
+
+class DatabaseBusy(StoreError):
+    """Another process has the DuckDB file open (DuckDB allows one)."""
 
 
 class SchemaTooNew(StoreError):

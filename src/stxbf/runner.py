@@ -26,7 +26,7 @@ from typing import Any, Protocol, TypeVar
 
 import httpx
 
-from stxbf.errors import ApiRejected, ExitCode, LockHeld, StxbfError
+from stxbf.errors import ApiRejected, DatabaseBusy, ExitCode, LockHeld, StxbfError
 from stxbf.fetch.client import ApiClient
 from stxbf.fetch.engine import CompletedWindow, Engine, PassResult
 from stxbf.fetch.pacer import HIRO_RPM_WITH_KEY, HIRO_RPM_WITHOUT_KEY, Pacer
@@ -181,7 +181,7 @@ class Runner:
     async def run(self) -> RunReport:
         p = self.params
         with run_lock(p.lock_path, p.runner_path, p.db_path):
-            self._store = await self._on_db(Store.open, p.db_path)
+            self._store = await self._on_db(_open_store, p.db_path)
             try:
                 self._main = asyncio.current_task()
                 return await self._run_locked()
@@ -586,6 +586,18 @@ class Runner:
             result.pages,
             " (page budget reached)" if result.budget_exhausted else "",
         )
+
+
+def _open_store(path: Path, patience: float = 5.0) -> Store:
+    """Open for writing; a reader (`status` with no run alive) may hold the file for a moment."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            return Store.open(path)
+        except DatabaseBusy:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
 
 
 async def _drain(queue: asyncio.Queue[Any], consumer: asyncio.Task[None]) -> None:

@@ -40,7 +40,7 @@ class ProgressSnapshot:
     pid: int
     started_at: float
     updated_at: float
-    phase: str  # starting | fetching | backing_off | finished | failed | interrupted
+    phase: str  # starting | fetching | backing_off | finished | stopped | failed | interrupted
     api_url: str
     target_days: int
     range_start: int  # unix seconds, inclusive

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from stxbf import state as progress
-from stxbf.errors import StoreError
+from stxbf.errors import DatabaseBusy, StoreError
 from stxbf.state import DAY, ProgressSnapshot
 
 SCHEMA = 1
@@ -488,9 +488,7 @@ def build_status(
         has_data = _from_database_cached(
             report, db_path, explicit_days=explicit_days, now=now, cache=cache
         )
-    except StoreError as exc:
-        if "held by another process" not in exc.message:
-            raise
+    except DatabaseBusy:
         # A runner took the database between our check and our open: use its snapshot.
         report.runner.alive = True
         _running(report, snap, stall_seconds=stall_seconds, now=now)

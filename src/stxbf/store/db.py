@@ -17,7 +17,7 @@ from typing import Any
 
 import duckdb
 
-from stxbf.errors import ConfigError, DatabaseCorrupt, SchemaTooNew, StoreError
+from stxbf.errors import ConfigError, DatabaseBusy, DatabaseCorrupt, SchemaTooNew, StoreError
 from stxbf.models import TX_COLUMN_NAMES, TX_COLUMNS, Row
 from stxbf.store.schema import APP_MARKER, MIGRATIONS, SCHEMA_VERSION
 
@@ -100,7 +100,7 @@ class Store:
         except duckdb.IOException as exc:
             text = str(exc)
             if "lock" in text.lower():
-                raise StoreError(
+                raise DatabaseBusy(
                     f"database {target} is held by another process (a running `stxbf run`?)"
                 ) from None
             if "not a valid DuckDB" in text or "invalid" in text.lower():
