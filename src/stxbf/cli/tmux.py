@@ -20,6 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from stxbf.cli.common import console, err_console
+from stxbf.cli.run import ApiUrl, Concurrency, Db, Home, MaxIterations, MaxPages, Rpm, TargetDays
 from stxbf.errors import LockHeld, OpsError
 from stxbf.settings import Settings, load_settings
 
@@ -51,16 +52,6 @@ Inhibit = typer.Option(
     "caffeinate, systemd or none.",
 )
 Interval = typer.Option(10.0, "--interval", min=0.5, help="Seconds between monitor redraws.")
-TargetDays = typer.Option(None, "--target-days", help="Days of history to backfill (default 365).")
-MaxPages = typer.Option(None, "--max-pages", help="Page budget per iteration (default 5000).")
-MaxIterations = typer.Option(
-    None, "--max-iterations", help="Stop after N iterations; 0 = until the target (default 0)."
-)
-Concurrency = typer.Option(None, "--concurrency", help="Requests in flight at once (default 16).")
-Rpm = typer.Option(None, "--rpm", help="Fix the request rate (per minute).")
-ApiUrl = typer.Option(None, "--api-url", help="Stacks API base URL (default https://api.hiro.so).")
-Home = typer.Option(None, "--home", help="Data directory (env STXBF_HOME).")
-Db = typer.Option(None, "--db", help="DuckDB file (default $STXBF_HOME/stxbf.duckdb).")
 
 
 def _common(
@@ -91,6 +82,7 @@ def _run_flags(settings: Settings) -> list[str]:
         "--max-pages", str(settings.max_pages),
         "--max-iterations", str(settings.max_iterations),
         "--concurrency", str(settings.concurrency),
+        "--give-up-after", f"{settings.give_up_after:g}",
     ]  # fmt: skip
     if settings.rpm is not None:
         flags += ["--rpm", f"{settings.rpm:g}"]
