@@ -6,7 +6,11 @@ a `Page`, a `RateLimited`, a `Transient` (worth retrying), or a fatal `FetchErro
 
 from __future__ import annotations
 
+import asyncio
+import importlib.util
 import logging
+import ssl
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +23,12 @@ from stxbf.errors import ApiGone, ApiNotStacks, ApiRejected, ApiUnreachable
 from stxbf.models import MalformedPage, Page, parse_page
 
 log = logging.getLogger(__name__)
+
+# httpcore runs `import sniffio` on every request. When sniffio is not installed (anyio 4 no
+# longer needs it) each failed import searches sys.path again: ~15% of a backfill's CPU. A None
+# entry makes the import fail at once, and httpcore then assumes asyncio, which is what we run.
+if importlib.util.find_spec("sniffio") is None:
+    sys.modules.setdefault("sniffio", None)  # type: ignore[arg-type]
 
 TX_LIST_PATH = "/extended/v1/tx"
 PAGE_LIMIT = 50  # the API's maximum; more is a 400
@@ -52,7 +62,13 @@ def describe_transport_error(exc: httpx.TransportError) -> str:
 
 
 class ApiClient:
-    """Talks to one Stacks API base URL. The key travels only in the `x-api-key` header."""
+    """Talks to one Stacks API base URL. The key travels only in the `x-api-key` header.
+
+    Requests go out over up to `max_connections` single-connection httpx clients, handed out
+    most-recently-used first, rather than over one client's pool: httpcore checks every pooled
+    connection on every request (a socket poll and a getpeername each), which at 16 connections
+    cost more CPU than the request itself. Same limits, a third of the CPU per request.
+    """
 
     def __init__(
         self,
@@ -67,20 +83,43 @@ class ApiClient:
         headers = {"user-agent": f"stxbf/{__version__}", "accept": "application/json"}
         if api_key:
             headers["x-api-key"] = api_key
-        self._http = httpx.AsyncClient(
-            base_url=self.base_url,
-            headers=headers,
-            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
-            limits=httpx.Limits(
-                max_connections=max_connections, max_keepalive_connections=max_connections
-            ),
-            transport=transport,
-            follow_redirects=False,
-        )
+        self._headers = headers
+        self._timeout = httpx.Timeout(timeout, connect=min(timeout, 10.0))
+        self._transport = transport
+        self._ssl: ssl.SSLContext | None = None  # one CA bundle load, not one per connection
+        self._slots = asyncio.Semaphore(max(1, max_connections))
+        self._idle: list[httpx.AsyncClient] = []
+        self._clients: list[httpx.AsyncClient] = []
         self._warned_deprecation = False
 
+    def _new_client(self) -> httpx.AsyncClient:
+        if self._ssl is None and self._transport is None:
+            self._ssl = httpx.create_ssl_context()
+        client = httpx.AsyncClient(
+            base_url=self.base_url,
+            headers=self._headers,
+            timeout=self._timeout,
+            limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
+            transport=self._transport,
+            verify=self._ssl if self._ssl is not None else True,
+            follow_redirects=False,
+        )
+        self._clients.append(client)
+        return client
+
+    async def _get(self, path: str, params: dict[str, Any]) -> tuple[httpx.Response, bytes]:
+        async with self._slots:
+            client = self._idle.pop() if self._idle else self._new_client()
+            try:
+                response = await client.get(path, params=params)
+                return response, response.content
+            finally:
+                self._idle.append(client)
+
     async def aclose(self) -> None:
-        await self._http.aclose()
+        clients, self._clients, self._idle = self._clients, [], []
+        for client in clients:
+            await client.aclose()
 
     async def __aenter__(self) -> ApiClient:
         return self
@@ -110,8 +149,7 @@ class ApiClient:
         if end_time is not None:
             params["end_time"] = end_time
         try:
-            response = await self._http.get(TX_LIST_PATH, params=params)
-            body = response.content
+            response, body = await self._get(TX_LIST_PATH, params)
         except httpx.TimeoutException as exc:
             raise Transient(f"timed out ({type(exc).__name__})") from None
         except httpx.ConnectError as exc:
