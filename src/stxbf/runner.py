@@ -161,6 +161,7 @@ class Runner:
         self._engine: Engine | None = None
         self._pacer: Pacer | None = None
         self._stop_requested = False
+        self._audited = False  # the duplicate audit runs once per run
         self._main: asyncio.Task[Any] | None = None
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stxbf-db")
         self._store: Store | None = None
@@ -292,6 +293,8 @@ class Runner:
                 await self._on_db(self._save_range)
                 gaps = gaps_between(self._effective_start(), self.range_end, self._covered_spans())
                 if not gaps:
+                    if await self._refetch_duplicated():
+                        continue
                     return self._reached()
                 log.info(
                     "iteration %d: %d gap(s) to fetch in %s .. %s",
@@ -313,6 +316,8 @@ class Runner:
                         "interrupted: completed windows are committed; `stxbf run` resumes",
                     )
                 if result.finished:
+                    if await self._refetch_duplicated():
+                        continue
                     return self._reached()
                 if p.max_iterations and self.iteration >= p.max_iterations:
                     return RunReport(
@@ -330,6 +335,27 @@ class Runner:
                 await commits.put(None)
             with contextlib.suppress(asyncio.CancelledError, StxbfError):
                 await committer
+
+    async def _refetch_duplicated(self) -> bool:
+        """Once a run, before it reports the target reached: windows that share a tx_id with
+        another (see `Store.duplicated_windows`) lose their checkpoint and are fetched again."""
+        if self._audited:
+            return False
+        self._audited = True
+        store = self._store
+        assert store is not None
+        spans = await self._on_db(store.duplicated_windows)
+        if not spans:
+            return False
+        log.warning(
+            "%d window(s) hold transactions also stored in another window (moved by the API "
+            "since they were fetched): fetching them again",
+            len(spans),
+        )
+        await self._on_db(store.forget_windows, spans)
+        forgotten = set(spans)
+        self.covered = [span for span in self.covered if (span[0], span[1]) not in forgotten]
+        return True
 
     def _reached(self) -> RunReport:
         if self.chain_start is not None:

@@ -3,6 +3,12 @@
 A window's transactions and its checkpoint row commit in a single transaction, so a crash leaves
 either both or neither. Re-committing a window first deletes what the database held for that
 `burn_block_time` range: refetching is idempotent and a window's rows are exactly the API's answer.
+
+A window's rows travel to DuckDB as one JSON array per column (orjson builds them in ~2 ms for
+4,000 rows), which DuckDB parses itself, without the GIL. Binding Python lists as LIST parameters
+converted each of a window's ~76,000 values through Python's C API under the GIL: 67 ms against
+41 ms per 4,000-row window, and time taken from the event loop. DuckDB's memory is capped
+(`MEMORY_LIMIT`), so a long backfill keeps a flat footprint; what does not fit is re-read.
 """
 
 from __future__ import annotations
@@ -16,15 +22,36 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import orjson
 
 from stxbf.errors import ConfigError, DatabaseBusy, DatabaseCorrupt, SchemaTooNew, StoreError
 from stxbf.models import TX_COLUMN_NAMES, TX_COLUMNS, Row
 from stxbf.store.schema import APP_MARKER, MIGRATIONS, SCHEMA_VERSION
 
-_UNNEST_SELECT = ", ".join(f"unnest(?::{kind}[])" for _, kind in TX_COLUMNS)
-_INSERT_SQL = "INSERT OR REPLACE INTO transactions ({}) SELECT * FROM (SELECT {})".format(  # noqa: S608
-    ", ".join(TX_COLUMN_NAMES), _UNNEST_SELECT
+MEMORY_LIMIT = "128MB"  # DuckDB's buffer pool; it spills or re-reads beyond this
+
+# HUGEINT values (u128 token amounts) travel as decimal strings: JSON numbers stop at 64 bits.
+_AS_TEXT = frozenset(i for i, (_, kind) in enumerate(TX_COLUMNS) if kind == "HUGEINT")
+_UNNEST_JSON = ", ".join(
+    f"unnest(from_json(?, '[\"VARCHAR\"]'))::{kind}"
+    if i in _AS_TEXT
+    else f"unnest(from_json(?, '[\"{kind}\"]'))"
+    for i, (_, kind) in enumerate(TX_COLUMNS)
+)
+_INSERT_SQL = "INSERT INTO transactions ({}) SELECT {}".format(
+    ", ".join(TX_COLUMN_NAMES), _UNNEST_JSON
 )  # built from constants only
+
+
+def _column_payloads(rows: Sequence[Row]) -> list[str]:
+    """One JSON array per column, in TX_COLUMNS order."""
+    payloads = []
+    for i, column in enumerate(zip(*rows, strict=True)):
+        values: Any = column
+        if i in _AS_TEXT:
+            values = [None if value is None else str(value) for value in column]
+        payloads.append(orjson.dumps(values).decode())
+    return payloads
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +123,11 @@ class Store:
                 except OSError as exc:
                     raise ConfigError(f"cannot create {target.parent}: {exc.strerror}") from None
         try:
-            con = duckdb.connect(":memory:" if memory else str(target), read_only=read_only)
+            con = duckdb.connect(
+                ":memory:" if memory else str(target),
+                read_only=read_only,
+                config={"memory_limit": MEMORY_LIMIT},
+            )
         except duckdb.IOException as exc:
             text = str(exc)
             if "lock" in text.lower():
@@ -112,6 +143,7 @@ class Store:
             raise DatabaseCorrupt(f"cannot open database {target}: {_describe(exc)}") from None
         store = cls(con, target)
         try:
+            con.execute("SET enable_progress_bar = false")  # a migration's bar in the log pane
             store._check_and_migrate(read_only)
         except BaseException:
             con.close()
@@ -220,8 +252,7 @@ class Store:
                     [window.end_time, window.start_time],
                 )
                 if rows:
-                    columns = [list(column) for column in zip(*rows, strict=True)]
-                    self._con.execute(_INSERT_SQL, columns)
+                    self._con.execute(_INSERT_SQL, _column_payloads(rows))
                 stored_row = self._con.execute(
                     "SELECT count(*) FROM transactions WHERE burn_block_time BETWEEN ? AND ?",
                     [window.start_time, window.end_time],
@@ -240,9 +271,43 @@ class Store:
                         time.time(),
                     ],
                 )
-        except duckdb.Error as exc:
+        except (duckdb.Error, orjson.JSONEncodeError) as exc:
             raise StoreError(f"cannot write to database {self.path}: {_describe(exc)}") from None
         return stored
+
+    def duplicated_windows(self) -> list[tuple[int, int]]:
+        """(start, end) of each window holding a tx_id that is stored more than once.
+
+        With no index on tx_id, the write path keeps it unique: a window's rows are keyed by
+        tx_id, and each commit replaces its whole burn_block_time range. Only an API that moves
+        a transaction to another burn_block_time between two window fetches (a reorg older than
+        the head window) could leave a second copy; fetching both windows again settles it.
+        A pass over tx_id hashes finds candidates (~0.2 s and a few tens of MB for 2M rows).
+        """
+        found = self._con.execute(
+            "SELECT count(*) FROM "
+            "(SELECT hash(tx_id) FROM transactions GROUP BY 1 HAVING count(*) > 1)"
+        ).fetchone()
+        if not found or not found[0]:
+            return []
+        rows = self._con.execute(
+            """
+            SELECT DISTINCT w.start_time, w.end_time
+            FROM windows AS w
+            JOIN transactions AS t ON t.burn_block_time BETWEEN w.start_time AND w.end_time
+            WHERE t.tx_id IN (SELECT tx_id FROM transactions GROUP BY 1 HAVING count(*) > 1)
+            ORDER BY 1
+            """
+        ).fetchall()
+        return [(int(start), int(end)) for start, end in rows]
+
+    def forget_windows(self, spans: Sequence[tuple[int, int]]) -> None:
+        """Drop these windows' checkpoints, so that the next pass fetches them again."""
+        with self.transaction():
+            for start, end in spans:
+                self._con.execute(
+                    "DELETE FROM windows WHERE start_time = ? AND end_time = ?", [start, end]
+                )
 
     # -- runs --------------------------------------------------------------------------------
 

@@ -1,21 +1,31 @@
-"""DDL and migrations. The schema version lives in `meta`; a newer file is refused."""
+"""DDL and migrations. The schema version lives in `meta`; a newer file is refused.
+
+Version 2 drops the PRIMARY KEY index on `transactions.tx_id`; the column and its meaning stay.
+A tx_id is still stored once: a window's rows are keyed by tx_id before they are written, each
+commit replaces its whole burn_block_time range, and a run ends with a duplicate audit
+(`Store.duplicated_windows`). Measured on 2M transactions: the index took ~120 B of the ~250 B
+per transaction of a file built in one go, and ~220 B of ~370 B when grown window by window;
+DuckDB holds it in memory (the writer reached 859 MB and kept growing); inserts ran at half the
+speed. See docs/performance.md.
+"""
 
 from __future__ import annotations
 
 from stxbf.models import TX_COLUMNS
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 APP_MARKER = "stxbf"
 
-_tx_columns = ",\n    ".join(
+_tx_columns_v1 = ",\n    ".join(
     f"{name} {kind} PRIMARY KEY" if name == "tx_id" else f"{name} {kind}"
     for name, kind in TX_COLUMNS
 )
+_tx_columns = ",\n    ".join(f"{name} {kind}" for name, kind in TX_COLUMNS)
 
 MIGRATIONS: dict[int, list[str]] = {
     1: [
         "CREATE TABLE IF NOT EXISTS meta (key VARCHAR PRIMARY KEY, value VARCHAR)",
-        f"CREATE TABLE IF NOT EXISTS transactions (\n    {_tx_columns}\n)",
+        f"CREATE TABLE IF NOT EXISTS transactions (\n    {_tx_columns_v1}\n)",
         """
         CREATE TABLE IF NOT EXISTS windows (
             start_time BIGINT PRIMARY KEY,  -- burn_block_time, inclusive
@@ -43,5 +53,13 @@ MIGRATIONS: dict[int, list[str]] = {
             exit_code INTEGER
         )
         """,
+    ],
+    2: [
+        # DuckDB cannot drop a constraint in place: copy into a table without it (~5 s for
+        # 2M rows). The file keeps its size; later windows fill the space the index freed.
+        f"CREATE TABLE transactions_v2 (\n    {_tx_columns}\n)",
+        "INSERT INTO transactions_v2 SELECT * FROM transactions",
+        "DROP TABLE transactions",
+        "ALTER TABLE transactions_v2 RENAME TO transactions",
     ],
 }
