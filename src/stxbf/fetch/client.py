@@ -14,7 +14,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import httpx
 
@@ -56,6 +56,20 @@ class Response:
     page: Page | None = None
 
 
+def environment_proxy(url: str) -> str | None:
+    """The proxy the environment names for `url` (HTTPS_PROXY, ALL_PROXY, ...; NO_PROXY wins),
+    as httpx.AsyncClient(trust_env=True) would use it."""
+    import urllib.request
+
+    parts = urlsplit(url)
+    proxies = urllib.request.getproxies_environment()
+    proxy = proxies.get(parts.scheme) or proxies.get("all")
+    bypass = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]
+    if not proxy or bypass(parts.netloc):
+        return None
+    return proxy
+
+
 def describe_transport_error(exc: httpx.TransportError) -> str:
     text = str(exc).strip() or type(exc).__name__
     return text.splitlines()[0][:200]
@@ -64,10 +78,13 @@ def describe_transport_error(exc: httpx.TransportError) -> str:
 class ApiClient:
     """Talks to one Stacks API base URL. The key travels only in the `x-api-key` header.
 
-    Requests go out over up to `max_connections` single-connection httpx clients, handed out
-    most-recently-used first, rather than over one client's pool: httpcore checks every pooled
-    connection on every request (a socket poll and a getpeername each), which at 16 connections
-    cost more CPU than the request itself. Same limits, a third of the CPU per request.
+    Requests go straight to httpx transports, up to `max_connections` of them with one connection
+    each, handed out most-recently-used first. One pooled `httpx.AsyncClient` cost more CPU than
+    the request: httpcore checks every pooled connection on every request (a socket poll and a
+    getpeername each), and the client adds URL merging, cookie extraction, auth and redirect
+    layers that a GET of one JSON page needs none of. What the client did and we still need is
+    done here: the headers (gzip included), the timeouts, and the proxy from the environment.
+    `transport` replaces all of them with one (tests pass the simulator or a mock).
     """
 
     def __init__(
@@ -80,46 +97,63 @@ class ApiClient:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
-        headers = {"user-agent": f"stxbf/{__version__}", "accept": "application/json"}
+        headers = {
+            "user-agent": f"stxbf/{__version__}",
+            "accept": "application/json",
+            "accept-encoding": "gzip, deflate",
+            "connection": "keep-alive",
+        }
         if api_key:
             headers["x-api-key"] = api_key
-        self._headers = headers
-        self._timeout = httpx.Timeout(timeout, connect=min(timeout, 10.0))
-        self._transport = transport
+        self._headers = httpx.Headers(headers)
+        self._extensions = {"timeout": httpx.Timeout(timeout, connect=min(timeout, 10.0)).as_dict()}
+        self._shared = transport
+        self._proxy = None if transport is not None else environment_proxy(self.base_url)
         self._ssl: ssl.SSLContext | None = None  # one CA bundle load, not one per connection
         self._slots = asyncio.Semaphore(max(1, max_connections))
-        self._idle: list[httpx.AsyncClient] = []
-        self._clients: list[httpx.AsyncClient] = []
+        self._idle: list[httpx.AsyncBaseTransport] = []
+        self._owned: list[httpx.AsyncBaseTransport] = []
         self._warned_deprecation = False
 
-    def _new_client(self) -> httpx.AsyncClient:
-        if self._ssl is None and self._transport is None:
+    def _new_transport(self) -> httpx.AsyncBaseTransport:
+        if self._shared is not None:
+            return self._shared
+        if self._ssl is None:
             self._ssl = httpx.create_ssl_context()
-        client = httpx.AsyncClient(
-            base_url=self.base_url,
-            headers=self._headers,
-            timeout=self._timeout,
+        transport = httpx.AsyncHTTPTransport(
+            verify=self._ssl,
             limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
-            transport=self._transport,
-            verify=self._ssl if self._ssl is not None else True,
-            follow_redirects=False,
+            proxy=self._proxy,
         )
-        self._clients.append(client)
-        return client
+        self._owned.append(transport)
+        return transport
 
-    async def _get(self, path: str, params: dict[str, Any]) -> tuple[httpx.Response, bytes]:
+    async def _get(self, path: str, params: dict[str, Any]) -> httpx.Response:
+        """One GET; the response comes back read and closed (its connection free again)."""
+        request = httpx.Request(
+            "GET",
+            f"{self.base_url}{path}?{urlencode(params)}",
+            headers=self._headers,
+            extensions=self._extensions,
+        )
         async with self._slots:
-            client = self._idle.pop() if self._idle else self._new_client()
+            transport = self._idle.pop() if self._idle else self._new_transport()
             try:
-                response = await client.get(path, params=params)
-                return response, response.content
+                response = await transport.handle_async_request(request)
+                try:
+                    await response.aread()
+                finally:
+                    await response.aclose()
+                return response
             finally:
-                self._idle.append(client)
+                self._idle.append(transport)
 
     async def aclose(self) -> None:
-        clients, self._clients, self._idle = self._clients, [], []
-        for client in clients:
-            await client.aclose()
+        owned, self._owned, self._idle = self._owned, [], []
+        for transport in owned:
+            await transport.aclose()
+        if self._shared is not None:
+            await self._shared.aclose()
 
     async def __aenter__(self) -> ApiClient:
         return self
@@ -149,7 +183,8 @@ class ApiClient:
         if end_time is not None:
             params["end_time"] = end_time
         try:
-            response, body = await self._get(TX_LIST_PATH, params)
+            response = await self._get(TX_LIST_PATH, params)
+            body = response.content
         except httpx.TimeoutException as exc:
             raise Transient(f"timed out ({type(exc).__name__})") from None
         except httpx.ConnectError as exc:
