@@ -1,0 +1,767 @@
+"""stxbf's benchmark harness: one run measures everything issue 4 asks, side by side.
+
+    python benchmarks/run.py            # the full run (~10-15 min on a 2-core laptop)
+    python benchmarks/run.py --quick    # the same sections, small (~2 min)
+    nox -s bench [-- --quick]           # the same, in nox's own virtualenv
+
+Sections (each a separate process pair: simulator + `python -m stxbf run`):
+
+  rate      simulator at 600 req/min, ~250 ms latency: achieved rate / allowed rate, 429s, and
+            requests sent before a retry-after elapsed (the simulator audits this)
+  seed      the same workload one page at a time (--concurrency 1, as the seed crawled)
+  bulk      no limit, no latency: the simulator's own serving ceiling (benchmarks/rawload.py,
+            no parsing, no storing), then a real backfill of ~2M transactions: end-to-end tx/s,
+            peak RSS at 250k/500k/1M/2M stored, database bytes per transaction
+  commands  `stxbf --help`, a completion request, `stxbf status`/`health` on that database, idle
+            and while a run holds it
+  projection  365 days (~2M tx) against the hosted API at 50 and 500 req/min, from the measured
+            utilisation and requests per transaction
+
+Prints a Markdown table and writes every figure as JSON (benchmarks/results/, or --json) so runs
+on different commits can be compared (--compare OLD.json). Speed is reported, never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from procs import (
+    PYTHON,
+    StxbfRun,
+    clean_env,
+    http_json,
+    run_stxbf,
+    simulator,
+    stxbf_command,
+    time_command,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+SECTIONS = ("rate", "seed", "bulk", "commands")
+DAY = 86_400
+
+TARGETS = {
+    "utilisation": 0.97,
+    "share_429": 0.01,
+    "early_requests": 0,
+    "bulk_tx_per_s": 10_000,
+    "ceiling_ratio": 0.6,
+    "peak_rss_mb": 250,
+    "bytes_per_tx": 150,
+    "help_s": 0.3,
+    "completion_s": 0.3,
+    "status_s": 0.5,
+    "health_s": 0.5,
+}
+YEAR_TX = 2_000_000  # the issue's figure for 365 days of Stacks history
+SEED_HOURS = (8, 16)
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    rate_days: float  # simulated history for the rate-limited backfill
+    rate_tx_per_day: int
+    rate_rpm: int = 600
+    rate_latency_ms: float = 250.0
+    seed_seconds: float = 60.0  # how long the one-page-at-a-time crawl is sampled
+    bulk_days: float = 200.0
+    bulk_tx_per_day: int = 10_000
+    raw_seconds: float = 20.0
+    memory_marks: tuple[int, ...] = (250_000, 500_000, 1_000_000, 2_000_000)
+    command_repeat: int = 5
+    concurrency: int | None = None  # None: stxbf's default
+    hold_seconds: float = 120.0
+
+
+PROFILES = {
+    # ~105k tx = ~2,100 requests = ~3.6 min at 591/min; 2M tx for memory, storage and commands
+    "full": Profile("full", rate_days=14, rate_tx_per_day=7_500),
+    "quick": Profile(
+        "quick",
+        rate_days=1.5,
+        rate_tx_per_day=8_000,
+        seed_seconds=10,
+        bulk_days=20,
+        raw_seconds=5,
+        memory_marks=(50_000, 100_000, 200_000),
+        command_repeat=3,
+    ),
+    # what tests/test_bench_smoke.py runs: structure, not speed
+    "smoke": Profile(
+        "smoke",
+        rate_days=0.5,
+        rate_tx_per_day=4_000,
+        seed_seconds=3,
+        bulk_days=2,
+        bulk_tx_per_day=6_000,
+        raw_seconds=2,
+        memory_marks=(5_000, 10_000),
+        command_repeat=1,
+        hold_seconds=30,
+    ),
+}
+
+
+@dataclass
+class Report:
+    profile: str
+    started_at: str
+    machine: dict[str, Any]
+    params: dict[str, Any]
+    sections: dict[str, Any] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+    total_seconds: float = 0.0
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+# -- machine ---------------------------------------------------------------------------------
+
+
+def machine_info() -> dict[str, Any]:
+    from importlib import metadata
+
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    mem_gb = None
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem_gb = round(int(line.split()[1]) / 1024 / 1024, 1)
+    versions = {}
+    for name in ("stxbf", "httpx", "httpcore", "duckdb", "orjson", "anyio"):
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            versions[name] = metadata.version(name)
+    commit = dirty = None
+    with contextlib.suppress(OSError, subprocess.CalledProcessError):
+        commit = (
+            subprocess.run(
+                ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, check=True
+            )
+            .stdout.decode()
+            .strip()
+        )
+        dirty = bool(
+            subprocess.run(
+                ["git", "status", "--porcelain", "--untracked-files=no", "--", "src"],
+                cwd=ROOT,
+                capture_output=True,
+                check=True,
+            ).stdout.strip()
+        )
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gb": mem_gb,
+        "os": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+        "versions": versions,
+        "commit": commit,
+        "src_dirty": dirty,
+    }
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def run_args(target_days: float, concurrency: int | None, *extra: str) -> list[str]:
+    args = ["--target-days", str(max(1, math.ceil(target_days))), *extra]
+    if concurrency is not None:
+        args += ["--concurrency", str(concurrency)]
+    return args
+
+
+def db_figures(home: Path) -> dict[str, Any]:
+    """Rows and file size of a finished run's database (read in a child: duckdb stays out)."""
+    code = (
+        "import duckdb, json, os, sys\n"
+        "p = sys.argv[1]\n"
+        "con = duckdb.connect(p, read_only=True)\n"
+        "n = con.execute('select count(*), count(distinct tx_id) from transactions').fetchone()\n"
+        "size = sum(os.path.getsize(p + s) for s in ('', '.wal') if os.path.exists(p + s))\n"
+        "print(json.dumps({'rows': n[0], 'distinct_tx_ids': n[1], 'file_bytes': size}))\n"
+    )
+    out = subprocess.run(
+        [PYTHON, "-c", code, str(home / "stxbf.duckdb")],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=clean_env(),
+    )
+    return json.loads(out.stdout)  # type: ignore[no-any-return]
+
+
+def fetch_span(result: Any) -> float | None:
+    if result.first_request_t is None or result.last_request_t is None:
+        return None
+    return max(1e-3, result.last_request_t - result.first_request_t)
+
+
+def require_success(result: Any, what: str) -> None:
+    if result.exit_code != 0:
+        raise RuntimeError(
+            f"{what}: stxbf run exited {result.exit_code}: {result.stderr_tail[-800:]}"
+        )
+
+
+# -- sections --------------------------------------------------------------------------------
+
+
+def section_rate(p: Profile, work: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """Rate-limit utilisation at `rate_rpm` with `rate_latency_ms` of latency."""
+    rpm = args.rate_rpm or p.rate_rpm
+    days = args.rate_days or p.rate_days
+    with simulator(
+        days=days,
+        tx_per_day=p.rate_tx_per_day,
+        rpm=rpm,
+        latency_ms=p.rate_latency_ms,
+        seed=11,
+        url=args.rate_url,
+    ) as sim:
+        log(f"rate: {sim.banner}")
+        result = run_stxbf(
+            home=work / "rate",
+            api_url=sim.url,
+            args=run_args(days, p.concurrency),
+            sim=sim,
+            interval=0.1,
+        )
+        require_success(result, "rate")
+        stats = sim.stats()
+    progress = result.progress or {}
+    counters = progress.get("counters", {})
+    stored = int(progress.get("transactions_stored") or 0)
+    if stats:
+        sent = int(stats["requests"])
+        ok = int(stats["by_status"].get("200", 0))
+        n429 = int(stats["status_429"])
+    else:
+        sent, ok = int(counters.get("requests", 0)), int(counters.get("pages", 0))
+        n429 = int(counters.get("responses_429", 0))
+    span = fetch_span(result)
+    if span is None:  # an external API: stxbf's own clock (first to last progress sample)
+        span = _progress_span(result)
+    # successful requests only: a 429 is no progress
+    achieved_rpm = ok / span * 60.0 if span else 0.0
+    whole_rpm = ok / result.wall_s * 60.0
+    return {
+        "api": sim.banner,
+        "allowed_rpm": rpm,
+        "latency_ms": p.rate_latency_ms if sim.simulated else None,
+        "transactions": stored,
+        "requests": ok,
+        "requests_sent": sent,
+        "requests_per_tx": sent / stored if stored else None,
+        "wall_s": round(result.wall_s, 2),
+        "fetch_span_s": round(span, 2) if span else None,
+        "achieved_rpm": round(achieved_rpm, 1),
+        "utilisation": round(achieved_rpm / rpm, 4),
+        "utilisation_whole_process": round(whole_rpm / rpm, 4),
+        "responses_429": n429,
+        "share_429": round(n429 / sent, 5) if sent else None,
+        "early_requests": int(stats["early_requests"]) if stats else None,
+        "peak_rss_mb": round(result.peak_rss / 2**20, 1),
+        "stxbf_cpu_s": result.cpu_s,
+    }
+
+
+def _progress_span(result: Any) -> float | None:
+    moving = [s for s in result.samples if s.requests]
+    if len(moving) < 2:
+        return None
+    return float(moving[-1].t - moving[0].t)
+
+
+def section_seed(
+    p: Profile, work: Path, args: argparse.Namespace, rate: dict[str, Any] | None
+) -> dict[str, Any]:
+    """The same workload one page at a time, sampled for `seed_seconds`."""
+    rpm = args.rate_rpm or p.rate_rpm
+    days = args.rate_days or p.rate_days
+    with simulator(
+        days=days,
+        tx_per_day=p.rate_tx_per_day,
+        rpm=rpm,
+        latency_ms=p.rate_latency_ms,
+        seed=11,
+        url=args.rate_url,
+    ) as sim:
+        run = StxbfRun(
+            home=work / "seed",
+            api_url=sim.url,
+            args=run_args(days, None, "--concurrency", "1"),
+            sim=sim,
+            interval=0.1,
+        )
+        result = run.wait(timeout=p.seed_seconds + 3.0)  # + start-up and preflight
+        stats = sim.stats()
+    counters = (result.progress or {}).get("counters", {})
+    requests = int(stats["requests"] if stats else counters.get("requests", 0))
+    span = fetch_span(result) or _progress_span(result) or result.wall_s
+    seq_rpm = requests / span * 60.0
+    out: dict[str, Any] = {
+        "sampled_s": round(span, 2),
+        "requests": requests,
+        "achieved_rpm": round(seq_rpm, 1),
+        "finished": not result.interrupted,
+    }
+    if rate and rate.get("achieved_rpm"):
+        out["speedup"] = round(rate["achieved_rpm"] / seq_rpm, 2)
+        out["workload_requests"] = rate["requests"]
+        out["projected_wall_s"] = round(rate["requests"] / seq_rpm * 60.0, 1)
+        out["stxbf_wall_s"] = rate["wall_s"]
+    return out
+
+
+def section_bulk(p: Profile, work: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """Unthrottled: the API's serving ceiling, then a real backfill of the whole chain."""
+    days = args.bulk_days or p.bulk_days
+    with simulator(days=days, tx_per_day=p.bulk_tx_per_day, seed=7, url=args.bulk_url) as sim:
+        log(f"bulk: {sim.banner} (started in {sim.startup_s:.1f} s)")
+        now = int(time.time())
+        if sim.simulated:
+            chain = http_json(f"{sim.url}/_sim/chain")
+            start, end = int(chain["first_burn_block_time"]), int(chain["last_burn_block_time"])
+        else:
+            start, end = now - int(days * DAY), now
+        sim_cpu0 = sim.cpu_seconds()
+        raw = json.loads(
+            subprocess.run(
+                [
+                    PYTHON,
+                    str(Path(__file__).with_name("rawload.py")),
+                    sim.url,
+                    "--start",
+                    str(start),
+                    "--end",
+                    str(end),
+                    "--seconds",
+                    str(p.raw_seconds),
+                    "--concurrency",
+                    str(p.concurrency or 16),
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+                env=clean_env(),
+            ).stdout
+        )
+        sim_cpu1 = sim.cpu_seconds()
+        if sim_cpu0 is not None and sim_cpu1 is not None:
+            raw["api_cpu_share"] = round((sim_cpu1 - sim_cpu0) / raw["seconds"], 2)
+        log(f"bulk: ceiling {raw['pages_per_s']:.0f} pages/s ({raw['tx_per_s']:.0f} tx/s)")
+        sim.reset()
+        home = work / "bulk"
+        sim_cpu0 = sim.cpu_seconds()
+        result = run_stxbf(
+            home=home, api_url=sim.url, args=run_args(days, p.concurrency), sim=sim, interval=0.2
+        )
+        sim_cpu1 = sim.cpu_seconds()
+        require_success(result, "bulk")
+        stats = sim.stats()
+    figures = db_figures(home)
+    stored = figures["rows"]
+    pages = int(stats["pages"]) if stats else (result.progress or {}).get("counters", {})["pages"]
+    tx_s = stored / result.wall_s
+    pages_s = pages / result.wall_s
+    marks: dict[str, float | None] = {}
+    for mark in p.memory_marks:
+        hit = next((s for s in result.samples if (s.stored or 0) >= mark), None)
+        peak = hit.hwm or hit.rss if hit is not None else None
+        if peak is None and stored >= mark:  # crossed after the last sample: the run's peak
+            peak = result.peak_rss
+        marks[str(mark)] = round(peak / 2**20, 1) if peak else None
+    span = fetch_span(result)
+    measured = [x for x in result.samples if x.rss]
+    step = max(1, len(measured) // 60)
+    timeline = [(round(x.t, 1), round(x.rss / 2**20, 1), x.stored) for x in measured[::step]]
+    return {
+        "api": sim.banner,
+        "ceiling": raw,
+        "transactions": stored,
+        "distinct_tx_ids": figures["distinct_tx_ids"],
+        "pages": pages,
+        "wall_s": round(result.wall_s, 2),
+        "fetch_span_s": round(span, 2) if span else None,
+        "tx_per_s": round(tx_s, 1),
+        "tx_per_s_while_fetching": round(stored / span, 1) if span else None,
+        "pages_per_s": round(pages_s, 1),
+        "ceiling_ratio": round(pages_s / raw["pages_per_s"], 3) if raw["pages_per_s"] else None,
+        "stxbf_cpu_share": round(result.cpu_s / result.wall_s, 2) if result.cpu_s else None,
+        "api_cpu_share": round((sim_cpu1 - sim_cpu0) / result.wall_s, 2)
+        if sim_cpu0 is not None and sim_cpu1 is not None
+        else None,
+        "peak_rss_mb": round(result.peak_rss / 2**20, 1),
+        "peak_rss_mb_at": marks,
+        "db_bytes": figures["file_bytes"],
+        "bytes_per_tx": round(figures["file_bytes"] / stored, 1) if stored else None,
+        "rss_timeline": timeline,  # (seconds, RSS MB, transactions stored)
+        "home": str(home),
+    }
+
+
+COMMANDS: dict[str, tuple[list[str], dict[str, str]]] = {
+    "help": (["--help"], {}),
+    "completion": (
+        [],
+        {"_STXBF_COMPLETE": "complete_bash", "COMP_WORDS": "stxbf st", "COMP_CWORD": "1"},
+    ),
+    "status": (["status"], {}),
+    "health": (["health"], {}),
+}
+
+
+def section_commands(
+    p: Profile, work: Path, home: Path, transactions: int, days: float
+) -> dict[str, Any]:
+    """Best-of-N wall time of each command on `home`'s database, idle and while a run holds it."""
+    base = stxbf_command()
+    env = clean_env(STXBF_HOME=str(home), COLUMNS="100", NO_COLOR="1")
+    idle = {
+        name: time_command([*base, *argv], env={**env, **extra}, repeat=p.command_repeat)
+        for name, (argv, extra) in COMMANDS.items()
+    }
+    held: dict[str, Any] = {}
+    # A run against a slow API (1 req/min, as long a history as the database) holds the lock
+    # and publishes its progress file meanwhile; it finds little to do, slowly.
+    with simulator(days=days, tx_per_day=100, rpm=1, seed=3) as slow:
+        run = StxbfRun(home=home, api_url=slow.url, args=run_args(days, None), interval=0.5)
+        try:
+            deadline = time.monotonic() + p.hold_seconds
+            while time.monotonic() < deadline and run.running():
+                snap = run.progress()
+                if snap and snap.get("pid") == run.proc.pid:
+                    break
+                time.sleep(0.1)
+            if not run.running():
+                raise RuntimeError(f"the holding run ended early: {run.wait().stderr_tail}")
+            for name in ("status", "health"):
+                argv, extra = COMMANDS[name]
+                held[name] = time_command(
+                    [*base, *argv], env={**env, **extra}, repeat=p.command_repeat
+                )
+            held["holder_still_running"] = run.running()
+        finally:
+            run.interrupt()
+            run.wait(timeout=30)
+    return {"transactions_in_db": transactions, "idle": idle, "while_running": held}
+
+
+def projection(rate: dict[str, Any], seed: dict[str, Any] | None) -> dict[str, Any]:
+    """365 days at the hosted API's limits, from the measured utilisation."""
+    util = rate["utilisation"]
+    per_tx = rate["requests_per_tx"] or 1 / 50
+    requests = YEAR_TX * per_tx
+    out: dict[str, Any] = {"year_transactions": YEAR_TX, "year_requests": round(requests)}
+    for rpm in (50, 500):
+        out[f"hours_at_{rpm}"] = round(requests / (util * rpm) / 60.0, 2)
+        if seed and seed.get("achieved_rpm"):
+            # one page at a time cannot go faster than its latency allows, nor than the limit
+            seq = min(rpm, seed["achieved_rpm"])
+            out[f"seed_way_hours_at_{rpm}"] = round(requests / seq / 60.0, 2)
+    out["seed_reported_hours"] = list(SEED_HOURS)
+    return out
+
+
+# -- report ----------------------------------------------------------------------------------
+
+
+def verdict(value: float | None, target: float, *, higher_is_better: bool) -> str:
+    if value is None:
+        return "n/a"
+    ok = value >= target if higher_is_better else value <= target
+    return "meets" if ok else "MISSES"
+
+
+def rows(report: Report) -> list[tuple[str, str, str, str]]:
+    s = report.sections
+    out: list[tuple[str, str, str, str]] = []
+    rate = s.get("rate")
+    if rate:
+        out += [
+            (
+                f"1. Rate-limit utilisation ({rate['allowed_rpm']}/min"
+                + (f", {rate['latency_ms']:.0f} ms" if rate.get("latency_ms") else "")
+                + ")",
+                f"{rate['utilisation']:.3f} ({rate['achieved_rpm']:.0f}/min over "
+                f"{rate['fetch_span_s']:.0f} s; whole process "
+                f"{rate['utilisation_whole_process']:.3f})",
+                f">= {TARGETS['utilisation']}",
+                verdict(rate["utilisation"], TARGETS["utilisation"], higher_is_better=True),
+            ),
+            (
+                "1. Requests answered 429",
+                f"{rate['responses_429']} of {rate.get('requests_sent', rate['requests'])} "
+                f"({100 * (rate['share_429'] or 0):.2f}%)",
+                "<= 1%",
+                verdict(rate["share_429"], TARGETS["share_429"], higher_is_better=False),
+            ),
+            (
+                "1. Requests sent before retry-after elapsed",
+                "n/a (external API)"
+                if rate["early_requests"] is None
+                else str(rate["early_requests"]),
+                "0",
+                verdict(rate["early_requests"], 0, higher_is_better=False),
+            ),
+        ]
+    seed = s.get("seed")
+    if seed and "speedup" in seed:
+        out.append(
+            (
+                "2. Speed-up over one page at a time",
+                f"{seed['speedup']:.2f}x ({seed['achieved_rpm']:.0f}/min sequential; workload "
+                f"{_dur(seed['projected_wall_s'])} vs {_dur(seed['stxbf_wall_s'])})",
+                "-",
+                "-",
+            )
+        )
+    bulk = s.get("bulk")
+    if bulk:
+        ceiling = bulk["ceiling"]
+        out += [
+            (
+                "3. Unthrottled end-to-end throughput",
+                f"{bulk['tx_per_s']:,.0f} tx/s, {bulk['pages_per_s']:,.0f} pages/s "
+                f"({bulk['transactions']:,} tx in {_dur(bulk['wall_s'])})",
+                f">= {TARGETS['bulk_tx_per_s']:,} tx/s",
+                verdict(bulk["tx_per_s"], TARGETS["bulk_tx_per_s"], higher_is_better=True),
+            ),
+            (
+                "3. Share of the API's serving ceiling",
+                f"{bulk['ceiling_ratio']:.2f} (ceiling {ceiling['pages_per_s']:,.0f} pages/s = "
+                f"{ceiling['tx_per_s']:,.0f} tx/s)",
+                f">= {TARGETS['ceiling_ratio']}",
+                verdict(bulk["ceiling_ratio"], TARGETS["ceiling_ratio"], higher_is_better=True),
+            ),
+            (
+                f"4. Peak RSS of stxbf run ({bulk['transactions']:,} tx)",
+                f"{bulk['peak_rss_mb']:.0f} MB (at "
+                + ", ".join(
+                    f"{_count(int(k))}: {v:.0f}" for k, v in bulk["peak_rss_mb_at"].items() if v
+                )
+                + ")",
+                f"<= {TARGETS['peak_rss_mb']} MB, flat",
+                verdict(bulk["peak_rss_mb"], TARGETS["peak_rss_mb"], higher_is_better=False),
+            ),
+            (
+                "5. Database bytes per transaction",
+                f"{bulk['bytes_per_tx']:.0f} B/tx ({bulk['db_bytes'] / 2**20:,.0f} MiB)",
+                f"<= {TARGETS['bytes_per_tx']} B/tx",
+                verdict(bulk["bytes_per_tx"], TARGETS["bytes_per_tx"], higher_is_better=False),
+            ),
+        ]
+    commands = s.get("commands")
+    if commands:
+        n = commands["transactions_in_db"]
+        for name in ("help", "completion", "status", "health"):
+            idle = commands["idle"][name]["best_s"]
+            target = TARGETS[f"{name}_s"]
+            label = {"help": "stxbf --help", "completion": "shell completion"}.get(
+                name, f"stxbf {name} ({_count(n)} tx)"
+            )
+            held = commands["while_running"].get(name)
+            if held:
+                value = f"{idle:.2f} s idle, {held['best_s']:.2f} s while a run holds the DB"
+                worst = max(idle, held["best_s"])
+            else:
+                value, worst = f"{idle:.2f} s", idle
+            out.append(
+                (
+                    f"6. {label}",
+                    value,
+                    f"<= {target} s",
+                    verdict(worst, target, higher_is_better=False),
+                )
+            )
+    proj = s.get("projection")
+    if proj:
+        for rpm in (50, 500):
+            seq = proj.get(f"seed_way_hours_at_{rpm}")
+            out.append(
+                (
+                    f"7. 365 days (~{_count(proj['year_transactions'])} tx) at {rpm}/min",
+                    f"{_hours(proj[f'hours_at_{rpm}'])}"
+                    + (f" (one page at a time: {_hours(seq)})" if seq else ""),
+                    f"seed: {SEED_HOURS[0]}-{SEED_HOURS[1]} h",
+                    "-",
+                )
+            )
+    return out
+
+
+def _count(n: int) -> str:
+    return f"{n / 1e6:.3g}M" if n >= 1_000_000 else f"{n / 1e3:.0f}k"
+
+
+def _dur(seconds: float) -> str:
+    seconds = float(seconds)
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h"
+    if seconds >= 90:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds:.1f} s"
+
+
+def _hours(hours: float) -> str:
+    return f"{hours:.1f} h" if hours >= 2 else f"{hours * 60:.0f} min"
+
+
+def markdown(report: Report, compare: Report | None = None) -> str:
+    m = report.machine
+    lines = [
+        f"stxbf benchmark ({report.profile}) at {m.get('commit')}"
+        + (" (src modified)" if m.get("src_dirty") else "")
+        + f", {report.started_at}, {report.total_seconds / 60:.1f} min",
+        f"machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB, {m['os']}, "
+        f"Python {m['python']}",
+        "",
+        "| measurement | result | target | verdict |",
+        "| --- | --- | --- | --- |",
+    ]
+
+    def key(name: str) -> str:  # labels carry workload sizes; compare by what is measured
+        return name.split(" (")[0]
+
+    old = {key(r[0]): r[1] for r in rows(compare)} if compare else {}
+    for name, value, target, ok in rows(report):
+        if compare is not None:
+            value += f"; was {old.get(key(name), '-')}"
+        lines.append(f"| {name} | {value} | {target} | {ok} |")
+    for section, error in report.errors.items():
+        lines.append(f"| {section} | FAILED: {error.splitlines()[-1][:120]} | | |")
+    return "\n".join(lines)
+
+
+def load_report(path: Path) -> Report:
+    data = json.loads(path.read_text())
+    return Report(**data)
+
+
+# -- main ------------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Benchmark stxbf against the simulator (or any Stacks API).",
+        epilog="Results: benchmarks/results/<date>-<commit>-<profile>.json unless --json.",
+    )
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="small workloads (~2 min)")
+    size.add_argument("--smoke", action="store_true", help="tiny workloads (the test suite's)")
+    parser.add_argument(
+        "--sections",
+        default=",".join(SECTIONS),
+        help=f"comma list of {','.join(SECTIONS)} (default: all; commands needs bulk)",
+    )
+    parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument("--compare", type=Path, help="an earlier results JSON to show beside")
+    parser.add_argument("--workdir", type=Path, help="keep databases here (default: a temp dir)")
+    parser.add_argument("--rate-url", help="an external rate-limited API instead of a simulator")
+    parser.add_argument("--rate-rpm", type=int, help="its allowed requests per minute")
+    parser.add_argument("--rate-days", type=float, help="days of its history to backfill")
+    parser.add_argument("--bulk-url", help="an external unthrottled API instead of a simulator")
+    parser.add_argument("--bulk-days", type=float, help="days of its history to backfill")
+    args = parser.parse_args(argv)
+    if args.rate_url and not args.rate_rpm:
+        parser.error("--rate-url needs --rate-rpm (the API's allowed requests per minute)")
+    if (args.rate_url and not args.rate_days) or (args.bulk_url and not args.bulk_days):
+        parser.error("an external API needs --rate-days / --bulk-days (how much to backfill)")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    profile = PROFILES["quick" if args.quick else "smoke" if args.smoke else "full"]
+    wanted = [s.strip() for s in args.sections.split(",") if s.strip()]
+    unknown = set(wanted) - set(SECTIONS)
+    if unknown:
+        print(f"unknown section(s): {', '.join(sorted(unknown))}", file=sys.stderr)
+        return 2
+    started = time.monotonic()
+    report = Report(
+        profile=profile.name,
+        started_at=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        machine=machine_info(),
+        params={
+            **asdict(replace(profile)),
+            **{k: v for k, v in vars(args).items() if k.endswith(("_url", "_rpm", "_days"))},
+        },
+    )
+    with contextlib.ExitStack() as stack:
+        if args.workdir:
+            work = args.workdir
+            work.mkdir(parents=True, exist_ok=True)
+        else:
+            work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="stxbf-bench-")))
+
+        def attempt(name: str, fn: Any, *fn_args: Any) -> Any:
+            log(f"{name}: start")
+            t = time.monotonic()
+            try:
+                value = fn(*fn_args)
+            except Exception:
+                report.errors[name] = traceback.format_exc()
+                log(f"{name}: FAILED\n{report.errors[name]}")
+                return None
+            report.sections[name] = value
+            log(f"{name}: done in {time.monotonic() - t:.0f} s")
+            return value
+
+        rate = attempt("rate", section_rate, profile, work, args) if "rate" in wanted else None
+        seed = (
+            attempt("seed", section_seed, profile, work, args, rate) if "seed" in wanted else None
+        )
+        bulk = attempt("bulk", section_bulk, profile, work, args) if "bulk" in wanted else None
+        if "commands" in wanted and bulk:
+            attempt(
+                "commands",
+                section_commands,
+                profile,
+                work,
+                Path(bulk["home"]),
+                bulk["transactions"],
+                args.bulk_days or profile.bulk_days,
+            )
+        if rate:
+            report.sections["projection"] = projection(rate, seed)
+    report.total_seconds = round(time.monotonic() - started, 1)
+    compare = load_report(args.compare) if args.compare else None
+    print(markdown(report, compare))
+    out = args.json
+    if out is None:
+        stamp = report.started_at[:10]
+        out = RESULTS / f"{stamp}-{report.machine.get('commit') or 'nogit'}-{profile.name}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(asdict(report), indent=2) + "\n")
+    print(f"\nresults: {out}", file=sys.stderr)
+    return 1 if report.errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
