@@ -1,7 +1,8 @@
 """stxbf's benchmark harness: one run measures everything issue 4 asks, side by side.
 
-    python benchmarks/run.py            # the full run (~10-15 min on a 2-core laptop)
-    python benchmarks/run.py --quick    # the same sections, small (~2 min)
+    python benchmarks/run.py            # the full run (~6-7 min on 2 cores)
+    python benchmarks/run.py --quick    # the same sections, small (~1 min)
+    python benchmarks/run.py --smoke    # tiny (~18 s): what tests/test_bench_smoke.py runs
     nox -s bench [-- --quick]           # the same, in nox's own virtualenv
 
 Sections (each a separate process pair: simulator + `python -m stxbf run`):
@@ -19,6 +20,7 @@ Sections (each a separate process pair: simulator + `python -m stxbf run`):
 
 Prints a Markdown table and writes every figure as JSON (benchmarks/results/, or --json) so runs
 on different commits can be compared (--compare OLD.json). Speed is reported, never asserted.
+docs/performance.md has the method, the figures and how to read them.
 """
 
 from __future__ import annotations
@@ -607,7 +609,7 @@ def rows(report: Report) -> list[tuple[str, str, str, str]]:
                 (
                     f"7. 365 days (~{_count(proj['year_transactions'])} tx) at {rpm}/min",
                     f"{_hours(proj[f'hours_at_{rpm}'])}"
-                    + (f" (one page at a time: {_hours(seq)})" if seq else ""),
+                    + (f" (one page at a time, at best: {_hours(seq)})" if seq else ""),
                     f"seed: {SEED_HOURS[0]}-{SEED_HOURS[1]} h",
                     "-",
                 )
@@ -672,7 +674,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         epilog="Results: benchmarks/results/<date>-<commit>-<profile>.json unless --json.",
     )
     size = parser.add_mutually_exclusive_group()
-    size.add_argument("--quick", action="store_true", help="small workloads (~2 min)")
+    size.add_argument("--quick", action="store_true", help="small workloads (~1 min)")
     size.add_argument("--smoke", action="store_true", help="tiny workloads (the test suite's)")
     parser.add_argument(
         "--sections",
