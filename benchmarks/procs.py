@@ -59,9 +59,6 @@ class Sim:
         if self.simulated:
             http_json(f"{self.url}/_sim/reset", method="POST")
 
-    def set_limits(self, rpm: int, per_second: int = 0) -> None:
-        http_json(f"{self.url}/_sim/limits?rpm={rpm}&per_second={per_second}", method="POST")
-
     def cpu_seconds(self) -> float | None:
         return None if self.proc is None else cpu_seconds(self.proc.pid)
 
