@@ -157,3 +157,12 @@ def test_reset_header_forms(reset: str, at_least: float, at_most: float) -> None
     pacer = Pacer(rpm=600, fixed=True, clock=clock, sleep=clock.sleep)
     pacer.observe(200, {"ratelimit-remaining": "0", "ratelimit-reset": value})
     assert at_least <= pacer.gate_remaining() <= at_most
+
+
+def test_learning_a_higher_limit_releases_the_slot_reserved_at_the_assumed_rate() -> None:
+    clock = FakeClock()
+    pacer = Pacer(rpm=50, clock=clock, sleep=clock.sleep)  # Hiro's keyless assumption
+    send_times(pacer, clock, 1)
+    clock.now += 0.2
+    pacer.observe(200, {"ratelimit-limit": "600"})
+    assert send_times(pacer, clock, 1)[0] < 1000.0 + 0.2 + 0.2  # not 1.2 s later

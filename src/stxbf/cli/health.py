@@ -17,7 +17,6 @@ from rich.text import Text
 
 from stxbf.cli.common import console
 from stxbf.errors import ConfigError
-from stxbf.settings import load_settings
 
 if TYPE_CHECKING:
     from stxbf.ops.health import HealthReport
@@ -56,6 +55,8 @@ def health(
     from stxbf.ops.health import VERDICTS, Check, HealthReport, build_health
 
     try:
+        from stxbf.settings import load_settings
+
         settings = load_settings(
             home=home, db=db, session_name=session_name, tmux_socket=socket_name
         )

@@ -10,7 +10,6 @@ from rich.text import Text
 from stxbf.cli.common import console, err_console
 from stxbf.errors import ConfigError
 from stxbf.ops.logs import LEVEL_STYLES, LEVELS, follow, line_level, log_size, tail
-from stxbf.settings import load_settings
 
 
 def logs(
@@ -26,6 +25,8 @@ def logs(
     """Show the end of the runner's log (<home>/logs/stxbf.log)."""
     if level is not None and level.upper() not in LEVELS:
         raise ConfigError(f"unknown --level {level!r}: choose one of {', '.join(LEVELS)}")
+    from stxbf.settings import load_settings
+
     settings = load_settings(home=home)
     path = settings.log_path
     if not path.exists() and not follow_:

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING
 import typer
 
 from stxbf.cli.common import console
-from stxbf.settings import load_settings
 
 if TYPE_CHECKING:
     from stxbf.ops.status import StatusReport
@@ -50,6 +49,7 @@ def status(
     Exit code: 0 complete or reached chain start, 3 incomplete, 5 running, 6 stalled, 7 not started.
     """
     from stxbf.ops.status import DatabaseCache, build_status
+    from stxbf.settings import load_settings
 
     settings = load_settings(home=home, db=db, target_days=target_days)
     build = functools.partial(

@@ -22,13 +22,13 @@ from rich.text import Text
 from stxbf.cli.common import console, err_console
 from stxbf.cli.run import ApiUrl, Concurrency, Db, Home, MaxIterations, MaxPages, Rpm, TargetDays
 from stxbf.errors import LockHeld, OpsError
-from stxbf.settings import Settings, load_settings
 
 if TYPE_CHECKING:
     from libtmux import Server
 
     from stxbf.ops.status import RunnerState
     from stxbf.ops.tmux import SessionInfo
+    from stxbf.settings import Settings
 
 app = typer.Typer(
     help="Run the backfill in tmux: survives SSH disconnects; runner on top, live monitor below.",
@@ -197,6 +197,7 @@ def tmux(
     if ctx.invoked_subcommand is not None:
         return
     from stxbf.ops.tmux import attach, attach_hint, find_session
+    from stxbf.settings import load_settings
 
     settings = load_settings(
         session_name=session_name, tmux_socket=socket_name, target_days=target_days,
@@ -237,6 +238,8 @@ def start(
     ),
 ) -> None:
     """Create the session (fails if it exists); attach when standard input is a terminal."""
+    from stxbf.settings import load_settings
+
     settings = load_settings(
         **_common(ctx, session_name, socket_name), target_days=target_days, max_pages=max_pages,
         max_iterations=max_iterations, concurrency=concurrency, rpm=rpm, api_url=api_url,
@@ -253,6 +256,7 @@ def attach_cmd(
 ) -> None:
     """Attach to the running session (fails if it does not exist)."""
     from stxbf.ops.tmux import attach, attach_hint, find_session
+    from stxbf.settings import load_settings
 
     settings = load_settings(**_common(ctx, session_name, socket_name))
     server = _server(settings)
@@ -281,6 +285,7 @@ def stop(
     """Stop cleanly: signal the runner (it checkpoints and exits), then close the session."""
     from stxbf.ops.launch import remove_stale_key_files
     from stxbf.ops.tmux import describe_session, stop_session
+    from stxbf.settings import load_settings
 
     settings = load_settings(**_common(ctx, session_name, socket_name), home=home, db=db)
     server = _server(settings)
@@ -316,6 +321,7 @@ def status_cmd(
     Exit code 0 when the session exists, 1 when it does not.
     """
     from stxbf.ops.tmux import describe_session
+    from stxbf.settings import load_settings
 
     settings = load_settings(**_common(ctx, session_name, socket_name), home=home, db=db)
     server = _server(settings)

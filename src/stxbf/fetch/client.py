@@ -7,10 +7,8 @@ a `Page`, a `RateLimited`, a `Transient` (worth retrying), or a fatal `FetchErro
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import logging
 import ssl
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -23,12 +21,6 @@ from stxbf.errors import ApiGone, ApiNotStacks, ApiRejected, ApiUnreachable
 from stxbf.models import MalformedPage, Page, parse_page
 
 log = logging.getLogger(__name__)
-
-# httpcore runs `import sniffio` on every request. When sniffio is not installed (anyio 4 no
-# longer needs it) each failed import searches sys.path again: ~15% of a backfill's CPU. A None
-# entry makes the import fail at once, and httpcore then assumes asyncio, which is what we run.
-if importlib.util.find_spec("sniffio") is None:
-    sys.modules.setdefault("sniffio", None)  # type: ignore[arg-type]
 
 TX_LIST_PATH = "/extended/v1/tx"
 PAGE_LIMIT = 50  # the API's maximum; more is a 400

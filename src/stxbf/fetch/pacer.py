@@ -184,6 +184,8 @@ class Pacer:
                     self.ceiling_rps = ceiling
                     if self.rate_rps is None or self.rate_rps > ceiling or not self._learned:
                         self.rate_rps = ceiling
+                        # A slot reserved at the assumed (slower) rate need not be waited for.
+                        self._next_slot = min(self._next_slot, now + 1.0 / ceiling)
                 self._learned = True
             elif status < 400 and (not self._learned or self._inferred_expired(now)):
                 # A self-hosted API states no limit: run unthrottled until it pushes back.
