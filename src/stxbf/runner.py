@@ -161,6 +161,7 @@ class Runner:
         self._engine: Engine | None = None
         self._pacer: Pacer | None = None
         self._stop_requested = False
+        self.run_id: int | None = None  # set once the preflight passed and the run is recorded
         self._audited = False  # the duplicate audit runs once per run
         self._main: asyncio.Task[Any] | None = None
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stxbf-db")
@@ -192,7 +193,8 @@ class Runner:
 
     def _close_store(self) -> None:
         if self._store is not None:
-            self._store.checkpoint()
+            if self.run_id is not None:  # nothing was written otherwise: leave the file as it was
+                self._store.checkpoint()
             self._store.close()
 
     async def _on_db(self, fn: Callable[..., T], *args: Any) -> T:
@@ -204,14 +206,6 @@ class Runner:
         p = self.params
         store = self._store
         assert store is not None
-        run_id = await self._on_db(
-            lambda: store.start_run(
-                pid=os.getpid(),
-                started_at=self.started_at,
-                api_url=p.api_url,
-                target_days=p.target_days,
-            )
-        )
         await self._load_store_figures()
         rpm = p.rpm or (HIRO_RPM_WITH_KEY if p.api_key else HIRO_RPM_WITHOUT_KEY)
         self._pacer = Pacer(rpm=rpm, fixed=p.rpm is not None)
@@ -234,24 +228,28 @@ class Runner:
             self.stats.last_error_at = self.clock()
             self.phase = "failed"
             self.exit_code = exc.exit_code
-            await self._finish(run_id, publisher, client)
+            await self._finish(publisher, client)
             raise
         self.exit_code = report.exit_code
         self.phase = {
             ExitCode.OK: "finished",
             ExitCode.INTERRUPTED: "interrupted",
         }.get(report.exit_code, "stopped")
-        await self._finish(run_id, publisher, client)
+        await self._finish(publisher, client)
         report.snapshot = self.snapshot()
         return report
 
-    async def _finish(self, run_id: int, publisher: asyncio.Task[None], client: ApiClient) -> None:
+    async def _finish(self, publisher: asyncio.Task[None], client: ApiClient) -> None:
         publisher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await publisher
         await client.aclose()
         store = self._store
         assert store is not None
+        run_id = self.run_id
+        if run_id is None:  # the API failed before anything was written: the file is untouched
+            self._publish()
+            return
         with contextlib.suppress(StxbfError):
             await self._refresh_summary(wallets=True)
         with contextlib.suppress(Exception):
@@ -274,6 +272,16 @@ class Runner:
         store = self._store
         assert store is not None
         await self._preflight(source)
+        self.run_id = await self._on_db(
+            lambda: store.start_run(
+                pid=os.getpid(),
+                started_at=self.started_at,
+                api_url=p.api_url,
+                target_days=p.target_days,
+            )
+        )
+        if self.chain_start is not None:
+            await self._record_before_chain_start()
         commits: asyncio.Queue[CompletedWindow | None] = asyncio.Queue(maxsize=2)
         committer = asyncio.create_task(self._commit_loop(commits))
 
@@ -399,7 +407,6 @@ class Runner:
                 "is reached at the chain's start",
                 _iso(first),
             )
-            await self._record_before_chain_start()
         sized = await source.page(
             start_time=self._effective_start(),
             end_time=self.range_end,
