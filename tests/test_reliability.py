@@ -322,12 +322,6 @@ class IgnoresSorting(SimTransport):
         return await super().handle_async_request(request)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the preflight takes the first row of `sort_by=burn_block_time&order=asc` as the "
-    "chain's start and records everything before it as verified and empty, unchecked; an API "
-    "that ignores the sort answers its newest row (docs/reliability.md, known gaps)",
-)
 def test_an_api_that_ignores_sorting_cannot_fake_the_chain_start(isolated_env: Path) -> None:
     transport = IgnoresSorting(config=SimConfig(days=5, tx_per_day=600, seed=71))
     settings = load_settings(api_url="http://127.0.0.1:9", home=isolated_env, target_days=3)
@@ -436,12 +430,6 @@ def test_disk_full_mid_run_is_a_clear_error_and_keeps_verified_windows(isolated_
         assert_range_exact(db, sim)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="runner._finish suppresses only StxbfError around its last summary: DuckDB's "
-    "'database has been invalidated' FatalException escapes and replaces the StoreError that "
-    "ended the run (docs/reliability.md, known gaps)",
-)
 @pytest.mark.timeout(60)
 def test_the_error_that_ended_the_run_is_the_one_reported(
     isolated_env: Path, monkeypatch: pytest.MonkeyPatch
@@ -477,11 +465,6 @@ def test_the_error_that_ended_the_run_is_the_one_reported(
         execute(settings, transport=transport, interactive=False)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="runner deadlock: when a commit fails while the engine waits for room in the commit "
-    "queue, on_window's `await commits.put()` waits forever (docs/reliability.md, known gaps)",
-)
 def test_a_failing_commit_ends_the_run_even_with_a_full_commit_queue(isolated_env: Path) -> None:
     """The third commit fails after the engine has filled the queue (a slow disk, then a full
     one): the run must end with the write error, not wait for ever."""

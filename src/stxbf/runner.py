@@ -26,7 +26,7 @@ from typing import Any, Protocol, TypeVar
 
 import httpx
 
-from stxbf.errors import ApiRejected, DatabaseBusy, ExitCode, LockHeld, StxbfError
+from stxbf.errors import ApiRejected, DatabaseBusy, ExitCode, LockHeld, StoreError, StxbfError
 from stxbf.fetch.client import ApiClient
 from stxbf.fetch.engine import CompletedWindow, Engine, PassResult
 from stxbf.fetch.pacer import HIRO_RPM_WITH_KEY, HIRO_RPM_WITHOUT_KEY, Pacer
@@ -40,7 +40,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 HEAD_SETTLE_SECONDS = 2 * 3600  # a tenure can keep adding blocks under one burn time this long
-PREFLIGHT_GIVE_UP = 15.0
 PUBLISH_INTERVAL = 1.0
 WALLETS_INTERVAL = 30.0
 
@@ -250,7 +249,7 @@ class Runner:
         if run_id is None:  # the API failed before anything was written: the file is untouched
             self._publish()
             return
-        with contextlib.suppress(StxbfError):
+        with contextlib.suppress(Exception):  # the error that ended the run stays the one
             await self._refresh_summary(wallets=True)
         with contextlib.suppress(Exception):
             await self._on_db(
@@ -286,9 +285,14 @@ class Runner:
         committer = asyncio.create_task(self._commit_loop(commits))
 
         async def on_window(window: CompletedWindow) -> None:
+            # Wait for room in the queue, unless the committer dies meanwhile (a full disk):
+            # then its error ends the pass instead of a wait that never ends.
+            put = asyncio.ensure_future(commits.put(window))
+            await asyncio.wait([put, committer], return_when=asyncio.FIRST_COMPLETED)
             if committer.done():
-                committer.result()  # surface a store error now
-            await commits.put(window)
+                put.cancel()
+                committer.result()
+                raise StoreError("the database writer stopped")  # pragma: no cover
 
         self._engine = Engine(source, concurrency=p.concurrency, on_window=on_window)
         if self._stop_requested:
@@ -333,10 +337,10 @@ class Runner:
                         f"stopped after {self.iteration} iteration(s) before the target; "
                         "run again to continue",
                     )
-                if result.windows_done == 0:
+                if result.windows_verified == 0:  # the head window alone is no progress
                     return RunReport(
                         ExitCode.INCOMPLETE,
-                        "no window could be completed in this iteration; run again later",
+                        "no window could be verified in this iteration; run again later",
                     )
         finally:
             if not committer.done():
@@ -411,7 +415,7 @@ class Runner:
             start_time=self._effective_start(),
             end_time=self.range_end,
             limit=1,
-            give_up_after=min(PREFLIGHT_GIVE_UP * 4, self.params.give_up_after),
+            give_up_after=self.params.give_up_after,
         )
         self.expected_total = sized.total
         log.info(
@@ -433,7 +437,7 @@ class Runner:
                 limit=1,
                 order="asc",
                 sort_by="burn_block_time",
-                give_up_after=min(PREFLIGHT_GIVE_UP, self.params.give_up_after),
+                give_up_after=self.params.give_up_after,
                 connect_attempts=3,
             )
         except ApiRejected as exc:
@@ -446,7 +450,17 @@ class Runner:
         if not oldest.rows:
             log.warning("the API reports no transactions at all")
             return self.range_end + 1
-        return int(oldest.rows[0][BURN_TIME_INDEX])
+        first = int(oldest.rows[0][BURN_TIME_INDEX])
+        if first > self.range_start:
+            # Trust, but count: nothing may exist between the range's start and that row, or the
+            # API did not sort as asked and there is no chain start inside the range.
+            before = await source.page(
+                start_time=self.range_start, end_time=first - 1, limit=1, give_up_after=None
+            )
+            if before.total:
+                log.warning("the API's oldest-first answer is not the oldest; not a chain start")
+                return None
+        return first
 
     async def _record_before_chain_start(self) -> None:
         """The stretch before the chain's first transaction is empty, and provably so."""

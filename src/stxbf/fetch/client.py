@@ -99,6 +99,7 @@ class ApiClient:
             headers["x-api-key"] = api_key
         self._headers = httpx.Headers(headers)
         self._extensions = {"timeout": httpx.Timeout(timeout, connect=min(timeout, 10.0)).as_dict()}
+        self._whole_timeout = timeout * 2
         self._shared = transport
         self._proxy = None if transport is not None else environment_proxy(self.base_url)
         self._ssl: ssl.SSLContext | None = None  # one CA bundle load, not one per connection
@@ -175,8 +176,13 @@ class ApiClient:
         if end_time is not None:
             params["end_time"] = end_time
         try:
-            response = await self._get(TX_LIST_PATH, params)
+            # The timeout bounds each read; this bounds the whole answer (a body that drips).
+            response = await asyncio.wait_for(
+                self._get(TX_LIST_PATH, params), timeout=self._whole_timeout
+            )
             body = response.content
+        except asyncio.TimeoutError:
+            raise Transient("timed out (the whole response took too long)") from None
         except httpx.TimeoutException as exc:
             raise Transient(f"timed out ({type(exc).__name__})") from None
         except httpx.ConnectError as exc:

@@ -51,6 +51,7 @@ class CompletedWindow:
 @dataclass
 class PassResult:
     windows_done: int = 0
+    windows_verified: int = 0  # done and final (the head window is done but never final)
     windows_incomplete: int = 0
     pages: int = 0
     budget_exhausted: bool = False
@@ -187,6 +188,7 @@ class Engine:
                 result.windows_incomplete += 1
             else:
                 result.windows_done += 1
+                result.windows_verified += state == "verified"
             await self.on_window(completed)
 
         async def handle(window: _Window, offset: int, page: Page) -> None:

@@ -14,12 +14,13 @@ converted each of a window's ~76,000 values through Python's C API under the GIL
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import duckdb
 import orjson
@@ -101,6 +102,22 @@ def _check_run_columns(fields: dict[str, Any]) -> None:
 
 def _describe(exc: BaseException) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _as_store_error(method: F) -> F:
+    """DuckDB's own errors (a failed spill, an invalidated database) become one StoreError line."""
+
+    @functools.wraps(method)
+    def wrapper(self: Store, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except duckdb.Error as exc:
+            raise StoreError(f"database {self.path}: {_describe(exc)}") from None
+
+    return cast(F, wrapper)
 
 
 class Store:
@@ -218,18 +235,21 @@ class Store:
     def _set_meta(self, key: str, value: str) -> None:
         self._con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [key, value])
 
+    @_as_store_error
     def set_meta(self, key: str, value: str | int | float | None) -> None:
         if value is None:
             self._con.execute("DELETE FROM meta WHERE key = ?", [key])
         else:
             self._set_meta(key, str(value))
 
+    @_as_store_error
     def get_meta(self, key: str) -> str | None:
         row = self._con.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
         return None if row is None else str(row[0])
 
     # -- windows -----------------------------------------------------------------------------
 
+    @_as_store_error
     def windows(self, state: str | None = None) -> list[WindowRecord]:
         sql = "SELECT start_time, end_time, api_total, rows_stored, state, pages FROM windows"
         params: list[Any] = []
@@ -281,6 +301,7 @@ class Store:
             raise StoreError(f"cannot write to database {self.path}: {_describe(exc)}") from None
         return stored
 
+    @_as_store_error
     def duplicated_windows(self) -> list[tuple[int, int]]:
         """(start, end) of each window holding a tx_id that is stored more than once.
 
@@ -307,6 +328,7 @@ class Store:
         ).fetchall()
         return [(int(start), int(end)) for start, end in rows]
 
+    @_as_store_error
     def forget_windows(self, spans: Sequence[tuple[int, int]]) -> None:
         """Drop these windows' checkpoints, so that the next pass fetches them again."""
         with self.transaction():
@@ -317,6 +339,7 @@ class Store:
 
     # -- runs --------------------------------------------------------------------------------
 
+    @_as_store_error
     def start_run(self, **fields: Any) -> int:
         _check_run_columns(fields)
         row = self._con.execute("SELECT coalesce(max(run_id), 0) + 1 FROM runs").fetchone()
@@ -329,6 +352,7 @@ class Store:
         )
         return run_id
 
+    @_as_store_error
     def end_run(self, run_id: int, **fields: Any) -> None:
         _check_run_columns(fields)
         assignments = ", ".join(f"{name} = ?" for name in fields)
@@ -337,6 +361,7 @@ class Store:
             [*fields.values(), run_id],
         )
 
+    @_as_store_error
     def last_run(self) -> dict[str, Any] | None:
         cursor = self._con.execute("SELECT * FROM runs ORDER BY run_id DESC LIMIT 1")
         row = cursor.fetchone()
@@ -347,6 +372,7 @@ class Store:
 
     # -- reading -----------------------------------------------------------------------------
 
+    @_as_store_error
     def summary(self, *, wallets: bool = True) -> StoreSummary:
         row = self._con.execute(
             "SELECT count(*), min(burn_block_time), max(burn_block_time) FROM transactions"
@@ -375,6 +401,7 @@ class Store:
                 total += os.stat(str(self.path) + suffix).st_size
         return total
 
+    @_as_store_error
     def tx_ids(self, start_time: int | None = None, end_time: int | None = None) -> set[str]:
         """Every stored tx_id, optionally within a burn_block_time range (tests and `verify`)."""
         sql = "SELECT tx_id FROM transactions"
