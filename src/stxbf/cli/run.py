@@ -185,27 +185,16 @@ def render_report(report: RunReport) -> None:
 # -- views -----------------------------------------------------------------------------------
 
 
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "—"
-    seconds = int(seconds)
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours}h{minutes:02d}m"
-    if minutes:
-        return f"{minutes}m{secs:02d}s"
-    return f"{secs}s"
-
-
 def progress_line(snap: ProgressSnapshot) -> str:
+    from stxbf.ops.monitor import fmt_duration
+
     limit = f"{snap.limit_rpm:.0f}" if snap.limit_rpm else "∞"
     expected = f"/{snap.expected_total:,}" if snap.expected_total is not None else ""
     return (
         f"{snap.days_verified}/{snap.target_days} days verified · "
         f"{snap.transactions_stored:,}{expected} tx · {snap.counters.pages:,} pages · "
         f"{snap.rate_rpm:.0f}/{limit} req/min · 429s {snap.counters.responses_429} · "
-        f"errors {snap.counters.errors} · ETA {_duration(snap.eta_seconds)} · {snap.phase}"
+        f"errors {snap.counters.errors} · ETA {fmt_duration(snap.eta_seconds)} · {snap.phase}"
     )
 
 
@@ -282,6 +271,8 @@ class LiveView:
         from rich.progress_bar import ProgressBar
         from rich.table import Table
 
+        from stxbf.ops.monitor import fmt_duration
+
         snap = self._snap
         if snap is None:
             return "[dim]stxbf: starting…[/]"
@@ -302,7 +293,7 @@ class LiveView:
             "429 / errors / retries",
             f"{snap.counters.responses_429} / {snap.counters.errors} / {snap.counters.retries}",
         )
-        table.add_row("ETA", _duration(snap.eta_seconds))
+        table.add_row("ETA", fmt_duration(snap.eta_seconds))
         status = snap.phase
         if snap.phase == "backing_off" and snap.backoff_until:
             status += f" ({max(0.0, snap.backoff_until - time.time()):.0f}s)"
