@@ -491,11 +491,6 @@ def small_tmpfs(tmp_path: Path) -> Any:
         subprocess.run(["umount", "-l", str(mountpoint)], check=False)
 
 
-@pytest.mark.xfail(
-    strict=False,  # the hang needs the queue full at the failing commit: the fast suite forces it
-    reason="runner deadlock: when a commit fails while the engine waits for room in the commit "
-    "queue, on_window's `await commits.put()` waits forever (docs/reliability.md, known gap 1)",
-)
 def test_a_really_full_disk_is_a_clear_error_and_keeps_verified_windows(
     small_tmpfs: Path,
 ) -> None:
@@ -510,12 +505,6 @@ def test_a_really_full_disk_is_a_clear_error_and_keeps_verified_windows(
         assert json.loads(health.stdout)["verdict"] == "database_problem"
 
 
-@pytest.mark.xfail(
-    strict=False,  # only when DuckDB spills or checkpoints before the run ends
-    reason="DuckDB errors outside a commit are not StoreErrors: a spill needs `<db>.tmp/` "
-    "(memory_limit) and a checkpoint must drop the WAL; either surfaces as an internal error "
-    "(docs/reliability.md, known gaps 2 and 8)",
-)
 def test_data_directory_read_only_under_a_large_run(isolated_env: Path, figures: Any) -> None:
     """A large run loses its directory: it may finish (its files stay open) or stop with one line
     (a checkpoint must drop the WAL); the database stays exact either way."""
