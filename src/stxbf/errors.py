@@ -7,6 +7,7 @@
     │   ├── ApiUnreachable     DNS, refused, timed out for too long
     │   ├── ApiRejected        401/403/404/400: a request we must not repeat
     │   ├── ApiGone            410: the v1 route is switched off
+    │   └── QuotaExhausted     a quota ran out until a stated time   exit 75
     │   └── ApiNotStacks       the answer is not the Stacks API's shape
     ├── StoreError             the database cannot be used         exit 1
     │   ├── DatabaseCorrupt    not a DuckDB file, or not ours
@@ -31,6 +32,7 @@ class ExitCode(IntEnum):
     USAGE = 2  # bad arguments or settings
     INCOMPLETE = 3  # stopped before the target: page budget or iterations exhausted
     LOCKED = 4  # another `stxbf run` holds the lock on this data
+    RATE_LIMITED = 75  # a quota ran out (monthly, or a retry-after past --give-up-after)
     INTERRUPTED = 130  # SIGINT / SIGTERM: completed windows were committed
 
 
@@ -77,6 +79,19 @@ class ApiGone(ApiRejected):
 
 class ApiNotStacks(FetchError):
     pass
+
+
+class QuotaExhausted(FetchError):
+    """The API will not serve us until `resets_at` (unix time, None = not stated)."""
+
+    exit_code = ExitCode.RATE_LIMITED
+
+    def __init__(
+        self, message: str, *, quota: str, resets_at: float | None, hint: str | None = None
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.quota = quota  # "month" | "retry-after" | ...
+        self.resets_at = resets_at
 
 
 class StoreError(StxbfError):

@@ -59,6 +59,13 @@ class ProgressSnapshot:
     backoff_until: float | None = None  # wall-clock time the pacer waits for (429 / outage)
     last_error: str | None = None
     last_error_at: float | None = None
+    # Progress, not a heartbeat: when a page last arrived or a window was last committed.
+    last_progress_at: float | None = None
+    consecutive_failures: int = 0  # requests in a row that failed (0 once a page arrives)
+    # A stated limit being waited out (a 429's retry-after, a used-up window or quota): not a stall.
+    rate_limited_until: float | None = None
+    rate_limited_reason: str | None = None  # e.g. "monthly quota", "retry-after"
+    restarts: int = 0  # times a supervisor (the tmux runner pane) started this run again
     eta_seconds: float | None = None
     db_bytes: int = 0
     exit_code: int | None = None
