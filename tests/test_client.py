@@ -108,9 +108,21 @@ def test_time_bounds_and_paging_parameters() -> None:
         (httpx.Response(403), ApiRejected, "API key"),
         (httpx.Response(404), ApiNotStacks, "404"),
         (httpx.Response(410), ApiGone, "switched off"),
-        (httpx.Response(400, json={"error": "limit must be <= 50"}), ApiRejected, "limit must be"),
+        (
+            httpx.Response(  # Fastify's shape: `error` is only the status phrase
+                400,
+                json={
+                    "statusCode": 400,
+                    "code": "FST_ERR_VALIDATION",
+                    "error": "Bad Request",
+                    "message": "querystring/limit must be <= 50",
+                },
+            ),
+            ApiRejected,
+            "querystring/limit must be <= 50",
+        ),
     ],
-    ids=["429", "500", "503", "html", "truncated", "401", "403", "404", "410", "400"],
+    ids=["429", "500", "503", "html", "truncated", "401", "403", "404", "410", "400-fastify"],
 )
 @respx.mock
 def test_every_answer_is_classified(
@@ -149,3 +161,63 @@ def test_deprecation_warning_is_logged_once(caplog: pytest.LogCaptureFixture) ->
         asyncio.run(go())
     warnings = [r for r in caplog.records if "deprecated" in r.getMessage()]
     assert len(warnings) == 1
+
+
+def _page_source(give_up_after: float = 30.0):  # type: ignore[no-untyped-def]
+    from stxbf.fetch.pacer import Pacer
+    from stxbf.fetch.pages import PageSource
+
+    return PageSource(ApiClient(BASE), Pacer(rpm=None), give_up_after=give_up_after)
+
+
+@respx.mock
+def test_a_retry_after_longer_than_give_up_after_stops_at_once_as_a_quota() -> None:
+    from stxbf.errors import QuotaExhausted
+
+    route = respx.get(TX).mock(return_value=httpx.Response(429, headers={"retry-after": "3600"}))
+    source = _page_source(give_up_after=60)
+    with pytest.raises(QuotaExhausted) as caught:
+        asyncio.run(source.page(start_time=1, end_time=5))
+    assert route.call_count == 1  # no waiting out an hour, no second request
+    assert caught.value.quota == "retry-after"
+    assert caught.value.resets_at is not None
+    assert "resets at" in caught.value.message and "3600 s" in caught.value.message
+
+
+@respx.mock
+def test_a_429_from_a_used_up_monthly_quota_names_it_and_its_reset() -> None:
+    from stxbf.errors import QuotaExhausted
+
+    respx.get(TX).mock(
+        return_value=httpx.Response(
+            429,
+            headers={
+                "retry-after": "86400",
+                "x-ratelimit-limit-stacks-month": "1000000",
+                "x-ratelimit-remaining-stacks-month": "0",
+            },
+        )
+    )
+    with pytest.raises(QuotaExhausted) as caught:
+        asyncio.run(_page_source(give_up_after=600).page(start_time=1, end_time=5))
+    assert caught.value.quota == "month"
+    assert "monthly request quota" in caught.value.message
+    assert "resets at" in caught.value.message
+
+
+@respx.mock
+def test_a_page_that_used_the_last_of_the_monthly_quota_is_kept_and_the_next_refused() -> None:
+    from stxbf.errors import QuotaExhausted
+
+    body = {"limit": 50, "offset": 0, "total": 1, "results": [TRANSFER]}
+    respx.get(TX).mock(
+        return_value=httpx.Response(
+            200, json=body, headers={"x-ratelimit-remaining-stacks-month": "0"}
+        )
+    )
+    source = _page_source()
+    page = asyncio.run(source.page(start_time=1, end_time=5))
+    assert len(page.rows) == 1
+    with pytest.raises(QuotaExhausted):
+        asyncio.run(source.page(start_time=1, end_time=5))
+    assert source.stats.requests == 1

@@ -68,6 +68,7 @@ def test_headers_timeouts_and_gzip() -> None:
         "offset": "100",
         "order": "asc",
         "sort_by": "block_height",
+        "exclude_function_args": "true",
         "start_time": "1",
         "end_time": "5",
     }

@@ -7,7 +7,8 @@ import itertools
 
 import pytest
 
-from stxbf.fetch.pacer import SAFETY, Pacer, parse_retry_after, read_rate_headers
+from stxbf.errors import QuotaExhausted
+from stxbf.fetch.pacer import SAFETY, Pacer, parse_retry_after
 
 
 class FakeClock:
@@ -53,8 +54,11 @@ def test_headers_set_the_ceiling_just_under_the_stated_limit() -> None:
 
 
 def test_per_second_cap_is_the_tighter_limit() -> None:
-    headers = {"x-ratelimit-limit-stacks-minute": "600", "x-ratelimit-limit-stacks-second": "5"}
-    assert read_rate_headers(headers).limit_per_second == 5
+    pacer = Pacer(rpm=50)
+    pacer.observe(
+        200, {"x-ratelimit-limit-stacks-minute": "600", "x-ratelimit-limit-stacks-second": "5"}
+    )
+    assert pacer.limit_rpm == pytest.approx(5 * 60 * SAFETY)
 
 
 def test_no_stated_limit_means_unthrottled() -> None:
@@ -166,3 +170,133 @@ def test_learning_a_higher_limit_releases_the_slot_reserved_at_the_assumed_rate(
     clock.now += 0.2
     pacer.observe(200, {"ratelimit-limit": "600"})
     assert send_times(pacer, clock, 1)[0] < 1000.0 + 0.2 + 0.2  # not 1.2 s later
+
+
+class Styles:
+    """Header sets in the styles an API may answer with, and the requests/s each one allows."""
+
+    SECOND_ONLY = {  # seen from an API that limits per second only
+        "ratelimit-limit": "40",
+        "ratelimit-remaining": "39",
+        "ratelimit-reset": "1",
+        "x-ratelimit-limit-stacks-second": "40",
+        "x-ratelimit-remaining-stacks-second": "39",
+    }
+    HIRO = {  # explicit minute + second, generic describing the minute
+        "ratelimit-limit": "500",
+        "ratelimit-remaining": "499",
+        "ratelimit-reset": "42",
+        "x-ratelimit-limit-stacks-minute": "500",
+        "x-ratelimit-remaining-stacks-minute": "499",
+        "x-ratelimit-limit-stacks-second": "20",
+        "x-ratelimit-remaining-stacks-second": "19",
+    }
+
+
+@pytest.mark.parametrize(
+    ("headers", "per_second"),
+    [
+        (Styles.SECOND_ONLY, 40.0),
+        (Styles.HIRO, 500 / 60),
+        ({"x-ratelimit-limit-stacks-minute": "300"}, 5.0),
+        ({"ratelimit-limit": "30", "ratelimit-policy": "30;w=1"}, 30.0),
+        ({"ratelimit-limit": "600", "ratelimit-policy": "600;w=60, 20;w=1"}, 10.0),
+        ({"ratelimit-limit": "120", "ratelimit-reset": "37"}, 2.0),
+        (
+            {
+                "ratelimit-limit": "20",
+                "ratelimit-reset": "1",
+                "x-ratelimit-limit-stacks-minute": "600",
+            },
+            10.0,  # the generic window is unknown: it never overrides the explicit minute
+        ),
+        ({**Styles.SECOND_ONLY, "x-ratelimit-cost-stacks": "4"}, 10.0),
+    ],
+    ids=[
+        "second-only",
+        "hiro-minute-second-generic",
+        "minute-only",
+        "generic-with-policy-second",
+        "generic-with-policy-minute",
+        "generic-reset-says-minute",
+        "generic-unknown-vs-explicit",
+        "cost-4",
+    ],
+)
+def test_each_header_style_paces_at_its_tightest_stated_window(
+    headers: dict[str, str], per_second: float
+) -> None:
+    pacer = Pacer(rpm=50)
+    pacer.observe(200, headers)
+    assert pacer.limit_rpm == pytest.approx(per_second * 60 * SAFETY)
+
+
+def test_a_bare_generic_limit_with_second_resets_is_learned_as_per_second() -> None:
+    clock = FakeClock()
+    pacer = Pacer(rpm=50, clock=clock, sleep=clock.sleep)
+    headers = {"ratelimit-limit": "40", "ratelimit-remaining": "39", "ratelimit-reset": "1"}
+    pacer.observe(200, headers)
+    assert pacer.limit_rpm == pytest.approx(40 * SAFETY)  # a minute, until the resets say more
+    for _ in range(5):
+        clock.now += 0.5
+        pacer.observe(200, headers)
+    assert pacer.limit_rpm == pytest.approx(40 * 60 * SAFETY)
+
+
+def test_the_limits_learned_are_logged_once(caplog: pytest.LogCaptureFixture) -> None:
+    pacer = Pacer(rpm=50)
+    with caplog.at_level("INFO", logger="stxbf.fetch.pacer"):
+        for _ in range(3):
+            pacer.observe(200, Styles.HIRO)
+    learned = [r for r in caplog.records if "rate limit learned" in r.getMessage()]
+    assert len(learned) == 1
+    assert "x-ratelimit-limit-stacks-second" in learned[0].getMessage()
+
+
+def test_reset_as_a_unix_time_is_read_against_the_servers_date() -> None:
+    clock = FakeClock()
+    pacer = Pacer(rpm=600, fixed=True, clock=clock, sleep=clock.sleep)
+    pacer.observe(
+        200,
+        {
+            "date": "Wed, 21 Oct 2015 07:28:00 GMT",  # the server's clock, far from ours
+            "ratelimit-remaining": "0",
+            "ratelimit-reset": str(1445412480 + 20),
+        },
+    )
+    assert 19 <= pacer.gate_remaining() <= 20.1
+    assert pacer.gate_reason == "limit used up"
+
+
+def test_a_used_up_second_window_waits_a_second_not_the_minute_reset() -> None:
+    clock = FakeClock()
+    pacer = Pacer(rpm=None, clock=clock, sleep=clock.sleep)
+    pacer.observe(200, {**Styles.HIRO, "x-ratelimit-remaining-stacks-second": "0"})
+    assert 0.9 <= pacer.gate_remaining() <= 1.0
+
+
+def test_a_used_up_monthly_quota_stops_every_request() -> None:
+    clock = FakeClock()
+    pacer = Pacer(rpm=600, clock=clock, sleep=clock.sleep)
+    pacer.observe(
+        200,
+        {
+            **Styles.HIRO,
+            "x-ratelimit-limit-stacks-month": "100000",
+            "x-ratelimit-remaining-stacks-month": "0",
+        },
+    )
+    with pytest.raises(QuotaExhausted) as caught:
+        send_times(pacer, clock, 1)
+    assert caught.value.quota == "month"
+    assert int(caught.value.exit_code) == 75
+    assert "monthly" in caught.value.message
+
+
+def test_cost_counts_against_the_monthly_quota() -> None:
+    pacer = Pacer(rpm=600)
+    pacer.observe(
+        200,
+        {"x-ratelimit-cost-stacks": "3", "x-ratelimit-remaining-stacks-month": "2"},
+    )
+    assert pacer.quota is not None

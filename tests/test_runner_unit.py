@@ -10,7 +10,7 @@ import httpx
 import orjson
 import pytest
 
-from stxbf.errors import ExitCode, LockHeld
+from stxbf.errors import ExitCode, LockHeld, QuotaExhausted
 from stxbf.models import BURN_TIME_INDEX, TX_COLUMN_NAMES
 from stxbf.runner import Runner, RunParams, gaps_between, run_lock
 from stxbf.state import read
@@ -147,3 +147,53 @@ def test_an_api_that_cannot_sort_by_burn_time_still_backfills(tmp_path: Path) ->
     assert report.exit_code == ExitCode.OK
     with Store.open(p.db_path, read_only=True) as store:
         assert store.tx_ids() == {row[0] for row in chain.rows}
+
+
+def test_a_used_up_monthly_quota_ends_the_run_at_once_with_its_own_code(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    chain = recent_chain(seed=5)
+    inner = transport_for(chain)
+    quota = {"left": 12}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if quota["left"] <= 0:
+            return httpx.Response(
+                429,
+                headers={
+                    "retry-after": "7200",
+                    "x-ratelimit-limit-stacks-month": "1000",
+                    "x-ratelimit-remaining-stacks-month": "0",
+                },
+            )
+        quota["left"] -= 1
+        response = inner.handle_request(request)
+        response.headers["x-ratelimit-limit-stacks-month"] = "1000"
+        response.headers["x-ratelimit-remaining-stacks-month"] = str(quota["left"])
+        return response
+
+    p = params(tmp_path, max_pages=2)  # small passes, so some windows commit before the end
+    runner = Runner(p, transport=httpx.MockTransport(handler))
+    started = time.monotonic()
+    with caplog.at_level("WARNING"), pytest.raises(QuotaExhausted) as caught:
+        asyncio.run(runner.run())
+    assert time.monotonic() - started < 60  # it did not wait out the two-hour retry-after
+    assert caught.value.exit_code == ExitCode.RATE_LIMITED
+    assert "monthly request quota" in caught.value.message and "resets at" in caught.value.message
+    warned = [r for r in caplog.records if "monthly quota has" in r.getMessage()]
+    assert len(warned) == 1  # before the range is fetched, and once
+    snapshot = read(p.progress_path)
+    assert snapshot is not None and snapshot.exit_code == int(ExitCode.RATE_LIMITED)
+    assert snapshot.rate_limited_until is not None and snapshot.rate_limited_until > time.time()
+    assert "monthly" in (snapshot.rate_limited_reason or "")
+
+
+def test_the_snapshot_says_when_progress_was_last_made(tmp_path: Path) -> None:
+    chain = recent_chain(seed=6)
+    p = params(tmp_path)
+    before = time.time()
+    asyncio.run(Runner(p, transport=transport_for(chain)).run())
+    snapshot = read(p.progress_path)
+    assert snapshot is not None and snapshot.last_progress_at is not None
+    assert before <= snapshot.last_progress_at <= time.time()
+    assert snapshot.consecutive_failures == 0 and snapshot.rate_limited_until is None

@@ -26,8 +26,16 @@ from typing import Any, Protocol, TypeVar
 
 import httpx
 
-from stxbf.errors import ApiRejected, DatabaseBusy, ExitCode, LockHeld, StoreError, StxbfError
-from stxbf.fetch.client import ApiClient
+from stxbf.errors import (
+    ApiRejected,
+    DatabaseBusy,
+    ExitCode,
+    LockHeld,
+    QuotaExhausted,
+    StoreError,
+    StxbfError,
+)
+from stxbf.fetch.client import PAGE_LIMIT, ApiClient
 from stxbf.fetch.engine import CompletedWindow, Engine, PassResult
 from stxbf.fetch.pacer import HIRO_RPM_WITH_KEY, HIRO_RPM_WITHOUT_KEY, Pacer
 from stxbf.fetch.pages import FetchStats, PageSource
@@ -156,6 +164,9 @@ class Runner:
         self.earliest: int | None = None
         self.latest: int | None = None
         self.db_bytes = 0
+        self.last_commit_at: float | None = None
+        self.quota: QuotaExhausted | None = None  # the quota that ended the run, if one did
+        self._quota_warned = False
         self.exit_code: ExitCode | None = None
         self._engine: Engine | None = None
         self._pacer: Pacer | None = None
@@ -226,6 +237,8 @@ class Runner:
             self.stats.last_error = exc.message
             self.stats.last_error_at = self.clock()
             self.phase = "failed"
+            if isinstance(exc, QuotaExhausted):
+                self.quota = exc
             self.exit_code = exc.exit_code
             await self._finish(publisher, client)
             raise
@@ -271,6 +284,7 @@ class Runner:
         store = self._store
         assert store is not None
         await self._preflight(source)
+        self._warn_if_quota_short()
         self.run_id = await self._on_db(
             lambda: store.start_run(
                 pid=os.getpid(),
@@ -502,6 +516,7 @@ class Runner:
                 commits.task_done()
 
     def _note_commit(self, window: CompletedWindow, stored: int) -> None:
+        self.last_commit_at = self.clock()
         self.covered = [
             span for span in self.covered if span[1] < window.start or span[0] > window.end
         ]
@@ -551,7 +566,26 @@ class Runner:
     async def _publish_loop(self) -> None:
         while True:
             self._publish()
+            self._warn_if_quota_short()
             await asyncio.sleep(PUBLISH_INTERVAL)
+
+    def _warn_if_quota_short(self) -> None:
+        """Once a run: the monthly quota left is smaller than what the rest of the range needs."""
+        pacer = self._pacer
+        if self._quota_warned or pacer is None or pacer.month_remaining is None:
+            return
+        needed = self._remaining_pages()
+        if needed is None:
+            return
+        needed_units = needed * pacer.cost
+        if pacer.month_remaining < needed_units:
+            self._quota_warned = True
+            log.warning(
+                "the API's monthly quota has %d request units left, and the rest of the range "
+                "needs about %d: the run will stop when the quota runs out",
+                int(pacer.month_remaining),
+                int(needed_units),
+            )
 
     def _publish(self) -> None:
         snapshot = self.snapshot()
@@ -576,6 +610,7 @@ class Runner:
             windows_refetched=self.counters.windows_refetched,
         )
         backoff_until = stats.backoff_until
+        limited_until, limited_reason = self._rate_limited()
         if pacer is not None and pacer.gate_remaining() > 0:
             gate = self.clock() + pacer.gate_remaining()
             backoff_until = max(backoff_until or 0.0, gate)
@@ -608,20 +643,41 @@ class Runner:
             backoff_until=backoff_until,
             last_error=stats.last_error,
             last_error_at=stats.last_error_at,
+            last_progress_at=max(
+                (t for t in (stats.last_page_at, self.last_commit_at) if t is not None),
+                default=None,
+            ),
+            consecutive_failures=stats.consecutive_failures,
+            rate_limited_until=limited_until,
+            rate_limited_reason=limited_reason,
             eta_seconds=self._eta(rate),
             db_bytes=self.db_bytes,
             exit_code=None if self.exit_code is None else int(self.exit_code),
         )
 
-    def _eta(self, rate_rpm: float) -> float | None:
-        if self.expected_total is None or rate_rpm <= 0:
+    def _rate_limited(self) -> tuple[float | None, str | None]:
+        """Until when, and why, the run waits out a limit the API stated (not a stall)."""
+        if self.quota is not None:
+            return self.quota.resets_at, self.quota.message
+        pacer = self._pacer
+        if pacer is None or pacer.gate_remaining() <= 0 or pacer.gate_reason is None:
+            return None, None
+        return self.clock() + pacer.gate_remaining(), pacer.gate_reason
+
+    def _remaining_pages(self) -> float | None:
+        if self.expected_total is None:
             return None
         done = sum(
             total
             for start, end, total in self.covered
             if end >= self.range_start and start <= self.range_end
         )
-        remaining_pages = max(0, self.expected_total - done) / 50
+        return max(0, self.expected_total - done) / PAGE_LIMIT
+
+    def _eta(self, rate_rpm: float) -> float | None:
+        remaining_pages = self._remaining_pages()
+        if remaining_pages is None or rate_rpm <= 0:
+            return None
         return remaining_pages / (rate_rpm / 60.0)
 
     def _log_pass(self, result: PassResult) -> None:

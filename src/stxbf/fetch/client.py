@@ -17,7 +17,7 @@ from urllib.parse import urlencode, urlsplit
 import httpx
 
 from stxbf import __version__
-from stxbf.errors import ApiGone, ApiNotStacks, ApiRejected, ApiUnreachable
+from stxbf.errors import ApiGone, ApiNotStacks, ApiRejected
 from stxbf.models import MalformedPage, Page, parse_page
 
 log = logging.getLogger(__name__)
@@ -27,9 +27,10 @@ PAGE_LIMIT = 50  # the API's maximum; more is a 400
 
 
 class RateLimited(Exception):
-    def __init__(self, retry_after: float | None) -> None:
+    def __init__(self, retry_after: float | None, headers: Mapping[str, str] | None = None) -> None:
         super().__init__(f"429 Too Many Requests (retry-after {retry_after})")
         self.retry_after = retry_after
+        self.headers: Mapping[str, str] = headers if headers is not None else {}
 
 
 class Transient(Exception):
@@ -170,6 +171,9 @@ class ApiClient:
             "offset": offset,
             "order": order,
             "sort_by": sort_by,
+            # stxbf stores no function arguments; leaving them out makes contract-call pages
+            # smaller (a querystring flag of the route: src/api/routes/v1/tx.ts).
+            "exclude_function_args": "true",
         }
         if start_time is not None:
             params["start_time"] = max(1, start_time)  # 0 means "no bound" to the API
@@ -232,15 +236,16 @@ class ApiClient:
         if status == 429:
             from stxbf.fetch.pacer import parse_retry_after
 
-            raise RateLimited(parse_retry_after(headers.get("retry-after")))
+            raise RateLimited(parse_retry_after(headers.get("retry-after")), headers)
         if status >= 500 or status == 408:
             raise Transient(f"HTTP {status} from the API")
         if status == 410:
             raise ApiGone(
                 f"the API answered 410 Gone: {TX_LIST_PATH} is switched off on {self.base_url}",
                 status=status,
-                hint="The v1 list routes were retired in API v9; this stxbf needs an API that "
-                "still serves them (or a newer stxbf).",
+                hint="API v9 deprecated this route and its operator has switched deprecated "
+                "routes off (ENABLE_DEPRECATED_ENDPOINTS=false); use an API that still serves "
+                "it, or a stxbf that reads /extended/v3/transactions.",
             )
         if status in (401, 403):
             raise ApiRejected(
@@ -266,16 +271,16 @@ class ApiClient:
 
 
 def _error_text(body: bytes) -> str:
+    """The useful part of an error body. The API's are Fastify's
+    `{"statusCode":400,"code":"…","error":"Bad Request","message":"…"}` (src/api/init.ts):
+    `error` is only the status phrase, `message` says what was wrong."""
     try:
         import orjson
 
         data = orjson.loads(body)
         if isinstance(data, dict):
-            return str(data.get("error") or data.get("message") or data)[:200]
+            text = data.get("message") or data.get("error") or data
+            return " ".join(str(text).split())[:200]
     except ValueError:
         pass
-    return body[:200].decode("utf-8", "replace")
-
-
-def unreachable(base_url: str, reason: str) -> ApiUnreachable:
-    return ApiUnreachable(f"cannot reach the API at {base_url}: {reason}")
+    return " ".join(body[:200].decode("utf-8", "replace").split())

@@ -1,9 +1,11 @@
 """Proactive pacing shared by every worker: even spacing at the API's rate, and a hard gate.
 
 Requests leave one slot apart (no bursts, so per-second caps hold too). The rate comes from the
-API's own headers (`ratelimit-*`, `x-ratelimit-*-minute/-second`), or from `--rpm`; a 429 closes
-the gate until its `retry-after` has passed and lowers the rate, which then climbs back slowly.
-Nothing is sent while the gate is closed.
+API's own headers (read window by window in `ratelimit.py`: the tightest known window, in cost
+units), or from `--rpm`; a 429 closes the gate until its `retry-after` has passed and lowers the
+rate, which then climbs back slowly; a used-up window closes it until that window resets; a
+used-up monthly quota stops every request (`QuotaExhausted`). Nothing is sent while the gate is
+closed.
 
 Why not aiolimiter: its leaky bucket cannot change rate while waiters are queued, and it has no
 "not before" gate, which is the one promise we must keep after a 429. This is ~100 lines of pure
@@ -13,10 +15,24 @@ logic with an injectable clock, tested without I/O.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+
+from stxbf.errors import QuotaExhausted
+from stxbf.fetch.ratelimit import (
+    RESET_CAP,
+    SECOND,
+    GenericWindow,
+    LearnedLimits,
+    RateHeaders,
+    header_number,
+    known_windows,
+    read_rate_headers,
+)
+
+log = logging.getLogger(__name__)
 
 HIRO_RPM_WITHOUT_KEY = 50.0
 HIRO_RPM_WITH_KEY = 500.0
@@ -27,79 +43,11 @@ MIN_RPS = 0.05
 INFERRED_CEILING_TTL = 60.0  # an API that states no limit gets unthrottled again after this
 
 
-@dataclass(frozen=True, slots=True)
-class RateHeaders:
-    """What one response said about the limit. None = not stated."""
-
-    limit_per_second: float | None  # the tightest stated ceiling, in requests per second
-    remaining: int | None
-    reset_seconds: float | None
-
-    @property
-    def stated(self) -> bool:
-        return self.limit_per_second is not None
-
-
-def _first_number(value: str | None) -> float | None:
-    if not value:
-        return None
-    head = value.split(",")[0].split(";")[0].strip()
-    try:
-        return float(head)
-    except ValueError:
-        return None
-
-
-def _window_seconds(policy: str | None) -> float:
-    # `ratelimit-policy: 500;w=60` (IETF draft); Hiro's limits are per minute otherwise.
-    if policy:
-        for part in policy.split(",")[0].split(";")[1:]:
-            key, _, value = part.strip().partition("=")
-            if key == "w":
-                number = _first_number(value)
-                if number and number > 0:
-                    return number
-    return 60.0
-
-
-def read_rate_headers(headers: Mapping[str, str]) -> RateHeaders:
-    ceilings: list[float] = []
-    remaining: list[float] = []
-    minute_limit = _first_number(headers.get("x-ratelimit-limit-stacks-minute"))
-    if minute_limit is not None:
-        ceilings.append(minute_limit / 60.0)
-    second_limit = _first_number(headers.get("x-ratelimit-limit-stacks-second"))
-    if second_limit is not None:
-        ceilings.append(second_limit)
-    generic = _first_number(headers.get("ratelimit-limit"))
-    if generic is not None:
-        ceilings.append(generic / _window_seconds(headers.get("ratelimit-policy")))
-    for name in ("ratelimit-remaining", "x-ratelimit-remaining-stacks-minute"):
-        number = _first_number(headers.get(name))
-        if number is not None:
-            remaining.append(number)
-    return RateHeaders(
-        limit_per_second=min(ceilings) if ceilings else None,
-        remaining=int(min(remaining)) if remaining else None,
-        reset_seconds=_reset_seconds(headers.get("ratelimit-reset")),
-    )
-
-
-def _reset_seconds(value: str | None) -> float | None:
-    """`ratelimit-reset` is delta-seconds; some servers send an epoch time instead. Cap: 1 h."""
-    number = _first_number(value)
-    if number is None:
-        return None
-    if number > 1_000_000_000:
-        number -= time.time()
-    return min(3600.0, max(0.0, number))
-
-
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
     """Seconds to wait from a `retry-after` header: delta-seconds or an HTTP date."""
     if not value:
         return None
-    number = _first_number(value)
+    number = header_number(value)
     if number is not None:
         return max(0.0, number)
     from email.utils import parsedate_to_datetime
@@ -109,6 +57,21 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     except (TypeError, ValueError):
         return None
     return max(0.0, when - (time.time() if now is None else now))
+
+
+def quota_error(what: str, *, quota: str, resets_at: float | None) -> QuotaExhausted:
+    """The one message for a used-up quota: which one, and when it resets if the API said."""
+    if resets_at is None:
+        when = "the API did not say when it resets"
+    else:
+        when = "it resets at " + time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(resets_at))
+    return QuotaExhausted(
+        f"{what}; {when}",
+        quota=quota,
+        resets_at=resets_at,
+        hint="Completed windows are committed; run `stxbf run` again after the reset "
+        "(or raise --give-up-after to wait out a long retry-after).",
+    )
 
 
 class Pacer:
@@ -133,6 +96,15 @@ class Pacer:
         self.sent: deque[float] = deque()
         self.last_429_at: float | None = None
         self._inferred = False  # the ceiling was guessed from a 429, not stated by the API
+        self.gate_reason: str | None = None  # why the gate is closed: "retry-after", ...
+        self._generic = GenericWindow()
+        self.learned: LearnedLimits | None = None
+        self._logged_limits: str | None = None
+        self.cost = 1.0  # what the API said the last request cost
+        self.month_limit: float | None = None
+        self.month_remaining: float | None = None
+        self.quota: QuotaExhausted | None = None  # set once a quota is used up: nothing more
+        self.quota_detail: str | None = None
 
     @property
     def limit_rpm(self) -> float | None:
@@ -156,8 +128,13 @@ class Pacer:
         return max(0.0, self.gate_until - self._clock())
 
     async def acquire(self) -> None:
-        """Wait for this caller's slot; never returns while the gate is closed."""
+        """Wait for this caller's slot; never returns while the gate is closed.
+
+        Raises QuotaExhausted once a quota is used up: no request could succeed before it resets.
+        """
         while True:
+            if self.quota is not None:
+                raise self.quota
             now = self._clock()
             if now < self.gate_until:
                 await self._sleep(self.gate_until - now)
@@ -173,20 +150,16 @@ class Pacer:
         self.sent.append(self._clock())
 
     def observe(self, status: int, headers: Mapping[str, str]) -> None:
-        """Learn from a response: the stated ceiling, and a window already used up."""
+        """Learn from a response: the stated ceilings, a window or quota already used up."""
         now = self._clock()
         rate = read_rate_headers(headers)
+        self._generic.observe(rate.reset_seconds, now)
+        self.cost = rate.cost
+        self._note_quota(rate)
+        windows = known_windows(rate, self._generic.window())
         if not self.fixed:
-            if rate.stated:
-                assert rate.limit_per_second is not None
-                ceiling = max(MIN_RPS, rate.limit_per_second * SAFETY)
-                if self.ceiling_rps is None or abs(ceiling - self.ceiling_rps) > 1e-9:
-                    self.ceiling_rps = ceiling
-                    if self.rate_rps is None or self.rate_rps > ceiling or not self._learned:
-                        self.rate_rps = ceiling
-                        # A slot reserved at the assumed (slower) rate need not be waited for.
-                        self._next_slot = min(self._next_slot, now + 1.0 / ceiling)
-                self._learned = True
+            if windows:
+                self._learn(LearnedLimits(windows, rate.cost), now)
             elif status < 400 and (not self._learned or self._inferred_expired(now)):
                 # A self-hosted API states no limit: run unthrottled until it pushes back.
                 self.ceiling_rps = self.rate_rps = None
@@ -195,9 +168,70 @@ class Pacer:
         if status < 400 and self.rate_rps is not None and self.ceiling_rps is not None:
             step = self.ceiling_rps / RECOVERY_REQUESTS
             self.rate_rps = min(self.ceiling_rps, self.rate_rps + step)
-        if status != 429 and rate.remaining is not None and rate.remaining <= 0:
-            reset = rate.reset_seconds if rate.reset_seconds is not None else 1.0
-            self.gate_until = max(self.gate_until, now + max(0.0, reset))
+        if status != 429:
+            self._gate_on_used_up_window(rate, now)
+
+    def _learn(self, learned: LearnedLimits, now: float) -> None:
+        per_second = learned.requests_per_second
+        assert per_second is not None
+        described = learned.describe()
+        if described != self._logged_limits:
+            self._logged_limits = described
+            log.info(
+                "rate limit learned from the API's headers: %s; pacing at %.4g requests/s",
+                described,
+                per_second * SAFETY,
+            )
+        self.learned = learned
+        ceiling = max(MIN_RPS, per_second * SAFETY)
+        if self.ceiling_rps is None or abs(ceiling - self.ceiling_rps) > 1e-9:
+            self.ceiling_rps = ceiling
+            if self.rate_rps is None or self.rate_rps > ceiling or not self._learned:
+                self.rate_rps = ceiling
+                # A slot reserved at the assumed (slower) rate need not be waited for.
+                self._next_slot = min(self._next_slot, now + 1.0 / ceiling)
+        self._learned = True
+        self._inferred = False
+
+    def _gate_on_used_up_window(self, rate: RateHeaders, now: float) -> None:
+        """Close the gate until a window with nothing left resets (another client may share it)."""
+        waits: list[tuple[float, str]] = []
+        if rate.generic_remaining is not None and rate.generic_remaining < rate.cost:
+            waits.append((rate.reset_seconds if rate.reset_seconds is not None else 1.0, "limit"))
+        for name, stated in (("per-second", rate.second), ("per-minute", rate.minute)):
+            if stated is None or stated.remaining is None or stated.remaining >= rate.cost:
+                continue
+            generic_is_this = rate.generic_limit == stated.limit
+            if generic_is_this and rate.reset_seconds is not None:
+                waits.append((rate.reset_seconds, f"{name} limit"))
+            else:
+                waits.append((stated.window if stated.window > SECOND else 1.0, f"{name} limit"))
+        if not waits:
+            return
+        wait, reason = max(waits)
+        until = now + min(RESET_CAP, max(0.0, wait))
+        if until > self.gate_until:
+            self.gate_until = until
+            self.gate_reason = f"{reason} used up"
+
+    def _note_quota(self, rate: RateHeaders) -> None:
+        if rate.month_limit is not None:
+            self.month_limit = rate.month_limit
+        if rate.month_remaining is None:
+            return
+        self.month_remaining = rate.month_remaining
+        if rate.month_remaining < rate.cost and self.quota is None:
+            limit = f" of {rate.month_limit:g}" if rate.month_limit is not None else ""
+            self.exhaust(
+                "the API's monthly request quota is used up "
+                f"(x-ratelimit-remaining-stacks-month: {rate.month_remaining:g}{limit})",
+                quota="month",
+            )
+
+    def exhaust(self, what: str, *, quota: str, resets_at: float | None = None) -> None:
+        """From now on every `acquire` raises: `what` ran out (until `resets_at`, if known)."""
+        self.quota_detail = what
+        self.quota = quota_error(what, quota=quota, resets_at=resets_at)
 
     def _inferred_expired(self, now: float) -> bool:
         return (
@@ -210,7 +244,9 @@ class Pacer:
         """Close the gate for `retry-after` (at least 1 s) and slow down."""
         now = self._clock()
         wait = max(1.0, retry_after if retry_after is not None else 1.0)
-        self.gate_until = max(self.gate_until, now + wait + 0.05)
+        if now + wait + 0.05 > self.gate_until:
+            self.gate_until = now + wait + 0.05
+            self.gate_reason = "retry-after"
         self.last_429_at = now
         if self.rate_rps is None or self._inferred:
             # No stated limit, yet pushed back: start from what we achieved, minus a margin.

@@ -22,7 +22,7 @@ from tenacity import (
 )
 from tenacity.stop import stop_base
 
-from stxbf.errors import ApiUnreachable
+from stxbf.errors import ApiUnreachable, QuotaExhausted
 from stxbf.fetch.client import PAGE_LIMIT, ApiClient, RateLimited, Response, Transient
 from stxbf.fetch.pacer import Pacer
 from stxbf.models import Page
@@ -43,6 +43,7 @@ class FetchStats:
     consecutive_failures: int = 0
     last_error: str | None = None
     last_error_at: float | None = None
+    last_page_at: float | None = None  # wall clock of the last page that arrived
     backoff_until: float | None = None  # wall clock, while an error backoff is running
 
 
@@ -135,8 +136,13 @@ class PageSource:
             response = await self.client.tx_page(**params)  # type: ignore[arg-type]
         except RateLimited as exc:
             self.stats.responses_429 += 1
+            self.pacer.observe(429, exc.headers)  # a used-up quota shows in a 429's headers
             self.pacer.on_429(exc.retry_after)
             self._note_failure(str(exc))
+            if self.pacer.quota is not None or (
+                exc.retry_after is not None and exc.retry_after > self.give_up_after
+            ):
+                raise self._quota_exhausted(exc.retry_after) from None
             raise
         except Transient as exc:
             self.stats.errors += 1
@@ -146,9 +152,26 @@ class PageSource:
         assert response.page is not None
         self.stats.pages += 1
         self.stats.transactions += len(response.page.rows)
+        self.stats.last_page_at = time.time()
         self.stats.consecutive_failures = 0
         self.stats.backoff_until = None
         return response
+
+    def _quota_exhausted(self, retry_after: float | None) -> QuotaExhausted:
+        """A 429 from a used-up monthly quota, or one that asks for a longer wait than the run
+        may fail for: a quota, not a burst. Its retry-after says when it resets."""
+        resets_at = None if retry_after is None else time.time() + retry_after
+        if self.pacer.quota is not None and self.pacer.quota_detail is not None:
+            self.pacer.exhaust(self.pacer.quota_detail, quota="month", resets_at=resets_at)
+        else:
+            self.pacer.exhaust(
+                f"the API's rate limit asks for a wait of {retry_after:.0f} s (retry-after), "
+                f"longer than --give-up-after ({self.give_up_after:.0f} s)",
+                quota="retry-after",
+                resets_at=resets_at,
+            )
+        assert self.pacer.quota is not None
+        return self.pacer.quota
 
     def _note_failure(self, reason: str) -> None:
         self.stats.consecutive_failures += 1
