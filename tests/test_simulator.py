@@ -75,26 +75,64 @@ def middle_window(chain: Chain) -> tuple[int, int]:
 
 class BadQuery(NamedTuple):
     query: str
+    message: str  # Fastify's schemaErrorFormatter over Ajv's errors
     test_id: str
 
 
+def _anyof(path: str, branches: int) -> str:
+    """Ajv's errors for a TypeBox Type.Enum (an anyOf of constants), joined by Fastify."""
+    consts = [f"querystring/{path} must be equal to constant"] * branches
+    return ", ".join([*consts, f"querystring/{path} must match a schema in anyOf"])
+
+
 BAD_QUERIES = [
-    BadQuery("limit=51", "limit-over-50"),
-    BadQuery("limit=0", "limit-zero"),
-    BadQuery("limit=ten", "limit-not-int"),
-    BadQuery("offset=-1", "offset-negative"),
-    BadQuery("order=up", "order-unknown"),
-    BadQuery("sort_by=nonce", "sort-by-unknown"),
-    BadQuery("type=bogus", "type-unknown"),
-    BadQuery("start_time=yesterday", "start-time-not-int"),
+    # the message the real API's own test expects (tests/api/datastore/other.test.ts)
+    BadQuery("limit=51", "querystring/limit must be <= 50", "limit-over-50"),
+    BadQuery("limit=ten", "querystring/limit must be integer", "limit-not-int"),
+    BadQuery("limit=-1", "querystring/limit must be >= 0", "limit-negative"),
+    BadQuery("offset=-1", "querystring/offset must be >= 0", "offset-negative"),
+    BadQuery("offset=1.5", "querystring/offset must be integer", "offset-fraction"),
+    BadQuery("order=up", _anyof("order", 2), "order-unknown"),
+    BadQuery("sort_by=nonce", _anyof("sort_by", 3), "sort-by-unknown"),
+    BadQuery("type=coinbase,bogus", _anyof("type/1", 6), "type-unknown"),
+    BadQuery("start_time=yesterday", "querystring/start_time must be integer", "start-not-int"),
+    BadQuery("unanchored=1", "querystring/unanchored must be boolean", "unanchored-not-bool"),
+    BadQuery(
+        "exclude_function_args=yes",
+        "querystring/exclude_function_args must be boolean",
+        "exclude-args-not-bool",
+    ),
+    # Ajv stops at the first property in the schema's order: offset comes before limit
+    BadQuery("limit=99&offset=-5", "querystring/offset must be >= 0", "first-error-only"),
 ]
 
 
 @pytest.mark.parametrize("case", BAD_QUERIES, ids=[c.test_id for c in BAD_QUERIES])
-def test_bad_queries_are_400_json(api: SimApi, case: BadQuery) -> None:
+def test_bad_queries_are_fastify_400s(api: SimApi, case: BadQuery) -> None:
     status, body = get(api, case.query)
     assert status == 400
-    assert isinstance(body["error"], str)
+    assert body == {
+        "statusCode": 400,
+        "code": "FST_ERR_VALIDATION",
+        "error": "Bad Request",
+        "message": case.message,
+    }
+
+
+def test_limit_zero_means_the_default(api: SimApi) -> None:
+    """pagination.ts getPagingQueryLimit: `if (!limitOverride) return defaultLimit`."""
+    status, page = get(api, "limit=0")
+    assert status == 200 and page["limit"] == 20 and len(page["results"]) == 20
+
+
+def test_sim_control_400s_have_the_same_shape() -> None:
+    api = make_api()
+    for target in ("/_sim/outage?mode=sideways", "/_sim/v1?state=off", "/_sim/limits?cost=0"):
+        response = api.handle("POST", target, {}, now=END)
+        body = orjson.loads(response.body)
+        assert response.status == 400, target
+        assert set(body) == {"statusCode", "code", "error", "message"}
+        assert (body["statusCode"], body["error"]) == (400, "Bad Request")
 
 
 def test_defaults_limit_20_desc_and_envelope(api: SimApi) -> None:
@@ -109,7 +147,12 @@ def test_defaults_limit_20_desc_and_envelope(api: SimApi) -> None:
 
 def test_other_paths_are_404_json(api: SimApi) -> None:
     response = api.handle("GET", "/extended/v1/address/SP000/transactions", {})
-    assert response.status == 404 and "error" in orjson.loads(response.body)
+    assert response.status == 404
+    assert orjson.loads(response.body) == {
+        "message": "Route GET:/extended/v1/address/SP000/transactions not found",
+        "error": "Not Found",
+        "statusCode": 404,
+    }
     assert api.handle("GET", "/v2/info", {}).status == 404
 
 
@@ -196,8 +239,14 @@ def test_type_filter_pages_exactly_the_matching_txs(api: SimApi, sort_by: str, o
     assert get(api, repeated)[1]["total"] == total
 
 
-def test_same_query_same_page(api: SimApi) -> None:
-    assert get(api, "offset=120&limit=50") == get(api, "offset=120&limit=50")
+def test_same_query_same_page() -> None:
+    """Determinism from the seed alone: two simulators built apart, no page cache between them."""
+    first, second = make_api(seed=9, page_cache_bytes=0), make_api(seed=9, page_cache_bytes=0)
+    query = "offset=120&limit=50&type=contract_call,coinbase,tenure_change,smart_contract"
+    assert get(first, query) == get(second, query)
+    assert get(first, "offset=3000&limit=50") == get(second, "offset=3000&limit=50")
+    assert first._cache.hits == second._cache.hits == 0
+    assert get(make_api(seed=10), query) != get(first, query)
 
 
 # ---- realistic shapes ----------------------------------------------------------------------------
@@ -438,10 +487,61 @@ def test_require_key(case: KeyCase) -> None:
     assert api.handle("GET", "/extended/v1/tx", case.headers, now=END).status == case.status
 
 
-def test_v1_gone_and_deprecation_header() -> None:
-    assert make_api(v1_gone=True).handle("GET", "/extended/v1/tx", {}, now=END).status == 410
-    response = make_api(deprecation=True).handle("GET", "/extended/v1/tx", {}, now=END)
-    assert _headers(response)["warning"] == '299 - "Deprecated API"'
+DEPRECATION_WARNING = '299 - "Deprecated: See https://docs.hiro.so/stacks/api for more information"'
+GONE_BODY = {
+    "error": "Gone",
+    "message": "This endpoint has been disabled. See https://docs.hiro.so/stacks/api for more "
+    "information",
+}
+
+
+class V1Case(NamedTuple):
+    config: dict[str, Any]
+    status: int
+    warning: str | None
+    test_id: str
+
+
+V1_CASES = [
+    V1Case({}, 200, None, "default-on"),
+    V1Case({"v1": "on"}, 200, None, "on"),
+    V1Case({"v1": "deprecated"}, 200, DEPRECATION_WARNING, "deprecated"),
+    V1Case({"v1": "gone"}, 410, DEPRECATION_WARNING, "gone"),
+    V1Case({"deprecation": True}, 200, DEPRECATION_WARNING, "older-deprecation-flag"),
+    V1Case({"v1_gone": True}, 410, DEPRECATION_WARNING, "older-v1-gone-flag"),
+]
+
+
+@pytest.mark.parametrize("case", V1_CASES, ids=[c.test_id for c in V1_CASES])
+def test_v1_route_states(case: V1Case) -> None:
+    """deprecation-plugin.ts: onSend adds the Warning to the deprecated route; switched off,
+    onRequest answers 410 {error, message} before validation (the Warning still goes out)."""
+    api = make_api(**case.config)
+    response = api.handle("GET", "/extended/v1/tx?limit=999", {}, now=END)
+    assert response.status == (400 if case.status == 200 else case.status)
+    assert _headers(response).get("warning") == case.warning
+    if case.status == 410:
+        assert orjson.loads(response.body) == GONE_BODY
+    assert "warning" not in _headers(api.handle("GET", "/extended", {}, now=END))
+
+
+def test_v1_switches_in_the_middle_of_a_run() -> None:
+    api = make_api(rpm=100)
+    assert api.handle("GET", "/extended/v1/tx", {}, now=END).status == 200
+    switched = api.handle("POST", "/_sim/v1?state=deprecated", {}, now=END)
+    assert orjson.loads(switched.body) == {"v1": "deprecated"}
+    assert _headers(api.handle("GET", "/extended/v1/tx", {}, now=END))["warning"]
+    api.handle("POST", "/_sim/v1?state=gone", {}, now=END)
+    gone = api.handle("GET", "/extended/v1/tx", {}, now=END + 1)
+    assert gone.status == 410 and _headers(gone)["ratelimit-remaining"] == "97"
+    assert orjson.loads(api.handle("GET", "/_sim/v1", {}, now=END).body) == {"v1": "gone"}
+    assert api.stats()["v1"] == "gone"
+    api.set_v1("on")
+    assert api.handle("GET", "/extended/v1/tx", {}, now=END + 2).status == 200
+    with pytest.raises(ValueError, match="on, deprecated, gone"):
+        api.set_v1("off")
+    with pytest.raises(ValueError, match="v1 must be"):
+        SimConfig(v1="retired")
 
 
 def test_latency_is_a_delay_with_jitter_not_a_sleep() -> None:
