@@ -718,6 +718,19 @@ def test_each_style_is_enforced_and_patience_is_served(case: StyleCase) -> None:
     assert stats["by_style"][style]["requests"] == stats["requests"]
 
 
+@pytest.mark.parametrize("case", STYLE_CASES, ids=[c.test_id for c in STYLE_CASES])
+def test_each_style_audits_a_request_sent_before_retry_after(case: StyleCase) -> None:
+    api = make_api(**case.config)
+    now = float(END)
+    while (response := api.handle("GET", "/extended/v1/tx", {}, now=now)).status == 200:
+        now += 0.001
+    retry_after = int(_headers(response)["retry-after"])
+    api.handle("GET", "/extended/v1/tx", {}, now=now + retry_after / 2)  # impatient
+    stats = api.stats()
+    style = case.config.get("rate_headers", "full")
+    assert stats["early_requests"] == stats["by_style"][style]["early"] == 1
+
+
 def test_generic_reset_counts_down_the_window_it_describes() -> None:
     api = make_api(rpm=3, rate_headers="generic")
     resets = [
@@ -832,6 +845,7 @@ BAD_LIMITS = [
     BadLimits({"per_second": 2, "request_cost": 3}, "nothing could pass", "cost-over-limit"),
     BadLimits({"rpm": 60, "rate_reset": "http-date"}, "reset format", "unknown-reset"),
     BadLimits({"rpm": 60, "rate_generic_window": "hour"}, "generic window", "unknown-window"),
+    BadLimits({"per_second": -1}, "must be >= 0", "negative-limit"),  # used to crash a handler
 ]
 
 
