@@ -128,7 +128,14 @@ def test_limit_zero_means_the_default(api: SimApi) -> None:
 
 def test_sim_control_400s_have_the_same_shape() -> None:
     api = make_api()
-    for target in ("/_sim/outage?mode=sideways", "/_sim/v1?state=off", "/_sim/limits?cost=0"):
+    targets = (
+        "/_sim/outage?mode=sideways",
+        "/_sim/outage?seconds=soon",
+        "/_sim/v1?state=off",
+        "/_sim/limits?cost=0",
+        "/_sim/limits?month_seconds=monthly",
+    )
+    for target in targets:
         response = api.handle("POST", target, {}, now=END)
         body = orjson.loads(response.body)
         assert response.status == 400, target

@@ -300,7 +300,7 @@ class SimApi:
             if path.startswith("/_sim/"):
                 try:
                     return self._admin(method, path, params, now)
-                except _BadRequest as exc:
+                except (_BadRequest, ValueError) as exc:  # float("abc") too: a 400, not a crash
                     return _bad_request(str(exc))
             response = self._api(method, path, params, split.query, headers, client, now)
             self.requests += 1
