@@ -132,7 +132,7 @@ def test_sim_control_400s_have_the_same_shape() -> None:
         "/_sim/outage?mode=sideways",
         "/_sim/outage?seconds=soon",
         "/_sim/v1?state=off",
-        "/_sim/limits?cost=0",
+        "/_sim/limits?request_cost=0",
         "/_sim/limits?month_seconds=monthly",
     )
     for target in targets:
@@ -805,7 +805,7 @@ def test_styles_switch_at_run_time_and_count_apart() -> None:
         api.handle("GET", "/extended/v1/tx", {}, now=END + t)
     response = api.handle(
         "POST",
-        "/_sim/limits?rpm=0&per_second=40&rate_headers=second&cost=2&month_quota=500",
+        "/_sim/limits?rpm=0&per_second=40&rate_headers=second&request_cost=2&month_quota=500",
         {},
         now=END,
     )

@@ -295,3 +295,22 @@ def test_cli_reports_a_busy_port(sim: SimServer) -> None:
     )
     assert result.returncode == 2
     assert "cannot listen" in result.stderr
+
+
+def test_server_set_limits_takes_every_knob() -> None:
+    with run_in_thread(SimConfig(days=1, end_time=END, rpm=100)) as sim:
+        sim.set_limits(
+            per_second=10,
+            rate_headers="generic-policy",
+            rate_generic_window="second",
+            rate_reset="unix",
+            request_cost=2,
+            month_quota=1000,
+        )
+        with httpx.Client(base_url=sim.url) as client:
+            headers = client.get("/extended/v1/tx", params={"limit": 1}).headers
+        assert headers["ratelimit-policy"] == "10;w=1"
+        assert (headers["ratelimit-remaining"], headers["x-ratelimit-cost-stacks"]) == ("8", "2")
+        assert int(headers["ratelimit-reset"]) > 1_000_000_000
+        assert headers["x-ratelimit-remaining-stacks-month"] == "998"
+        assert sim.stats()["limits"]["rate_headers"] == "generic-policy"

@@ -599,9 +599,9 @@ class SimApi:
                     per_second=_int_param(params, "per_second", policy.per_second),
                     month_quota=_int_param(params, "month_quota", policy.month_quota),
                     month_seconds=seconds,
-                    request_cost=_int_param(params, "cost", policy.cost, minimum=1),
+                    request_cost=_int_param(params, "request_cost", policy.cost, minimum=1),
                     rate_headers=params.get("rate_headers") or None,
-                    generic_window=params.get("generic_window") or None,
+                    rate_generic_window=params.get("rate_generic_window") or None,
                     rate_reset=params.get("rate_reset") or None,
                 )
             except ValueError as exc:
@@ -645,12 +645,15 @@ class SimApi:
         month_seconds: float | None = None,
         request_cost: int | None = None,
         rate_headers: str | None = None,
-        generic_window: str | None = None,
+        rate_generic_window: str | None = None,
         rate_reset: str | None = None,
     ) -> None:
-        """Change the limits in force. `rpm` and `per_second` are always set (None = off); the
-        other arguments keep their current value when None. Raises ValueError, changing nothing,
-        for a combination that cannot hold (see ratelimit.check_policy)."""
+        """Change the limits in force (the names are SimConfig's).
+
+        `rpm` and `per_second` are always set (None = off); the other arguments keep their value
+        when None. A combination that cannot hold (ratelimit.check_policy) raises ValueError and
+        changes nothing.
+        """
         old = self.policy
         new = RatePolicy(
             rpm=rpm or 0,
@@ -659,7 +662,7 @@ class SimApi:
             month_seconds=old.month_seconds if month_seconds is None else month_seconds,
             cost=old.cost if request_cost is None else request_cost,
             style=rate_headers or old.style,
-            generic_window=generic_window or old.generic_window,
+            generic_window=rate_generic_window or old.generic_window,
             reset_format=rate_reset or old.reset_format,
         )
         new.validate()
@@ -680,7 +683,7 @@ class SimApi:
             "month_seconds": policy.month_seconds,
             "request_cost": policy.cost,
             "rate_headers": policy.style,
-            "generic_window": policy.generic_window,
+            "rate_generic_window": policy.generic_window,
             "rate_reset": policy.reset_format,
         }
 
