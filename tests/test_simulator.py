@@ -23,6 +23,7 @@ from stxbf.simulator.chain import FEE_LADDER
 END = 1_750_000_000  # a fixed "now" keeps every test deterministic
 TX_ID = re.compile(r"^0x[0-9a-f]{64}$")
 ADDRESS = re.compile(r"^SP[0123456789ABCDEFGHJKMNPQRSTVWXYZ]{39}$")
+WINDOWS = ("second", "minute", "month")
 
 
 class Clock:
@@ -75,26 +76,71 @@ def middle_window(chain: Chain) -> tuple[int, int]:
 
 class BadQuery(NamedTuple):
     query: str
+    message: str  # Fastify's schemaErrorFormatter over Ajv's errors
     test_id: str
 
 
+def _anyof(path: str, branches: int) -> str:
+    """Ajv's errors for a TypeBox Type.Enum (an anyOf of constants), joined by Fastify."""
+    consts = [f"querystring/{path} must be equal to constant"] * branches
+    return ", ".join([*consts, f"querystring/{path} must match a schema in anyOf"])
+
+
 BAD_QUERIES = [
-    BadQuery("limit=51", "limit-over-50"),
-    BadQuery("limit=0", "limit-zero"),
-    BadQuery("limit=ten", "limit-not-int"),
-    BadQuery("offset=-1", "offset-negative"),
-    BadQuery("order=up", "order-unknown"),
-    BadQuery("sort_by=nonce", "sort-by-unknown"),
-    BadQuery("type=bogus", "type-unknown"),
-    BadQuery("start_time=yesterday", "start-time-not-int"),
+    # the message the real API's own test expects (tests/api/datastore/other.test.ts)
+    BadQuery("limit=51", "querystring/limit must be <= 50", "limit-over-50"),
+    BadQuery("limit=ten", "querystring/limit must be integer", "limit-not-int"),
+    BadQuery("limit=-1", "querystring/limit must be >= 0", "limit-negative"),
+    BadQuery("offset=-1", "querystring/offset must be >= 0", "offset-negative"),
+    BadQuery("offset=1.5", "querystring/offset must be integer", "offset-fraction"),
+    BadQuery("order=up", _anyof("order", 2), "order-unknown"),
+    BadQuery("sort_by=nonce", _anyof("sort_by", 3), "sort-by-unknown"),
+    BadQuery("type=coinbase,bogus", _anyof("type/1", 6), "type-unknown"),
+    BadQuery("start_time=yesterday", "querystring/start_time must be integer", "start-not-int"),
+    BadQuery("unanchored=1", "querystring/unanchored must be boolean", "unanchored-not-bool"),
+    BadQuery(
+        "exclude_function_args=yes",
+        "querystring/exclude_function_args must be boolean",
+        "exclude-args-not-bool",
+    ),
+    # Ajv stops at the first property in the schema's order: offset comes before limit
+    BadQuery("limit=99&offset=-5", "querystring/offset must be >= 0", "first-error-only"),
 ]
 
 
 @pytest.mark.parametrize("case", BAD_QUERIES, ids=[c.test_id for c in BAD_QUERIES])
-def test_bad_queries_are_400_json(api: SimApi, case: BadQuery) -> None:
+def test_bad_queries_are_fastify_400s(api: SimApi, case: BadQuery) -> None:
     status, body = get(api, case.query)
     assert status == 400
-    assert isinstance(body["error"], str)
+    assert body == {
+        "statusCode": 400,
+        "code": "FST_ERR_VALIDATION",
+        "error": "Bad Request",
+        "message": case.message,
+    }
+
+
+def test_limit_zero_means_the_default(api: SimApi) -> None:
+    """pagination.ts getPagingQueryLimit: `if (!limitOverride) return defaultLimit`."""
+    status, page = get(api, "limit=0")
+    assert status == 200 and page["limit"] == 20 and len(page["results"]) == 20
+
+
+def test_sim_control_400s_have_the_same_shape() -> None:
+    api = make_api()
+    targets = (
+        "/_sim/outage?mode=sideways",
+        "/_sim/outage?seconds=soon",
+        "/_sim/v1?state=off",
+        "/_sim/limits?request_cost=0",
+        "/_sim/limits?month_seconds=monthly",
+    )
+    for target in targets:
+        response = api.handle("POST", target, {}, now=END)
+        body = orjson.loads(response.body)
+        assert response.status == 400, target
+        assert set(body) == {"statusCode", "code", "error", "message"}
+        assert (body["statusCode"], body["error"]) == (400, "Bad Request")
 
 
 def test_defaults_limit_20_desc_and_envelope(api: SimApi) -> None:
@@ -109,7 +155,12 @@ def test_defaults_limit_20_desc_and_envelope(api: SimApi) -> None:
 
 def test_other_paths_are_404_json(api: SimApi) -> None:
     response = api.handle("GET", "/extended/v1/address/SP000/transactions", {})
-    assert response.status == 404 and "error" in orjson.loads(response.body)
+    assert response.status == 404
+    assert orjson.loads(response.body) == {
+        "message": "Route GET:/extended/v1/address/SP000/transactions not found",
+        "error": "Not Found",
+        "statusCode": 404,
+    }
     assert api.handle("GET", "/v2/info", {}).status == 404
 
 
@@ -196,8 +247,14 @@ def test_type_filter_pages_exactly_the_matching_txs(api: SimApi, sort_by: str, o
     assert get(api, repeated)[1]["total"] == total
 
 
-def test_same_query_same_page(api: SimApi) -> None:
-    assert get(api, "offset=120&limit=50") == get(api, "offset=120&limit=50")
+def test_same_query_same_page() -> None:
+    """Determinism from the seed alone: two simulators built apart, no page cache between them."""
+    first, second = make_api(seed=9, page_cache_bytes=0), make_api(seed=9, page_cache_bytes=0)
+    query = "offset=120&limit=50&type=contract_call,coinbase,tenure_change,smart_contract"
+    assert get(first, query) == get(second, query)
+    assert get(first, "offset=3000&limit=50") == get(second, "offset=3000&limit=50")
+    assert first._cache.hits == second._cache.hits == 0
+    assert get(make_api(seed=10), query) != get(first, query)
 
 
 # ---- realistic shapes ----------------------------------------------------------------------------
@@ -313,6 +370,85 @@ def test_the_mix_is_realistic(sample: list[dict[str, Any]]) -> None:
     assert len({(tx["sender_address"], tx["nonce"]) for tx in sample}) == len(sample)
 
 
+@pytest.fixture(scope="module")
+def every_tx(api: SimApi) -> list[dict[str, Any]]:
+    """Every tx of the two-day chain, rendered straight from the renderer."""
+    renderer = api.renderer
+    return [orjson.loads(row) for row in renderer.page(list(range(len(api.chain))))]
+
+
+def test_every_status_and_shape_the_v1_schema_allows_occurs(every_tx: list[dict[str, Any]]) -> None:
+    """schemas/v1/entities/transactions.ts: the statuses, tenure-change causes, clarity versions
+    and coinbase payloads a real page can hold all occur, the rare ones rarely."""
+    statuses = Counter(tx["tx_status"] for tx in every_tx)
+    assert set(statuses) == {
+        "success",
+        "abort_by_response",
+        "abort_by_post_condition",
+        "problematic_skipped",
+    }
+    assert 0 < statuses["problematic_skipped"] / len(every_tx) < 0.005
+    changes = [tx for tx in every_tx if tx["tx_type"] == "tenure_change"]
+    causes = Counter(tx["tenure_change_payload"]["cause"] for tx in changes)
+    assert set(causes) == {
+        "block_found",
+        "extended",
+        "extended_runtime",
+        "extended_read_count",
+        "extended_read_length",
+        "extended_write_count",
+        "extended_write_length",
+    }
+    assert causes["block_found"] > causes["extended"] > causes["extended_runtime"]
+    for tx in changes:  # an extend stays in its tenure: same burn block, same consensus hash
+        payload = tx["tenure_change_payload"]
+        extended = payload["cause"] != "block_found"
+        assert (
+            payload["prev_tenure_consensus_hash"] == payload["tenure_consensus_hash"]
+        ) is extended
+        assert tx["tx_index"] == 0  # a tenure change opens its block
+    versions = Counter(
+        tx["smart_contract"]["clarity_version"] for tx in every_tx if "smart_contract" in tx
+    )
+    assert set(versions) == {None, 2, 3}
+    coinbases = [tx["coinbase_payload"] for tx in every_tx if tx["tx_type"] == "coinbase"]
+    assert all(set(c) == {"data", "alt_recipient", "vrf_proof"} for c in coinbases)
+    assert all(re.fullmatch(r"0x[0-9a-f]{160}", c["vrf_proof"]) for c in coinbases)
+    recipients = [c["alt_recipient"] for c in coinbases]
+    assert None in recipients
+    assert any(r and ADDRESS.match(r) for r in recipients)
+    assert any(r and "." in r for r in recipients)  # a contract principal
+
+
+def test_miner_nonces_stay_unique_with_tenure_extends(every_tx: list[dict[str, Any]]) -> None:
+    pairs = [(tx["sender_address"], tx["nonce"]) for tx in every_tx]
+    assert len(set(pairs)) == len(pairs)
+
+
+def test_exclude_function_args_leaves_them_out_and_nothing_else(api: SimApi) -> None:
+    """db-controller.ts parseContractCallMetadata: with exclude_function_args=true the key
+    `function_args` is absent (not empty); every other field is unchanged. Asked in both orders
+    on one simulator, the page cache must not hand one answer out for the other."""
+    query = "type=contract_call&limit=50&offset=40"
+    for flag_first in (False, True):
+        sim = make_api(seed=3 if flag_first else 4)
+        if flag_first:
+            slim = get(sim, f"{query}&exclude_function_args=true")
+            full = get(sim, query)
+        else:
+            full = get(sim, query)
+            slim = get(sim, f"{query}&exclude_function_args=true")
+        assert full[0] == slim[0] == 200
+        assert all("function_args" in tx["contract_call"] for tx in full[1]["results"])
+        assert all("function_args" not in tx["contract_call"] for tx in slim[1]["results"])
+        for a, b in zip(full[1]["results"], slim[1]["results"], strict=True):
+            del a["contract_call"]["function_args"]
+            assert a == b
+        again = get(sim, query)  # a cache hit now, and still the full shape
+        assert all("function_args" in tx["contract_call"] for tx in again[1]["results"])
+        assert get(sim, f"{query}&exclude_function_args=false") == again
+
+
 def test_tenures_share_one_burn_time_across_many_blocks(sample: list[dict[str, Any]]) -> None:
     by_burn: dict[int, list[dict[str, Any]]] = {}
     for tx in sample:
@@ -412,6 +548,320 @@ def test_per_second_cap() -> None:
     assert api.handle("GET", "/extended/v1/tx", {}, now=END + 1.5).status == 200
 
 
+# ---- rate-limit header styles (Hiro's documented set, each enforced) --------------------------
+
+LIMIT_HEADERS = {
+    "ratelimit-limit",
+    "ratelimit-remaining",
+    "ratelimit-reset",
+    "ratelimit-policy",
+    "retry-after",
+    "x-ratelimit-cost-stacks",
+    *(f"x-ratelimit-{kind}-stacks-{w}" for kind in ("limit", "remaining") for w in WINDOWS),
+}
+
+
+def _limit_headers(response: Any) -> dict[str, str]:
+    return {k: v for k, v in response.headers if k in LIMIT_HEADERS}
+
+
+class StyleCase(NamedTuple):
+    config: dict[str, Any]
+    first: dict[str, str]  # the limit headers of the first answer, exactly
+    test_id: str
+
+
+STYLE_CASES = [
+    StyleCase(
+        {"rpm": 120, "per_second": 5},
+        {
+            "ratelimit-limit": "120",
+            "ratelimit-remaining": "119",
+            "ratelimit-reset": "60",
+            "x-ratelimit-limit-stacks-minute": "120",
+            "x-ratelimit-remaining-stacks-minute": "119",
+            "x-ratelimit-limit-stacks-second": "5",
+            "x-ratelimit-remaining-stacks-second": "4",
+        },
+        "full-generic-minute-default",
+    ),
+    StyleCase(
+        {"rpm": 120, "per_second": 5, "rate_generic_window": "second"},
+        {
+            "ratelimit-limit": "5",
+            "ratelimit-remaining": "4",
+            "ratelimit-reset": "1",
+            "x-ratelimit-limit-stacks-minute": "120",
+            "x-ratelimit-remaining-stacks-minute": "119",
+            "x-ratelimit-limit-stacks-second": "5",
+            "x-ratelimit-remaining-stacks-second": "4",
+        },
+        "full-generic-second",
+    ),
+    StyleCase(  # exactly what an independent per-second API sent
+        {"per_second": 40, "rate_headers": "second"},
+        {
+            "ratelimit-limit": "40",
+            "ratelimit-remaining": "39",
+            "ratelimit-reset": "1",
+            "x-ratelimit-limit-stacks-second": "40",
+            "x-ratelimit-remaining-stacks-second": "39",
+        },
+        "second-only",
+    ),
+    StyleCase(
+        {"rpm": 50, "rate_headers": "minute"},
+        {
+            "ratelimit-limit": "50",
+            "ratelimit-remaining": "49",
+            "ratelimit-reset": "60",
+            "x-ratelimit-limit-stacks-minute": "50",
+            "x-ratelimit-remaining-stacks-minute": "49",
+        },
+        "minute-only",
+    ),
+    StyleCase(
+        {"rpm": 50, "rate_headers": "generic"},
+        {"ratelimit-limit": "50", "ratelimit-remaining": "49", "ratelimit-reset": "60"},
+        "generic-no-policy",
+    ),
+    StyleCase(
+        {"rpm": 50, "rate_headers": "generic-policy"},
+        {
+            "ratelimit-limit": "50",
+            "ratelimit-remaining": "49",
+            "ratelimit-reset": "60",
+            "ratelimit-policy": "50;w=60",
+        },
+        "generic-policy-minute",
+    ),
+    StyleCase(
+        {"per_second": 10, "rate_headers": "generic-policy", "rate_generic_window": "second"},
+        {
+            "ratelimit-limit": "10",
+            "ratelimit-remaining": "9",
+            "ratelimit-reset": "1",
+            "ratelimit-policy": "10;w=1",
+        },
+        "generic-policy-second",
+    ),
+    StyleCase(
+        {"per_second": 10, "request_cost": 3, "rate_headers": "second"},
+        {
+            "ratelimit-limit": "10",
+            "ratelimit-remaining": "7",
+            "ratelimit-reset": "1",
+            "x-ratelimit-limit-stacks-second": "10",
+            "x-ratelimit-remaining-stacks-second": "7",
+            "x-ratelimit-cost-stacks": "3",
+        },
+        "cost-3",
+    ),
+    StyleCase(
+        {"rpm": 50, "month_quota": 1000, "month_seconds": 86400.0, "rate_headers": "minute"},
+        {
+            "ratelimit-limit": "50",
+            "ratelimit-remaining": "49",
+            "ratelimit-reset": "60",
+            "x-ratelimit-limit-stacks-minute": "50",
+            "x-ratelimit-remaining-stacks-minute": "49",
+            "x-ratelimit-limit-stacks-month": "1000",
+            "x-ratelimit-remaining-stacks-month": "999",
+        },
+        "monthly-quota",
+    ),
+    StyleCase(
+        {"rpm": 50, "rate_headers": "generic", "rate_reset": "unix"},
+        {"ratelimit-limit": "50", "ratelimit-remaining": "49", "ratelimit-reset": str(END + 60)},
+        "reset-as-unix-time",
+    ),
+    StyleCase({"rpm": 50, "rate_headers": "none"}, {}, "none"),
+]
+
+
+@pytest.mark.parametrize("case", STYLE_CASES, ids=[c.test_id for c in STYLE_CASES])
+def test_each_rate_header_style_sends_exactly_its_headers(case: StyleCase) -> None:
+    api = make_api(**case.config)
+    assert _limit_headers(api.handle("GET", "/extended/v1/tx", {}, now=END)) == case.first
+
+
+def _polite_run(api: SimApi, seconds: float, step: float) -> tuple[list[float], int]:
+    """A client that asks every `step` s and, after a 429, waits exactly its retry-after:
+    (the times it was served, how many 429s it got)."""
+    served: list[float] = []
+    refused, now = 0, float(END)
+    while now < END + seconds:
+        response = api.handle("GET", "/extended/v1/tx?limit=1", {}, now=now)
+        if response.status == 429:
+            refused += 1
+            now += int(_headers(response)["retry-after"])
+        else:
+            assert response.status == 200
+            served.append(now)
+            now += step
+    return served, refused
+
+
+@pytest.mark.parametrize("case", STYLE_CASES, ids=[c.test_id for c in STYLE_CASES])
+def test_each_style_is_enforced_and_patience_is_served(case: StyleCase) -> None:
+    """Whatever a style announces, the configured windows hold (in cost units), and a client
+    that waits each retry-after out is served again, with no request counted early."""
+    config = case.config
+    api = make_api(**config)
+    cost = config.get("request_cost", 1)
+    window, limit = (
+        (1.0, config["per_second"]) if config.get("per_second") else (60.0, config["rpm"])
+    )
+    served, refused = _polite_run(api, 3 * window, window / 200)
+    assert refused > 0
+    for start in served:  # no sliding window ever holds more than the limit
+        assert sum(start <= t < start + window for t in served) * cost <= limit
+    assert sum(t < END + window for t in served) == limit // cost  # and it is reached
+    assert max(served) >= END + 2 * window  # served again after waiting
+    stats = api.stats()
+    assert stats["early_requests"] == 0
+    style = config.get("rate_headers", "full")
+    assert stats["by_style"][style]["rate_limited"] == stats["rate_limited"] == refused
+    assert stats["by_style"][style]["requests"] == stats["requests"]
+
+
+@pytest.mark.parametrize("case", STYLE_CASES, ids=[c.test_id for c in STYLE_CASES])
+def test_each_style_audits_a_request_sent_before_retry_after(case: StyleCase) -> None:
+    api = make_api(**case.config)
+    now = float(END)
+    while (response := api.handle("GET", "/extended/v1/tx", {}, now=now)).status == 200:
+        now += 0.001
+    retry_after = int(_headers(response)["retry-after"])
+    api.handle("GET", "/extended/v1/tx", {}, now=now + retry_after / 2)  # impatient
+    stats = api.stats()
+    style = case.config.get("rate_headers", "full")
+    assert stats["early_requests"] == stats["by_style"][style]["early"] == 1
+
+
+def test_generic_reset_counts_down_the_window_it_describes() -> None:
+    api = make_api(rpm=3, rate_headers="generic")
+    resets = [
+        _headers(api.handle("GET", "/extended/v1/tx", {}, now=END + t))["ratelimit-reset"]
+        for t in (0, 20, 40)
+    ]
+    assert resets == ["60", "40", "20"]  # until the first request leaves the window
+    limited = api.handle("GET", "/extended/v1/tx", {}, now=END + 45)
+    assert _headers(limited)["ratelimit-reset"] == _headers(limited)["retry-after"] == "15"
+    unix = make_api(rpm=3, rate_headers="generic", rate_reset="unix")
+    for t in (0, 20, 40):
+        unix.handle("GET", "/extended/v1/tx", {}, now=END + t)
+    limited = unix.handle("GET", "/extended/v1/tx", {}, now=END + 45.5)
+    assert _headers(limited)["retry-after"] == "15"
+    assert int(_headers(limited)["ratelimit-reset"]) == END + 46 + 15
+
+
+def test_cost_units_drain_the_window_faster() -> None:
+    api = make_api(rpm=10, request_cost=4, rate_headers="minute")
+    remaining = [
+        _headers(api.handle("GET", "/extended/v1/tx", {}, now=END + t))[
+            "x-ratelimit-remaining-stacks-minute"
+        ]
+        for t in (0, 1)
+    ]
+    assert remaining == ["6", "2"]
+    limited = api.handle("GET", "/extended/v1/tx", {}, now=END + 2)
+    assert limited.status == 429 and _headers(limited)["x-ratelimit-cost-stacks"] == "4"
+    # 4 units must free up: only when the first request (4 units) leaves at END + 60
+    assert _headers(limited)["retry-after"] == "58"
+
+
+def test_monthly_quota_refuses_until_the_calendar_month_ends() -> None:
+    api = make_api(rpm=100, month_quota=3)  # END is 2025-06-15 15:06:40 UTC
+    for t in range(3):
+        assert api.handle("GET", "/extended/v1/tx", {}, now=END + t).status == 200
+    limited = api.handle("GET", "/extended/v1/tx", {}, now=END + 3)
+    headers = _headers(limited)
+    assert limited.status == 429
+    assert headers["x-ratelimit-remaining-stacks-month"] == "0"
+    july = 1_751_328_000  # 2025-07-01T00:00:00Z
+    assert int(headers["retry-after"]) == july - (END + 3) > 86400
+    assert "quota" in orjson.loads(limited.body)["error"]
+    # asking again an hour later ignores the retry-after: the audit sees it
+    assert api.handle("GET", "/extended/v1/tx", {}, now=END + 3600).status == 429
+    stats = api.stats()
+    assert (stats["quota_exhausted"], stats["early_requests"]) == (2, 1)
+    assert api.handle("GET", "/extended/v1/tx", {}, now=july).status == 200
+
+
+def test_monthly_quota_with_a_short_period_resets_on_time() -> None:
+    api = make_api(month_quota=2, month_seconds=600.0)
+    period_end = (END // 600 + 1) * 600
+    statuses = [api.handle("GET", "/extended/v1/tx", {}, now=END + t).status for t in range(3)]
+    assert statuses == [200, 200, 429]
+    limited = api.handle("GET", "/extended/v1/tx", {}, now=END + 3)
+    assert int(_headers(limited)["retry-after"]) == period_end - (END + 3)
+    fresh = api.handle("GET", "/extended/v1/tx", {}, now=period_end)
+    assert fresh.status == 200 and _headers(fresh)["x-ratelimit-remaining-stacks-month"] == "1"
+
+
+def test_styles_switch_at_run_time_and_count_apart() -> None:
+    api = make_api(rpm=2)
+    for t in range(3):
+        api.handle("GET", "/extended/v1/tx", {}, now=END + t)
+    response = api.handle(
+        "POST",
+        "/_sim/limits?rpm=0&per_second=40&rate_headers=second&request_cost=2&month_quota=500",
+        {},
+        now=END,
+    )
+    limits = orjson.loads(response.body)
+    assert (limits["rate_headers"], limits["per_second"], limits["request_cost"]) == (
+        "second",
+        40,
+        2,
+    )
+    answer = api.handle("GET", "/extended/v1/tx", {}, now=END + 100)
+    assert _limit_headers(answer) == {
+        "ratelimit-limit": "40",
+        "ratelimit-remaining": "38",
+        "ratelimit-reset": "1",
+        "x-ratelimit-limit-stacks-second": "40",
+        "x-ratelimit-remaining-stacks-second": "38",
+        "x-ratelimit-limit-stacks-month": "500",
+        "x-ratelimit-remaining-stacks-month": "498",
+        "x-ratelimit-cost-stacks": "2",
+    }
+    by_style = api.stats()["by_style"]
+    assert by_style["full"]["requests"] == 3 and by_style["full"]["rate_limited"] == 1
+    assert by_style["second"] == {
+        "requests": 1,
+        "rate_limited": 0,
+        "early": 0,
+        "quota_exhausted": 0,
+    }
+    bad = api.handle("POST", "/_sim/limits?rate_headers=minute", {}, now=END)
+    assert bad.status == 400 and "minute window" in orjson.loads(bad.body)["message"]
+    assert api.stats()["limits"]["rate_headers"] == "second"  # a refused change changes nothing
+
+
+class BadLimits(NamedTuple):
+    config: dict[str, Any]
+    match: str
+    test_id: str
+
+
+BAD_LIMITS = [
+    BadLimits({"rate_headers": "fancy"}, "rate_headers must be one of", "unknown-style"),
+    BadLimits({"rpm": 60, "rate_headers": "second"}, "second window", "second-without-limit"),
+    BadLimits({"per_second": 5, "rate_headers": "minute"}, "minute window", "minute-without-rpm"),
+    BadLimits({"per_second": 2, "request_cost": 3}, "nothing could pass", "cost-over-limit"),
+    BadLimits({"rpm": 60, "rate_reset": "http-date"}, "reset format", "unknown-reset"),
+    BadLimits({"rpm": 60, "rate_generic_window": "hour"}, "generic window", "unknown-window"),
+    BadLimits({"per_second": -1}, "must be >= 0", "negative-limit"),  # used to crash a handler
+]
+
+
+@pytest.mark.parametrize("case", BAD_LIMITS, ids=[c.test_id for c in BAD_LIMITS])
+def test_impossible_limit_configs_are_refused(case: BadLimits) -> None:
+    with pytest.raises(ValueError, match=case.match):
+        SimConfig(**case.config)
+
+
 def test_sim_routes_are_exempt_from_limits_and_faults() -> None:
     api = make_api(rpm=1, fault_rate=1.0)
     for _ in range(5):
@@ -438,10 +888,61 @@ def test_require_key(case: KeyCase) -> None:
     assert api.handle("GET", "/extended/v1/tx", case.headers, now=END).status == case.status
 
 
-def test_v1_gone_and_deprecation_header() -> None:
-    assert make_api(v1_gone=True).handle("GET", "/extended/v1/tx", {}, now=END).status == 410
-    response = make_api(deprecation=True).handle("GET", "/extended/v1/tx", {}, now=END)
-    assert _headers(response)["warning"] == '299 - "Deprecated API"'
+DEPRECATION_WARNING = '299 - "Deprecated: See https://docs.hiro.so/stacks/api for more information"'
+GONE_BODY = {
+    "error": "Gone",
+    "message": "This endpoint has been disabled. See https://docs.hiro.so/stacks/api for more "
+    "information",
+}
+
+
+class V1Case(NamedTuple):
+    config: dict[str, Any]
+    status: int
+    warning: str | None
+    test_id: str
+
+
+V1_CASES = [
+    V1Case({}, 200, None, "default-on"),
+    V1Case({"v1": "on"}, 200, None, "on"),
+    V1Case({"v1": "deprecated"}, 200, DEPRECATION_WARNING, "deprecated"),
+    V1Case({"v1": "gone"}, 410, DEPRECATION_WARNING, "gone"),
+    V1Case({"deprecation": True}, 200, DEPRECATION_WARNING, "older-deprecation-flag"),
+    V1Case({"v1_gone": True}, 410, DEPRECATION_WARNING, "older-v1-gone-flag"),
+]
+
+
+@pytest.mark.parametrize("case", V1_CASES, ids=[c.test_id for c in V1_CASES])
+def test_v1_route_states(case: V1Case) -> None:
+    """deprecation-plugin.ts: onSend adds the Warning to the deprecated route; switched off,
+    onRequest answers 410 {error, message} before validation (the Warning still goes out)."""
+    api = make_api(**case.config)
+    response = api.handle("GET", "/extended/v1/tx?limit=999", {}, now=END)
+    assert response.status == (400 if case.status == 200 else case.status)
+    assert _headers(response).get("warning") == case.warning
+    if case.status == 410:
+        assert orjson.loads(response.body) == GONE_BODY
+    assert "warning" not in _headers(api.handle("GET", "/extended", {}, now=END))
+
+
+def test_v1_switches_in_the_middle_of_a_run() -> None:
+    api = make_api(rpm=100)
+    assert api.handle("GET", "/extended/v1/tx", {}, now=END).status == 200
+    switched = api.handle("POST", "/_sim/v1?state=deprecated", {}, now=END)
+    assert orjson.loads(switched.body) == {"v1": "deprecated"}
+    assert _headers(api.handle("GET", "/extended/v1/tx", {}, now=END))["warning"]
+    api.handle("POST", "/_sim/v1?state=gone", {}, now=END)
+    gone = api.handle("GET", "/extended/v1/tx", {}, now=END + 1)
+    assert gone.status == 410 and _headers(gone)["ratelimit-remaining"] == "97"
+    assert orjson.loads(api.handle("GET", "/_sim/v1", {}, now=END).body) == {"v1": "gone"}
+    assert api.stats()["v1"] == "gone"
+    api.set_v1("on")
+    assert api.handle("GET", "/extended/v1/tx", {}, now=END + 2).status == 200
+    with pytest.raises(ValueError, match="on, deprecated, gone"):
+        api.set_v1("off")
+    with pytest.raises(ValueError, match="v1 must be"):
+        SimConfig(v1="retired")
 
 
 def test_latency_is_a_delay_with_jitter_not_a_sleep() -> None:

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from typing import NamedTuple
 
 import httpx
 import pytest
@@ -195,6 +196,85 @@ def test_cli_serve_prints_the_url_and_stops_on_sigterm() -> None:
             proc.wait()
 
 
+def test_cli_serves_a_header_style_and_switches_v1_at_run_time() -> None:
+    """`--rate-headers second --v1 deprecated`, then POST /_sim/v1 turns the route off live."""
+    argv = [sys.executable, "-m", "stxbf", "sim", "serve", "--days", "1", "--per-second", "40"]
+    argv += ["--rate-headers", "second", "--request-cost", "2", "--v1", "deprecated"]
+    proc = subprocess.Popen(
+        argv,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert "second headers" in line and "v1 deprecated" in line, line
+        url = line.split()[3]
+        with httpx.Client(base_url=url) as client:
+            response = client.get("/extended/v1/tx", params={"limit": 3})
+            headers = response.headers
+            assert (headers["ratelimit-limit"], headers["ratelimit-remaining"]) == ("40", "38")
+            assert headers["x-ratelimit-cost-stacks"] == "2"
+            assert "x-ratelimit-limit-stacks-minute" not in headers
+            assert headers["warning"].startswith('299 - "Deprecated: See https://docs.hiro.so')
+            assert client.post("/_sim/v1", params={"state": "gone"}).json() == {"v1": "gone"}
+            gone = client.get("/extended/v1/tx")
+            assert gone.status_code == 410 and gone.json()["error"] == "Gone"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+class BadServe(NamedTuple):
+    args: list[str]
+    message: str
+    test_id: str
+
+
+BAD_SERVES = [
+    BadServe(["--rpm", "60", "--rate-headers", "second"], "second window", "style-without-limit"),
+    BadServe(["--rate-headers", "loud"], "rate_headers must be one of", "unknown-style"),
+    BadServe(["--v1", "off"], "v1 must be one of", "unknown-v1-state"),
+    BadServe(["--per-second", "2", "--request-cost", "5"], "nothing could pass", "cost-too-big"),
+]
+
+
+@pytest.mark.parametrize("case", BAD_SERVES, ids=[c.test_id for c in BAD_SERVES])
+def test_cli_refuses_impossible_limits_in_one_line(case: BadServe) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "stxbf", "sim", "serve", *case.args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert case.message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_fastify_400_and_v1_switch_over_http(sim: SimServer) -> None:
+    with httpx.Client(base_url=sim.url) as client:
+        bad = client.get("/extended/v1/tx", params={"limit": 51})
+        assert bad.status_code == 400
+        assert bad.json() == {
+            "statusCode": 400,
+            "code": "FST_ERR_VALIDATION",
+            "error": "Bad Request",
+            "message": "querystring/limit must be <= 50",
+        }
+        sim.set_v1("gone")
+        try:
+            assert client.get("/extended/v1/tx").status_code == 410
+            assert client.get("/_sim/v1").json() == {"v1": "gone"}
+        finally:
+            sim.set_v1("on")
+        assert client.get("/extended/v1/tx").status_code == 200
+
+
 def test_cli_refuses_a_public_host() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "stxbf", "sim", "serve", "--host", "0.0.0.0"],
@@ -215,3 +295,22 @@ def test_cli_reports_a_busy_port(sim: SimServer) -> None:
     )
     assert result.returncode == 2
     assert "cannot listen" in result.stderr
+
+
+def test_server_set_limits_takes_every_knob() -> None:
+    with run_in_thread(SimConfig(days=1, end_time=END, rpm=100)) as sim:
+        sim.set_limits(
+            per_second=10,
+            rate_headers="generic-policy",
+            rate_generic_window="second",
+            rate_reset="unix",
+            request_cost=2,
+            month_quota=1000,
+        )
+        with httpx.Client(base_url=sim.url) as client:
+            headers = client.get("/extended/v1/tx", params={"limit": 1}).headers
+        assert headers["ratelimit-policy"] == "10;w=1"
+        assert (headers["ratelimit-remaining"], headers["x-ratelimit-cost-stacks"]) == ("8", "2")
+        assert int(headers["ratelimit-reset"]) > 1_000_000_000
+        assert headers["x-ratelimit-remaining-stacks-month"] == "998"
+        assert sim.stats()["limits"]["rate_headers"] == "generic-policy"

@@ -47,9 +47,32 @@ def serve(
     api_key: list[str] = typer.Option(
         ["sim-key"], "--api-key", help="An accepted key when --require-key (repeatable)."
     ),
-    v1_gone: bool = typer.Option(False, "--v1-gone", help="Answer 410 Gone on /extended/v1/tx."),
-    deprecation: bool = typer.Option(
-        False, "--deprecation", help='Add `Warning: 299 - "Deprecated API"` to every answer.'
+    rate_headers: str = typer.Option(
+        "full",
+        "--rate-headers",
+        help="Rate-limit headers sent: full, second, minute, generic, generic-policy or none.",
+    ),
+    generic_window: str = typer.Option(
+        "minute",
+        "--generic-window",
+        help="The window the generic ratelimit-* triple describes: minute or second.",
+    ),
+    rate_reset: str = typer.Option(
+        "delta", "--rate-reset", help="ratelimit-reset as delta seconds or a Unix time: delta|unix."
+    ),
+    request_cost: int = typer.Option(
+        1, "--request-cost", help="Units each request spends (> 1 sends x-ratelimit-cost-stacks)."
+    ),
+    month_quota: int = typer.Option(
+        0, "--month-quota", help="Units per month per client (0 = none); then 429 until it resets."
+    ),
+    month_seconds: float = typer.Option(
+        0.0, "--month-seconds", help="The quota's period in seconds (0 = the UTC calendar month)."
+    ),
+    v1: str = typer.Option(
+        "on",
+        "--v1",
+        help="/extended/v1/tx: on, deprecated (Warning: 299) or gone (410 Gone).",
     ),
 ) -> None:
     """Serve the simulated API until interrupted; prints the URL on one line first."""
@@ -75,8 +98,13 @@ def serve(
             stall_seconds=stall_seconds,
             require_key=require_key,
             api_keys=tuple(api_key),
-            v1_gone=v1_gone,
-            deprecation=deprecation,
+            rate_headers=rate_headers,
+            rate_generic_window=generic_window,
+            rate_reset=rate_reset,
+            request_cost=request_cost,
+            month_quota=month_quota or None,
+            month_seconds=month_seconds or None,
+            v1=v1,
         )
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
@@ -86,6 +114,14 @@ def serve(
         details = f"{len(chain)} txs over {days:g} days, seed {seed}"
         if rpm:
             details += f", {rpm} rpm"
+        if per_second:
+            details += f", {per_second}/s"
+        if month_quota:
+            details += f", {month_quota}/month"
+        if rpm or per_second or month_quota:
+            details += f", {rate_headers} headers"
+        if v1 != "on":
+            details += f", v1 {v1}"
         if fault_rate:
             details += f", faults {fault_rate:g}"
         if growth:

@@ -15,7 +15,7 @@ import math
 import random
 import threading
 import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,11 +24,24 @@ from urllib.parse import parse_qsl, urlsplit
 import orjson
 
 from stxbf.simulator.chain import API_TX_TYPES, KINDS, SORT_KEYS, Chain
-from stxbf.simulator.config import FAULT_KINDS, OUTAGE_MODES, SimConfig, parse_fault_kinds
+from stxbf.simulator.config import (
+    FAULT_KINDS,
+    OUTAGE_MODES,
+    V1_STATES,
+    SimConfig,
+    parse_fault_kinds,
+)
+from stxbf.simulator.ratelimit import ClientWindows, RatePolicy
 from stxbf.simulator.render import Renderer
 
+# hirosystems/stacks-blockchain-api src/api/pagination.ts: ResourceType.Tx {default 20, max 50}
 MAX_LIMIT = 50
 DEFAULT_LIMIT = 20
+# src/api/init.ts registers the deprecation plugin with this default message; the plugin
+# (src/api/deprecation-plugin.ts) sends `299 - "Deprecated: <message>"` and, switched off, a 410
+DEPRECATED_MESSAGE = "See https://docs.hiro.so/stacks/api for more information"
+DEPRECATION_WARNING = f'299 - "Deprecated: {DEPRECATED_MESSAGE}"'
+GONE_BODY = {"error": "Gone", "message": f"This endpoint has been disabled. {DEPRECATED_MESSAGE}"}
 TX_LIST_PATHS = frozenset({"/extended/v1/tx", "/extended/v1/tx/"})
 STATUS_PATHS = frozenset({"/extended", "/extended/", "/extended/v1/status"})
 JSON_TYPE = "application/json; charset=utf-8"
@@ -62,13 +75,12 @@ class Response:
 
 
 class _BadRequest(Exception):
-    pass
+    """A 400 in Fastify's shape; `message` is what Fastify's schema validation would say."""
 
 
 @dataclass
 class _Client:
-    minute: deque[float] = field(default_factory=deque)
-    second: deque[float] = field(default_factory=deque)
+    windows: ClientWindows = field(default_factory=ClientWindows)
     blocked_from: float = 0.0  # when the first unexpired 429 left the server
     blocked_until: float = 0.0  # its retry-after deadline (extended by later 429s)
     requests: int = 0
@@ -113,17 +125,75 @@ def _error(status: int, message: str) -> Response:
     return _json_response(status, {"error": message})
 
 
-def _int_param(params: Mapping[str, str], name: str, default: int | None) -> int | None:
+def _bad_request(message: str) -> Response:
+    """Fastify's answer to a request its (TypeBox/Ajv) schema rejects.
+
+    Fastify 5 serialises the error as {statusCode, code, error, message}; its default
+    schemaErrorFormatter writes `<dataVar><instancePath> <ajv message>`, e.g.
+    `querystring/limit must be <= 50` (stacks-blockchain-api tests/api/datastore/other.test.ts).
+    """
+    payload = {
+        "statusCode": 400,
+        "code": "FST_ERR_VALIDATION",
+        "error": "Bad Request",
+        "message": message,
+    }
+    return _json_response(400, payload)
+
+
+def _not_found(method: str, path: str) -> Response:
+    """Fastify's default 404 for a route it does not have."""
+    payload = {
+        "message": f"Route {method}:{path} not found",
+        "error": "Not Found",
+        "statusCode": 404,
+    }
+    return _json_response(404, payload)
+
+
+def _int_param(
+    params: Mapping[str, str],
+    name: str,
+    default: int | None,
+    *,
+    minimum: int | None = 0,
+    maximum: int | None = None,
+) -> int | None:
+    """An integer query parameter, validated as Ajv (coerceTypes) does, with its messages."""
     raw = params.get(name)
     if raw is None or raw == "":
         return default
     try:
         value = int(raw)
     except ValueError:
-        raise _BadRequest(f"`{name}` must be an integer") from None
-    if value < 0:
-        raise _BadRequest(f"`{name}` must be equal to or greater than 0")
+        try:
+            number = float(raw)
+        except ValueError:
+            number = math.nan
+        if not number.is_integer():
+            raise _BadRequest(f"querystring/{name} must be integer") from None
+        value = int(number)
+    if minimum is not None and value < minimum:
+        raise _BadRequest(f"querystring/{name} must be >= {minimum}")
+    if maximum is not None and value > maximum:
+        raise _BadRequest(f"querystring/{name} must be <= {maximum}")
     return value
+
+
+def _bool_param(params: Mapping[str, str], name: str) -> bool:
+    """A boolean query parameter: Ajv coerces only the strings "true" and "false"."""
+    raw = params.get(name)
+    if raw is None:
+        return False
+    if raw not in ("true", "false"):
+        raise _BadRequest(f"querystring/{name} must be boolean")
+    return raw == "true"
+
+
+def _enum_error(path: str, allowed: tuple[str, ...]) -> _BadRequest:
+    """TypeBox's Type.Enum is an anyOf of constants: Ajv reports each branch, then the anyOf."""
+    branches = [f"querystring/{path} must be equal to constant"] * len(allowed)
+    return _BadRequest(", ".join([*branches, f"querystring/{path} must match a schema in anyOf"]))
 
 
 def mask_key(key: str) -> str:
@@ -158,8 +228,17 @@ class SimApi:
             self.time_shift = 0.0
         else:
             self.time_shift = self.chain.end_time - (time.time() if epoch is None else epoch)
-        self.rpm = config.rpm or 0
-        self.per_second = config.per_second or 0
+        self.policy = RatePolicy(
+            rpm=config.rpm or 0,
+            per_second=config.per_second or 0,
+            month_quota=config.month_quota or 0,
+            month_seconds=config.month_seconds or 0.0,
+            cost=config.request_cost,
+            style=config.rate_headers,
+            generic_window=config.rate_generic_window,
+            reset_format=config.rate_reset,
+        )
+        self.v1_state = config.v1_state
         self.fault_rate = config.fault_rate
         self.fault_kinds = tuple(config.fault_kinds)
         self.outage_until = 0.0
@@ -184,6 +263,8 @@ class SimApi:
         self.results = 0
         self.rate_limited = 0
         self.early_requests = 0
+        self.quota_exhausted = 0
+        self.by_style: dict[str, dict[str, int]] = {}
         self.auth_rejected = 0
         self.outage_rejected = 0
         self.faults: dict[str, int] = dict.fromkeys(FAULT_KINDS, 0)
@@ -191,6 +272,14 @@ class SimApi:
 
     def chain_now(self, now: float) -> float:
         return now + self.time_shift
+
+    @property
+    def rpm(self) -> int:
+        return self.policy.rpm
+
+    @property
+    def per_second(self) -> int:
+        return self.policy.per_second
 
     # ---- entry point ------------------------------------------------------------------------
 
@@ -211,8 +300,8 @@ class SimApi:
             if path.startswith("/_sim/"):
                 try:
                     return self._admin(method, path, params, now)
-                except _BadRequest as exc:
-                    return _error(400, str(exc))
+                except (_BadRequest, ValueError) as exc:  # float("abc") too: a 400, not a crash
+                    return _bad_request(str(exc))
             response = self._api(method, path, params, split.query, headers, client, now)
             self.requests += 1
             self.by_status[response.status] = self.by_status.get(response.status, 0) + 1
@@ -233,7 +322,7 @@ class SimApi:
     ) -> Response:
         config = self.config
         if not path.startswith("/extended"):
-            return _error(404, f"Not found: {path}")
+            return _not_found(method, path)
         if now < self.outage_until:
             self.outage_rejected += 1
             if self.outage_mode == "503":
@@ -253,16 +342,26 @@ class SimApi:
         if state is None:
             state = self._clients[who] = _Client()
         state.requests += 1
+        style = self._style_counters()
+        style["requests"] += 1
         delay = self._delay()
         if state.blocked_from + config.early_grace < now < state.blocked_until:
             state.early += 1
             self.early_requests += 1
-        limited, limit_headers = self._rate_limit(state, now)
+            style["early"] += 1
+        limited, reason, limit_headers = self.policy.admit(state.windows, now)
         if limited is not None:
             self._block(state, now + delay, limited)
             self.rate_limited += 1
             state.rate_limited += 1
-            response = _error(429, f"Too Many Requests: retry after {limited} s")
+            style["rate_limited"] += 1
+            if reason == "month":
+                self.quota_exhausted += 1
+                style["quota_exhausted"] += 1
+                message = f"Too Many Requests: monthly quota used up; retry after {limited} s"
+            else:
+                message = f"Too Many Requests: retry after {limited} s"
+            response = _error(429, message)
             response.headers += limit_headers
             response.delay = delay
             return response
@@ -275,47 +374,66 @@ class SimApi:
         else:
             response = response_or_none
         response.headers += limit_headers
-        if config.deprecation:
-            response.headers.append(("warning", '299 - "Deprecated API"'))
         response.delay = delay
         return response
+
+    def _style_counters(self) -> dict[str, int]:
+        """The counters of the rate-header style in force (benchmarks compare styles)."""
+        counters = self.by_style.get(self.policy.style)
+        if counters is None:
+            counters = self.by_style[self.policy.style] = dict.fromkeys(
+                ("requests", "rate_limited", "early", "quota_exhausted"), 0
+            )
+        return counters
 
     def _route(self, method: str, path: str, params: dict[str, str], query: str) -> Response:
         if path in TX_LIST_PATHS:
             if method not in ("GET", "HEAD"):
-                return _error(405, "Method Not Allowed")
-            if self.config.v1_gone:
-                return _error(410, "Gone: /extended/v1/tx is retired; use /extended/v2")
-            try:
-                return self._tx_list(params, query)
-            except _BadRequest as exc:
-                return _error(400, str(exc))
+                return _not_found(method, path)
+            response = self._v1_tx_route(params, query)
+            if self.v1_state != "on":  # the plugin's onSend hook: every answer of the route
+                response.headers.append(("warning", DEPRECATION_WARNING))
+            return response
         if path in STATUS_PATHS:
             return self._status()
-        return _error(404, f"Not found: {path}")
+        return _not_found(method, path)
+
+    def _v1_tx_route(self, params: dict[str, str], query: str) -> Response:
+        if self.v1_state == "gone":  # onRequest hook: before validation and the handler
+            return _json_response(410, GONE_BODY)
+        try:
+            return self._tx_list(params, query)
+        except _BadRequest as exc:
+            return _bad_request(str(exc))
 
     def _tx_list(self, params: dict[str, str], query: str) -> Response:
-        limit = _int_param(params, "limit", DEFAULT_LIMIT)
+        """GET /extended/v1/tx (stacks-blockchain-api src/api/routes/v1/tx.ts, v9.0.2).
+
+        Parameters are checked in the schema's order, as Ajv stops at the first error.
+        `limit=0` means the default (pagination.ts getPagingQueryLimit: `if (!limitOverride)`).
+        """
         offset = _int_param(params, "offset", 0)
-        start_time = _int_param(params, "start_time", None) or None
-        end_time = _int_param(params, "end_time", None) or None
-        assert limit is not None and offset is not None
-        if limit > MAX_LIMIT or limit < 1:
-            raise _BadRequest(f"`limit` must be between 1 and {MAX_LIMIT}")
-        order = params.get("order", "desc") or "desc"
-        if order not in ("asc", "desc"):
-            raise _BadRequest("`order` must be one of: asc, desc")
-        sort_by = params.get("sort_by", "block_height") or "block_height"
-        if sort_by not in SORT_KEYS:
-            raise _BadRequest(f"`sort_by` must be one of: {', '.join(SORT_KEYS)}")
+        limit = _int_param(params, "limit", DEFAULT_LIMIT, maximum=MAX_LIMIT) or DEFAULT_LIMIT
+        assert offset is not None
         kinds = None
-        # repeated `type=a&type=b` as well as `type=a,b`
+        # repeated `type=a&type=b` as well as `type=a,b` (the route's preValidation splits)
         types = [t for raw in _all_values(query, "type") for t in raw.split(",") if t]
         if types:
-            bad = [t for t in types if t not in API_TX_TYPES]
-            if bad:
-                raise _BadRequest(f"`type` must be among: {', '.join(API_TX_TYPES)}")
+            for at, name in enumerate(types):
+                if name not in API_TX_TYPES:
+                    raise _enum_error(f"type/{at}", API_TX_TYPES)
             kinds = [KINDS.index(t) for t in types if t in KINDS]
+        _bool_param(params, "unanchored")
+        order = params.get("order", "desc")
+        if order not in ("asc", "desc"):
+            raise _enum_error("order", ("asc", "desc"))
+        sort_by = params.get("sort_by", "block_height")
+        if sort_by not in SORT_KEYS:
+            raise _enum_error("sort_by", SORT_KEYS)
+        start_time = _int_param(params, "start_time", None, minimum=None) or None
+        end_time = _int_param(params, "end_time", None, minimum=None) or None
+        _int_param(params, "nonce", None)
+        exclude_args = _bool_param(params, "exclude_function_args")
         chain = self.chain
         key = (
             start_time,
@@ -326,6 +444,7 @@ class SimApi:
             kinds is None,
             offset,
             limit,
+            exclude_args,
         )
         cache_key = (*key, chain.version)
         cached = self._cache.get(cache_key)
@@ -339,7 +458,7 @@ class SimApi:
                 offset=offset,
                 limit=limit,
             )
-            rows = self.renderer.page(indices)
+            rows = self.renderer.page(indices, exclude_function_args=exclude_args)
             body = (
                 f'{{"limit":{limit},"offset":{offset},"total":{total},"results":['
                 f"{','.join(rows)}]}}"
@@ -368,43 +487,6 @@ class SimApi:
         )
 
     # ---- rate limits and the early-request audit --------------------------------------------
-
-    def _rate_limit(self, state: _Client, now: float) -> tuple[int | None, list[tuple[str, str]]]:
-        """(retry_after or None, headers): a sliding 60 s window plus an optional 1 s cap."""
-        if not self.rpm and not self.per_second:
-            return None, []
-        headers: list[tuple[str, str]] = []
-        minute, second = state.minute, state.second
-        while minute and minute[0] <= now - 60.0:
-            minute.popleft()
-        while second and second[0] <= now - 1.0:
-            second.popleft()
-        retry_after: int | None = None
-        if self.rpm and len(minute) >= self.rpm:
-            retry_after = max(1, math.ceil(minute[0] + 60.0 - now))
-        elif self.per_second and len(second) >= self.per_second:
-            retry_after = max(1, math.ceil(second[0] + 1.0 - now))
-        if retry_after is None:
-            minute.append(now)
-            second.append(now)
-        if self.rpm:
-            remaining = max(0, self.rpm - len(minute))
-            reset = retry_after or max(1, math.ceil(minute[0] + 60.0 - now))
-            headers += [
-                ("ratelimit-limit", str(self.rpm)),
-                ("ratelimit-remaining", str(remaining)),
-                ("ratelimit-reset", str(reset)),
-                ("x-ratelimit-limit-stacks-minute", str(self.rpm)),
-                ("x-ratelimit-remaining-stacks-minute", str(remaining)),
-            ]
-        if self.per_second:
-            headers += [
-                ("x-ratelimit-limit-stacks-second", str(self.per_second)),
-                ("x-ratelimit-remaining-stacks-second", str(max(0, self.per_second - len(second)))),
-            ]
-        if retry_after is not None:
-            headers.append(("retry-after", str(retry_after)))
-        return retry_after, headers
 
     def _block(self, state: _Client, sent_at: float, retry_after: int) -> None:
         """Remember a 429's deadline: requests arriving before it (after a grace) are early."""
@@ -480,8 +562,17 @@ class SimApi:
             return _json_response(
                 200, self.truth(start, end, ids=params.get("ids") in ("1", "true"))
             )
+        if path == "/_sim/v1" and method == "GET":
+            return _json_response(200, {"v1": self.v1_state})
         if method != "POST":
             return _error(404 if path not in _ADMIN_POSTS else 405, f"Not found: {path}")
+        if path == "/_sim/v1":
+            state = params.get("state") or ""
+            try:
+                self.set_v1(state)
+            except ValueError as exc:
+                raise _BadRequest(str(exc)) from None
+            return _json_response(200, {"v1": self.v1_state})
         if path == "/_sim/outage":
             seconds = float(params.get("seconds") or 0)
             mode = params.get("mode") or "refuse"
@@ -500,10 +591,22 @@ class SimApi:
                 raise _BadRequest(str(exc)) from None
             return _json_response(200, {"rate": self.fault_rate, "kinds": list(self.fault_kinds)})
         if path == "/_sim/limits":
-            rpm = _int_param(params, "rpm", self.rpm)
-            per_second = _int_param(params, "per_second", self.per_second)
-            self.set_limits(rpm=rpm, per_second=per_second)
-            return _json_response(200, {"rpm": self.rpm, "per_second": self.per_second})
+            policy = self.policy
+            try:
+                seconds = float(params.get("month_seconds") or policy.month_seconds)
+                self.set_limits(
+                    rpm=_int_param(params, "rpm", policy.rpm),
+                    per_second=_int_param(params, "per_second", policy.per_second),
+                    month_quota=_int_param(params, "month_quota", policy.month_quota),
+                    month_seconds=seconds,
+                    request_cost=_int_param(params, "request_cost", policy.cost, minimum=1),
+                    rate_headers=params.get("rate_headers") or None,
+                    rate_generic_window=params.get("rate_generic_window") or None,
+                    rate_reset=params.get("rate_reset") or None,
+                )
+            except ValueError as exc:
+                raise _BadRequest(str(exc)) from None
+            return _json_response(200, self._limits_locked())
         if path == "/_sim/advance":
             added = self._advance_clock(float(params.get("seconds") or 0), now)
             return _json_response(200, {"added": added, "chain": self.chain.summary()})
@@ -533,9 +636,56 @@ class SimApi:
         self.time_shift += max(0.0, seconds)
         return self.chain.advance(self.chain_now(now))
 
-    def set_limits(self, *, rpm: int | None = None, per_second: int | None = None) -> None:
-        self.rpm = rpm or 0
-        self.per_second = per_second or 0
+    def set_limits(
+        self,
+        *,
+        rpm: int | None = None,
+        per_second: int | None = None,
+        month_quota: int | None = None,
+        month_seconds: float | None = None,
+        request_cost: int | None = None,
+        rate_headers: str | None = None,
+        rate_generic_window: str | None = None,
+        rate_reset: str | None = None,
+    ) -> None:
+        """Change the limits in force (the names are SimConfig's).
+
+        `rpm` and `per_second` are always set (None = off); the other arguments keep their value
+        when None. A combination that cannot hold (ratelimit.check_policy) raises ValueError and
+        changes nothing.
+        """
+        old = self.policy
+        new = RatePolicy(
+            rpm=rpm or 0,
+            per_second=per_second or 0,
+            month_quota=old.month_quota if month_quota is None else month_quota,
+            month_seconds=old.month_seconds if month_seconds is None else month_seconds,
+            cost=old.cost if request_cost is None else request_cost,
+            style=rate_headers or old.style,
+            generic_window=rate_generic_window or old.generic_window,
+            reset_format=rate_reset or old.reset_format,
+        )
+        new.validate()
+        self.policy = new
+
+    def set_v1(self, state: str) -> None:
+        """Switch `/extended/v1/tx` on, to deprecated (Warning: 299) or gone (410), at once."""
+        if state not in V1_STATES:
+            raise ValueError(f"state must be one of {', '.join(V1_STATES)}")
+        self.v1_state = state
+
+    def _limits_locked(self) -> dict[str, Any]:
+        policy = self.policy
+        return {
+            "rpm": policy.rpm,
+            "per_second": policy.per_second,
+            "month_quota": policy.month_quota,
+            "month_seconds": policy.month_seconds,
+            "request_cost": policy.cost,
+            "rate_headers": policy.style,
+            "rate_generic_window": policy.generic_window,
+            "rate_reset": policy.reset_format,
+        }
 
     def outage(self, seconds: float, *, mode: str = "refuse", now: float | None = None) -> None:
         if mode not in OUTAGE_MODES:
@@ -572,6 +722,10 @@ class SimApi:
             "rate_limited": self.rate_limited,
             "status_429": self.by_status.get(429, 0),
             "early_requests": self.early_requests,
+            "quota_exhausted": self.quota_exhausted,
+            "by_style": {style: dict(counts) for style, counts in self.by_style.items()},
+            "limits": self._limits_locked(),
+            "v1": self.v1_state,
             "auth_rejected": self.auth_rejected,
             "outage_rejected": self.outage_rejected,
             "outage_active": now < self.outage_until,
@@ -593,7 +747,7 @@ class SimApi:
 
 
 _ADMIN_POSTS = frozenset(
-    {"/_sim/outage", "/_sim/faults", "/_sim/limits", "/_sim/advance", "/_sim/reset"}
+    {"/_sim/outage", "/_sim/faults", "/_sim/limits", "/_sim/advance", "/_sim/reset", "/_sim/v1"}
 )
 
 

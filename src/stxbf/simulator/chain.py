@@ -125,6 +125,7 @@ class Chain:
         self._next_tenure_at = self.genesis_time
         self._next_block_at = math.inf
         self._tenure_pending = False
+        self._last_tenure_change = self.genesis_time  # a long tenure is extended every so often
         self.clock = self.genesis_time
         self.version = 0  # bumped whenever blocks are appended (cache key)
         self._advance(self.end_time)
@@ -166,6 +167,7 @@ class Chain:
         self.tenure_first_block.append(len(self.block_time))
         self.tenure_first_tx.append(len(self.tx_kind))
         self._tenure_pending = True
+        self._last_tenure_change = at
         gap = rng.expovariate(1.0 / self.tenure_seconds)
         gap = min(max(gap, 0.1 * self.tenure_seconds, 1.0), 6.0 * self.tenure_seconds)
         self._next_tenure_at = at + gap
@@ -185,6 +187,11 @@ class Chain:
             kinds += (TENURE_CHANGE, COINBASE)
             fees += (0, 0)
             self._tenure_pending = False
+        elif at - self._last_tenure_change >= self.tenure_seconds:
+            # a tenure extend: the miner's tenure_change with an `extended*` cause (render.py)
+            kinds.append(TENURE_CHANGE)
+            fees.append(0)
+            self._last_tenure_change = at
         if regular:
             drawn = rng.choices(_REGULAR_KINDS, cum_weights=_REGULAR_CUM_WEIGHTS, k=regular)
             kinds += drawn

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
+from stxbf.simulator.ratelimit import check_policy
+
 FAULT_KINDS: tuple[str, ...] = (
     "500",
     "502",
@@ -18,6 +20,9 @@ FAULT_KINDS: tuple[str, ...] = (
     "429",
 )
 OUTAGE_MODES: tuple[str, ...] = ("refuse", "drop", "503")
+# the state of the deprecated `/extended/v1/tx` route (hirosystems/stacks-blockchain-api
+# src/api/deprecation-plugin.ts): served plainly, served with `Warning: 299`, or `410 Gone`
+V1_STATES: tuple[str, ...] = ("on", "deprecated", "gone")
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 DEFAULT_API_KEY = "sim-key"
 
@@ -54,14 +59,21 @@ class SimConfig:
     # the listener (loopback only)
     host: str = "127.0.0.1"
     port: int = 0
-    # rate limiting, per client (x-api-key value, else the client's IP)
+    # rate limiting, per client (x-api-key value, else the client's IP), in cost units
     rpm: int | None = None
     per_second: int | None = None
+    month_quota: int | None = None  # units per month; a 429 with retry-after to its end
+    month_seconds: float | None = None  # the quota's period; None = the UTC calendar month
+    request_cost: int = 1  # units each request spends; > 1 sends x-ratelimit-cost-stacks
+    rate_headers: str = "full"  # see simulator.ratelimit.RATE_HEADER_STYLES
+    rate_generic_window: str = "minute"  # the window `ratelimit-*` describes in full/generic*
+    rate_reset: str = "delta"  # `ratelimit-reset` as delta seconds, or "unix" (a Unix time)
     early_grace: float = 0.25
     require_key: bool = False
     api_keys: tuple[str, ...] = (DEFAULT_API_KEY,)
-    v1_gone: bool = False
-    deprecation: bool = False
+    v1: str = "on"  # on | deprecated | gone (see V1_STATES)
+    v1_gone: bool = False  # older spelling of v1="gone"
+    deprecation: bool = False  # older spelling of v1="deprecated"
     # latency and seeded faults
     latency_ms: float = 0.0
     jitter_ms: float | None = None
@@ -82,9 +94,30 @@ class SimConfig:
         if not 0 < lo <= hi or self.tenure_seconds <= 0:
             raise ValueError("block_seconds must be 0 < lo <= hi and tenure_seconds > 0")
         parse_fault_kinds(",".join(self.fault_kinds))
+        if self.v1 not in V1_STATES:
+            raise ValueError(f"v1 must be one of {', '.join(V1_STATES)}")
+        check_policy(
+            style=self.rate_headers,
+            generic_window=self.rate_generic_window,
+            reset_format=self.rate_reset,
+            cost=self.request_cost,
+            rpm=self.rpm or 0,
+            per_second=self.per_second or 0,
+            month_quota=self.month_quota or 0,
+            month_seconds=self.month_seconds or 0.0,
+        )
 
     def with_(self, **changes: Any) -> SimConfig:
         return replace(self, **changes)
+
+    @property
+    def v1_state(self) -> str:
+        """`v1`, with the older `v1_gone` / `deprecation` switches folded in."""
+        if self.v1_gone or self.v1 == "gone":
+            return "gone"
+        if self.deprecation or self.v1 == "deprecated":
+            return "deprecated"
+        return "on"
 
     @property
     def jitter(self) -> float:

@@ -82,6 +82,17 @@ _ERR_RESULTS = (
 )
 _ZERO_MEMO = "0x" + "00" * 34
 _POWERS = tuple(10 ** (2 + k) for k in range(8))
+# a miner's nonces per tenure it wins: tenure change, coinbase, then its tenure extends
+_MINER_NONCE_STRIDE = 4096
+# time-based extends are the common kind; the per-dimension ones (SIP-034) are rarer
+_EXTEND_CAUSES = (
+    *("extended",) * 5,
+    "extended_runtime",
+    "extended_read_count",
+    "extended_read_length",
+    "extended_write_count",
+    "extended_write_length",
+)
 
 
 def _outcome(status: str, result: str) -> str:
@@ -97,6 +108,9 @@ def _tail(events: int, read: int, read_len: int, runtime: int, write: int, write
 
 
 _SUCCESS = _outcome("success", _OK_TRUE)
+# mined but skipped: the block marked it problematic (src/datastore/common.ts ProblematicSkipped)
+_PROBLEMATIC = _outcome("problematic_skipped", '{"hex":"0x0809","repr":"(err none)"}')
+_PROBLEMATIC_PER_MILLE = 2
 _FAILED_OUTCOMES = (
     _outcome("abort_by_response", _ERR_RESULTS[0]),
     _outcome("abort_by_response", _ERR_RESULTS[1]),
@@ -168,8 +182,7 @@ class Renderer:
                 sig = " ".join(f"({p} {t})" for p, t in params)
                 head = (
                     f'"contract_call":{{"contract_id":"{contract_id}","function_name":"{fname}",'
-                    f'"function_signature":{_json(f"(define-public ({fname} {sig}))")},'
-                    f'"function_args":['
+                    f'"function_signature":{_json(f"(define-public ({fname} {sig}))")}'
                 )
                 prefixes.append((head, params))
             self.calls.append(prefixes)
@@ -237,8 +250,12 @@ class Renderer:
 
     # ---- per tx -----------------------------------------------------------------------------
 
-    def render(self, i: int, b: int | None = None) -> str:
-        """Tx `i` (in block `b`, looked up when not given) as one JSON object."""
+    def render(self, i: int, b: int | None = None, *, exclude_function_args: bool = False) -> str:
+        """Tx `i` (in block `b`, looked up when not given) as one JSON object.
+
+        `exclude_function_args` leaves `function_args` out of a contract call altogether, as
+        db-controller.ts parseContractCallMetadata does for `?exclude_function_args=true`.
+        """
         chain = self.chain
         if b is None:
             b = chain.block_of(i)
@@ -255,8 +272,11 @@ class Renderer:
         nonce = i // N_SENDERS + self.base_nonce[sender_slot]
         # digest[32:64] are this tx's dice: each field reads its own bytes
         roll = (digest[32] << 8 | digest[33]) % 1000
-        failed = roll < (5 if kind == TOKEN_TRANSFER else 35)
-        if failed:
+        problematic = roll >= 1000 - _PROBLEMATIC_PER_MILLE
+        failed = problematic or roll < (5 if kind == TOKEN_TRANSFER else 35)
+        if problematic:
+            outcome = _PROBLEMATIC
+        elif failed:
             outcome = _FAILED_OUTCOMES[roll % len(_FAILED_OUTCOMES)]
         else:
             outcome = _SUCCESS
@@ -280,7 +300,7 @@ class Renderer:
             head, params = calls[digest[39] % len(calls)]
             args = []
             at = 40
-            for name, typ in params:
+            for name, typ in () if exclude_function_args else params:
                 if typ == "uint":
                     value = int.from_bytes(digest[at : at + 4], "little") % 1_000_000_000
                     args.append(
@@ -294,10 +314,14 @@ class Renderer:
                         f'"type":"principal"}}'
                     )
                 at += 4
-            payload = f'"tx_type":"contract_call",{head}{",".join(args)}]}}'
+            if exclude_function_args:
+                payload = f'"tx_type":"contract_call",{head}}}'
+            else:
+                payload = f'"tx_type":"contract_call",{head},"function_args":[{",".join(args)}]}}'
             tail = _CALL_TAILS[digest[50] % len(_CALL_TAILS)][0 if failed else 1 + digest[51] % 12]
         else:  # SMART_CONTRACT
-            version = 2 + (digest[37] & 1)
+            # versioned deploys carry 2 or 3; an unversioned (pre-2.1 style) one has null
+            version = "null" if digest[39] < 8 else 2 + (digest[37] & 1)
             payload = (
                 f'"tx_type":"smart_contract","smart_contract":{{"clarity_version":{version},'
                 f'"contract_id":"{sender}.contract-{i}",'
@@ -318,9 +342,28 @@ class Renderer:
         tenure = chain.block_tenure[b]
         miner_slot = tenure % len(self.miners)
         miner = self.miners[miner_slot]
-        nonce = 2 * (tenure // len(self.miners)) + (0 if kind == TENURE_CHANGE else 1)
-        if kind == TENURE_CHANGE:
-            first_block = chain.tenure_first_block[tenure]
+        nonce = _MINER_NONCE_STRIDE * (tenure // len(self.miners)) + (kind != TENURE_CHANGE)
+        first_block = chain.tenure_first_block[tenure]
+        if kind == TENURE_CHANGE and b != first_block:
+            # a tenure extend (stacks-core TenureChangeCause; the API's cause strings are in
+            # db-controller.ts getTxTenureChangeCauseString): same tenure, counted from its start
+            extends = sum(
+                1
+                for j in range(chain.tenure_first_tx[tenure] + 2, i)
+                if chain.tx_kind[j] == TENURE_CHANGE
+            )
+            nonce = _MINER_NONCE_STRIDE * (tenure // len(self.miners)) + 2 + extends
+            cause = _EXTEND_CAUSES[digest[52] % len(_EXTEND_CAUSES)]
+            payload = (
+                f'"tx_type":"tenure_change","tenure_change_payload":{{'
+                f'"tenure_consensus_hash":"0x{self._consensus(tenure)}",'
+                f'"prev_tenure_consensus_hash":"0x{self._consensus(tenure)}",'
+                f'"burn_view_consensus_hash":"0x{self._consensus(tenure)}",'
+                f'"previous_tenure_end":"{self.block_hash(b - 1)}",'
+                f'"previous_tenure_blocks":{b - first_block},"cause":"{cause}",'
+                f'"pubkey_hash":"0x{digest[32:52].hex()}"}}'
+            )
+        elif kind == TENURE_CHANGE:
             prev_blocks = first_block - chain.tenure_first_block[tenure - 1] if tenure else 1
             payload = (
                 f'"tx_type":"tenure_change","tenure_change_payload":{{'
@@ -332,9 +375,18 @@ class Renderer:
                 f'"pubkey_hash":"0x{digest[32:52].hex()}"}}'
             )
         else:
+            # Nakamoto coinbase: vrf_proof always, alt_recipient now and then (db-controller.ts)
+            if digest[52] < 24:
+                alt = self.senders[(digest[53] << 8 | digest[54]) % N_SENDERS]
+                if digest[55] & 1:
+                    alt += f".{_WORDS[digest[56] % len(_WORDS)]}-rewards"
+                alt_recipient = f'"{alt}"'
+            else:
+                alt_recipient = "null"
             payload = (
                 f'"tx_type":"coinbase","coinbase_payload":{{"data":"0x{digest[32:64].hex()}",'
-                f'"alt_recipient":null,"vrf_proof":"0x{digest.hex()}{digest[:16].hex()}"}}'
+                f'"alt_recipient":{alt_recipient},'
+                f'"vrf_proof":"0x{digest.hex()}{digest[:16].hex()}"}}'
             )
         return (
             f'{{"tx_id":"0x{tx_id}","nonce":{nonce},"fee_rate":"0",'
@@ -350,7 +402,7 @@ class Renderer:
         raw = b"ten" + (tenure & 0xFFFFFFFFFFFF).to_bytes(6, "big")
         return hashlib.blake2b(raw, key=self.chain.key, digest_size=20).hexdigest()
 
-    def page(self, indices: list[int]) -> list[str]:
+    def page(self, indices: list[int], *, exclude_function_args: bool = False) -> list[str]:
         """Render a page; consecutive indices reuse the block lookup."""
         out = []
         chain = self.chain
@@ -360,5 +412,5 @@ class Renderer:
         for i in indices:
             if b < 0 or not (firsts[b] <= i < (firsts[b + 1] if b + 1 < n_blocks else len(chain))):
                 b = chain.block_of(i)
-            out.append(self.render(i, b))
+            out.append(self.render(i, b, exclude_function_args=exclude_function_args))
         return out

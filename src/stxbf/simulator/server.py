@@ -322,8 +322,15 @@ class SimServer:
     def set_faults(self, rate: float, kinds: str | tuple[str, ...] | None = None) -> None:
         self.api.set_faults(rate, kinds)
 
-    def set_limits(self, *, rpm: int | None = None, per_second: int | None = None) -> None:
-        self.api.set_limits(rpm=rpm, per_second=per_second)
+    def set_limits(
+        self, *, rpm: int | None = None, per_second: int | None = None, **more: Any
+    ) -> None:
+        """Like POST /_sim/limits; `more` takes SimApi.set_limits' other keywords."""
+        self.api.set_limits(rpm=rpm, per_second=per_second, **more)
+
+    def set_v1(self, state: str) -> None:
+        """Like POST /_sim/v1?state=…: on, deprecated or gone, from the next request on."""
+        self.api.set_v1(state)
 
     def outage(self, seconds: float, mode: str = "refuse") -> None:
         """Like POST /_sim/outage: in refuse mode, stop listening for `seconds`."""
