@@ -12,7 +12,6 @@ total for it), so a gap in the middle of the range shows as missing even when ol
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import socket
 import time
@@ -57,21 +56,16 @@ def runner_info_path(db_path: Path) -> Path:
 class RunnerInfo:
     pid: int
     started_at: float
-    argv_safe: list[str] = field(default_factory=list)
     host: str = ""
 
 
 def read_runner_info(path: Path) -> RunnerInfo | None:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        return RunnerInfo(
-            pid=int(data["pid"]),
-            started_at=float(data.get("started_at") or 0.0),
-            argv_safe=[str(arg) for arg in data.get("argv_safe") or []],
-            host=str(data.get("host") or ""),
-        )
-    except (OSError, ValueError, TypeError, KeyError):
+    from stxbf.paths import read_runner_record
+
+    record = read_runner_record(path)
+    if record is None:
         return None
+    return RunnerInfo(pid=record.pid, started_at=record.started_at, host=record.host)
 
 
 def pid_alive(pid: int) -> bool:
