@@ -213,10 +213,10 @@ def watch_startup(
 
 
 def last_lines(server: Server, pane_id: str, count: int = LAST_LINES) -> list[str]:
+    """The pane's last non-blank lines, without tmux's own "Pane is dead" banner."""
     text = capture(server, pane_id, lines=500)
     lines = [line.rstrip() for line in text.splitlines()]
-    while lines and not lines[-1]:
-        lines.pop()
+    lines = [line for line in lines if line and not line.startswith("Pane is dead")]
     return lines[-count:]
 
 
