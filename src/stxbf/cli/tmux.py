@@ -310,7 +310,8 @@ def stop(
     for note in result.notes:
         err_console.print(f"note: {note}", soft_wrap=True, markup=False)
     how = f"exited with code {result.runner_exit}" if result.runner_exit is not None else "stopped"
-    _say(f"Runner {how}. Session '{name}' closed.")
+    pid = f" (pid {result.runner_pid})" if result.runner_pid is not None else ""
+    _say(f"Runner{pid} {how}. Session '{name}' closed.")
 
 
 @app.command("status")
