@@ -82,7 +82,8 @@ def test_real_run_in_tmux_while_status_health_logs_poll(
     server: Any, sim: SimServer, env: dict[str, str], isolated_env: Path
 ) -> None:
     started = stxbf(
-        "tmux", "start", "--api-url", sim.url, "--target-days", "2", "--concurrency", "2",
+        # long enough to be polled while it runs: `start` returns once the first pages came
+        "tmux", "start", "--api-url", sim.url, "--target-days", "4", "--concurrency", "1",
         "--inhibit", "none", "--interval", "1", env=env,
     )  # fmt: skip
     assert started.returncode == 0, started.stderr
@@ -134,7 +135,7 @@ def test_real_run_in_tmux_while_status_health_logs_poll(
         lambda: (t := ops_tmux.capture(server, monitor.pane_id)) and "Status: Complete" in t and t,
         timeout=10,
     )
-    assert "stxbf monitor" in screen and "2/2 days (100.0%)" in screen
+    assert "stxbf monitor" in screen and "4/4 days (100.0%)" in screen
 
     described = stxbf("tmux", "status", env=env)
     assert described.returncode == 0
