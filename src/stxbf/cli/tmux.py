@@ -396,4 +396,3 @@ def _render_status(report: TmuxStatus) -> None:
             line.append(f", heartbeat {fmt_duration(runner.heartbeat_age)} ago")
         console.print(line)
     _say(f"Sleep inhibitor: {report.inhibitor or 'unknown'}")
-

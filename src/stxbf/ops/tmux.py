@@ -516,4 +516,3 @@ def pane_exit(server: Server, pane_id: str, *, settle: float = 0.5) -> tuple[boo
         time.sleep(0.05)
     found = EXIT_LINE.findall(capture(server, pane_id, lines=200))
     return True, int(found[-1]) if found else None
-
