@@ -265,3 +265,20 @@ def test_start_refuses_while_another_run_holds_the_data(
     assert result.returncode == 4
     assert f"another stxbf run (pid {os.getpid()}) is already backfilling" in result.stderr
     assert ops_tmux.find_session(server, "stx-backfill") is None
+
+
+def test_health_finds_the_recorded_session_without_flags(
+    server: Any, env: dict[str, str], isolated_env: Path
+) -> None:
+    from stxbf.paths import DataPaths, SessionRecord, write_session_record
+
+    del env["STXBF_TMUX_SOCKET"]
+    server.new_session(session_name="nightly", attach=False)
+    isolated_env.mkdir(parents=True, exist_ok=True)
+    write_session_record(
+        DataPaths.of(isolated_env).session_record,
+        SessionRecord(socket_name=str(server.socket_name), session_name="nightly", started_at=0),
+    )
+    report = json.loads(stxbf("health", "--json", env=env).stdout)
+    tmux_check = next(check for check in report["checks"] if check["name"] == "tmux")
+    assert tmux_check["status"] == "ok", tmux_check

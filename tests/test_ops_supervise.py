@@ -278,3 +278,48 @@ def test_stxbf_run_leaves_its_outcome_and_publishes_the_restart_count(tmp_path: 
     }  # fmt: skip
     snap = state.read(DataPaths.of(tmp_path / "data").progress)
     assert snap is not None and snap.restarts == 4
+
+
+CHILD = """
+import json, os, sys, time
+from stxbf import state
+from stxbf.state import Counters, ProgressSnapshot
+home = sys.argv[1]
+snap = ProgressSnapshot(pid=os.getpid(), started_at=time.time(), updated_at=time.time(),
+    phase="failed", api_url="x", target_days=1, range_start=0, range_end=1,
+    counters=Counters(pages=1), restarts=int(os.environ["STXBF_SUPERVISOR_RESTARTS"]))
+state.publish(__import__("pathlib").Path(home) / "stxbf.duckdb.progress.json", snap)
+with open(os.environ["STXBF_SUPERVISOR_OUTCOME"], "w") as f:
+    json.dump({"exit_code": 1, "error": "ApiUnreachable", "retryable": True}, f)
+with open(os.path.join(home, "starts"), "a") as f:
+    f.write("x")
+sys.exit(1)
+"""
+
+
+def test_sigint_during_the_backoff_ends_the_supervisor_process(tmp_path: Path) -> None:
+    """What `stxbf tmux stop` does when no run is alive: Ctrl+C to the pane, and no restart."""
+    import time
+
+    home = tmp_path / "data"
+    home.mkdir()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "stxbf.ops.supervise", "--home", str(home),
+         "--db", str(home / "stxbf.duckdb"), "--", sys.executable, "-c", CHILD, str(home)],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        log = home / "logs" / "stxbf.log"
+        for _ in range(200):
+            if log.exists() and "restart 1 in" in log.read_text():
+                break
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=5)  # the backoff is 8 s or more: a restart would hang
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert (home / "starts").read_text() == "x"  # started once, never again
+    assert "restart 1 in" in err
+    assert "stopped while waiting to restart" in log.read_text()

@@ -117,3 +117,44 @@ def test_runner_argv_is_launcher_then_inhibitor_then_supervisor_then_run(tmp_pat
     rest = argv[argv.index("--") + 1 :]
     assert rest[:5] == ["inhibit", "-i", py, "-m", "stxbf.ops.supervise"]
     assert rest[-6:] == [py, "-m", "stxbf", "run", "--target-days", "3"]
+
+
+# -- reaching the same session again -----------------------------------------------------------
+
+
+def test_hints_carry_every_option_needed_to_reach_the_session(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`start --socket-name ncx` used to hint `stxbf tmux attach`, which found no session."""
+    from stxbf.cli.tmux import stxbf_hint
+
+    monkeypatch.delenv("STXBF_HOME")
+    plain = load_settings()
+    assert stxbf_hint(plain, "attach", "stx-backfill", None) == "stxbf tmux attach"
+    custom = load_settings(home=tmp_path / "h", db=tmp_path / "x.duckdb")
+    hint = stxbf_hint(custom, "attach", "my run", "ncx")
+    assert hint == (
+        f"stxbf tmux attach --socket-name ncx --session-name 'my run' "
+        f"--home {tmp_path / 'h'} --db {tmp_path / 'x.duckdb'}"
+    )
+
+
+def test_the_session_record_is_found_unless_flags_say_otherwise(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import time
+
+    from stxbf.cli.tmux import session_target
+    from stxbf.paths import SessionRecord, write_session_record
+
+    settings = load_settings()
+    assert session_target(settings) == ("stx-backfill", None)
+    settings.home.mkdir(parents=True, exist_ok=True)
+    write_session_record(
+        settings.paths.session_record,
+        SessionRecord(socket_name="ncx", session_name="nightly", started_at=time.time()),
+    )
+    assert session_target(load_settings()) == ("nightly", "ncx")
+    assert session_target(load_settings(tmux_socket="other")) == ("nightly", "other")
+    monkeypatch.setenv("STXBF_SESSION_NAME", "mine")
+    assert session_target(load_settings()) == ("mine", "ncx")

@@ -96,13 +96,14 @@ def _server(socket: str | None, session_name: str) -> Server:
 def stxbf_hint(settings: Settings, command: str, name: str, socket: str | None) -> str:
     """`stxbf tmux <command>` with every option needed to reach this same session and data."""
     from stxbf.settings import Settings as Defaults
+    from stxbf.settings import default_home
 
     words = ["stxbf", "tmux", command]
     if socket:
         words += ["--socket-name", socket]
     if name != Defaults.model_fields["session_name"].default:
         words += ["--session-name", name]
-    if "home" in settings.model_fields_set:
+    if settings.home.absolute() != default_home().absolute():
         words += ["--home", str(settings.home.absolute())]
     if settings.db is not None:
         words += ["--db", str(settings.db.absolute())]

@@ -38,7 +38,7 @@ from stxbf import state
 from stxbf.errors import ExitCode, QuotaExhausted, StxbfError, retryable
 from stxbf.paths import DataPaths
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("stxbf.ops.supervise")  # also when run as __main__
 
 OUTCOME_ENV = "STXBF_SUPERVISOR_OUTCOME"
 RESTARTS_ENV = "STXBF_SUPERVISOR_RESTARTS"
