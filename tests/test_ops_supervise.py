@@ -323,3 +323,62 @@ def test_sigint_during_the_backoff_ends_the_supervisor_process(tmp_path: Path) -
     assert (home / "starts").read_text() == "x"  # started once, never again
     assert "restart 1 in" in err
     assert "stopped while waiting to restart" in log.read_text()
+
+
+# -- what the others see while the supervisor waits ----------------------------------------------
+
+
+def test_the_wait_is_recorded_and_the_record_removed_at_the_end(tmp_path: Path) -> None:
+    from stxbf.ops.supervise import waiting_to_restart
+
+    sup, runs, clock = supervisor(tmp_path, [Ending(1, ApiUnreachable("down")), Ending(0)])
+    seen: list[Any] = []
+    real_sleep = clock.sleep
+
+    def sleep_and_look(seconds: float) -> None:
+        seen.append(waiting_to_restart(runs.paths.supervisor_record))
+        real_sleep(seconds)
+
+    sup.sleep = sleep_and_look
+    assert sup.run() == 0
+    record = seen[0]
+    assert record is not None and record.state == "waiting" and record.restarts == 1
+    assert record.failing_since == 1000.0 and record.restart_at == pytest.approx(1010.0)
+    assert "ApiUnreachable" in (record.reason or "")
+    assert not runs.paths.supervisor_record.exists()
+
+
+def test_health_calls_an_outage_between_tries_stalled_not_stopped(tmp_path: Path) -> None:
+    """Between two tries no run is alive: health used to say "not running" (1), as if left alone."""
+    from stxbf.ops.health import build_health
+    from stxbf.paths import SupervisorRecord, write_supervisor_record
+
+    paths = DataPaths.of(tmp_path)
+    write_supervisor_record(
+        paths.supervisor_record,
+        SupervisorRecord(
+            pid=os.getpid(), state="waiting", restarts=3, failing_since=1000.0,
+            restart_at=1300.0, reason="ApiUnreachable",
+        ),
+    )  # fmt: skip
+    report = build_health(
+        db_path=paths.db, progress_path=paths.progress, lock_path=paths.lock, target_days=3,
+        now=1200.0,
+    )  # fmt: skip
+    assert (report.verdict, report.exit_code) == ("stalled", 2)
+    assert "failing since" in report.reasons[0] and "restart 3 in 100 s" in report.reasons[0]
+
+
+def test_status_json_shows_the_restart_count(tmp_path: Path) -> None:
+    from stxbf.ops.status import build_status
+
+    paths = DataPaths.of(tmp_path)
+    snap = ProgressSnapshot(
+        pid=999_999, started_at=0, updated_at=0, phase="failed", api_url="x", target_days=1,
+        range_start=0, range_end=1, restarts=5,
+    )  # fmt: skip
+    state.publish(paths.progress, snap)
+    report = build_status(
+        db_path=paths.db, progress_path=paths.progress, lock_path=paths.lock, target_days=1
+    )
+    assert report.to_dict()["restarts"] == 5

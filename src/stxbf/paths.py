@@ -20,6 +20,7 @@ LOCK_SUFFIX = ".lock"
 PROGRESS_SUFFIX = ".progress.json"
 RUNNER_SUFFIX = ".runner.json"
 SESSION_SUFFIX = ".tmux.json"
+SUPERVISOR_SUFFIX = ".supervisor.json"
 DEFAULT_DB_NAME = "stxbf.duckdb"
 
 
@@ -55,6 +56,11 @@ class DataPaths:
     def session_record(self) -> Path:
         """Which tmux server and session run this backfill (written by `stxbf tmux start`)."""
         return self._beside_db(SESSION_SUFFIX)
+
+    @property
+    def supervisor_record(self) -> Path:
+        """What the tmux pane's supervisor is doing: running the run, or waiting to restart it."""
+        return self._beside_db(SUPERVISOR_SUFFIX)
 
     @property
     def logs_dir(self) -> Path:
@@ -139,6 +145,31 @@ def this_runner(host: str) -> RunnerRecord:
 def remove_record(path: Path) -> None:
     with contextlib.suppress(OSError):
         path.unlink()
+
+
+@dataclass(frozen=True)
+class SupervisorRecord:
+    pid: int
+    state: str  # running | waiting
+    restarts: int = 0
+    failing_since: float | None = None  # when the current run of failed tries began
+    restart_at: float | None = None  # while waiting: when the next try starts
+    reason: str | None = None  # why the last try ended
+
+
+def write_supervisor_record(path: Path, record: SupervisorRecord) -> None:
+    _write_json(path, asdict(record))
+
+
+def read_supervisor_record(path: Path) -> SupervisorRecord | None:
+    data = _read_json(path)
+    if data is None:
+        return None
+    known = {f.name for f in fields(SupervisorRecord)}
+    try:
+        return SupervisorRecord(**{k: v for k, v in data.items() if k in known})
+    except TypeError:
+        return None
 
 
 def write_session_record(path: Path, record: SessionRecord) -> None:

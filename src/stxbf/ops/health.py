@@ -75,6 +75,13 @@ def _check_config(db_path: Path) -> Check:
     return Check("config", "ok", f"database path {db_path}")
 
 
+def _supervisor_waiting(db_path: Path) -> Any:
+    from stxbf.ops.supervise import waiting_to_restart
+    from stxbf.paths import DataPaths
+
+    return waiting_to_restart(DataPaths(home=db_path.parent, db=db_path).supervisor_record)
+
+
 def _check_disk(db_path: Path) -> Check:
     where = next((p for p in [db_path.parent, *db_path.parents] if p.exists()), Path("/"))
     try:
@@ -182,6 +189,13 @@ def build_health(
                 )
             else:
                 checks.append(Check("database", "warn", f"{db_path} does not exist yet"))
+        elif (waiting := _supervisor_waiting(db_path)) is not None:
+            # Between two tries of the tmux supervisor: an outage, not a backfill left alone.
+            from stxbf.ops.supervise import describe_wait
+
+            detail = "the API is failing: " + describe_wait(waiting, now)
+            checks.append(Check("process", "fail", f"no run alive; {detail}"))
+            verdicts.add("stalled", detail)
         else:
             ended = ""
             if runner.phase in ("finished", "failed", "interrupted"):

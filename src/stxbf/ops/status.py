@@ -228,6 +228,7 @@ class StatusReport:
     backoff_until: float | None = None
     last_error: str | None = None
     last_error_at: float | None = None
+    restarts: int = 0  # times the tmux supervisor started the run again after an outage
     counters: dict[str, int] | None = None
     last_run: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
@@ -475,6 +476,7 @@ def build_status(
         runner=runner,
     )
     _fill_coverage(report, DAY_MISSING * target_days)
+    report.restarts = snap.restarts if snap is not None else 0
     if runner.alive:
         _running(report, snap, stall_seconds=stall_seconds, now=now)
         return report

@@ -36,7 +36,7 @@ from typing import Any
 
 from stxbf import state
 from stxbf.errors import ExitCode, QuotaExhausted, StxbfError, retryable
-from stxbf.paths import DataPaths
+from stxbf.paths import DataPaths, SupervisorRecord, remove_record, write_supervisor_record
 
 logger = logging.getLogger("stxbf.ops.supervise")  # also when run as __main__
 
@@ -159,14 +159,28 @@ class Supervisor:
                 self.child.send_signal(signal.SIGTERM)
 
     def run(self) -> int:
+        """Run until the run ends for good; the supervisor record says what it does meanwhile."""
+        try:
+            return self._loop()
+        finally:
+            remove_record(self.paths.supervisor_record)
+
+    def _record(self, state: str, **details: Any) -> None:
+        record = SupervisorRecord(pid=os.getpid(), state=state, restarts=self.restarts, **details)
+        with contextlib.suppress(OSError):
+            write_supervisor_record(self.paths.supervisor_record, record)
+
+    def _loop(self) -> int:
         answered = False
         step = 0
+        failing_since: float | None = None
         self.paths.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         outcome_path = self.paths.run_dir / f"outcome.{os.getpid()}.json"
         while True:
             outcome_path.unlink(missing_ok=True)
             env = {**os.environ, OUTCOME_ENV: str(outcome_path), RESTARTS_ENV: str(self.restarts)}
             started = self.clock()
+            self._record("running", failing_since=failing_since)
             self.child = self.spawn(self.argv, env=env)
             code = _exit_code(self.child.wait())
             pid = self.child.pid
@@ -183,13 +197,20 @@ class Supervisor:
             if not decision.retry:
                 logger.info("supervisor: the run ended with exit %d (%s)", code, decision.reason)
                 return code
-            if self.clock() - started > MAX_DELAY:
+            if self.clock() - started > MAX_DELAY or failing_since is None:
                 step = 0  # it ran a while: a new outage, start the backoff afresh
+                failing_since = self.clock()
             delay = backoff(step, self.rng)
             step += 1
             if decision.wait_until is not None:
                 delay = max(delay, decision.wait_until - self.clock() + delay * JITTER)
             self.restarts += 1
+            self._record(
+                "waiting",
+                failing_since=failing_since,
+                restart_at=self.clock() + delay,
+                reason=decision.reason,
+            )
             logger.warning(
                 "supervisor: the run ended with exit %d (%s); restart %d in %.0f s",
                 code,
@@ -211,6 +232,24 @@ class Supervisor:
                 return True
             self.sleep(min(SLEEP_SLICE, left))
         return False
+
+
+def waiting_to_restart(record_path: Path) -> SupervisorRecord | None:
+    """The supervisor's record while it waits out an outage (None when no live one waits)."""
+    from stxbf.ops.status import pid_alive
+    from stxbf.paths import read_supervisor_record
+
+    record = read_supervisor_record(record_path)
+    if record is None or record.state != "waiting" or not pid_alive(record.pid):
+        return None
+    return record
+
+
+def describe_wait(record: SupervisorRecord, now: float) -> str:
+    """One line for health and tmux status: what failed, since when, when the next try is."""
+    since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(record.failing_since or now))
+    next_try = max(0.0, (record.restart_at or now) - now)
+    return f"failing since {since} ({record.reason}); restart {record.restarts} in {next_try:.0f} s"
 
 
 def _exit_code(returncode: int) -> int:
