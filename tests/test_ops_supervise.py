@@ -329,14 +329,14 @@ def test_sigint_during_the_backoff_ends_the_supervisor_process(tmp_path: Path) -
 
 
 def test_the_wait_is_recorded_and_the_record_removed_at_the_end(tmp_path: Path) -> None:
-    from stxbf.ops.supervise import waiting_to_restart
+    from stxbf.ops.supervise import active_supervisor
 
     sup, runs, clock = supervisor(tmp_path, [Ending(1, ApiUnreachable("down")), Ending(0)])
     seen: list[Any] = []
     real_sleep = clock.sleep
 
     def sleep_and_look(seconds: float) -> None:
-        seen.append(waiting_to_restart(runs.paths.supervisor_record))
+        seen.append(active_supervisor(runs.paths.supervisor_record))
         real_sleep(seconds)
 
     sup.sleep = sleep_and_look

@@ -75,11 +75,11 @@ def _check_config(db_path: Path) -> Check:
     return Check("config", "ok", f"database path {db_path}")
 
 
-def _supervisor_waiting(db_path: Path) -> Any:
-    from stxbf.ops.supervise import waiting_to_restart
+def _active_supervisor(db_path: Path) -> Any:
+    from stxbf.ops.supervise import active_supervisor
     from stxbf.paths import DataPaths
 
-    return waiting_to_restart(DataPaths(home=db_path.parent, db=db_path).supervisor_record)
+    return active_supervisor(DataPaths(home=db_path.parent, db=db_path).supervisor_record)
 
 
 def _check_disk(db_path: Path) -> Check:
@@ -189,13 +189,16 @@ def build_health(
                 )
             else:
                 checks.append(Check("database", "warn", f"{db_path} does not exist yet"))
-        elif (waiting := _supervisor_waiting(db_path)) is not None:
+        elif (supervisor := _active_supervisor(db_path)) is not None:
             # Between two tries of the tmux supervisor: an outage, not a backfill left alone.
             from stxbf.ops.supervise import describe_wait
 
-            detail = "the API is failing: " + describe_wait(waiting, now)
-            checks.append(Check("process", "fail", f"no run alive; {detail}"))
-            verdicts.add("stalled", detail)
+            if supervisor.failing_since is not None:
+                detail = "the API is failing: " + describe_wait(supervisor, now)
+                checks.append(Check("process", "fail", f"no run alive; {detail}"))
+                verdicts.add("stalled", detail)
+            else:
+                checks.append(Check("process", "ok", "the tmux supervisor is starting the run"))
         else:
             ended = ""
             if runner.phase in ("finished", "failed", "interrupted"):

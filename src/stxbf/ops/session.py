@@ -29,7 +29,7 @@ from stxbf.errors import LockHeld, OpsError
 from stxbf.ops.inhibit import Inhibitor
 from stxbf.ops.launch import remove_stale_key_files, write_key_file
 from stxbf.ops.status import RunnerState, detect_runner
-from stxbf.ops.supervise import api_has_answered, describe_wait, waiting_to_restart
+from stxbf.ops.supervise import active_supervisor, api_has_answered, describe_wait
 from stxbf.ops.tmux import (
     SessionInfo,
     StopResult,
@@ -280,9 +280,9 @@ def build_tmux_status(
     label, code = TMUX_STATES[key]
     if key == "runner_exited":
         label += f" with code {pane.dead_status}" if pane and pane.dead_status is not None else ""
-    waiting = waiting_to_restart(paths.supervisor_record) if key == "running" else None
-    if waiting is not None:
-        label = "waiting to restart the run: " + describe_wait(waiting, now)
+    supervisor = active_supervisor(paths.supervisor_record) if key == "running" else None
+    if supervisor is not None and supervisor.failing_since is not None and not runner.alive:
+        label = "waiting to restart the run: " + describe_wait(supervisor, now)
     return TmuxStatus(
         state=key,
         label=label,

@@ -49,7 +49,9 @@ STATES: dict[str, tuple[str, int]] = {
 
 def runner_info_path(db_path: Path) -> Path:
     """`<db>.runner.json`: the runner's pid file, written while it holds the lock."""
-    return db_path.with_name(db_path.name + ".runner.json")
+    from stxbf.paths import DataPaths
+
+    return DataPaths(home=db_path.parent, db=db_path).runner_record
 
 
 @dataclass(frozen=True)

@@ -234,13 +234,13 @@ class Supervisor:
         return False
 
 
-def waiting_to_restart(record_path: Path) -> SupervisorRecord | None:
-    """The supervisor's record while it waits out an outage (None when no live one waits)."""
+def active_supervisor(record_path: Path) -> SupervisorRecord | None:
+    """The record of a live supervisor (waiting to restart, or starting / running the run)."""
     from stxbf.ops.status import pid_alive
     from stxbf.paths import read_supervisor_record
 
     record = read_supervisor_record(record_path)
-    if record is None or record.state != "waiting" or not pid_alive(record.pid):
+    if record is None or not pid_alive(record.pid):
         return None
     return record
 
@@ -248,6 +248,8 @@ def waiting_to_restart(record_path: Path) -> SupervisorRecord | None:
 def describe_wait(record: SupervisorRecord, now: float) -> str:
     """One line for health and tmux status: what failed, since when, when the next try is."""
     since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(record.failing_since or now))
+    if record.state != "waiting":
+        return f"failing since {since}; restart {record.restarts} is starting"
     next_try = max(0.0, (record.restart_at or now) - now)
     return f"failing since {since} ({record.reason}); restart {record.restarts} in {next_try:.0f} s"
 
