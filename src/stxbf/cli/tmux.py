@@ -30,7 +30,7 @@ from stxbf.errors import OpsError
 if TYPE_CHECKING:
     from libtmux import Server
 
-    from stxbf.ops.session import TmuxStatus
+    from stxbf.ops.session import Startup, TmuxStatus
     from stxbf.settings import Settings
 
 app = typer.Typer(
@@ -73,17 +73,28 @@ def _settings(ctx: typer.Context, **given: Any) -> Settings:
 
 def session_target(settings: Settings) -> tuple[str, str | None]:
     """(session name, socket name): flags or env first, else the session record, else defaults."""
-    from stxbf.ops.session import recorded_session
+    from stxbf.ops.session import locate_session
 
-    chosen = settings.model_fields_set
-    name, socket = settings.session_name, settings.tmux_socket
-    record = recorded_session(settings.paths)
-    if record is not None:
-        if "session_name" not in chosen:
-            name = record.session_name
-        if "tmux_socket" not in chosen:
-            socket = record.socket_name
-    return name, socket
+    return locate_session(
+        settings.paths,
+        session_name=settings.session_name,
+        socket_name=settings.tmux_socket,
+        name_given="session_name" in settings.model_fields_set,
+        socket_given="tmux_socket" in settings.model_fields_set,
+    )
+
+
+def _locate(
+    ctx: typer.Context,
+    session_name: str | None,
+    socket_name: str | None,
+    home: Path | None,
+    db: Path | None,
+) -> tuple[Settings, str, str | None, Server]:
+    """The settings, and the session this command is about (see `session_target`)."""
+    settings = _settings(ctx, session_name=session_name, tmux_socket=socket_name, home=home, db=db)
+    name, socket = session_target(settings)
+    return settings, name, socket, _server(socket, name)
 
 
 def _server(socket: str | None, session_name: str) -> Server:
@@ -154,8 +165,16 @@ def _start(
     startup = watch_startup(
         server, started.runner_pane, paths, since=started.started_at, timeout=startup_timeout
     )
+    _render_startup(startup, settings, timeout=startup_timeout, tmux_hint=attach_hint(server, name))
+
+
+def _render_startup(
+    startup: Startup, settings: Settings, *, timeout: float, tmux_hint: str
+) -> None:
+    """What the runner did first; a runner that ended before any progress ends `start` too."""
+    name, socket = settings.session_name, settings.tmux_socket
+    attach_cmd = stxbf_hint(settings, "attach", name, socket)
     if startup.state == "died":
-        code = startup.exit_code if startup.exit_code else 1
         err_console.print(
             f"stxbf: error: the runner exited with code {startup.exit_code} before its first "
             "progress. Its last lines:",
@@ -165,22 +184,19 @@ def _start(
         for line in startup.last_lines:
             err_console.print(f"  {line}", soft_wrap=True, markup=False, highlight=False)
         err_console.print(
-            f"  Read it all with: {stxbf_hint(settings, 'attach', name, socket)}; "
+            f"  Read it all with: {attach_cmd}; "
             f"close it with: {stxbf_hint(settings, 'stop', name, socket)}",
             soft_wrap=True,
             markup=False,
         )
-        raise typer.Exit(code)
+        raise typer.Exit(startup.exit_code or 1)
     if startup.state == "finished":
         _say("The runner finished at once: the target is already reached.")
     elif startup.state == "starting":
-        _say(f"The runner has not heard from the API after {startup_timeout:g} s; it keeps trying.")
+        _say(f"The runner has not heard from the API after {timeout:g} s; it keeps trying.")
     else:
         _say("The runner is backfilling.")
-    _say(
-        f"Attach with: {stxbf_hint(settings, 'attach', name, socket)}   "
-        f"(or: {attach_hint(server, name)})"
-    )
+    _say(f"Attach with: {attach_cmd}   (or: {tmux_hint})")
 
 
 def _say(text: str) -> None:
@@ -279,9 +295,7 @@ def attach_cmd(
     """Attach to the running session (fails if it does not exist)."""
     from stxbf.ops.tmux import attach, attach_hint, find_session
 
-    settings = _settings(ctx, session_name=session_name, tmux_socket=socket_name, home=home, db=db)
-    name, socket = session_target(settings)
-    server = _server(socket, name)
+    _, name, _, server = _locate(ctx, session_name, socket_name, home, db)
     if find_session(server, name) is None:
         raise OpsError(f"Session '{name}' does not exist. Use 'start' to create it.")
     if not sys.stdin.isatty() and not os.environ.get("TMUX"):
@@ -303,9 +317,7 @@ def stop(
     """Stop cleanly: signal the runner (it checkpoints; no restart follows), close the session."""
     from stxbf.ops.session import stop_backfill
 
-    settings = _settings(ctx, session_name=session_name, tmux_socket=socket_name, home=home, db=db)
-    name, socket = session_target(settings)
-    server = _server(socket, name)
+    settings, name, _, server = _locate(ctx, session_name, socket_name, home, db)
     _say("Stopping the runner so it checkpoints…")
     result = stop_backfill(server, session_name=name, paths=settings.paths, timeout=timeout)
     for note in result.notes:
@@ -329,9 +341,8 @@ def status_cmd(
     Exit code: 0 running (or finished with the target reached), 1 no session, 8 the runner pane
     has ended with an error or was killed.
     """
-    settings = _settings(ctx, session_name=session_name, tmux_socket=socket_name, home=home, db=db)
-    name, socket = session_target(settings)
-    report = _status(settings, name, socket, _server(socket, name))
+    settings, name, socket, server = _locate(ctx, session_name, socket_name, home, db)
+    report = _status(settings, name, socket, server)
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2))
     elif report.session is None:

@@ -308,6 +308,22 @@ def recorded_session(paths: DataPaths) -> SessionRecord | None:
     return read_session_record(paths.session_record)
 
 
+def locate_session(
+    paths: DataPaths,
+    *,
+    session_name: str,
+    socket_name: str | None,
+    name_given: bool,
+    socket_given: bool,
+) -> tuple[str, str | None]:
+    """(session, socket): what the user gave, else what `start` recorded, else the defaults."""
+    record = recorded_session(paths)
+    if record is not None:
+        session_name = session_name if name_given else record.session_name
+        socket_name = socket_name if socket_given else record.socket_name
+    return session_name, socket_name
+
+
 def stop_backfill(
     server: Server, *, session_name: str, paths: DataPaths, timeout: float
 ) -> StopResult:
