@@ -382,3 +382,12 @@ def test_status_json_shows_the_restart_count(tmp_path: Path) -> None:
         db_path=paths.db, progress_path=paths.progress, lock_path=paths.lock, target_days=1
     )
     assert report.to_dict()["restarts"] == 5
+
+
+def test_quota_without_a_stated_reset_uses_the_one_the_run_published() -> None:
+    outcome = Outcome(exit_code=75, error="QuotaExhausted", retryable=True)
+    snap = ProgressSnapshot(
+        pid=1, started_at=0, updated_at=0, phase="failed", api_url="x", target_days=1,
+        range_start=0, range_end=1, rate_limited_until=7200.0,
+    )  # fmt: skip
+    assert decide(75, outcome, answered=True, snap=snap).wait_until == 7200.0

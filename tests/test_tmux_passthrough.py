@@ -158,3 +158,12 @@ def test_the_session_record_is_found_unless_flags_say_otherwise(
     assert session_target(load_settings(tmux_socket="other")) == ("nightly", "other")
     monkeypatch.setenv("STXBF_SESSION_NAME", "mine")
     assert session_target(load_settings()) == ("mine", "ncx")
+
+
+def test_a_log_level_the_logger_cannot_take_is_a_usage_error() -> None:
+    """`--log-level` is a run option now: a bad one must be one line and exit 2, not a crash."""
+    from stxbf.errors import ConfigError
+
+    assert load_settings(log_level="warning").log_level == "WARNING"
+    with pytest.raises(ConfigError, match="log_level"):
+        load_settings(log_level="LOUD")
