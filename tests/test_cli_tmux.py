@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -81,7 +82,8 @@ def test_real_run_in_tmux_while_status_health_logs_poll(
     server: Any, sim: SimServer, env: dict[str, str], isolated_env: Path
 ) -> None:
     started = stxbf(
-        "tmux", "start", "--api-url", sim.url, "--target-days", "2", "--concurrency", "2",
+        # long enough to be polled while it runs: `start` returns once the first pages came
+        "tmux", "start", "--api-url", sim.url, "--target-days", "4", "--concurrency", "1",
         "--inhibit", "none", "--interval", "1", env=env,
     )  # fmt: skip
     assert started.returncode == 0, started.stderr
@@ -133,7 +135,7 @@ def test_real_run_in_tmux_while_status_health_logs_poll(
         lambda: (t := ops_tmux.capture(server, monitor.pane_id)) and "Status: Complete" in t and t,
         timeout=10,
     )
-    assert "stxbf monitor" in screen and "2/2 days (100.0%)" in screen
+    assert "stxbf monitor" in screen and "4/4 days (100.0%)" in screen
 
     described = stxbf("tmux", "status", env=env)
     assert described.returncode == 0
@@ -167,8 +169,8 @@ def test_stop_checkpoints_a_real_run(server: Any, env: dict[str, str], isolated_
         assert "Session 'stx-backfill' already exists. Use 'attach' to reconnect." in again.stderr
         stopped = stxbf("tmux", "stop", "--timeout", "30", env=env)
     assert stopped.returncode == 0, stopped.stderr
-    assert "Stopping runner (pid" in stopped.stdout
-    assert "exited with code 130" in stopped.stdout
+    assert "Stopping the runner" in stopped.stdout
+    assert re.search(r"Runner \(pid \d+\) exited with code 130", stopped.stdout)
     assert ops_tmux.find_session(server, "stx-backfill") is None
     with Store.open(isolated_env / "stxbf.duckdb", read_only=True) as store:
         last = store.last_run()
@@ -182,22 +184,72 @@ def test_stop_checkpoints_a_real_run(server: Any, env: dict[str, str], isolated_
     assert "Session 'stx-backfill' does not exist. Use 'start' to create it." in missing.stderr
 
 
-def test_bare_tmux_without_a_terminal_creates_detached_then_points_at_it(
-    server: Any, env: dict[str, str]
+def test_start_reports_a_runner_that_dies_before_its_first_progress(
+    server: Any, env: dict[str, str], isolated_env: Path
 ) -> None:
-    args = ("tmux", "--api-url", "http://127.0.0.1:9", "--target-days", "1", "--inhibit", "none")
-    first = stxbf(*args, env=env)
-    assert first.returncode == 0, first.stderr
-    assert "Started tmux session 'stx-backfill'" in first.stdout
-    assert "Attach with" in first.stdout
-    second = stxbf(*args, env=env)
-    assert second.returncode == 0, second.stderr
-    assert "Session 'stx-backfill' is running" in second.stdout
-    assert f"tmux -L {server.socket_name} attach-session -t =stx-backfill" in second.stdout
-    # nothing listens on port 9: the runner fails at once, and its pane keeps the reason
-    pane = wait_for(lambda: (p := runner_pane(server)).dead and p, timeout=20)
-    assert pane.dead_status not in (None, 0)
-    assert "[stxbf run exited with code" in ops_tmux.capture(server, pane.pane_id, lines=200)
+    """Nothing listens on port 1: `start` used to say "Started" and exit 0 (issue 11, 2)."""
+    del env["STXBF_TMUX_SOCKET"]  # given as a flag once; the session record remembers it
+    socket = str(server.socket_name)
+    args = ("--socket-name", socket, "--api-url", "http://127.0.0.1:1", "--inhibit", "none")
+    first = stxbf("tmux", "start", "-d", *args, env=env)
+    assert first.returncode == 1, first.stdout + first.stderr
+    assert "exited with code 1 before its first progress" in first.stderr
+    assert "cannot reach the API" in first.stderr  # the runner's own last lines
+    assert f"stxbf tmux attach --socket-name {socket}" in first.stderr
+
+    bare = stxbf("tmux", env=env)  # no terminal, no flags: found through the session record
+    assert bare.returncode == 8, bare.stdout + bare.stderr
+    assert "runner exited with code 1" in bare.stdout
+    assert f"--socket-name {socket}" in bare.stdout
+    described = stxbf("tmux", "status", "--json", env=env)
+    assert described.returncode == 8
+    report = json.loads(described.stdout)
+    assert (report["state"], report["runner_exit"], report["socket"]) == (
+        "runner_exited", 1, socket,
+    )  # fmt: skip
+    stopped = stxbf("tmux", "stop", env=env)
+    assert stopped.returncode == 0, stopped.stderr
+    assert ops_tmux.find_session(server, "stx-backfill") is None
+    assert not (isolated_env / "stxbf.duckdb.tmux.json").exists()
+
+
+def test_a_killed_runner_is_reported_with_its_code_not_as_running(
+    server: Any, sim: SimServer, env: dict[str, str], isolated_env: Path
+) -> None:
+    del env["STXBF_TMUX_SOCKET"]
+    socket = str(server.socket_name)
+    started = stxbf(
+        "tmux", "start", "-d", "--socket-name", socket, "--session-name", "bf two",
+        "--api-url", sim.url, "--target-days", "6", "--concurrency", "1", "--inhibit", "none",
+        env=env,
+    )  # fmt: skip
+    assert started.returncode == 0, started.stderr
+    assert "The runner is backfilling." in started.stdout
+    assert f"stxbf tmux attach --socket-name {socket} --session-name 'bf two'" in started.stdout
+    running = stxbf("tmux", "status", "--json", env=env)
+    assert running.returncode == 0, running.stderr
+    assert json.loads(running.stdout)["state"] == "running"
+
+    record = json.loads((isolated_env / "stxbf.duckdb.runner.json").read_text())
+    assert record["tmux"].split(",")[0].endswith(socket)  # the runner knows its tmux server
+    assert record["tmux_pane"].startswith("%")
+    os.kill(record["pid"], 9)
+    wait_for(lambda: runner_pane_named(server, "bf two").dead, timeout=20)
+    bare = stxbf("tmux", env=env)
+    assert bare.returncode == 8, bare.stdout + bare.stderr
+    assert "runner exited with code 137" in bare.stdout
+    described = stxbf("tmux", "status", env=env)
+    assert described.returncode == 8
+    assert "State: runner exited with code 137" in described.stdout
+    assert stxbf("tmux", "stop", env=env).returncode == 0
+
+
+def runner_pane_named(server: Any, name: str) -> ops_tmux.PaneInfo:
+    info = ops_tmux.describe_session(server, name)
+    assert info is not None
+    pane = info.pane("runner")
+    assert pane is not None
+    return pane
 
 
 def test_start_refuses_while_another_run_holds_the_data(
@@ -213,3 +265,20 @@ def test_start_refuses_while_another_run_holds_the_data(
     assert result.returncode == 4
     assert f"another stxbf run (pid {os.getpid()}) is already backfilling" in result.stderr
     assert ops_tmux.find_session(server, "stx-backfill") is None
+
+
+def test_health_finds_the_recorded_session_without_flags(
+    server: Any, env: dict[str, str], isolated_env: Path
+) -> None:
+    from stxbf.paths import DataPaths, SessionRecord, write_session_record
+
+    del env["STXBF_TMUX_SOCKET"]
+    server.new_session(session_name="nightly", attach=False)
+    isolated_env.mkdir(parents=True, exist_ok=True)
+    write_session_record(
+        DataPaths.of(isolated_env).session_record,
+        SessionRecord(socket_name=str(server.socket_name), session_name="nightly", started_at=0),
+    )
+    report = json.loads(stxbf("health", "--json", env=env).stdout)
+    tmux_check = next(check for check in report["checks"] if check["name"] == "tmux")
+    assert tmux_check["status"] == "ok", tmux_check

@@ -239,11 +239,7 @@ HOSTILE_DIR = (
 
 
 @pytest.mark.tmux
-def test_tmux_run_keeps_the_key_secret_and_hostile_names_inert(
-    server: Any, sim: SimServer, tmp_path: Path
-) -> None:
-    from stxbf.ops import tmux as ops_tmux
-
+def test_tmux_run_keeps_the_key_secret_and_hostile_names_inert(server: Any, tmp_path: Path) -> None:
     cwd = tmp_path / HOSTILE_DIR / "cwd"  # tmux format-expands a start directory
     cwd.mkdir(parents=True)
     home = tmp_path / HOSTILE_DIR / "home"
@@ -255,11 +251,22 @@ def test_tmux_run_keeps_the_key_secret_and_hostile_names_inert(
         HOME=str(home_env),
     )
     args = ("--session-name", HOSTILE_SESSION)
-    started = subprocess.run(
-        [sys.executable, "-m", "stxbf", "tmux", "start", "--detach", *args,
-         "--api-url", sim.url, "--target-days", "2", "--concurrency", "4", "--inhibit", "none"],
-        env=env, cwd=cwd, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+    # `start` returns once the first pages came: a slower API keeps the run going to be watched
+    with run_in_thread(CHAIN.with_(latency_ms=150)) as slow:
+        started = subprocess.run(
+            [sys.executable, "-m", "stxbf", "tmux", "start", "--detach", *args,
+             "--api-url", slow.url, "--target-days", "2", "--concurrency", "2", "--inhibit",
+             "none"],
+            env=env, cwd=cwd, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+            timeout=60,
+        )  # fmt: skip
+        _watch_the_key_while_it_runs(server, started, home)
+    _check_status_stop_and_names(env, cwd, args, tmp_path, home, home_env)
+
+
+def _watch_the_key_while_it_runs(server: Any, started: Any, home: Path) -> None:
+    from stxbf.ops import tmux as ops_tmux
+
     assert started.returncode == 0, started.stderr
     assert KEY not in started.stdout + started.stderr
 
@@ -285,6 +292,11 @@ def test_tmux_run_keeps_the_key_secret_and_hostile_names_inert(
     assert runner.dead_status == 0  # the key reached the runner: the simulator demands it
     assert seen_running
 
+
+def _check_status_stop_and_names(
+    env: dict[str, str], cwd: Path, args: tuple[str, ...], tmp_path: Path, home: Path,
+    home_env: Path,
+) -> None:  # fmt: skip
     for verb in (("tmux", "status"), ("tmux", "stop", "--timeout", "10")):
         done = subprocess.run(
             [sys.executable, "-m", "stxbf", *verb, *args],

@@ -116,3 +116,15 @@ class OpsError(StxbfError):
 
 class TmuxMissing(OpsError):
     pass
+
+
+def retryable(exc: BaseException) -> bool:
+    """Whether a later run could succeed where this one failed, with nothing changed.
+
+    An outage (unreachable, 5xx until give-up) and a used-up quota pass; a rejected request
+    (401/403/404/400, 410 gone), an answer that is not the Stacks API, the database, the lock and
+    bad settings do not: repeating them changes nothing.
+    """
+    if isinstance(exc, (ApiRejected, ApiNotStacks)):
+        return False
+    return isinstance(exc, FetchError)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import socket
@@ -40,6 +39,7 @@ from stxbf.fetch.engine import CompletedWindow, Engine, PassResult
 from stxbf.fetch.pacer import HIRO_RPM_WITH_KEY, HIRO_RPM_WITHOUT_KEY, Pacer
 from stxbf.fetch.pages import FetchStats, PageSource
 from stxbf.models import BURN_TIME_INDEX
+from stxbf.paths import read_runner_record, remove_record, this_runner, write_runner_record
 from stxbf.state import DAY, Counters, ProgressSnapshot, day_coverage, publish
 from stxbf.store import Store, WindowRecord
 
@@ -67,6 +67,7 @@ class RunParams:
     rpm: float | None = None
     request_timeout: float = 20.0
     give_up_after: float = 600.0
+    restarts: int = 0  # times a supervisor started this run again (published in the snapshot)
 
 
 @dataclass
@@ -100,22 +101,16 @@ def run_lock(lock_path: Path, runner_path: Path, db_path: Path) -> Iterator[None
             pid=pid,
         ) from None
     try:
-        info = {"pid": os.getpid(), "started_at": time.time(), "host": socket.gethostname()}
-        tmp = runner_path.with_name(runner_path.name + ".tmp")
-        tmp.write_text(json.dumps(info), encoding="utf-8")
-        os.replace(tmp, runner_path)
+        write_runner_record(runner_path, this_runner(socket.gethostname()))
         yield
     finally:
-        with contextlib.suppress(OSError):
-            runner_path.unlink()
+        remove_record(runner_path)
         lock.release()
 
 
 def read_runner_pid(runner_path: Path) -> int | None:
-    try:
-        return int(json.loads(runner_path.read_text(encoding="utf-8"))["pid"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+    record = read_runner_record(runner_path)
+    return record.pid if record is not None else None
 
 
 def gaps_between(
@@ -652,6 +647,7 @@ class Runner:
             rate_limited_reason=limited_reason,
             eta_seconds=self._eta(rate),
             db_bytes=self.db_bytes,
+            restarts=self.params.restarts,
             exit_code=None if self.exit_code is None else int(self.exit_code),
         )
 

@@ -21,9 +21,11 @@ from pydantic_settings import (
 )
 
 from stxbf.errors import ConfigError
+from stxbf.paths import DataPaths
 
 DEFAULT_API_URL = "https://api.hiro.so"
 MAX_TARGET_DAYS = 3650  # ten years: older than the Stacks chain itself
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1", "[::1]"}
 
 
@@ -81,6 +83,14 @@ class Settings(BaseSettings):
             raise ValueError(f"must be an http(s) URL like {DEFAULT_API_URL}")
         return value.rstrip("/")
 
+    @field_validator("log_level")
+    @classmethod
+    def _check_level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in LOG_LEVELS:
+            raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
+        return level
+
     @field_validator("home", "db", mode="before")
     @classmethod
     def _expand(cls, value: Any) -> Any:
@@ -124,25 +134,30 @@ class Settings(BaseSettings):
         )
 
     @property
+    def paths(self) -> DataPaths:
+        """Every file of this backfill's data directory (stxbf.paths owns the names)."""
+        return DataPaths.of(self.home, self.db)
+
+    @property
     def db_path(self) -> Path:
-        return self.db if self.db is not None else self.home / "stxbf.duckdb"
+        return self.paths.db
 
     @property
     def log_path(self) -> Path:
-        return self.home / "logs" / "stxbf.log"
+        return self.paths.log_file
 
     @property
     def lock_path(self) -> Path:
-        return self.db_path.with_name(self.db_path.name + ".lock")
+        return self.paths.lock
 
     @property
     def progress_path(self) -> Path:
-        return self.db_path.with_name(self.db_path.name + ".progress.json")
+        return self.paths.progress
 
     @property
     def runner_path(self) -> Path:
-        """Who holds the lock: pid, start time, host (JSON, written while a run is alive)."""
-        return self.db_path.with_name(self.db_path.name + ".runner.json")
+        """Who holds the lock: pid, start time, host, tmux pane (JSON, while a run is alive)."""
+        return self.paths.runner_record
 
     @property
     def api_is_loopback(self) -> bool:

@@ -69,7 +69,9 @@ def health(
             checks=[Check("config", "fail", exc.message)],
         )
     else:
-        name, socket = settings.session_name, settings.tmux_socket
+        from stxbf.cli.tmux import session_target
+
+        name, socket = session_target(settings)  # flags, else what `stxbf tmux start` recorded
         report = build_health(
             db_path=settings.db_path,
             progress_path=settings.progress_path,

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from stxbf.cli.common import console, err_console, stdout_is_terminal
-from stxbf.errors import ConfigError
+from stxbf.errors import ConfigError, StxbfError
 
 if TYPE_CHECKING:
     from stxbf.runner import RunParams, RunReport
@@ -50,6 +50,12 @@ def run(
         "--give-up-after",
         help="Seconds of failures before a request is abandoned (default 600).",
     ),
+    request_timeout: float | None = typer.Option(
+        None, "--request-timeout", help="Seconds one HTTP request may take (default 20)."
+    ),
+    log_level: str | None = typer.Option(
+        None, "--log-level", help="Log file detail: DEBUG, INFO, WARNING or ERROR (default INFO)."
+    ),
 ) -> None:
     """Backfill transactions into DuckDB until the target range is verified.
 
@@ -70,10 +76,33 @@ def run(
         home=home,
         db=db,
         give_up_after=give_up_after,
+        request_timeout=request_timeout,
+        log_level=log_level,
     )
-    report = execute(settings)
+    report = execute_and_record(settings)
     render_report(report)
     raise typer.Exit(int(report.exit_code))
+
+
+def execute_and_record(settings: Settings) -> RunReport:
+    """Run; under a supervisor (the tmux runner pane), also leave it the outcome to decide on.
+
+    An exit code alone cannot tell an API outage (worth another try) from a database error (not):
+    both are 1. So the run writes its outcome, with the error's class and whether a later try can
+    fix it, to the file the supervisor names in its environment.
+    """
+    from stxbf.ops.supervise import OUTCOME_ENV, Outcome, write_outcome
+
+    outcome_file = os.environ.get(OUTCOME_ENV)
+    try:
+        report = execute(settings)
+    except StxbfError as exc:
+        if outcome_file:
+            write_outcome(Path(outcome_file), Outcome.of_error(exc))
+        raise
+    if outcome_file:
+        write_outcome(Path(outcome_file), Outcome(exit_code=int(report.exit_code)))
+    return report
 
 
 def params_from(settings: Settings) -> RunParams:
@@ -95,7 +124,18 @@ def params_from(settings: Settings) -> RunParams:
         rpm=settings.rpm,
         request_timeout=settings.request_timeout,
         give_up_after=settings.give_up_after,
+        restarts=supervisor_restarts(),
     )
+
+
+def supervisor_restarts() -> int:
+    """How many times the supervisor has started this run again (0 when not supervised)."""
+    from stxbf.ops.supervise import RESTARTS_ENV
+
+    try:
+        return max(0, int(os.environ.get(RESTARTS_ENV, "0")))
+    except ValueError:
+        return 0
 
 
 def execute(

@@ -75,6 +75,13 @@ def _check_config(db_path: Path) -> Check:
     return Check("config", "ok", f"database path {db_path}")
 
 
+def _active_supervisor(db_path: Path) -> Any:
+    from stxbf.ops.supervise import active_supervisor
+    from stxbf.paths import DataPaths
+
+    return active_supervisor(DataPaths(home=db_path.parent, db=db_path).supervisor_record)
+
+
 def _check_disk(db_path: Path) -> Check:
     where = next((p for p in [db_path.parent, *db_path.parents] if p.exists()), Path("/"))
     try:
@@ -182,6 +189,16 @@ def build_health(
                 )
             else:
                 checks.append(Check("database", "warn", f"{db_path} does not exist yet"))
+        elif (supervisor := _active_supervisor(db_path)) is not None:
+            # Between two tries of the tmux supervisor: an outage, not a backfill left alone.
+            from stxbf.ops.supervise import describe_wait
+
+            if supervisor.failing_since is not None:
+                detail = "the API is failing: " + describe_wait(supervisor, now)
+                checks.append(Check("process", "fail", f"no run alive; {detail}"))
+                verdicts.add("stalled", detail)
+            else:
+                checks.append(Check("process", "ok", "the tmux supervisor is starting the run"))
         else:
             ended = ""
             if runner.phase in ("finished", "failed", "interrupted"):

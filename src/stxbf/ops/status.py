@@ -12,7 +12,6 @@ total for it), so a gap in the middle of the range shows as missing even when ol
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import socket
 import time
@@ -50,28 +49,25 @@ STATES: dict[str, tuple[str, int]] = {
 
 def runner_info_path(db_path: Path) -> Path:
     """`<db>.runner.json`: the runner's pid file, written while it holds the lock."""
-    return db_path.with_name(db_path.name + ".runner.json")
+    from stxbf.paths import DataPaths
+
+    return DataPaths(home=db_path.parent, db=db_path).runner_record
 
 
 @dataclass(frozen=True)
 class RunnerInfo:
     pid: int
     started_at: float
-    argv_safe: list[str] = field(default_factory=list)
     host: str = ""
 
 
 def read_runner_info(path: Path) -> RunnerInfo | None:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        return RunnerInfo(
-            pid=int(data["pid"]),
-            started_at=float(data.get("started_at") or 0.0),
-            argv_safe=[str(arg) for arg in data.get("argv_safe") or []],
-            host=str(data.get("host") or ""),
-        )
-    except (OSError, ValueError, TypeError, KeyError):
+    from stxbf.paths import read_runner_record
+
+    record = read_runner_record(path)
+    if record is None:
         return None
+    return RunnerInfo(pid=record.pid, started_at=record.started_at, host=record.host)
 
 
 def pid_alive(pid: int) -> bool:
@@ -234,6 +230,7 @@ class StatusReport:
     backoff_until: float | None = None
     last_error: str | None = None
     last_error_at: float | None = None
+    restarts: int = 0  # times the tmux supervisor started the run again after an outage
     counters: dict[str, int] | None = None
     last_run: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
@@ -481,6 +478,7 @@ def build_status(
         runner=runner,
     )
     _fill_coverage(report, DAY_MISSING * target_days)
+    report.restarts = snap.restarts if snap is not None else 0
     if runner.alive:
         _running(report, snap, stall_seconds=stall_seconds, now=now)
         return report

@@ -40,7 +40,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_SESSION = "stx-backfill"
 MONITOR_PERCENT = 40
 DETACHED_SIZE = (200, 50)  # a detached session's size until a client attaches and resizes it
 TAG_PREFIX = "@stxbf_"  # session user options: db, inhibitor, runner_pane, monitor_pane, started_at
@@ -517,11 +516,3 @@ def pane_exit(server: Server, pane_id: str, *, settle: float = 0.5) -> tuple[boo
         time.sleep(0.05)
     found = EXIT_LINE.findall(capture(server, pane_id, lines=200))
     return True, int(found[-1]) if found else None
-
-
-def kill_session(server: Server, session_name: str) -> bool:
-    session = find_session(server, session_name)
-    if session is None:
-        return False
-    session.kill()
-    return True

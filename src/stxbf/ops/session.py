@@ -1,0 +1,342 @@
+"""The backfill's tmux session as one unit: start it, watch it come up, describe it, stop it.
+
+`stxbf.ops.tmux` knows tmux (panes, options, signals); this module knows what a backfill session
+is made of. The runner pane runs
+
+    python -m stxbf.ops.launch [--key-file F] -- <inhibitor> python -m stxbf.ops.supervise
+        --home H --db D -- python -m stxbf run <flags>
+
+so the API key travels through a file the launcher deletes at once (stxbf.ops.launch), the sleep
+inhibitor lasts as long as the supervisor, and the supervisor starts the run again after an outage
+(stxbf.ops.supervise). `start_backfill` also writes the session record beside the database, so
+`attach`, `status`, `stop` and `health` find the socket and session without flags.
+
+Every function takes the libtmux `Server` and explicit paths, never the Settings object.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from stxbf import state
+from stxbf.errors import LockHeld, OpsError
+from stxbf.ops.inhibit import Inhibitor
+from stxbf.ops.launch import remove_stale_key_files, write_key_file
+from stxbf.ops.status import RunnerState, detect_runner
+from stxbf.ops.supervise import active_supervisor, api_has_answered, describe_wait
+from stxbf.ops.tmux import (
+    SessionInfo,
+    StopResult,
+    capture,
+    describe_session,
+    find_session,
+    pane_exit,
+    start_session,
+    stop_session,
+)
+from stxbf.paths import (
+    DataPaths,
+    SessionRecord,
+    read_session_record,
+    remove_record,
+    write_session_record,
+)
+
+if TYPE_CHECKING:
+    from libtmux import Server
+
+logger = logging.getLogger(__name__)
+
+KEY_WAIT_SECONDS = 15.0
+STARTUP_TIMEOUT = 120.0
+LAST_LINES = 15
+
+
+def runner_state(paths: DataPaths, *, now: float | None = None) -> RunnerState:
+    """Whether a run holds this database, from its lock, runner record and snapshot."""
+    return detect_runner(
+        lock_path=paths.lock,
+        info_path=paths.runner_record,
+        snapshot=state.read(paths.progress),
+        now=time.time() if now is None else now,
+    )
+
+
+# -- starting ----------------------------------------------------------------------------------
+
+
+def runner_argv(
+    paths: DataPaths,
+    run_flags: Sequence[str],
+    *,
+    inhibitor: Inhibitor,
+    key_file: Path | None = None,
+    python: str = sys.executable,
+) -> list[str]:
+    """launcher (key) → inhibitor → supervisor → `stxbf run` with every run flag."""
+    launch = [python, "-m", "stxbf.ops.launch"]
+    if key_file is not None:
+        launch += ["--key-file", str(key_file)]
+    supervise = [python, "-m", "stxbf.ops.supervise"]
+    supervise += ["--home", str(paths.home.absolute()), "--db", str(paths.db.absolute()), "--"]
+    return [*launch, "--", *inhibitor.wrap([*supervise, python, "-m", "stxbf", "run", *run_flags])]
+
+
+def monitor_argv(
+    paths: DataPaths, *, target_days: int, interval: float, python: str = sys.executable
+) -> list[str]:
+    return [
+        python, "-m", "stxbf", "status", "--watch", "--interval", f"{interval:g}",
+        "--home", str(paths.home.absolute()), "--db", str(paths.db.absolute()),
+        "--target-days", str(target_days),
+    ]  # fmt: skip
+
+
+@dataclass
+class Started:
+    session_name: str
+    runner_pane: str
+    started_at: float
+    inhibitor: Inhibitor
+    key_picked_up: bool | None  # None: there was no key to hand over
+
+
+def start_backfill(
+    server: Server,
+    *,
+    session_name: str,
+    socket_name: str | None,
+    paths: DataPaths,
+    run_flags: Sequence[str],
+    monitor: Sequence[str],
+    inhibitor: Inhibitor,
+    api_key: str | None,
+    start_directory: Path,
+) -> Started:
+    """Create the session (runner on top, monitor below) and record where it is."""
+    if find_session(server, session_name) is not None:
+        raise OpsError(f"Session '{session_name}' already exists. Use 'attach' to reconnect.")
+    runner = runner_state(paths)
+    if runner.alive:
+        raise LockHeld(
+            f"another stxbf run (pid {runner.pid}) is already backfilling into {paths.db}; "
+            "watch it with `stxbf status`",
+            pid=runner.pid,
+        )
+    key_file = None
+    if api_key:
+        remove_stale_key_files(paths.run_dir)
+        key_file = write_key_file(paths.run_dir, api_key)
+    started_at = time.time()
+    try:
+        session = start_session(
+            server,
+            session_name=session_name,
+            runner_argv=runner_argv(paths, run_flags, inhibitor=inhibitor, key_file=key_file),
+            monitor_argv=monitor,
+            start_directory=start_directory,
+            runner_notes=[f"stxbf: {inhibitor.note}"] if inhibitor.note else [],
+            tags={"db": str(paths.db.absolute()), "inhibitor": inhibitor.name},
+        )
+    except BaseException:
+        if key_file is not None:
+            key_file.unlink(missing_ok=True)
+        raise
+    write_session_record(
+        paths.session_record,
+        SessionRecord(socket_name=socket_name, session_name=session_name, started_at=started_at),
+    )
+    picked_up = None if key_file is None else wait_for_key_pickup(key_file)
+    pane = session.active_window.active_pane
+    return Started(
+        session_name=session_name,
+        runner_pane=str(pane.pane_id) if pane is not None else "",
+        started_at=started_at,
+        inhibitor=inhibitor,
+        key_picked_up=picked_up,
+    )
+
+
+def wait_for_key_pickup(key_file: Path, *, timeout: float = KEY_WAIT_SECONDS) -> bool:
+    """The launcher deletes the key file as it reads it; never leave it behind."""
+    deadline = time.monotonic() + timeout
+    while key_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if key_file.exists():
+        key_file.unlink(missing_ok=True)
+        return False
+    return True
+
+
+@dataclass
+class Startup:
+    """How the runner's first moments went: it made progress, ended, or is still starting."""
+
+    state: str  # progressing | finished | died | starting
+    exit_code: int | None = None
+    last_lines: list[str] = field(default_factory=list)
+
+
+def watch_startup(
+    server: Server,
+    pane_id: str,
+    paths: DataPaths,
+    *,
+    since: float,
+    timeout: float = STARTUP_TIMEOUT,
+    poll: float = 0.2,
+    clock: Callable[[], float] = time.monotonic,
+) -> Startup:
+    """Wait until the run has heard from the API (a snapshot past its preflight) or its pane ended.
+
+    A snapshot alone is not enough: a run publishes one while it still tries to reach the API.
+    """
+    deadline = clock() + timeout
+    while True:
+        finished, code = pane_exit(server, pane_id)
+        if finished:
+            if code == 0:
+                return Startup("finished", 0)
+            return Startup("died", code, last_lines(server, pane_id))
+        snap = state.read(paths.progress)
+        if snap is not None and snap.started_at >= since - 1 and api_has_answered(snap):
+            return Startup("progressing")
+        if clock() >= deadline:
+            return Startup("starting")
+        time.sleep(poll)
+
+
+def last_lines(server: Server, pane_id: str, count: int = LAST_LINES) -> list[str]:
+    """The pane's last non-blank lines, without tmux's own "Pane is dead" banner."""
+    text = capture(server, pane_id, lines=500)
+    lines = [line.rstrip() for line in text.splitlines()]
+    lines = [line for line in lines if line and not line.startswith("Pane is dead")]
+    return lines[-count:]
+
+
+# -- describing --------------------------------------------------------------------------------
+
+TMUX_STATES: dict[str, tuple[str, int]] = {
+    # state: (label, exit code of `stxbf tmux status` and of bare `stxbf tmux` without a terminal)
+    "running": ("running", 0),
+    "finished": ("finished: target reached", 0),
+    "no_session": ("no session", 1),
+    "runner_exited": ("runner exited", 8),
+}
+
+
+@dataclass
+class TmuxStatus:
+    """`stxbf tmux status` as data: `--json` dumps it, the CLI draws it."""
+
+    state: str
+    label: str
+    exit_code: int
+    session_name: str
+    socket: str
+    db_path: str
+    checked_at: float
+    session: SessionInfo | None
+    runner: RunnerState
+    runner_exit: int | None = None  # the runner pane's exit code, once it has ended
+    runner_uptime: float | None = None
+    restarts: int = 0
+    inhibitor: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def build_tmux_status(
+    server: Server,
+    *,
+    session_name: str,
+    socket_name: str | None,
+    paths: DataPaths,
+    now: float | None = None,
+) -> TmuxStatus:
+    """The session and the runner's real state: an ended runner pane is never "running"."""
+    now = time.time() if now is None else now
+    info = describe_session(server, session_name)
+    db = Path(info.tags["db"]) if info and info.tags.get("db") else paths.db
+    paths = DataPaths.of(paths.home, db)
+    runner = runner_state(paths, now=now)
+    snap = state.read(paths.progress)
+    pane = None
+    if info is not None:
+        pane = info.pane("runner") or (info.panes[0] if info.panes else None)
+    if info is None:
+        key = "no_session"
+    elif pane is not None and pane.dead:
+        key = "finished" if pane.dead_status == 0 else "runner_exited"
+    else:
+        key = "running"
+    label, code = TMUX_STATES[key]
+    if key == "runner_exited":
+        label += f" with code {pane.dead_status}" if pane and pane.dead_status is not None else ""
+    supervisor = active_supervisor(paths.supervisor_record) if key == "running" else None
+    if supervisor is not None and supervisor.failing_since is not None and not runner.alive:
+        label = "waiting to restart the run: " + describe_wait(supervisor, now)
+    return TmuxStatus(
+        state=key,
+        label=label,
+        exit_code=code,
+        session_name=session_name,
+        socket=socket_name or "default",
+        db_path=str(db),
+        checked_at=now,
+        session=info,
+        runner=runner,
+        runner_exit=pane.dead_status if pane is not None and pane.dead else None,
+        runner_uptime=now - runner.started_at if runner.alive and runner.started_at else None,
+        restarts=snap.restarts if snap is not None else 0,
+        inhibitor=info.tags.get("inhibitor") if info else None,
+    )
+
+
+# -- finding and stopping ----------------------------------------------------------------------
+
+
+def recorded_session(paths: DataPaths) -> SessionRecord | None:
+    """The socket and session `stxbf tmux start` recorded for this database, if any."""
+    return read_session_record(paths.session_record)
+
+
+def locate_session(
+    paths: DataPaths,
+    *,
+    session_name: str,
+    socket_name: str | None,
+    name_given: bool,
+    socket_given: bool,
+) -> tuple[str, str | None]:
+    """(session, socket): what the user gave, else what `start` recorded, else the defaults."""
+    record = recorded_session(paths)
+    if record is not None:
+        session_name = session_name if name_given else record.session_name
+        socket_name = socket_name if socket_given else record.socket_name
+    return session_name, socket_name
+
+
+def stop_backfill(
+    server: Server, *, session_name: str, paths: DataPaths, timeout: float
+) -> StopResult:
+    """Stop the run so it checkpoints (the supervisor then ends too), close the session."""
+    info = describe_session(server, session_name)
+    if info is not None and info.tags.get("db"):
+        paths = DataPaths.of(paths.home, Path(info.tags["db"]))
+    runner = runner_state(paths)
+    result = stop_session(
+        server, session_name, runner_pid=runner.pid if runner.alive else None, timeout=timeout
+    )
+    remove_stale_key_files(paths.run_dir)
+    record = read_session_record(paths.session_record)
+    if record is not None and record.session_name == session_name:
+        remove_record(paths.session_record)
+    return result

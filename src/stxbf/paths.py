@@ -1,0 +1,190 @@
+"""The data directory's files, named in one place: database, lock, progress, runner record, logs.
+
+Every file a run leaves beside its database is `<db>` plus a suffix, so two databases in one data
+directory never share a lock or a progress file. `DataPaths` names them; the runner record (who
+holds the lock, and in which tmux session it runs) and the tmux session record are read and
+written only here, so the writer and its readers cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+LOCK_SUFFIX = ".lock"
+PROGRESS_SUFFIX = ".progress.json"
+RUNNER_SUFFIX = ".runner.json"
+SESSION_SUFFIX = ".tmux.json"
+SUPERVISOR_SUFFIX = ".supervisor.json"
+DEFAULT_DB_NAME = "stxbf.duckdb"
+
+
+@dataclass(frozen=True)
+class DataPaths:
+    """Where one backfill keeps its files (`home` holds logs and key hand-offs, `db` the rest)."""
+
+    home: Path
+    db: Path
+
+    @classmethod
+    def of(cls, home: Path, db: Path | None = None) -> DataPaths:
+        return cls(home=home, db=db if db is not None else home / DEFAULT_DB_NAME)
+
+    def _beside_db(self, suffix: str) -> Path:
+        return self.db.with_name(self.db.name + suffix)
+
+    @property
+    def lock(self) -> Path:
+        return self._beside_db(LOCK_SUFFIX)
+
+    @property
+    def progress(self) -> Path:
+        """The snapshot the runner publishes about once a second (stxbf.state)."""
+        return self._beside_db(PROGRESS_SUFFIX)
+
+    @property
+    def runner_record(self) -> Path:
+        """Who holds the lock: pid, start time, host, tmux pane (JSON, only while it runs)."""
+        return self._beside_db(RUNNER_SUFFIX)
+
+    @property
+    def session_record(self) -> Path:
+        """Which tmux server and session run this backfill (written by `stxbf tmux start`)."""
+        return self._beside_db(SESSION_SUFFIX)
+
+    @property
+    def supervisor_record(self) -> Path:
+        """What the tmux pane's supervisor is doing: running the run, or waiting to restart it."""
+        return self._beside_db(SUPERVISOR_SUFFIX)
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.home / "logs"
+
+    @property
+    def log_file(self) -> Path:
+        return self.logs_dir / "stxbf.log"
+
+    @property
+    def run_dir(self) -> Path:
+        """Short-lived hand-off files: the API key for a tmux runner, a run's outcome."""
+        return self.home / "run"
+
+
+# -- the runner record -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunnerRecord:
+    pid: int
+    started_at: float
+    host: str = ""
+    tmux: str | None = None  # $TMUX of the runner: "socket_path,server_pid,session_id"
+    tmux_pane: str | None = None  # $TMUX_PANE, e.g. "%3"
+
+
+@dataclass(frozen=True)
+class SessionRecord:
+    """How to reach the tmux session of a backfill without retyping its flags."""
+
+    socket_name: str | None
+    session_name: str
+    started_at: float
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def write_runner_record(path: Path, record: RunnerRecord) -> None:
+    _write_json(path, asdict(record))
+
+
+def read_runner_record(path: Path) -> RunnerRecord | None:
+    data = _read_json(path)
+    if data is None:
+        return None
+    try:
+        return RunnerRecord(
+            pid=int(data["pid"]),
+            started_at=float(data.get("started_at") or 0.0),
+            host=str(data.get("host") or ""),
+            tmux=str(data["tmux"]) if data.get("tmux") else None,
+            tmux_pane=str(data["tmux_pane"]) if data.get("tmux_pane") else None,
+        )
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def this_runner(host: str) -> RunnerRecord:
+    """The record for the current process (tmux tells a process its pane through the env)."""
+    return RunnerRecord(
+        pid=os.getpid(),
+        started_at=time.time(),
+        host=host,
+        tmux=os.environ.get("TMUX") or None,
+        tmux_pane=os.environ.get("TMUX_PANE") or None,
+    )
+
+
+def remove_record(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        path.unlink()
+
+
+@dataclass(frozen=True)
+class SupervisorRecord:
+    pid: int
+    state: str  # running | waiting
+    restarts: int = 0
+    failing_since: float | None = None  # when the current run of failed tries began
+    restart_at: float | None = None  # while waiting: when the next try starts
+    reason: str | None = None  # why the last try ended
+
+
+def write_supervisor_record(path: Path, record: SupervisorRecord) -> None:
+    _write_json(path, asdict(record))
+
+
+def read_supervisor_record(path: Path) -> SupervisorRecord | None:
+    data = _read_json(path)
+    if data is None:
+        return None
+    known = {f.name for f in fields(SupervisorRecord)}
+    try:
+        return SupervisorRecord(**{k: v for k, v in data.items() if k in known})
+    except TypeError:
+        return None
+
+
+def write_session_record(path: Path, record: SessionRecord) -> None:
+    _write_json(path, asdict(record))
+
+
+def read_session_record(path: Path) -> SessionRecord | None:
+    data = _read_json(path)
+    if data is None:
+        return None
+    known = {f.name for f in fields(SessionRecord)}
+    try:
+        record = SessionRecord(**{k: v for k, v in data.items() if k in known})
+    except TypeError:
+        return None
+    if not isinstance(record.session_name, str) or not record.session_name:
+        return None
+    return record
