@@ -23,6 +23,11 @@ class FakeClock:
         await asyncio.sleep(0)
 
 
+def paced(limit: float, window: float, cost: float = 1.0) -> float:
+    """Requests/s the pacer allows a window: SAFETY of it, 1.5 requests of room (5 % at most)."""
+    return max(min(limit * SAFETY, limit - 1.5 * cost), 0.95 * limit) / window / cost
+
+
 def send_times(pacer: Pacer, clock: FakeClock, count: int) -> list[float]:
     async def go() -> list[float]:
         times = []
@@ -58,7 +63,7 @@ def test_per_second_cap_is_the_tighter_limit() -> None:
     pacer.observe(
         200, {"x-ratelimit-limit-stacks-minute": "600", "x-ratelimit-limit-stacks-second": "5"}
     )
-    assert pacer.limit_rpm == pytest.approx(5 * 60 * SAFETY)
+    assert pacer.limit_rpm == pytest.approx(paced(5, 1) * 60)
 
 
 def test_no_stated_limit_means_unthrottled() -> None:
@@ -194,23 +199,23 @@ class Styles:
 
 
 @pytest.mark.parametrize(
-    ("headers", "per_second"),
+    ("headers", "tightest"),
     [
-        (Styles.SECOND_ONLY, 40.0),
-        (Styles.HIRO, 500 / 60),
-        ({"x-ratelimit-limit-stacks-minute": "300"}, 5.0),
-        ({"ratelimit-limit": "30", "ratelimit-policy": "30;w=1"}, 30.0),
-        ({"ratelimit-limit": "600", "ratelimit-policy": "600;w=60, 20;w=1"}, 10.0),
-        ({"ratelimit-limit": "120", "ratelimit-reset": "37"}, 2.0),
+        (Styles.SECOND_ONLY, (40, 1, 1)),
+        (Styles.HIRO, (500, 60, 1)),
+        ({"x-ratelimit-limit-stacks-minute": "300"}, (300, 60, 1)),
+        ({"ratelimit-limit": "30", "ratelimit-policy": "30;w=1"}, (30, 1, 1)),
+        ({"ratelimit-limit": "600", "ratelimit-policy": "600;w=60, 20;w=1"}, (600, 60, 1)),
+        ({"ratelimit-limit": "120", "ratelimit-reset": "37"}, (120, 60, 1)),
         (
             {
                 "ratelimit-limit": "20",
                 "ratelimit-reset": "1",
                 "x-ratelimit-limit-stacks-minute": "600",
             },
-            10.0,  # the generic window is unknown: it never overrides the explicit minute
+            (600, 60, 1),  # the generic window is unknown: it never overrides the explicit minute
         ),
-        ({**Styles.SECOND_ONLY, "x-ratelimit-cost-stacks": "4"}, 10.0),
+        ({**Styles.SECOND_ONLY, "x-ratelimit-cost-stacks": "4"}, (40, 1, 4)),
     ],
     ids=[
         "second-only",
@@ -224,11 +229,13 @@ class Styles:
     ],
 )
 def test_each_header_style_paces_at_its_tightest_stated_window(
-    headers: dict[str, str], per_second: float
+    headers: dict[str, str], tightest: tuple[float, float, float]
 ) -> None:
+    limit, window, cost = tightest
     pacer = Pacer(rpm=50)
     pacer.observe(200, headers)
-    assert pacer.limit_rpm == pytest.approx(per_second * 60 * SAFETY)
+    assert pacer.limit_rpm == pytest.approx(paced(limit, window, cost) * 60)
+    assert pacer.limit_rpm >= 0.9 * limit / window / cost * 60
 
 
 def test_a_bare_generic_limit_with_second_resets_is_learned_as_per_second() -> None:
@@ -236,11 +243,11 @@ def test_a_bare_generic_limit_with_second_resets_is_learned_as_per_second() -> N
     pacer = Pacer(rpm=50, clock=clock, sleep=clock.sleep)
     headers = {"ratelimit-limit": "40", "ratelimit-remaining": "39", "ratelimit-reset": "1"}
     pacer.observe(200, headers)
-    assert pacer.limit_rpm == pytest.approx(40 * SAFETY)  # a minute, until the resets say more
+    assert pacer.limit_rpm == pytest.approx(paced(40, 60) * 60)  # a minute, until resets say more
     for _ in range(5):
         clock.now += 0.5
         pacer.observe(200, headers)
-    assert pacer.limit_rpm == pytest.approx(40 * 60 * SAFETY)
+    assert pacer.limit_rpm == pytest.approx(paced(40, 1) * 60)
 
 
 def test_the_limits_learned_are_logged_once(caplog: pytest.LogCaptureFixture) -> None:
@@ -268,11 +275,22 @@ def test_reset_as_a_unix_time_is_read_against_the_servers_date() -> None:
     assert pacer.gate_reason == "limit used up"
 
 
-def test_a_used_up_second_window_waits_a_second_not_the_minute_reset() -> None:
+def test_a_used_up_second_window_waits_one_slot_not_the_minute_reset() -> None:
     clock = FakeClock()
     pacer = Pacer(rpm=None, clock=clock, sleep=clock.sleep)
     pacer.observe(200, {**Styles.HIRO, "x-ratelimit-remaining-stacks-second": "0"})
-    assert 0.9 <= pacer.gate_remaining() <= 1.0
+    assert pacer.gate_remaining() == pytest.approx(1 / 20)
+    assert pacer.gate_reason == "per-second limit used up"
+
+
+def test_a_used_up_minute_window_described_by_the_generic_triple_waits_its_reset() -> None:
+    clock = FakeClock()
+    pacer = Pacer(rpm=None, clock=clock, sleep=clock.sleep)
+    pacer.observe(
+        200,
+        {**Styles.HIRO, "x-ratelimit-remaining-stacks-minute": "0", "ratelimit-remaining": "0"},
+    )
+    assert pacer.gate_remaining() == pytest.approx(42)
 
 
 def test_a_used_up_monthly_quota_stops_every_request() -> None:

@@ -27,6 +27,7 @@ from stxbf.fetch.ratelimit import (
     GenericWindow,
     LearnedLimits,
     RateHeaders,
+    WindowLimit,
     header_number,
     known_windows,
     read_rate_headers,
@@ -169,10 +170,10 @@ class Pacer:
             step = self.ceiling_rps / RECOVERY_REQUESTS
             self.rate_rps = min(self.ceiling_rps, self.rate_rps + step)
         if status != 429:
-            self._gate_on_used_up_window(rate, now)
+            self._gate_on_used_up_window(rate, windows, now)
 
     def _learn(self, learned: LearnedLimits, now: float) -> None:
-        per_second = learned.requests_per_second
+        per_second = learned.pace(SAFETY)
         assert per_second is not None
         described = learned.describe()
         if described != self._logged_limits:
@@ -180,10 +181,10 @@ class Pacer:
             log.info(
                 "rate limit learned from the API's headers: %s; pacing at %.4g requests/s",
                 described,
-                per_second * SAFETY,
+                per_second,
             )
         self.learned = learned
-        ceiling = max(MIN_RPS, per_second * SAFETY)
+        ceiling = max(MIN_RPS, per_second)
         if self.ceiling_rps is None or abs(ceiling - self.ceiling_rps) > 1e-9:
             self.ceiling_rps = ceiling
             if self.rate_rps is None or self.rate_rps > ceiling or not self._learned:
@@ -193,19 +194,36 @@ class Pacer:
         self._learned = True
         self._inferred = False
 
-    def _gate_on_used_up_window(self, rate: RateHeaders, now: float) -> None:
-        """Close the gate until a window with nothing left resets (another client may share it)."""
+    def _gate_on_used_up_window(
+        self, rate: RateHeaders, windows: tuple[WindowLimit, ...], now: float
+    ) -> None:
+        """A window with nothing left (another client shares the key, or jitter filled it).
+
+        A per-second window frees a slot within one request's spacing; a longer one at its
+        reset when the generic triple describes it, else after one slot too (if it is still
+        full, the 429 that follows carries the real wait).
+        """
         waits: list[tuple[float, str]] = []
-        if rate.generic_remaining is not None and rate.generic_remaining < rate.cost:
-            waits.append((rate.reset_seconds if rate.reset_seconds is not None else 1.0, "limit"))
-        for name, stated in (("per-second", rate.second), ("per-minute", rate.minute)):
-            if stated is None or stated.remaining is None or stated.remaining >= rate.cost:
+        generic_known = False
+        for window in windows:
+            describes = window.source.startswith("ratelimit-limit") or (
+                rate.generic_limit == window.limit
+            )
+            generic_known = generic_known or describes
+            if window.remaining is None or window.remaining >= rate.cost:
                 continue
-            generic_is_this = rate.generic_limit == stated.limit
-            if generic_is_this and rate.reset_seconds is not None:
+            slot = window.window / window.limit * rate.cost
+            name = "per-second" if window.window <= SECOND else f"{window.window:g} s"
+            if window.window > SECOND and describes and rate.reset_seconds is not None:
                 waits.append((rate.reset_seconds, f"{name} limit"))
             else:
-                waits.append((stated.window if stated.window > SECOND else 1.0, f"{name} limit"))
+                waits.append((slot, f"{name} limit"))
+        if (
+            not generic_known
+            and rate.generic_remaining is not None
+            and rate.generic_remaining < rate.cost
+        ):
+            waits.append((rate.reset_seconds if rate.reset_seconds is not None else 1.0, "limit"))
         if not waits:
             return
         wait, reason = max(waits)

@@ -29,7 +29,9 @@ MINUTE = 60.0
 STANDARD_WINDOWS: tuple[float, ...] = (SECOND, MINUTE, 3600.0, 86_400.0)
 EPOCH_THRESHOLD = 1_000_000_000  # a reset this large is a Unix time, not a delta
 RESET_CAP = 3600.0  # a window gate never waits longer than this on the strength of a reset
-SECOND_WINDOW_EVIDENCE = (3, 2.0)  # samples, seconds spanned: resets stayed <= 1 s this long
+HEADROOM = 1.5  # requests of room left in every window: jitter must not fill a short one
+HEADROOM_CAP = 0.95  # ...but never less than this share of a window's limit
+SECOND_WINDOW_EVIDENCE = (3, 1.0)  # samples, seconds spanned: resets stayed <= 1 s this long
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,7 +153,7 @@ class GenericWindow:
     The reset of a window counts down from at most the window's length, so the longest reset
     seen is a lower bound: anything above a second rules the per-second window out at once. The
     per-second window is concluded only after resets stayed within a second over a few responses
-    spread across two seconds, which no per-minute window (fixed or sliding) does.
+    spread across a second, which no per-minute window (fixed or sliding) does.
     """
 
     def __init__(self) -> None:
@@ -194,12 +196,23 @@ class LearnedLimits:
     windows: tuple[WindowLimit, ...]
     cost: float
 
-    @property
-    def requests_per_second(self) -> float | None:
-        """The tightest known window, in requests (of the last seen cost) per second."""
+    def pace(self, safety: float) -> float | None:
+        """Requests (of the last seen cost) per second that keep every known window unfilled.
+
+        Each window keeps `1 - safety` of its limit free, and `HEADROOM` requests where that is
+        more (up to 5 %): 1.5 % of a minute's 500 is room enough, of a second's 40 it is not (a
+        request delayed by the event loop and the next one on time land in the same second).
+        """
         if not self.windows:
             return None
-        return min(w.per_second for w in self.windows) / self.cost
+        room = HEADROOM * self.cost
+        return (
+            min(
+                max(min(w.limit * safety, w.limit - room), w.limit * HEADROOM_CAP) / w.window
+                for w in self.windows
+            )
+            / self.cost
+        )
 
     def describe(self) -> str:
         parts = [w.describe() for w in self.windows]
