@@ -539,7 +539,9 @@ class Runner:
     async def _refresh_summary(self, *, wallets: bool) -> None:
         store = self._store
         assert store is not None
-        summary = await self._on_db(lambda: store.summary(wallets=wallets))
+        summary = await self._on_db(  # saved in meta: idle status/health read it back (no count)
+            lambda: store.save_summary() if wallets else store.summary(wallets=False)
+        )
         self.transactions_stored = summary.transactions
         if wallets:
             self.wallets = summary.wallets

@@ -40,6 +40,8 @@ STATE_STYLES = {
     "reached_chain_start": "bold green",
     "running": "bold cyan",
     "stalled": "bold red",
+    "rate_limited": "bold yellow",
+    "database_problem": "bold red",
     "incomplete": "bold yellow",
     "not_started": "dim",
 }
@@ -177,6 +179,9 @@ def render_status(report: StatusReport, *, width: int, now: float | None = None)
     if report.state == "not_started":
         hint = "No backfill yet: start one with `stxbf tmux` (or `stxbf run` in the foreground)."
         return Group(head, Text(hint, style="dim"), *(Text(f"note: {n}") for n in report.notes))
+    if report.state == "database_problem":
+        lines = [report.reason or "", f"What to do: {report.hint}" if report.hint else ""]
+        return Group(head, *(Text(line) for line in lines if line))
     parts: list[RenderableType] = [head, Text(""), _figures(report, now), Text("")]
     parts.append(Text(f"Coverage ({report.target_days} days, oldest → newest):", style="bold"))
     parts.append(coverage_strip(report.coverage, width=width, max_rows=8))
