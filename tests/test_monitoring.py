@@ -317,3 +317,67 @@ def test_proc_stat_reads_our_own_process() -> None:
     assert stat.ppid == os.getppid()
     assert stat.state in ("R", "S")
     assert proc_stat(2**22 + 12345) is None
+
+
+# -- idle status/health read a saved summary, not every row -----------------------------------
+
+
+def test_a_saved_summary_is_used_until_the_data_changes(tmp_path: Path) -> None:
+    from stxbf.store import WindowRecord
+    from tests.test_ops_status import tx_row
+
+    db = tmp_path / "s.duckdb"
+    make_db(db, [(day(0)[0], day(4)[1], "verified")])
+    with Store.open(db) as store:
+        assert store.saved_summary() is None  # an older file: nothing saved
+        saved = store.save_summary()
+        assert store.saved_summary() == replace(saved, db_bytes=store.file_bytes())
+        start = day(5)[0]
+        rows = [tx_row("late", start + 5, "SPNEW")]
+        store.commit_window(WindowRecord(start, END, 1, 1, "verified", 1), rows)
+        assert store.saved_summary() is None  # stale: a window was committed since
+        assert store.save_summary().wallets == saved.wallets + 1
+
+
+def test_idle_status_does_not_count_senders_when_a_summary_is_saved(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    p = paths(tmp_path)
+    make_db(p["db_path"], [(day(0)[0], END, "verified")])
+    with Store.open(p["db_path"]) as store:
+        store.save_summary()
+
+    def no_counting(self: Store, **_: Any) -> Any:
+        raise AssertionError("summary() recomputed over every row")
+
+    monkeypatch.setattr(Store, "summary", no_counting)
+    report = build_status(**p, target_days=10, now=END + 100)
+    assert (report.state, report.transactions, report.wallets) == ("complete", 2, 2)
+
+
+def test_the_summary_file_spares_later_calls_the_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from stxbf.ops.database import DatabaseCache, summary_cache_path
+
+    p = paths(tmp_path)
+    make_db(p["db_path"], [(day(0)[0], END, "verified")])
+    cache_file = summary_cache_path(p["db_path"])
+    first = build_status(**p, target_days=10, cache=DatabaseCache(path=cache_file))
+    assert cache_file.exists()
+    real_open = Store.open
+    opened: list[str] = []
+
+    def counting_open(path: Any, **kwargs: Any) -> Store:
+        opened.append(str(path))
+        return real_open(path, **kwargs)
+
+    monkeypatch.setattr(Store, "open", counting_open)
+    again = build_status(**p, target_days=10, cache=DatabaseCache(path=cache_file))
+    assert opened == []  # a new process (a new cache object) read the file only
+    assert (again.state, again.coverage, again.wallets) == (first.state, first.coverage, 2)
+    with real_open(p["db_path"]) as store:  # any write changes the key: read again
+        store.set_meta("note", "changed")
+        store.checkpoint()
+    build_status(**p, target_days=10, cache=DatabaseCache(path=cache_file))
+    assert opened == [str(p["db_path"])]

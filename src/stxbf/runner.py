@@ -250,7 +250,7 @@ class Runner:
             self._publish()
             return
         with contextlib.suppress(Exception):  # the error that ended the run stays the one
-            await self._refresh_summary(wallets=True)
+            await self._refresh_summary(wallets=True, save=True)
         with contextlib.suppress(Exception):
             await self._on_db(
                 lambda: store.end_run(
@@ -536,11 +536,11 @@ class Runner:
             self.chain_start = int(chain_start)
         await self._refresh_summary(wallets=True)
 
-    async def _refresh_summary(self, *, wallets: bool) -> None:
+    async def _refresh_summary(self, *, wallets: bool, save: bool = False) -> None:
         store = self._store
         assert store is not None
-        summary = await self._on_db(  # saved in meta: idle status/health read it back (no count)
-            lambda: store.save_summary() if wallets else store.summary(wallets=False)
+        summary = await self._on_db(  # saved: idle status/health read it back instead of counting
+            lambda: store.save_summary() if save else store.summary(wallets=wallets)
         )
         self.transactions_stored = summary.transactions
         if wallets:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, NoReturn
 import typer
 
 from stxbf.cli.common import console
-from stxbf.codes import ExitCode
+from stxbf.codes import ExitCode, StatusState
 from stxbf.errors import ConfigError, StxbfError
 
 if TYPE_CHECKING:
@@ -83,6 +83,8 @@ def status(
         _fail(exc, exc.exit_code, as_json=as_json)
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2))
+    elif report.state == StatusState.DATABASE_PROBLEM:  # as every command reports a bad file
+        raise StxbfError(report.reason or "", hint=report.hint, exit_code=ExitCode.DATABASE)
     else:
         _render_status(report)
     raise typer.Exit(report.exit_code)
