@@ -158,6 +158,9 @@ FORBIDDEN = [
     ("stxbf.simulator", "stxbf.fetch", "the simulator is independent of the client"),
     ("stxbf.simulator", "stxbf.store", "the simulator is independent of the store"),
     ("stxbf.simulator", "stxbf.runner", "the simulator is independent of the runner"),
+    ("stxbf.ops", "stxbf.runner", "ops reads what a run leaves (files, database), not the runner"),
+    ("stxbf.ops", "stxbf.fetch", "ops never talks to the API"),
+    ("stxbf.ops", "stxbf.store.db", "ops uses the store's package API, not its internals"),
 ]
 
 

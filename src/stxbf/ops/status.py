@@ -5,9 +5,8 @@ builder first asks whether a runner is alive (`ops.process`) and, if so, reads o
 the runner publishes every second. The database itself is read (`ops.database`, read-only and
 cached) only when no runner holds it.
 
-Whether a live runner is running, stalled or rate-limited is decided once, by `judge_activity`,
-for status and health alike: stalled means no page has arrived and no window was committed for
-`stall_seconds`, not a missing heartbeat; waiting out a limit the API stated is not a stall.
+Whether a live runner is running, stalled or rate-limited is decided once, by
+`ops.activity.judge_activity`, for status and health alike.
 
 Days count as covered only when the engine verified them (a window's stored rows matched the API's
 total for it), so a gap in the middle of the range shows as missing even when older days exist.
@@ -17,13 +16,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from stxbf import state as progress
 from stxbf.codes import STATUS_STATES, TERMINAL_PHASES, StatusState
 from stxbf.errors import DatabaseBusy, StoreError
+from stxbf.ops.activity import Activity, clock, judge_activity
 from stxbf.ops.database import DatabaseCache, StoredFacts, read_facts_cached
 from stxbf.ops.process import (
     RunnerState,
@@ -37,6 +36,7 @@ from stxbf.state import DAY, ProgressSnapshot
 
 __all__ = [
     "STATES",
+    "Activity",
     "DatabaseCache",
     "RunnerState",
     "StatusReport",
@@ -113,79 +113,6 @@ class StatusReport:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-# -- the one rule: running, stalled or rate-limited -------------------------------------------
-
-
-@dataclass(frozen=True)
-class Activity:
-    state: StatusState  # RUNNING | STALLED | RATE_LIMITED
-    reason: str
-
-
-def _clock(when: float) -> str:
-    return datetime.fromtimestamp(when, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-def _waits_on(snap: ProgressSnapshot, now: float) -> str:
-    """What a runner without progress is waiting for, as far as its snapshot says."""
-    parts = []
-    if snap.consecutive_failures:
-        failures = f"{snap.consecutive_failures} failures in a row"
-        parts.append(f"{failures}, last: {snap.last_error}" if snap.last_error else failures)
-    elif (
-        snap.last_error
-        and snap.last_error_at
-        and snap.last_error_at >= (snap.last_progress_at or 0)
-    ):
-        parts.append(f"last error: {snap.last_error}")
-    if snap.backoff_until is not None and snap.backoff_until > now:
-        parts.append(f"a retry-after gate until {_clock(snap.backoff_until)}")
-    return "; ".join(parts) or f"phase {snap.phase}, no error reported"
-
-
-def judge_activity(
-    snap: ProgressSnapshot | None, runner: RunnerState, *, stall_seconds: float, now: float
-) -> Activity:
-    """Running, stalled or rate-limited: the rule `status` and `health` share.
-
-    A snapshot without `last_progress_at` (written by an older stxbf, or before the first page)
-    falls back to its start when no page has arrived yet, else to the heartbeat.
-    """
-    if snap is None:
-        since = now - (runner.started_at or now)
-        if since > stall_seconds:
-            return Activity(
-                StatusState.STALLED,
-                f"the runner has published no progress in the {since:.0f} s since it started "
-                f"(limit {stall_seconds:.0f} s)",
-            )
-        return Activity(StatusState.RUNNING, "the runner has not published progress yet")
-    heartbeat_age = max(0.0, now - snap.updated_at)
-    if heartbeat_age > stall_seconds:
-        return Activity(
-            StatusState.STALLED,
-            f"no progress heartbeat for {heartbeat_age:.0f} s (limit {stall_seconds:.0f} s): "
-            "the runner is alive but not publishing (hung?)",
-        )
-    if snap.rate_limited_until is not None and snap.rate_limited_until > now:
-        what = snap.rate_limited_reason or "a stated rate limit"
-        return Activity(
-            StatusState.RATE_LIMITED,
-            f"rate-limited until {_clock(snap.rate_limited_until)}: waiting out {what}",
-        )
-    reference = snap.last_progress_at
-    if reference is None:
-        reference = snap.started_at if snap.counters.pages == 0 else snap.updated_at
-    idle = max(0.0, now - reference)
-    if idle > stall_seconds:
-        return Activity(
-            StatusState.STALLED,
-            f"no page has arrived and no window was committed for {idle:.0f} s "
-            f"(limit {stall_seconds:.0f} s); waiting on: {_waits_on(snap, now)}",
-        )
-    return Activity(StatusState.RUNNING, "runner alive and making progress")
 
 
 # -- the model ---------------------------------------------------------------------------------
@@ -383,7 +310,7 @@ def build_status(
     if snap is not None and snap.rate_limited_until and snap.rate_limited_until > now:
         what = snap.rate_limited_reason or "a stated limit"
         report.notes.append(
-            f"the last run stopped on {what}; it resets at {_clock(snap.rate_limited_until)}"
+            f"the last run stopped on {what}; it resets at {clock(snap.rate_limited_until)}"
         )
     if facts is None or not facts.has_data:
         if snap is not None:
@@ -405,6 +332,6 @@ def _running(
     _set_state(report, activity.state)
     report.reason = activity.reason
     if activity.state is StatusState.RATE_LIMITED and own is not None and own.rate_limited_until:
-        report.label = f"Rate-limited until {_clock(own.rate_limited_until)}"
+        report.label = f"Rate-limited until {clock(own.rate_limited_until)}"
     if activity.state is not StatusState.RUNNING or own is None:
         report.notes.append(activity.reason)
