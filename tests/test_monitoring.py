@@ -78,6 +78,13 @@ def test_usage_errors_of_monitors_never_read_as_a_state(  # type: ignore[no-unty
     assert "--help" in err
 
 
+@pytest.mark.parametrize("command", ["status", "health"])
+def test_a_usage_error_with_json_still_prints_json(capsys, monkeypatch, command: str) -> None:  # type: ignore[no-untyped-def]
+    code, out, err = run_cli([command, "--json", "--stall-seconds", "-5"], capsys, monkeypatch)
+    assert code == ExitCode.MONITOR_USAGE == json.loads(out)["exit_code"]
+    assert "stall-seconds" in json.loads(out)["error"] and "stall-seconds" in err
+
+
 def test_status_json_on_a_bad_setting_is_json_with_the_usage_code(capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setenv("STXBF_TARGET_DAYS", "0")
     code, out, err = run_cli(["status", "--json"], capsys, monkeypatch)
@@ -381,3 +388,15 @@ def test_the_summary_file_spares_later_calls_the_database(
         store.checkpoint()
     build_status(**p, target_days=10, cache=DatabaseCache(path=cache_file))
     assert opened == [str(p["db_path"])]
+
+
+def test_a_stopped_run_is_terminal_and_named_in_the_reason(tmp_path: Path) -> None:
+    """`stopped` (budget or iterations ran out) is a terminal phase like the others."""
+    p = paths(tmp_path)
+    make_db(p["db_path"], [(day(5)[0], END, "verified")])
+    now = time.time()
+    snap = live_snapshot(now, phase="stopped", exit_code=3, pid=os.getpid())
+    state.publish(p["progress_path"], snap)
+    report = build_health(**p, target_days=10, now=now)
+    assert (report.verdict, report.runner_alive) == ("not_running", False)
+    assert "last run stopped with exit code 3" in report.reasons[0]

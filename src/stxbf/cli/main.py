@@ -6,6 +6,7 @@ Heavy libraries (httpx, duckdb, libtmux) are imported inside the commands that u
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 
@@ -72,6 +73,9 @@ def main() -> None:
         code = exc.exit_code if exc.exit_code else int(ExitCode.USAGE)
         if code == ExitCode.USAGE:  # `status`/`health` keep 2 for a state: theirs is 64
             code = usage_exit_code(command)
+        if code == ExitCode.MONITOR_USAGE and "--json" in sys.argv[1:]:  # a script still parses
+            record = {"schema": 1, "state": "error", "exit_code": code}
+            typer.echo(json.dumps({**record, "error": exc.format_message()}))
         _fail(exc.format_message(), f"Try '{command} --help'.", code)
     except (KeyboardInterrupt, Abort):
         err_console.print("stxbf: interrupted", soft_wrap=True)
