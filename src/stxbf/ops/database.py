@@ -155,7 +155,7 @@ class DatabaseCache:
 
 
 def read_facts_cached(db_path: Path, cache: DatabaseCache | None) -> StoredFacts | None:
-    if cache is None:
+    if cache is None or not db_path.exists():  # nothing to keep: leave no file behind
         return read_facts(db_path)
     key = file_key(db_path)
     hit, facts = cache.load(key)
