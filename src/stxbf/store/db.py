@@ -349,6 +349,8 @@ class Store:
                     ],
                 )
         except (duckdb.Error, orjson.JSONEncodeError) as exc:
+            if _is_damage(exc):  # replacing a range reads it first: damage shows up here too
+                raise _damaged(self.path, exc) from None
             raise StoreError(f"cannot write to database {self.path}: {_describe(exc)}") from None
         return stored
 
