@@ -17,6 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from stxbf.cli.common import console
+from stxbf.codes import Verdict
 from stxbf.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -28,10 +29,10 @@ _MARKS = {
     "fail": ("✗", "bold red"),
     "skip": ("-", "dim"),
 }
-_VERDICT_STYLES = {
-    "healthy": "bold green",
-    "not_running": "bold yellow",
-    "rate_limited": "bold yellow",
+_VERDICT_STYLES: dict[str, str] = {  # keyed by Verdict (a str)
+    Verdict.HEALTHY: "bold green",
+    Verdict.NOT_RUNNING: "bold yellow",
+    Verdict.RATE_LIMITED: "bold yellow",
 }
 
 
@@ -77,8 +78,8 @@ def health(
         )
     except ConfigError as exc:
         report = HealthReport(
-            verdict="config_error",
-            exit_code=VERDICTS["config_error"],
+            verdict=str(Verdict.CONFIG_ERROR),
+            exit_code=VERDICTS[Verdict.CONFIG_ERROR],
             checked_at=time.time(),
             reasons=[exc.message],
             checks=[Check("config", "fail", exc.message)],
