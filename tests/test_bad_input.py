@@ -33,7 +33,7 @@ from tests.torture.harness import (
     stxbf,
 )
 
-USAGE, ERROR = 2, 1
+USAGE, ERROR, DATABASE = 2, 1, 65
 CHAIN = SimConfig(days=3, tx_per_day=600, seed=41)
 
 
@@ -107,11 +107,11 @@ CASES = [
     BadInput("home-under-a-file", ("run",), USAGE, "cannot create", setup="home-under-file"),
     BadInput("home-read-only", ("run",), USAGE, "not writable", setup="home-read-only"),
     BadInput("db-is-a-directory", ("run",), USAGE, "is a directory", setup="db-dir"),
-    BadInput("db-corrupted", ("run",), ERROR, "not a DuckDB database", setup="db-corrupt"),
-    BadInput("db-empty-file", ("run",), ERROR, "not a DuckDB database", setup="db-empty"),
-    BadInput("db-foreign-duckdb", ("run",), ERROR, "not one stxbf wrote", setup="db-foreign"),
-    BadInput("db-newer-schema", ("run",), ERROR, "upgrade stxbf", setup="db-newer"),
-    BadInput("status-db-newer-schema", ("status",), ERROR, "upgrade stxbf", setup="db-newer"),
+    BadInput("db-corrupted", ("run",), DATABASE, "not a DuckDB database", setup="db-corrupt"),
+    BadInput("db-empty-file", ("run",), DATABASE, "not a DuckDB database", setup="db-empty"),
+    BadInput("db-foreign-duckdb", ("run",), DATABASE, "not one stxbf wrote", setup="db-foreign"),
+    BadInput("db-newer-schema", ("run",), DATABASE, "upgrade stxbf", setup="db-newer"),
+    BadInput("status-db-newer-schema", ("status",), DATABASE, "upgrade stxbf", setup="db-newer"),
     # tmux
     BadInput(
         "tmux-missing",

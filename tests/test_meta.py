@@ -158,6 +158,9 @@ FORBIDDEN = [
     ("stxbf.simulator", "stxbf.fetch", "the simulator is independent of the client"),
     ("stxbf.simulator", "stxbf.store", "the simulator is independent of the store"),
     ("stxbf.simulator", "stxbf.runner", "the simulator is independent of the runner"),
+    ("stxbf.ops", "stxbf.runner", "ops reads what a run leaves (files, database), not the runner"),
+    ("stxbf.ops", "stxbf.fetch", "ops never talks to the API"),
+    ("stxbf.ops", "stxbf.store.db", "ops uses the store's package API, not its internals"),
 ]
 
 
@@ -263,3 +266,42 @@ def test_changelog_has_unreleased_section() -> None:
     unreleased = text.split("## [Unreleased]", 1)[1].split("\n## ", 1)[0]
     assert re.search(r"^### (Added|Changed|Deprecated|Removed|Fixed|Security)$", unreleased, re.M)
     assert re.search(r"^- \S", unreleased, re.M)
+
+
+# --- the exit-code tables in docs/cli.md are the registry's ---------------------------------------
+
+
+def documented_exit_codes() -> dict[str, set[int]]:
+    """Codes listed in each exit-code table of docs/cli.md, by the command section it sits in.
+
+    The table under "Exit codes shared by every command" is keyed "shared".
+    """
+    tables: dict[str, set[int]] = {}
+    section = ""
+    in_table = False
+    for line in CLI_DOC.read_text(encoding="utf-8").splitlines():
+        heading = re.match(r"#{2,3} (.+)", line)
+        if heading:
+            title = heading.group(1)
+            names = re.findall(r"`(stxbf[a-z -]*)`", title)
+            section = "shared" if "shared by every command" in title else (names or [""])[0]
+            in_table = False
+            continue
+        if re.match(r"\| (exit )?code \| meaning \|", line):
+            in_table = True
+            tables.setdefault(section, set())
+            continue
+        if in_table and line.startswith("|"):
+            first = line.split("|")[1]
+            tables[section].update(int(code) for code in re.findall(r"`(\d+)`", first))
+        elif in_table and not line.startswith("|"):
+            in_table = False
+    return tables
+
+
+def test_exit_code_tables_match_the_registry() -> None:
+    from stxbf.codes import COMMAND_EXIT_CODES
+
+    documented = documented_exit_codes()
+    for command, codes in COMMAND_EXIT_CODES.items():
+        assert documented.get(command) == {int(code) for code in codes}, command

@@ -10,30 +10,20 @@
     │   └── QuotaExhausted     a quota ran out until a stated time   exit 75
     │   └── ApiNotStacks       the answer is not the Stacks API's shape
     ├── StoreError             the database cannot be used         exit 1
-    │   ├── DatabaseCorrupt    not a DuckDB file, or not ours
+    │   ├── DatabaseCorrupt    damaged, truncated, empty, or not ours exit 65
+    │   ├── DatabaseEmpty      a DuckDB file no run has written to yet
     │   ├── DatabaseBusy       another process has the file open
-    │   └── SchemaTooNew       written by a newer stxbf
+    │   └── SchemaTooNew       written by a newer stxbf              exit 65
     └── OpsError               tmux / inhibitor / filesystem trouble exit 1
         └── TmuxMissing        tmux is not installed
 
-Messages are one line, written for the operator, and never contain the API key.
+Messages are one line, written for the operator, and never contain the API key. The codes
+themselves, and every command's table of them, live in `stxbf.codes`.
 """
 
 from __future__ import annotations
 
-from enum import IntEnum
-
-
-class ExitCode(IntEnum):
-    """Exit codes of `stxbf run` (and every other command's errors). Documented in docs/cli.md."""
-
-    OK = 0  # target reached / command succeeded
-    ERROR = 1  # the run failed (API, database, filesystem)
-    USAGE = 2  # bad arguments or settings
-    INCOMPLETE = 3  # stopped before the target: page budget or iterations exhausted
-    LOCKED = 4  # another `stxbf run` holds the lock on this data
-    RATE_LIMITED = 75  # a quota ran out (monthly, or a retry-after past --give-up-after)
-    INTERRUPTED = 130  # SIGINT / SIGTERM: completed windows were committed
+from stxbf.codes import ExitCode as ExitCode  # re-exported: commands import it from here
 
 
 class StxbfError(Exception):
@@ -41,10 +31,14 @@ class StxbfError(Exception):
 
     exit_code: ExitCode = ExitCode.ERROR
 
-    def __init__(self, message: str, *, hint: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, hint: str | None = None, exit_code: ExitCode | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
+        if exit_code is not None:  # the same failure may mean another code to another command
+            self.exit_code = exit_code
 
 
 class ConfigError(StxbfError):
@@ -99,7 +93,13 @@ class StoreError(StxbfError):
 
 
 class DatabaseCorrupt(StoreError):
-    pass
+    """The file cannot be read as an stxbf database; `hint` says what to do with it."""
+
+    exit_code = ExitCode.DATABASE
+
+
+class DatabaseEmpty(StoreError):
+    """A DuckDB file without stxbf's tables yet: created, never written (read-only opens only)."""
 
 
 class DatabaseBusy(StoreError):
@@ -107,7 +107,7 @@ class DatabaseBusy(StoreError):
 
 
 class SchemaTooNew(StoreError):
-    pass
+    exit_code = ExitCode.DATABASE
 
 
 class OpsError(StxbfError):

@@ -258,7 +258,7 @@ class Runner:
             self._publish()
             return
         with contextlib.suppress(Exception):  # the error that ended the run stays the one
-            await self._refresh_summary(wallets=True)
+            await self._refresh_summary(wallets=True, save=True)
         with contextlib.suppress(Exception):
             await self._on_db(
                 lambda: store.end_run(
@@ -546,10 +546,12 @@ class Runner:
             self.chain_start = int(chain_start)
         await self._refresh_summary(wallets=True)
 
-    async def _refresh_summary(self, *, wallets: bool) -> None:
+    async def _refresh_summary(self, *, wallets: bool, save: bool = False) -> None:
         store = self._store
         assert store is not None
-        summary = await self._on_db(lambda: store.summary(wallets=wallets))
+        summary = await self._on_db(  # saved: idle status/health read it back instead of counting
+            lambda: store.save_summary() if save else store.summary(wallets=wallets)
+        )
         self.transactions_stored = summary.transactions
         if wallets:
             self.wallets = summary.wallets

@@ -1,7 +1,8 @@
 """`stxbf health`: is the backfill alive and making progress? A verdict, its reasons, exit codes.
 
-Exit codes, as the seed's health check: 0 healthy, 1 not running, 2 stalled, 3 database problem,
-4 configuration error.
+Exit codes (stxbf.codes): 0 healthy (a runner making progress, or a complete backfill that needs
+none), 1 not running, 2 stalled, 3 database problem, 4 configuration error, 75 rate-limited,
+64 usage. `--json` prints one JSON object on every path.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from stxbf.cli.common import console
+from stxbf.codes import Verdict
 from stxbf.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -27,12 +29,24 @@ _MARKS = {
     "fail": ("✗", "bold red"),
     "skip": ("-", "dim"),
 }
-_VERDICT_STYLES = {"healthy": "bold green", "not_running": "bold yellow"}
+_VERDICT_STYLES: dict[str, str] = {  # keyed by Verdict (a str)
+    Verdict.HEALTHY: "bold green",
+    Verdict.NOT_RUNNING: "bold yellow",
+    Verdict.RATE_LIMITED: "bold yellow",
+}
 
 
 def health(
     stall_seconds: float = typer.Option(
-        600.0, "--stall-seconds", min=1, help="No progress heartbeat for this long means stalled."
+        600.0,
+        "--stall-seconds",
+        min=1,
+        help="A runner that got no page and committed no window for this long is stalled.",
+    ),
+    expect_running: bool = typer.Option(
+        False,
+        "--expect-running",
+        help="A runner must be alive, even when the backfill is complete (the tmux workflow).",
     ),
     as_json: bool = typer.Option(
         False, "--json", help="Print the checks as one JSON object (schema in docs/operations.md)."
@@ -50,8 +64,10 @@ def health(
 ) -> None:
     """Check the runner process, its heartbeat, error and 429 rate, database, disk and tmux session.
 
-    Exit code: 0 healthy, 1 not running, 2 stalled, 3 database problem, 4 configuration error.
+    Exit code: 0 healthy, 1 not running, 2 stalled, 3 database problem, 4 configuration error,
+    75 rate-limited (waiting out a stated limit or quota), 64 usage error.
     """
+    from stxbf.ops.database import DatabaseCache, summary_cache_path
     from stxbf.ops.health import VERDICTS, Check, HealthReport, build_health
 
     try:
@@ -62,8 +78,8 @@ def health(
         )
     except ConfigError as exc:
         report = HealthReport(
-            verdict="config_error",
-            exit_code=VERDICTS["config_error"],
+            verdict=str(Verdict.CONFIG_ERROR),
+            exit_code=VERDICTS[Verdict.CONFIG_ERROR],
             checked_at=time.time(),
             reasons=[exc.message],
             checks=[Check("config", "fail", exc.message)],
@@ -79,7 +95,9 @@ def health(
             target_days=settings.target_days,
             runner_path=settings.runner_path,
             stall_seconds=stall_seconds,
+            expect_running=expect_running,
             tmux_probe=lambda: _session_present(name, socket),
+            cache=DatabaseCache(path=summary_cache_path(settings.db_path)),
         )
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2))
@@ -110,6 +128,8 @@ def _render_health(report: HealthReport) -> None:
     console.print(head)
     for reason in report.reasons:
         console.print(Text(f"  {reason}"))
+    if report.hint:
+        console.print(Text(f"  What to do: {report.hint}"))
     table = Table.grid(padding=(0, 2))
     table.add_column()
     table.add_column(style="bold")

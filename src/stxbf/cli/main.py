@@ -6,6 +6,7 @@ Heavy libraries (httpx, duckdb, libtmux) are imported inside the commands that u
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 
@@ -14,6 +15,7 @@ import typer
 from stxbf import __version__
 from stxbf.cli import demo, health, logs, run, sim, status, tmux
 from stxbf.cli.common import console, err_console
+from stxbf.codes import usage_exit_code
 from stxbf.errors import ExitCode, StxbfError
 
 app = typer.Typer(
@@ -69,6 +71,11 @@ def main() -> None:
             sys.exit(0)
         command = ctx.command_path if ctx is not None else "stxbf"
         code = exc.exit_code if exc.exit_code else int(ExitCode.USAGE)
+        if code == ExitCode.USAGE:  # `status`/`health` keep 2 for a state: theirs is 64
+            code = usage_exit_code(command)
+        if code == ExitCode.MONITOR_USAGE and "--json" in sys.argv[1:]:  # a script still parses
+            record = {"schema": 1, "state": "error", "exit_code": code}
+            typer.echo(json.dumps({**record, "error": exc.format_message()}))
         _fail(exc.format_message(), f"Try '{command} --help'.", code)
     except (KeyboardInterrupt, Abort):
         err_console.print("stxbf: interrupted", soft_wrap=True)

@@ -1,7 +1,8 @@
 """`stxbf status`: how far the backfill is, answered even while `stxbf run` writes (and `--watch`).
 
-Exit codes (for `stxbf status && build-dashboards`): 0 complete (or reached the chain's start),
-3 incomplete, 5 running, 6 stalled, 7 not started; 1 and 2 as for every command (error, usage).
+Exit codes (for `stxbf status && build-dashboards`), from stxbf.codes: 0 complete (or reached the
+chain's start), 3 incomplete, 5 running, 6 stalled, 7 not started, 65 database problem,
+75 rate-limited; 1 error; 64 usage (never 2, so no usage error reads as a state).
 """
 
 from __future__ import annotations
@@ -11,11 +12,13 @@ import functools
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 import typer
 
 from stxbf.cli.common import console
+from stxbf.codes import ExitCode, StatusState
+from stxbf.errors import ConfigError, StxbfError
 
 if TYPE_CHECKING:
     from stxbf.ops.status import StatusReport
@@ -39,19 +42,24 @@ def status(
         600.0,
         "--stall-seconds",
         min=1,
-        help="A running backfill with no heartbeat this long is stalled.",
+        help="A runner that got no page and committed no window for this long is stalled.",
     ),
     home: Path | None = typer.Option(None, "--home", help=HOME_HELP),
     db: Path | None = typer.Option(None, "--db", help=DB_HELP),
 ) -> None:
     """Show progress: days verified, transactions, wallets, rate, ETA and a per-day coverage strip.
 
-    Exit code: 0 complete or reached chain start, 3 incomplete, 5 running, 6 stalled, 7 not started.
+    Exit code: 0 complete or reached chain start, 3 incomplete, 5 running, 6 stalled, 7 not started,
+    65 database problem, 75 rate-limited, 64 usage error.
     """
+    from stxbf.ops.database import summary_cache_path
     from stxbf.ops.status import DatabaseCache, build_status
     from stxbf.settings import load_settings
 
-    settings = load_settings(home=home, db=db, target_days=target_days)
+    try:
+        settings = load_settings(home=home, db=db, target_days=target_days)
+    except ConfigError as exc:
+        _fail(exc, ExitCode.MONITOR_USAGE, as_json=as_json)
     build = functools.partial(
         build_status,
         db_path=settings.db_path,
@@ -69,12 +77,25 @@ def status(
             interval=interval,
         )
         return
-    report = build()
+    try:
+        report = build(cache=DatabaseCache(path=summary_cache_path(settings.db_path)))
+    except StxbfError as exc:
+        _fail(exc, exc.exit_code, as_json=as_json)
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2))
+    elif report.state == StatusState.DATABASE_PROBLEM:  # as every command reports a bad file
+        raise StxbfError(report.reason or "", hint=report.hint, exit_code=ExitCode.DATABASE)
     else:
         _render_status(report)
     raise typer.Exit(report.exit_code)
+
+
+def _fail(exc: StxbfError, code: ExitCode, *, as_json: bool) -> NoReturn:
+    """An error of `status` itself: one line on stderr, and with `--json` still one JSON object."""
+    if as_json:
+        record = {"schema": 1, "state": "error", "exit_code": int(code), "error": exc.message}
+        typer.echo(json.dumps({**record, "hint": exc.hint}, indent=2))
+    raise StxbfError(exc.message, hint=exc.hint, exit_code=code)
 
 
 def _render_status(report: StatusReport) -> None:

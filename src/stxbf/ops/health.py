@@ -1,8 +1,13 @@
 """`stxbf health`: a list of checks, each ok / warn / fail with a reason, and one verdict.
 
-Verdicts and exit codes follow the seed's health check: 0 healthy, 1 not running, 2 stalled,
-3 database problem, 4 configuration error. A warning (a high 429 rate, low disk, no tmux session)
-is reported but does not change the verdict; a failed check decides it, worst first.
+Verdicts and their exit codes come from `stxbf.codes`: 0 healthy, 1 not running, 2 stalled,
+3 database problem, 4 configuration error, 75 rate-limited. Whether a live runner is stalled or
+rate-limited is the status model's judgement (`ops.status.judge_activity`), not decided again
+here. A warning (a high 429 rate, low disk, no tmux session) is reported but does not change the
+verdict; a failed check decides it, worst first.
+
+A backfill that is complete, whose last run ended well, needs no runner: healthy, unless
+`expect_running` (the tmux workflow, where a runner should always be there).
 """
 
 from __future__ import annotations
@@ -15,16 +20,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from stxbf.errors import StoreError
-from stxbf.ops.status import DEFAULT_STALL_SECONDS, StatusReport, build_status
+from stxbf.codes import VERDICTS as VERDICT_OUTCOMES
+from stxbf.codes import ExitCode, StatusState, Verdict
+from stxbf.ops.status import DEFAULT_STALL_SECONDS, DatabaseCache, StatusReport, build_status
 
 SCHEMA = 1
+# verdict: exit code of `stxbf health`, worst first, from the one registry.
 VERDICTS: dict[str, int] = {
-    "healthy": 0,
-    "not_running": 1,
-    "stalled": 2,
-    "database_problem": 3,
-    "config_error": 4,
+    str(verdict): outcome.exit_code for verdict, outcome in VERDICT_OUTCOMES.items()
 }
 LOW_DISK_BYTES = 1 << 30  # warn below 1 GiB free
 FULL_DISK_BYTES = 100 << 20  # fail below 100 MiB free
@@ -34,7 +37,7 @@ RECENT_ERROR_SECONDS = 300.0
 
 @dataclass
 class Check:
-    name: str  # config | process | heartbeat | errors | database | disk | tmux
+    name: str  # config | process | progress | errors | database | disk | tmux
     status: str  # ok | warn | fail | skip
     detail: str
 
@@ -49,6 +52,7 @@ class HealthReport:
     reasons: list[str]
     checks: list[Check]
     status: str | None = None  # the status model's state, when it could be built
+    hint: str | None = None  # what to do (a damaged database)
     runner_pid: int | None = None
     runner_alive: bool = False
     heartbeat_age: float | None = None
@@ -60,10 +64,19 @@ class HealthReport:
 
 @dataclass
 class _Verdicts:
-    found: list[tuple[str, str]] = field(default_factory=list)  # (verdict, reason)
+    found: list[tuple[Verdict, str]] = field(default_factory=list)  # (verdict, reason)
 
-    def add(self, verdict: str, reason: str) -> None:
+    def add(self, verdict: Verdict, reason: str) -> None:
         self.found.append((verdict, reason))
+
+    def decide(self, healthy_reason: str) -> tuple[Verdict, list[str]]:
+        """The worst verdict found and its reasons first, then the others' reasons."""
+        for verdict in VERDICT_OUTCOMES:  # worst first
+            hits = [reason for found, reason in self.found if found == verdict]
+            if hits:
+                others = [r for found, r in self.found if found != verdict and r not in hits]
+                return verdict, hits + others
+        return Verdict.HEALTHY, [healthy_reason]
 
 
 def _check_config(db_path: Path) -> Check:
@@ -73,13 +86,6 @@ def _check_config(db_path: Path) -> Check:
     if parent is None or not os.access(parent, os.W_OK):
         return Check("config", "fail", f"cannot write under {db_path.parent}")
     return Check("config", "ok", f"database path {db_path}")
-
-
-def _active_supervisor(db_path: Path) -> Any:
-    from stxbf.ops.supervise import active_supervisor
-    from stxbf.paths import DataPaths
-
-    return active_supervisor(DataPaths(home=db_path.parent, db=db_path).supervisor_record)
 
 
 def _check_disk(db_path: Path) -> Check:
@@ -124,6 +130,105 @@ def _check_errors(report: StatusReport, now: float) -> Check:
     return Check("errors", status, "; ".join(parts))
 
 
+def _check_runner(
+    report: StatusReport, verdicts: _Verdicts, checks: list[Check], db_path: Path, now: float
+) -> None:
+    """A live runner: the process, its progress (judged by the status model), the database."""
+    runner = report.runner
+    how = {"lock": "holds the lock", "pid-file": "pid file", "progress": "progress file"}
+    found = how.get(runner.found_by, runner.found_by)
+    checks.append(Check("process", "ok", f"runner pid {runner.pid} is alive ({found})"))
+    reason = report.reason or ""
+    if report.state == StatusState.STALLED:
+        checks.append(Check("progress", "fail", reason))
+        verdicts.add(Verdict.STALLED, f"stalled: {reason}")
+    elif report.state == StatusState.RATE_LIMITED:
+        checks.append(Check("progress", "warn", reason))
+        verdicts.add(Verdict.RATE_LIMITED, reason)
+    else:
+        age = runner.heartbeat_age
+        beat = f"last heartbeat {age:.0f} s ago" if age is not None else "no heartbeat yet"
+        progress_age = (
+            f"; last progress {now - report.last_progress_at:.0f} s ago"
+            if report.last_progress_at is not None
+            else ""
+        )
+        checks.append(Check("progress", "ok", f"{beat}{progress_age} (phase {runner.phase})"))
+    if db_path.exists():
+        checks.append(
+            Check("database", "ok", f"held by the runner ({report.db_bytes or 0:,} bytes)")
+        )
+    else:
+        checks.append(Check("database", "warn", f"{db_path} does not exist yet"))
+
+
+def _last_run_code(report: StatusReport) -> int | None:
+    """The exit code the last run ended with: its snapshot's, else the database's run record."""
+    if report.runner.exit_code is not None:
+        return report.runner.exit_code
+    code = (report.last_run or {}).get("exit_code")
+    return int(code) if isinstance(code, (int, float)) else None
+
+
+def _active_supervisor(db_path: Path) -> Any:
+    from stxbf.ops.supervise import active_supervisor
+    from stxbf.paths import DataPaths
+
+    return active_supervisor(DataPaths(home=db_path.parent, db=db_path).supervisor_record)
+
+
+def _check_supervised(
+    supervisor: Any, verdicts: _Verdicts, checks: list[Check], now: float
+) -> None:
+    """Between two tries of the tmux supervisor: an outage, not a backfill left alone."""
+    from stxbf.ops.supervise import describe_wait
+
+    if supervisor.failing_since is not None:
+        detail = "the API is failing: " + describe_wait(supervisor, now)
+        checks.append(Check("process", "fail", f"no run alive; {detail}"))
+        verdicts.add(Verdict.STALLED, detail)
+    else:
+        checks.append(Check("process", "ok", "the tmux supervisor is starting the run"))
+    checks.append(Check("progress", "skip", "between two tries"))
+
+
+def _check_idle(
+    report: StatusReport,
+    verdicts: _Verdicts,
+    checks: list[Check],
+    db_path: Path,
+    *,
+    expect_running: bool,
+) -> None:
+    """No live runner: fine for a complete backfill whose last run ended well (cron, done)."""
+    last_code = _last_run_code(report)
+    ended = ""
+    if report.runner.phase is not None or last_code is not None:
+        ended = f"; last run {report.runner.phase or 'ended'}"
+        if last_code is not None:
+            ended += f" with exit code {last_code}"
+    complete = report.state in (StatusState.COMPLETE, StatusState.REACHED_CHAIN_START)
+    if complete and last_code == ExitCode.OK and not expect_running:
+        checks.append(Check("process", "ok", f"complete, no runner needed{ended}"))
+    elif report.state == StatusState.DATABASE_PROBLEM:
+        checks.append(Check("process", "skip", "no runner is alive"))
+    else:
+        reason = f"no runner is alive (backfill {report.label.lower()}{ended})"
+        checks.append(Check("process", "fail", reason))
+        verdicts.add(Verdict.NOT_RUNNING, reason)
+    checks.append(Check("progress", "skip", "no runner"))
+    if report.state == StatusState.DATABASE_PROBLEM:
+        detail = report.reason or "the database cannot be read"
+        checks.append(Check("database", "fail", detail))
+        verdicts.add(Verdict.DATABASE_PROBLEM, detail)
+    elif report.source == "database":
+        checks.append(Check("database", "ok", f"readable: {report.transactions:,} transactions"))
+    elif db_path.exists():
+        checks.append(Check("database", "warn", "exists but holds no backfill yet"))
+    else:
+        checks.append(Check("database", "skip", f"{db_path} does not exist yet (no run so far)"))
+
+
 def build_health(
     *,
     db_path: Path,
@@ -132,8 +237,10 @@ def build_health(
     target_days: int,
     runner_path: Path | None = None,
     stall_seconds: float = DEFAULT_STALL_SECONDS,
+    expect_running: bool = False,
     tmux_probe: Callable[[], bool | None] | None = None,
     now: float | None = None,
+    cache: DatabaseCache | None = None,
 ) -> HealthReport:
     """Run every check. `tmux_probe` says whether the session exists (None: tmux unavailable)."""
     now = time.time() if now is None else now
@@ -143,122 +250,61 @@ def build_health(
     config = _check_config(db_path)
     checks.append(config)
     if config.status == "fail":
-        verdicts.add("config_error", config.detail)
+        verdicts.add(Verdict.CONFIG_ERROR, config.detail)
 
     report: StatusReport | None = None
     if config.status != "fail":
-        try:
-            report = build_status(
-                db_path=db_path,
-                progress_path=progress_path,
-                lock_path=lock_path,
-                target_days=target_days,
-                runner_path=runner_path,
-                explicit_days=False,
-                stall_seconds=stall_seconds,
-                now=now,
-            )
-        except StoreError as exc:
-            checks.append(Check("database", "fail", exc.message))
-            verdicts.add("database_problem", exc.message)
-
-    runner_alive = False
-    if report is not None:
-        runner = report.runner
-        runner_alive = runner.alive
-        if runner.alive:
-            how = {"lock": "holds the lock", "pid-file": "pid file", "progress": "progress file"}
-            found = how.get(runner.found_by, runner.found_by)
-            checks.append(Check("process", "ok", f"runner pid {runner.pid} is alive ({found})"))
-            age = runner.heartbeat_age
-            if age is None:
-                started = runner.started_at or now
-                detail = f"no progress published yet ({now - started:.0f} s since start)"
-                stalled = now - started > stall_seconds
-            else:
-                detail = f"last heartbeat {age:.0f} s ago (phase {runner.phase})"
-                stalled = age > stall_seconds
-            checks.append(Check("heartbeat", "fail" if stalled else "ok", detail))
-            if stalled:
-                verdicts.add(
-                    "stalled", f"no progress for more than {stall_seconds:.0f} s: {detail}"
-                )
-            if db_path.exists():
-                checks.append(
-                    Check("database", "ok", f"held by the runner ({report.db_bytes or 0:,} bytes)")
-                )
-            else:
-                checks.append(Check("database", "warn", f"{db_path} does not exist yet"))
+        report = build_status(
+            db_path=db_path,
+            progress_path=progress_path,
+            lock_path=lock_path,
+            target_days=target_days,
+            runner_path=runner_path,
+            explicit_days=False,
+            stall_seconds=stall_seconds,
+            now=now,
+            cache=cache,
+        )
+        if report.runner.alive:
+            _check_runner(report, verdicts, checks, db_path, now)
         elif (supervisor := _active_supervisor(db_path)) is not None:
-            # Between two tries of the tmux supervisor: an outage, not a backfill left alone.
-            from stxbf.ops.supervise import describe_wait
-
-            if supervisor.failing_since is not None:
-                detail = "the API is failing: " + describe_wait(supervisor, now)
-                checks.append(Check("process", "fail", f"no run alive; {detail}"))
-                verdicts.add("stalled", detail)
-            else:
-                checks.append(Check("process", "ok", "the tmux supervisor is starting the run"))
+            _check_supervised(supervisor, verdicts, checks, now)
         else:
-            ended = ""
-            if runner.phase in ("finished", "failed", "interrupted"):
-                ended = f"; last run {runner.phase}"
-                if runner.exit_code is not None:
-                    ended += f" with exit code {runner.exit_code}"
-            reason = f"no runner is alive (backfill {report.label.lower()}{ended})"
-            checks.append(Check("process", "fail", reason))
-            verdicts.add("not_running", reason)
-            checks.append(Check("heartbeat", "skip", "no runner"))
-            if report.source == "database":
-                checks.append(
-                    Check("database", "ok", f"readable: {report.transactions:,} transactions")
-                )
-            elif db_path.exists():
-                checks.append(Check("database", "warn", "exists but holds no backfill yet"))
-            else:
-                checks.append(Check("database", "skip", f"{db_path} does not exist yet"))
+            _check_idle(report, verdicts, checks, db_path, expect_running=expect_running)
         checks.append(_check_errors(report, now))
 
     disk = _check_disk(db_path)
     checks.append(disk)
     if disk.status == "fail":
-        verdicts.add("database_problem", f"disk almost full: {disk.detail}")
+        verdicts.add(Verdict.DATABASE_PROBLEM, f"disk almost full: {disk.detail}")
 
+    runner_alive = report is not None and report.runner.alive
     if tmux_probe is not None:
-        present = tmux_probe()
-        if present is None:
-            checks.append(Check("tmux", "skip", "tmux is not installed"))
-        elif present:
-            checks.append(Check("tmux", "ok", "session present"))
-        elif runner_alive:
-            checks.append(
-                Check("tmux", "warn", "runner alive but no tmux session (started by hand?)")
-            )
-        else:
-            checks.append(Check("tmux", "warn", "no tmux session"))
+        checks.append(_check_tmux(tmux_probe(), runner_alive=runner_alive))
 
-    order = list(VERDICTS)[::-1]  # config_error first … healthy last
-    worst = "healthy"
-    reasons: list[str] = []
-    for verdict in order:
-        hits = [reason for found, reason in verdicts.found if found == verdict]
-        if hits:
-            worst = verdict
-            reasons = hits
-            break
-    reasons += [
-        reason for found, reason in verdicts.found if found != worst and reason not in reasons
-    ]
-    if worst == "healthy":
-        reasons = ["runner alive and making progress"]
+    healthy_reason = (
+        "runner alive and making progress" if runner_alive else "complete, no runner needed"
+    )
+    worst, reasons = verdicts.decide(healthy_reason)
     return HealthReport(
-        verdict=worst,
-        exit_code=VERDICTS[worst],
+        verdict=str(worst),
+        exit_code=VERDICT_OUTCOMES[worst].exit_code,
         checked_at=now,
         reasons=reasons,
         checks=checks,
         status=report.state if report is not None else None,
+        hint=report.hint if report is not None else None,
         runner_pid=report.runner.pid if report is not None else None,
         runner_alive=runner_alive,
         heartbeat_age=report.runner.heartbeat_age if report is not None else None,
     )
+
+
+def _check_tmux(present: bool | None, *, runner_alive: bool) -> Check:
+    if present is None:
+        return Check("tmux", "skip", "tmux is not installed")
+    if present:
+        return Check("tmux", "ok", "session present")
+    if runner_alive:
+        return Check("tmux", "warn", "runner alive but no tmux session (started by hand?)")
+    return Check("tmux", "warn", "no tmux session")

@@ -19,6 +19,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from stxbf.codes import StatusState
 from stxbf.errors import StxbfError
 from stxbf.ops.logs import LEVEL_STYLES, line_level, tail
 from stxbf.ops.status import (
@@ -35,13 +36,15 @@ STRIP_GLYPHS = {
     DAY_MISSING: ("·", "red"),
     DAY_BEFORE_CHAIN: (" ", "dim"),
 }
-STATE_STYLES = {
-    "complete": "bold green",
-    "reached_chain_start": "bold green",
-    "running": "bold cyan",
-    "stalled": "bold red",
-    "incomplete": "bold yellow",
-    "not_started": "dim",
+STATE_STYLES: dict[str, str] = {  # keyed by StatusState (a str)
+    StatusState.COMPLETE: "bold green",
+    StatusState.REACHED_CHAIN_START: "bold green",
+    StatusState.RUNNING: "bold cyan",
+    StatusState.STALLED: "bold red",
+    StatusState.RATE_LIMITED: "bold yellow",
+    StatusState.DATABASE_PROBLEM: "bold red",
+    StatusState.INCOMPLETE: "bold yellow",
+    StatusState.NOT_STARTED: "dim",
 }
 _WORST_FIRST = (DAY_MISSING, DAY_PARTIAL, DAY_BEFORE_CHAIN, DAY_VERIFIED)
 
@@ -174,9 +177,12 @@ def render_status(report: StatusReport, *, width: int, now: float | None = None)
     head = Text(progress_line(report) + "\n")
     head.append("Status: ")
     head.append(report.label, style=STATE_STYLES.get(report.state, ""))
-    if report.state == "not_started":
+    if report.state == StatusState.NOT_STARTED:
         hint = "No backfill yet: start one with `stxbf tmux` (or `stxbf run` in the foreground)."
         return Group(head, Text(hint, style="dim"), *(Text(f"note: {n}") for n in report.notes))
+    if report.state == StatusState.DATABASE_PROBLEM:
+        lines = [report.reason or "", f"What to do: {report.hint}" if report.hint else ""]
+        return Group(head, *(Text(line) for line in lines if line))
     parts: list[RenderableType] = [head, Text(""), _figures(report, now), Text("")]
     parts.append(Text(f"Coverage ({report.target_days} days, oldest → newest):", style="bold"))
     parts.append(coverage_strip(report.coverage, width=width, max_rows=8))

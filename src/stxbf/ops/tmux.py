@@ -367,10 +367,11 @@ def capture(server: Server, pane_id: str, *, lines: int = 0) -> str:
 
 
 def parent_pid(pid: int) -> int | None:
-    try:
-        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-    except (OSError, ValueError, IndexError):
-        pass
+    from stxbf.ops.process import proc_stat
+
+    stat = proc_stat(pid)
+    if stat is not None:
+        return stat.ppid
     try:
         out = subprocess.run(
             ["ps", "-o", "ppid=", "-p", str(pid)], capture_output=True, text=True, check=False
@@ -392,7 +393,7 @@ def is_descendant(pid: int, ancestor: int) -> bool:
 
 
 def _alive(pid: int) -> bool:
-    from stxbf.ops.status import pid_alive
+    from stxbf.ops.process import pid_alive
 
     return pid_alive(pid)
 

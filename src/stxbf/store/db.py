@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -25,7 +26,14 @@ from typing import Any, TypeVar, cast
 import duckdb
 import orjson
 
-from stxbf.errors import ConfigError, DatabaseBusy, DatabaseCorrupt, SchemaTooNew, StoreError
+from stxbf.errors import (
+    ConfigError,
+    DatabaseBusy,
+    DatabaseCorrupt,
+    DatabaseEmpty,
+    SchemaTooNew,
+    StoreError,
+)
 from stxbf.models import TX_COLUMN_NAMES, TX_COLUMNS, Row
 from stxbf.store.schema import APP_MARKER, MIGRATIONS, SCHEMA_VERSION
 
@@ -33,6 +41,7 @@ MEMORY_LIMIT = "64MB"  # DuckDB's buffer pool; it spills or re-reads beyond this
 # Checkpoint every 128 MB of WAL rather than DuckDB's 16 MB: each checkpoint rewrote the table's
 # last, still-growing row group, leaving freed blocks behind (~18 B/tx) and costing time.
 CHECKPOINT_THRESHOLD = "128MB"
+SUMMARY_KEY = "summary"  # meta: the last saved StoreSummary and the content stamp it matches
 
 # HUGEINT values (u128 token amounts) travel as decimal strings: JSON numbers stop at 64 bits.
 _AS_TEXT = frozenset(i for i, (_, kind) in enumerate(TX_COLUMNS) if kind == "HUGEINT")
@@ -104,6 +113,34 @@ def _describe(exc: BaseException) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
+# What DuckDB says about a file it cannot trust: a block whose checksum fails (bytes overwritten),
+# a file shorter than its header says (truncated), a header that is not DuckDB's.
+_DAMAGE_MARKERS = (
+    "corrupt database file",
+    "could not read enough bytes",
+    "not a valid duckdb database",
+    "checksum",
+)
+
+
+def _is_damage(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return any(marker in text for marker in _DAMAGE_MARKERS)
+
+
+def damaged_hint(path: Path | None) -> str:
+    """What to do with a file DuckDB cannot read: nothing in it can be trusted or repaired."""
+    where = path if path is not None else "the database"
+    return (
+        f"move it aside (mv {where} {where}.damaged); `stxbf run` then starts a new database "
+        "and fetches every window again"
+    )
+
+
+def _damaged(path: Path | None, exc: BaseException) -> DatabaseCorrupt:
+    return DatabaseCorrupt(f"database {path} is damaged: {_describe(exc)}", hint=damaged_hint(path))
+
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -115,6 +152,8 @@ def _as_store_error(method: F) -> F:
         try:
             return method(self, *args, **kwargs)
         except duckdb.Error as exc:
+            if _is_damage(exc):
+                raise _damaged(self.path, exc) from None
             raise StoreError(f"database {self.path}: {_describe(exc)}") from None
 
     return cast(F, wrapper)
@@ -137,6 +176,12 @@ class Store:
                 raise ConfigError(f"database path {target} is a directory, not a file")
             if read_only and not target.exists():
                 raise StoreError(f"no database at {target} yet (no backfill has run)")
+            if target.exists() and target.stat().st_size == 0:
+                # DuckDB refuses a 0-byte file; status and run must say the same about it.
+                raise DatabaseCorrupt(
+                    f"{target} is empty (0 bytes), not a DuckDB database",
+                    hint=f"remove it (rm {target}); `stxbf run` then creates a new database",
+                )
             if not read_only:
                 try:
                     target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -157,17 +202,23 @@ class Store:
                 raise DatabaseBusy(
                     f"database {target} is held by another process (a running `stxbf run`?)"
                 ) from None
-            if "not a valid DuckDB" in text or "invalid" in text.lower():
+            if _is_damage(exc) or "invalid" in text.lower():
                 raise DatabaseCorrupt(
-                    f"{target} is not a DuckDB database (or is corrupted)"
+                    f"{target} is not a DuckDB database, or is damaged: {_describe(exc)}",
+                    hint=damaged_hint(target),
                 ) from None
             raise StoreError(f"cannot open database {target}: {_describe(exc)}") from None
         except duckdb.Error as exc:
-            raise DatabaseCorrupt(f"cannot open database {target}: {_describe(exc)}") from None
+            raise _damaged(target, exc) from None
         store = cls(con, target)
         try:
             con.execute("SET enable_progress_bar = false")  # a migration's bar in the log pane
             store._check_and_migrate(read_only)
+        except duckdb.Error as exc:
+            con.close()
+            if _is_damage(exc):
+                raise _damaged(target, exc) from None
+            raise StoreError(f"cannot open database {target}: {_describe(exc)}") from None
         except BaseException:
             con.close()
             raise
@@ -187,7 +238,7 @@ class Store:
                     f"(tables: {', '.join(sorted(tables)[:5])})"
                 )
             if read_only:
-                raise StoreError(f"database {self.path} is empty (no backfill has run)")
+                raise DatabaseEmpty(f"database {self.path} is empty (no backfill has run)")
             self._migrate(0)
             return
         meta = dict(self._con.execute("SELECT key, value FROM meta").fetchall())
@@ -298,6 +349,8 @@ class Store:
                     ],
                 )
         except (duckdb.Error, orjson.JSONEncodeError) as exc:
+            if _is_damage(exc):  # replacing a range reads it first: damage shows up here too
+                raise _damaged(self.path, exc) from None
             raise StoreError(f"cannot write to database {self.path}: {_describe(exc)}") from None
         return stored
 
@@ -391,6 +444,54 @@ class Store:
             latest_tx_time=latest,
             db_bytes=self.file_bytes(),
         )
+
+    # What an idle `status`/`health` shows changes only while a run writes. Counting distinct
+    # senders over a year (2M rows) took ~1 s per call, so a run saves its summary in `meta`
+    # and readers take it back while the content stamp still matches.
+
+    def _content_stamp(self) -> str:
+        """Changes whenever a window is committed or forgotten (any stxbf version does both)."""
+        windows = self._con.execute(
+            "SELECT count(*), coalesce(max(fetched_at), 0), coalesce(sum(rows_stored), 0) "
+            "FROM windows"
+        ).fetchone()
+        rows = self._con.execute("SELECT count(*) FROM transactions").fetchone()
+        count, last_commit, stored = windows if windows else (0, 0, 0)
+        return f"{count}:{float(last_commit)!r}:{stored}:{rows[0] if rows else 0}"
+
+    @_as_store_error
+    def save_summary(self) -> StoreSummary:
+        """Compute the summary (wallets too) and keep it in `meta` for `saved_summary`."""
+        summary = self.summary(wallets=True)
+        record = {
+            "transactions": summary.transactions,
+            "wallets": summary.wallets,
+            "earliest_tx_time": summary.earliest_tx_time,
+            "latest_tx_time": summary.latest_tx_time,
+            "stamp": self._content_stamp(),
+        }
+        self._set_meta(SUMMARY_KEY, json.dumps(record))
+        return summary
+
+    @_as_store_error
+    def saved_summary(self) -> StoreSummary | None:
+        """The summary a run saved, or None when there is none or the data changed since."""
+        raw = self.get_meta(SUMMARY_KEY)
+        if raw is None:
+            return None
+        try:
+            record = json.loads(raw)
+            if record.get("stamp") != self._content_stamp():
+                return None
+            return StoreSummary(
+                transactions=int(record["transactions"]),
+                wallets=int(record["wallets"]),
+                earliest_tx_time=record.get("earliest_tx_time"),
+                latest_tx_time=record.get("latest_tx_time"),
+                db_bytes=self.file_bytes(),
+            )
+        except (ValueError, TypeError, KeyError, AttributeError):
+            return None
 
     def file_bytes(self) -> int:
         if self.path is None:

@@ -1,0 +1,158 @@
+"""The one registry of exit codes and the words they stand for: runner phases, status states,
+health verdicts.
+
+A monitoring script reads an exit code and nothing else, so a code must mean one thing per
+command: `stxbf health --bad-flag` must not exit 2, which `health` documents as "stalled".
+Every code any command ends with is named here, each command's table is built from these
+names, and a meta-test holds docs/cli.md's tables to them.
+
+    run      0 ok · 1 error · 2 usage · 3 incomplete · 4 locked · 65 database damaged
+             · 75 rate-limited (a quota ran out) · 130 interrupted
+    status   0 complete · 3 incomplete · 5 running · 6 stalled · 7 not started
+             · 65 database problem · 75 rate-limited · 1 error · 64 usage
+    health   0 healthy · 1 not running · 2 stalled · 3 database problem · 4 configuration error
+             · 75 rate-limited · 64 usage
+
+Codes 64, 65 and 75 are the BSD sysexits EX_USAGE, EX_DATAERR and EX_TEMPFAIL.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum, IntEnum
+
+
+class StrEnum(str, Enum):
+    """`enum.StrEnum` for Python 3.10: members are their value, in f-strings and JSON alike."""
+
+    def __str__(self) -> str:
+        return str.__str__(self)
+
+    def __format__(self, spec: str) -> str:
+        return str.__format__(str.__str__(self), spec)
+
+
+class ExitCode(IntEnum):
+    """Every exit code a stxbf command ends with. docs/cli.md lists them per command."""
+
+    OK = 0  # target reached / command succeeded / complete / healthy
+    ERROR = 1  # the command failed (API, database, filesystem, a bug)
+    USAGE = 2  # bad arguments or settings (every command but status and health)
+    INCOMPLETE = 3  # run stopped before the target; status: the target is not reached
+    LOCKED = 4  # another `stxbf run` holds the lock on this data
+    RUNNING = 5  # status: a backfill is running
+    STALLED = 6  # status: a backfill is running but makes no progress
+    NOT_STARTED = 7  # status: no backfill yet
+    MONITOR_USAGE = 64  # usage error of `status` / `health`: apart from every state code
+    DATABASE = 65  # the database file is damaged, truncated, empty or not ours
+    RATE_LIMITED = 75  # a stated limit or quota is being waited out (run: it ran out)
+    INTERRUPTED = 130  # SIGINT / SIGTERM: completed windows were committed
+
+
+class HealthCode(IntEnum):
+    """`stxbf health`'s codes: 0-4 are the original health check's, kept for existing monitors."""
+
+    HEALTHY = 0
+    NOT_RUNNING = 1
+    STALLED = 2
+    DATABASE_PROBLEM = 3
+    CONFIG_ERROR = 4
+    MONITOR_USAGE = ExitCode.MONITOR_USAGE
+    RATE_LIMITED = ExitCode.RATE_LIMITED
+
+
+class Phase(StrEnum):
+    """What the runner is doing, as its progress snapshot says."""
+
+    STARTING = "starting"
+    FETCHING = "fetching"
+    BACKING_OFF = "backing_off"
+    FINISHED = "finished"
+    STOPPED = "stopped"  # ended before the target (budget, iterations, a quota)
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"
+
+
+TERMINAL_PHASES = frozenset({Phase.FINISHED, Phase.STOPPED, Phase.FAILED, Phase.INTERRUPTED})
+
+
+class StatusState(StrEnum):
+    COMPLETE = "complete"
+    REACHED_CHAIN_START = "reached_chain_start"
+    INCOMPLETE = "incomplete"
+    RUNNING = "running"
+    STALLED = "stalled"
+    RATE_LIMITED = "rate_limited"
+    NOT_STARTED = "not_started"
+    DATABASE_PROBLEM = "database_problem"
+
+
+class Verdict(StrEnum):
+    HEALTHY = "healthy"
+    NOT_RUNNING = "not_running"
+    STALLED = "stalled"
+    RATE_LIMITED = "rate_limited"
+    DATABASE_PROBLEM = "database_problem"
+    CONFIG_ERROR = "config_error"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    label: str
+    exit_code: int
+
+
+STATUS_STATES: dict[StatusState, Outcome] = {
+    StatusState.COMPLETE: Outcome("Complete", ExitCode.OK),
+    StatusState.REACHED_CHAIN_START: Outcome("Reached chain start", ExitCode.OK),
+    StatusState.INCOMPLETE: Outcome("Incomplete", ExitCode.INCOMPLETE),
+    StatusState.RUNNING: Outcome("Running", ExitCode.RUNNING),
+    StatusState.STALLED: Outcome("Stalled", ExitCode.STALLED),
+    StatusState.RATE_LIMITED: Outcome("Rate-limited", ExitCode.RATE_LIMITED),
+    StatusState.NOT_STARTED: Outcome("Not started", ExitCode.NOT_STARTED),
+    StatusState.DATABASE_PROBLEM: Outcome("Database problem", ExitCode.DATABASE),
+}
+
+# Worst first: when several checks fail, the first verdict in this order decides.
+VERDICTS: dict[Verdict, Outcome] = {
+    Verdict.CONFIG_ERROR: Outcome("Configuration error", HealthCode.CONFIG_ERROR),
+    Verdict.DATABASE_PROBLEM: Outcome("Database problem", HealthCode.DATABASE_PROBLEM),
+    Verdict.STALLED: Outcome("Stalled", HealthCode.STALLED),
+    Verdict.RATE_LIMITED: Outcome("Rate-limited", HealthCode.RATE_LIMITED),
+    Verdict.NOT_RUNNING: Outcome("Not running", HealthCode.NOT_RUNNING),
+    Verdict.HEALTHY: Outcome("Healthy", HealthCode.HEALTHY),
+}
+
+# Commands that report a state through their exit code, and so take usage errors apart.
+MONITOR_COMMANDS = frozenset({"stxbf status", "stxbf health"})
+
+# The codes each command's table in docs/cli.md lists (the meta-test compares them).
+COMMAND_EXIT_CODES: dict[str, frozenset[int]] = {
+    "shared": frozenset({ExitCode.OK, ExitCode.ERROR, ExitCode.USAGE, ExitCode.INTERRUPTED}),
+    "stxbf run": frozenset(
+        {
+            ExitCode.OK,
+            ExitCode.ERROR,
+            ExitCode.USAGE,
+            ExitCode.INCOMPLETE,
+            ExitCode.LOCKED,
+            ExitCode.DATABASE,
+            ExitCode.RATE_LIMITED,
+            ExitCode.INTERRUPTED,
+        }
+    ),
+    "stxbf status": frozenset(
+        {outcome.exit_code for outcome in STATUS_STATES.values()}
+        | {ExitCode.ERROR, ExitCode.MONITOR_USAGE}
+    ),
+    "stxbf health": frozenset(
+        {outcome.exit_code for outcome in VERDICTS.values()} | {HealthCode.MONITOR_USAGE}
+    ),
+}
+
+
+def usage_exit_code(command_path: str) -> int:
+    """The code a usage error of `command_path` ends with: 64 where 2 is a state's code."""
+    if any(command_path.startswith(name) for name in MONITOR_COMMANDS):
+        return int(ExitCode.MONITOR_USAGE)
+    return int(ExitCode.USAGE)

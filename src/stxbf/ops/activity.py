@@ -1,0 +1,87 @@
+"""The one rule that says whether a live runner is running, stalled or rate-limited.
+
+`stxbf status` and `stxbf health` both ask `judge_activity`, so they cannot disagree. Stalled means
+no progress (no page arrived, no window committed) for `stall_seconds`, not a missing heartbeat: a
+runner can publish every second while every request fails. Waiting out a limit the API stated (a
+retry-after, a used-up window, a quota) is its own state, not a stall.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from stxbf.codes import StatusState
+from stxbf.ops.process import RunnerState
+from stxbf.state import ProgressSnapshot
+
+
+@dataclass(frozen=True)
+class Activity:
+    state: StatusState  # RUNNING | STALLED | RATE_LIMITED
+    reason: str
+
+
+def clock(when: float) -> str:
+    """A unix time as the operator reads it (UTC)."""
+    return datetime.fromtimestamp(when, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _waits_on(snap: ProgressSnapshot, now: float) -> str:
+    """What a runner without progress is waiting for, as far as its snapshot says."""
+    parts = []
+    if snap.consecutive_failures:
+        failures = f"{snap.consecutive_failures} failures in a row"
+        parts.append(f"{failures}, last: {snap.last_error}" if snap.last_error else failures)
+    elif (
+        snap.last_error
+        and snap.last_error_at
+        and snap.last_error_at >= (snap.last_progress_at or 0)
+    ):
+        parts.append(f"last error: {snap.last_error}")
+    if snap.backoff_until is not None and snap.backoff_until > now:
+        parts.append(f"a retry-after gate until {clock(snap.backoff_until)}")
+    return "; ".join(parts) or f"phase {snap.phase}, no error reported"
+
+
+def judge_activity(
+    snap: ProgressSnapshot | None, runner: RunnerState, *, stall_seconds: float, now: float
+) -> Activity:
+    """Running, stalled or rate-limited: the rule `status` and `health` share.
+
+    A snapshot without `last_progress_at` (written by an older stxbf, or before the first page)
+    falls back to its start when no page has arrived yet, else to the heartbeat.
+    """
+    if snap is None:
+        since = now - (runner.started_at or now)
+        if since > stall_seconds:
+            return Activity(
+                StatusState.STALLED,
+                f"the runner has published no progress in the {since:.0f} s since it started "
+                f"(limit {stall_seconds:.0f} s)",
+            )
+        return Activity(StatusState.RUNNING, "the runner has not published progress yet")
+    heartbeat_age = max(0.0, now - snap.updated_at)
+    if heartbeat_age > stall_seconds:
+        return Activity(
+            StatusState.STALLED,
+            f"no progress heartbeat for {heartbeat_age:.0f} s (limit {stall_seconds:.0f} s): "
+            "the runner is alive but not publishing (hung?)",
+        )
+    if snap.rate_limited_until is not None and snap.rate_limited_until > now:
+        what = snap.rate_limited_reason or "a stated rate limit"
+        return Activity(
+            StatusState.RATE_LIMITED,
+            f"rate-limited until {clock(snap.rate_limited_until)}: waiting out {what}",
+        )
+    reference = snap.last_progress_at
+    if reference is None:
+        reference = snap.started_at if snap.counters.pages == 0 else snap.updated_at
+    idle = max(0.0, now - reference)
+    if idle > stall_seconds:
+        return Activity(
+            StatusState.STALLED,
+            f"no page has arrived and no window was committed for {idle:.0f} s "
+            f"(limit {stall_seconds:.0f} s); waiting on: {_waits_on(snap, now)}",
+        )
+    return Activity(StatusState.RUNNING, "runner alive and making progress")

@@ -1,0 +1,402 @@
+"""What `status` and `health` tell a monitoring script: one rule for stalled and rate-limited,
+exit codes from one registry, usage errors apart from state codes, cron-friendly health.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import pytest
+from filelock import FileLock
+
+from stxbf import state
+from stxbf.codes import (
+    COMMAND_EXIT_CODES,
+    STATUS_STATES,
+    VERDICTS,
+    ExitCode,
+    HealthCode,
+    StatusState,
+    Verdict,
+)
+from stxbf.ops.health import build_health
+from stxbf.ops.process import proc_stat
+from stxbf.ops.status import build_status, runner_info_path
+from stxbf.state import DAY, Counters, ProgressSnapshot
+from stxbf.store import Store
+from tests.test_cli_status import run_cli
+from tests.test_ops_status import END, day, make_db, paths
+
+# -- one registry ----------------------------------------------------------------------------------
+
+
+def test_status_and_health_tables_come_from_the_registry() -> None:
+    from stxbf.ops.health import VERDICTS as HEALTH_VERDICTS
+    from stxbf.ops.status import STATES
+
+    assert {str(s): (o.label, o.exit_code) for s, o in STATUS_STATES.items()} == STATES
+    assert {str(v): o.exit_code for v, o in VERDICTS.items()} == HEALTH_VERDICTS
+    assert set(STATES) == {str(s) for s in StatusState}
+    assert set(HEALTH_VERDICTS) == {str(v) for v in Verdict}
+
+
+def test_no_usage_code_collides_with_a_state_code() -> None:
+    status_states = {o.exit_code for o in STATUS_STATES.values()}
+    verdicts = {o.exit_code for o in VERDICTS.values()}
+    assert ExitCode.MONITOR_USAGE not in status_states | verdicts
+    assert ExitCode.USAGE in verdicts  # 2 is "stalled" to health: why usage needs its own code
+    assert ExitCode.MONITOR_USAGE in COMMAND_EXIT_CODES["stxbf health"]
+
+
+def test_state_words_format_as_their_value() -> None:
+    assert f"{StatusState.RATE_LIMITED}" == "rate_limited" == str(StatusState.RATE_LIMITED)
+    assert json.dumps({"v": Verdict.STALLED}) == '{"v": "stalled"}'
+
+
+@pytest.mark.parametrize(
+    ("args", "code"),
+    [
+        (["health", "--bad-flag"], ExitCode.MONITOR_USAGE),
+        (["health", "--stall-seconds", "0"], ExitCode.MONITOR_USAGE),
+        (["status", "--bad-flag"], ExitCode.MONITOR_USAGE),
+        (["status", "--interval", "nope"], ExitCode.MONITOR_USAGE),
+        (["run", "--bad-flag"], ExitCode.USAGE),
+        (["logs", "--bad-flag"], ExitCode.USAGE),
+    ],
+    ids=["health-flag", "health-value", "status-flag", "status-value", "run", "logs"],
+)
+def test_usage_errors_of_monitors_never_read_as_a_state(  # type: ignore[no-untyped-def]
+    capsys, monkeypatch, args: list[str], code: int
+) -> None:
+    got, _, err = run_cli(args, capsys, monkeypatch)
+    assert got == code
+    assert "--help" in err
+
+
+@pytest.mark.parametrize("command", ["status", "health"])
+def test_a_usage_error_with_json_still_prints_json(capsys, monkeypatch, command: str) -> None:  # type: ignore[no-untyped-def]
+    code, out, err = run_cli([command, "--json", "--stall-seconds", "-5"], capsys, monkeypatch)
+    assert code == ExitCode.MONITOR_USAGE == json.loads(out)["exit_code"]
+    assert "stall-seconds" in json.loads(out)["error"] and "stall-seconds" in err
+
+
+def test_status_json_on_a_bad_setting_is_json_with_the_usage_code(capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("STXBF_TARGET_DAYS", "0")
+    code, out, err = run_cli(["status", "--json"], capsys, monkeypatch)
+    assert code == ExitCode.MONITOR_USAGE
+    data = json.loads(out)
+    assert (data["state"], data["exit_code"]) == ("error", 64)
+    assert "target" in err
+
+
+# -- one rule for running, stalled, rate-limited ------------------------------------------------
+
+
+def live_snapshot(now: float, **changes: Any) -> ProgressSnapshot:
+    snap = ProgressSnapshot(
+        pid=os.getpid(),
+        started_at=now - 3600,
+        updated_at=now - 1,
+        phase="fetching",
+        api_url="http://127.0.0.1:1",
+        target_days=10,
+        range_start=END - 10 * DAY + 1,
+        range_end=END,
+        counters=Counters(requests=500, pages=400),
+        coverage=[1.0] * 4 + [0.0] * 6,
+        last_progress_at=now - 2,
+    )
+    return replace(snap, **changes)
+
+
+class Live(NamedTuple):
+    changes: dict[str, Any]
+    state: StatusState
+    verdict: Verdict
+    reason: str
+
+
+NOW_OFFSET = 0.0
+LIVE_CASES = {
+    "making-progress": Live({}, StatusState.RUNNING, Verdict.HEALTHY, "making progress"),
+    # issue 8 §4: the heartbeat is fresh, the API has not answered for 25 s
+    "heartbeat-fresh-but-no-page": Live(
+        {
+            "last_progress_at": -25.0,
+            "consecutive_failures": 7,
+            "last_error": "timed out (ReadTimeout)",
+        },
+        StatusState.STALLED,
+        Verdict.STALLED,
+        "7 failures in a row, last: timed out (ReadTimeout)",
+    ),
+    "behind-a-retry-after-gate": Live(
+        {"last_progress_at": -25.0, "backoff_until": 120.0},
+        StatusState.STALLED,
+        Verdict.STALLED,
+        "a retry-after gate until",
+    ),
+    "waiting-out-a-stated-quota": Live(
+        {
+            "last_progress_at": -900.0,
+            "rate_limited_until": 3600.0,
+            "rate_limited_reason": "the monthly quota",
+        },
+        StatusState.RATE_LIMITED,
+        Verdict.RATE_LIMITED,
+        "rate-limited until",
+    ),
+    "quota-wait-over-but-still-nothing": Live(
+        {"last_progress_at": -30.0, "rate_limited_until": -5.0},
+        StatusState.STALLED,
+        Verdict.STALLED,
+        "no page has arrived",
+    ),
+    "hung-runner-no-heartbeat": Live(
+        {"updated_at": -30.0, "last_progress_at": -30.0},
+        StatusState.STALLED,
+        Verdict.STALLED,
+        "heartbeat",
+    ),
+    "older-snapshot-falls-back-to-heartbeat": Live(
+        {"last_progress_at": None}, StatusState.RUNNING, Verdict.HEALTHY, "making progress"
+    ),
+    "no-page-since-start": Live(
+        {"last_progress_at": None, "counters": Counters(requests=9)},
+        StatusState.STALLED,
+        Verdict.STALLED,
+        "no page has arrived",
+    ),
+}
+
+
+def hold_runner_lock(p: dict[str, Path]) -> FileLock:
+    lock = FileLock(str(p["lock_path"]))
+    lock.acquire(timeout=0)
+    info = {"pid": os.getpid(), "started_at": time.time() - 60, "host": os.uname().nodename}
+    runner_info_path(p["db_path"]).write_text(json.dumps(info))
+    return lock
+
+
+@pytest.mark.parametrize("case", LIVE_CASES.values(), ids=LIVE_CASES.keys())
+def test_status_and_health_judge_a_live_runner_alike(tmp_path: Path, case: Live) -> None:
+    p = paths(tmp_path)
+    now = time.time()
+    changes = {
+        key: (now + value if key.endswith(("_at", "_until")) and value is not None else value)
+        for key, value in case.changes.items()
+    }
+    state.publish(p["progress_path"], live_snapshot(now, **changes))
+    lock = hold_runner_lock(p)
+    try:
+        status = build_status(**p, target_days=10, stall_seconds=15, now=now)
+        health = build_health(**p, target_days=10, stall_seconds=15, now=now)
+    finally:
+        lock.release()
+    assert status.state == case.state
+    assert status.exit_code == STATUS_STATES[case.state].exit_code
+    assert health.verdict == case.verdict
+    assert health.exit_code == VERDICTS[case.verdict].exit_code
+    assert case.reason in (status.reason or "")
+    assert any(case.reason in reason for reason in health.reasons)
+
+
+def test_rate_limited_has_its_own_code_and_label(tmp_path: Path, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    db = tmp_path / "stxbf-home" / "stxbf.duckdb"
+    db.parent.mkdir(parents=True)
+    p = {
+        "db_path": db,
+        "progress_path": db.with_name(db.name + ".progress.json"),
+        "lock_path": db.with_name(db.name + ".lock"),
+    }
+    now = time.time()
+    snap = live_snapshot(now, rate_limited_until=now + 600, rate_limited_reason="monthly quota")
+    state.publish(p["progress_path"], snap)
+    lock = hold_runner_lock(p)
+    try:
+        code, out, _ = run_cli(["status"], capsys, monkeypatch)
+        assert code == ExitCode.RATE_LIMITED
+        assert "Status: Rate-limited until " in out
+        code, out, _ = run_cli(["health", "--json"], capsys, monkeypatch)
+    finally:
+        lock.release()
+    assert code == HealthCode.RATE_LIMITED == json.loads(out)["exit_code"]
+    assert json.loads(out)["verdict"] == "rate_limited"
+
+
+def test_health_takes_the_status_judgement(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """build_health does not re-derive stalled: change the rule, and health follows it."""
+    from stxbf.ops import status as status_module
+    from stxbf.ops.status import Activity
+
+    p = paths(tmp_path)
+    now = time.time()
+    state.publish(p["progress_path"], live_snapshot(now))
+    monkeypatch.setattr(
+        status_module,
+        "judge_activity",
+        lambda *a, **k: Activity(StatusState.STALLED, "judged stalled by the one rule"),
+    )
+    lock = hold_runner_lock(p)
+    try:
+        health = build_health(**p, target_days=10, now=now)
+    finally:
+        lock.release()
+    assert health.verdict == "stalled"
+    assert "judged stalled by the one rule" in health.reasons[0]
+
+
+# -- health for a finished or cron-fed backfill ------------------------------------------------
+
+
+def record_run(db: Path, exit_code: int) -> None:
+    with Store.open(db) as store:
+        run_id = store.start_run(pid=1, started_at=END - 60, target_days=10)
+        store.end_run(run_id, ended_at=END, exit_code=exit_code)
+
+
+class Idle(NamedTuple):
+    complete: bool
+    last_exit: int | None
+    expect_running: bool
+    verdict: str
+    code: int
+
+
+IDLE_CASES = {
+    "complete-last-run-ok": Idle(True, 0, False, "healthy", 0),
+    "complete-but-expect-running": Idle(True, 0, True, "not_running", 1),
+    "complete-last-run-failed": Idle(True, 1, False, "not_running", 1),
+    "complete-no-run-record": Idle(True, None, False, "not_running", 1),
+    "incomplete-last-run-ok": Idle(False, 0, False, "not_running", 1),
+}
+
+
+@pytest.mark.parametrize("case", IDLE_CASES.values(), ids=IDLE_CASES.keys())
+def test_health_with_no_runner(tmp_path: Path, case: Idle) -> None:
+    p = paths(tmp_path)
+    windows = [(day(0)[0], END, "verified")] if case.complete else [(day(5)[0], END, "verified")]
+    make_db(p["db_path"], windows)
+    if case.last_exit is not None:
+        record_run(p["db_path"], case.last_exit)
+    report = build_health(**p, target_days=10, expect_running=case.expect_running)
+    assert (report.verdict, report.exit_code) == (case.verdict, case.code)
+    if case.verdict == "healthy":
+        assert report.reasons == ["complete, no runner needed"]
+
+
+def test_health_cli_expect_running(isolated_env: Path, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    db = isolated_env / "stxbf.duckdb"
+    db.parent.mkdir(parents=True)
+    make_db(db, [(day(0)[0], END, "verified")])
+    record_run(db, 0)
+    code, out, _ = run_cli(["health"], capsys, monkeypatch)
+    assert code == 0 and "complete, no runner needed" in out
+    code, _, _ = run_cli(["health", "--expect-running"], capsys, monkeypatch)
+    assert code == 1
+
+
+def test_missing_database_is_not_running_not_a_database_problem(  # type: ignore[no-untyped-def]
+    isolated_env: Path, capsys, monkeypatch
+) -> None:
+    """Before the first run (a monitor set up first, cron not fired yet): nothing is broken."""
+    code, out, _ = run_cli(["health", "--json"], capsys, monkeypatch)
+    data = json.loads(out)
+    assert (code, data["verdict"]) == (1, "not_running")
+    checks = {check["name"]: check for check in data["checks"]}
+    assert checks["database"]["status"] == "skip"
+    code, _, _ = run_cli(["status"], capsys, monkeypatch)
+    assert code == ExitCode.NOT_STARTED
+
+
+# -- /proc/<pid>/stat, parsed once -------------------------------------------------------------
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="Linux /proc")
+def test_proc_stat_reads_our_own_process() -> None:
+    stat = proc_stat(os.getpid())
+    assert stat is not None
+    assert stat.ppid == os.getppid()
+    assert stat.state in ("R", "S")
+    assert proc_stat(2**22 + 12345) is None
+
+
+# -- idle status/health read a saved summary, not every row -----------------------------------
+
+
+def test_a_saved_summary_is_used_until_the_data_changes(tmp_path: Path) -> None:
+    from stxbf.store import WindowRecord
+    from tests.test_ops_status import tx_row
+
+    db = tmp_path / "s.duckdb"
+    make_db(db, [(day(0)[0], day(4)[1], "verified")])
+    with Store.open(db) as store:
+        assert store.saved_summary() is None  # an older file: nothing saved
+        saved = store.save_summary()
+        assert store.saved_summary() == replace(saved, db_bytes=store.file_bytes())
+        start = day(5)[0]
+        rows = [tx_row("late", start + 5, "SPNEW")]
+        store.commit_window(WindowRecord(start, END, 1, 1, "verified", 1), rows)
+        assert store.saved_summary() is None  # stale: a window was committed since
+        assert store.save_summary().wallets == saved.wallets + 1
+
+
+def test_idle_status_does_not_count_senders_when_a_summary_is_saved(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    p = paths(tmp_path)
+    make_db(p["db_path"], [(day(0)[0], END, "verified")])
+    with Store.open(p["db_path"]) as store:
+        store.save_summary()
+
+    def no_counting(self: Store, **_: Any) -> Any:
+        raise AssertionError("summary() recomputed over every row")
+
+    monkeypatch.setattr(Store, "summary", no_counting)
+    report = build_status(**p, target_days=10, now=END + 100)
+    assert (report.state, report.transactions, report.wallets) == ("complete", 2, 2)
+
+
+def test_the_summary_file_spares_later_calls_the_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from stxbf.ops.database import DatabaseCache, summary_cache_path
+
+    p = paths(tmp_path)
+    make_db(p["db_path"], [(day(0)[0], END, "verified")])
+    cache_file = summary_cache_path(p["db_path"])
+    first = build_status(**p, target_days=10, cache=DatabaseCache(path=cache_file))
+    assert cache_file.exists()
+    real_open = Store.open
+    opened: list[str] = []
+
+    def counting_open(path: Any, **kwargs: Any) -> Store:
+        opened.append(str(path))
+        return real_open(path, **kwargs)
+
+    monkeypatch.setattr(Store, "open", counting_open)
+    again = build_status(**p, target_days=10, cache=DatabaseCache(path=cache_file))
+    assert opened == []  # a new process (a new cache object) read the file only
+    assert (again.state, again.coverage, again.wallets) == (first.state, first.coverage, 2)
+    with real_open(p["db_path"]) as store:  # any write changes the key: read again
+        store.set_meta("note", "changed")
+        store.checkpoint()
+    build_status(**p, target_days=10, cache=DatabaseCache(path=cache_file))
+    assert opened == [str(p["db_path"])]
+
+
+def test_a_stopped_run_is_terminal_and_named_in_the_reason(tmp_path: Path) -> None:
+    """`stopped` (budget or iterations ran out) is a terminal phase like the others."""
+    p = paths(tmp_path)
+    make_db(p["db_path"], [(day(5)[0], END, "verified")])
+    now = time.time()
+    snap = live_snapshot(now, phase="stopped", exit_code=3, pid=os.getpid())
+    state.publish(p["progress_path"], snap)
+    report = build_health(**p, target_days=10, now=now)
+    assert (report.verdict, report.runner_alive) == ("not_running", False)
+    assert "last run stopped with exit code 3" in report.reasons[0]
