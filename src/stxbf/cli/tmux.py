@@ -83,6 +83,7 @@ def _run_flags(settings: Settings) -> list[str]:
         "--max-iterations", str(settings.max_iterations),
         "--concurrency", str(settings.concurrency),
         "--give-up-after", f"{settings.give_up_after:g}",
+        "--settle-hours", f"{settings.settle_hours:g}",
     ]  # fmt: skip
     if settings.rpm is not None:
         flags += ["--rpm", f"{settings.rpm:g}"]
