@@ -236,6 +236,8 @@ class StatusReport:
     last_error_at: float | None = None
     counters: dict[str, int] | None = None
     last_run: dict[str, Any] | None = None
+    # unix time of the least recent fetch or `stxbf verify` re-count of a verified window
+    oldest_check_at: float | None = None
     notes: list[str] = field(default_factory=list)
     schema: int = SCHEMA
 
@@ -387,6 +389,8 @@ def _from_database(report: StatusReport, db_path: Path, *, explicit_days: bool, 
     report.earliest_tx_time = summary.earliest_tx_time
     report.latest_tx_time = summary.latest_tx_time
     report.db_bytes = summary.db_bytes
+    checks = [w.checked_at for w in windows if w.state == "verified" and w.checked_at is not None]
+    report.oldest_check_at = min(checks) if checks else None
     if last_run is not None:
         report.last_run = {k: v for k, v in last_run.items() if isinstance(v, (int, float, str))}
     return bool(windows) or summary.transactions > 0
@@ -396,6 +400,7 @@ _DB_FIELDS = (
     "target_days", "source", "range_start", "range_end", "chain_start", "coverage",
     "days_verified", "days_partial", "days_missing", "days_before_chain", "percent",
     "transactions", "wallets", "earliest_tx_time", "latest_tx_time", "db_bytes", "last_run",
+    "oldest_check_at",
 )  # fmt: skip
 
 

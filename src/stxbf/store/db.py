@@ -272,9 +272,11 @@ class Store:
 
     @_as_store_error
     def windows(self, state: str | None = None) -> list[WindowRecord]:
+        # a schema-2 file opened read-only (not migrated) has no checked_at yet
+        checked = "coalesce(checked_at, fetched_at)" if self._has_checked_at() else "fetched_at"
         sql = (
             "SELECT start_time, end_time, api_total, rows_stored, state, pages, "
-            "coalesce(checked_at, fetched_at) FROM windows"
+            f"{checked} FROM windows"  # noqa: S608 (constants only)
         )
         params: list[Any] = []
         if state is not None:
@@ -282,6 +284,13 @@ class Store:
             params.append(state)
         rows = self._con.execute(sql + " ORDER BY start_time", params).fetchall()
         return [WindowRecord(*row) for row in rows]
+
+    def _has_checked_at(self) -> bool:
+        found = self._con.execute(
+            "SELECT count(*) FROM duckdb_columns() "
+            "WHERE table_name = 'windows' AND column_name = 'checked_at'"
+        ).fetchone()
+        return bool(found and found[0])
 
     def commit_window(self, window: WindowRecord, rows: Sequence[Row]) -> int:
         """Replace the window's range with `rows` and record its checkpoint, atomically.
