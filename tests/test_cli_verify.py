@@ -1,4 +1,4 @@
-"""`stxbf verify` and `stxbf run` on the command line: outcomes, JSON, a damaged file's exit code."""
+"""`stxbf verify` and `stxbf run` on the command line: outcomes, JSON, a damaged file's code."""
 
 from __future__ import annotations
 

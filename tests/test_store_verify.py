@@ -73,6 +73,15 @@ def test_a_version_2_file_gains_the_new_columns_and_keeps_its_rows(tmp_path: Pat
         assert store.get_meta("schema_version") == "3"
 
 
+def test_a_version_2_file_reads_without_migrating(tmp_path: Path) -> None:
+    """`status` opens read-only (no migration): the windows read as before, fetch time as check."""
+    path = tmp_path / "v2.duckdb"
+    write_v2_file(path)
+    with Store.open(path, read_only=True) as store:
+        assert [(w.start_time, w.checked_at) for w in store.windows()] == [(1_700_000_000, 42.0)]
+        assert store.get_meta("schema_version") == "2"
+
+
 def test_migration_3_is_idempotent() -> None:
     with Store.open(":memory:") as store:
         for statement in MIGRATIONS[3]:

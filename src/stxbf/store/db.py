@@ -274,10 +274,8 @@ class Store:
     def windows(self, state: str | None = None) -> list[WindowRecord]:
         # a schema-2 file opened read-only (not migrated) has no checked_at yet
         checked = "coalesce(checked_at, fetched_at)" if self._has_checked_at() else "fetched_at"
-        sql = (
-            "SELECT start_time, end_time, api_total, rows_stored, state, pages, "
-            f"{checked} FROM windows"  # noqa: S608 (constants only)
-        )
+        columns = f"start_time, end_time, api_total, rows_stored, state, pages, {checked}"
+        sql = f"SELECT {columns} FROM windows"  # noqa: S608 (constants only)
         params: list[Any] = []
         if state is not None:
             sql += " WHERE state = ?"
