@@ -160,3 +160,32 @@ def test_the_chain_indexes_stay_correct_once_burn_time_order_is_broken() -> None
     )
     assert total == len(canonical)
     assert chain.burn_time_of(oldest[0]) == min(chain.burn_time_of(i) for i in canonical)
+
+
+def test_a_chain_built_with_an_extended_head_tenure_shares_one_burn_time() -> None:
+    end = 1_750_000_000.0
+    api = SimApi(SimConfig(seed=17, days=1, tx_per_day=2000, end_time=end, extended_tenure_hours=5))
+    chain = api.chain
+    head = chain.tenure_burn_time[-1]
+    assert end - 5 * HOUR - 600 <= head <= end - 5 * HOUR
+    assert chain.block_time[-1] > end - 600  # blocks kept coming, under the old burn time
+    plain = SimApi(SimConfig(seed=17, days=1, tx_per_day=2000, end_time=end)).chain
+    assert plain.tenure_burn_time[-1] > end - 4000
+
+
+def test_anomalies_are_triggered_over_the_control_route() -> None:
+    import orjson
+
+    api = make_api(seed=18, ends_hours_ago=0, days=1)
+    now = time.time()
+    before = api.chain.count()
+    answer = api.handle("POST", "/_sim/anomaly?kind=reorg&blocks=2&txs=9", {}, now=now)
+    assert answer.status == 200
+    body = orjson.loads(answer.body)
+    orphaned, added = body["result"]
+    assert added == 9 and api.chain.count() == before - orphaned + 9
+    assert body["chain"]["anomalies"] == ["reorg"]
+    bad = api.handle("POST", "/_sim/anomaly?kind=nonsense", {}, now=now)
+    assert bad.status == 400
+    late = api.handle("POST", "/_sim/anomaly?kind=late&txs=3", {}, now=now)
+    assert late.status == 400  # burn_time is required
