@@ -564,6 +564,7 @@ class Runner:
         with run_lock(p.lock_path, p.runner_path, p.db_path):
             self._store = await self._on_db(_open_store, p.db_path)
             client: ApiClient | None = None
+            damage: VerifyReport | None = None
             try:
                 self._main = asyncio.current_task()
                 damage = await self._on_db(self._find_damage)
@@ -590,12 +591,13 @@ class Runner:
             finally:
                 if client is not None:
                     await client.aclose()
-                await self._on_db(self._close_verified_store)
+                await self._on_db(self._close_verified_store, damage is None)
                 self._db.shutdown(wait=True)
 
-    def _close_verified_store(self) -> None:
+    def _close_verified_store(self, intact: bool) -> None:
         if self._store is not None:
-            self._store.checkpoint()
+            if intact:  # a damaged file is left exactly as it was found
+                self._store.checkpoint()
             self._store.close()
 
     def _find_damage(self) -> VerifyReport | None:
