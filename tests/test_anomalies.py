@@ -189,3 +189,29 @@ def test_anomalies_are_triggered_over_the_control_route() -> None:
     assert bad.status == 400
     late = api.handle("POST", "/_sim/anomaly?kind=late&txs=3", {}, now=now)
     assert late.status == 400  # burn_time is required
+
+
+def test_a_stop_during_verify_changes_nothing_and_reports_interrupted(tmp_path: Path) -> None:
+    api = make_api(seed=19, ends_hours_ago=30)
+    run(api, tmp_path / "db")
+    api.chain.late_insert(api.chain.tenure_burn_time[-10], 2)  # ~31.5 h old: verified
+    p = params(tmp_path / "db", target_days=TARGET_DAYS)
+    with Store.open(p.db_path, read_only=True) as store:
+        checked_before = [w.checked_at for w in store.windows()]
+    inner = SimTransport(api, sleep=False)
+
+    class StopAfterTwo(SimTransport):
+        seen = 0
+
+        async def handle_async_request(self, request: object) -> object:  # type: ignore[override]
+            StopAfterTwo.seen += 1
+            if StopAfterTwo.seen == 2:
+                runner.request_stop("test")
+            return await inner.handle_async_request(request)  # type: ignore[arg-type]
+
+    runner = Runner(p, transport=StopAfterTwo(api, sleep=False))
+    report = asyncio.run(runner.verify())
+    assert report.exit_code == ExitCode.INTERRUPTED
+    with Store.open(p.db_path, read_only=True) as store:
+        assert [w.checked_at for w in store.windows()] == checked_before
+    assert verify(api, tmp_path / "db").rows_added == 2  # the next verify still finds it

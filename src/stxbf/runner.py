@@ -433,6 +433,8 @@ class Runner:
             self._verified = True
             report = await self._verify_windows(source)
             self.verification = report
+            if report.exit_code == ExitCode.INTERRUPTED:
+                return RunReport(ExitCode.INTERRUPTED, report.message, verification=report)
             if report.windows_incomplete:
                 return RunReport(
                     ExitCode.INCOMPLETE,
@@ -656,6 +658,8 @@ class Runner:
 
         async def recount(check: WindowCheck) -> ChangedWindow | None:
             async with slots:
+                if self._stop_requested:
+                    return None  # not checked: its checked_at stays as it was
                 page = await source.page(
                     start_time=check.start_time, end_time=check.end_time, limit=1
                 )
@@ -672,6 +676,10 @@ class Runner:
 
         checked_at = self.clock()
         outcomes = await asyncio.gather(*(recount(check) for check in checks))
+        if self._stop_requested:
+            report.exit_code = int(ExitCode.INTERRUPTED)
+            report.message = "interrupted while re-counting windows; nothing was changed"
+            return report
         report.windows_checked = len(checks)
         report.changed = [outcome for outcome in outcomes if outcome is not None]
         report.windows_changed = len(report.changed)
@@ -692,6 +700,13 @@ class Runner:
         if report.changed:
             await self._refetch_changed(source, sorted(changed_spans), report)
         report.requests = self.stats.requests - requests_before
+        if self._stop_requested:
+            report.exit_code = int(ExitCode.INTERRUPTED)
+            report.message = (
+                f"interrupted: {report.windows_changed} changed window(s) found; those fetched "
+                "again so far are committed, `stxbf verify` finds the rest"
+            )
+            return report
         report.message = (
             f"verified {report.windows_checked} window(s): {report.windows_changed} changed, "
             f"{report.rows_added} row(s) added, {report.rows_removed} removed"
@@ -728,6 +743,8 @@ class Runner:
             on_window=replace,
             initial_span=min(widest, MAX_SPAN),
         )
+        if self._stop_requested:
+            engine.stop()
         outer, self._engine = self._engine, engine
         try:
             result = await engine.run_pass(
@@ -735,10 +752,8 @@ class Runner:
             )
         finally:
             self._engine = outer
-        if not result.finished:
+        if not result.finished and not result.stopped:
             report.windows_incomplete += max(1, result.windows_incomplete)
-        if self._stop_requested:
-            raise asyncio.CancelledError
 
     # -- committing --------------------------------------------------------------------------
 
