@@ -215,3 +215,18 @@ def test_a_stop_during_verify_changes_nothing_and_reports_interrupted(tmp_path: 
     with Store.open(p.db_path, read_only=True) as store:
         assert [w.checked_at for w in store.windows()] == checked_before
     assert verify(api, tmp_path / "db").rows_added == 2  # the next verify still finds it
+
+
+def test_a_fatal_answer_during_verify_ends_it_with_the_error(tmp_path: Path) -> None:
+    import pytest
+
+    from stxbf.errors import ApiRejected
+
+    api = make_api(seed=20, ends_hours_ago=30)
+    run(api, tmp_path / "db")
+    gone = SimApi(api.config.with_(v1_gone=True), chain=api.chain)
+    with pytest.raises(ApiRejected) as caught:
+        verify(gone, tmp_path / "db")
+    assert caught.value.status == 410
+    with Store.open(tmp_path / "db" / "data" / "stxbf.duckdb", read_only=True) as store:
+        assert store.windows()  # the database is as it was, and not locked

@@ -675,7 +675,14 @@ class Runner:
             )
 
         checked_at = self.clock()
-        outcomes = await asyncio.gather(*(recount(check) for check in checks))
+        tasks = [asyncio.ensure_future(recount(check)) for check in checks]
+        try:
+            outcomes = await asyncio.gather(*tasks)
+        except BaseException:  # a fatal answer or a cancel: no request outlives the check
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
         if self._stop_requested:
             report.exit_code = int(ExitCode.INTERRUPTED)
             report.message = "interrupted while re-counting windows; nothing was changed"
