@@ -796,7 +796,8 @@ class Runner:
         state = window.state if stored == window.total else "incomplete"
         if state in ("verified", "open"):
             self.covered.append((window.start, window.end, window.total))
-            self.counters.windows_verified += 1
+        # final windows only: an `open` one (the head, the settle period) is fetched again
+        self.counters.windows_verified += state == "verified"
         self.transactions_stored += len(window.rows)  # refreshed exactly from the DB every 30 s
         if window.rows:
             times = [row[BURN_TIME_INDEX] for row in window.rows]
