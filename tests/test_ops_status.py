@@ -53,7 +53,7 @@ def make_db(
 def tx_row(tx_id: str, when: int, sender: str) -> tuple[Any, ...]:
     return (
         tx_id, "token_transfer", "success", sender, None, 0, 180, 1, "0x", when, 1, when, 0, True,
-        0, "SP9", 1, None, None,
+        0, "SP9", 1, None, None, None, None, None, None,
     )  # fmt: skip
 
 
@@ -239,7 +239,7 @@ def test_json_fields_are_stable(tmp_path: Path) -> None:
         "earliest_tx_time", "latest_tx_time", "db_bytes", "runner", "rate_rpm", "limit_rpm",
         "eta_seconds", "backoff_until", "last_error", "last_error_at", "counters", "last_run",
         "notes", "last_progress_at", "consecutive_failures", "rate_limited_until",
-        "rate_limited_reason", "restarts", "reason", "hint",
+        "rate_limited_reason", "restarts", "reason", "hint", "oldest_check_at",
     }  # fmt: skip
     assert set(report.to_dict()["runner"]) == {
         "alive", "pid", "found_by", "started_at", "host", "phase", "heartbeat_age", "exit_code",

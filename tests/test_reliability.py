@@ -482,7 +482,8 @@ def test_a_failing_commit_ends_the_run_even_with_a_full_commit_queue(isolated_en
             "    return commit(self, *args, **kwargs)\n"
             "db.Store.commit_window = slow_then_full\n"
             "from stxbf.cli.main import main\n"
-            f"sys.argv = ['stxbf', *{run_args(sim)!r}]\n"
+            # --settle-hours 0: the two windows committed before the failure are then final
+            f"sys.argv = ['stxbf', *{run_args(sim, '--settle-hours', '0')!r}]\n"
             "main()\n"
         )
         try:

@@ -89,7 +89,7 @@ def test_a_run_stores_exactly_the_chain_and_reports_the_chain_start(tmp_path: Pa
 
 def test_a_second_run_resumes_and_fetches_only_the_head(tmp_path: Path) -> None:
     chain = recent_chain(seed=2)
-    p = params(tmp_path)
+    p = params(tmp_path, settle_hours=0)  # no settle period: only the 2 h head window is open
     asyncio.run(Runner(p, transport=transport_for(chain)).run())
     chain.grow(25)
     runner = Runner(p, transport=transport_for(chain))

@@ -356,6 +356,15 @@ def test_pages_parse_with_the_clients_model(api: SimApi) -> None:
             assert record["token_transfer_amount"] == int(tx["token_transfer"]["amount"])
         if tx["tx_type"] == "contract_call":
             assert record["function_name"] == tx["contract_call"]["function_name"]
+        if tx["tx_type"] == "coinbase":
+            assert record["coinbase_vrf_proof"] == tx["coinbase_payload"]["vrf_proof"]
+            assert record["coinbase_alt_recipient"] == tx["coinbase_payload"]["alt_recipient"]
+        if tx["tx_type"] == "tenure_change":
+            assert record["tenure_change_cause"] == tx["tenure_change_payload"]["cause"]
+        if tx["tx_type"] == "smart_contract":
+            assert record["clarity_version"] == tx["smart_contract"]["clarity_version"]
+    kinds = {tx["tx_type"] for tx in raw}
+    assert {"coinbase", "tenure_change"} <= kinds  # the new columns were compared
 
 
 def test_the_mix_is_realistic(sample: list[dict[str, Any]]) -> None:

@@ -8,10 +8,10 @@ from pathlib import Path
 import duckdb
 
 from stxbf.errors import ExitCode
-from stxbf.models import BURN_TIME_INDEX, TX_COLUMN_NAMES, TX_COLUMNS
+from stxbf.models import BURN_TIME_INDEX, TX_COLUMN_NAMES
 from stxbf.runner import Runner
 from stxbf.store import Store, WindowRecord
-from stxbf.store.schema import SCHEMA_VERSION
+from stxbf.store.schema import SCHEMA_VERSION, TX_COLUMNS_V2
 from tests.test_engine import make_row
 from tests.test_runner_unit import params, recent_chain, transport_for
 
@@ -59,7 +59,7 @@ def test_a_version_1_database_is_migrated_with_its_rows(tmp_path: Path) -> None:
     con = duckdb.connect(str(path))
     columns = ", ".join(
         f"{name} {kind} PRIMARY KEY" if name == "tx_id" else f"{name} {kind}"
-        for name, kind in TX_COLUMNS
+        for name, kind in TX_COLUMNS_V2
     )
     con.execute("CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
     con.execute(f"CREATE TABLE transactions ({columns})")
@@ -76,11 +76,14 @@ def test_a_version_1_database_is_migrated_with_its_rows(tmp_path: Path) -> None:
     )
     con.execute("INSERT INTO meta VALUES ('app', 'stxbf'), ('schema_version', '1')")
     rows = [make_row(f"0x{i:064x}", 1_700_000_000 + i, i, 0) for i in range(3)]
-    placeholders = ", ".join("?" for _ in TX_COLUMNS)
-    con.executemany(f"INSERT INTO transactions VALUES ({placeholders})", rows)
+    placeholders = ", ".join("?" for _ in TX_COLUMNS_V2)
+    con.executemany(
+        f"INSERT INTO transactions VALUES ({placeholders})",
+        [row[: len(TX_COLUMNS_V2)] for row in rows],
+    )
     con.close()
     with Store.open(path) as store:
-        assert store.get_meta("schema_version") == str(SCHEMA_VERSION) == "2"
+        assert store.get_meta("schema_version") == str(SCHEMA_VERSION) == "3"
         assert store.tx_ids() == {row[0] for row in rows}
         indexes = store._con.execute(
             "SELECT count(*) FROM duckdb_constraints() WHERE table_name = 'transactions'"

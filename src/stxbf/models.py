@@ -32,6 +32,12 @@ TX_COLUMNS: tuple[tuple[str, str], ...] = (
     ("token_transfer_amount", "HUGEINT"),
     ("contract_id", "VARCHAR"),
     ("function_name", "VARCHAR"),
+    # schema 3: read only for their own tx_type (tenure_change_payload.cause,
+    # smart_contract.clarity_version, coinbase_payload.alt_recipient / .vrf_proof)
+    ("tenure_change_cause", "VARCHAR"),
+    ("clarity_version", "INTEGER"),
+    ("coinbase_alt_recipient", "VARCHAR"),
+    ("coinbase_vrf_proof", "VARCHAR"),
 )
 TX_COLUMN_NAMES = tuple(name for name, _ in TX_COLUMNS)
 BURN_TIME_INDEX = TX_COLUMN_NAMES.index("burn_block_time")
@@ -66,6 +72,7 @@ def tx_row(tx: dict[str, Any]) -> Row:
     get = tx.get
     tx_type = tx["tx_type"]
     recipient = amount = contract_id = function_name = None
+    cause = clarity = alt_recipient = vrf_proof = None
     if tx_type == "contract_call":
         call = get("contract_call") or {}
         contract_id = call.get("contract_id")
@@ -75,7 +82,15 @@ def tx_row(tx: dict[str, Any]) -> Row:
         recipient = transfer.get("recipient_address")
         amount = _int(transfer.get("amount"))
     elif tx_type == "smart_contract":
-        contract_id = (get("smart_contract") or {}).get("contract_id")
+        contract = get("smart_contract") or {}
+        contract_id = contract.get("contract_id")
+        clarity = _int(contract.get("clarity_version"))
+    elif tx_type == "coinbase":
+        coinbase = get("coinbase_payload") or {}
+        alt_recipient = coinbase.get("alt_recipient")
+        vrf_proof = coinbase.get("vrf_proof")
+    elif tx_type == "tenure_change":
+        cause = (get("tenure_change_payload") or {}).get("cause")
     nonce, fee, height = get("nonce"), get("fee_rate"), get("block_height")
     block_time, burn_height = get("block_time"), get("burn_block_height")
     burn_time, tx_index, events = tx["burn_block_time"], get("tx_index"), get("event_count")
@@ -99,6 +114,10 @@ def tx_row(tx: dict[str, Any]) -> Row:
         amount,
         contract_id,
         function_name,
+        cause,
+        clarity,
+        alt_recipient,
+        vrf_proof,
     )
 
 

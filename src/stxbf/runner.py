@@ -1,8 +1,17 @@
 """A backfill run: the only place where fetching and storing meet.
 
-    lock → open store → preflight (chain start, expected total) → passes of the engine
+    lock → open store → read every block (damage stops the run) → preflight (chain start,
+         expected total) → passes of the engine
          → each completed window committed (rows + checkpoint, one transaction)
+         → (--verify) re-count every verified window, fetch again those that changed
          → progress snapshot published every second → exit code
+
+Windows whose end lies within the settle period (`settle_hours`) of the range's end are stored
+`open` and fetched again by every run: since Nakamoto a block's burn_block_time is its tenure's
+first Bitcoin block time, an extended tenure keeps that time for hours, Bitcoin timestamps are not
+monotonic, and a Bitcoin reorg makes Stacks blocks non-canonical (the API's lists and totals then
+drop their transactions: stacks-blockchain-api src/datastore/pg-store.ts getTxList counts
+`canonical = true` rows only). Older windows are re-counted by `stxbf verify` (`Runner.verify`).
 
 The engine works on the event loop; DuckDB writes run on one dedicated thread so a commit never
 stalls the requests in flight. Memory stays flat: at most a few windows are open, and at most two
@@ -19,7 +28,7 @@ import socket
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -28,6 +37,7 @@ import httpx
 from stxbf.errors import (
     ApiRejected,
     DatabaseBusy,
+    DatabaseCorrupt,
     ExitCode,
     LockHeld,
     QuotaExhausted,
@@ -35,13 +45,14 @@ from stxbf.errors import (
     StxbfError,
 )
 from stxbf.fetch.client import PAGE_LIMIT, ApiClient
-from stxbf.fetch.engine import CompletedWindow, Engine, PassResult
+from stxbf.fetch.engine import MAX_SPAN, CompletedWindow, Engine, PassResult
 from stxbf.fetch.pacer import HIRO_RPM_WITH_KEY, HIRO_RPM_WITHOUT_KEY, Pacer
 from stxbf.fetch.pages import FetchStats, PageSource
 from stxbf.models import BURN_TIME_INDEX
 from stxbf.paths import read_runner_record, remove_record, this_runner, write_runner_record
 from stxbf.state import DAY, Counters, ProgressSnapshot, day_coverage, publish
-from stxbf.store import Store, WindowRecord
+from stxbf.store import Store, WindowCheck, WindowRecord
+from stxbf.store.db import damaged_hint
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +79,36 @@ class RunParams:
     request_timeout: float = 20.0
     give_up_after: float = 600.0
     restarts: int = 0  # times a supervisor started this run again (published in the snapshot)
+    settle_hours: float = 24.0
+    verify: bool = False
+
+
+@dataclass
+class ChangedWindow:
+    """A verified window whose API answer no longer matches what is stored."""
+
+    start_time: int
+    end_time: int
+    api_total: int  # the API's total now
+    rows_stored: int  # before it was fetched again
+    reason: str
+
+
+@dataclass
+class VerifyReport:
+    """What `stxbf verify` (or `stxbf run --verify`) found and did."""
+
+    windows_checked: int = 0
+    windows_changed: int = 0
+    windows_incomplete: int = 0  # changed, but fetching them again did not settle them
+    rows_added: int = 0
+    rows_removed: int = 0
+    requests: int = 0
+    changed: list[ChangedWindow] = field(default_factory=list)
+    damaged_tables: list[str] = field(default_factory=list)
+    damaged_windows: list[tuple[int, int]] = field(default_factory=list)
+    exit_code: int = 0
+    message: str = ""
 
 
 @dataclass
@@ -75,6 +116,7 @@ class RunReport:
     exit_code: ExitCode
     message: str
     snapshot: ProgressSnapshot | None = None
+    verification: VerifyReport | None = None
 
 
 class ProgressView(Protocol):
@@ -168,6 +210,8 @@ class Runner:
         self._stop_requested = False
         self.run_id: int | None = None  # set once the preflight passed and the run is recorded
         self._audited = False  # the duplicate audit runs once per run
+        self._verified = False  # `--verify` re-counts once per run
+        self.verification: VerifyReport | None = None
         self._main: asyncio.Task[Any] | None = None
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stxbf-db")
         self._store: Store | None = None
@@ -211,6 +255,7 @@ class Runner:
         p = self.params
         store = self._store
         assert store is not None
+        await self._refuse_damaged_file()
         await self._load_store_figures()
         rpm = p.rpm or (HIRO_RPM_WITH_KEY if p.api_key else HIRO_RPM_WITHOUT_KEY)
         self._pacer = Pacer(rpm=rpm, fixed=p.rpm is not None)
@@ -316,7 +361,7 @@ class Runner:
                 if not gaps:
                     if await self._refetch_duplicated():
                         continue
-                    return self._reached()
+                    return await self._verify_then_reach(source)
                 log.info(
                     "iteration %d: %d gap(s) to fetch in %s .. %s",
                     self.iteration,
@@ -328,6 +373,7 @@ class Runner:
                     gaps,
                     head_start=self.range_end - HEAD_SETTLE_SECONDS + 1,
                     page_budget=p.max_pages,
+                    settle_start=self._settle_start(),
                 )
                 await _drain(commits, committer)
                 self._log_pass(result)
@@ -339,14 +385,15 @@ class Runner:
                 if result.finished:
                     if await self._refetch_duplicated():
                         continue
-                    return self._reached()
+                    return await self._verify_then_reach(source)
                 if p.max_iterations and self.iteration >= p.max_iterations:
                     return RunReport(
                         ExitCode.INCOMPLETE,
                         f"stopped after {self.iteration} iteration(s) before the target; "
                         "run again to continue",
                     )
-                if result.windows_verified == 0:  # the head window alone is no progress
+                if result.windows_verified + result.windows_settling == 0:
+                    # the head window alone is no progress
                     return RunReport(
                         ExitCode.INCOMPLETE,
                         "no window could be verified in this iteration; run again later",
@@ -377,6 +424,31 @@ class Runner:
         forgotten = set(spans)
         self.covered = [span for span in self.covered if (span[0], span[1]) not in forgotten]
         return True
+
+    def _settle_start(self) -> int | None:
+        """Windows ending at or after this time stay `open` (fetched again by the next run)."""
+        settle = int(self.params.settle_hours * 3600)
+        return self.range_end - settle + 1 if settle > 0 else None
+
+    async def _verify_then_reach(self, source: PageSource) -> RunReport:
+        p = self.params
+        if p.verify and not self._verified:
+            self._verified = True
+            report = await self._verify_windows(source)
+            self.verification = report
+            if report.exit_code == ExitCode.INTERRUPTED:
+                return RunReport(ExitCode.INTERRUPTED, report.message, verification=report)
+            if report.windows_incomplete:
+                return RunReport(
+                    ExitCode.INCOMPLETE,
+                    f"{report.message}; run again to settle them",
+                    verification=report,
+                )
+            reached = self._reached()
+            reached.message = f"{reached.message}; {report.message}"
+            reached.verification = report
+            return reached
+        return self._reached()
 
     def _reached(self) -> RunReport:
         if self.chain_start is not None:
@@ -483,6 +555,215 @@ class Runner:
         await self._on_db(store.commit_window, record, [])
         self.covered.append((start, end, 0))
 
+    # -- verification ------------------------------------------------------------------------
+
+    async def verify(self) -> VerifyReport:
+        """`stxbf verify`: read every stored block, then re-count every verified window.
+
+        Holds the run lock (it rewrites the windows that changed). A damaged file is reported,
+        with the windows to fetch again, and nothing is requested.
+        """
+        p = self.params
+        if not p.db_path.is_file():
+            raise StoreError(f"no database at {p.db_path} yet (no backfill has run)")
+        with run_lock(p.lock_path, p.runner_path, p.db_path):
+            self._store = await self._on_db(_open_store, p.db_path)
+            client: ApiClient | None = None
+            damage: VerifyReport | None = None
+            try:
+                self._main = asyncio.current_task()
+                damage = await self._on_db(self._find_damage)
+                if damage is not None:
+                    return damage
+                rpm = p.rpm or (HIRO_RPM_WITH_KEY if p.api_key else HIRO_RPM_WITHOUT_KEY)
+                self._pacer = Pacer(rpm=rpm, fixed=p.rpm is not None)
+                client = ApiClient(
+                    p.api_url,
+                    api_key=p.api_key,
+                    timeout=p.request_timeout,
+                    max_connections=p.concurrency,
+                    transport=self.transport,
+                )
+                source = PageSource(
+                    client, self._pacer, give_up_after=p.give_up_after, stats=self.stats
+                )
+                try:
+                    return await self._verify_windows(source)
+                except asyncio.CancelledError:
+                    report = VerifyReport(exit_code=int(ExitCode.INTERRUPTED))
+                    report.message = "interrupted: windows re-fetched so far are committed"
+                    return report
+            finally:
+                if client is not None:
+                    await client.aclose()
+                await self._on_db(self._close_verified_store, damage is None)
+                self._db.shutdown(wait=True)
+
+    def _close_verified_store(self, intact: bool) -> None:
+        if self._store is not None:
+            if intact:  # a damaged file is left exactly as it was found
+                self._store.checkpoint()
+            self._store.close()
+
+    def _find_damage(self) -> VerifyReport | None:
+        """Read every block of the file (DuckDB checks each one's checksum as it loads it)."""
+        store = self._store
+        assert store is not None
+        tables = store.read_every_block()
+        if not tables:
+            return None
+        windows = store.damaged_windows() if "transactions" in tables else []
+        shown = ", ".join(f"{_iso(a)} .. {_iso(b)}" for a, b in windows[:3])
+        more = f" and {len(windows) - 3} more" if len(windows) > 3 else ""
+        where = f"; windows to fetch again: {shown}{more}" if windows else ""
+        log.error(
+            "database %s is damaged: table(s) %s fail their checksums%s",
+            store.path,
+            ", ".join(tables),
+            where,
+        )
+        return VerifyReport(
+            damaged_tables=tables,
+            damaged_windows=windows,
+            exit_code=int(DatabaseCorrupt.exit_code),
+            message=f"database damaged: table(s) {', '.join(tables)} fail their checksums"
+            f"{f' in {len(windows)} window(s)' if windows else ''}",
+        )
+
+    async def _refuse_damaged_file(self) -> None:
+        """`run` never builds on a damaged file: one full scan first (~2 s on a year, 2.2M rows)."""
+        damage = await self._on_db(self._find_damage)
+        if damage is None:
+            return
+        raise DatabaseCorrupt(
+            f"{damage.message}; nothing was fetched",
+            hint=f"{damaged_hint(self.params.db_path)} (`stxbf verify` lists the damaged windows)",
+        )
+
+    async def _verify_windows(self, source: PageSource) -> VerifyReport:
+        """One `limit=1` request per verified window: its `total` and first row against ours.
+
+        Windows whose total or first row changed are fetched again, replacing their rows in one
+        transaction each. A reorg that swaps rows while keeping both the count and the first row
+        goes unseen by this check; the settle period covers the part of the chain where that
+        happens (a reorg deeper than `settle_hours` is not expected on Bitcoin).
+        """
+        p = self.params
+        store = self._store
+        assert store is not None
+        report = VerifyReport()
+        self.phase = "verifying"
+        checks = await self._on_db(store.window_checks)
+        requests_before = self.stats.requests
+        slots = asyncio.Semaphore(p.concurrency)
+        log.info("verify: re-counting %d verified window(s)", len(checks))
+
+        async def recount(check: WindowCheck) -> ChangedWindow | None:
+            async with slots:
+                if self._stop_requested:
+                    return None  # not checked: its checked_at stays as it was
+                page = await source.page(
+                    start_time=check.start_time, end_time=check.end_time, limit=1
+                )
+            first = page.rows[0][0] if page.rows else None
+            if page.total != check.api_total or page.total != check.rows_stored:
+                reason = f"total {check.rows_stored} stored, {page.total} now"
+            elif first != check.first_tx_id:
+                reason = "its first transaction changed"
+            else:
+                return None
+            return ChangedWindow(
+                check.start_time, check.end_time, page.total, check.rows_stored, reason
+            )
+
+        checked_at = self.clock()
+        tasks = [asyncio.ensure_future(recount(check)) for check in checks]
+        try:
+            outcomes = await asyncio.gather(*tasks)
+        except BaseException:  # a fatal answer or a cancel: no request outlives the check
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+        if self._stop_requested:
+            report.exit_code = int(ExitCode.INTERRUPTED)
+            report.message = "interrupted while re-counting windows; nothing was changed"
+            return report
+        report.windows_checked = len(checks)
+        report.changed = [outcome for outcome in outcomes if outcome is not None]
+        report.windows_changed = len(report.changed)
+        changed_spans = {(c.start_time, c.end_time) for c in report.changed}
+        unchanged = [
+            (c.start_time, c.end_time)
+            for c in checks
+            if (c.start_time, c.end_time) not in changed_spans
+        ]
+        await self._on_db(store.mark_checked, unchanged, checked_at)
+        for change in report.changed:
+            log.warning(
+                "verify: window %s .. %s changed (%s): fetching it again",
+                _iso(change.start_time),
+                _iso(change.end_time),
+                change.reason,
+            )
+        if report.changed:
+            await self._refetch_changed(source, sorted(changed_spans), report)
+        report.requests = self.stats.requests - requests_before
+        if self._stop_requested:
+            report.exit_code = int(ExitCode.INTERRUPTED)
+            report.message = (
+                f"interrupted: {report.windows_changed} changed window(s) found; those fetched "
+                "again so far are committed, `stxbf verify` finds the rest"
+            )
+            return report
+        report.message = (
+            f"verified {report.windows_checked} window(s): {report.windows_changed} changed, "
+            f"{report.rows_added} row(s) added, {report.rows_removed} removed"
+        )
+        if report.windows_incomplete:
+            report.message += f", {report.windows_incomplete} still inconsistent"
+            report.exit_code = int(ExitCode.INCOMPLETE)
+        log.info("verify: %s (%d requests)", report.message, report.requests)
+        self.phase = "fetching"
+        return report
+
+    async def _refetch_changed(
+        self, source: PageSource, spans: list[tuple[int, int]], report: VerifyReport
+    ) -> None:
+        store = self._store
+        assert store is not None
+
+        async def replace(window: CompletedWindow) -> None:
+            record = WindowRecord(
+                window.start, window.end, window.total, len(window.rows), window.state, window.pages
+            )
+            replaced = await self._on_db(store.replace_window, record, window.rows)
+            report.rows_added += replaced.added
+            report.rows_removed += replaced.removed
+            if window.state == "incomplete" or replaced.stored != window.total:
+                report.windows_incomplete += 1
+            self.counters.windows_refetched += 1
+
+        # One window per changed window where its density allows (the engine splits larger ones).
+        widest = max(end - start + 1 for start, end in spans)
+        engine = Engine(
+            source,
+            concurrency=self.params.concurrency,
+            on_window=replace,
+            initial_span=min(widest, MAX_SPAN),
+        )
+        if self._stop_requested:
+            engine.stop()
+        outer, self._engine = self._engine, engine
+        try:
+            result = await engine.run_pass(
+                spans, head_start=None, page_budget=max(self.params.max_pages, 1)
+            )
+        finally:
+            self._engine = outer
+        if not result.finished and not result.stopped:
+            report.windows_incomplete += max(1, result.windows_incomplete)
+
     # -- committing --------------------------------------------------------------------------
 
     async def _commit_loop(self, commits: asyncio.Queue[CompletedWindow | None]) -> None:
@@ -518,7 +799,8 @@ class Runner:
         state = window.state if stored == window.total else "incomplete"
         if state in ("verified", "open"):
             self.covered.append((window.start, window.end, window.total))
-            self.counters.windows_verified += 1
+        # final windows only: an `open` one (the head, the settle period) is fetched again
+        self.counters.windows_verified += state == "verified"
         self.transactions_stored += len(window.rows)  # refreshed exactly from the DB every 30 s
         if window.rows:
             times = [row[BURN_TIME_INDEX] for row in window.rows]

@@ -26,6 +26,7 @@ from stxbf.paths import DataPaths
 DEFAULT_API_URL = "https://api.hiro.so"
 MAX_TARGET_DAYS = 3650  # ten years: older than the Stacks chain itself
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+MAX_SETTLE_HOURS = 720  # 30 days: every run re-fetches this much, so keep it a short tail
 LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1", "[::1]"}
 
 
@@ -70,6 +71,7 @@ class Settings(BaseSettings):
     rpm: float | None = Field(default=None, gt=0)
     request_timeout: float = Field(default=20.0, gt=0)
     give_up_after: float = Field(default=600.0, gt=0)
+    settle_hours: float = Field(default=24.0, ge=0, le=MAX_SETTLE_HOURS)
 
     tmux_socket: str | None = None
     session_name: str = "stx-backfill"

@@ -13,7 +13,7 @@ import sys
 import typer
 
 from stxbf import __version__
-from stxbf.cli import demo, health, logs, run, sim, status, tmux
+from stxbf.cli import demo, health, logs, run, sim, status, tmux, verify
 from stxbf.cli.common import console, err_console
 from stxbf.codes import usage_exit_code
 from stxbf.errors import ExitCode, StxbfError
@@ -48,6 +48,7 @@ def _root(
 
 
 app.command("run")(run.run)
+app.command("verify")(verify.verify)
 app.command("demo")(demo.demo)
 app.command("status")(status.status)
 app.command("health")(health.health)

@@ -56,13 +56,26 @@ def run(
     log_level: str | None = typer.Option(
         None, "--log-level", help="Log file detail: DEBUG, INFO, WARNING or ERROR (default INFO)."
     ),
+    settle_hours: float | None = typer.Option(
+        None,
+        "--settle-hours",
+        help="Windows ending this close to the chain head stay open and are fetched again by "
+        "every run (default 24; 0 = only the 2 h head window).",
+    ),
+    verify: bool = typer.Option(
+        False,
+        "--verify",
+        help="Before reporting the target reached, re-count every verified window (as "
+        "`stxbf verify`) and fetch again those that changed.",
+    ),
 ) -> None:
     """Backfill transactions into DuckDB until the target range is verified.
 
     Resumable: run it again after any interruption and it continues where it stopped. The API key
     comes from STXBF_API_KEY or HIRO_API_KEY in the environment, never from the command line.
     Exit codes: 0 target reached, 1 error, 2 usage, 3 stopped before the target, 4 another run
-    holds the lock, 130 interrupted.
+    holds the lock, 130 interrupted. A damaged database file (every block is read at start) is
+    refused with exit 1 before anything is fetched.
     """
     from stxbf.settings import load_settings
 
@@ -78,13 +91,14 @@ def run(
         give_up_after=give_up_after,
         request_timeout=request_timeout,
         log_level=log_level,
+        settle_hours=settle_hours,
     )
-    report = execute_and_record(settings)
+    report = execute_and_record(settings, verify=verify)
     render_report(report)
     raise typer.Exit(int(report.exit_code))
 
 
-def execute_and_record(settings: Settings) -> RunReport:
+def execute_and_record(settings: Settings, *, verify: bool = False) -> RunReport:
     """Run; under a supervisor (the tmux runner pane), also leave it the outcome to decide on.
 
     An exit code alone cannot tell an API outage (worth another try) from a database error (not):
@@ -95,7 +109,7 @@ def execute_and_record(settings: Settings) -> RunReport:
 
     outcome_file = os.environ.get(OUTCOME_ENV)
     try:
-        report = execute(settings)
+        report = execute(settings, verify=verify)
     except StxbfError as exc:
         if outcome_file:
             write_outcome(Path(outcome_file), Outcome.of_error(exc))
@@ -105,7 +119,7 @@ def execute_and_record(settings: Settings) -> RunReport:
     return report
 
 
-def params_from(settings: Settings) -> RunParams:
+def params_from(settings: Settings, *, verify: bool = False) -> RunParams:
     from stxbf.runner import RunParams
     from stxbf.settings import check_key_transport
 
@@ -125,6 +139,8 @@ def params_from(settings: Settings) -> RunParams:
         request_timeout=settings.request_timeout,
         give_up_after=settings.give_up_after,
         restarts=supervisor_restarts(),
+        settle_hours=settings.settle_hours,
+        verify=verify,
     )
 
 
@@ -139,7 +155,11 @@ def supervisor_restarts() -> int:
 
 
 def execute(
-    settings: Settings, *, transport: Any = None, interactive: bool | None = None
+    settings: Settings,
+    *,
+    transport: Any = None,
+    interactive: bool | None = None,
+    verify: bool = False,
 ) -> RunReport:
     """Set up the data dir, logging and signals, then run the backfill on a fresh event loop."""
     import asyncio
@@ -147,7 +167,7 @@ def execute(
     from stxbf.ops.logs import configure_logging
     from stxbf.runner import Runner
 
-    params = params_from(settings)
+    params = params_from(settings, verify=verify)
     os.umask(0o077)  # everything stxbf creates in its data dir is the user's alone
     _prepare_home(settings.home)
     interactive = stdout_is_terminal() if interactive is None else interactive
@@ -217,6 +237,14 @@ def render_report(report: RunReport) -> None:
             f"{snap.transactions_stored:,} transactions stored · "
             f"{snap.counters.pages:,} pages, {snap.counters.responses_429} answered 429, "
             f"{snap.counters.errors} errors",
+            soft_wrap=True,
+        )
+    checked = report.verification
+    if checked is not None:
+        target.print(
+            f"Verified: {checked.windows_checked:,} windows checked · "
+            f"{checked.windows_changed:,} changed · {checked.rows_added:,} rows added · "
+            f"{checked.rows_removed:,} removed",
             soft_wrap=True,
         )
     target.print(f"stxbf run: {report.message} (exit {int(report.exit_code)})", soft_wrap=True)

@@ -99,9 +99,12 @@ def _fail(exc: StxbfError, code: ExitCode, *, as_json: bool) -> NoReturn:
 
 
 def _render_status(report: StatusReport) -> None:
-    from stxbf.ops.monitor import render_status
+    from stxbf.ops.monitor import fmt_duration, render_status
 
     console.print(render_status(report, width=console.width))
+    if report.oldest_check_at is not None:
+        age = fmt_duration(max(0.0, report.checked_at - report.oldest_check_at))
+        console.print(f"Oldest window check: {age} ago (`stxbf verify` re-counts every window)")
 
 
 def _watch(build: Callable[[], StatusReport], *, log_path: Path, interval: float) -> None:

@@ -44,7 +44,7 @@ class CompletedWindow:
     end: int
     total: int
     rows: list[Row]
-    state: str  # verified | open (the head window: re-checked by the next run) | incomplete
+    state: str  # verified | open (inside the settle period: fetched again by the next run) | ...
     pages: int
 
 
@@ -52,6 +52,7 @@ class CompletedWindow:
 class PassResult:
     windows_done: int = 0
     windows_verified: int = 0  # done and final (the head window is done but never final)
+    windows_settling: int = 0  # done, older than the head, still inside the settle period
     windows_incomplete: int = 0
     pages: int = 0
     budget_exhausted: bool = False
@@ -136,10 +137,14 @@ class Engine:
         *,
         head_start: int | None,
         page_budget: int,
+        settle_start: int | None = None,
     ) -> PassResult:
         """Fetch every window of `gaps` (inclusive ranges), newest first.
 
         The part of a gap at or after `head_start` becomes one head window, stored as `open`.
+        Every other window that ends at or after `settle_start` is stored as `open` too: the
+        chain may still add to it (an extended tenure, a late Bitcoin timestamp) or take from it
+        (a reorg), so the next run fetches it again.
         """
         result = PassResult()
         pending = sorted(gaps)  # a stack: windows are cut from the newest end
@@ -189,6 +194,7 @@ class Engine:
             else:
                 result.windows_done += 1
                 result.windows_verified += state == "verified"
+                result.windows_settling += state == "open" and not window.is_head
             await self.on_window(completed)
 
         async def handle(window: _Window, offset: int, page: Page) -> None:
@@ -235,7 +241,8 @@ class Engine:
                 return
             count = len(window.rows)
             if count == window.total and window.suspect is None:
-                await finish(window, "open" if window.is_head else "verified")
+                settling = settle_start is not None and window.end >= settle_start
+                await finish(window, "open" if window.is_head or settling else "verified")
                 return
             reason = (
                 window.suspect or f"{count} distinct transactions for a total of {window.total}"

@@ -38,6 +38,7 @@ class StoredFacts:
     latest_tx_time: int | None = None
     db_bytes: int = 0
     last_run: dict[str, Any] | None = None
+    oldest_check_at: float | None = None  # the least recently re-counted verified window
 
     @property
     def has_data(self) -> bool:
@@ -71,12 +72,14 @@ def read_facts(db_path: Path) -> StoredFacts | None:
     with store:
         summary = store.saved_summary() or store.summary(wallets=True)
         last_run = store.last_run()
+        windows = store.windows()
+        checks = [w.checked_at for w in windows if w.state == "verified" and w.checked_at]
         facts = StoredFacts(
             target_days=_int_or_none(store.get_meta("target_days")),
             range_start=_int_or_none(store.get_meta("range_start")),
             range_end=_int_or_none(store.get_meta("range_end")),
             chain_start=_int_or_none(store.get_meta("chain_start")),
-            windows=[(w.start_time, w.end_time, w.state) for w in store.windows()],
+            windows=[(w.start_time, w.end_time, w.state) for w in windows],
             transactions=summary.transactions,
             wallets=summary.wallets,
             earliest_tx_time=summary.earliest_tx_time,
@@ -85,6 +88,7 @@ def read_facts(db_path: Path) -> StoredFacts | None:
             last_run=None
             if last_run is None
             else {k: v for k, v in last_run.items() if isinstance(v, (int, float, str))},
+            oldest_check_at=min(checks) if checks else None,
         )
     return facts
 

@@ -108,6 +108,8 @@ class StatusReport:
     hint: str | None = None  # what to do about it (a damaged database)
     counters: dict[str, int] | None = None
     last_run: dict[str, Any] | None = None
+    # unix time of the least recent fetch or `stxbf verify` re-count of a verified window
+    oldest_check_at: float | None = None
     notes: list[str] = field(default_factory=list)
     schema: int = SCHEMA
 
@@ -248,6 +250,7 @@ def _from_facts(
     report.latest_tx_time = facts.latest_tx_time
     report.db_bytes = facts.db_bytes
     report.last_run = facts.last_run
+    report.oldest_check_at = facts.oldest_check_at
 
 
 def build_status(

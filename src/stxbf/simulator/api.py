@@ -219,6 +219,7 @@ class SimApi:
             end_time=config.end_time,
             growth=config.growth,
             tenure_seconds=config.tenure_seconds,
+            extended_tenure_hours=config.extended_tenure_hours,
             block_seconds=config.block_seconds,
         )
         self.renderer = Renderer(self.chain)
@@ -610,6 +611,8 @@ class SimApi:
         if path == "/_sim/advance":
             added = self._advance_clock(float(params.get("seconds") or 0), now)
             return _json_response(200, {"added": added, "chain": self.chain.summary()})
+        if path == "/_sim/anomaly":
+            return _json_response(200, self._anomaly(params))
         if path == "/_sim/reset":
             self._reset_counters()
             self._clients.clear()
@@ -687,6 +690,26 @@ class SimApi:
             "rate_reset": policy.reset_format,
         }
 
+    def _anomaly(self, params: dict[str, str]) -> dict[str, Any]:
+        """POST /_sim/anomaly?kind=extend|earlier|reorg|late (see the Chain's methods)."""
+        kind = params.get("kind") or ""
+        chain = self.chain
+        if kind == "extend":
+            added: Any = chain.extend_tenure(float(params.get("seconds") or 3600))
+        elif kind == "earlier":
+            added = chain.stamp_earlier(float(params.get("seconds") or 1800))
+        elif kind == "reorg":
+            txs = _int_param(params, "txs", None)
+            added = chain.reorg(_int_param(params, "blocks", 3) or 1, txs)
+        elif kind == "late":
+            burn_time = _int_param(params, "burn_time", None)
+            if burn_time is None:
+                raise _BadRequest("`burn_time` is required for a late insert")
+            added = chain.late_insert(burn_time, _int_param(params, "txs", 5) or 1)
+        else:
+            raise _BadRequest("`kind` must be one of: extend, earlier, reorg, late")
+        return {"kind": kind, "result": added, "chain": chain.summary()}
+
     def outage(self, seconds: float, *, mode: str = "refuse", now: float | None = None) -> None:
         if mode not in OUTAGE_MODES:
             raise ValueError(f"mode must be one of {', '.join(OUTAGE_MODES)}")
@@ -748,6 +771,7 @@ class SimApi:
 
 _ADMIN_POSTS = frozenset(
     {"/_sim/outage", "/_sim/faults", "/_sim/limits", "/_sim/advance", "/_sim/reset", "/_sim/v1"}
+    | {"/_sim/anomaly"}
 )
 
 

@@ -8,6 +8,13 @@ is derived from (seed, index) when it is rendered (see `render.py`).
 
 Global tx index order is (block_height, tx_index) order, and burn_block_time never decreases
 along it, so a burn-time range is one contiguous index range found by bisecting tenures.
+
+The real chain breaks that order (see HIRO_API.md "Time on a Nakamoto chain"), and the anomaly
+methods model how: `extend_tenure` (blocks for hours under the tenure's first burn time),
+`stamp_earlier` (a Bitcoin block stamped before its predecessor), `reorg` (the last blocks become
+non-canonical and others replace them) and `late_insert` (a block under an old burn time). Once
+one has happened the chain answers from a (burn_block_time, index) index of its canonical
+transactions instead of bisecting tenures; a chain without anomalies keeps the fast path.
 """
 
 from __future__ import annotations
@@ -93,6 +100,7 @@ class Chain:
         growth: float = 0.0,
         tenure_seconds: float = 600.0,
         block_seconds: tuple[float, float] = (5.0, 10.0),
+        extended_tenure_hours: float = 0.0,
     ) -> None:
         self.seed = seed
         self.days = days
@@ -128,7 +136,19 @@ class Chain:
         self._last_tenure_change = self.genesis_time  # a long tenure is extended every so often
         self.clock = self.genesis_time
         self.version = 0  # bumped whenever blocks are appended (cache key)
-        self._advance(self.end_time)
+        # anomalies: non-canonical txs, and the burn-time index used once order is broken
+        self.orphaned: set[int] = set()
+        self.anomalies: list[str] = []
+        self._by_burn: tuple[int, list[int], list[int]] | None = None  # (version, times, idx)
+        self._anomaly_rng = random.Random(f"anomaly:{seed}")
+        extended = max(0.0, extended_tenure_hours * 3600.0)
+        if extended:  # the head tenure was elected `extended` ago and extended ever since
+            self._advance(self.end_time - extended)
+            self._next_tenure_at = math.inf
+            self._advance(self.end_time)
+            self._next_tenure_at = self.end_time + self.tenure_seconds
+        else:
+            self._advance(self.end_time)
         self._rate = growth
         self.version = 0
 
@@ -224,6 +244,140 @@ class Chain:
             for i, (kind, fee) in enumerate(zip(self.tx_kind, self.tx_fee, strict=True)):
                 self._index(i, kind, fee)
 
+    # ---- anomalies (HIRO_API.md "Time on a Nakamoto chain") ---------------------------------
+
+    def extend_tenure(self, seconds: float) -> int:
+        """The current tenure is extended for `seconds`: its blocks keep its first burn time.
+
+        Since Nakamoto a block's burn_block_time is the time of the Bitcoin block that elected
+        its tenure (stacks-core passes the tenure's `burn_header_timestamp` to `append_block`),
+        so when Bitcoin is slow or sortitions are empty, hours of blocks share one old time.
+        A growing chain postpones its next tenure; a frozen one gets the blocks at once, at the
+        chain's base rate. Order is kept (the newest tenure has the latest burn time), unless an
+        earlier anomaly broke it. Returns the transactions added.
+        """
+        with self._lock:
+            if self.growing:
+                self._next_tenure_at = max(self._next_tenure_at, self.clock + seconds)
+                self._note("extend_tenure", keeps_order=True)
+                return 0
+            added = self._emit_blocks(self.clock, self.clock + seconds)
+            self._note("extend_tenure", keeps_order=True)
+            return added
+
+    def stamp_earlier(self, seconds_before: float, duration: float = 600.0) -> int:
+        """A new tenure whose Bitcoin block is stamped `seconds_before` its predecessor's.
+
+        Bitcoin only requires a block's time to exceed the median of the previous 11 (about an
+        hour back), so a tenure can carry an earlier burn_block_time than the one before it:
+        its transactions land in a window that may already be verified. Returns txs added.
+        """
+        with self._lock:
+            previous = self.tenure_burn_time[-1] if self.n_tenures else int(self.clock)
+            self.tenure_burn_time.append(int(previous - seconds_before))
+            self.tenure_first_block.append(len(self.block_time))
+            self.tenure_first_tx.append(len(self.tx_kind))
+            self._tenure_pending = True
+            added = self._emit_blocks(self.clock, self.clock + duration)
+            self._note("stamp_earlier")
+            return added
+
+    def reorg(self, blocks: int, replacement_txs: int | None = None) -> tuple[int, int]:
+        """The last `blocks` blocks become non-canonical; new blocks of other txs replace them.
+
+        The API's lists and totals count canonical transactions only (stacks-blockchain-api
+        src/datastore/pg-store.ts getTxList filters `canonical = true`), so the orphaned ones
+        disappear from every answer. The replacement blocks keep the orphaned blocks' tenures
+        (same burn_block_time) and get new heights (this model never reuses a height).
+        Returns (transactions orphaned, transactions added).
+        """
+        with self._lock:
+            first_block = max(0, self.n_blocks - blocks)
+            tenures = list(self.block_tenure[first_block:])
+            orphaned = range(
+                self.block_first_tx[first_block] if first_block < self.n_blocks else len(self),
+                len(self),
+            )
+            self.orphaned.update(orphaned)
+            total = len(orphaned) if replacement_txs is None else replacement_txs
+            rng = self._anomaly_rng
+            added = 0
+            for k, tenure in enumerate(tenures):
+                share = total // len(tenures) + (1 if k < total % len(tenures) else 0)
+                at = self.clock + rng.uniform(*self.block_seconds)
+                added += self._emit_regular_block(at, share, tenure)
+            self._note("reorg")
+            return len(orphaned), added
+
+    def late_insert(self, burn_time: int, transactions: int) -> int:
+        """A new block under an old burn_block_time: `transactions` appear in an old window.
+
+        It joins the tenure whose burn time is the latest at or before `burn_time`.
+        """
+        with self._lock:
+            candidates = [(t, k) for k, t in enumerate(self.tenure_burn_time) if t <= burn_time]
+            tenure = max(candidates)[1] if candidates else 0
+            at = self.clock + self._anomaly_rng.uniform(*self.block_seconds)
+            added = self._emit_regular_block(at, transactions, tenure)
+            self._note("late_insert")
+            return added
+
+    def _note(self, kind: str, *, keeps_order: bool = False) -> None:
+        if not keeps_order or self.anomalies:
+            self.anomalies.append(kind)
+        self._by_burn = None
+        self.version += 1
+
+    def _emit_blocks(self, start: float, end: float) -> int:
+        """Blocks from `start` to `end` in the current tenure at the chain's base rate."""
+        rng = self._anomaly_rng
+        lo, hi = self.block_seconds
+        rate = max(self._rate, (self.tx_per_day - 2 * 86400.0 / self.tenure_seconds) / 86400.0)
+        before = len(self)
+        at = start + rng.uniform(lo, hi)
+        while at <= end:
+            self._emit_block(at, _poisson(rng, rate * (lo + hi) / 2.0))
+            at += rng.uniform(lo, hi)
+        self.clock = max(self.clock, end)
+        return len(self) - before
+
+    def _emit_regular_block(self, at: float, count: int, tenure: int) -> int:
+        """One block of `count` regular transactions in `tenure` (which may be an old one)."""
+        if count <= 0:
+            return 0
+        pending = self._tenure_pending
+        self._tenure_pending = False
+        before = len(self)
+        self._emit_block(at, count)  # may add a tenure extend of the miner's too
+        self._tenure_pending = pending
+        self.block_tenure[-1] = tenure
+        self.clock = max(self.clock, at)
+        return len(self) - before
+
+    def _select_unordered(
+        self,
+        start_time: int | None,
+        end_time: int | None,
+        sort_by: str,
+        descending: bool,
+        kinds: Iterable[int] | None,
+        offset: int,
+        limit: int,
+    ) -> tuple[int, list[int]]:
+        """`select` once burn-time order is broken: filter, then sort by the API's keys (the
+        sort key, then block_height and tx_index: pg-store.ts getTxList)."""
+        indices: Sequence[int] = self.tx_indices(start_time, end_time)
+        if kinds is not None:
+            wanted = set(kinds)
+            indices = [i for i in indices if self.tx_kind[i] in wanted]
+        if sort_by == "fee":
+            ordered = sorted(indices, key=lambda i: (self.tx_fee[i], i), reverse=descending)
+        elif sort_by == "burn_block_time":
+            ordered = sorted(indices, key=lambda i: (self.burn_time_of(i), i), reverse=descending)
+        else:
+            ordered = list(reversed(indices)) if descending else list(indices)
+        return len(ordered), ordered[offset : offset + limit]
+
     # ---- size and lookup --------------------------------------------------------------------
 
     def __len__(self) -> int:
@@ -252,8 +406,17 @@ class Chain:
 
     # ---- ground truth -----------------------------------------------------------------------
 
+    @property
+    def ordered(self) -> bool:
+        """Whether burn_block_time still never decreases along canonical index order."""
+        return not self.anomalies
+
     def tx_range(self, start_time: int | None = None, end_time: int | None = None) -> range:
-        """Indices of txs with start_time <= burn_block_time <= end_time (0/None = unbounded)."""
+        """Indices of txs with start_time <= burn_block_time <= end_time (0/None = unbounded).
+
+        Only while the chain is `ordered`; otherwise use `tx_indices`.
+        """
+        assert self.ordered, "burn-time order is broken: use tx_indices"
         with self._lock:
             n, times, firsts = len(self.tx_kind), self.tenure_burn_time, self.tenure_first_tx
             lo_t = bisect_left(times, start_time) if start_time else 0
@@ -262,12 +425,40 @@ class Chain:
             hi = firsts[hi_t] if hi_t < len(times) else n
             return range(lo, max(lo, hi))
 
+    def tx_indices(
+        self, start_time: int | None = None, end_time: int | None = None
+    ) -> Sequence[int]:
+        """Canonical txs with start_time <= burn_block_time <= end_time, in chain order."""
+        if self.ordered:
+            return self.tx_range(start_time, end_time)
+        with self._lock:
+            _, times, idx = self._burn_index()
+            lo = bisect_left(times, start_time) if start_time else 0
+            hi = bisect_right(times, end_time) if end_time else len(times)
+            return sorted(idx[lo:hi])
+
+    def _burn_index(self) -> tuple[int, list[int], list[int]]:
+        """Canonical txs sorted by (burn_block_time, index); rebuilt when the chain changed."""
+        cached = self._by_burn
+        if cached is not None and cached[0] == self.version:
+            return cached
+        pairs: list[tuple[int, int]] = []
+        n, firsts, orphaned = len(self.tx_kind), self.block_first_tx, self.orphaned
+        for b in range(len(firsts)):
+            burn = self.tenure_burn_time[self.block_tenure[b]]
+            stop = firsts[b + 1] if b + 1 < len(firsts) else n
+            pairs.extend((burn, i) for i in range(firsts[b], stop) if i not in orphaned)
+        pairs.sort()
+        self._by_burn = (self.version, [t for t, _ in pairs], [i for _, i in pairs])
+        return self._by_burn
+
     def tx_ids(self, start_time: int | None = None, end_time: int | None = None) -> list[str]:
-        """Every tx_id whose burn_block_time is within the inclusive range, in chain order."""
-        return [self.tx_id(i) for i in self.tx_range(start_time, end_time)]
+        """Every canonical tx_id whose burn_block_time is within the inclusive range, in chain
+        order."""
+        return [self.tx_id(i) for i in self.tx_indices(start_time, end_time)]
 
     def count(self, start_time: int | None = None, end_time: int | None = None) -> int:
-        return len(self.tx_range(start_time, end_time))
+        return len(self.tx_indices(start_time, end_time))
 
     def digest(self, start_time: int | None = None, end_time: int | None = None) -> str:
         """sha256 hex of the range's tx_ids, sorted, one per line (newline-terminated)."""
@@ -286,8 +477,10 @@ class Chain:
                 "end_time": int(self.end_time),
                 "clock": int(self.clock),
                 "growth": self.growth,
-                "first_burn_block_time": self.tenure_burn_time[0] if n else None,
-                "last_burn_block_time": self.tenure_burn_time[-1] if n else None,
+                "first_burn_block_time": min(self.tenure_burn_time) if n else None,
+                "last_burn_block_time": max(self.tenure_burn_time) if n else None,
+                "anomalies": list(self.anomalies),
+                "orphaned": len(self.orphaned),
                 "tip_block_height": GENESIS_BLOCK_HEIGHT + len(self.block_time) - 1,
                 "tip_burn_block_height": GENESIS_BURN_HEIGHT + len(self.tenure_burn_time) - 1,
             }
@@ -306,6 +499,10 @@ class Chain:
         limit: int = 20,
     ) -> tuple[int, list[int]]:
         """(total, tx indices of the page) for one list query; O(log n) plus the page."""
+        if not self.ordered:
+            return self._select_unordered(
+                start_time, end_time, sort_by, descending, kinds, offset, limit
+            )
         span = self.tx_range(start_time, end_time)
         lo, hi = span.start, span.stop
         kind_set = None if kinds is None else sorted(set(kinds))

@@ -56,6 +56,9 @@ class SimConfig:
     growth: float = 0.0
     tenure_seconds: float = 600.0
     block_seconds: tuple[float, float] = (5.0, 10.0)
+    # anomalies of the real chain (off by default; tests trigger more through /_sim/anomaly or
+    # the Chain's methods): the head tenure elected this many hours ago and extended since
+    extended_tenure_hours: float = 0.0
     # the listener (loopback only)
     host: str = "127.0.0.1"
     port: int = 0

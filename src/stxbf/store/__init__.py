@@ -1,5 +1,5 @@
 """The DuckDB file: transactions, the window checkpoints that prove them complete, run history."""
 
-from stxbf.store.db import Store, StoreSummary, WindowRecord
+from stxbf.store.db import Replaced, Store, StoreSummary, WindowCheck, WindowRecord
 
-__all__ = ["Store", "StoreSummary", "WindowRecord"]
+__all__ = ["Replaced", "Store", "StoreSummary", "WindowCheck", "WindowRecord"]

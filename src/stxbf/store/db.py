@@ -75,6 +75,27 @@ class WindowRecord:
     rows_stored: int
     state: str  # "verified" or "open"
     pages: int
+    checked_at: float | None = None  # last fetch or re-count (unix time); None when not read
+
+
+@dataclass(frozen=True, slots=True)
+class WindowCheck:
+    """What the store holds for a verified window, to compare with the API's one-row answer."""
+
+    start_time: int
+    end_time: int
+    api_total: int
+    rows_stored: int
+    first_tx_id: str | None  # in the order stxbf pages: block_height, tx_index ascending
+
+
+@dataclass(frozen=True, slots=True)
+class Replaced:
+    """The outcome of replacing a window's rows: how many are stored, and what changed."""
+
+    stored: int
+    added: int
+    removed: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,13 +323,23 @@ class Store:
 
     @_as_store_error
     def windows(self, state: str | None = None) -> list[WindowRecord]:
-        sql = "SELECT start_time, end_time, api_total, rows_stored, state, pages FROM windows"
+        # a schema-2 file opened read-only (not migrated) has no checked_at yet
+        checked = "coalesce(checked_at, fetched_at)" if self._has_checked_at() else "fetched_at"
+        columns = f"start_time, end_time, api_total, rows_stored, state, pages, {checked}"
+        sql = f"SELECT {columns} FROM windows"  # noqa: S608 (constants only)
         params: list[Any] = []
         if state is not None:
             sql += " WHERE state = ?"
             params.append(state)
         rows = self._con.execute(sql + " ORDER BY start_time", params).fetchall()
         return [WindowRecord(*row) for row in rows]
+
+    def _has_checked_at(self) -> bool:
+        found = self._con.execute(
+            "SELECT count(*) FROM duckdb_columns() "
+            "WHERE table_name = 'windows' AND column_name = 'checked_at'"
+        ).fetchone()
+        return bool(found and found[0])
 
     def commit_window(self, window: WindowRecord, rows: Sequence[Row]) -> int:
         """Replace the window's range with `rows` and record its checkpoint, atomically.
@@ -336,8 +367,10 @@ class Store:
                 ).fetchone()
                 stored = int(stored_row[0]) if stored_row else 0
                 state = window.state if stored == window.api_total else "incomplete"
+                now = time.time()
                 self._con.execute(
-                    "INSERT INTO windows VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO windows (start_time, end_time, api_total, rows_stored, state, "
+                    "pages, fetched_at, checked_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     [
                         window.start_time,
                         window.end_time,
@@ -345,7 +378,8 @@ class Store:
                         stored,
                         state,
                         window.pages,
-                        time.time(),
+                        now,
+                        now,
                     ],
                 )
         except (duckdb.Error, orjson.JSONEncodeError) as exc:
@@ -353,6 +387,106 @@ class Store:
                 raise _damaged(self.path, exc) from None
             raise StoreError(f"cannot write to database {self.path}: {_describe(exc)}") from None
         return stored
+
+    def replace_window(self, window: WindowRecord, rows: Sequence[Row]) -> Replaced:
+        """`commit_window`, also counting the rows it added and removed (for `stxbf verify`).
+
+        Rows whose transaction the API no longer lists (no longer canonical) disappear; the ids
+        are compared in Python because a re-fetched window holds a few thousand at most.
+        """
+        before = self.tx_ids(window.start_time, window.end_time)
+        stored = self.commit_window(window, rows)
+        after = {row[0] for row in rows}
+        return Replaced(stored=stored, added=len(after - before), removed=len(before - after))
+
+    @_as_store_error
+    def window_checks(self) -> list[WindowCheck]:
+        """Each verified window with its stored count and first row, in one range join."""
+        rows = self._con.execute(
+            """
+            SELECT w.start_time, w.end_time, w.api_total, count(t.tx_id),
+                   arg_min(t.tx_id, (t.block_height, t.tx_index, t.tx_id))
+            FROM windows AS w
+            LEFT JOIN transactions AS t
+              ON t.burn_block_time BETWEEN w.start_time AND w.end_time
+            WHERE w.state = 'verified'
+            GROUP BY ALL
+            ORDER BY w.start_time
+            """
+        ).fetchall()
+        return [WindowCheck(int(a), int(b), int(c), int(d), e) for a, b, c, d, e in rows]
+
+    @_as_store_error
+    def mark_checked(self, spans: Sequence[tuple[int, int]], at: float) -> None:
+        """Record that these windows were re-counted against the API at `at`."""
+        if not spans:
+            return
+        with self.transaction():
+            self._con.executemany(
+                "UPDATE windows SET checked_at = ? WHERE start_time = ? AND end_time = ?",
+                [[at, start, end] for start, end in spans],
+            )
+
+    @_as_store_error
+    def oldest_check(self) -> float | None:
+        """When the least recently fetched or re-counted verified window was last looked at."""
+        row = self._con.execute(
+            "SELECT min(coalesce(checked_at, fetched_at)) FROM windows WHERE state = 'verified'"
+        ).fetchone()
+        return None if row is None or row[0] is None else float(row[0])
+
+    # -- integrity ---------------------------------------------------------------------------
+
+    def _scan_sql(self, table: str, where: str = "") -> str:
+        # bit_xor(hash(...)) of every column: DuckDB must load, and so checksum, every block
+        # (a count(*) or min/max could be answered from metadata without touching the data).
+        return f'SELECT bit_xor(hash(COLUMNS(*))) FROM "{table}" {where}'  # noqa: S608
+
+    def read_every_block(self) -> list[str]:
+        """Read every column of every table; return the tables whose blocks fail to load.
+
+        DuckDB verifies a block's checksum whenever it loads it from disk, but queries load only
+        what they need, so damage in rows nothing reads stays unseen until this full scan.
+        """
+        damaged: list[str] = []
+        try:
+            tables = [
+                str(row[0])
+                for row in self._con.execute(
+                    "SELECT table_name FROM duckdb_tables() ORDER BY 1"
+                ).fetchall()
+            ]
+        except duckdb.Error as exc:
+            raise DatabaseCorrupt(f"database {self.path}: {_describe(exc)}") from None
+        for table in tables:
+            try:
+                self._con.execute(self._scan_sql(table)).fetchall()
+            except duckdb.Error:
+                damaged.append(table)
+        return damaged
+
+    def damaged_windows(self) -> list[tuple[int, int]]:
+        """(start, end) of each window whose rows cannot be read back: fetch those again."""
+        try:
+            spans = [
+                (int(a), int(b))
+                for a, b in self._con.execute(
+                    "SELECT start_time, end_time FROM windows ORDER BY start_time"
+                ).fetchall()
+            ]
+        except duckdb.Error as exc:
+            raise DatabaseCorrupt(
+                f"database {self.path}: the window checkpoints cannot be read ({_describe(exc)})"
+            ) from None
+        where = "WHERE burn_block_time BETWEEN $start AND $end"
+        sql = self._scan_sql("transactions", where)
+        damaged = []
+        for start, end in spans:
+            try:
+                self._con.execute(sql, {"start": start, "end": end}).fetchall()
+            except duckdb.Error:
+                damaged.append((start, end))
+        return damaged
 
     @_as_store_error
     def duplicated_windows(self) -> list[tuple[int, int]]:

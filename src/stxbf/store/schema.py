@@ -13,14 +13,30 @@ from __future__ import annotations
 
 from stxbf.models import TX_COLUMNS
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 APP_MARKER = "stxbf"
+
+# Version 3 adds these transaction columns (fields of the real API's payloads, see
+# stacks-blockchain-api src/api/controllers/db-controller.ts: tenure_change_payload.cause,
+# smart_contract.clarity_version, coinbase_payload.alt_recipient / vrf_proof) and records when
+# each window was last re-counted (`windows.checked_at`, by `stxbf verify`). Versions 1 and 2
+# keep the column list they were written with, so every migration runs on the file it expects.
+TX_COLUMNS_V3_ADDED: tuple[tuple[str, str], ...] = (
+    ("tenure_change_cause", "VARCHAR"),
+    ("clarity_version", "INTEGER"),
+    ("coinbase_alt_recipient", "VARCHAR"),
+    ("coinbase_vrf_proof", "VARCHAR"),
+)
+TX_COLUMNS_V2: tuple[tuple[str, str], ...] = tuple(
+    column for column in TX_COLUMNS if column not in TX_COLUMNS_V3_ADDED
+)
+assert len(TX_COLUMNS_V2) + len(TX_COLUMNS_V3_ADDED) == len(TX_COLUMNS)
 
 _tx_columns_v1 = ",\n    ".join(
     f"{name} {kind} PRIMARY KEY" if name == "tx_id" else f"{name} {kind}"
-    for name, kind in TX_COLUMNS
+    for name, kind in TX_COLUMNS_V2
 )
-_tx_columns = ",\n    ".join(f"{name} {kind}" for name, kind in TX_COLUMNS)
+_tx_columns_v2 = ",\n    ".join(f"{name} {kind}" for name, kind in TX_COLUMNS_V2)
 
 MIGRATIONS: dict[int, list[str]] = {
     1: [
@@ -57,9 +73,18 @@ MIGRATIONS: dict[int, list[str]] = {
     2: [
         # DuckDB cannot drop a constraint in place: copy into a table without it (~5 s for
         # 2M rows). The file keeps its size; later windows fill the space the index freed.
-        f"CREATE TABLE transactions_v2 (\n    {_tx_columns}\n)",
+        f"CREATE TABLE transactions_v2 (\n    {_tx_columns_v2}\n)",
         "INSERT INTO transactions_v2 SELECT * FROM transactions",
         "DROP TABLE transactions",
         "ALTER TABLE transactions_v2 RENAME TO transactions",
+    ],
+    3: [
+        *(
+            f"ALTER TABLE transactions ADD COLUMN IF NOT EXISTS {name} {kind}"
+            for name, kind in TX_COLUMNS_V3_ADDED
+        ),
+        # unix time of the last re-count by `stxbf verify` (NULL: never re-counted since the
+        # fetch, whose time is `fetched_at`)
+        "ALTER TABLE windows ADD COLUMN IF NOT EXISTS checked_at DOUBLE",
     ],
 }

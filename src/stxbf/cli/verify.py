@@ -1,0 +1,140 @@
+"""`stxbf verify`: read every stored block, then re-count every verified window against the API.
+
+Exit codes: 0 every window matches the API (changed ones were fetched again), 1 error (a damaged
+database too, with the windows to fetch again), 2 usage, 3 a changed window could not be settled
+(run it again), 4 another run holds the lock, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+import signal
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from stxbf.cli.common import console, err_console
+from stxbf.cli.run import ApiUrl, Concurrency, Db, Home, Rpm
+from stxbf.errors import ExitCode, StoreError, StxbfError
+
+if TYPE_CHECKING:
+    from stxbf.runner import VerifyReport
+    from stxbf.settings import Settings
+
+log = logging.getLogger("stxbf.cli")
+
+
+def verify(
+    concurrency: int | None = Concurrency,
+    rpm: float | None = Rpm,
+    api_url: str | None = ApiUrl,
+    home: Path | None = Home,
+    db: Path | None = Db,
+    give_up_after: float | None = typer.Option(
+        None,
+        "--give-up-after",
+        help="Seconds of failures before a request is abandoned (default 600).",
+    ),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print the outcome as one JSON object (schema in docs/cli.md)."
+    ),
+) -> None:
+    """Check the file's every block, then re-count every verified window; fetch changed ones again.
+
+    One `limit=1` request per window compares the API's total and first transaction with the
+    stored ones. Exit code: 0 all match (after re-fetching what changed), 1 error or a damaged
+    database, 3 some window could not be settled, 4 a run holds the lock, 130 interrupted.
+    """
+    from stxbf.settings import load_settings
+
+    try:
+        settings = load_settings(
+            concurrency=concurrency,
+            rpm=rpm,
+            api_url=api_url,
+            home=home,
+            db=db,
+            give_up_after=give_up_after,
+        )
+        report = execute_verify(settings)
+    except StxbfError as exc:
+        if not as_json:
+            raise
+        typer.echo(json.dumps({"error": exc.message, "exit_code": int(exc.exit_code)}))
+        raise typer.Exit(int(exc.exit_code)) from None
+    if as_json:
+        typer.echo(json.dumps(report_dict(report), indent=2))
+    else:
+        _render_verify(report)
+    raise typer.Exit(report.exit_code)
+
+
+def execute_verify(settings: Settings, *, transport: Any = None) -> VerifyReport:
+    """Log to the data dir's log file and run the verification on a fresh event loop."""
+    from stxbf.cli.run import params_from
+    from stxbf.ops.logs import configure_logging
+    from stxbf.runner import Runner
+
+    params = params_from(settings)
+    if not params.db_path.is_file():
+        raise StoreError(f"no database at {params.db_path} yet (no backfill has run)")
+    secret = [params.api_key] if params.api_key else []
+    configure_logging(settings.log_path, level=settings.log_level, console=None, secrets=secret)
+    log.info("stxbf verify: %s against %s", params.db_path, params.api_url)
+    runner = Runner(params, transport=transport)
+
+    async def main() -> VerifyReport:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, runner.request_stop, signal.Signals(signum).name)
+        try:
+            return await runner.verify()
+        finally:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(signum)
+
+    report = asyncio.run(main())
+    log.info("stxbf verify finished: exit %d, %s", report.exit_code, report.message)
+    return report
+
+
+def report_dict(report: VerifyReport) -> dict[str, Any]:
+    data = dataclasses.asdict(report)
+    data["damaged_windows"] = [
+        {"start_time": start, "end_time": end} for start, end in report.damaged_windows
+    ]
+    return data
+
+
+def _iso(ts: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(ts))
+
+
+def _render_verify(report: VerifyReport) -> None:
+    if report.damaged_tables:
+        err_console.print(f"stxbf verify: {report.message}", soft_wrap=True)
+        for start, end in report.damaged_windows:
+            err_console.print(f"  fetch again: {_iso(start)} .. {_iso(end)}", soft_wrap=True)
+        err_console.print(
+            "  Move the file aside (or restore a backup) and `stxbf run` fetches it anew.",
+            soft_wrap=True,
+        )
+        return
+    target = console if report.exit_code in (0, int(ExitCode.INCOMPLETE)) else err_console
+    target.print(
+        f"Windows checked: {report.windows_checked:,} · changed: {report.windows_changed:,} · "
+        f"rows added: {report.rows_added:,} · removed: {report.rows_removed:,} · "
+        f"requests: {report.requests:,}",
+        soft_wrap=True,
+    )
+    for change in report.changed:
+        target.print(
+            f"  {_iso(change.start_time)} .. {_iso(change.end_time)}: {change.reason}",
+            soft_wrap=True,
+        )
+    target.print(f"stxbf verify: {report.message} (exit {report.exit_code})", soft_wrap=True)
