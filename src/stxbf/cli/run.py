@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -113,35 +114,87 @@ def execute(
     interactive = stdout_is_terminal() if interactive is None else interactive
     view = LiveView() if interactive else PlainView()
     secret = [params.api_key] if params.api_key else []
+    console_handler = view.log_handler()
     configure_logging(
-        settings.log_path, level=settings.log_level, console=view.log_handler(), secrets=secret
+        settings.log_path, level=settings.log_level, console=console_handler, secrets=secret
     )
     log.info(
-        "stxbf run: %d days from %s into %s (pid %d)",
+        "stxbf run (pid %d) started: %d days from %s into %s",
+        os.getpid(),
         params.target_days,
         params.api_url,
         params.db_path,
-        os.getpid(),
     )
-    runner = Runner(params, transport=transport, view=view)
-
-    async def main() -> RunReport:
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, _on_signal, runner, signal.Signals(signum).name)
-        try:
-            return await runner.run()
-        finally:
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                loop.remove_signal_handler(signum)
-
-    view.start()
     try:
-        report = asyncio.run(main())
-    finally:
-        view.stop()
-    log.info("stxbf run finished: exit %d, %s", int(report.exit_code), report.message)
+        runner = Runner(params, transport=transport, view=view)
+
+        async def main() -> RunReport:
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(signum, _on_signal, runner, signal.Signals(signum).name)
+            try:
+                return await runner.run()
+            finally:
+                for signum in (signal.SIGINT, signal.SIGTERM):
+                    loop.remove_signal_handler(signum)
+
+        view.start()
+        try:
+            report = asyncio.run(main())
+        finally:
+            view.stop()
+    except BaseException as exc:
+        code, reason = _ending_of(exc)
+        log_run_end(code, reason, console_handler)
+        raise
+    log_run_end(int(report.exit_code), report.message, console_handler)
     return report
+
+
+def _ending_of(exc: BaseException) -> tuple[int, str]:
+    """The exit code and reason main() will report for an exception that ends the run."""
+    from stxbf.errors import ExitCode, LockHeld, StxbfError
+
+    if isinstance(exc, LockHeld):
+        return int(exc.exit_code), f"refused: {exc.message}"
+    if isinstance(exc, StxbfError):
+        return int(exc.exit_code), exc.message
+    if isinstance(exc, KeyboardInterrupt):
+        return int(ExitCode.INTERRUPTED), "interrupted"
+    if isinstance(exc, SystemExit):
+        code = exc.code if isinstance(exc.code, int) else int(ExitCode.ERROR)
+        return code, "exited"
+    if isinstance(exc, Exception):
+        log.error("unexpected error", exc_info=True)
+        mark_logged(exc)
+    first = (str(exc).strip().splitlines() or [""])[0]
+    return int(ExitCode.ERROR), f"internal error: {type(exc).__name__}: {first}"
+
+
+def mark_logged(exc: BaseException) -> None:
+    """Tell main() this exception's traceback is already in the log (above the run's end line)."""
+    with contextlib.suppress(AttributeError):
+        exc.stxbf_logged = True  # type: ignore[attr-defined]
+
+
+def log_run_end(code: int, reason: str, console_handler: logging.Handler | None = None) -> None:
+    """The log's last line for this run: exit code and reason, whatever the way out.
+
+    The screen gets its own report (render_report, or main's error line), so the console handler
+    is detached first: the end line is for the log file only.
+    """
+    from stxbf.errors import ExitCode
+
+    if console_handler is not None:
+        logging.getLogger("stxbf").removeHandler(console_handler)
+    try:
+        label = ExitCode(code).name.lower()
+    except ValueError:
+        label = "unknown"
+    level = {0: logging.INFO, 3: logging.INFO, 4: logging.WARNING, 130: logging.WARNING}.get(
+        code, logging.ERROR
+    )
+    log.log(level, "stxbf run (pid %d) ended: exit %d (%s): %s", os.getpid(), code, label, reason)
 
 
 _signals_seen = 0
@@ -152,6 +205,7 @@ def _on_signal(runner: Any, name: str) -> None:
     _signals_seen += 1
     if _signals_seen > 1:
         err_console.print(f"stxbf: second {name}: stopping now (committed windows are safe)")
+        log_run_end(130, f"second {name}: stopped at once (committed windows are safe)")
         os._exit(130)
     runner.request_stop(name)
 
