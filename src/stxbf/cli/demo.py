@@ -64,12 +64,24 @@ def demo(
         render_report(report)
     console.print()
     _show_status(demo_home)
-    console.print(
-        f"\nLook around: STXBF_HOME={demo_home} stxbf status | stxbf logs | stxbf health",
-        markup=False,
-        soft_wrap=True,
-    )
+    console.print(look_around(demo_home), markup=False, soft_wrap=True)
     raise typer.Exit(int(report.exit_code))
+
+
+def look_around(demo_home: Path) -> str:
+    """Commands to paste, one a line: the variable exported first so that every one sees it."""
+    import shlex
+
+    return "\n".join(
+        (
+            "",
+            "Look around (paste these lines):",
+            f"  export STXBF_HOME={shlex.quote(str(demo_home))}",
+            "  stxbf status",
+            "  stxbf logs",
+            "  stxbf health",
+        )
+    )
 
 
 def _show_status(demo_home: Path) -> None:
