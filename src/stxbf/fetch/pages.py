@@ -7,6 +7,8 @@ and then the run ends with a clear error while everything already committed stay
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -90,6 +92,19 @@ def first_contact_hint(base_url: str, proxy: str | None) -> str:
     return hint + "."
 
 
+# Requests that fail alike within this many seconds are one log line with a count: a 503 from
+# the API hits every request in flight (16 by default) at once.
+RETRY_WAVE_SECONDS = 2.0
+
+
+@dataclass
+class _RetryWave:
+    count: int = 0
+    max_attempt: int = 0
+    persistent: bool = False
+    timer: asyncio.TimerHandle | None = None
+
+
 class PageSource:
     """`await source.page(...)` returns a parsed page or raises a fatal FetchError."""
 
@@ -105,6 +120,7 @@ class PageSource:
         self.pacer = pacer
         self.give_up_after = give_up_after
         self.stats = stats if stats is not None else FetchStats()
+        self._waves: dict[str, _RetryWave] = {}
 
     async def page(
         self,
@@ -153,6 +169,7 @@ class PageSource:
             reason = exc.reason if isinstance(exc, Transient) else "still rate-limited (429)"
             attempts = retrying.statistics.get("attempt_number", 1)
             elapsed = time.monotonic() - started
+            self.flush_retry_log()  # the retries' line comes before the give-up's
             hint = None
             if first_contact and not no_answer.answered:
                 hint = first_contact_hint(self.client.base_url, self.client.proxy)
@@ -209,8 +226,43 @@ class PageSource:
         if sleep:
             self.stats.backoff_until = time.time() + sleep
         exc = state.outcome.exception() if state.outcome else None
+        reason = exc.reason if isinstance(exc, Transient) else "rate-limited (429)"
         # One failed attempt is routine (the log file keeps it); a page that keeps failing is news.
         persistent = state.attempt_number >= 3 and not isinstance(exc, RateLimited)
-        level = logging.WARNING if persistent else logging.INFO
-        if state.attempt_number <= 3 or state.attempt_number % 10 == 0:
-            log.log(level, "retrying a page (attempt %d): %s", state.attempt_number, exc)
+        self._note_retry(reason, state.attempt_number, persistent)
+
+    def _note_retry(self, reason: str, attempt: int, persistent: bool) -> None:
+        """Count the failure into the wave of its kind; the wave is logged once, when it ends."""
+        reason = reason.rstrip(".")
+        wave = self._waves.get(reason)
+        if wave is None:
+            wave = self._waves[reason] = _RetryWave()
+            with contextlib.suppress(RuntimeError):  # no running loop: flushed by the caller
+                loop = asyncio.get_running_loop()
+                wave.timer = loop.call_later(RETRY_WAVE_SECONDS, self._flush_wave, reason)
+        wave.count += 1
+        wave.max_attempt = max(wave.max_attempt, attempt)
+        wave.persistent = wave.persistent or persistent
+
+    def flush_retry_log(self) -> None:
+        """Log the waves still being counted (before the run's last line, or a give-up)."""
+        for reason in list(self._waves):
+            self._flush_wave(reason)
+
+    def _flush_wave(self, reason: str) -> None:
+        wave = self._waves.pop(reason, None)
+        if wave is None:
+            return
+        if wave.timer is not None:
+            wave.timer.cancel()
+        level = logging.WARNING if wave.persistent else logging.INFO
+        if wave.count == 1:
+            log.log(level, "a request failed: %s; retrying (attempt %d)", reason, wave.max_attempt)
+        else:
+            log.log(
+                level,
+                "%d requests failed: %s; retrying (attempts up to %d)",
+                wave.count,
+                reason,
+                wave.max_attempt,
+            )
