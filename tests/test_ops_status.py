@@ -237,7 +237,8 @@ def test_json_fields_are_stable(tmp_path: Path) -> None:
         "days_verified", "days_partial", "days_missing", "days_before_chain", "percent",
         "range_start", "range_end", "chain_start", "coverage", "transactions", "wallets",
         "earliest_tx_time", "latest_tx_time", "db_bytes", "runner", "rate_rpm", "limit_rpm",
-        "eta_seconds", "backoff_until", "last_error", "last_error_at", "counters", "last_run",
+        "eta_seconds", "backoff_until", "last_error", "last_error_at", "last_progress_at",
+        "counters", "last_run",
         "notes",
     }  # fmt: skip
     assert set(report.to_dict()["runner"]) == {

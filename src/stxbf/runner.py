@@ -612,6 +612,8 @@ class Runner:
             backoff_until=backoff_until,
             last_error=stats.last_error,
             last_error_at=stats.last_error_at,
+            last_progress_at=stats.last_page_at,
+            consecutive_failures=stats.consecutive_failures,
             eta_seconds=self._eta(rate),
             db_bytes=self.db_bytes,
             exit_code=None if self.exit_code is None else int(self.exit_code),

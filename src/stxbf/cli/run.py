@@ -240,16 +240,33 @@ def render_report(report: RunReport) -> None:
 
 
 def progress_line(snap: ProgressSnapshot) -> str:
-    from stxbf.ops.monitor import fmt_duration
-
     limit = f"{snap.limit_rpm:.0f}" if snap.limit_rpm else "∞"
     expected = f"/{snap.expected_total:,}" if snap.expected_total is not None else ""
+    stalled = _not_progressing(snap, time.time())
+    rate = f"{snap.rate_rpm:.0f}/{limit} req/min" if stalled is None else f"rate — ({stalled})"
     return (
         f"{snap.days_verified}/{snap.target_days} days verified · "
         f"{snap.transactions_stored:,}{expected} tx · {snap.counters.pages:,} pages · "
-        f"{snap.rate_rpm:.0f}/{limit} req/min · 429s {snap.counters.responses_429} · "
-        f"errors {snap.counters.errors} · ETA {fmt_duration(snap.eta_seconds)} · {snap.phase}"
+        f"{rate} · 429s {snap.counters.responses_429} · "
+        f"errors {snap.counters.errors} · ETA {_eta_text(snap, stalled)} · {snap.phase}"
     )
+
+
+def _not_progressing(snap: ProgressSnapshot, now: float) -> str | None:
+    """Why no pages are arriving (then a rate and an ETA would describe the past), or None."""
+    if snap.phase == "backing_off" or (snap.backoff_until is not None and snap.backoff_until > now):
+        return "backing off"
+    if snap.phase in ("failed", "stopped", "interrupted"):
+        return snap.phase
+    return None
+
+
+def _eta_text(snap: ProgressSnapshot, stalled: str | None) -> str:
+    from stxbf.ops.monitor import fmt_duration
+
+    if snap.phase == "finished":
+        return "done"
+    return fmt_duration(snap.eta_seconds) if stalled is None else f"— ({stalled})"
 
 
 class OneLineFormatter(logging.Formatter):
@@ -324,8 +341,9 @@ class LiveView:
     def _render(self) -> Any:
         from rich.progress_bar import ProgressBar
         from rich.table import Table
+        from rich.text import Text
 
-        from stxbf.ops.monitor import fmt_duration
+        from stxbf.ops.monitor import describe_last_error
 
         snap = self._snap
         if snap is None:
@@ -341,17 +359,23 @@ class LiveView:
         expected = f" of ~{snap.expected_total:,}" if snap.expected_total is not None else ""
         table.add_row("Transactions", f"{snap.transactions_stored:,}{expected}")
         table.add_row("Pages", f"{snap.counters.pages:,} ({snap.counters.requests:,} requests)")
+        now = time.time()
+        stalled = _not_progressing(snap, now)
         limit = f"{snap.limit_rpm:.0f}" if snap.limit_rpm else "unthrottled"
-        table.add_row("Rate", f"{snap.rate_rpm:.0f} req/min (limit {limit})")
+        rate = f"{snap.rate_rpm:.0f} req/min (limit {limit})"
+        table.add_row("Rate", rate if stalled is None else f"— ({stalled}; limit {limit})")
         table.add_row(
             "429 / errors / retries",
             f"{snap.counters.responses_429} / {snap.counters.errors} / {snap.counters.retries}",
         )
-        table.add_row("ETA", fmt_duration(snap.eta_seconds))
+        table.add_row("ETA", _eta_text(snap, stalled))
         status = snap.phase
         if snap.phase == "backing_off" and snap.backoff_until:
-            status += f" ({max(0.0, snap.backoff_until - time.time()):.0f}s)"
+            status += f" ({max(0.0, snap.backoff_until - now):.0f}s)"
         table.add_row("Status", status)
         if snap.last_error:
-            table.add_row("Last error", f"[yellow]{snap.last_error}[/]")
+            text, recovered = describe_last_error(
+                snap.last_error, snap.last_error_at, snap.last_progress_at, now
+            )
+            table.add_row("Last error", Text(text, style="dim" if recovered else "yellow"))
         return table

@@ -45,6 +45,7 @@ class FetchStats:
     consecutive_failures: int = 0
     last_error: str | None = None
     last_error_at: float | None = None
+    last_page_at: float | None = None  # wall clock: a page arrived (after an error: recovered)
     backoff_until: float | None = None  # wall clock, while an error backoff is running
 
 
@@ -205,6 +206,7 @@ class PageSource:
         self.stats.pages += 1
         self.stats.transactions += len(response.page.rows)
         self.stats.consecutive_failures = 0
+        self.stats.last_page_at = time.time()
         self.stats.backoff_until = None
         return response
 

@@ -234,6 +234,7 @@ class StatusReport:
     backoff_until: float | None = None
     last_error: str | None = None
     last_error_at: float | None = None
+    last_progress_at: float | None = None  # a page last arrived (after last_error: recovered)
     counters: dict[str, int] | None = None
     last_run: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
@@ -329,6 +330,7 @@ def _from_snapshot(report: StatusReport, snap: ProgressSnapshot) -> None:
     report.backoff_until = snap.backoff_until
     report.last_error = snap.last_error
     report.last_error_at = snap.last_error_at
+    report.last_progress_at = snap.last_progress_at
     report.counters = asdict(snap.counters)
 
 
