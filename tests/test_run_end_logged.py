@@ -6,9 +6,14 @@ gone, so the log must say how the run ended (issue 11, section 1).
 
 from __future__ import annotations
 
+import contextlib
 import os
+import pty
 import re
+import signal
+import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -19,6 +24,7 @@ from filelock import FileLock
 from stxbf.cli.main import main
 from stxbf.errors import ConfigError
 from stxbf.simulator import SimConfig, run_in_thread
+from stxbf.state import read
 
 END_LINE = re.compile(r"stxbf run \(pid (\d+)\) ended: exit (\d+) \(\w+\): (.+)$")
 
@@ -153,3 +159,58 @@ def test_a_second_signal_logs_the_end_before_it_exits(
     with pytest.raises(Exited):
         run_cli_module._on_signal(FakeRunner(), "SIGTERM")
     assert_ends_with(isolated_env, 130, "second SIGTERM")
+
+
+HANG_UPS = {
+    "SIGTERM": (signal.SIGTERM, False),
+    "SIGHUP": (signal.SIGHUP, False),
+    "SIGHUP-terminal-gone": (signal.SIGHUP, True),  # tmux kill-session: the pty is closed
+}
+
+
+@pytest.mark.parametrize("case", HANG_UPS.values(), ids=HANG_UPS.keys())
+def test_a_signal_stops_the_run_and_the_log_says_so_last(
+    isolated_env: Path, case: tuple[int, bool]
+) -> None:
+    """SIGHUP is what `tmux kill-session` and a closed SSH terminal send."""
+    signum, on_a_pty = case
+    config = SimConfig(days=40, tx_per_day=600, seed=11, latency_ms=30, rpm=3000)
+    with run_in_thread(config) as sim:
+        env = {**os.environ, "STXBF_API_URL": sim.url, "STXBF_TARGET_DAYS": "30"}
+        master = replica = None
+        if on_a_pty:
+            master, replica = pty.openpty()
+            out: Any = replica
+        else:
+            out = subprocess.PIPE
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "stxbf", "run"], env=env, stdout=out, stderr=out, text=True
+        )
+        progress = isolated_env / "stxbf.duckdb.progress.json"
+        try:
+            for _ in range(300):
+                snap = read(progress)
+                if (snap is not None and snap.counters.windows_verified >= 1) or proc.poll():
+                    break
+                time.sleep(0.1)
+                if master is not None:  # keep the terminal's buffer from filling up
+                    with contextlib.suppress(OSError):
+                        os.read(master, 65536)
+        finally:
+            if master is not None and replica is not None:
+                os.close(master)  # the terminal is gone: writing to it now fails (EIO)
+                os.close(replica)
+        proc.send_signal(signum)
+        proc.communicate(timeout=30)
+    assert proc.returncode == 130
+    name = signal.Signals(signum).name
+    records = assert_ends_with_pid(isolated_env, proc.pid, 130)
+    assert any(f"stopping ({name}" in line for line in records)
+
+
+def assert_ends_with_pid(home: Path, pid: int, code: int) -> list[str]:
+    records = log_records(home)
+    match = END_LINE.search(records[-1])
+    assert match is not None, records
+    assert (int(match.group(1)), int(match.group(2))) == (pid, code)
+    return records

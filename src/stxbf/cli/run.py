@@ -130,19 +130,19 @@ def execute(
 
         async def main() -> RunReport:
             loop = asyncio.get_running_loop()
-            for signum in (signal.SIGINT, signal.SIGTERM):
+            for signum in STOP_SIGNALS:
                 loop.add_signal_handler(signum, _on_signal, runner, signal.Signals(signum).name)
             try:
                 return await runner.run()
             finally:
-                for signum in (signal.SIGINT, signal.SIGTERM):
+                for signum in STOP_SIGNALS:
                     loop.remove_signal_handler(signum)
 
         view.start()
         try:
             report = asyncio.run(main())
         finally:
-            view.stop()
+            _stop_view(view)
     except BaseException as exc:
         code, reason = _ending_of(exc)
         log_run_end(code, reason, console_handler)
@@ -198,16 +198,42 @@ def log_run_end(code: int, reason: str, console_handler: logging.Handler | None 
 
 
 _signals_seen = 0
+# SIGHUP is what `tmux kill-session` and a closed SSH terminal send: stop as for Ctrl-C.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def _on_signal(runner: Any, name: str) -> None:
     global _signals_seen
     _signals_seen += 1
+    if name == "SIGHUP":
+        _leave_the_terminal()
     if _signals_seen > 1:
         err_console.print(f"stxbf: second {name}: stopping now (committed windows are safe)")
         log_run_end(130, f"second {name}: stopped at once (committed windows are safe)")
         os._exit(130)
     runner.request_stop(name)
+
+
+_hung_up = False
+
+
+def _leave_the_terminal() -> None:
+    """After a hang-up the terminal is gone: writing to it would fail (EIO) and turn a clean stop
+    into an error. The screen output goes nowhere from now on; the log file keeps everything."""
+    global _hung_up
+    _hung_up = True
+    devnull = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115 - open until the process ends
+    sys.stdout = sys.stderr = devnull
+
+
+def _stop_view(view: LiveView | PlainView) -> None:
+    try:
+        view.stop()
+    except OSError:
+        if not _hung_up:
+            raise
+    if _hung_up:  # the live display put the (dead) terminal back as stdout
+        _leave_the_terminal()
 
 
 def _prepare_home(home: Path) -> None:
