@@ -214,3 +214,29 @@ def assert_ends_with_pid(home: Path, pid: int, code: int) -> list[str]:
     assert match is not None, records
     assert (int(match.group(1)), int(match.group(2))) == (pid, code)
     return records
+
+
+def test_under_nohup_a_hang_up_does_not_stop_the_run(isolated_env: Path) -> None:
+    config = SimConfig(days=40, tx_per_day=600, seed=11, latency_ms=30, rpm=3000)
+    with run_in_thread(config) as sim:
+        env = {**os.environ, "STXBF_API_URL": sim.url, "STXBF_TARGET_DAYS": "30"}
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "stxbf", "run"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN),  # what nohup does
+        )
+        progress = isolated_env / "stxbf.duckdb.progress.json"
+        for _ in range(300):
+            snap = read(progress)
+            if (snap is not None and snap.counters.windows_verified >= 1) or proc.poll():
+                break
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGHUP)
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+    assert proc.returncode == 130
+    records = assert_ends_with_pid(isolated_env, proc.pid, 130)
+    assert not any("SIGHUP" in line for line in records)
+    assert any("stopping (SIGTERM" in line for line in records)

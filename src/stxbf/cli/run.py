@@ -130,12 +130,13 @@ def execute(
 
         async def main() -> RunReport:
             loop = asyncio.get_running_loop()
-            for signum in STOP_SIGNALS:
+            signals = _stop_signals()
+            for signum in signals:
                 loop.add_signal_handler(signum, _on_signal, runner, signal.Signals(signum).name)
             try:
                 return await runner.run()
             finally:
-                for signum in STOP_SIGNALS:
+                for signum in signals:
                     loop.remove_signal_handler(signum)
 
         view.start()
@@ -198,8 +199,15 @@ def log_run_end(code: int, reason: str, console_handler: logging.Handler | None 
 
 
 _signals_seen = 0
-# SIGHUP is what `tmux kill-session` and a closed SSH terminal send: stop as for Ctrl-C.
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def _stop_signals() -> tuple[signal.Signals, ...]:
+    """SIGINT and SIGTERM; and SIGHUP (tmux kill-session, a closed SSH terminal) unless it is
+    ignored, as `nohup stxbf run &` asks: then a hang-up must not stop the run."""
+    signals = (signal.SIGINT, signal.SIGTERM)
+    if signal.getsignal(signal.SIGHUP) is signal.SIG_IGN:
+        return signals
+    return (*signals, signal.SIGHUP)
 
 
 def _on_signal(runner: Any, name: str) -> None:
