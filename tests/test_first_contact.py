@@ -54,6 +54,8 @@ def test_a_port_that_never_answers_gives_up_after_three_attempts(
 ) -> None:
     error = run_against(f"http://127.0.0.1:{silent_port}", isolated_env)
     assert_fast_give_up_with_hint(error, "timed out")
+    last = (isolated_env / "logs" / "stxbf.log").read_text(encoding="utf-8").splitlines()[-1]
+    assert "ended: exit 1" in last and "hint: Nothing at" in last  # the log has the hint too
 
 
 def test_https_to_a_plain_http_port_gives_up_after_three_attempts(isolated_env: Path) -> None:

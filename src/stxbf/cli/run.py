@@ -158,8 +158,8 @@ def _ending_of(exc: BaseException) -> tuple[int, str]:
 
     if isinstance(exc, LockHeld):
         return int(exc.exit_code), f"refused: {exc.message}"
-    if isinstance(exc, StxbfError):
-        return int(exc.exit_code), exc.message
+    if isinstance(exc, StxbfError):  # the hint too: whoever reads the log has no screen
+        return int(exc.exit_code), f"{exc.message}; hint: {exc.hint}" if exc.hint else exc.message
     if isinstance(exc, KeyboardInterrupt):
         return int(ExitCode.INTERRUPTED), "interrupted"
     if isinstance(exc, SystemExit):
