@@ -48,15 +48,17 @@ class BadInput(NamedTuple):
 
 CASES = [
     # flags and settings
-    BadInput("target-days-zero", ("run", "--target-days", "0"), USAGE, "target_days"),
-    BadInput("target-days-negative", ("run", "--target-days", "-5"), USAGE, "target_days"),
-    BadInput("target-days-absurd", ("run", "--target-days", "9" * 20), USAGE, "target_days"),
+    BadInput("target-days-zero", ("run", "--target-days", "0"), USAGE, "--target-days"),
+    BadInput("target-days-negative", ("run", "--target-days", "-5"), USAGE, "--target-days"),
+    BadInput("target-days-absurd", ("run", "--target-days", "9" * 20), USAGE, "--target-days"),
     BadInput("target-days-not-a-number", ("run", "--target-days", "ten"), USAGE, "--target-days"),
-    BadInput("concurrency-zero", ("run", "--concurrency", "0"), USAGE, "concurrency"),
-    BadInput("concurrency-absurd", ("run", "--concurrency", "100000"), USAGE, "concurrency"),
-    BadInput("rpm-negative", ("run", "--rpm", "-3"), USAGE, "rpm"),
-    BadInput("give-up-after-zero", ("run", "--give-up-after", "0"), USAGE, "give_up_after"),
-    BadInput("env-not-a-number", ("run",), USAGE, "target_days", (("STXBF_TARGET_DAYS", "ten"),)),
+    BadInput("concurrency-zero", ("run", "--concurrency", "0"), USAGE, "--concurrency"),
+    BadInput("concurrency-absurd", ("run", "--concurrency", "100000"), USAGE, "--concurrency"),
+    BadInput("rpm-negative", ("run", "--rpm", "-3"), USAGE, "--rpm"),
+    BadInput("give-up-after-zero", ("run", "--give-up-after", "0"), USAGE, "--give-up-after"),
+    BadInput(
+        "env-not-a-number", ("run",), USAGE, "STXBF_TARGET_DAYS", (("STXBF_TARGET_DAYS", "ten"),)
+    ),
     BadInput("config-file-malformed", ("run",), USAGE, "config file", setup="bad-config"),
     BadInput(
         "config-file-missing", ("run",), USAGE, "does not exist", (("STXBF_CONFIG", "/nope.toml"),)
@@ -65,8 +67,8 @@ CASES = [
     BadInput("unknown-flag", ("run", "--frobnicate"), USAGE, "No such option"),
     BadInput("logs-unknown-level", ("logs", "--level", "LOUD"), USAGE, "LOUD"),
     # the API URL
-    BadInput("url-bad-scheme", ("run", "--api-url", "ftp://api.hiro.so"), USAGE, "api_url"),
-    BadInput("url-no-host", ("run", "--api-url", "http://"), USAGE, "api_url"),
+    BadInput("url-bad-scheme", ("run", "--api-url", "ftp://api.hiro.so"), USAGE, "--api-url"),
+    BadInput("url-no-host", ("run", "--api-url", "http://"), USAGE, "--api-url"),
     BadInput(
         "url-unresolvable",
         ("run", "--api-url", "http://stxbf-test.invalid"),

@@ -197,22 +197,22 @@ class Bad(NamedTuple):
 
 
 BAD = [
-    Bad("target-days-zero-flag", {}, {"target_days": 0}, None, "target_days"),
-    Bad("target-days-negative-flag", {}, {"target_days": -5}, None, "target_days"),
-    Bad("target-days-100000-flag", {}, {"target_days": 100_000}, None, "target_days"),
-    Bad("target-days-zero-env", {"STXBF_TARGET_DAYS": "0"}, {}, None, "target_days"),
-    Bad("target-days-word-env", {"STXBF_TARGET_DAYS": "a year"}, {}, None, "target_days"),
-    Bad("target-days-empty-env", {"STXBF_TARGET_DAYS": ""}, {}, None, "target_days"),
-    Bad("concurrency-zero-flag", {}, {"concurrency": 0}, None, "concurrency"),
-    Bad("concurrency-zero-env", {"STXBF_CONCURRENCY": "0"}, {}, None, "concurrency"),
-    Bad("concurrency-zero-file", {}, {}, "concurrency = 0\n", "concurrency"),
-    Bad("rpm-negative-env", {"STXBF_RPM": "-1"}, {}, None, "rpm"),
-    Bad("api-url-ftp-flag", {}, {"api_url": "ftp://x"}, None, "api_url"),
-    Bad("api-url-ftp-env", {"STXBF_API_URL": "ftp://x"}, {}, None, "api_url"),
-    Bad("api-url-no-host", {"STXBF_API_URL": "https://"}, {}, None, "api_url"),
+    Bad("target-days-zero-flag", {}, {"target_days": 0}, None, "--target-days"),
+    Bad("target-days-negative-flag", {}, {"target_days": -5}, None, "--target-days"),
+    Bad("target-days-100000-flag", {}, {"target_days": 100_000}, None, "--target-days"),
+    Bad("target-days-zero-env", {"STXBF_TARGET_DAYS": "0"}, {}, None, "STXBF_TARGET_DAYS"),
+    Bad("target-days-word-env", {"STXBF_TARGET_DAYS": "a year"}, {}, None, "STXBF_TARGET_DAYS"),
+    Bad("target-days-empty-env", {"STXBF_TARGET_DAYS": ""}, {}, None, "STXBF_TARGET_DAYS"),
+    Bad("concurrency-zero-flag", {}, {"concurrency": 0}, None, "--concurrency"),
+    Bad("concurrency-zero-env", {"STXBF_CONCURRENCY": "0"}, {}, None, "STXBF_CONCURRENCY"),
+    Bad("concurrency-zero-file", {}, {}, "concurrency = 0\n", "concurrency in "),
+    Bad("rpm-negative-env", {"STXBF_RPM": "-1"}, {}, None, "STXBF_RPM"),
+    Bad("api-url-ftp-flag", {}, {"api_url": "ftp://x"}, None, "--api-url"),
+    Bad("api-url-ftp-env", {"STXBF_API_URL": "ftp://x"}, {}, None, "STXBF_API_URL"),
+    Bad("api-url-no-host", {"STXBF_API_URL": "https://"}, {}, None, "STXBF_API_URL"),
     Bad("toml-malformed", {}, {}, "target_days = \n", "config file"),
     Bad("toml-unclosed-table", {}, {}, "[stxbf\n", "config file"),
-    Bad("toml-wrong-type", {}, {}, 'target_days = "a year"\n', "target_days"),
+    Bad("toml-wrong-type", {}, {}, 'target_days = "a year"\n', "target_days in "),
 ]
 
 

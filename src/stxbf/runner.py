@@ -215,6 +215,7 @@ class Runner:
         self._main: asyncio.Task[Any] | None = None
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stxbf-db")
         self._store: Store | None = None
+        self._source: PageSource | None = None
 
     # -- control -----------------------------------------------------------------------------
 
@@ -267,6 +268,7 @@ class Runner:
             transport=self.transport,
         )
         source = PageSource(client, self._pacer, give_up_after=p.give_up_after, stats=self.stats)
+        self._source = source
         publisher = asyncio.create_task(self._publish_loop())
         report: RunReport
         try:
@@ -292,6 +294,8 @@ class Runner:
         return report
 
     async def _finish(self, publisher: asyncio.Task[None], client: ApiClient) -> None:
+        if self._source is not None:  # retries still being counted are logged before the end
+            self._source.flush_retry_log()
         publisher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await publisher

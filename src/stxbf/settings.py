@@ -8,6 +8,7 @@ receives the resolved paths, never this object. docs/configuration.md lists ever
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -175,19 +176,49 @@ def load_settings(**overrides: Any) -> Settings:
     try:
         return Settings(**given)
     except ValidationError as exc:
-        raise ConfigError(describe_validation_error(exc)) from None
+        raise ConfigError(describe_validation_error(exc, given)) from None
     except (OSError, ValueError) as exc:  # an unreadable or malformed config file
         raise ConfigError(f"cannot read config file {config_file_path()}: {exc}") from None
 
 
-def describe_validation_error(exc: ValidationError) -> str:
+def describe_validation_error(exc: ValidationError, given: Mapping[str, Any] | None = None) -> str:
+    """One line naming the setting the way the user gave it (flag, variable or config key)."""
     first = exc.errors()[0]
     field = ".".join(str(part) for part in first["loc"]) or "settings"
     value = first.get("input")
     secret = "api_key" in field.lower()
     shown = "" if secret or isinstance(value, dict) else f" (got {value!r})"
     message = first["msg"].removeprefix("Value error, ")
-    return f"invalid setting {field}: {message}{shown}"
+    return f"invalid {setting_source(field, given or {})}: {message}{shown}"
+
+
+def setting_source(field: str, given: Mapping[str, Any]) -> str:
+    """Where a setting's value came from, in the words the user used: `--target-days`,
+    `STXBF_TARGET_DAYS`, or `target_days in ~/.config/stxbf/config.toml` (flag > env > file)."""
+    if field.upper().startswith(("STXBF_", "HIRO_")):  # an alias, as for the API key
+        choices = [
+            str(choice)
+            for info in Settings.model_fields.values()
+            if isinstance(info.validation_alias, AliasChoices)
+            and field in info.validation_alias.choices
+            for choice in info.validation_alias.choices
+        ]
+        found = (_env_name(name) for name in choices or [field])
+        return next((name for name in found if name is not None), field)
+    if field in given:
+        return "--" + field.replace("_", "-")
+    env = _env_name("STXBF_" + field)
+    if env is not None:
+        return env
+    if field in Settings.model_fields:
+        return f"{field} in {config_file_path()}"
+    return f"setting {field}"
+
+
+def _env_name(name: str) -> str | None:
+    """The variable's name as set in the environment (pydantic-settings ignores case)."""
+    wanted = name.lower()
+    return next((key for key in os.environ if key.lower() == wanted), None)
 
 
 def check_key_transport(settings: Settings) -> None:

@@ -64,12 +64,40 @@ def demo(
         render_report(report)
     console.print()
     _show_status(demo_home)
-    console.print(
-        f"\nLook around: STXBF_HOME={demo_home} stxbf status | stxbf logs | stxbf health",
-        markup=False,
-        soft_wrap=True,
-    )
+    console.print(look_around(demo_home), markup=False, soft_wrap=True)
     raise typer.Exit(int(report.exit_code))
+
+
+def look_around(demo_home: Path) -> str:
+    """Commands to paste, one a line: the variable exported first so that every one sees it."""
+    import shlex
+
+    program = _program()
+    return "\n".join(
+        (
+            "",
+            "Look around (paste these lines):",
+            f"  export STXBF_HOME={shlex.quote(str(demo_home))}",
+            f"  {program} status",
+            f"  {program} logs",
+            f"  {program} health",
+        )
+    )
+
+
+def _program() -> str:
+    """`stxbf` when the shell finds it; else the path this one ran from (`.venv/bin/stxbf`)."""
+    import os
+    import shlex
+    import shutil
+    import sys
+
+    if shutil.which("stxbf"):
+        return "stxbf"
+    ran = sys.argv[0]
+    if os.path.basename(ran) == "stxbf" and os.path.isfile(ran):
+        return shlex.quote(os.path.relpath(ran) if not ran.startswith("/") else ran)
+    return "stxbf"
 
 
 def _show_status(demo_home: Path) -> None:

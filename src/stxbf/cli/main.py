@@ -85,7 +85,8 @@ def main() -> None:
         logger = logging.getLogger("stxbf")
         if not logger.handlers:  # no log file configured: not Python's last-resort stderr either
             logger.addHandler(logging.NullHandler())
-        logger.error("unexpected error", exc_info=True)
+        if not getattr(exc, "stxbf_logged", False):  # `run` logs it before its end line
+            logger.error("unexpected error", exc_info=True)
         first = (str(exc).strip().splitlines() or [""])[0]
         _fail(f"internal error: {type(exc).__name__}: {first}", None, int(ExitCode.ERROR))
     sys.exit(result if isinstance(result, int) else 0)

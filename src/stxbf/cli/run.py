@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -173,47 +174,134 @@ def execute(
     interactive = stdout_is_terminal() if interactive is None else interactive
     view = LiveView() if interactive else PlainView()
     secret = [params.api_key] if params.api_key else []
+    console_handler = view.log_handler()
     configure_logging(
-        settings.log_path, level=settings.log_level, console=view.log_handler(), secrets=secret
+        settings.log_path, level=settings.log_level, console=console_handler, secrets=secret
     )
     log.info(
-        "stxbf run: %d days from %s into %s (pid %d)",
+        "stxbf run (pid %d) started: %d days from %s into %s",
+        os.getpid(),
         params.target_days,
         params.api_url,
         params.db_path,
-        os.getpid(),
     )
-    runner = Runner(params, transport=transport, view=view)
-
-    async def main() -> RunReport:
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, _on_signal, runner, signal.Signals(signum).name)
-        try:
-            return await runner.run()
-        finally:
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                loop.remove_signal_handler(signum)
-
-    view.start()
     try:
-        report = asyncio.run(main())
-    finally:
-        view.stop()
-    log.info("stxbf run finished: exit %d, %s", int(report.exit_code), report.message)
+        runner = Runner(params, transport=transport, view=view)
+
+        async def main() -> RunReport:
+            loop = asyncio.get_running_loop()
+            signals = _stop_signals()
+            for signum in signals:
+                loop.add_signal_handler(signum, _on_signal, runner, signal.Signals(signum).name)
+            try:
+                return await runner.run()
+            finally:
+                for signum in signals:
+                    loop.remove_signal_handler(signum)
+
+        view.start()
+        try:
+            report = asyncio.run(main())
+        finally:
+            _stop_view(view)
+    except BaseException as exc:
+        code, reason = _ending_of(exc)
+        log_run_end(code, reason, console_handler)
+        raise
+    log_run_end(int(report.exit_code), report.message, console_handler)
     return report
+
+
+def _ending_of(exc: BaseException) -> tuple[int, str]:
+    """The exit code and reason main() will report for an exception that ends the run."""
+    from stxbf.errors import ExitCode, LockHeld, StxbfError
+
+    if isinstance(exc, LockHeld):
+        return int(exc.exit_code), f"refused: {exc.message}"
+    if isinstance(exc, StxbfError):  # the hint too: whoever reads the log has no screen
+        return int(exc.exit_code), f"{exc.message}; hint: {exc.hint}" if exc.hint else exc.message
+    if isinstance(exc, KeyboardInterrupt):
+        return int(ExitCode.INTERRUPTED), "interrupted"
+    if isinstance(exc, SystemExit):
+        code = exc.code if isinstance(exc.code, int) else int(ExitCode.ERROR)
+        return code, "exited"
+    if isinstance(exc, Exception):
+        log.error("unexpected error", exc_info=True)
+        mark_logged(exc)
+    first = (str(exc).strip().splitlines() or [""])[0]
+    return int(ExitCode.ERROR), f"internal error: {type(exc).__name__}: {first}"
+
+
+def mark_logged(exc: BaseException) -> None:
+    """Tell main() this exception's traceback is already in the log (above the run's end line)."""
+    with contextlib.suppress(AttributeError):
+        exc.stxbf_logged = True  # type: ignore[attr-defined]
+
+
+def log_run_end(code: int, reason: str, console_handler: logging.Handler | None = None) -> None:
+    """The log's last line for this run: exit code and reason, whatever the way out.
+
+    The screen gets its own report (render_report, or main's error line), so the console handler
+    is detached first: the end line is for the log file only.
+    """
+    from stxbf.errors import ExitCode
+
+    if console_handler is not None:
+        logging.getLogger("stxbf").removeHandler(console_handler)
+    try:
+        label = ExitCode(code).name.lower()
+    except ValueError:
+        label = "unknown"
+    level = {0: logging.INFO, 3: logging.INFO, 4: logging.WARNING, 130: logging.WARNING}.get(
+        code, logging.ERROR
+    )
+    log.log(level, "stxbf run (pid %d) ended: exit %d (%s): %s", os.getpid(), code, label, reason)
 
 
 _signals_seen = 0
 
 
+def _stop_signals() -> tuple[signal.Signals, ...]:
+    """SIGINT and SIGTERM; and SIGHUP (tmux kill-session, a closed SSH terminal) unless it is
+    ignored, as `nohup stxbf run &` asks: then a hang-up must not stop the run."""
+    signals = (signal.SIGINT, signal.SIGTERM)
+    if signal.getsignal(signal.SIGHUP) is signal.SIG_IGN:
+        return signals
+    return (*signals, signal.SIGHUP)
+
+
 def _on_signal(runner: Any, name: str) -> None:
     global _signals_seen
     _signals_seen += 1
+    if name == "SIGHUP":
+        _leave_the_terminal()
     if _signals_seen > 1:
         err_console.print(f"stxbf: second {name}: stopping now (committed windows are safe)")
+        log_run_end(130, f"second {name}: stopped at once (committed windows are safe)")
         os._exit(130)
     runner.request_stop(name)
+
+
+_hung_up = False
+
+
+def _leave_the_terminal() -> None:
+    """After a hang-up the terminal is gone: writing to it would fail (EIO) and turn a clean stop
+    into an error. The screen output goes nowhere from now on; the log file keeps everything."""
+    global _hung_up
+    _hung_up = True
+    devnull = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115 - open until the process ends
+    sys.stdout = sys.stderr = devnull
+
+
+def _stop_view(view: LiveView | PlainView) -> None:
+    try:
+        view.stop()
+    except OSError:
+        if not _hung_up:
+            raise
+    if _hung_up:  # the live display put the (dead) terminal back as stdout
+        _leave_the_terminal()
 
 
 def _prepare_home(home: Path) -> None:
@@ -254,16 +342,33 @@ def render_report(report: RunReport) -> None:
 
 
 def progress_line(snap: ProgressSnapshot) -> str:
-    from stxbf.ops.monitor import fmt_duration
-
     limit = f"{snap.limit_rpm:.0f}" if snap.limit_rpm else "∞"
     expected = f"/{snap.expected_total:,}" if snap.expected_total is not None else ""
+    stalled = _not_progressing(snap, time.time())
+    rate = f"{snap.rate_rpm:.0f}/{limit} req/min" if stalled is None else f"rate — ({stalled})"
     return (
         f"{snap.days_verified}/{snap.target_days} days verified · "
         f"{snap.transactions_stored:,}{expected} tx · {snap.counters.pages:,} pages · "
-        f"{snap.rate_rpm:.0f}/{limit} req/min · 429s {snap.counters.responses_429} · "
-        f"errors {snap.counters.errors} · ETA {fmt_duration(snap.eta_seconds)} · {snap.phase}"
+        f"{rate} · 429s {snap.counters.responses_429} · "
+        f"errors {snap.counters.errors} · ETA {_eta_text(snap, stalled)} · {snap.phase}"
     )
+
+
+def _not_progressing(snap: ProgressSnapshot, now: float) -> str | None:
+    """Why no pages are arriving (then a rate and an ETA would describe the past), or None."""
+    if snap.phase == "backing_off" or (snap.backoff_until is not None and snap.backoff_until > now):
+        return "backing off"
+    if snap.phase in ("failed", "stopped", "interrupted"):
+        return snap.phase
+    return None
+
+
+def _eta_text(snap: ProgressSnapshot, stalled: str | None) -> str:
+    from stxbf.ops.monitor import fmt_duration
+
+    if snap.phase == "finished":
+        return "done"
+    return fmt_duration(snap.eta_seconds) if stalled is None else f"— ({stalled})"
 
 
 class OneLineFormatter(logging.Formatter):
@@ -338,8 +443,9 @@ class LiveView:
     def _render(self) -> Any:
         from rich.progress_bar import ProgressBar
         from rich.table import Table
+        from rich.text import Text
 
-        from stxbf.ops.monitor import fmt_duration
+        from stxbf.ops.monitor import describe_last_error
 
         snap = self._snap
         if snap is None:
@@ -355,17 +461,23 @@ class LiveView:
         expected = f" of ~{snap.expected_total:,}" if snap.expected_total is not None else ""
         table.add_row("Transactions", f"{snap.transactions_stored:,}{expected}")
         table.add_row("Pages", f"{snap.counters.pages:,} ({snap.counters.requests:,} requests)")
+        now = time.time()
+        stalled = _not_progressing(snap, now)
         limit = f"{snap.limit_rpm:.0f}" if snap.limit_rpm else "unthrottled"
-        table.add_row("Rate", f"{snap.rate_rpm:.0f} req/min (limit {limit})")
+        rate = f"{snap.rate_rpm:.0f} req/min (limit {limit})"
+        table.add_row("Rate", rate if stalled is None else f"— ({stalled}; limit {limit})")
         table.add_row(
             "429 / errors / retries",
             f"{snap.counters.responses_429} / {snap.counters.errors} / {snap.counters.retries}",
         )
-        table.add_row("ETA", fmt_duration(snap.eta_seconds))
+        table.add_row("ETA", _eta_text(snap, stalled))
         status = snap.phase
         if snap.phase == "backing_off" and snap.backoff_until:
-            status += f" ({max(0.0, snap.backoff_until - time.time()):.0f}s)"
+            status += f" ({max(0.0, snap.backoff_until - now):.0f}s)"
         table.add_row("Status", status)
         if snap.last_error:
-            table.add_row("Last error", f"[yellow]{snap.last_error}[/]")
+            text, recovered = describe_last_error(
+                snap.last_error, snap.last_error_at, snap.last_progress_at, now
+            )
+            table.add_row("Last error", Text(text, style="dim" if recovered else "yellow"))
         return table

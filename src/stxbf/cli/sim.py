@@ -11,6 +11,9 @@ import sys
 
 import typer
 
+MAX_DAYS = 3650  # ten years, as for --target-days
+MAX_CHAIN_TRANSACTIONS = 50_000_000  # the whole chain is generated in memory at start
+
 app = typer.Typer(
     help="Run a simulated Hiro Stacks API on loopback (seeded chain, limits, faults).",
     no_args_is_help=True,
@@ -19,28 +22,50 @@ app = typer.Typer(
 
 @app.command("serve")
 def serve(
-    port: int = typer.Option(0, "--port", "-p", help="TCP port; 0 picks a free one."),
+    port: int = typer.Option(
+        0, "--port", "-p", min=0, max=65535, help="TCP port; 0 picks a free one."
+    ),
     host: str = typer.Option("127.0.0.1", "--host", help="Loopback address to bind (only)."),
-    days: float = typer.Option(30.0, "--days", help="History length: genesis is DAYS before now."),
-    tx_per_day: int = typer.Option(6000, "--tx-per-day", help="Transactions per day of history."),
+    days: float = typer.Option(
+        30.0,
+        "--days",
+        min=0,
+        max=MAX_DAYS,
+        help="History length: genesis is DAYS before now.",
+    ),
+    tx_per_day: int = typer.Option(
+        6000, "--tx-per-day", min=0, help="Transactions per day of history."
+    ),
     seed: int = typer.Option(1, "--seed", help="Seed for the chain, latency jitter and faults."),
     growth: float = typer.Option(
-        0.0, "--growth", help="New transactions per second while serving (0 = frozen chain)."
+        0.0,
+        "--growth",
+        min=0,
+        help="New transactions per second while serving (0 = frozen chain).",
     ),
-    rpm: int = typer.Option(0, "--rpm", help="Requests per minute per client (0 = unlimited)."),
+    rpm: int = typer.Option(
+        0, "--rpm", min=0, help="Requests per minute per client (0 = unlimited)."
+    ),
     per_second: int = typer.Option(
         0,
         "--per-second",
+        min=-1,
         help="Requests per second per client (0 = off, -1 = ceil(rpm/60)*3 like a burst cap).",
     ),
-    latency_ms: float = typer.Option(0.0, "--latency-ms", help="Added latency per response."),
-    fault_rate: float = typer.Option(0.0, "--fault-rate", help="Share of requests faulted, 0..1."),
+    latency_ms: float = typer.Option(
+        0.0, "--latency-ms", min=0, help="Added latency per response."
+    ),
+    fault_rate: float = typer.Option(
+        0.0, "--fault-rate", min=0, max=1, help="Share of requests faulted, 0..1."
+    ),
     fault_kinds: str = typer.Option(
         "",
         "--fault-kinds",
         help="Comma list of 500,502,503,504,stall,drop,truncate,malformed,short,429 (default all).",
     ),
-    stall_seconds: float = typer.Option(60.0, "--stall-seconds", help="How long a stall lasts."),
+    stall_seconds: float = typer.Option(
+        60.0, "--stall-seconds", min=0, help="How long a stall lasts."
+    ),
     require_key: bool = typer.Option(
         False, "--require-key", help="401 without x-api-key, 403 with a key not in --api-key."
     ),
@@ -80,6 +105,20 @@ def serve(
     from stxbf.simulator import SimConfig, parse_fault_kinds, serve_forever
     from stxbf.simulator.api import SimApi
 
+    _check_finite(
+        {
+            "--days": days,
+            "--growth": growth,
+            "--latency-ms": latency_ms,
+            "--fault-rate": fault_rate,
+            "--stall-seconds": stall_seconds,
+        }
+    )
+    if days * tx_per_day > MAX_CHAIN_TRANSACTIONS:
+        raise ConfigError(
+            f"a chain of {days:g} days at {tx_per_day:,} tx/day is more than the simulator holds "
+            f"in memory ({MAX_CHAIN_TRANSACTIONS:,} transactions): lower --days or --tx-per-day"
+        )
     if per_second < 0:
         per_second = math.ceil(rpm / 60) * 3 if rpm else 0
     try:
@@ -133,3 +172,12 @@ def serve(
         serve_forever(config, on_ready=ready)
     except OSError as exc:  # the port is taken, or the address is not ours
         raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
+def _check_finite(values: dict[str, float]) -> None:
+    """Typer's range checks let `nan` and `inf` through; the simulator cannot use them."""
+    from stxbf.errors import ConfigError
+
+    for flag, value in values.items():
+        if not math.isfinite(value):
+            raise ConfigError(f"invalid value for {flag}: {value} is not a finite number")

@@ -36,10 +36,13 @@ class RateLimited(Exception):
 class Transient(Exception):
     """A failure worth retrying: 5xx, timeout, dropped connection, truncated or non-JSON body."""
 
-    def __init__(self, reason: str, *, connect: bool = False) -> None:
+    def __init__(self, reason: str, *, connect: bool = False, no_answer: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
         self.connect = connect  # could not reach the API at all
+        # No HTTP answer came back (refused, timed out, TLS failed, dropped): before the API has
+        # answered once, that points at the URL (scheme, host, port) or a proxy, not an outage.
+        self.no_answer = no_answer or connect
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,13 +125,15 @@ class ApiClient:
         self._owned.append(transport)
         return transport
 
-    async def _get(self, path: str, params: dict[str, Any]) -> httpx.Response:
+    async def _get(
+        self, path: str, params: dict[str, Any], extensions: dict[str, Any] | None = None
+    ) -> httpx.Response:
         """One GET; the response comes back read and closed (its connection free again)."""
         request = httpx.Request(
             "GET",
             f"{self.base_url}{path}?{urlencode(params)}",
             headers=self._headers,
-            extensions=self._extensions,
+            extensions=self._extensions if extensions is None else extensions,
         )
         async with self._slots:
             transport = self._idle.pop() if self._idle else self._new_transport()
@@ -141,6 +146,11 @@ class ApiClient:
                 return response
             finally:
                 self._idle.append(transport)
+
+    @property
+    def proxy(self) -> str | None:
+        """The proxy requests go through (from the environment), if any."""
+        return self._proxy
 
     async def aclose(self) -> None:
         owned, self._owned, self._idle = self._owned, [], []
@@ -164,8 +174,13 @@ class ApiClient:
         end_time: int | None = None,
         order: str = "asc",
         sort_by: str = "block_height",
+        timeout: float | None = None,
+        connect_timeout: float | None = None,
     ) -> Response:
-        """GET /extended/v1/tx for one page. start/end are inclusive burn_block_time bounds."""
+        """GET /extended/v1/tx for one page. start/end are inclusive burn_block_time bounds.
+
+        `timeout` / `connect_timeout` shorten this request's limits (the first contact).
+        """
         params: dict[str, Any] = {
             "limit": limit,
             "offset": offset,
@@ -181,18 +196,27 @@ class ApiClient:
             params["end_time"] = end_time
         try:
             # The timeout bounds each read; this bounds the whole answer (a body that drips).
+            extensions = self._extensions
+            whole = self._whole_timeout
+            if timeout is not None or connect_timeout is not None:
+                read = min(timeout or whole, whole / 2)
+                connect = min(connect_timeout or read, read)
+                extensions = {"timeout": httpx.Timeout(read, connect=connect).as_dict()}
+                whole = read * 2
             response = await asyncio.wait_for(
-                self._get(TX_LIST_PATH, params), timeout=self._whole_timeout
+                self._get(TX_LIST_PATH, params, extensions), timeout=whole
             )
             body = response.content
         except asyncio.TimeoutError:
+            # Headers came back (a body that drips): an answer, however slow.
             raise Transient("timed out (the whole response took too long)") from None
         except httpx.TimeoutException as exc:
-            raise Transient(f"timed out ({type(exc).__name__})") from None
+            raise Transient(f"timed out ({type(exc).__name__})", no_answer=True) from None
         except httpx.ConnectError as exc:
             raise Transient(self._describe_connect_error(exc), connect=True) from None
         except httpx.TransportError as exc:
-            raise Transient(f"connection failed: {describe_transport_error(exc)}") from None
+            reason = f"connection failed: {describe_transport_error(exc)}"
+            raise Transient(reason, no_answer=True) from None
         return self._classify(response, body)
 
     def _describe_connect_error(self, exc: httpx.ConnectError) -> str:

@@ -7,6 +7,8 @@ and then the run ends with a clear error while everything already committed stay
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -47,21 +49,61 @@ class FetchStats:
     backoff_until: float | None = None  # wall clock, while an error backoff is running
 
 
-class _ConnectFailures(stop_base):
-    """Stop once `attempts` tries in a row found nothing listening (None: never)."""
+# The first contact (until the API has answered once) uses short limits: a wrong scheme, host or
+# port, or a proxy that swallows the request, should fail in seconds, not after --give-up-after.
+FIRST_CONTACT_TIMEOUT = 10.0
+FIRST_CONTACT_CONNECT_TIMEOUT = 5.0
+
+
+class _NoAnswerYet(stop_base):
+    """Stop once `attempts` tries in a row got no HTTP answer at all, unless one did answer
+    (None: never). Refused, timed out, TLS failure and a dropped connection all count."""
 
     def __init__(self, attempts: int | None) -> None:
         self.attempts = attempts
+        self.answered = False
 
     def __call__(self, retry_state: RetryCallState) -> bool:
         if self.attempts is None or retry_state.outcome is None:
             return False
         exc = retry_state.outcome.exception()
-        return (
-            isinstance(exc, Transient)
-            and exc.connect
-            and retry_state.attempt_number >= self.attempts
+        if not (isinstance(exc, Transient) and exc.no_answer):
+            self.answered = True  # a status code or a body: the URL is right, wait it out
+        return not self.answered and retry_state.attempt_number >= self.attempts
+
+
+def first_contact_hint(base_url: str, proxy: str | None) -> str:
+    """What to check when nothing at `base_url` ever answered (a proxy's credentials not shown)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(base_url)
+    other = "http" if parts.scheme == "https" else "https"
+    hint = (
+        f"Nothing at {base_url} answered. Check the scheme (http or https: "
+        f"{other}://{parts.netloc} instead?), the host and the port"
+    )
+    if proxy:
+        proxy_parts = urlsplit(proxy)
+        proxy = f"{proxy_parts.scheme}://{proxy_parts.hostname}" + (
+            f":{proxy_parts.port}" if proxy_parts.port else ""
         )
+        hint += f", and the proxy {proxy} (HTTPS_PROXY/HTTP_PROXY/ALL_PROXY; NO_PROXY skips it)"
+    else:
+        hint += ", and whether a proxy is needed (HTTPS_PROXY)"
+    return hint + "."
+
+
+# Requests that fail alike within this many seconds are one log line with a count: a 503 from
+# the API hits every request in flight (16 by default) at once.
+RETRY_WAVE_SECONDS = 2.0
+
+
+@dataclass
+class _RetryWave:
+    count: int = 0
+    max_attempt: int = 0
+    persistent: bool = False
+    timer: asyncio.TimerHandle | None = None
 
 
 class PageSource:
@@ -79,6 +121,7 @@ class PageSource:
         self.pacer = pacer
         self.give_up_after = give_up_after
         self.stats = stats if stats is not None else FetchStats()
+        self._waves: dict[str, _RetryWave] = {}
 
     async def page(
         self,
@@ -94,14 +137,17 @@ class PageSource:
     ) -> Page:
         """Retry until a page arrives, or for `give_up_after` seconds.
 
-        `connect_attempts` fails faster when nothing answers at all (the first request of a run:
-        a wrong host or port is a configuration error, not an outage to wait out).
+        `connect_attempts` marks the first contact of a run: until the API answers, requests get
+        short timeouts and `connect_attempts` tries without any answer (refused, timed out, TLS
+        failed, dropped) end the run with a hint: a wrong URL or proxy, not an outage to wait out.
         """
         deadline = give_up_after or self.give_up_after
         started = time.monotonic()
+        no_answer = _NoAnswerYet(connect_attempts)
+        first_contact = connect_attempts is not None
         retrying = AsyncRetrying(
             retry=retry_if_exception_type((Transient, RateLimited)),
-            stop=stop_any(stop_after_delay(deadline), _ConnectFailures(connect_attempts)),
+            stop=stop_any(stop_after_delay(deadline), no_answer),
             wait=self._wait,
             before_sleep=self._before_sleep,
             reraise=True,
@@ -116,6 +162,7 @@ class PageSource:
                         end_time=end_time,
                         order=order,
                         sort_by=sort_by,
+                        **self._first_contact_limits(first_contact and not no_answer.answered),
                     )
                     assert response.page is not None
                     return response.page
@@ -123,11 +170,22 @@ class PageSource:
             reason = exc.reason if isinstance(exc, Transient) else "still rate-limited (429)"
             attempts = retrying.statistics.get("attempt_number", 1)
             elapsed = time.monotonic() - started
+            self.flush_retry_log()  # the retries' line comes before the give-up's
+            hint = None
+            if first_contact and not no_answer.answered:
+                hint = first_contact_hint(self.client.base_url, self.client.proxy)
             raise ApiUnreachable(
                 f"cannot reach the API at {self.client.base_url}: {reason} "
-                f"(gave up after {attempts} attempts in {elapsed:.0f} s)"
+                f"(gave up after {attempts} attempts in {elapsed:.0f} s)",
+                hint=hint,
             ) from None
         raise AssertionError("unreachable")  # pragma: no cover
+
+    @staticmethod
+    def _first_contact_limits(first_contact: bool) -> dict[str, float]:
+        if not first_contact:
+            return {}
+        return {"timeout": FIRST_CONTACT_TIMEOUT, "connect_timeout": FIRST_CONTACT_CONNECT_TIMEOUT}
 
     async def _once(self, **params: object) -> Response:
         await self.pacer.acquire()
@@ -154,6 +212,7 @@ class PageSource:
         self.stats.transactions += len(response.page.rows)
         self.stats.last_page_at = time.time()
         self.stats.consecutive_failures = 0
+        self.stats.last_page_at = time.time()
         self.stats.backoff_until = None
         return response
 
@@ -191,8 +250,43 @@ class PageSource:
         if sleep:
             self.stats.backoff_until = time.time() + sleep
         exc = state.outcome.exception() if state.outcome else None
+        reason = exc.reason if isinstance(exc, Transient) else "rate-limited (429)"
         # One failed attempt is routine (the log file keeps it); a page that keeps failing is news.
         persistent = state.attempt_number >= 3 and not isinstance(exc, RateLimited)
-        level = logging.WARNING if persistent else logging.INFO
-        if state.attempt_number <= 3 or state.attempt_number % 10 == 0:
-            log.log(level, "retrying a page (attempt %d): %s", state.attempt_number, exc)
+        self._note_retry(reason, state.attempt_number, persistent)
+
+    def _note_retry(self, reason: str, attempt: int, persistent: bool) -> None:
+        """Count the failure into the wave of its kind; the wave is logged once, when it ends."""
+        reason = reason.rstrip(".")
+        wave = self._waves.get(reason)
+        if wave is None:
+            wave = self._waves[reason] = _RetryWave()
+            with contextlib.suppress(RuntimeError):  # no running loop: flushed by the caller
+                loop = asyncio.get_running_loop()
+                wave.timer = loop.call_later(RETRY_WAVE_SECONDS, self._flush_wave, reason)
+        wave.count += 1
+        wave.max_attempt = max(wave.max_attempt, attempt)
+        wave.persistent = wave.persistent or persistent
+
+    def flush_retry_log(self) -> None:
+        """Log the waves still being counted (before the run's last line, or a give-up)."""
+        for reason in list(self._waves):
+            self._flush_wave(reason)
+
+    def _flush_wave(self, reason: str) -> None:
+        wave = self._waves.pop(reason, None)
+        if wave is None:
+            return
+        if wave.timer is not None:
+            wave.timer.cancel()
+        level = logging.WARNING if wave.persistent else logging.INFO
+        if wave.count == 1:
+            log.log(level, "a request failed: %s; retrying (attempt %d)", reason, wave.max_attempt)
+        else:
+            log.log(
+                level,
+                "%d requests failed: %s; retrying (attempts up to %d)",
+                wave.count,
+                reason,
+                wave.max_attempt,
+            )

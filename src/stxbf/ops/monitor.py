@@ -100,6 +100,62 @@ def rate_text(report: StatusReport) -> str:
     return f"{report.rate_rpm:.0f} requests/min{limit}"
 
 
+def not_progressing(report: StatusReport, now: float) -> str | None:
+    """Why a live runner is making no progress (backing off, stalled), or None while it is.
+
+    A rate and an ETA are only true while pages arrive: otherwise they describe the past.
+    """
+    if report.state == "stalled":
+        return "stalled"
+    if report.backoff_until is not None and report.backoff_until > now:
+        return "backing off"
+    if report.runner.phase == "backing_off":
+        return "backing off"
+    return None
+
+
+def rate_and_eta(report: StatusReport, now: float) -> tuple[str, str]:
+    """The rate and ETA to show: dashes (and why) while no progress is being made."""
+    why = not_progressing(report, now)
+    if why is not None:
+        return f"— ({why})", f"— ({why})"
+    return rate_text(report), fmt_duration(report.eta_seconds)
+
+
+def describe_last_error(
+    error: str, error_at: float | None, progress_at: float | None, now: float
+) -> tuple[str, bool]:
+    """`HTTP 503 from the API (2m 10s ago, recovered)`, and whether pages arrived since."""
+    recovered = error_at is not None and progress_at is not None and progress_at > error_at
+    notes = []
+    if error_at is not None:
+        notes.append(f"{fmt_duration(max(0.0, now - error_at))} ago")
+    if recovered:
+        notes.append("recovered")
+    return (f"{error} ({', '.join(notes)})" if notes else error), recovered
+
+
+def plain_line(report: StatusReport | None, *, error: str | None, now: float) -> str:
+    """One line per refresh for `status --watch` without a terminal (a pipe, a log file)."""
+    stamp = datetime.fromtimestamp(now, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if report is None:
+        return f"{stamp} cannot read status: {error}"
+    parts = [
+        f"{report.days_verified}/{report.target_days} days ({report.percent:.1f}%)",
+        report.label,
+        f"{fmt_count(report.transactions)} tx",
+    ]
+    if report.runner.alive:
+        rate, eta = rate_and_eta(report, now)
+        parts += [f"rate {rate}", f"ETA {eta}"]
+    if report.last_error:
+        text, _ = describe_last_error(
+            report.last_error, report.last_error_at, report.last_progress_at, now
+        )
+        parts.append(f"last error {text}")
+    return f"{stamp} " + " · ".join(parts)
+
+
 # -- the coverage strip ------------------------------------------------------------------------
 
 
@@ -147,8 +203,9 @@ def _figures(report: StatusReport, now: float) -> Table:
     grid.add_row("Latest transaction", fmt_time(report.latest_tx_time))
     grid.add_row("Database", Text(f"{fmt_bytes(report.db_bytes)}  {report.db_path}"))
     if report.runner.alive:
-        grid.add_row("Rate", rate_text(report))
-        grid.add_row("ETA", fmt_duration(report.eta_seconds))
+        rate, eta = rate_and_eta(report, now)
+        grid.add_row("Rate", rate)
+        grid.add_row("ETA", eta)
         age = report.runner.heartbeat_age
         grid.add_row(
             "Runner",
@@ -162,8 +219,10 @@ def _figures(report: StatusReport, now: float) -> Table:
             "Backoff", Text(f"waiting {fmt_duration(report.backoff_until - now)}", style="yellow")
         )
     if report.last_error:
-        when = f" ({fmt_duration(now - report.last_error_at)} ago)" if report.last_error_at else ""
-        grid.add_row("Last error", Text(f"{report.last_error}{when}", style="red"))
+        text, recovered = describe_last_error(
+            report.last_error, report.last_error_at, report.last_progress_at, now
+        )
+        grid.add_row("Last error", Text(text, style="dim" if recovered else "red"))
     if report.range_start is not None and report.range_end is not None:
         grid.add_row("Range", f"{fmt_time(report.range_start)} → {fmt_time(report.range_end)}")
     if report.chain_start is not None:
@@ -232,7 +291,8 @@ def render_dashboard(
         state = Text("Status: ")
         state.append(report.label, style=STATE_STYLES.get(report.state, ""))
         if report.runner.alive:
-            state.append(f"   rate {rate_text(report)}   ETA {fmt_duration(report.eta_seconds)}")
+            rate, eta = rate_and_eta(report, now)
+            state.append(f"   rate {rate}   ETA {eta}")
         parts.append(state)
         figures = Text(
             f"Transactions {fmt_count(report.transactions)}   "
@@ -247,7 +307,10 @@ def render_dashboard(
                 )
             )
         if report.last_error:
-            parts.append(Text(f"Last error: {report.last_error}", style="red"))
+            text, recovered = describe_last_error(
+                report.last_error, report.last_error_at, report.last_progress_at, now
+            )
+            parts.append(Text(f"Last error: {text}", style="dim" if recovered else "red"))
         for note in report.notes:
             parts.append(Text(f"note: {note}", style="yellow"))
         parts.append(coverage_strip(report.coverage, width=width - 4, max_rows=3))
@@ -276,9 +339,15 @@ def run_monitor(
     iterations: int | None = None,
     log_lines: int = 30,
 ) -> None:
-    """Redraw every `interval` seconds until interrupted (or `iterations` frames, for tests)."""
+    """Redraw every `interval` seconds until interrupted (or `iterations` frames, for tests).
+
+    Without a terminal (a pipe, a file) a live panel cannot redraw: one plain line per refresh.
+    """
     from rich.live import Live
 
+    if not console.is_terminal:
+        _plain_monitor(build, console=console, interval=interval, iterations=iterations)
+        return
     frame = 0
     with Live(console=console, auto_refresh=False, vertical_overflow="crop") as live:
         while iterations is None or frame < iterations:
@@ -304,3 +373,27 @@ def run_monitor(
             if iterations is not None and frame >= iterations:
                 break
             time.sleep(interval)
+
+
+def _plain_monitor(
+    build: Callable[[], StatusReport],
+    *,
+    console: Console,
+    interval: float,
+    iterations: int | None,
+) -> None:
+    frame = 0
+    while iterations is None or frame < iterations:
+        report: StatusReport | None = None
+        error: str | None = None
+        try:
+            report = build()
+        except StxbfError as exc:
+            error = exc.message
+        line = plain_line(report, error=error, now=time.time())
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+        console.file.flush()
+        frame += 1
+        if iterations is not None and frame >= iterations:
+            break
+        time.sleep(interval)
