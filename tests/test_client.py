@@ -206,18 +206,24 @@ def test_a_429_from_a_used_up_monthly_quota_names_it_and_its_reset() -> None:
 
 
 @respx.mock
-def test_a_page_that_used_the_last_of_the_monthly_quota_is_kept_and_the_next_refused() -> None:
+def test_the_last_unit_of_the_monthly_quota_keeps_its_page_and_one_more_asks_the_reset() -> None:
     from stxbf.errors import QuotaExhausted
 
     body = {"limit": 50, "offset": 0, "total": 1, "results": [TRANSFER]}
     respx.get(TX).mock(
-        return_value=httpx.Response(
-            200, json=body, headers={"x-ratelimit-remaining-stacks-month": "0"}
-        )
+        side_effect=[
+            httpx.Response(200, json=body, headers={"x-ratelimit-remaining-stacks-month": "0"}),
+            httpx.Response(
+                429, headers={"retry-after": "7200", "x-ratelimit-remaining-stacks-month": "0"}
+            ),
+        ]
     )
     source = _page_source()
     page = asyncio.run(source.page(start_time=1, end_time=5))
     assert len(page.rows) == 1
-    with pytest.raises(QuotaExhausted):
+    with pytest.raises(QuotaExhausted) as caught:
         asyncio.run(source.page(start_time=1, end_time=5))
-    assert source.stats.requests == 1
+    assert "resets at" in caught.value.message
+    with pytest.raises(QuotaExhausted):  # and nothing more is sent
+        asyncio.run(source.page(start_time=1, end_time=5))
+    assert source.stats.requests == 2

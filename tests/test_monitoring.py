@@ -91,7 +91,7 @@ def test_status_json_on_a_bad_setting_is_json_with_the_usage_code(capsys, monkey
     assert code == ExitCode.MONITOR_USAGE
     data = json.loads(out)
     assert (data["state"], data["exit_code"]) == ("error", 64)
-    assert "target" in err
+    assert "target" in err.lower()
 
 
 # -- one rule for running, stalled, rate-limited ------------------------------------------------

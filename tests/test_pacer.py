@@ -24,8 +24,8 @@ class FakeClock:
 
 
 def paced(limit: float, window: float, cost: float = 1.0) -> float:
-    """Requests/s the pacer allows a window: SAFETY of it, 1.5 requests of room (5 % at most)."""
-    return max(min(limit * SAFETY, limit - 1.5 * cost), 0.95 * limit) / window / cost
+    """Requests/s the pacer allows a window: SAFETY of it, 1.5 requests of room (3 % at most)."""
+    return max(min(limit * SAFETY, limit - 1.5 * cost), 0.97 * limit) / window / cost
 
 
 def send_times(pacer: Pacer, clock: FakeClock, count: int) -> list[float]:
@@ -243,7 +243,7 @@ def test_a_bare_generic_limit_with_second_resets_is_learned_as_per_second() -> N
     pacer = Pacer(rpm=50, clock=clock, sleep=clock.sleep)
     headers = {"ratelimit-limit": "40", "ratelimit-remaining": "39", "ratelimit-reset": "1"}
     pacer.observe(200, headers)
-    assert pacer.limit_rpm == pytest.approx(paced(40, 60) * 60)  # a minute, until resets say more
+    assert pacer.limit_rpm == pytest.approx(50)  # the assumed rate, until the resets say more
     for _ in range(5):
         clock.now += 0.5
         pacer.observe(200, headers)
@@ -279,8 +279,8 @@ def test_a_used_up_second_window_waits_one_slot_not_the_minute_reset() -> None:
     clock = FakeClock()
     pacer = Pacer(rpm=None, clock=clock, sleep=clock.sleep)
     pacer.observe(200, {**Styles.HIRO, "x-ratelimit-remaining-stacks-second": "0"})
-    assert pacer.gate_remaining() == pytest.approx(1 / 20)
-    assert pacer.gate_reason == "per-second limit used up"
+    assert pacer.gate_remaining() == 0  # no gate: the next slot is a twentieth of a second away
+    assert send_times(pacer, clock, 1)[0] == pytest.approx(1000.0 + 1 / 20)
 
 
 def test_a_used_up_minute_window_described_by_the_generic_triple_waits_its_reset() -> None:
@@ -291,6 +291,7 @@ def test_a_used_up_minute_window_described_by_the_generic_triple_waits_its_reset
         {**Styles.HIRO, "x-ratelimit-remaining-stacks-minute": "0", "ratelimit-remaining": "0"},
     )
     assert pacer.gate_remaining() == pytest.approx(42)
+    assert pacer.gate_reason == "60 s limit used up"
 
 
 def test_a_used_up_monthly_quota_stops_every_request() -> None:
@@ -305,7 +306,7 @@ def test_a_used_up_monthly_quota_stops_every_request() -> None:
         },
     )
     with pytest.raises(QuotaExhausted) as caught:
-        send_times(pacer, clock, 1)
+        send_times(pacer, clock, 2)  # one request may still ask when the quota resets
     assert caught.value.quota == "month"
     assert int(caught.value.exit_code) == 75
     assert "monthly" in caught.value.message
@@ -318,3 +319,44 @@ def test_cost_counts_against_the_monthly_quota() -> None:
         {"x-ratelimit-cost-stacks": "3", "x-ratelimit-remaining-stacks-month": "2"},
     )
     assert pacer.quota is not None
+
+
+def test_workers_waiting_at_an_assumed_rate_go_as_soon_as_a_faster_one_is_learned() -> None:
+    async def go() -> list[float]:
+        loop = asyncio.get_running_loop()
+        speed = 10.0  # a clock ten times faster than the loop's: 8 slots of 2 s take 1.6 s
+
+        def clock() -> float:
+            return loop.time() * speed
+
+        async def sleep(seconds: float) -> None:
+            await asyncio.sleep(seconds / speed)
+
+        pacer = Pacer(rpm=30, clock=clock, sleep=sleep)  # 2 s apart until the API says more
+        times: list[float] = []
+
+        async def worker() -> None:
+            await pacer.acquire()
+            times.append(clock())
+
+        workers = [asyncio.ensure_future(worker()) for _ in range(8)]
+        await asyncio.sleep(0.01)  # every worker has booked its slot at the assumed rate
+        pacer.observe(200, Styles.SECOND_ONLY)  # 40/s
+        await asyncio.gather(*workers)
+        return times
+
+    times = asyncio.run(go())
+    assert max(times) - min(times) < 2.0  # not 7 more slots of 2 s (14 s)
+
+
+@pytest.mark.parametrize(
+    ("reset", "window"),
+    [("61", 60.0), ("60", 60.0), ("3601", 3600.0), ("37", 60.0)],
+    ids=["a-minute-rounded-up", "a-minute", "an-hour-rounded-up", "mid-minute"],
+)
+def test_a_reset_rounded_up_to_whole_seconds_still_names_its_window(
+    reset: str, window: float
+) -> None:
+    pacer = Pacer(rpm=50)
+    pacer.observe(200, {"ratelimit-limit": "720", "ratelimit-reset": reset})
+    assert pacer.limit_rpm == pytest.approx(paced(720, window) * 60)

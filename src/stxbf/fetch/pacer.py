@@ -41,6 +41,7 @@ SAFETY = 0.985  # stay just under the ceiling so clock jitter does not cost a 42
 DECREASE = 0.85  # multiplicative decrease after a 429 (the gate does the real waiting)
 RECOVERY_REQUESTS = 150  # successes needed to climb back from a decrease to the ceiling
 MIN_RPS = 0.05
+REPLAN_SECONDS = 0.25  # a waiter looks again this often for a faster rate learned meanwhile
 INFERRED_CEILING_TTL = 60.0  # an API that states no limit gets unthrottled again after this
 
 
@@ -98,6 +99,7 @@ class Pacer:
         self.last_429_at: float | None = None
         self._inferred = False  # the ceiling was guessed from a 429, not stated by the API
         self.gate_reason: str | None = None  # why the gate is closed: "retry-after", ...
+        self._plan = 0  # bumped when the rate rises: booked slots are booked again
         self._generic = GenericWindow()
         self.learned: LearnedLimits | None = None
         self._logged_limits: str | None = None
@@ -106,6 +108,7 @@ class Pacer:
         self.month_remaining: float | None = None
         self.quota: QuotaExhausted | None = None  # set once a quota is used up: nothing more
         self.quota_detail: str | None = None
+        self._quota_probe = False  # one more request may learn the reset from its 429
 
     @property
     def limit_rpm(self) -> float | None:
@@ -135,7 +138,9 @@ class Pacer:
         """
         while True:
             if self.quota is not None:
-                raise self.quota
+                if not self._quota_probe:
+                    raise self.quota
+                self._quota_probe = False  # this one request asks when the quota resets
             now = self._clock()
             if now < self.gate_until:
                 await self._sleep(self.gate_until - now)
@@ -144,8 +149,13 @@ class Pacer:
                 break
             slot = max(now, self._next_slot)
             self._next_slot = slot + 1.0 / self.rate_rps
-            if slot > now:
-                await self._sleep(slot - now)
+            plan = self._plan
+            # Sleep in short steps: a slot booked at a slow, assumed rate is given up as soon
+            # as a faster one is learned (16 workers booked 2 s apart would idle for 30 s).
+            while (now := self._clock()) < slot and self._plan == plan:
+                await self._sleep(min(slot - now, REPLAN_SECONDS))
+            if self._plan != plan:
+                continue
             if self._clock() >= self.gate_until:
                 break
         self.sent.append(self._clock())
@@ -161,11 +171,16 @@ class Pacer:
         if not self.fixed:
             if windows:
                 self._learn(LearnedLimits(windows, rate.cost), now)
-            elif status < 400 and (not self._learned or self._inferred_expired(now)):
+            elif (
+                status < 400
+                and not rate.paces
+                and (not self._learned or self._inferred_expired(now))
+            ):
                 # A self-hosted API states no limit: run unthrottled until it pushes back.
                 self.ceiling_rps = self.rate_rps = None
                 self._learned = True
                 self._inferred = False
+                self._plan += 1
         if status < 400 and self.rate_rps is not None and self.ceiling_rps is not None:
             step = self.ceiling_rps / RECOVERY_REQUESTS
             self.rate_rps = min(self.ceiling_rps, self.rate_rps + step)
@@ -187,10 +202,19 @@ class Pacer:
         ceiling = max(MIN_RPS, per_second)
         if self.ceiling_rps is None or abs(ceiling - self.ceiling_rps) > 1e-9:
             self.ceiling_rps = ceiling
-            if self.rate_rps is None or self.rate_rps > ceiling or not self._learned:
+            # A newly stated (or inferred) higher limit applies at once; only a recent 429
+            # keeps the rate climbing back slowly.
+            recovering = self.last_429_at is not None and now - self.last_429_at < 60.0
+            if (
+                self.rate_rps is None
+                or self.rate_rps > ceiling
+                or not self._learned
+                or not recovering
+            ):
                 self.rate_rps = ceiling
                 # A slot reserved at the assumed (slower) rate need not be waited for.
                 self._next_slot = min(self._next_slot, now + 1.0 / ceiling)
+                self._plan += 1
         self._learned = True
         self._inferred = False
 
@@ -199,9 +223,10 @@ class Pacer:
     ) -> None:
         """A window with nothing left (another client shares the key, or jitter filled it).
 
-        A per-second window frees a slot within one request's spacing; a longer one at its
-        reset when the generic triple describes it, else after one slot too (if it is still
-        full, the 429 that follows carries the real wait).
+        A window the generic triple describes, longer than a second, reopens at its reset: the
+        gate stays closed until then. Any other frees a slot within one request's spacing: the
+        next send is booked no sooner than that (what is already booked keeps its place, so the
+        pace does not drift), and if the window is still full the 429 says how long to wait.
         """
         waits: list[tuple[float, str]] = []
         generic_known = False
@@ -212,12 +237,11 @@ class Pacer:
             generic_known = generic_known or describes
             if window.remaining is None or window.remaining >= rate.cost:
                 continue
-            slot = window.window / window.limit * rate.cost
-            name = "per-second" if window.window <= SECOND else f"{window.window:g} s"
             if window.window > SECOND and describes and rate.reset_seconds is not None:
-                waits.append((rate.reset_seconds, f"{name} limit"))
+                waits.append((rate.reset_seconds, f"{window.window:g} s limit"))
             else:
-                waits.append((slot, f"{name} limit"))
+                slot = window.window / window.limit * rate.cost
+                self._next_slot = max(self._next_slot, now + slot)
         if (
             not generic_known
             and rate.generic_remaining is not None
@@ -238,13 +262,20 @@ class Pacer:
         if rate.month_remaining is None:
             return
         self.month_remaining = rate.month_remaining
-        if rate.month_remaining < rate.cost and self.quota is None:
+        if rate.month_remaining >= rate.cost:
+            if self.quota is not None and self.quota.quota == "month":
+                self.quota = None  # it has reset (a probe found room again)
+            return
+        if self.quota is None:
             limit = f" of {rate.month_limit:g}" if rate.month_limit is not None else ""
             self.exhaust(
                 "the API's monthly request quota is used up "
                 f"(x-ratelimit-remaining-stacks-month: {rate.month_remaining:g}{limit})",
                 quota="month",
             )
+            # A 200 that used the last unit says nothing of the reset; the 429 to one more
+            # request does (its retry-after), and costs no quota.
+            self._quota_probe = True
 
     def exhaust(self, what: str, *, quota: str, resets_at: float | None = None) -> None:
         """From now on every `acquire` raises: `what` ran out (until `resets_at`, if known)."""

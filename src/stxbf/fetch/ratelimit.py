@@ -30,8 +30,10 @@ STANDARD_WINDOWS: tuple[float, ...] = (SECOND, MINUTE, 3600.0, 86_400.0)
 EPOCH_THRESHOLD = 1_000_000_000  # a reset this large is a Unix time, not a delta
 RESET_CAP = 3600.0  # a window gate never waits longer than this on the strength of a reset
 HEADROOM = 1.5  # requests of room left in every window: jitter must not fill a short one
-HEADROOM_CAP = 0.95  # ...but never less than this share of a window's limit
-SECOND_WINDOW_EVIDENCE = (3, 1.0)  # samples, seconds spanned: resets stayed <= 1 s this long
+HEADROOM_CAP = 0.97  # ...but never less than this share of a window's limit
+SECOND_WINDOW_EVIDENCE = (3, 1.0)  # samples, seconds spanned: resets stayed short this long
+RESET_ROUNDING = 1.05  # a reset is sent in whole seconds and may read up to this much long
+SHORT_RESET = SECOND + RESET_ROUNDING  # what a per-second window's reset can read
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,10 +71,12 @@ class RateHeaders:
 
     @property
     def stated(self) -> bool:
-        return any(
-            value is not None
-            for value in (self.second, self.minute, self.generic_limit, self.month_limit)
-        )
+        return self.paces or self.month_limit is not None
+
+    @property
+    def paces(self) -> bool:
+        """A limit to pace by is stated (a quota alone is not one)."""
+        return any(value is not None for value in (self.second, self.minute, self.generic_limit))
 
 
 def header_number(value: str | None) -> float | None:
@@ -167,16 +171,17 @@ class GenericWindow:
             return
         self._latest = now
         self.longest_reset = max(self.longest_reset, reset)
-        if reset <= SECOND + 0.05:
+        if reset <= SHORT_RESET:
             if self._short_since is None:
                 self._short_since = now
             self._short_samples += 1
 
     def window(self) -> float | None:
         """The inferred window, or None while the evidence is not in."""
-        if self.longest_reset > SECOND + 0.05:
+        if self.longest_reset > SHORT_RESET:
+            # Resets are whole seconds, rounded up (a Unix time even from the next second).
             return next(
-                (w for w in STANDARD_WINDOWS if w >= self.longest_reset - 0.05),
+                (w for w in STANDARD_WINDOWS if w >= self.longest_reset - RESET_ROUNDING),
                 STANDARD_WINDOWS[-1],
             )
         samples, spanned = SECOND_WINDOW_EVIDENCE
@@ -200,7 +205,7 @@ class LearnedLimits:
         """Requests (of the last seen cost) per second that keep every known window unfilled.
 
         Each window keeps `1 - safety` of its limit free, and `HEADROOM` requests where that is
-        more (up to 5 %): 1.5 % of a minute's 500 is room enough, of a second's 40 it is not (a
+        more (up to 3 %): 1.5 % of a minute's 500 is room enough, of a second's 40 it is not (a
         request delayed by the event loop and the next one on time land in the same second).
         """
         if not self.windows:
@@ -227,8 +232,10 @@ def known_windows(
     """The explicit windows, plus the generic limit when its window is known.
 
     The generic limit's window: `ratelimit-policy` if sent; else an explicit header with the same
-    limit; else what `GenericWindow` inferred; else, with no explicit header at all to prefer,
-    a minute (the documented Hiro unit), which errs on the slow side.
+    limit; else what `GenericWindow` inferred. While that inference waits for evidence the
+    generic limit is left out (the pacer keeps its assumed rate for the second or two it takes);
+    with no `ratelimit-reset` to infer from and no explicit header to prefer, it is taken as a
+    minute (the documented Hiro unit), which errs on the slow side.
     """
     windows = [w for w in (rate.second, rate.minute) if w is not None]
     if rate.generic_limit is None:
@@ -242,11 +249,11 @@ def known_windows(
         if inferred_generic_window is not None:
             window = inferred_generic_window
             source = "ratelimit-limit, window inferred from ratelimit-reset"
-        elif not windows:
+        elif not windows and rate.reset_seconds is None:
             window = MINUTE
             source = "ratelimit-limit, window assumed a minute"
         else:
-            return tuple(windows)  # unknown: it never overrides an explicit header
+            return tuple(windows)  # unknown (yet): it never overrides an explicit header
     generic = WindowLimit(window, rate.generic_limit, rate.generic_remaining, source)
     if any(w.window == window and w.limit <= generic.limit for w in windows):
         return tuple(windows)
