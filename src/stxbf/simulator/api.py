@@ -26,6 +26,7 @@ import orjson
 from stxbf.simulator.chain import API_TX_TYPES, KINDS, SORT_KEYS, Chain
 from stxbf.simulator.config import FAULT_KINDS, OUTAGE_MODES, SimConfig, parse_fault_kinds
 from stxbf.simulator.render import Renderer
+from stxbf.simulator import v3 as v3_routes
 
 MAX_LIMIT = 50
 DEFAULT_LIMIT = 20
@@ -270,7 +271,8 @@ class SimApi:
         if response_or_none is None:
             self.chain.advance(self.chain_now(now))
             response = self._route(method, path, params, query)
-            if kind is not None and response.status == 200 and path in TX_LIST_PATHS:
+            spoilable = path in TX_LIST_PATHS or path == v3_routes.V3_TX_LIST
+            if kind is not None and response.status == 200 and spoilable:
                 self._spoil(response, kind)
         else:
             response = response_or_none
@@ -292,6 +294,8 @@ class SimApi:
                 return _error(400, str(exc))
         if path in STATUS_PATHS:
             return self._status()
+        if v3_routes.handles(path):
+            return v3_routes.route(self, method, path, params)
         return _error(404, f"Not found: {path}")
 
     def _tx_list(self, params: dict[str, str], query: str) -> Response:
