@@ -23,10 +23,10 @@ from urllib.parse import parse_qsl, urlsplit
 
 import orjson
 
+from stxbf.simulator import v3 as v3_routes
 from stxbf.simulator.chain import API_TX_TYPES, KINDS, SORT_KEYS, Chain
 from stxbf.simulator.config import FAULT_KINDS, OUTAGE_MODES, SimConfig, parse_fault_kinds
 from stxbf.simulator.render import Renderer
-from stxbf.simulator import v3 as v3_routes
 
 MAX_LIMIT = 50
 DEFAULT_LIMIT = 20

@@ -381,9 +381,7 @@ class _ChainView:
         chain = self.chain
         first = chain.tenure_first_block[tenure]
         end = (
-            chain.tenure_first_block[tenure + 1]
-            if tenure + 1 < chain.n_tenures
-            else chain.n_blocks
+            chain.tenure_first_block[tenure + 1] if tenure + 1 < chain.n_tenures else chain.n_blocks
         )
         blocks = range(end - 1, first - 1, -1)
         gaps = [chain.block_time[b] - chain.block_time[b - 1] for b in range(first + 1, end)]
