@@ -77,7 +77,7 @@ def test_cursor_resolution_follows_resolve_transaction_cursor(api: SimApi) -> No
     b = h - GENESIS_BLOCK_HEIGHT
     size = chain.block_first_tx[b + 1] - chain.block_first_tx[b]
     prev_size = chain.block_first_tx[b] - chain.block_first_tx[b - 1]
-    # (H, 0, 0) names no tx (every Nakamoto tx has microblock_sequence I32_MAX): (H, I32_MAX, 0x7fff)
+    # (H, 0, 0) names no tx (Nakamoto txs have microblock_sequence I32_MAX): (H, I32_MAX, 0x7fff)
     assert _first_of(api, f"{h}:0:0") == (h, size - 1)
     # an exact key is used as it is, and the page starts at that very tx
     assert _first_of(api, f"{h}:{M}:0") == (h, 0)

@@ -331,30 +331,31 @@ class V3Source:
         return region
 
     async def _seek(self, after: int) -> _Region:
-        """A page whose first burn block is later than `after`, found by interpolating offsets."""
+        """The deepest page whose first burn block is later than `after`, found by interpolating
+        offsets from the times read (bounded by a bisection when a guess lands past the end)."""
+        page = await self._burn_page(0)
+        best_offset, best = 0, page
+        low, high = 0, None  # offsets known to be above / below the wanted page
         offset = 0
-        for _ in range(12):
+        for _ in range(16):
+            if not best or best[-1].time <= after or len(best) < BURN_PAGE_LIMIT:
+                break  # the page at best_offset reaches down to `after` (or to the bottom)
+            if offset == best_offset:
+                guess = int((best[-1].time - after) / self._gap) - BURN_PAGE_LIMIT // 2
+                offset = best_offset + len(best) - 1 + max(0, guess)
+            if high is not None and offset >= high:
+                offset = (low + high) // 2
+            if offset <= low:
+                break
             page = await self._burn_page(offset)
-            if not page:
-                return _Region([], 0, at_tip=offset == 0, at_bottom=True)
-            if page[0].time <= after and offset > 0:
-                offset = max(
-                    0,
-                    offset
-                    - max(
-                        BURN_PAGE_LIMIT,
-                        int((after - page[0].time) / self._gap) + 2 * BURN_PAGE_LIMIT,
-                    ),
-                )
+            if not page or page[0].time <= after:
+                high = offset
+                back = int((after - page[0].time) / self._gap) + BURN_PAGE_LIMIT if page else 0
+                offset = max(low + 1, offset - back) if back else (low + high) // 2
                 continue
-            if page[-1].time > after and len(page) == BURN_PAGE_LIMIT:
-                jump = int((page[-1].time - after) / self._gap) - BURN_PAGE_LIMIT // 2
-                if jump > 0:
-                    offset += len(page) - 1 + jump
-                    continue
-            break
-        region = _Region(list(page), offset, at_tip=offset == 0)
-        region.at_bottom = len(page) < BURN_PAGE_LIMIT
+            low, best_offset, best = offset, offset, page
+        region = _Region(list(best), best_offset, at_tip=best_offset == 0)
+        region.at_bottom = len(best) < BURN_PAGE_LIMIT
         return region
 
     async def _extend(self, region: _Region) -> None:
