@@ -75,6 +75,7 @@ BURN_BLOCKS_PATH = "/extended/v2/burn-blocks"
 BLOCKS_PATH = "/extended/v2/blocks"
 TX_PAGE_LIMIT = 50  # pagination.ts ResourceType.Tx
 BURN_PAGE_LIMIT = 30  # pagination.ts ResourceType.BurnBlock
+CUT_LOOKAHEAD = 12  # burn blocks past a walk's target where its end may move
 BURN_TIME_SLACK = 7200  # Bitcoin's 2 h future limit; see the module docstring, point 3
 
 T = TypeVar("T")
@@ -409,24 +410,42 @@ class V3Source:
 
     def _cut(self, blocks: Sequence[BurnBlock], top: int) -> list[_Span]:
         """Adjacent burn blocks grouped into about `concurrency` walks of at least
-        `min_span_pages` pages each."""
-        total = sum(b.total_tx_count for b in blocks)
+        `min_span_pages` pages each. Each walk ends with a page cut to its remaining count, a
+        request that carries less than a full page; so each cut is placed, among the next few
+        burn blocks past the target, where the walk's count is closest to whole pages."""
+        counts = [b.total_tx_count for b in blocks]
+        total = sum(counts)
         target = max(self.min_span_pages * self.page_limit, math.ceil(total / self.concurrency))
+        cuts: list[int] = []
+        start = 0
+        while start < len(blocks):
+            end, count = start, 0
+            while end < len(blocks) and count < target:
+                count += counts[end]
+                end += 1
+            if total - sum(counts[:end]) < target // 2:
+                end = len(blocks)  # no small walk at the end
+            else:
+                best, best_waste = end, (-count) % self.page_limit
+                for extra in range(end, min(len(blocks), end + CUT_LOOKAHEAD)):
+                    count += counts[extra]
+                    waste = (-count) % self.page_limit
+                    if waste < best_waste:
+                        best, best_waste = extra + 1, waste
+                end = best
+            cuts.append(end)
+            start = end
         spans: list[_Span] = []
-        group: list[BurnBlock] = []
-        ranges: dict[int, tuple[int, int]] = {}
-        height = top
-        group_top = top
-        for block in blocks:
-            low = height - len(block.stacks_blocks) + 1
-            ranges[block.height] = (low, height)
-            group.append(block)
-            height = low - 1
-            if sum(b.total_tx_count for b in group) >= target:
-                spans.append(_Span(tuple(group), group_top, low, dict(ranges)))
-                group, ranges, group_top = [], {}, height
-        if group:
-            spans.append(_Span(tuple(group), group_top, height + 1, dict(ranges)))
+        height, first = top, 0
+        for end in cuts:
+            group = blocks[first:end]
+            ranges: dict[int, tuple[int, int]] = {}
+            span_top = height
+            for block in group:
+                ranges[block.height] = (height - len(block.stacks_blocks) + 1, height)
+                height -= len(block.stacks_blocks)
+            spans.append(_Span(tuple(group), span_top, height + 1, ranges))
+            first = end
         return spans
 
     # ---- walking ----------------------------------------------------------------------------
