@@ -237,3 +237,20 @@ def test_run_pass_cuts_gaps_newest_first_and_commits_each_window() -> None:
     assert_exact(api.chain, committed)
     ids = [row[0] for w in committed for row in w.rows]
     assert sorted(ids) == sorted(truth(api.chain, first, last - 3 * 3600))
+
+
+@pytest.mark.parametrize(
+    ("status", "error"),
+    [(404, "ApiNotStacks"), (410, "ApiGone"), (403, "ApiRejected"), (503, "Transient")],
+    ids=["404", "410", "403", "503"],
+)
+def test_client_get_classifies_answers_like_tx_page(status: int, error: str) -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(status, json={"statusCode": status, "message": "nope"})
+
+    client = ApiClient("http://api", transport=httpx.MockTransport(answer))
+    with pytest.raises(Exception) as caught:
+        asyncio.run(client.get("/extended/v2/burn-blocks", {"limit": 1}))
+    assert type(caught.value).__name__ == error
+    if status == 404:
+        assert "/extended/v2/burn-blocks" in str(caught.value)
