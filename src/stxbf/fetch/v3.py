@@ -480,7 +480,8 @@ class V3Source:
                     )
                 counts[key.burn_block_height] += 1
                 rows.append(row)
-            self._anchors[page.rows[0][_HASH]] = page.keys[0].block_height
+            # the page's lowest tx places the next (older) window's heights without a lookup
+            self._anchors[page.rows[-1][_HASH]] = page.keys[-1].block_height
             remaining -= len(page.rows)
             if remaining > 0:
                 if page.next_cursor is None:
