@@ -254,3 +254,46 @@ def test_client_get_classifies_answers_like_tx_page(status: int, error: str) -> 
     assert type(caught.value).__name__ == error
     if status == 404:
         assert "/extended/v2/burn-blocks" in str(caught.value)
+
+
+def test_one_database_filled_by_v1_and_v3_in_turn_holds_each_tx_once() -> None:
+    """Windows are keyed by burn time alike: a database started on v1 goes on with v3 and back,
+    and the table ends up exactly the chain's, without a duplicate."""
+    from stxbf.fetch.engine import Engine
+    from stxbf.fetch.pages import PageSource
+    from stxbf.store.db import Store, WindowRecord
+
+    api = SimApi(SimConfig(days=2, tx_per_day=2500, end_time=END), epoch=END)
+    times = api.chain.tenure_burn_time
+    start, end = times[0], times[-1] - 3 * 3600
+    third = (end - start) // 3
+    v1_client = ApiClient("http://sim", transport=SimTransport(api, clock=lambda: END))
+    v1 = PageSource(v1_client, Pacer(rpm=None, fixed=True), give_up_after=30)
+    v3 = make_source(api)
+    store = Store.open(":memory:")
+
+    async def commit(window: CompletedWindow) -> None:
+        record = WindowRecord(
+            window.start, window.end, window.total, len(window.rows), window.state, window.pages
+        )
+        store.commit_window(record, window.rows)
+
+    async def run() -> None:
+        newest = (end - third + 1, end)
+        middle = (start + third + 1, end - third)
+        oldest = (start, start + third)
+        await Engine(v1, concurrency=4, on_window=commit).run_pass(
+            [newest], head_start=None, page_budget=10**6
+        )
+        await v3.run_pass([middle], head_start=None, on_window=commit, span=5 * 3600)
+        await Engine(v1, concurrency=4, on_window=commit).run_pass(
+            [oldest], head_start=None, page_budget=10**6
+        )
+        # and a v1 window fetched again by v3 replaces its rows, adding none
+        await commit(await v3.window(newest[0], newest[0] + 4 * 3600))
+
+    asyncio.run(run())
+    assert store.tx_ids(start, end) == set(api.chain.tx_ids(start, end))
+    assert store.duplicated_windows() == []
+    assert {w.state for w in store.windows()} == {"verified"}
+    assert store.summary(wallets=False).transactions == api.chain.count(start, end)
