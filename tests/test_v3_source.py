@@ -297,3 +297,14 @@ def test_one_database_filled_by_v1_and_v3_in_turn_holds_each_tx_once() -> None:
     assert store.duplicated_windows() == []
     assert {w.state for w in store.windows()} == {"verified"}
     assert store.summary(wallets=False).transactions == api.chain.count(start, end)
+
+
+def test_with_v1_switched_off_v1_says_gone_and_v3_still_fetches_exactly() -> None:
+    from stxbf.errors import ApiGone
+
+    api = SimApi(SimConfig(days=1, tx_per_day=2000, end_time=END, v1_gone=True), epoch=END)
+    client = ApiClient("http://sim", transport=SimTransport(api, clock=lambda: END))
+    with pytest.raises(ApiGone):
+        asyncio.run(client.tx_page(limit=1))
+    times = api.chain.tenure_burn_time
+    assert_exact(api.chain, fetch_all(make_source(api), [(times[10], times[40])]))

@@ -31,10 +31,11 @@ import re
 from bisect import bisect_right
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
+from weakref import WeakKeyDictionary
 
 import orjson
 
-from stxbf.simulator.chain import GENESIS_BLOCK_HEIGHT, GENESIS_BURN_HEIGHT
+from stxbf.simulator.chain import GENESIS_BLOCK_HEIGHT, GENESIS_BURN_HEIGHT, Chain
 from stxbf.simulator.render import iso
 
 if TYPE_CHECKING:
@@ -48,6 +49,9 @@ BLOCK_LIMITS = (20, 30)  # ResourceType.Block and ResourceType.BurnBlock
 _CURSOR = re.compile(r"^[0-9]+:[0-9]+:[0-9]+$")
 _HASH = re.compile(r"^(0x)?[a-fA-F0-9]{64}$")
 _INTEGER = re.compile(r"^-?[0-9]+$")
+
+
+_HASH_INDEX: WeakKeyDictionary[Chain, tuple[int, dict[str, int]]] = WeakKeyDictionary()
 
 
 def handles(path: str) -> bool:
@@ -329,11 +333,14 @@ class _ChainView:
         return b
 
     def _block_by_hash(self, wanted: str) -> int:
-        """Linear, newest first (tests and short chains only ask for recent blocks)."""
-        for b in range(self.chain.n_blocks - 1, -1, -1):
-            if wanted in (self.renderer.block_hash(b), self.index_hash(b)):
-                return b
-        return -1
+        """Block by hash or index hash, from an index kept per chain and extended as it grows."""
+        chain = self.chain
+        built, index = _HASH_INDEX.get(chain, (0, {}))
+        for b in range(built, chain.n_blocks):
+            index[self.renderer.block_hash(b)] = b
+            index[self.index_hash(b)] = b
+        _HASH_INDEX[chain] = (chain.n_blocks, index)
+        return index.get(wanted, -1)
 
     def block(self, which: int | str) -> dict[str, Any]:
         return self.block_json(self._find_block(which))
