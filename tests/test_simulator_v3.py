@@ -230,3 +230,16 @@ def test_faults_and_limits_apply_to_v3_routes() -> None:
     api.set_limits(rpm=2)
     statuses = [get(api, "/extended/v2/burn-blocks?limit=1")[0] for _ in range(3)]
     assert statuses == [200, 200, 429]
+
+
+@pytest.mark.parametrize(
+    ("cursor", "kind"),
+    [("5:2147483648:0", "integer"), ("2147483648:0:0", "integer"), ("5:0:32768", "smallint")],
+    ids=["micro", "height", "tx_index"],
+)
+def test_a_cursor_part_beyond_its_column_type_is_a_500_as_on_v9(
+    api: SimApi, cursor: str, kind: str
+) -> None:
+    status, body = get(api, f"/extended/v3/transactions?limit=1&cursor={cursor}")
+    assert status == 500 and body["code"] == "22003"
+    assert body["message"].endswith(f"is out of range for type {kind}")

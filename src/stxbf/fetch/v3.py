@@ -36,7 +36,8 @@ sub-spans, each walked downwards from `TOP:2147483647:32767` with page sizes tha
 its bottom (its count is known). `TOP:0:0` would do for Nakamoto blocks (resolveTransactionCursor
 in `src/datastore/v3/helpers.ts` turns a cursor naming no tx into `(TOP, I32_MAX, 0x7fff)`), but
 before Nakamoto a microblock tx can sit exactly at `(TOP, 0, 0)` and the walk would skip the rest
-of block TOP; the explicit key includes every tx of block TOP, always.
+of block TOP; the explicit key includes every tx of block TOP, always. (Nothing larger: the
+parts reach PostgreSQL as they are and tx_index is a smallint; `TOP:0:32768` is a 500 on v9.)
 """
 
 from __future__ import annotations

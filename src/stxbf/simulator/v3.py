@@ -66,6 +66,25 @@ class _Missing(Exception):
     """404 with this message."""
 
 
+class _DatabaseError(Exception):
+    """500 with PostgreSQL's code and message, as Fastify passes it on."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _check_column_ranges(cursor: str) -> None:
+    """The cursor's parts go to PostgreSQL as they are: block_height and microblock_sequence
+    are `integer`, tx_index `smallint`; a larger value fails the query (a 500, seen on v9)."""
+    height, micro, index = (int(part) for part in cursor.split(":"))
+    for value, kind, top in ((height, "integer", I32_MAX), (micro, "integer", I32_MAX)):
+        if value > top:
+            raise _DatabaseError("22003", f'value "{value}" is out of range for type {kind}')
+    if index > MAX_TX_INDEX:
+        raise _DatabaseError("22003", f'value "{index}" is out of range for type smallint')
+
+
 def route(api: SimApi, method: str, path: str, params: Mapping[str, str]) -> Response:
     """Answer one v2/v3 request (the caller holds the API's lock and applied limits/faults)."""
     from stxbf.simulator.api import _error
@@ -80,6 +99,9 @@ def route(api: SimApi, method: str, path: str, params: Mapping[str, str]) -> Res
         )
     except _Missing as exc:
         return _fastify(404, {"error": "Not Found", "message": str(exc)})
+    except _DatabaseError as exc:
+        body = {"code": exc.code, "error": "Internal Server Error", "message": str(exc)}
+        return _fastify(500, body)
     return _fastify(200, payload)
 
 
@@ -97,6 +119,8 @@ def _dispatch(api: SimApi, path: str, params: Mapping[str, str]) -> dict[str, An
         cursor = params.get("cursor")
         if cursor is not None and not _CURSOR.match(cursor):
             raise _Invalid('querystring/cursor must match pattern "^[0-9]+:[0-9]+:[0-9]+$"')
+        if cursor is not None:
+            _check_column_ranges(cursor)
         api.pages += 1
         return view.transactions(limit, cursor)
     parts = path.split("/")[3:]  # after "", "extended", "v2"
