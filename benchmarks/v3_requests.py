@@ -1,6 +1,6 @@
 """Requests per transaction: the v1 window engine and the v3 source on the same simulated chain.
 
-    .venv/bin/python benchmarks/v3_requests.py [--days 30] [--tx-per-day 6000] [--span-hours 6]
+    .venv/bin/python benchmarks/v3_requests.py [--days 30] [--tx-per-day 6000] [--span-hours 6] [--target-rows N]
 
 In-process (the simulator's httpx transport, no rate limit), so it counts requests rather than
 timing them; the time at 500 requests/min is requests / 500 minutes. Both fetch every window of
@@ -17,7 +17,7 @@ from stxbf.fetch.client import ApiClient
 from stxbf.fetch.engine import CompletedWindow, Engine
 from stxbf.fetch.pacer import Pacer
 from stxbf.fetch.pages import PageSource
-from stxbf.fetch.v3 import V3Source
+from stxbf.fetch.v3 import V3Engine, V3Source
 from stxbf.simulator import SimApi, SimConfig, SimTransport
 
 END = 1_750_000_000
@@ -38,7 +38,9 @@ async def run_v1(api: SimApi, start: int, end: int) -> set[str]:
     return ids
 
 
-async def run_v3(api: SimApi, start: int, end: int, span: int) -> tuple[set[str], V3Source]:
+async def run_v3(
+    api: SimApi, start: int, end: int, span: int, target_rows: int | None
+) -> tuple[set[str], V3Source]:
     client = ApiClient("http://sim", transport=SimTransport(api, clock=lambda: END))
     source = V3Source(client, Pacer(rpm=None, fixed=True), give_up_after=60, concurrency=8)
     ids: set[str] = set()
@@ -47,7 +49,10 @@ async def run_v3(api: SimApi, start: int, end: int, span: int) -> tuple[set[str]
         assert window.state == "verified", window
         ids.update(row[0] for row in window.rows)
 
-    result = await source.run_pass([(start, end)], head_start=None, on_window=on_window, span=span)
+    engine = V3Engine(
+        source, on_window=on_window, initial_span=span, target_window_rows=target_rows
+    )
+    result = await engine.run_pass([(start, end)], head_start=None, page_budget=10**9)
     assert result.finished
     return ids, source
 
@@ -57,6 +62,9 @@ def main() -> None:
     parser.add_argument("--days", type=float, default=30.0)
     parser.add_argument("--tx-per-day", type=int, default=6000)
     parser.add_argument("--span-hours", type=float, default=6.0)
+    parser.add_argument(
+        "--target-rows", type=int, default=None, help="adapt the span to this many rows a window"
+    )
     args = parser.parse_args()
     config = SimConfig(days=args.days, tx_per_day=args.tx_per_day, end_time=END)
     api = SimApi(config, epoch=END)
@@ -72,7 +80,9 @@ def main() -> None:
             ids = asyncio.run(run_v1(api, start, end))
             detail = ""
         else:
-            ids, source = asyncio.run(run_v3(api, start, end, int(args.span_hours * 3600)))
+            ids, source = asyncio.run(
+                run_v3(api, start, end, int(args.span_hours * 3600), args.target_rows)
+            )
             stats = source.v3
             overhead = stats.overhead_requests / stats.tx_pages
             detail = (

@@ -23,7 +23,7 @@ from stxbf.fetch import pages
 from stxbf.fetch.client import ApiClient
 from stxbf.fetch.engine import CompletedWindow
 from stxbf.fetch.pacer import Pacer
-from stxbf.fetch.v3 import V3Source
+from stxbf.fetch.v3 import V3Engine, V3Source
 from stxbf.simulator import Chain, SimApi, SimConfig, SimTransport
 
 END = 1_750_000_000
@@ -218,25 +218,46 @@ def test_an_empty_window_is_verified_with_no_transactions() -> None:
     assert done[0].total == 0 and done[0].rows == [] and done[0].state == "verified"
 
 
-def test_run_pass_cuts_gaps_newest_first_and_commits_each_window() -> None:
+def test_v3_engine_cuts_gaps_newest_first_with_a_head_window_and_commits_each() -> None:
     api = SimApi(SimConfig(days=2, tx_per_day=2000, end_time=END), epoch=END)
-    source = make_source(api)
     first, last = api.chain.tenure_burn_time[0], api.chain.tenure_burn_time[-1]
     committed: list[CompletedWindow] = []
 
     async def on_window(window: CompletedWindow) -> None:
         committed.append(window)
 
-    result = asyncio.run(
-        source.run_pass(
-            [(first, last - 3 * 3600)], head_start=None, on_window=on_window, span=4 * 3600
-        )
-    )
-    assert result.finished and result.windows_verified == len(committed) > 3
-    assert [w.end for w in committed] == sorted((w.end for w in committed), reverse=True)
+    engine = V3Engine(make_source(api), on_window=on_window, target_window_rows=600)
+    head_start = last - 2 * 3600
+    result = asyncio.run(engine.run_pass([(first, last)], head_start=head_start, page_budget=10**6))
+    assert result.finished and result.windows_done == len(committed) > 3
+    assert [w.state for w in committed].count("open") >= 1
+    assert all(w.state == "verified" for w in committed if w.end < head_start - 7200)
+    assert committed[0].start == head_start  # newest first, the head on its own
     assert_exact(api.chain, committed)
     ids = [row[0] for w in committed for row in w.rows]
-    assert sorted(ids) == sorted(truth(api.chain, first, last - 3 * 3600))
+    assert sorted(ids) == sorted(truth(api.chain, first, last))
+
+
+def test_v3_engine_page_budget_and_stop() -> None:
+    api = SimApi(SimConfig(days=2, tx_per_day=2000, end_time=END), epoch=END)
+    first, last = api.chain.tenure_burn_time[0], api.chain.tenure_burn_time[-1]
+    committed: list[CompletedWindow] = []
+
+    async def on_window(window: CompletedWindow) -> None:
+        committed.append(window)
+
+    engine = V3Engine(make_source(api), on_window=on_window, initial_span=3600)
+    engine.target_window_rows = 100  # keep windows small
+    result = asyncio.run(engine.run_pass([(first, last)], head_start=None, page_budget=5))
+    assert result.budget_exhausted and not result.finished and committed
+
+    async def stop_after_first(window: CompletedWindow) -> None:
+        committed.append(window)
+        stopper.stop()
+
+    stopper = V3Engine(make_source(api), on_window=stop_after_first, initial_span=3600)
+    result = asyncio.run(stopper.run_pass([(first, last)], head_start=None, page_budget=10**6))
+    assert result.stopped and not result.finished and stopper.in_flight == 0
 
 
 @pytest.mark.parametrize(
@@ -285,7 +306,9 @@ def test_one_database_filled_by_v1_and_v3_in_turn_holds_each_tx_once() -> None:
         await Engine(v1, concurrency=4, on_window=commit).run_pass(
             [newest], head_start=None, page_budget=10**6
         )
-        await v3.run_pass([middle], head_start=None, on_window=commit, span=5 * 3600)
+        await V3Engine(v3, on_window=commit, initial_span=5 * 3600).run_pass(
+            [middle], head_start=None, page_budget=10**6
+        )
         await Engine(v1, concurrency=4, on_window=commit).run_pass(
             [oldest], head_start=None, page_budget=10**6
         )

@@ -55,7 +55,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, s
 
 from stxbf.errors import ApiUnreachable
 from stxbf.fetch.client import ApiClient, RateLimited, Transient
-from stxbf.fetch.engine import CompletedWindow, PassResult
+from stxbf.fetch.engine import MAX_SPAN, MIN_SPAN, CompletedWindow, PassResult
 from stxbf.fetch.pacer import Pacer
 from stxbf.fetch.pages import FetchStats, PageSource, _ConnectFailures
 from stxbf.models import TX_COLUMN_NAMES, MalformedPage, Row
@@ -104,6 +104,8 @@ class V3Stats:
 class _Requests(PageSource):
     """Any v2/v3 GET through the same pacing and retry policy as the v1 pages."""
 
+    in_flight = 0
+
     async def fetch(
         self,
         path: str,
@@ -143,6 +145,7 @@ class _Requests(PageSource):
     ) -> T:
         await self.pacer.acquire()
         self.stats.requests += 1
+        self.in_flight += 1
         try:
             response = await self.client.get(path, params)
         except RateLimited as exc:
@@ -159,6 +162,8 @@ class _Requests(PageSource):
             self.stats.errors += 1
             self._note_failure(exc.reason)
             raise
+        finally:
+            self.in_flight -= 1
         self.pacer.observe(response.status, response.headers)
         try:
             parsed = parse(response.body)
@@ -508,50 +513,108 @@ class V3Source:
         self.stats.transactions += len(page.rows)
         return page
 
-    # ---- a pass over gaps, shaped like Engine.run_pass ---------------------------------------
+
+class V3Engine:
+    """`Engine`'s interface over a `V3Source`, so the runner can drive either: `run_pass`,
+    `stop`, `stopping`, `in_flight`. Windows are cut from `gaps` newest first, at `head_start`
+    (the head window is `open`) and at a span that adapts to hold about `target_window_rows`
+    (None: the span stays `initial_span`);
+    `windows_in_flight` of them are walked at once (each by up to `concurrency` cursors), and
+    each completed window goes to `on_window` in completion order."""
+
+    def __init__(
+        self,
+        source: V3Source,
+        *,
+        on_window: Callable[[CompletedWindow], Awaitable[None]],
+        initial_span: int = 6 * 3600,
+        target_window_rows: int | None = 8000,
+        windows_in_flight: int = 2,
+    ) -> None:
+        self.source = source
+        self.on_window = on_window
+        self.span = initial_span
+        self.target_window_rows = target_window_rows
+        self.windows_in_flight = max(1, windows_in_flight)
+        self._stopping = asyncio.Event()
+
+    def stop(self) -> None:
+        """Stop opening windows; the current pass returns promptly, abandoning unfinished ones."""
+        self._stopping.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    @property
+    def in_flight(self) -> int:
+        return self.source.requests.in_flight
 
     async def run_pass(
-        self,
-        gaps: list[tuple[int, int]],
-        *,
-        head_start: int | None,
-        on_window: Callable[[CompletedWindow], Awaitable[None]],
-        span: int = 6 * 3600,
-        windows_in_flight: int = 2,
+        self, gaps: list[tuple[int, int]], *, head_start: int | None, page_budget: int
     ) -> PassResult:
-        """Fetch every window of `gaps` newest first, cut at `span` seconds and at `head_start`
-        (the head window is `open`), handing each to `on_window` in order."""
-        windows: list[tuple[int, int, bool]] = []
-        for start, end in sorted(gaps, reverse=True):
-            if head_start is not None and end >= head_start:
-                windows.append((max(start, head_start), end, True))
-                end = head_start - 1
-            while end >= start:
-                windows.append((max(start, end - span + 1), end, False))
-                end -= span
+        """Fetch every window of `gaps` (inclusive ranges), newest first, as `Engine.run_pass`."""
         result = PassResult()
-        slots = asyncio.Semaphore(max(1, windows_in_flight))
+        pending = sorted(gaps)  # a stack: windows are cut from the newest end
+        tasks: set[asyncio.Future[CompletedWindow]] = set()
+        stop_waiter: asyncio.Future[Any] = asyncio.ensure_future(self._stopping.wait())
 
-        async def one(start: int, end: int, is_head: bool) -> CompletedWindow:
-            async with slots:
-                return await self.window(start, end, is_head=is_head)
+        def open_next() -> bool:
+            if not pending or result.pages >= page_budget or self._stopping.is_set():
+                return False
+            start, end = pending.pop()
+            is_head = head_start is not None and end >= head_start
+            if is_head and head_start is not None and start < head_start:
+                pending.append((start, head_start - 1))
+                start = head_start
+            elif not is_head and end - start + 1 > self.span:
+                pending.append((start, end - self.span))
+                start = end - self.span + 1
+            tasks.add(asyncio.ensure_future(self.source.window(start, end, is_head=is_head)))
+            return True
 
-        tasks = [asyncio.ensure_future(one(*w)) for w in windows]
         try:
-            for task in tasks:
-                completed = await task
-                result.pages += completed.pages
-                if completed.state == "incomplete":
-                    result.windows_incomplete += 1
-                else:
-                    result.windows_done += 1
-                    result.windows_verified += completed.state == "verified"
-                await on_window(completed)
+            while not self._stopping.is_set():
+                while len(tasks) < self.windows_in_flight and open_next():
+                    pass
+                if not tasks:
+                    break
+                done, _ = await asyncio.wait(
+                    [*tasks, stop_waiter], return_when=asyncio.FIRST_COMPLETED
+                )
+                for finished in done:
+                    if finished is stop_waiter:
+                        continue
+                    tasks.discard(finished)
+                    window = finished.result()  # a fatal FetchError propagates from here
+                    result.pages += window.pages
+                    if window.state == "incomplete":
+                        result.windows_incomplete += 1
+                    else:
+                        result.windows_done += 1
+                        result.windows_verified += window.state == "verified"
+                        self._learn_density(window)
+                    await self.on_window(window)
         finally:
+            stop_waiter.cancel()
             for task in tasks:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            if tasks:
+                await asyncio.gather(*tasks, return_exceptions=True)
+        result.stopped = self._stopping.is_set()
+        result.budget_exhausted = bool(pending or tasks) and not result.stopped
         return result
+
+    def _learn_density(self, window: CompletedWindow) -> None:
+        if window.state == "open" or self.target_window_rows is None:
+            return
+        seconds = window.end - window.start + 1
+        span = (
+            self.span * 4
+            if window.total <= 0
+            else self.target_window_rows * seconds // window.total
+        )
+        self.span = max(MIN_SPAN, min(MAX_SPAN, span))
 
 
 _HASH = TX_COLUMN_NAMES.index("block_hash")
