@@ -1,6 +1,7 @@
 """Requests per transaction: the v1 window engine and the v3 source on the same simulated chain.
 
-    .venv/bin/python benchmarks/v3_requests.py [--days 30] [--tx-per-day 6000] [--span-hours 6] [--target-rows N]
+    .venv/bin/python benchmarks/v3_requests.py [--days 30] [--tx-per-day 6000]
+        [--span-hours 6] [--target-rows N]
 
 In-process (the simulator's httpx transport, no rate limit), so it counts requests rather than
 timing them; the time at 500 requests/min is requests / 500 minutes. Both fetch every window of
