@@ -331,3 +331,29 @@ def test_with_v1_switched_off_v1_says_gone_and_v3_still_fetches_exactly() -> Non
         asyncio.run(client.tx_page(limit=1))
     times = api.chain.tenure_burn_time
     assert_exact(api.chain, fetch_all(make_source(api), [(times[10], times[40])]))
+
+
+def test_v3_engine_hands_on_no_incomplete_window() -> None:
+    """An unprovable window has no rows; committing it would empty its range in the store."""
+    api = SimApi(SimConfig(days=1, tx_per_day=3000, end_time=END), epoch=END)
+    times = api.chain.tenure_burn_time
+
+    def inflate_all(request: httpx.Request, body: bytes) -> bytes:
+        if not request.url.path.startswith("/extended/v2/burn-blocks"):
+            return body
+        page = orjson.loads(body)
+        for block in page.get("results", [page]):
+            block["total_tx_count"] += 1
+        return orjson.dumps(page)
+
+    committed: list[CompletedWindow] = []
+
+    async def on_window(window: CompletedWindow) -> None:
+        committed.append(window)
+
+    engine = V3Engine(make_source(api, Tamper(api, inflate_all)), on_window=on_window)
+    result = asyncio.run(
+        engine.run_pass([(times[10], times[60])], head_start=None, page_budget=10**6)
+    )
+    assert result.windows_incomplete >= 1 and not result.finished
+    assert all(w.state != "incomplete" for w in committed)

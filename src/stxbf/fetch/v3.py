@@ -520,7 +520,8 @@ class V3Engine:
     (the head window is `open`) and at a span that adapts to hold about `target_window_rows`
     (None: the span stays `initial_span`);
     `windows_in_flight` of them are walked at once (each by up to `concurrency` cursors), and
-    each completed window goes to `on_window` in completion order."""
+    each completed window goes to `on_window` in completion order. An `incomplete` window is
+    counted but not handed on: it has no rows, and committing it would empty its range."""
 
     def __init__(
         self,
@@ -589,11 +590,13 @@ class V3Engine:
                     window = finished.result()  # a fatal FetchError propagates from here
                     result.pages += window.pages
                     if window.state == "incomplete":
+                        # nothing to commit: its (empty) rows would replace what the range
+                        # holds; the range stays a gap and the next run fetches it again
                         result.windows_incomplete += 1
-                    else:
-                        result.windows_done += 1
-                        result.windows_verified += window.state == "verified"
-                        self._learn_density(window)
+                        continue
+                    result.windows_done += 1
+                    result.windows_verified += window.state == "verified"
+                    self._learn_density(window)
                     await self.on_window(window)
         finally:
             stop_waiter.cancel()
