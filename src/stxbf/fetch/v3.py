@@ -48,6 +48,7 @@ import math
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -80,6 +81,8 @@ CUT_LOOKAHEAD = 12  # burn blocks past a walk's target where its end may move
 BURN_TIME_SLACK = 7200  # Bitcoin's 2 h future limit; see the module docstring, point 3
 
 T = TypeVar("T")
+# The answers a window used (its walks run in tasks that inherit the window's counter).
+_WINDOW_PAGES: ContextVar[list[int] | None] = ContextVar("v3_window_pages", default=None)
 
 
 class _Inconsistent(Exception):
@@ -178,6 +181,9 @@ class _Requests(PageSource):
             self._note_failure(defect)
             raise Transient(defect)
         self.stats.pages += 1
+        window_pages = _WINDOW_PAGES.get()
+        if window_pages is not None:
+            window_pages[0] += 1
         self.stats.last_page_at = time.time()
         self.stats.consecutive_failures = 0
         self.stats.backoff_until = None
@@ -245,7 +251,17 @@ class V3Source:
     # ---- one window -------------------------------------------------------------------------
 
     async def window(self, start: int, end: int, *, is_head: bool = False) -> CompletedWindow:
-        pages_before = self.v3.tx_pages + self.v3.overhead_requests
+        """The window's txs, proven by count; `incomplete` (no rows) if it cannot be proven."""
+        pages = [0]
+        token = _WINDOW_PAGES.set(pages)
+        try:
+            return await self._window(start, end, is_head, pages)
+        finally:
+            _WINDOW_PAGES.reset(token)
+
+    async def _window(
+        self, start: int, end: int, is_head: bool, pages: list[int]
+    ) -> CompletedWindow:
         reason = ""
         for attempt in range(self.max_attempts):
             try:
@@ -256,16 +272,14 @@ class V3Source:
                 log.info("re-reading window %s..%s (attempt %d): %s", start, end, attempt + 1, exc)
                 continue
             state = "open" if is_head or not proven else "verified"
-            pages = self.v3.tx_pages + self.v3.overhead_requests - pages_before
-            return CompletedWindow(start, end, total, rows, state, pages)
+            return CompletedWindow(start, end, total, rows, state, pages[0])
         log.warning(
             "window %s..%s stays inconsistent on v3 (%s); leaving it for the next run",
             start,
             end,
             reason,
         )
-        pages = self.v3.tx_pages + self.v3.overhead_requests - pages_before
-        return CompletedWindow(start, end, -1, [], "incomplete", pages)
+        return CompletedWindow(start, end, -1, [], "incomplete", pages[0])
 
     async def _attempt(self, start: int, end: int, *, fresh: bool) -> tuple[list[Row], int, bool]:
         """(rows, their proven count, whether the window's top is proven, not just the tip)."""
