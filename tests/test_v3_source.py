@@ -360,3 +360,14 @@ def test_v3_engine_hands_on_no_incomplete_window() -> None:
     )
     assert result.windows_incomplete >= 1 and not result.finished
     assert all(w.state != "incomplete" for w in committed)
+
+
+def test_oldest_transaction_time_reads_the_bottom_of_the_burn_block_list() -> None:
+    chain = Chain(seed=8, days=3, tx_per_day=2000, end_time=END)
+    times = chain.tenure_burn_time
+    times[1] = times[0] - 500  # a Bitcoin time earlier than its parent's, near the bottom
+    api = SimApi(SimConfig(end_time=END), chain=chain, epoch=END)
+    source = make_source(api)
+    assert asyncio.run(source.oldest_transaction_time()) == min(times)
+    # and the source still fetches windows exactly afterwards
+    assert_exact(chain, fetch_all(source, [(times[2], times[30])]))

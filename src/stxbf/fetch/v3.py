@@ -315,6 +315,32 @@ class V3Source:
             raise _Inconsistent(f"{len(rows)} rows for {expected} expected")
         return rows, expected, proven
 
+    async def oldest_transaction_time(self) -> int | None:
+        """burn_block_time of the chain's oldest transaction (None: the API lists none), read at
+        the bottom of the burn-block list: the run's preflight when `/extended/v1/tx` is gone.
+        Burn times run backwards by less than the slack, so the oldest is among the bottom
+        burn blocks that span it."""
+        async with self._region_lock:
+            region = await self._seek(-(2**62))
+            while not region.at_bottom:
+                await self._extend(region)
+            blocks = [b for b in region.blocks if b.total_tx_count > 0]
+            # a burn block above one with time t carries a time later than t - slack: read up
+            # until the top is later than the oldest time found + slack
+            while (
+                blocks
+                and not region.at_tip
+                and region.blocks[0].time < min(b.time for b in blocks) + self.slack
+            ):
+                above = await self._burn_page(max(0, region.top_offset - BURN_PAGE_LIMIT + 1))
+                known = {(b.height, b.hash) for b in region.blocks}
+                region.blocks[:0] = [b for b in above if (b.height, b.hash) not in known]
+                region.top_offset = max(0, region.top_offset - BURN_PAGE_LIMIT + 1)
+                region.at_tip = region.top_offset == 0
+                blocks = [b for b in region.blocks if b.total_tx_count > 0]
+            self._region = _Region()  # a cache for the bottom helps no window
+        return min((b.time for b in blocks), default=None)
+
     # ---- the burn-block list ----------------------------------------------------------------
 
     async def _burn_page(self, offset: int) -> list[BurnBlock]:
@@ -363,6 +389,8 @@ class V3Source:
                 break  # the page at best_offset reaches down to `after` (or to the bottom)
             if offset == best_offset:
                 guess = int((best[-1].time - after) / self._gap) - BURN_PAGE_LIMIT // 2
+                # at most 8 times deeper a step: a time before the chain's start guesses wild
+                guess = min(guess, 8 * (best_offset + len(best)))
                 offset = best_offset + len(best) - 1 + max(0, guess)
             if high is not None and offset >= high:
                 offset = (low + high) // 2
