@@ -247,6 +247,10 @@ class V3Source:
         self._region_lock = asyncio.Lock()
         self._anchors: dict[str, int] = {}  # Stacks block hash -> height
         self._gap = 600.0  # seconds between listed burn blocks, learned from pages
+        # what keeps the request slots busy, for V3Engine to open the next window in time
+        self.preparing = 0  # windows reading burn blocks / an anchor (no walk yet)
+        self.active_walks = 0
+        self.progress = asyncio.Event()  # set when a preparation or a walk ends
 
     # ---- one window -------------------------------------------------------------------------
 
@@ -283,19 +287,24 @@ class V3Source:
 
     async def _attempt(self, start: int, end: int, *, fresh: bool) -> tuple[list[Row], int, bool]:
         """(rows, their proven count, whether the window's top is proven, not just the tip)."""
-        async with self._region_lock:
-            if fresh:
-                self._region = _Region()
-                self._anchors.clear()
-            region = await self._cover(start, end)
-            blocks = list(region.blocks)
-        inside = [i for i, b in enumerate(blocks) if start <= b.time <= end]
-        above = blocks[: inside[0]] if inside else blocks
-        proven = any(b.time > end + self.slack for b in above)  # else only the tip bounds it
-        if not inside:
-            return [], 0, proven
-        span_blocks = blocks[inside[0] : inside[-1] + 1]
-        top = await self._top_height(blocks, inside[0])
+        self.preparing += 1
+        try:
+            async with self._region_lock:
+                if fresh:
+                    self._region = _Region()
+                    self._anchors.clear()
+                region = await self._cover(start, end)
+                blocks = list(region.blocks)
+            inside = [i for i, b in enumerate(blocks) if start <= b.time <= end]
+            above = blocks[: inside[0]] if inside else blocks
+            proven = any(b.time > end + self.slack for b in above)  # else only the tip bounds it
+            if not inside:
+                return [], 0, proven
+            span_blocks = blocks[inside[0] : inside[-1] + 1]
+            top = await self._top_height(blocks, inside[0])
+        finally:
+            self.preparing -= 1
+            self.progress.set()
         spans = self._cut(span_blocks, top)
         results = await asyncio.gather(*(self._walk_verified(span) for span in spans))
         times = {b.height: b.time for b in span_blocks}
@@ -499,15 +508,20 @@ class V3Source:
     # ---- walking ----------------------------------------------------------------------------
 
     async def _walk_verified(self, span: _Span) -> list[Row]:
-        for attempt in range(2):
-            try:
-                return await self._walk(span)
-            except _Inconsistent as exc:
-                self.v3.rewalks += 1
-                if attempt:
-                    raise
-                log.info("re-walking heights %d..%d: %s", span.bottom, span.top, exc)
-        raise AssertionError("unreachable")  # pragma: no cover
+        self.active_walks += 1
+        try:
+            for attempt in range(2):
+                try:
+                    return await self._walk(span)
+                except _Inconsistent as exc:
+                    self.v3.rewalks += 1
+                    if attempt:
+                        raise
+                    log.info("re-walking heights %d..%d: %s", span.bottom, span.top, exc)
+            raise AssertionError("unreachable")  # pragma: no cover
+        finally:
+            self.active_walks -= 1
+            self.progress.set()
 
     async def _walk(self, span: _Span) -> list[Row]:
         remaining = span.expected
@@ -561,7 +575,8 @@ class V3Engine:
     `stop`, `stopping`, `in_flight`. Windows are cut from `gaps` newest first, at `head_start`
     (the head window is `open`) and at a span that adapts to hold about `target_window_rows`
     (None: the span stays `initial_span`);
-    `windows_in_flight` of them are walked at once (each by up to `concurrency` cursors), and
+    up to `windows_in_flight` of them are open at once (each walked by up to `concurrency`
+    cursors; the next is prepared while the current ones walk), and
     each completed window goes to `on_window` in completion order. An `incomplete` window is
     counted but not handed on: it has no rows, and committing it would empty its range."""
 
@@ -572,7 +587,7 @@ class V3Engine:
         on_window: Callable[[CompletedWindow], Awaitable[None]],
         initial_span: int = 6 * 3600,
         target_window_rows: int | None = 8000,
-        windows_in_flight: int = 2,
+        windows_in_flight: int = 4,
     ) -> None:
         self.source = source
         self.on_window = on_window
@@ -598,6 +613,7 @@ class V3Engine:
     ) -> PassResult:
         """Fetch every window of `gaps` (inclusive ranges), newest first, as `Engine.run_pass`."""
         result = PassResult()
+        source = self.source
         pending = sorted(gaps)  # a stack: windows are cut from the newest end
         tasks: set[asyncio.Future[CompletedWindow]] = set()
         stop_waiter: asyncio.Future[Any] = asyncio.ensure_future(self._stopping.wait())
@@ -618,15 +634,26 @@ class V3Engine:
 
         try:
             while not self._stopping.is_set():
-                while len(tasks) < self.windows_in_flight and open_next():
-                    pass
+                # The next window reads its burn blocks while this one's walks still run (one
+                # window prepares at a time), so a window's walks, which end together, are
+                # followed at once by the next one's.
+                while len(tasks) < self.windows_in_flight and (
+                    not tasks
+                    or (source.preparing == 0 and source.active_walks < 2 * source.concurrency)
+                ):
+                    if not open_next():
+                        break
+                    await asyncio.sleep(0)  # let it start preparing before the next check
                 if not tasks:
                     break
+                source.progress.clear()
+                progress = asyncio.ensure_future(source.progress.wait())
                 done, _ = await asyncio.wait(
-                    [*tasks, stop_waiter], return_when=asyncio.FIRST_COMPLETED
+                    [*tasks, stop_waiter, progress], return_when=asyncio.FIRST_COMPLETED
                 )
+                progress.cancel()
                 for finished in done:
-                    if finished is stop_waiter:
+                    if finished is stop_waiter or finished is progress:
                         continue
                     tasks.discard(finished)
                     window = finished.result()  # a fatal FetchError propagates from here
