@@ -1,10 +1,12 @@
 """Requests per transaction: the v1 window engine and the v3 source on the same simulated chain.
 
     .venv/bin/python benchmarks/v3_requests.py [--days 30] [--tx-per-day 6000]
-        [--span-hours 6] [--target-rows N]
+        [--span-hours 6] [--target-rows N] [--rpm 600 [--latency-ms 250]]
 
 In-process (the simulator's httpx transport, no rate limit), so it counts requests rather than
-timing them; the time at 500 requests/min is requests / 500 minutes. Both fetch every window of
+timing them; the time at 500 requests/min is requests / 500 minutes. With `--rpm` the simulator
+limits the rate (and delays each answer), the pacer learns the limit from the headers as in a
+run, and the share of the limit each source used is printed. Both fetch every window of
 the chain's whole history and are checked against the simulator's ground truth.
 """
 
@@ -22,17 +24,27 @@ from stxbf.fetch.v3 import V3Engine, V3Source
 from stxbf.simulator import SimApi, SimConfig, SimTransport
 
 END = 1_750_000_000
+LIMITED = False  # --rpm: the simulator limits and delays; the pacer learns the limit
+
+
+def connect(api: SimApi) -> tuple[ApiClient, Pacer]:
+    if not LIMITED:
+        client = ApiClient("http://sim", transport=SimTransport(api, clock=lambda: END))
+        return client, Pacer(rpm=None, fixed=True)
+    began = time.time()
+    transport = SimTransport(api, clock=lambda: END + time.time() - began)
+    return ApiClient("http://sim", transport=transport), Pacer(rpm=None)
 
 
 async def run_v1(api: SimApi, start: int, end: int) -> set[str]:
-    client = ApiClient("http://sim", transport=SimTransport(api, clock=lambda: END))
+    client, pacer = connect(api)
     ids: set[str] = set()
 
     async def on_window(window: CompletedWindow) -> None:
         assert window.state == "verified", window
         ids.update(row[0] for row in window.rows)
 
-    source = PageSource(client, Pacer(rpm=None, fixed=True), give_up_after=60)
+    source = PageSource(client, pacer, give_up_after=60)
     engine = Engine(source, concurrency=8, on_window=on_window)
     result = await engine.run_pass([(start, end)], head_start=None, page_budget=10**9)
     assert result.finished
@@ -42,8 +54,8 @@ async def run_v1(api: SimApi, start: int, end: int) -> set[str]:
 async def run_v3(
     api: SimApi, start: int, end: int, span: int, target_rows: int | None
 ) -> tuple[set[str], V3Source]:
-    client = ApiClient("http://sim", transport=SimTransport(api, clock=lambda: END))
-    source = V3Source(client, Pacer(rpm=None, fixed=True), give_up_after=60, concurrency=8)
+    client, pacer = connect(api)
+    source = V3Source(client, pacer, give_up_after=60, concurrency=8)
     ids: set[str] = set()
 
     async def on_window(window: CompletedWindow) -> None:
@@ -66,8 +78,18 @@ def main() -> None:
     parser.add_argument(
         "--target-rows", type=int, default=None, help="adapt the span to this many rows a window"
     )
+    parser.add_argument("--rpm", type=int, default=None, help="limit the simulator (real time)")
+    parser.add_argument("--latency-ms", type=float, default=250.0)
     args = parser.parse_args()
-    config = SimConfig(days=args.days, tx_per_day=args.tx_per_day, end_time=END)
+    global LIMITED
+    LIMITED = args.rpm is not None
+    config = SimConfig(
+        days=args.days,
+        tx_per_day=args.tx_per_day,
+        end_time=END,
+        rpm=args.rpm,
+        latency_ms=args.latency_ms if LIMITED else 0.0,
+    )
     api = SimApi(config, epoch=END)
     times = api.chain.tenure_burn_time
     # every window final: the v3 source leaves the last 2 h (its slack) open, so stop 3 h short
@@ -75,7 +97,8 @@ def main() -> None:
     truth = set(api.chain.tx_ids(start, end))
     print(f"chain: {len(api.chain)} txs, {api.chain.n_tenures} burn blocks; range {len(truth)} txs")
     for name in ("v1", "v3"):
-        api.requests = 0
+        api.set_limits(rpm=args.rpm)
+        api.handle("POST", "/_sim/reset", {})
         began = time.perf_counter()
         if name == "v1":
             ids = asyncio.run(run_v1(api, start, end))
@@ -93,9 +116,15 @@ def main() -> None:
             )
         assert ids == truth, f"{name}: {len(ids)} != {len(truth)}"
         requests = api.requests
+        elapsed = time.perf_counter() - began
+        if LIMITED:
+            detail += (
+                f"; {requests / elapsed * 60:.0f} requests/min of {args.rpm} "
+                f"({requests / elapsed * 60 / args.rpm:.3f}), 429s {api.by_status.get(429, 0)}"
+            )
         print(
             f"{name}: {requests} requests, {requests / len(truth):.5f} per tx, "
-            f"{requests / 500:.1f} min at 500/min, {time.perf_counter() - began:.1f} s here{detail}"
+            f"{requests / 500:.1f} min at 500/min, {elapsed:.1f} s here{detail}"
         )
 
 
