@@ -87,10 +87,8 @@ def _check_column_ranges(cursor: str) -> None:
 
 def route(api: SimApi, method: str, path: str, params: Mapping[str, str]) -> Response:
     """Answer one v2/v3 request (the caller holds the API's lock and applied limits/faults)."""
-    from stxbf.simulator.api import _error
-
-    if method not in ("GET", "HEAD"):
-        return _error(405, "Method Not Allowed")
+    if method not in ("GET", "HEAD"):  # Fastify: no such route for that method
+        return _fastify(404, {"error": "Not Found", "message": f"Route {method}:{path} not found"})
     try:
         payload = _dispatch(api, path.rstrip("/") or path, params)
     except _Invalid as exc:
