@@ -52,6 +52,15 @@ class Response:
     page: Page | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class RawResponse:
+    """A 200 answer of any JSON route, body undecoded (the caller's parser says if it is whole)."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+
 def environment_proxy(url: str) -> str | None:
     """The proxy the environment names for `url` (HTTPS_PROXY, ALL_PROXY, ...; NO_PROXY wins),
     as httpx.AsyncClient(trust_env=True) would use it."""
@@ -218,6 +227,30 @@ class ApiClient:
             reason = f"connection failed: {describe_transport_error(exc)}"
             raise Transient(reason, no_answer=True) from None
         return self._classify(response, body)
+
+    async def get(self, path: str, params: Mapping[str, Any] | None = None) -> RawResponse:
+        """GET any route (the v2/v3 routes of the v3 source): a 200 comes back as it is; every
+        other outcome raises what `tx_page` raises (RateLimited, Transient, ApiGone, ...), and a
+        404 names the route that is missing."""
+        try:
+            response = await asyncio.wait_for(
+                self._get(path, dict(params or {})), timeout=self._whole_timeout
+            )
+            body = response.content
+        except asyncio.TimeoutError:
+            raise Transient("timed out (the whole response took too long)") from None
+        except httpx.TimeoutException as exc:
+            raise Transient(f"timed out ({type(exc).__name__})") from None
+        except httpx.ConnectError as exc:
+            raise Transient(self._describe_connect_error(exc), connect=True) from None
+        except httpx.TransportError as exc:
+            raise Transient(f"connection failed: {describe_transport_error(exc)}") from None
+        if response.status_code == 200:
+            return RawResponse(200, response.headers, body)
+        if response.status_code == 404:
+            raise ApiNotStacks(f"{self.base_url}{path}: 404 ({_error_text(body)})")
+        self._classify(response, body)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _describe_connect_error(self, exc: httpx.ConnectError) -> str:
         import socket

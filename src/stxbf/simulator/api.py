@@ -23,6 +23,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import orjson
 
+from stxbf.simulator import v3 as v3_routes
 from stxbf.simulator.chain import API_TX_TYPES, KINDS, SORT_KEYS, Chain
 from stxbf.simulator.config import (
     FAULT_KINDS,
@@ -370,7 +371,8 @@ class SimApi:
         if response_or_none is None:
             self.chain.advance(self.chain_now(now))
             response = self._route(method, path, params, query)
-            if kind is not None and response.status == 200 and path in TX_LIST_PATHS:
+            spoilable = path in TX_LIST_PATHS or path == v3_routes.V3_TX_LIST
+            if kind is not None and response.status == 200 and spoilable:
                 self._spoil(response, kind)
         else:
             response = response_or_none
@@ -397,6 +399,8 @@ class SimApi:
             return response
         if path in STATUS_PATHS:
             return self._status()
+        if v3_routes.handles(path):
+            return v3_routes.route(self, method, path, params)
         return _not_found(method, path)
 
     def _v1_tx_route(self, params: dict[str, str], query: str) -> Response:
