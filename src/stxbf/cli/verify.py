@@ -7,11 +7,9 @@ database too, with the windows to fetch again), 2 usage, 3 a changed window coul
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import json
 import logging
-import signal
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -76,6 +74,9 @@ def verify(
 
 def execute_verify(settings: Settings, *, transport: Any = None) -> VerifyReport:
     """Log to the data dir's log file and run the verification on a fresh event loop."""
+    import asyncio
+    import signal
+
     from stxbf.cli.run import params_from
     from stxbf.ops.logs import configure_logging
     from stxbf.runner import Runner
