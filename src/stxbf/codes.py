@@ -1,5 +1,5 @@
 """The one registry of exit codes and the words they stand for: runner phases, status states,
-health verdicts.
+health verdicts, window states.
 
 A monitoring script reads an exit code and nothing else, so a code must mean one thing per
 command: `stxbf health --bad-flag` must not exit 2, which `health` documents as "stalled".
@@ -85,6 +85,14 @@ class StatusState(StrEnum):
     RATE_LIMITED = "rate_limited"
     NOT_STARTED = "not_started"
     DATABASE_PROBLEM = "database_problem"
+
+
+class WindowState(StrEnum):
+    """How a fetched window is stored: `CompletedWindow.state` and the windows table's `state`."""
+
+    VERIFIED = "verified"  # its distinct tx_ids matched the API's total, and it is settled
+    OPEN = "open"  # the head or inside the settle period: the next run fetches it again
+    INCOMPLETE = "incomplete"  # never proven: left for the next run
 
 
 class Verdict(StrEnum):

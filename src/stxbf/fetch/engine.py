@@ -11,6 +11,11 @@ land after the offsets already read instead of shifting them.
 
 The time cursor is never trusted to be unique: since Nakamoto a whole tenure shares one
 burn_block_time, which is why windows are bounded by time but verified by count.
+
+`Engine` keeps what outlives a pass (the settings, the learned span, the stop flag); each
+`run_pass` builds a `_Pass` that holds the pass's state, with one method per step above (cut a
+window, size or split it, queue its pages, send them, take in a page, verify, restart, finish),
+so each step can be read, and tested, on its own.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from stxbf.codes import WindowState
 from stxbf.models import Page, Row
 
 log = logging.getLogger(__name__)
@@ -44,7 +50,7 @@ class CompletedWindow:
     end: int
     total: int
     rows: list[Row]
-    state: str  # verified | open (inside the settle period: fetched again by the next run) | ...
+    state: str  # a WindowState: verified | open (fetched again by the next run) | incomplete
     pages: int
 
 
@@ -91,7 +97,11 @@ class _Window:
 
 
 class Engine:
-    """Runs passes over time ranges; completed windows go to `on_window` in completion order."""
+    """Runs passes over time ranges; completed windows go to `on_window` in completion order.
+
+    The engine holds what outlives a pass: the settings, the span learned from the density of
+    the windows seen so far, and the stop flag. Each pass's own state lives in a `_Pass`.
+    """
 
     def __init__(
         self,
@@ -131,6 +141,13 @@ class Engine:
     def stopping(self) -> bool:
         return self._stopping.is_set()
 
+    async def wait_stopping(self) -> None:
+        await self._stopping.wait()
+
+    def next_seq(self) -> int:
+        """Windows are numbered across passes: the lower number is paged first."""
+        return next(self._seq)
+
     async def run_pass(
         self,
         gaps: list[tuple[int, int]],
@@ -146,177 +163,13 @@ class Engine:
         chain may still add to it (an extended tenure, a late Bitcoin timestamp) or take from it
         (a reorg), so the next run fetches it again.
         """
-        result = PassResult()
-        pending = sorted(gaps)  # a stack: windows are cut from the newest end
-        heap: list[tuple[bool, int, int, int, _Window]] = []
-        tasks: dict[asyncio.Future[Page], tuple[_Window, int, int]] = {}
-        open_windows: set[_Window] = set()
-        stop_waiter: asyncio.Future[Any] = asyncio.ensure_future(self._stopping.wait())
-
-        def push(window: _Window, offset: int) -> None:
-            # Sizing pages go first: they turn into a whole window of work.
-            window.outstanding.add(offset)
-            heapq.heappush(heap, (offset > 0, window.seq, offset, window.generation, window))
-
-        def open_next() -> bool:
-            if (
-                not pending
-                or result.pages >= page_budget
-                or len(open_windows) >= self.max_open_windows
-            ):
-                return False
-            start, end = pending.pop()
-            is_head = head_start is not None and end >= head_start
-            if is_head and head_start is not None and start < head_start:
-                pending.append((start, head_start - 1))
-                start = head_start
-            elif not is_head and end - start + 1 > self.span:
-                pending.append((start, end - self.span))
-                start = end - self.span + 1
-            window = _Window(start, end, next(self._seq), is_head)
-            open_windows.add(window)
-            push(window, 0)
-            return True
-
-        async def finish(window: _Window, state: str) -> None:
-            open_windows.discard(window)
-            assert window.total is not None
-            completed = CompletedWindow(
-                window.start,
-                window.end,
-                window.total,
-                list(window.rows.values()),
-                state,
-                window.pages,
-            )
-            if state == "incomplete":
-                result.windows_incomplete += 1
-            else:
-                result.windows_done += 1
-                result.windows_verified += state == "verified"
-                result.windows_settling += state == "open" and not window.is_head
-            await self.on_window(completed)
-
-        async def handle(window: _Window, offset: int, page: Page) -> None:
-            window.pages += 1
-            result.pages += 1
-            if window.total is None:  # the sizing page
-                if (
-                    page.total > self.max_window_rows
-                    and window.end > window.start
-                    and not window.is_head
-                ):
-                    self._learn_density(page.total, window)
-                    open_windows.discard(window)
-                    window.outstanding.clear()
-                    pending.append((window.start, window.end))
-                    log.debug("split %s..%s (total %d)", window.start, window.end, page.total)
-                    return
-                self._learn_density(page.total, window)
-                window.total = page.total
-                window.scheduled_upto = self.page_limit
-                self._schedule_to(window, page.total, push)
-            elif page.total > window.total:  # the head grew while we paged it
-                window.total = page.total
-                self._schedule_to(window, page.total, push)
-            elif page.total < window.total:
-                window.suspect = f"total fell from {window.total} to {page.total}"
-            expected = min(self.page_limit, max(0, page.total - offset))
-            for row in page.rows:
-                window.rows[row[0]] = row
-            if len(page.rows) < expected and window.suspect is None:
-                tries = window.short_retries.get(offset, 0)
-                if tries < self.max_short_retries:
-                    window.short_retries[offset] = tries + 1
-                    log.info(
-                        "short page at offset %d (%d of %d): asking again",
-                        offset,
-                        len(page.rows),
-                        expected,
-                    )
-                    push(window, offset)
-                    return
-                window.suspect = f"page at offset {offset} stays short"
-            if window.outstanding:
-                return
-            count = len(window.rows)
-            if count == window.total and window.suspect is None:
-                settling = settle_start is not None and window.end >= settle_start
-                await finish(window, "open" if window.is_head or settling else "verified")
-                return
-            reason = (
-                window.suspect or f"{count} distinct transactions for a total of {window.total}"
-            )
-            window.attempts += 1
-            if window.attempts >= self.max_window_attempts:
-                log.warning(
-                    "window %s..%s stays inconsistent (%s); leaving it for the next run",
-                    window.start,
-                    window.end,
-                    reason,
-                )
-                await finish(window, "incomplete")
-                return
-            log.info("refetching window %s..%s: %s", window.start, window.end, reason)
-            window.reset()
-            push(window, 0)
-
-        try:
-            while not self._stopping.is_set():
-                while len(tasks) < self.concurrency:
-                    # Open the next window before the queue runs dry, so its sizing page is
-                    # back by the time the current windows' last pages have gone out.
-                    while len(heap) < self.concurrency and open_next():
-                        pass
-                    if not heap:
-                        break
-                    _, _, offset, generation, window = heapq.heappop(heap)
-                    if generation != window.generation or window not in open_windows:
-                        continue
-                    task: asyncio.Future[Page] = asyncio.ensure_future(
-                        self.source.page(
-                            start_time=window.start,
-                            end_time=window.end,
-                            offset=offset,
-                            limit=self.page_limit,
-                        )
-                    )
-                    tasks[task] = (window, offset, generation)
-                self.in_flight = len(tasks)
-                if not tasks:
-                    break
-                waiting: list[asyncio.Future[Any]] = [*tasks, stop_waiter]
-                done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-                for finished in done:
-                    if finished is stop_waiter:
-                        continue
-                    window, offset, generation = tasks.pop(finished)
-                    page = finished.result()  # a fatal FetchError propagates from here
-                    if generation != window.generation or window not in open_windows:
-                        continue
-                    window.outstanding.discard(offset)
-                    await handle(window, offset, page)
-        finally:
-            stop_waiter.cancel()
-            for task in tasks:
-                task.cancel()
-            if tasks:
-                await asyncio.gather(*tasks, return_exceptions=True)
-            self.in_flight = 0
-        result.stopped = self._stopping.is_set()
-        result.budget_exhausted = bool(pending or open_windows) and not result.stopped
-        return result
-
-    def _schedule_to(
-        self, window: _Window, total: int, push: Callable[[_Window, int], None]
-    ) -> None:
-        for offset in range(window.scheduled_upto, total, self.page_limit):
-            push(window, offset)
-        window.scheduled_upto = max(
-            window.scheduled_upto, math.ceil(total / self.page_limit) * self.page_limit
+        fetch_pass = _Pass(
+            self, gaps, head_start=head_start, page_budget=page_budget, settle_start=settle_start
         )
+        return await fetch_pass.run()
 
-    def _learn_density(self, total: int, window: _Window) -> None:
+    def learn_density(self, total: int, window: _Window) -> None:
+        """Size the next windows from this one's density (the head's is not typical)."""
         if window.is_head:
             return
         seconds = window.end - window.start + 1
@@ -325,3 +178,268 @@ class Engine:
         else:
             span = int(self.target_window_rows * seconds / total)
         self.span = max(MIN_SPAN, min(MAX_SPAN, span))
+
+
+class _Pass:
+    """One pass over a set of gaps: its state, and one method per step.
+
+    `run` loops over `dispatch` (open windows, send their queued pages up to the concurrency)
+    and `receive` (hand each answered page to `handle`). A window's pages wait in a heap ordered
+    sizing pages first, then by window number and offset; an entry whose window has been
+    restarted (another generation) or closed is stale and dropped when it comes up.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        gaps: list[tuple[int, int]],
+        *,
+        head_start: int | None,
+        page_budget: int,
+        settle_start: int | None = None,
+    ) -> None:
+        self.engine = engine
+        self.head_start = head_start
+        self.page_budget = page_budget
+        self.settle_start = settle_start
+        self.result = PassResult()
+        self.pending = sorted(gaps)  # a stack: windows are cut from the newest end
+        self.heap: list[tuple[bool, int, int, int, _Window]] = []
+        self.tasks: dict[asyncio.Future[Page], tuple[_Window, int, int]] = {}
+        self.open_windows: set[_Window] = set()
+
+    async def run(self) -> PassResult:
+        engine = self.engine
+        stop_waiter: asyncio.Future[Any] = asyncio.ensure_future(engine.wait_stopping())
+        try:
+            while not engine.stopping:
+                self.dispatch()
+                engine.in_flight = len(self.tasks)
+                if not self.tasks:
+                    break
+                await self.receive(stop_waiter)
+        finally:
+            stop_waiter.cancel()
+            for task in self.tasks:
+                task.cancel()
+            if self.tasks:
+                await asyncio.gather(*self.tasks, return_exceptions=True)
+            engine.in_flight = 0
+        self.result.stopped = engine.stopping
+        self.result.budget_exhausted = (
+            bool(self.pending or self.open_windows) and not self.result.stopped
+        )
+        return self.result
+
+    # -- opening and scheduling windows ---------------------------------------------------------
+
+    def can_open(self) -> bool:
+        return (
+            bool(self.pending)
+            and self.result.pages < self.page_budget
+            and len(self.open_windows) < self.engine.max_open_windows
+        )
+
+    def cut_next(self) -> tuple[int, int, bool]:
+        """Cut the next window from the newest end of the pending gaps: (start, end, is_head).
+
+        The part at or after `head_start` is one head window, however long; any other window
+        is at most the learned span. The rest of the gap goes back on the stack.
+        """
+        start, end = self.pending.pop()
+        head_start = self.head_start
+        is_head = head_start is not None and end >= head_start
+        if is_head and head_start is not None and start < head_start:
+            self.pending.append((start, head_start - 1))
+            start = head_start
+        elif not is_head and end - start + 1 > self.engine.span:
+            span = self.engine.span
+            self.pending.append((start, end - span))
+            start = end - span + 1
+        return start, end, is_head
+
+    def open_next(self) -> _Window | None:
+        """Open the next window and queue its sizing page, unless the budget or memory bound
+        says not to (or nothing is left)."""
+        if not self.can_open():
+            return None
+        start, end, is_head = self.cut_next()
+        window = _Window(start, end, self.engine.next_seq(), is_head)
+        self.open_windows.add(window)
+        self.push(window, 0)
+        return window
+
+    def push(self, window: _Window, offset: int) -> None:
+        """Queue one page of `window`. Sizing pages go first: each turns into a window of work."""
+        window.outstanding.add(offset)
+        heapq.heappush(self.heap, (offset > 0, window.seq, offset, window.generation, window))
+
+    def schedule_to(self, window: _Window, total: int) -> None:
+        """Queue every offset of `window` below `total` not queued yet."""
+        limit = self.engine.page_limit
+        for offset in range(window.scheduled_upto, total, limit):
+            self.push(window, offset)
+        window.scheduled_upto = max(window.scheduled_upto, math.ceil(total / limit) * limit)
+
+    def is_current(self, window: _Window, generation: int) -> bool:
+        """A page asked for before its window restarted or closed is no longer wanted."""
+        return generation == window.generation and window in self.open_windows
+
+    # -- requests ---------------------------------------------------------------------------------
+
+    def dispatch(self) -> None:
+        """Send queued pages until `concurrency` requests are in flight or nothing is queued."""
+        engine = self.engine
+        while len(self.tasks) < engine.concurrency:
+            # Open the next window before the queue runs dry, so its sizing page is back by
+            # the time the current windows' last pages have gone out.
+            while len(self.heap) < engine.concurrency and self.open_next():
+                pass
+            if not self.heap:
+                return
+            _, _, offset, generation, window = heapq.heappop(self.heap)
+            if not self.is_current(window, generation):
+                continue
+            task: asyncio.Future[Page] = asyncio.ensure_future(
+                engine.source.page(
+                    start_time=window.start,
+                    end_time=window.end,
+                    offset=offset,
+                    limit=engine.page_limit,
+                )
+            )
+            self.tasks[task] = (window, offset, generation)
+
+    async def receive(self, stop_waiter: asyncio.Future[Any]) -> None:
+        """Wait for at least one answer (or a stop) and handle every answered page."""
+        waiting: list[asyncio.Future[Any]] = [*self.tasks, stop_waiter]
+        done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+        for answered in done:
+            if answered is stop_waiter:
+                continue
+            window, offset, generation = self.tasks.pop(answered)
+            page = answered.result()  # a fatal FetchError propagates from here
+            if not self.is_current(window, generation):
+                continue
+            await self.handle(window, offset, page)
+
+    # -- an answered page ------------------------------------------------------------------------
+
+    async def handle(self, window: _Window, offset: int, page: Page) -> None:
+        """Take in one page of `window`; once none is outstanding, verify the window."""
+        window.outstanding.discard(offset)
+        window.pages += 1
+        self.result.pages += 1
+        if window.total is None:
+            if self.split_if_oversized(window, page.total):
+                return
+            self.size(window, page.total)
+        else:
+            self.follow_total(window, page.total)
+        for row in page.rows:
+            window.rows[row[0]] = row
+        if self.ask_again_if_short(window, offset, page):
+            return
+        if not window.outstanding:
+            await self.verify(window)
+
+    def split_if_oversized(self, window: _Window, total: int) -> bool:
+        """A sizing page too large for shallow offsets closes its window and puts its range back
+        on the stack, to be cut again with the span just learned. Never the head, nor one second."""
+        engine = self.engine
+        if total <= engine.max_window_rows or window.end <= window.start or window.is_head:
+            return False
+        engine.learn_density(total, window)
+        self.open_windows.discard(window)
+        window.outstanding.clear()
+        self.pending.append((window.start, window.end))
+        log.debug("split %s..%s (total %d)", window.start, window.end, total)
+        return True
+
+    def size(self, window: _Window, total: int) -> None:
+        """The sizing page sets the window's total; queue all of its remaining offsets at once."""
+        self.engine.learn_density(total, window)
+        window.total = total
+        window.scheduled_upto = self.engine.page_limit
+        self.schedule_to(window, total)
+
+    def follow_total(self, window: _Window, total: int) -> None:
+        """A later page's total: the head grew while we paged it (page the new offsets too), or
+        it fell, which only a reorg or an inconsistent replica explains (the window is suspect)."""
+        assert window.total is not None
+        if total > window.total:
+            window.total = total
+            self.schedule_to(window, total)
+        elif total < window.total:
+            window.suspect = f"total fell from {window.total} to {total}"
+
+    def ask_again_if_short(self, window: _Window, offset: int, page: Page) -> bool:
+        """A page with fewer rows than its offset should hold is queued again, up to
+        `max_short_retries` times; then the window is suspect. True when queued again."""
+        expected = min(self.engine.page_limit, max(0, page.total - offset))
+        if len(page.rows) >= expected or window.suspect is not None:
+            return False
+        tries = window.short_retries.get(offset, 0)
+        if tries >= self.engine.max_short_retries:
+            window.suspect = f"page at offset {offset} stays short"
+            return False
+        window.short_retries[offset] = tries + 1
+        log.info(
+            "short page at offset %d (%d of %d): asking again", offset, len(page.rows), expected
+        )
+        self.push(window, offset)
+        return True
+
+    # -- verifying and finishing a window -------------------------------------------------------
+
+    def final_state(self, window: _Window) -> WindowState:
+        """A proven window is `open` while the chain may still change it, `verified` after."""
+        settling = self.settle_start is not None and window.end >= self.settle_start
+        return WindowState.OPEN if window.is_head or settling else WindowState.VERIFIED
+
+    async def verify(self, window: _Window) -> None:
+        """Every page is in: the window is complete when its distinct tx_ids equal the total."""
+        count = len(window.rows)
+        if count == window.total and window.suspect is None:
+            await self.finish(window, self.final_state(window))
+            return
+        reason = window.suspect or f"{count} distinct transactions for a total of {window.total}"
+        await self.restart_or_give_up(window, reason)
+
+    async def restart_or_give_up(self, window: _Window, reason: str) -> None:
+        """Fetch an inconsistent window again from its sizing page, or after
+        `max_window_attempts` store it as incomplete for the next run."""
+        window.attempts += 1
+        if window.attempts >= self.engine.max_window_attempts:
+            log.warning(
+                "window %s..%s stays inconsistent (%s); leaving it for the next run",
+                window.start,
+                window.end,
+                reason,
+            )
+            await self.finish(window, WindowState.INCOMPLETE)
+            return
+        log.info("refetching window %s..%s: %s", window.start, window.end, reason)
+        window.reset()
+        self.push(window, 0)
+
+    async def finish(self, window: _Window, state: WindowState) -> None:
+        """Close the window, count it, and hand it to `on_window`."""
+        self.open_windows.discard(window)
+        assert window.total is not None
+        completed = CompletedWindow(
+            window.start,
+            window.end,
+            window.total,
+            list(window.rows.values()),
+            state,
+            window.pages,
+        )
+        result = self.result
+        if state == WindowState.INCOMPLETE:
+            result.windows_incomplete += 1
+        else:
+            result.windows_done += 1
+            result.windows_verified += state == WindowState.VERIFIED
+            result.windows_settling += state == WindowState.OPEN and not window.is_head
+        await self.engine.on_window(completed)
