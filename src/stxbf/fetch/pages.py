@@ -224,8 +224,8 @@ class PageSource:
             self.pacer.exhaust(self.pacer.quota_detail, quota="month", resets_at=resets_at)
         else:
             self.pacer.exhaust(
-                f"the API's rate limit asks for a wait of {retry_after:.0f} s (retry-after), "
-                f"longer than --give-up-after ({self.give_up_after:.0f} s)",
+                f"the API's rate limit asks for a wait of {retry_after:g} s (retry-after), "
+                f"longer than --give-up-after ({self.give_up_after:g} s)",
                 quota="retry-after",
                 resets_at=resets_at,
             )
