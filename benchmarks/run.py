@@ -489,6 +489,7 @@ def _run_style(
         "early_requests": int(stats.get("early_requests", 0)),
         "learning_delay_s": None if delay is None else round(delay, 1),
         "wall_s": round(result.wall_s, 2),
+        "requests_per_second": per_second_timeline(curve),  # to see where a rate was lost
     }
 
 
@@ -520,6 +521,18 @@ def steady_rate(curve: list[tuple[float, int]], warm_up: float) -> float | None:
     if end is None or end - start < 1.0:
         return None
     return (_requests_at(curve, end) - _requests_at(curve, start)) / (end - start)
+
+
+def per_second_timeline(curve: list[tuple[float, int]]) -> list[float]:
+    """Requests sent in each whole second from the first one (interpolated between samples)."""
+    first = _first_request_t(curve)
+    if first is None:
+        return []
+    seconds = int(curve[-1][0] - first)
+    return [
+        round(_requests_at(curve, first + i + 1) - _requests_at(curve, first + i), 1)
+        for i in range(seconds)
+    ]
 
 
 def learning_delay(curve: list[tuple[float, int]], steady: float) -> float | None:
