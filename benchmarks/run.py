@@ -1,8 +1,8 @@
 """stxbf's benchmark harness: one run measures everything issue 4 asks, side by side.
 
-    python benchmarks/run.py            # the full run (~6-7 min on 2 cores)
-    python benchmarks/run.py --quick    # the same sections, small (~1 min)
-    python benchmarks/run.py --smoke    # tiny (~18 s): what tests/test_bench_smoke.py runs
+    python benchmarks/run.py            # the full run (~13 min on 2 cores, ~6 of them styles)
+    python benchmarks/run.py --quick    # the same sections, small (~2.5 min)
+    python benchmarks/run.py --smoke    # tiny (~35 s): what tests/test_bench_smoke.py runs
     nox -s bench [-- --quick]           # the same, in nox's own virtualenv
 
 Sections (each a separate process pair: simulator + `python -m stxbf run`):
@@ -985,7 +985,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         epilog="Results: benchmarks/results/<date>-<commit>-<profile>.json unless --json.",
     )
     size = parser.add_mutually_exclusive_group()
-    size.add_argument("--quick", action="store_true", help="small workloads (~1 min)")
+    size.add_argument("--quick", action="store_true", help="small workloads (~2.5 min)")
     size.add_argument("--smoke", action="store_true", help="tiny workloads (the test suite's)")
     parser.add_argument(
         "--sections",
