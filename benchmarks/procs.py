@@ -81,8 +81,12 @@ def simulator(
     latency_ms: float = 0.0,
     seed: int = 1,
     url: str | None = None,
+    extra_args: tuple[str, ...] = (),
 ) -> Iterator[Sim]:
-    """Start `stxbf sim serve` on loopback (or wrap an external API given by `url`)."""
+    """Start `stxbf sim serve` on loopback (or wrap an external API given by `url`).
+
+    `extra_args` are more `stxbf sim serve` options (e.g. `--rate-headers second`).
+    """
     if url is not None:
         yield Sim(url.rstrip("/"), None, f"external API {url}", 0.0)
         return
@@ -104,6 +108,7 @@ def simulator(
         str(rpm),
         "--latency-ms",
         str(latency_ms),
+        *extra_args,
     ]
     started = time.monotonic()
     proc = subprocess.Popen(

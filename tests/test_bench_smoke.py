@@ -43,7 +43,7 @@ def test_every_section_reports(smoke: Smoke) -> None:
     report, _ = smoke
     assert report["profile"] == "smoke"
     assert report["errors"] == {}
-    assert set(report["sections"]) == {"rate", "seed", "bulk", "commands", "projection"}
+    assert set(report["sections"]) == {"rate", "styles", "seed", "bulk", "commands", "projection"}
     machine = report["machine"]
     assert machine["cores"] and machine["python"] and "duckdb" in machine["versions"]
 
@@ -56,6 +56,21 @@ def test_the_rate_limited_run_is_sane(smoke: Smoke) -> None:
     assert 0 < rate["utilisation"] <= 1.05  # never meaningfully above the limit
     assert rate["early_requests"] == 0
     assert rate["share_429"] is not None and rate["share_429"] <= 0.5
+
+
+def test_each_rate_limit_header_style_is_measured(smoke: Smoke) -> None:
+    report, table = smoke
+    runs = report["sections"]["styles"]["styles"]
+    assert runs  # the smoke profile runs a few of the styles
+    for name, run in runs.items():
+        assert run["exit_code"] == 0, (name, run["error"])
+        assert run["early_requests"] == 0, name
+        assert run["requests"] > 0 and run["stated_per_s"] > 0
+        assert run["share_429"] is not None and run["share_429"] <= 0.5
+        # a rate was reached and read, and it is never meaningfully above the stated window
+        assert run["achieved_per_s"] is not None and 0 < run["ratio"] <= 1.1, name
+        assert run["learning_delay_s"] is not None and run["learning_delay_s"] >= 0
+        assert f"| {name} |" in table
 
 
 def test_the_seed_comparison_and_projection(smoke: Smoke) -> None:
