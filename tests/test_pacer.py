@@ -360,3 +360,27 @@ def test_a_reset_rounded_up_to_whole_seconds_still_names_its_window(
     pacer = Pacer(rpm=50)
     pacer.observe(200, {"ratelimit-limit": "720", "ratelimit-reset": reset})
     assert pacer.limit_rpm == pytest.approx(paced(720, window) * 60)
+
+
+def test_slots_left_behind_by_a_stall_leave_one_spacing_apart_not_in_a_burst() -> None:
+    import time as _time
+
+    async def go() -> list[float]:
+        loop = asyncio.get_running_loop()
+        pacer = Pacer(rpm=1200, fixed=True, clock=loop.time)  # 20/s: 50 ms apart
+        times: list[float] = []
+
+        async def worker() -> None:
+            for _ in range(3):
+                await pacer.acquire()
+                times.append(loop.time())
+
+        workers = [asyncio.ensure_future(worker()) for _ in range(4)]
+        await asyncio.sleep(0.01)  # the first slots are booked
+        _time.sleep(0.3)  # the loop stalls: six booked slots pass meanwhile
+        await asyncio.gather(*workers)
+        return times
+
+    times = sorted(asyncio.run(go()))
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert min(gaps) >= 0.05 - 0.002  # never a burst, even right after the stall

@@ -42,6 +42,7 @@ DECREASE = 0.85  # multiplicative decrease after a 429 (the gate does the real w
 RECOVERY_REQUESTS = 150  # successes needed to climb back from a decrease to the ceiling
 MIN_RPS = 0.05
 REPLAN_SECONDS = 0.25  # a waiter looks again this often for a faster rate learned meanwhile
+SPACING_TOLERANCE = 0.0005  # seconds a send may come early on the last one (loop jitter)
 INFERRED_CEILING_TTL = 60.0  # an API that states no limit gets unthrottled again after this
 
 
@@ -100,6 +101,7 @@ class Pacer:
         self._inferred = False  # the ceiling was guessed from a 429, not stated by the API
         self.gate_reason: str | None = None  # why the gate is closed: "retry-after", ...
         self._plan = 0  # bumped when the rate rises: booked slots are booked again
+        self._last_sent = float("-inf")
         self._generic = GenericWindow()
         self.learned: LearnedLimits | None = None
         self._logged_limits: str | None = None
@@ -156,9 +158,17 @@ class Pacer:
                 await self._sleep(min(slot - now, REPLAN_SECONDS))
             if self._plan != plan:
                 continue
+            # After a stall (the event loop or the machine paused) several booked slots lie in
+            # the past: they leave one spacing apart, not all at once, or a per-second window
+            # sees the burst and answers 429.
+            spacing = 1.0 / self.rate_rps
+            while (late := self._last_sent + spacing - self._clock()) > SPACING_TOLERANCE:
+                await self._sleep(late)
             if self._clock() >= self.gate_until:
                 break
-        self.sent.append(self._clock())
+        sent_at = self._clock()
+        self._last_sent = sent_at
+        self.sent.append(sent_at)
 
     def observe(self, status: int, headers: Mapping[str, str]) -> None:
         """Learn from a response: the stated ceilings, a window or quota already used up."""
