@@ -24,14 +24,8 @@ import duckdb
 import pytest
 
 from stxbf.simulator import SimConfig, run_in_thread
-from tests.torture.harness import (
-    assert_one_line_error,
-    cron_env,
-    file_digest,
-    fingerprint,
-    read_only_dir,
-    stxbf,
-)
+from tests.checks import file_digest, fingerprint
+from tests.helpers import assert_one_line_error, cron_env, read_only_dir, stxbf
 
 USAGE, ERROR, DATABASE = 2, 1, 65
 CHAIN = SimConfig(days=3, tx_per_day=600, seed=41)

@@ -17,8 +17,8 @@ import pytest
 from stxbf.codes import ExitCode, HealthCode
 from stxbf.errors import DatabaseCorrupt
 from stxbf.store import Store
-from tests.test_cli_status import run_cli
-from tests.test_ops_status import END, day, make_db
+from tests.fakes import END, day, make_db
+from tests.helpers import run_cli
 
 ROWS = 150_000  # ~4 MB: the 800 KB overwrite at 400 KB lands inside the data
 

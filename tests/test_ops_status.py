@@ -24,52 +24,8 @@ from stxbf.ops.status import (
     runner_info_path,
 )
 from stxbf.state import DAY, ProgressSnapshot
-from stxbf.store import Store, WindowRecord
-
-NOW = 1_800_000_000
-END = NOW - 100
-
-
-def make_db(
-    path: Path,
-    windows: list[tuple[int, int, str]],
-    *,
-    target_days: int = 10,
-    chain_start: int | None = None,
-    txs_per_window: int = 2,
-) -> None:
-    """A database as a run leaves it: meta, window checkpoints and their transactions."""
-    with Store.open(path) as store:
-        store.set_meta("target_days", target_days)
-        store.set_meta("range_end", END)
-        store.set_meta("range_start", END - target_days * DAY + 1)
-        store.set_meta("chain_start", chain_start)
-        for n, (start, end, kind) in enumerate(windows):
-            rows = [tx_row(f"{n}-{i}", start + i, f"SP{i % 3}") for i in range(txs_per_window)]
-            total = len(rows) + (1 if kind == "incomplete" else 0)
-            store.commit_window(WindowRecord(start, end, total, len(rows), "verified", 1), rows)
-
-
-def tx_row(tx_id: str, when: int, sender: str) -> tuple[Any, ...]:
-    return (
-        tx_id, "token_transfer", "success", sender, None, 0, 180, 1, "0x", when, 1, when, 0, True,
-        0, "SP9", 1, None, None, None, None, None, None,
-    )  # fmt: skip
-
-
-def paths(tmp_path: Path) -> dict[str, Path]:
-    db = tmp_path / "stxbf.duckdb"
-    return {
-        "db_path": db,
-        "progress_path": db.with_name(db.name + ".progress.json"),
-        "lock_path": db.with_name(db.name + ".lock"),
-    }
-
-
-def day(n: int) -> tuple[int, int]:
-    """Bounds of day n of the 10-day range (0 = oldest)."""
-    first = END + 1 - 10 * DAY
-    return first + n * DAY, first + (n + 1) * DAY - 1
+from stxbf.store import Store
+from tests.fakes import END, NOW, day, make_db, paths
 
 
 class Case(NamedTuple):

@@ -28,18 +28,15 @@ from stxbf.settings import load_settings
 from stxbf.simulator import SimConfig, SimServer, SimTransport, run_in_thread
 from stxbf.state import read
 from stxbf.store import Store
-from tests.torture.harness import (
-    Recorder,
+from tests.checks import Recorder, assert_range_exact, assert_verified_exact, verified_spans
+from tests.helpers import (
     assert_one_line_error,
-    assert_range_exact,
-    assert_verified_exact,
     crash_run,
     cron_env,
     limit_file_size,
     read_only_dir,
     spawn,
     stxbf,
-    verified_spans,
     wait_for_snapshot,
 )
 
