@@ -11,6 +11,7 @@ http), 1 error (the API, the database, tmux).
 from __future__ import annotations
 
 import http.server
+import json
 import os
 import shutil
 import socket
@@ -27,7 +28,7 @@ from stxbf.simulator import SimConfig, run_in_thread
 from tests.checks import file_digest, fingerprint
 from tests.helpers import assert_one_line_error, cron_env, read_only_dir, stxbf
 
-USAGE, ERROR, DATABASE = 2, 1, 65
+USAGE, ERROR, INCOMPLETE, DATABASE = 2, 1, 3, 65
 CHAIN = SimConfig(days=3, tx_per_day=600, seed=41)
 
 
@@ -286,8 +287,12 @@ def test_a_first_run_with_a_bad_api_url_creates_no_database_content(
     result = stxbf("run", "--api-url", urls["sim"] + "/nope", env=cron_env())
     assert_one_line_error(result, ERROR)
     db = isolated_env / "stxbf.duckdb"
-    if db.exists():
-        assert stxbf("status", "--json", env=cron_env()).returncode in (3, 7)
-        with duckdb.connect(str(db), read_only=True) as con:
-            assert con.execute("SELECT count(*) FROM transactions").fetchone() == (0,)
-            assert con.execute("SELECT count(*) FROM windows").fetchone() == (0,)
+    # The runner opens the database (an empty schema) and starts publishing its progress before
+    # the preflight's request fails; that last snapshot (phase failed) is what status reads: a run
+    # that stopped short of its target, so incomplete (3), not "no backfill yet" (7).
+    assert db.exists() and (isolated_env / "stxbf.duckdb.progress.json").exists()
+    status = stxbf("status", "--json", env=cron_env())
+    assert (json.loads(status.stdout)["state"], status.returncode) == ("incomplete", INCOMPLETE)
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM transactions").fetchone() == (0,)
+        assert con.execute("SELECT count(*) FROM windows").fetchone() == (0,)
