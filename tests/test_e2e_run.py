@@ -158,7 +158,7 @@ def test_a_second_run_exits_at_once_with_the_lock_code(isolated_env: Path) -> No
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_signals_checkpoint_and_exit_within_seconds(isolated_env: Path, signum: int) -> None:
+def test_signals_checkpoint_and_exit(isolated_env: Path, signum: int) -> None:
     with run_in_thread(SMALL.with_(latency_ms=30, rpm=3000)) as sim:
         env = {"STXBF_API_URL": sim.url, "STXBF_TARGET_DAYS": "30"}
         proc = spawn("run", env=cron_env(**env))
