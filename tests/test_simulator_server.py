@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from stxbf.simulator import SimConfig, SimServer, run_in_thread
+from tests.helpers import retry_until
 
 END = 1_750_000_000
 
@@ -140,15 +141,15 @@ def test_outage_refuses_connections_then_recovers(faulty: SimServer) -> None:
             client.get("/extended/v1/tx")
         with httpx.Client(base_url=faulty.url) as fresh, pytest.raises(httpx.ConnectError):
             fresh.get("/extended/v1/tx")
-    deadline = time.monotonic() + 10
-    while True:
+
+    def answers() -> bool:
         try:
             with httpx.Client(base_url=faulty.url) as client:
-                assert client.get("/extended/v1/tx").status_code == 200
-            break
+                return client.get("/extended/v1/tx").status_code == 200
         except httpx.TransportError:
-            assert time.monotonic() < deadline, "the simulator did not listen again"
-            time.sleep(0.1)
+            return False
+
+    retry_until(answers, interval=0.1, what="the simulator to listen again")
 
 
 def test_throughput_sanity(sim: SimServer) -> None:
