@@ -15,7 +15,6 @@ import json
 import os
 import shutil
 import socket
-import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -188,21 +187,9 @@ def backfilled(urls: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -
     home = tmp_path_factory.mktemp("reference")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("STXBF_", "HIRO_"))}
     env["STXBF_HOME"] = str(home)
-    done = subprocess.run(
-        [*stxbf_argv(), "run", "--api-url", urls["sim"], "--target-days", "2"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = stxbf("run", "--api-url", urls["sim"], "--target-days", "2", env=env)
     assert done.returncode == 0, done.stderr
     return home / "stxbf.duckdb"
-
-
-def stxbf_argv() -> list[str]:
-    import sys
-
-    return [sys.executable, "-m", "stxbf"]
 
 
 # -- breaking things ---------------------------------------------------------------------------

@@ -13,7 +13,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -26,6 +25,7 @@ from stxbf.codes import ExitCode
 from stxbf.errors import ConfigError
 from stxbf.simulator import SimConfig, run_in_thread
 from stxbf.state import read
+from tests.helpers import retry_until, wait_for_snapshot
 
 END_LINE = re.compile(r"stxbf run \(pid (\d+)\) ended: exit (\d+) \(\w+\): (.+)$")
 
@@ -188,15 +188,18 @@ def test_a_signal_stops_the_run_and_the_log_says_so_last(
             [sys.executable, "-m", "stxbf", "run"], env=env, stdout=out, stderr=out, text=True
         )
         progress = isolated_env / "stxbf.duckdb.progress.json"
+
+        def a_window_verified_or_ended() -> bool:
+            if master is not None:  # keep the terminal's buffer from filling up
+                with contextlib.suppress(OSError):
+                    os.read(master, 65536)
+            snap = read(progress)
+            return (snap is not None and snap.counters.windows_verified >= 1) or (
+                proc.poll() is not None
+            )
+
         try:
-            for _ in range(300):
-                snap = read(progress)
-                if (snap is not None and snap.counters.windows_verified >= 1) or proc.poll():
-                    break
-                time.sleep(0.1)
-                if master is not None:  # keep the terminal's buffer from filling up
-                    with contextlib.suppress(OSError):
-                        os.read(master, 65536)
+            retry_until(a_window_verified_or_ended, interval=0.1)
         finally:
             if master is not None and replica is not None:
                 os.close(master)  # the terminal is gone: writing to it now fails (EIO)
@@ -229,11 +232,7 @@ def test_under_nohup_a_hang_up_does_not_stop_the_run(isolated_env: Path) -> None
             preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN),  # what nohup does
         )
         progress = isolated_env / "stxbf.duckdb.progress.json"
-        for _ in range(300):
-            snap = read(progress)
-            if (snap is not None and snap.counters.windows_verified >= 1) or proc.poll():
-                break
-            time.sleep(0.1)
+        wait_for_snapshot(progress, lambda snap: snap.counters.windows_verified >= 1, proc=proc)
         proc.send_signal(signal.SIGHUP)
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=30)

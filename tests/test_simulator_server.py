@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from stxbf.simulator import SimConfig, SimServer, run_in_thread
-from tests.helpers import retry_until
+from tests.helpers import retry_until, stxbf
 
 END = 1_750_000_000
 
@@ -247,12 +247,7 @@ BAD_SERVES = [
 
 @pytest.mark.parametrize("case", BAD_SERVES, ids=[c.test_id for c in BAD_SERVES])
 def test_cli_refuses_impossible_limits_in_one_line(case: BadServe) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "stxbf", "sim", "serve", *case.args],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    result = stxbf("sim", "serve", *case.args, timeout=30)
     assert result.returncode == 2
     assert case.message in result.stderr and "Traceback" not in result.stderr
 
@@ -277,23 +272,13 @@ def test_fastify_400_and_v1_switch_over_http(sim: SimServer) -> None:
 
 
 def test_cli_refuses_a_public_host() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "stxbf", "sim", "serve", "--host", "0.0.0.0"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    result = stxbf("sim", "serve", "--host", "0.0.0.0", timeout=30)
     assert result.returncode == 2
     assert "loopback" in result.stderr
 
 
 def test_cli_reports_a_busy_port(sim: SimServer) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "stxbf", "sim", "serve", "--port", str(sim.port)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    result = stxbf("sim", "serve", "--port", str(sim.port), timeout=30)
     assert result.returncode == 2
     assert "cannot listen" in result.stderr
 
