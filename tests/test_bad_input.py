@@ -27,6 +27,8 @@ from stxbf.simulator import SimConfig, run_in_thread
 from tests.checks import file_digest, fingerprint
 from tests.helpers import assert_one_line_error, cron_env, read_only_dir, stxbf
 
+pytestmark = pytest.mark.slow  # each case runs `python -m stxbf` as cron would
+
 USAGE, ERROR, INCOMPLETE, DATABASE = 2, 1, 3, 65
 CHAIN = SimConfig(days=3, tx_per_day=600, seed=41)
 

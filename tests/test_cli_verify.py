@@ -16,10 +16,11 @@ from stxbf.store import Store
 from tests.fakes import build_file, damage
 from tests.helpers import stxbf
 
+pytestmark = pytest.mark.slow  # every test runs `python -m stxbf`
+
 CHAIN = SimConfig(days=3, tx_per_day=600, seed=43)
 
 
-@pytest.mark.slow
 def test_verify_counts_every_window_and_prints_json(isolated_env: Path) -> None:
     with run_in_thread(CHAIN) as server:
         settings = load_settings(api_url=server.url, target_days=2)
@@ -44,7 +45,6 @@ def test_verify_counts_every_window_and_prints_json(isolated_env: Path) -> None:
     assert "Oldest window check:" in shown.stdout
 
 
-@pytest.mark.slow
 def test_a_damaged_file_is_reported_by_verify_and_refused_by_run(isolated_env: Path) -> None:
     path = isolated_env / "stxbf.duckdb"
     isolated_env.mkdir(parents=True, exist_ok=True)

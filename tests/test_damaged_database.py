@@ -104,6 +104,7 @@ def test_opening_for_a_run_raises_database_corrupt_with_the_hint(damaged) -> Non
     assert caught.value.hint is not None and hint in caught.value.hint
 
 
+@pytest.mark.slow  # `python -m stxbf run`
 def test_run_exits_with_the_database_code(damaged, isolated_env: Path) -> None:  # type: ignore[no-untyped-def]
     _, hint = damaged
     env = {**os.environ, "STXBF_HOME": str(isolated_env)}

@@ -22,6 +22,8 @@ from stxbf.state import read
 from stxbf.store import Store
 from tests.helpers import cron_env, retry_until, spawn, stxbf, wait_for_snapshot
 
+pytestmark = pytest.mark.slow  # `stxbf run` end to end, seconds each
+
 SMALL = SimConfig(days=40, tx_per_day=600, seed=11)
 
 

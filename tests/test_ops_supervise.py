@@ -259,6 +259,7 @@ def test_a_stop_during_a_run_is_not_followed_by_a_restart(tmp_path: Path) -> Non
 # -- the real `stxbf run` side ------------------------------------------------------------------
 
 
+@pytest.mark.slow  # `python -m stxbf run`
 def test_stxbf_run_leaves_its_outcome_and_publishes_the_restart_count(tmp_path: Path) -> None:
     outcome_file = tmp_path / "outcome.json"
     env = {
@@ -297,6 +298,7 @@ sys.exit(1)
 """
 
 
+@pytest.mark.slow  # the supervisor as a process
 def test_sigint_during_the_backoff_ends_the_supervisor_process(tmp_path: Path) -> None:
     """What `stxbf tmux stop` does when no run is alive: Ctrl+C to the pane, and no restart."""
     home = tmp_path / "data"

@@ -41,6 +41,8 @@ from tests.helpers import (
 )
 
 # 7 days at 1,500 tx/day: a 6-day target is ~9,000 transactions in ~7 windows, ~200 pages.
+pytestmark = pytest.mark.slow  # real runs against the simulator, most as subprocesses
+
 CHAIN = SimConfig(days=7, tx_per_day=1500, seed=21, latency_ms=10)
 STALL_SECONDS = 60  # a stalled request; the signal tests stop a run caught in one
 

@@ -157,6 +157,7 @@ def test_the_new_payload_fields_are_read_for_their_own_type_only() -> None:
     assert call[column("tenure_change_cause")] is None
 
 
+@pytest.mark.slow  # writes and scans a 500k-row file
 def test_a_full_scan_finds_damage_that_everyday_queries_miss(tmp_path: Path) -> None:
     path = tmp_path / "damaged.duckdb"
     build_file(path)
