@@ -90,6 +90,7 @@ def test_an_exception_out_of_the_runner_is_the_logs_last_line(
         assert any("unexpected error" in line for line in records[:-1])
 
 
+@pytest.mark.slow  # `python -m stxbf run` or real connect timeouts: seconds
 def test_nothing_listening_gives_up_and_says_so_last(
     isolated_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -169,6 +170,7 @@ HANG_UPS = {
 }
 
 
+@pytest.mark.slow  # `python -m stxbf run` or real connect timeouts: seconds
 @pytest.mark.parametrize("case", HANG_UPS.values(), ids=HANG_UPS.keys())
 def test_a_signal_stops_the_run_and_the_log_says_so_last(
     isolated_env: Path, case: tuple[int, bool]
@@ -220,6 +222,7 @@ def assert_ends_with_pid(home: Path, pid: int, code: int) -> list[str]:
     return records
 
 
+@pytest.mark.slow  # `python -m stxbf run` or real connect timeouts: seconds
 def test_under_nohup_a_hang_up_does_not_stop_the_run(isolated_env: Path) -> None:
     config = SimConfig(days=40, tx_per_day=600, seed=11, latency_ms=30, rpm=3000)
     with run_in_thread(config) as sim:

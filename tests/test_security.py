@@ -36,6 +36,8 @@ from tests.helpers import (
     wait_for_snapshot,
 )
 
+pytestmark = pytest.mark.slow  # runs against the simulator, most as `python -m stxbf`
+
 KEY = "sk-stxbf-test-3f9a1c7e5b2d4a68"  # distinctive: any occurrence is a leak
 CHAIN = SimConfig(days=4, tx_per_day=1200, seed=51, require_key=True, api_keys=(KEY,))
 

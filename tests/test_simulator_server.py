@@ -173,6 +173,7 @@ def test_refuses_non_loopback_hosts() -> None:
 # ---- the CLI -------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # `python -m stxbf sim serve` as a process
 def test_cli_serve_prints_the_url_and_stops_on_sigterm() -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "stxbf", "sim", "serve", "--days", "1", "--rpm", "100"],
@@ -197,6 +198,7 @@ def test_cli_serve_prints_the_url_and_stops_on_sigterm() -> None:
             proc.wait()
 
 
+@pytest.mark.slow  # `python -m stxbf sim serve` as a process
 def test_cli_serves_a_header_style_and_switches_v1_at_run_time() -> None:
     """`--rate-headers second --v1 deprecated`, then POST /_sim/v1 turns the route off live."""
     argv = [sys.executable, "-m", "stxbf", "sim", "serve", "--days", "1", "--per-second", "40"]
@@ -245,6 +247,7 @@ BAD_SERVES = [
 ]
 
 
+@pytest.mark.slow  # `python -m stxbf sim serve` as a process
 @pytest.mark.parametrize("case", BAD_SERVES, ids=[c.test_id for c in BAD_SERVES])
 def test_cli_refuses_impossible_limits_in_one_line(case: BadServe) -> None:
     result = stxbf("sim", "serve", *case.args, timeout=30)
@@ -271,12 +274,14 @@ def test_fastify_400_and_v1_switch_over_http(sim: SimServer) -> None:
         assert client.get("/extended/v1/tx").status_code == 200
 
 
+@pytest.mark.slow  # `python -m stxbf sim serve` as a process
 def test_cli_refuses_a_public_host() -> None:
     result = stxbf("sim", "serve", "--host", "0.0.0.0", timeout=30)
     assert result.returncode == 2
     assert "loopback" in result.stderr
 
 
+@pytest.mark.slow  # `python -m stxbf sim serve` as a process
 def test_cli_reports_a_busy_port(sim: SimServer) -> None:
     result = stxbf("sim", "serve", "--port", str(sim.port), timeout=30)
     assert result.returncode == 2
