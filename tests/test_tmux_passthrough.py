@@ -165,5 +165,5 @@ def test_a_log_level_the_logger_cannot_take_is_a_usage_error() -> None:
     from stxbf.errors import ConfigError
 
     assert load_settings(log_level="warning").log_level == "WARNING"
-    with pytest.raises(ConfigError, match="log_level"):
+    with pytest.raises(ConfigError, match="--log-level"):
         load_settings(log_level="LOUD")
