@@ -497,7 +497,7 @@ def test_a_failing_commit_ends_the_run_even_with_a_full_commit_queue(isolated_en
                 env=cron_env(),
                 capture_output=True,
                 text=True,
-                timeout=8,  # it needs ~3 s
+                timeout=60,  # it needs ~3 s; the bound only catches the hang this test is about
             )
         except subprocess.TimeoutExpired:
             raise AssertionError("the run hung after its commit failed") from None
