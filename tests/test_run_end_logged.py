@@ -187,7 +187,13 @@ def test_a_signal_stops_the_run_and_the_log_says_so_last(
         else:
             out = subprocess.PIPE
         proc = subprocess.Popen(
-            [sys.executable, "-m", "stxbf", "run"], env=env, stdout=out, stderr=out, text=True
+            [sys.executable, "-m", "stxbf", "run"],
+            env=env,
+            stdout=out,
+            stderr=out,
+            text=True,
+            # a hang-up's default action, even when the tests themselves run under nohup
+            preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL),
         )
         progress = isolated_env / "stxbf.duckdb.progress.json"
 
