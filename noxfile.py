@@ -1,4 +1,4 @@
-"""Developer sessions: `nox` runs tests, lint, typecheck; `bench` and `torture` on demand.
+"""Developer sessions: `nox` runs tests, lint, typecheck; `quick`, `bench` and `torture` on demand.
 
 Each session builds its own virtualenv with the standard library's `venv` (no uv or virtualenv
 needed). Arguments after `--` go to the tool: `nox -s tests -- -k settings -x`.
@@ -24,6 +24,14 @@ def tests(session: nox.Session) -> None:
     """The whole test suite: the same `pytest` the README's test command (and .ci/run) runs."""
     session.install("-e", ".[test]")
     session.run("pytest", *session.posargs)
+
+
+@nox.session
+def quick(session: nox.Session) -> None:
+    """The quick loop while editing: every test but those marked `slow` (subprocess, end to end,
+    real tmux, multi-second runs); under a minute. `nox -s tests` (what CI runs) has them all."""
+    session.install("-e", ".[test]")
+    session.run("pytest", "-m", "not slow", *session.posargs)
 
 
 @nox.session

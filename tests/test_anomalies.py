@@ -12,12 +12,14 @@ import asyncio
 import time
 from pathlib import Path
 
+import pytest
+
 from stxbf.errors import ExitCode
 from stxbf.runner import Runner, RunReport, VerifyReport
 from stxbf.simulator import SimApi, SimConfig
 from stxbf.simulator.transport import SimTransport
 from stxbf.store import Store
-from tests.test_runner_unit import params
+from tests.fakes import params
 
 HOUR = 3600
 TARGET_DAYS = 2
@@ -55,6 +57,7 @@ def ids_after(api: SimApi, before: int) -> set[str]:
     return {api.chain.tx_id(i) for i in range(before, len(api.chain))}
 
 
+@pytest.mark.slow  # whole runs and verifies over the simulator: over a second
 def test_a_tenure_extended_for_hours_is_caught_by_the_settle_period(tmp_path: Path) -> None:
     api = make_api(seed=11, ends_hours_ago=5)
     run(api, tmp_path / "settle")
@@ -68,6 +71,7 @@ def test_a_tenure_extended_for_hours_is_caught_by_the_settle_period(tmp_path: Pa
     assert difference(api, tmp_path / "none") == (late, set())
 
 
+@pytest.mark.slow  # whole runs and verifies over the simulator: over a second
 def test_a_bitcoin_block_stamped_before_its_predecessor_is_caught(tmp_path: Path) -> None:
     api = make_api(seed=12, ends_hours_ago=3)
     run(api, tmp_path / "settle")
@@ -83,6 +87,7 @@ def test_a_bitcoin_block_stamped_before_its_predecessor_is_caught(tmp_path: Path
     assert difference(api, tmp_path / "none") == (early, set())
 
 
+@pytest.mark.slow  # whole runs and verifies over the simulator: over a second
 def test_a_reorg_inside_the_settle_period_keeping_the_count_is_replaced(tmp_path: Path) -> None:
     api = make_api(seed=13, ends_hours_ago=5)
     run(api, tmp_path / "settle")
@@ -122,6 +127,7 @@ def test_verify_settles_a_reorg_older_than_the_settle_period(tmp_path: Path) -> 
     assert (again.windows_changed, again.rows_added, again.rows_removed) == (0, 0, 0)
 
 
+@pytest.mark.slow  # whole runs and verifies over the simulator: over a second
 def test_run_verify_settles_a_late_insert_into_an_old_window(tmp_path: Path) -> None:
     api = make_api(seed=15, ends_hours_ago=0)
     run(api, tmp_path / "db")

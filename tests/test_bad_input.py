@@ -11,10 +11,10 @@ http), 1 error (the API, the database, tmux).
 from __future__ import annotations
 
 import http.server
+import json
 import os
 import shutil
 import socket
-import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,16 +24,12 @@ import duckdb
 import pytest
 
 from stxbf.simulator import SimConfig, run_in_thread
-from tests.torture.harness import (
-    assert_one_line_error,
-    cron_env,
-    file_digest,
-    fingerprint,
-    read_only_dir,
-    stxbf,
-)
+from tests.checks import file_digest, fingerprint
+from tests.helpers import assert_one_line_error, cron_env, read_only_dir, stxbf
 
-USAGE, ERROR, DATABASE = 2, 1, 65
+pytestmark = pytest.mark.slow  # each case runs `python -m stxbf` as cron would
+
+USAGE, ERROR, INCOMPLETE, DATABASE = 2, 1, 3, 65
 CHAIN = SimConfig(days=3, tx_per_day=600, seed=41)
 
 
@@ -193,21 +189,9 @@ def backfilled(urls: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -
     home = tmp_path_factory.mktemp("reference")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("STXBF_", "HIRO_"))}
     env["STXBF_HOME"] = str(home)
-    done = subprocess.run(
-        [*stxbf_argv(), "run", "--api-url", urls["sim"], "--target-days", "2"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = stxbf("run", "--api-url", urls["sim"], "--target-days", "2", env=env)
     assert done.returncode == 0, done.stderr
     return home / "stxbf.duckdb"
-
-
-def stxbf_argv() -> list[str]:
-    import sys
-
-    return [sys.executable, "-m", "stxbf"]
 
 
 # -- breaking things ---------------------------------------------------------------------------
@@ -292,8 +276,12 @@ def test_a_first_run_with_a_bad_api_url_creates_no_database_content(
     result = stxbf("run", "--api-url", urls["sim"] + "/nope", env=cron_env())
     assert_one_line_error(result, ERROR)
     db = isolated_env / "stxbf.duckdb"
-    if db.exists():
-        assert stxbf("status", "--json", env=cron_env()).returncode in (3, 7)
-        with duckdb.connect(str(db), read_only=True) as con:
-            assert con.execute("SELECT count(*) FROM transactions").fetchone() == (0,)
-            assert con.execute("SELECT count(*) FROM windows").fetchone() == (0,)
+    # The runner opens the database (an empty schema) and starts publishing its progress before
+    # the preflight's request fails; that last snapshot (phase failed) is what status reads: a run
+    # that stopped short of its target, so incomplete (3), not "no backfill yet" (7).
+    assert db.exists() and (isolated_env / "stxbf.duckdb.progress.json").exists()
+    status = stxbf("status", "--json", env=cron_env())
+    assert (json.loads(status.stdout)["state"], status.returncode) == ("incomplete", INCOMPLETE)
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM transactions").fetchone() == (0,)
+        assert con.execute("SELECT count(*) FROM windows").fetchone() == (0,)

@@ -19,9 +19,12 @@ ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "benchmarks" / "run.py"
 Smoke = tuple[dict[str, Any], str]  # the results JSON, the printed table
 
-pytestmark = pytest.mark.skipif(
-    not Path("/proc/self/status").exists(), reason="peak RSS is read from /proc (Linux)"
-)
+pytestmark = [
+    pytest.mark.slow,  # the benchmark harness end to end: tens of seconds
+    pytest.mark.skipif(
+        not Path("/proc/self/status").exists(), reason="peak RSS is read from /proc (Linux)"
+    ),
+]
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,8 +15,8 @@ import pytest
 from stxbf.codes import ExitCode, HealthCode
 from stxbf.errors import DatabaseCorrupt
 from stxbf.store import Store
-from tests.test_cli_status import run_cli
-from tests.test_ops_status import END, day, make_db
+from tests.fakes import END, day, make_db
+from tests.helpers import run_cli, stxbf
 
 ROWS = 150_000  # ~4 MB: the 800 KB overwrite at 400 KB lands inside the data
 
@@ -106,13 +104,13 @@ def test_opening_for_a_run_raises_database_corrupt_with_the_hint(damaged) -> Non
     assert caught.value.hint is not None and hint in caught.value.hint
 
 
+@pytest.mark.slow  # `python -m stxbf run`
 def test_run_exits_with_the_database_code(damaged, isolated_env: Path) -> None:  # type: ignore[no-untyped-def]
     _, hint = damaged
     env = {**os.environ, "STXBF_HOME": str(isolated_env)}
-    result = subprocess.run(
-        [sys.executable, "-m", "stxbf", "run", "--target-days", "1", "--api-url", "http://127.0.0.1:1"],
-        capture_output=True, text=True, env=env, timeout=60, check=False,
-    )  # fmt: skip
+    result = stxbf(
+        "run", "--target-days", "1", "--api-url", "http://127.0.0.1:1", env=env, timeout=60
+    )
     assert result.returncode == ExitCode.DATABASE, result.stderr
     assert hint in result.stderr
     assert "internal error" not in result.stderr

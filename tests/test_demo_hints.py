@@ -11,6 +11,7 @@ import pytest
 from stxbf.cli.main import main
 
 
+@pytest.mark.slow  # a whole demo run in process: over a second
 def test_the_demos_closing_commands_work_when_pasted(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

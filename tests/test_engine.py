@@ -3,82 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import bisect
 import heapq
 import itertools
-import random
-from dataclasses import dataclass, field
 
 import pytest
 
 from stxbf.codes import WindowState
 from stxbf.fetch.engine import CompletedWindow, Engine, _Pass, _Window
-from stxbf.models import BURN_TIME_INDEX, TX_COLUMN_NAMES, Page, Row
-
-
-def make_row(tx_id: str, burn_time: int, height: int, index: int) -> Row:
-    row: list[object] = [None] * len(TX_COLUMN_NAMES)
-    row[0] = tx_id
-    row[BURN_TIME_INDEX] = burn_time
-    row[TX_COLUMN_NAMES.index("block_height")] = height
-    row[TX_COLUMN_NAMES.index("tx_index")] = index
-    return tuple(row)
-
-
-@dataclass
-class FakeChain:
-    """Tenures of ~`per_tenure` txs sharing one burn time, 600 s apart (post-Nakamoto)."""
-
-    seed: int = 1
-    tenures: int = 200
-    per_tenure: int = 60
-    start: int = 1_700_000_000
-    rows: list[Row] = field(default_factory=list)
-    requests: int = 0
-    faults: dict[str, float] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        rng = random.Random(self.seed)
-        height = 1
-        for tenure in range(self.tenures):
-            burn = self.start + tenure * 600
-            for index in range(rng.randint(1, self.per_tenure * 2)):
-                if index % 7 == 0:
-                    height += 1
-                self.rows.append(make_row(f"0x{len(self.rows):064x}", burn, height, index))
-            height += 1
-        self._rng = rng
-
-    @property
-    def end(self) -> int:
-        return self.start + self.tenures * 600
-
-    def grow(self, count: int) -> None:
-        """Append txs to the newest tenure (same burn time), as the chain head does."""
-        last = self.rows[-1]
-        burn = last[BURN_TIME_INDEX]
-        height = last[TX_COLUMN_NAMES.index("block_height")] + 1
-        for index in range(count):
-            self.rows.append(make_row(f"0x{len(self.rows):064x}", burn, height, index))
-
-    def ids(self, start: int, end: int) -> set[str]:
-        return {row[0] for row in self.rows if start <= row[BURN_TIME_INDEX] <= end}
-
-    async def page(
-        self, *, start_time: int | None, end_time: int | None, offset: int = 0, limit: int = 50
-    ) -> Page:
-        self.requests += 1
-        await asyncio.sleep(0)
-        times = [row[BURN_TIME_INDEX] for row in self.rows]
-        low = bisect.bisect_left(times, start_time or 0)
-        high = bisect.bisect_right(times, end_time if end_time is not None else 2**62)
-        matching = self.rows[low:high]
-        results = matching[offset : offset + limit]
-        if self._rng.random() < self.faults.get("short", 0.0) and results:
-            results = results[: len(results) // 2]
-        if self._rng.random() < self.faults.get("drift", 0.0):
-            self.grow(3)
-        return Page(total=len(matching), offset=offset, limit=limit, rows=list(results))
+from stxbf.models import Page
+from tests.fakes import FakeChain, make_row
 
 
 async def run_engine(chain: FakeChain, **kwargs: object) -> tuple[list[CompletedWindow], object]:

@@ -49,6 +49,7 @@ def assert_fast_give_up_with_hint(error: ApiUnreachable, reason: str) -> None:
         assert word in error.hint
 
 
+@pytest.mark.slow  # real connect timeouts: seconds
 def test_a_port_that_never_answers_gives_up_after_three_attempts(
     isolated_env: Path, silent_port: int
 ) -> None:
@@ -58,6 +59,7 @@ def test_a_port_that_never_answers_gives_up_after_three_attempts(
     assert "ended: exit 1" in last and "hint: Nothing at" in last  # the log has the hint too
 
 
+@pytest.mark.slow  # real handshake timeouts: seconds
 def test_https_to_a_plain_http_port_gives_up_after_three_attempts(isolated_env: Path) -> None:
     with run_in_thread(SimConfig(days=2, tx_per_day=10)) as sim:
         error = run_against(sim.url.replace("http://", "https://"), isolated_env)

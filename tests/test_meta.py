@@ -1,5 +1,6 @@
 """Tests that keep the project honest: help and docs for every command, one-way imports, a quick
-`stxbf --help`, and the README's test command being the one CI runs.
+`stxbf --help`, the README's test command being the one CI runs, and tests that share code through
+helpers, never by importing each other.
 """
 
 from __future__ import annotations
@@ -255,6 +256,47 @@ def test_nox_tests_session_runs_plain_pytest() -> None:
     noxfile = (ROOT / "noxfile.py").read_text(encoding="utf-8")
     assert 'session.run("pytest", *session.posargs)' in noxfile
     assert readme_test_command().endswith("pytest")
+
+
+def test_nox_quick_session_is_the_documented_quick_loop() -> None:
+    """`nox -s quick` runs `pytest -m "not slow"`, and the README tells developers so."""
+    noxfile = (ROOT / "noxfile.py").read_text(encoding="utf-8")
+    assert 'session.run("pytest", "-m", "not slow", *session.posargs)' in noxfile
+    readme = README.read_text(encoding="utf-8")
+    assert "nox -s quick" in readme and 'pytest -m "not slow"' in readme
+
+
+# --- the tests' own layout: shared code lives in helpers, never in another test module -----------
+
+TESTS = ROOT / "tests"
+
+
+def imported_modules(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+    return found
+
+
+def default_suite_modules() -> list[Path]:
+    return sorted(path for path in TESTS.glob("*.py") if path.name != "__init__.py")
+
+
+@pytest.mark.parametrize("path", default_suite_modules(), ids=lambda path: path.name)
+def test_no_test_module_imports_another_or_the_torture_package(path: Path) -> None:
+    """Shared code lives in tests/helpers.py, tests/checks.py and tests/fakes.py: importing a test
+    module runs its collection-time code and couples tests; the default suite never loads
+    tests/torture (`crash_run` runs its crashpoint.py as a script)."""
+    bad = [
+        name
+        for name in imported_modules(path)
+        if name.startswith(("tests.test_", "tests.torture")) or name == "tests.torture"
+    ]
+    assert not bad, f"{path.name} imports {bad}"
 
 
 # --- changelog ------------------------------------------------------------------------------------

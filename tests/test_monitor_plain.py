@@ -4,34 +4,13 @@ docs/cli.md promises (issue 11, section 7); the live panel stays for terminals."
 from __future__ import annotations
 
 import io
-import time
 
 from rich.console import Console
 
 from stxbf.ops.monitor import run_monitor
-from stxbf.ops.status import RunnerState, StatusReport
+from tests.fakes import running_report
 
 BOX = set("╭╮╰╯│─━┃")
-
-
-def running_report(days: int) -> StatusReport:
-    return StatusReport(
-        state="running",
-        label="Running",
-        exit_code=5,
-        source="progress",
-        checked_at=time.time(),
-        db_path="/data/stxbf.duckdb",
-        target_days=30,
-        days_verified=days,
-        percent=100.0 * days / 30,
-        coverage="V" * days + "." * (30 - days),
-        transactions=1234 * days,
-        runner=RunnerState(alive=True, pid=42, phase="fetching", heartbeat_age=1.0),
-        rate_rpm=480.0,
-        limit_rpm=500.0,
-        eta_seconds=600.0,
-    )
 
 
 def test_without_a_terminal_each_refresh_is_one_plain_line() -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from stxbf.ops.logs import LOG_FORMAT, RedactSecrets, configure_logging, follow, line_level, tail
+from tests.helpers import retry_until
 
 LINES = [
     "2026-01-01T00:00:00+0000 INFO    stxbf.runner: started",
@@ -78,9 +79,7 @@ def test_follow_continues_across_rotation(tmp_path: Path) -> None:
         for i in range(20):  # ~60 bytes each: rotates several times
             logger.info("message %02d", i)
             time.sleep(0.02)
-        deadline = time.monotonic() + 5
-        while len(seen) < 20 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        retry_until(lambda: len(seen) >= 20, what="the follower to read all 20 lines")
     finally:
         done.set()
         thread.join(timeout=5)

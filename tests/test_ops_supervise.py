@@ -44,6 +44,7 @@ from stxbf.ops.supervise import (
 )
 from stxbf.paths import DataPaths
 from stxbf.state import Counters, ProgressSnapshot
+from tests.helpers import retry_until, stxbf
 
 # -- which endings are retried -----------------------------------------------------------------
 
@@ -258,6 +259,7 @@ def test_a_stop_during_a_run_is_not_followed_by_a_restart(tmp_path: Path) -> Non
 # -- the real `stxbf run` side ------------------------------------------------------------------
 
 
+@pytest.mark.slow  # `python -m stxbf run`
 def test_stxbf_run_leaves_its_outcome_and_publishes_the_restart_count(tmp_path: Path) -> None:
     outcome_file = tmp_path / "outcome.json"
     env = {
@@ -266,10 +268,9 @@ def test_stxbf_run_leaves_its_outcome_and_publishes_the_restart_count(tmp_path: 
         OUTCOME_ENV: str(outcome_file),
         RESTARTS_ENV: "4",
     }
-    done = subprocess.run(
-        [sys.executable, "-m", "stxbf", "run", "--api-url", "http://127.0.0.1:1",
-         "--target-days", "1", "--give-up-after", "1"],
-        env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60,
+    done = stxbf(
+        "run", "--api-url", "http://127.0.0.1:1", "--target-days", "1", "--give-up-after", "1",
+        env=env, timeout=60,
     )  # fmt: skip
     assert done.returncode == 1, done.stderr
     outcome = json.loads(outcome_file.read_text())
@@ -297,10 +298,9 @@ sys.exit(1)
 """
 
 
+@pytest.mark.slow  # the supervisor as a process
 def test_sigint_during_the_backoff_ends_the_supervisor_process(tmp_path: Path) -> None:
     """What `stxbf tmux stop` does when no run is alive: Ctrl+C to the pane, and no restart."""
-    import time
-
     home = tmp_path / "data"
     home.mkdir()
     proc = subprocess.Popen(
@@ -310,12 +310,10 @@ def test_sigint_during_the_backoff_ends_the_supervisor_process(tmp_path: Path) -
     )  # fmt: skip
     try:
         log = home / "logs" / "stxbf.log"
-        for _ in range(200):
-            if log.exists() and "restart 1 in" in log.read_text():
-                break
-            time.sleep(0.05)
+        retry_until(lambda: log.exists() and "restart 1 in" in log.read_text())
         proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=5)  # the backoff is 8 s or more: a restart would hang
+        # a bound for a hang only: a restart after the 8 s backoff would show in `starts` below
+        _, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -9,8 +9,6 @@ from __future__ import annotations
 import hashlib
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,21 +18,12 @@ from stxbf.errors import ConfigError, OpsError, TmuxMissing
 from stxbf.ops import tmux as ops_tmux
 from stxbf.ops.launch import write_key_file
 from stxbf.ops.status import read_runner_info, runner_info_path
+from tests.helpers import retry_until
 
 pytestmark = pytest.mark.tmux
 
 FAKE_RUNNER = Path(__file__).with_name("fake_runner.py")
 KEY = "sk-test-7f3c1d9e-secret"
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {predicate}")
 
 
 def start(
@@ -77,8 +66,8 @@ def test_start_lays_out_runner_and_monitor(server: Any, tmp_path: Path) -> None:
     assert abs(monitor.height / total - 0.40) < 0.03
     assert abs(runner.height / total - 0.60) < 0.03
     assert info.tags["db"] == str(db) and info.tags["inhibitor"] == "none"
-    wait_for(lambda: read_runner_info(runner_info_path(db)))
-    text = wait_for(
+    retry_until(lambda: read_runner_info(runner_info_path(db)))
+    text = retry_until(
         lambda: (t := ops_tmux.capture(server, monitor.pane_id)) and "Status: Running" in t and t
     )
     assert "stxbf monitor" in text and "/10 days" in text
@@ -95,7 +84,7 @@ def test_start_when_exists_and_attach_when_missing(server: Any, tmp_path: Path) 
 
 def test_runner_pane_stays_readable_with_its_exit_code(server: Any, tmp_path: Path) -> None:
     db, _ = start(server, tmp_path, seconds=0.5)
-    info = wait_for(
+    info = retry_until(
         lambda: (
             (i := ops_tmux.describe_session(server, "stx-backfill"))
             and i.pane("runner")
@@ -114,7 +103,7 @@ def test_runner_pane_stays_readable_with_its_exit_code(server: Any, tmp_path: Pa
 
 def test_stop_lets_the_runner_checkpoint(server: Any, tmp_path: Path) -> None:
     db, _ = start(server, tmp_path)
-    info = wait_for(lambda: read_runner_info(runner_info_path(db)))
+    info = retry_until(lambda: read_runner_info(runner_info_path(db)))
     result = ops_tmux.stop_session(server, "stx-backfill", runner_pid=info.pid, timeout=10)
     assert result.signalled == "SIGINT"
     assert result.runner_pid == info.pid
@@ -128,7 +117,7 @@ def test_stop_lets_the_runner_checkpoint(server: Any, tmp_path: Path) -> None:
 
 def test_stop_leaves_a_runner_outside_the_session_alone(server: Any, tmp_path: Path) -> None:
     db, _ = start(server, tmp_path)
-    wait_for(lambda: read_runner_info(runner_info_path(db)))  # its signal handlers are set
+    retry_until(lambda: read_runner_info(runner_info_path(db)))  # its signal handlers are set
     outsider = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
         result = ops_tmux.stop_session(server, "stx-backfill", runner_pid=outsider.pid, timeout=10)
@@ -158,7 +147,7 @@ def test_hostile_names_and_paths_stay_data(
     workdir.mkdir()
     monkeypatch.chdir(workdir)
     db, _ = start(server, workdir, name=name, db_dir=directory)
-    wait_for(lambda: read_runner_info(runner_info_path(db)))
+    retry_until(lambda: read_runner_info(runner_info_path(db)))
     info = ops_tmux.describe_session(server, name)
     assert info is not None and info.name == name
     path = server.cmd("display-message", "-p", "-t", info.panes[0].pane_id, "#{pane_current_path}")
@@ -185,7 +174,7 @@ def test_api_key_reaches_the_runner_only_through_its_environment(
     key_file = write_key_file(tmp_path / "home" / "run", KEY)
     assert key_file.stat().st_mode & 0o777 == 0o600
     db, _ = start(server, tmp_path, key_file=key_file)
-    wait_for(lambda: read_runner_info(runner_info_path(db)))
+    retry_until(lambda: read_runner_info(runner_info_path(db)))
     assert not key_file.exists(), "the launcher deletes the key file as it reads it"
     keyhash = db.with_name(db.name + ".keyhash").read_text()
     assert keyhash == hashlib.sha256(KEY.encode()).hexdigest()

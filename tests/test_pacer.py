@@ -324,29 +324,23 @@ def test_cost_counts_against_the_monthly_quota() -> None:
 def test_workers_waiting_at_an_assumed_rate_go_as_soon_as_a_faster_one_is_learned() -> None:
     async def go() -> list[float]:
         loop = asyncio.get_running_loop()
-        speed = 10.0  # a clock ten times faster than the loop's: 8 slots of 2 s take 1.6 s
-
-        def clock() -> float:
-            return loop.time() * speed
-
-        async def sleep(seconds: float) -> None:
-            await asyncio.sleep(seconds / speed)
-
-        pacer = Pacer(rpm=30, clock=clock, sleep=sleep)  # 2 s apart until the API says more
+        pacer = Pacer(rpm=30, clock=loop.time)  # 2 s apart until the API says more
         times: list[float] = []
 
         async def worker() -> None:
             await pacer.acquire()
-            times.append(clock())
+            times.append(loop.time())
 
         workers = [asyncio.ensure_future(worker()) for _ in range(8)]
         await asyncio.sleep(0.01)  # every worker has booked its slot at the assumed rate
-        pacer.observe(200, Styles.SECOND_ONLY)  # 40/s
+        pacer.observe(200, Styles.SECOND_ONLY)  # 40/s: the 8 go within about 0.2 s
         await asyncio.gather(*workers)
         return times
 
     times = asyncio.run(go())
-    assert max(times) - min(times) < 2.0  # not 7 more slots of 2 s (14 s)
+    # Real time, on purpose without a tight bound: the slots booked at the assumed rate would
+    # spread the 8 over 14 s; half of that fails only a pacer that kept them, not a slow machine.
+    assert max(times) - min(times) < 7.0
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -26,6 +25,7 @@ from stxbf.codes import ExitCode
 from stxbf.errors import ConfigError
 from stxbf.simulator import SimConfig, run_in_thread
 from stxbf.state import read
+from tests.helpers import retry_until, wait_for_snapshot
 
 END_LINE = re.compile(r"stxbf run \(pid (\d+)\) ended: exit (\d+) \(\w+\): (.+)$")
 
@@ -90,6 +90,7 @@ def test_an_exception_out_of_the_runner_is_the_logs_last_line(
         assert any("unexpected error" in line for line in records[:-1])
 
 
+@pytest.mark.slow  # `python -m stxbf run` or real connect timeouts: seconds
 def test_nothing_listening_gives_up_and_says_so_last(
     isolated_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -169,6 +170,7 @@ HANG_UPS = {
 }
 
 
+@pytest.mark.slow  # `python -m stxbf run` or real connect timeouts: seconds
 @pytest.mark.parametrize("case", HANG_UPS.values(), ids=HANG_UPS.keys())
 def test_a_signal_stops_the_run_and_the_log_says_so_last(
     isolated_env: Path, case: tuple[int, bool]
@@ -185,18 +187,27 @@ def test_a_signal_stops_the_run_and_the_log_says_so_last(
         else:
             out = subprocess.PIPE
         proc = subprocess.Popen(
-            [sys.executable, "-m", "stxbf", "run"], env=env, stdout=out, stderr=out, text=True
+            [sys.executable, "-m", "stxbf", "run"],
+            env=env,
+            stdout=out,
+            stderr=out,
+            text=True,
+            # a hang-up's default action, even when the tests themselves run under nohup
+            preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL),
         )
         progress = isolated_env / "stxbf.duckdb.progress.json"
+
+        def a_window_verified_or_ended() -> bool:
+            if master is not None:  # keep the terminal's buffer from filling up
+                with contextlib.suppress(OSError):
+                    os.read(master, 65536)
+            snap = read(progress)
+            return (snap is not None and snap.counters.windows_verified >= 1) or (
+                proc.poll() is not None
+            )
+
         try:
-            for _ in range(300):
-                snap = read(progress)
-                if (snap is not None and snap.counters.windows_verified >= 1) or proc.poll():
-                    break
-                time.sleep(0.1)
-                if master is not None:  # keep the terminal's buffer from filling up
-                    with contextlib.suppress(OSError):
-                        os.read(master, 65536)
+            retry_until(a_window_verified_or_ended, interval=0.1)
         finally:
             if master is not None and replica is not None:
                 os.close(master)  # the terminal is gone: writing to it now fails (EIO)
@@ -217,6 +228,7 @@ def assert_ends_with_pid(home: Path, pid: int, code: int) -> list[str]:
     return records
 
 
+@pytest.mark.slow  # `python -m stxbf run` or real connect timeouts: seconds
 def test_under_nohup_a_hang_up_does_not_stop_the_run(isolated_env: Path) -> None:
     config = SimConfig(days=40, tx_per_day=600, seed=11, latency_ms=30, rpm=3000)
     with run_in_thread(config) as sim:
@@ -229,11 +241,7 @@ def test_under_nohup_a_hang_up_does_not_stop_the_run(isolated_env: Path) -> None
             preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN),  # what nohup does
         )
         progress = isolated_env / "stxbf.duckdb.progress.json"
-        for _ in range(300):
-            snap = read(progress)
-            if (snap is not None and snap.counters.windows_verified >= 1) or proc.poll():
-                break
-            time.sleep(0.1)
+        wait_for_snapshot(progress, lambda snap: snap.counters.windows_verified >= 1, proc=proc)
         proc.send_signal(signal.SIGHUP)
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=30)

@@ -25,18 +25,18 @@ import pytest
 
 from stxbf.errors import ExitCode
 from stxbf.simulator import SimConfig, SimServer, run_in_thread
-from tests.torture.harness import (
-    Recorder,
+from tests.checks import Recorder, assert_range_exact, tree_modes
+from tests.helpers import (
     assert_one_line_error,
-    assert_range_exact,
     cron_env,
     processes_mentioning,
+    retry_until,
     spawn,
     stxbf,
-    tree_modes,
     wait_for_snapshot,
-    wait_until,
 )
+
+pytestmark = pytest.mark.slow  # runs against the simulator, most as `python -m stxbf`
 
 KEY = "sk-stxbf-test-3f9a1c7e5b2d4a68"  # distinctive: any occurrence is a leak
 CHAIN = SimConfig(days=4, tx_per_day=1200, seed=51, require_key=True, api_keys=(KEY,))
@@ -288,7 +288,7 @@ def _watch_the_key_while_it_runs(server: Any, started: Any, home: Path) -> None:
         if runner_finished():
             break
         threading.Event().wait(0.1)
-    runner = wait_until(runner_finished, timeout=90)
+    runner = retry_until(runner_finished, timeout=90)
     assert runner.dead_status == 0  # the key reached the runner: the simulator demands it
     assert seen_running
 

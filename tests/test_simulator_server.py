@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from stxbf.simulator import SimConfig, SimServer, run_in_thread
+from tests.helpers import retry_until, stxbf
 
 END = 1_750_000_000
 
@@ -140,15 +141,15 @@ def test_outage_refuses_connections_then_recovers(faulty: SimServer) -> None:
             client.get("/extended/v1/tx")
         with httpx.Client(base_url=faulty.url) as fresh, pytest.raises(httpx.ConnectError):
             fresh.get("/extended/v1/tx")
-    deadline = time.monotonic() + 10
-    while True:
+
+    def answers() -> bool:
         try:
             with httpx.Client(base_url=faulty.url) as client:
-                assert client.get("/extended/v1/tx").status_code == 200
-            break
+                return client.get("/extended/v1/tx").status_code == 200
         except httpx.TransportError:
-            assert time.monotonic() < deadline, "the simulator did not listen again"
-            time.sleep(0.1)
+            return False
+
+    retry_until(answers, interval=0.1, what="the simulator to listen again")
 
 
 def test_throughput_sanity(sim: SimServer) -> None:
@@ -172,6 +173,7 @@ def test_refuses_non_loopback_hosts() -> None:
 # ---- the CLI -------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # `python -m stxbf sim serve` as a process
 def test_cli_serve_prints_the_url_and_stops_on_sigterm() -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "stxbf", "sim", "serve", "--days", "1", "--rpm", "100"],
@@ -196,6 +198,7 @@ def test_cli_serve_prints_the_url_and_stops_on_sigterm() -> None:
             proc.wait()
 
 
+@pytest.mark.slow  # `python -m stxbf sim serve` as a process
 def test_cli_serves_a_header_style_and_switches_v1_at_run_time() -> None:
     """`--rate-headers second --v1 deprecated`, then POST /_sim/v1 turns the route off live."""
     argv = [sys.executable, "-m", "stxbf", "sim", "serve", "--days", "1", "--per-second", "40"]
@@ -244,14 +247,10 @@ BAD_SERVES = [
 ]
 
 
+@pytest.mark.slow  # `python -m stxbf sim serve` as a process
 @pytest.mark.parametrize("case", BAD_SERVES, ids=[c.test_id for c in BAD_SERVES])
 def test_cli_refuses_impossible_limits_in_one_line(case: BadServe) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "stxbf", "sim", "serve", *case.args],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    result = stxbf("sim", "serve", *case.args, timeout=30)
     assert result.returncode == 2
     assert case.message in result.stderr and "Traceback" not in result.stderr
 
@@ -275,24 +274,16 @@ def test_fastify_400_and_v1_switch_over_http(sim: SimServer) -> None:
         assert client.get("/extended/v1/tx").status_code == 200
 
 
+@pytest.mark.slow  # `python -m stxbf sim serve` as a process
 def test_cli_refuses_a_public_host() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "stxbf", "sim", "serve", "--host", "0.0.0.0"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    result = stxbf("sim", "serve", "--host", "0.0.0.0", timeout=30)
     assert result.returncode == 2
     assert "loopback" in result.stderr
 
 
+@pytest.mark.slow  # `python -m stxbf sim serve` as a process
 def test_cli_reports_a_busy_port(sim: SimServer) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "stxbf", "sim", "serve", "--port", str(sim.port)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    result = stxbf("sim", "serve", "--port", str(sim.port), timeout=30)
     assert result.returncode == 2
     assert "cannot listen" in result.stderr
 

@@ -12,8 +12,7 @@ from stxbf.models import BURN_TIME_INDEX, TX_COLUMN_NAMES
 from stxbf.runner import Runner
 from stxbf.store import Store, WindowRecord
 from stxbf.store.schema import SCHEMA_VERSION, TX_COLUMNS_V2
-from tests.test_engine import make_row
-from tests.test_runner_unit import params, recent_chain, transport_for
+from tests.fakes import make_row, params, recent_chain, transport_for
 
 HEIGHT = TX_COLUMN_NAMES.index("block_height")
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -13,7 +12,7 @@ from stxbf.errors import DatabaseCorrupt
 from stxbf.models import TX_COLUMN_NAMES, tx_row
 from stxbf.store import Store, WindowRecord
 from stxbf.store.schema import MIGRATIONS, SCHEMA_VERSION, TX_COLUMNS_V2, TX_COLUMNS_V3_ADDED
-from tests.test_engine import make_row
+from tests.fakes import build_file, damage, make_row
 
 V2_WINDOWS = (
     "CREATE TABLE windows (start_time BIGINT PRIMARY KEY, end_time BIGINT NOT NULL, "
@@ -158,39 +157,7 @@ def test_the_new_payload_fields_are_read_for_their_own_type_only() -> None:
     assert call[column("tenure_change_cause")] is None
 
 
-def build_file(path: Path, windows: int = 100, per_window: int = 5000) -> None:
-    """A file of `windows` verified windows, large enough that 1 MB of noise hits its rows."""
-    with Store.open(path) as store:
-        store._con.execute(
-            f"""
-            INSERT INTO transactions (tx_id, tx_type, sender_address, block_height,
-                burn_block_time, tx_index, function_name)
-            SELECT '0x' || md5(i::VARCHAR) || md5((i + 1)::VARCHAR), 'contract_call',
-                'SP' || md5((i % 977)::VARCHAR), i // 20, 1000000 + i, i % 20,
-                md5((i * 7)::VARCHAR)
-            FROM range({windows * per_window}) AS t(i)
-            """
-        )
-        store._con.executemany(
-            "INSERT INTO windows (start_time, end_time, api_total, rows_stored, state, pages, "
-            "fetched_at) VALUES (?, ?, ?, ?, 'verified', 40, 0)",
-            [
-                [1000000 + w * per_window, 1000000 + (w + 1) * per_window - 1, per_window] * 1
-                + [per_window]
-                for w in range(windows)
-            ],
-        )
-        store.checkpoint()
-
-
-def damage(path: Path) -> None:
-    """1 MB of random bytes into the middle of the file, as in issue 11 §4 (dd conv=notrunc)."""
-    size = path.stat().st_size
-    with path.open("r+b") as handle:
-        handle.seek(size // 2)
-        handle.write(os.urandom(1 << 20))
-
-
+@pytest.mark.slow  # writes and scans a 500k-row file
 def test_a_full_scan_finds_damage_that_everyday_queries_miss(tmp_path: Path) -> None:
     path = tmp_path / "damaged.duckdb"
     build_file(path)

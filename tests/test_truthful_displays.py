@@ -14,7 +14,7 @@ from rich.console import Console
 from stxbf.cli.run import LiveView, progress_line
 from stxbf.ops.monitor import render_dashboard, render_status
 from stxbf.state import Counters, ProgressSnapshot
-from tests.test_monitor_plain import running_report
+from tests.fakes import running_report
 
 NOW = time.time()
 

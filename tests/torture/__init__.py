@@ -1,5 +1,5 @@
-"""Torture tests (`nox -s torture`, marker `torture`) and helpers the fast suite shares.
+"""Torture tests (`nox -s torture`, marker `torture`); the default suite never imports this package.
 
-harness.py     simulator request recorder, subprocess helpers, exactness and "no change" checks
-crashpoint.py  runs `stxbf` with a kill -9 planted at a named point (mid-page, mid-commit, ...)
+crashpoint.py  runs `stxbf` with a kill -9 planted at a named point (mid-page, mid-commit, ...);
+               tests/helpers.py's `crash_run` runs it as a script for the default suite too
 """

@@ -36,22 +36,19 @@ from stxbf.errors import ExitCode
 from stxbf.simulator import SimConfig, SimServer, run_in_thread
 from stxbf.state import read
 from stxbf.store import Store
-from tests.torture.crashpoint import SITES
-from tests.torture.harness import (
-    Recorder,
+from tests.checks import Recorder, assert_range_exact, assert_verified_exact, verified_spans
+from tests.helpers import (
     assert_one_line_error,
-    assert_range_exact,
-    assert_verified_exact,
     crash_run,
     cron_env,
     limit_file_size,
     read_only_dir,
+    retry_until,
     spawn,
     stxbf,
-    verified_spans,
     wait_for_snapshot,
-    wait_until,
 )
+from tests.torture.crashpoint import SITES
 
 pytestmark = [pytest.mark.torture, pytest.mark.timeout(1800)]
 
@@ -424,7 +421,7 @@ def test_cron_firing_every_second_while_a_tmux_run_is_active(
         started = stxbf("tmux", "start", "--detach", "--inhibit", "none", *flags, env=env)
         assert started.returncode == 0, started.stderr
         runner_json = isolated_env / "stxbf.duckdb.runner.json"
-        wait_until(runner_json.exists, timeout=30)
+        retry_until(runner_json.exists, timeout=30)
         pid = json.loads(runner_json.read_text())["pid"]
         fired = 0
 
@@ -436,13 +433,13 @@ def test_cron_firing_every_second_while_a_tmux_run_is_active(
         while not runner_dead() and fired < 60:
             cron = stxbf(*run_args(sim, days=7), env=env)
             if cron.returncode == ExitCode.OK:  # the tmux run ended just before: it had to be so
-                wait_until(runner_dead, timeout=15)
+                retry_until(runner_dead, timeout=15)
                 break
             line = assert_one_line_error(cron, ExitCode.LOCKED)
             assert f"pid {pid}" in line
             fired += 1
             time.sleep(1.0)
-        wait_until(runner_dead, timeout=600, interval=1.0)
+        retry_until(runner_dead, timeout=600, interval=1.0)
         info = ops_tmux.describe_session(server, "stx-backfill")
         assert info is not None and info.pane("runner").dead_status == 0  # type: ignore[union-attr]
         assert_range_exact(db_of(isolated_env), sim)

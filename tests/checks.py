@@ -1,0 +1,162 @@
+"""What a run sent and what it left behind: the evidence tests check after running stxbf.
+
+- `Recorder`: every request the simulator answers (path, parameters, headers), to check what left
+  stxbf: no key outside the header, no committed window fetched again, no request too early.
+- `assert_verified_exact` / `assert_range_exact`: the database holds exactly the chain's tx_ids.
+- `fingerprint` / `file_digest` / `tree_modes`: a database, a file or a directory tree, to prove a
+  command changed nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import itertools
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from stxbf.simulator import SimServer
+from stxbf.store import Store
+
+PAGE_LIMIT = 50
+
+
+# -- the simulator's side ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Request:
+    at: float
+    method: str
+    target: str
+    path: str
+    params: dict[str, str]
+    headers: dict[str, str]
+
+    @property
+    def window(self) -> tuple[int, int] | None:
+        """(start_time, end_time) of a window page (not the preflight's one-row requests)."""
+        if self.params.get("limit") != str(PAGE_LIMIT):
+            return None
+        if "start_time" not in self.params or "end_time" not in self.params:
+            return None
+        return int(self.params["start_time"]), int(self.params["end_time"])
+
+
+class Recorder:
+    """Wraps `sim.api.handle`: every request the simulator sees, in arrival order."""
+
+    def __init__(self, sim: SimServer) -> None:
+        self.requests: list[Request] = []
+        self._lock = threading.Lock()
+        api = sim.api
+        original = api.handle
+
+        def handle(
+            method: str,
+            target: str,
+            headers: Any,
+            client: str = "127.0.0.1",
+            now: float | None = None,
+        ) -> Any:
+            split = urlsplit(target)
+            if not split.path.startswith("/_sim/"):
+                request = Request(
+                    time.time(),
+                    method,
+                    target,
+                    split.path,
+                    dict(parse_qsl(split.query, keep_blank_values=True)),
+                    {str(k).lower(): str(v) for k, v in dict(headers).items()},
+                )
+                with self._lock:
+                    self.requests.append(request)
+            return original(method, target, headers, client=client, now=now)
+
+        api.handle = handle  # type: ignore[method-assign]
+
+    def mark(self) -> int:
+        with self._lock:
+            return len(self.requests)
+
+    def since(self, mark: int) -> list[Request]:
+        with self._lock:
+            return list(self.requests[mark:])
+
+
+# -- the database's side -------------------------------------------------------------------------
+
+
+def assert_verified_exact(db: Path, sim: SimServer) -> int:
+    """Every verified window holds exactly the simulator's tx_ids; returns how many there are."""
+    with Store.open(db, read_only=True) as store:
+        verified = store.windows(state="verified")
+        for window in verified:
+            stored = store.tx_ids(window.start_time, window.end_time)
+            truth = set(sim.chain.tx_ids(window.start_time, window.end_time))
+            assert stored == truth, (
+                f"window {window.start_time}..{window.end_time}: "
+                f"{len(truth - stored)} missing, {len(stored - truth)} extra"
+            )
+            assert window.rows_stored == window.api_total == len(truth)
+        total, distinct = store._con.execute(
+            "SELECT count(*), count(DISTINCT tx_id) FROM transactions"
+        ).fetchone()
+        assert total == distinct, "duplicate tx_ids"
+        spans = sorted((w.start_time, w.end_time) for w in store.windows())
+    for (_, end), (start, _) in itertools.pairwise(spans):
+        assert start > end, "overlapping windows"
+    return len(verified)
+
+
+def assert_range_exact(db: Path, sim: SimServer) -> set[str]:
+    """The whole target range (as the last run planned it) equals the simulator's ground truth."""
+    with Store.open(db, read_only=True) as store:
+        start = int(store.get_meta("range_start") or 0)
+        end = int(store.get_meta("range_end") or 0)
+        stored = store.tx_ids(start, end)
+    truth = set(sim.chain.tx_ids(start, end))
+    missing, extra = truth - stored, stored - truth
+    assert not missing and not extra, f"{len(missing)} missing, {len(extra)} extra"
+    return stored
+
+
+def verified_spans(db: Path) -> list[tuple[int, int]]:
+    with Store.open(db, read_only=True) as store:
+        return [(w.start_time, w.end_time) for w in store.windows(state="verified")]
+
+
+def fingerprint(db: Path) -> str | None:
+    """A digest of what a backfill stored: tx_ids, windows and meta (None: no database)."""
+    if not db.exists():
+        return None
+    with Store.open(db, read_only=True) as store:
+        con = store._con
+        parts = [
+            con.execute(
+                "SELECT string_agg(tx_id, ',' ORDER BY tx_id) FROM transactions"
+            ).fetchone(),
+            con.execute("SELECT * FROM windows ORDER BY start_time").fetchall(),
+            con.execute("SELECT * FROM meta ORDER BY key").fetchall(),
+        ]
+    return hashlib.sha256(repr(parts).encode()).hexdigest()
+
+
+def file_digest(path: Path) -> str | None:
+    """The bytes of a file (None when it does not exist)."""
+    with contextlib.suppress(FileNotFoundError):
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    return None
+
+
+def tree_modes(root: Path) -> dict[str, int]:
+    """Permission bits of `root` and everything below it."""
+    modes = {str(root): root.stat().st_mode & 0o777}
+    for path in root.rglob("*"):
+        with contextlib.suppress(FileNotFoundError):
+            modes[str(path)] = path.lstat().st_mode & 0o777
+    return modes
