@@ -378,3 +378,22 @@ def test_slots_left_behind_by_a_stall_leave_one_spacing_apart_not_in_a_burst() -
     times = sorted(asyncio.run(go()))
     gaps = [b - a for a, b in itertools.pairwise(times)]
     assert min(gaps) >= 0.05 - 0.002  # never a burst, even right after the stall
+
+
+def test_while_the_quota_probe_is_out_the_others_wait_for_its_answer() -> None:
+    async def go() -> tuple[int, QuotaExhausted]:
+        loop = asyncio.get_running_loop()
+        pacer = Pacer(rpm=None, clock=loop.time)
+        pacer.observe(200, {"x-ratelimit-remaining-stacks-month": "0"})  # the last unit
+        await pacer.acquire()  # the probe goes out
+        waiter = asyncio.ensure_future(pacer.acquire())
+        await asyncio.sleep(0.1)
+        assert not waiter.done()  # it does not raise "the API did not say when" meanwhile
+        pacer.observe(429, {"x-ratelimit-remaining-stacks-month": "0"})  # the probe's answer
+        pacer.exhaust("monthly quota", quota="month", resets_at=loop.time() + 3600)
+        with pytest.raises(QuotaExhausted) as caught:
+            await waiter
+        return 1, caught.value
+
+    _, error = asyncio.run(go())
+    assert error.resets_at is not None and "resets at" in error.message

@@ -42,6 +42,7 @@ DECREASE = 0.85  # multiplicative decrease after a 429 (the gate does the real w
 RECOVERY_REQUESTS = 150  # successes needed to climb back from a decrease to the ceiling
 MIN_RPS = 0.05
 REPLAN_SECONDS = 0.25  # a waiter looks again this often for a faster rate learned meanwhile
+PROBE_WAIT = 60.0  # seconds the others wait for the quota probe's answer
 SPACING_TOLERANCE = 0.0005  # seconds a send may come early on the last one (loop jitter)
 INFERRED_CEILING_TTL = 60.0  # an API that states no limit gets unthrottled again after this
 
@@ -110,7 +111,10 @@ class Pacer:
         self.month_remaining: float | None = None
         self.quota: QuotaExhausted | None = None  # set once a quota is used up: nothing more
         self.quota_detail: str | None = None
-        self._quota_probe = False  # one more request may learn the reset from its 429
+        # One more request may learn a used-up quota's reset from its 429: "ready" to go,
+        # "sent" (the others wait for its answer, PROBE_WAIT at most), or "none".
+        self._quota_probe = "none"
+        self._probe_sent_at = 0.0
 
     @property
     def limit_rpm(self) -> float | None:
@@ -140,9 +144,15 @@ class Pacer:
         """
         while True:
             if self.quota is not None:
-                if not self._quota_probe:
+                if self._quota_probe == "ready":
+                    self._quota_probe, self._probe_sent_at = "sent", self._clock()
+                elif (
+                    self._quota_probe == "sent" and self._clock() - self._probe_sent_at < PROBE_WAIT
+                ):
+                    await self._sleep(0.05)
+                    continue
+                else:
                     raise self.quota
-                self._quota_probe = False  # this one request asks when the quota resets
             now = self._clock()
             if now < self.gate_until:
                 await self._sleep(self.gate_until - now)
@@ -275,8 +285,11 @@ class Pacer:
         if rate.month_remaining >= rate.cost:
             if self.quota is not None and self.quota.quota == "month":
                 self.quota = None  # it has reset (a probe found room again)
+            self._quota_probe = "none"
             return
-        if self.quota is None:
+        if self.quota is not None:
+            self._quota_probe = "none"  # the probe (or another request) was answered
+        else:
             limit = f" of {rate.month_limit:g}" if rate.month_limit is not None else ""
             self.exhaust(
                 "the API's monthly request quota is used up "
@@ -285,7 +298,7 @@ class Pacer:
             )
             # A 200 that used the last unit says nothing of the reset; the 429 to one more
             # request does (its retry-after), and costs no quota.
-            self._quota_probe = True
+            self._quota_probe = "ready"
 
     def exhaust(self, what: str, *, quota: str, resets_at: float | None = None) -> None:
         """From now on every `acquire` raises: `what` ran out (until `resets_at`, if known)."""
