@@ -45,21 +45,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay
-
-from stxbf.errors import ApiUnreachable
-from stxbf.fetch.client import ApiClient, RateLimited, Transient
+from stxbf.fetch.client import ApiClient
 from stxbf.fetch.engine import MAX_SPAN, MIN_SPAN, CompletedWindow, PassResult
 from stxbf.fetch.pacer import Pacer
 from stxbf.fetch.pages import FetchStats, PageSource
-from stxbf.models import TX_COLUMN_NAMES, MalformedPage, Row
+from stxbf.models import TX_COLUMN_NAMES, Row
 from stxbf.models_v3 import (
     I32_MAX,
     MAX_TX_INDEX,
@@ -102,92 +98,6 @@ class V3Stats:
     @property
     def overhead_requests(self) -> int:
         return self.burn_pages + self.block_lookups
-
-
-class _Requests(PageSource):
-    """Any v2/v3 GET through the same pacing and retry policy as the v1 pages."""
-
-    in_flight = 0
-
-    async def fetch(
-        self,
-        path: str,
-        params: Mapping[str, Any],
-        parse: Callable[[bytes], T],
-        check: Callable[[T], str | None] | None = None,
-    ) -> T:
-        """Retry until a good answer arrives or `give_up_after` passes; `check` names a defect
-        worth asking again for (a short page)."""
-        started = time.monotonic()
-        retrying = AsyncRetrying(
-            retry=retry_if_exception_type((Transient, RateLimited)),
-            stop=stop_after_delay(self.give_up_after),
-            wait=self._wait,
-            before_sleep=self._before_sleep,
-            reraise=True,
-        )
-        try:
-            async for attempt in retrying:
-                with attempt:
-                    return await self._fetch_once(path, params, parse, check)
-        except (Transient, RateLimited) as exc:
-            reason = exc.reason if isinstance(exc, Transient) else "still rate-limited (429)"
-            attempts = retrying.statistics.get("attempt_number", 1)
-            raise ApiUnreachable(
-                f"cannot reach the API at {self.client.base_url}: {reason} "
-                f"(gave up after {attempts} attempts in {time.monotonic() - started:.0f} s)"
-            ) from None
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    async def _fetch_once(
-        self,
-        path: str,
-        params: Mapping[str, Any],
-        parse: Callable[[bytes], T],
-        check: Callable[[T], str | None] | None,
-    ) -> T:
-        await self.pacer.acquire()
-        self.stats.requests += 1
-        self.in_flight += 1
-        try:
-            response = await self.client.get(path, params)
-        except RateLimited as exc:
-            self.stats.responses_429 += 1
-            self.pacer.observe(429, exc.headers)
-            self.pacer.on_429(exc.retry_after)
-            self._note_failure(str(exc))
-            if self.pacer.quota is not None or (
-                exc.retry_after is not None and exc.retry_after > self.give_up_after
-            ):
-                raise self._quota_exhausted(exc.retry_after) from None
-            raise
-        except Transient as exc:
-            self.stats.errors += 1
-            self._note_failure(exc.reason)
-            raise
-        finally:
-            self.in_flight -= 1
-        self.pacer.observe(response.status, response.headers)
-        try:
-            parsed = parse(response.body)
-        except MalformedPage as exc:
-            self.stats.errors += 1
-            kind = response.headers.get("content-type", "").split(";")[0]
-            self._note_failure(str(exc))
-            raise Transient(f"bad body ({kind or 'no content-type'}): {exc}") from None
-        defect = check(parsed) if check is not None else None
-        if defect is not None:
-            self.stats.errors += 1
-            self._note_failure(defect)
-            raise Transient(defect)
-        self.stats.pages += 1
-        window_pages = _WINDOW_PAGES.get()
-        if window_pages is not None:
-            window_pages[0] += 1
-        self.stats.last_page_at = time.time()
-        self.stats.consecutive_failures = 0
-        self.stats.backoff_until = None
-        return parsed
 
 
 @dataclass
@@ -234,8 +144,13 @@ class V3Source:
         burn_time_slack: int = BURN_TIME_SLACK,
         min_span_pages: int = 8,
         max_attempts: int = 4,
+        requests: PageSource | None = None,
     ) -> None:
-        self.requests = _Requests(client, pacer, give_up_after=give_up_after, stats=stats)
+        # One request path for both sources (pacing, retries, 429s, quotas): the runner passes
+        # the v1 source's PageSource when it switches, so nothing about the API is learned twice.
+        self.requests = requests or PageSource(
+            client, pacer, give_up_after=give_up_after, stats=stats
+        )
         self.stats = self.requests.stats
         self.v3 = V3Stats()
         self.concurrency = max(1, concurrency)
@@ -251,6 +166,20 @@ class V3Source:
         self.preparing = 0  # windows reading burn blocks / an anchor (no walk yet)
         self.active_walks = 0
         self.progress = asyncio.Event()  # set when a preparation or a walk ends
+
+    async def _fetch(
+        self,
+        path: str,
+        params: Mapping[str, Any],
+        parse: Callable[[bytes], T],
+        check: Callable[[T], str | None] | None = None,
+    ) -> T:
+        """`PageSource.fetch`, counted into the window whose walk asked (see `_WINDOW_PAGES`)."""
+        value = await self.requests.fetch(path, params, parse, check)
+        window_pages = _WINDOW_PAGES.get()
+        if window_pages is not None:
+            window_pages[0] += 1
+        return value
 
     # ---- one window -------------------------------------------------------------------------
 
@@ -354,7 +283,7 @@ class V3Source:
 
     async def _burn_page(self, offset: int) -> list[BurnBlock]:
         self.v3.burn_pages += 1
-        page = await self.requests.fetch(
+        page = await self._fetch(
             BURN_BLOCKS_PATH,
             {"limit": BURN_PAGE_LIMIT, "offset": offset},
             parse_burn_block_page,
@@ -459,7 +388,7 @@ class V3Source:
             below += len(blocks[i].stacks_blocks)
         block_hash = blocks[index].stacks_blocks[0]
         self.v3.block_lookups += 1
-        block = await self.requests.fetch(f"{BLOCKS_PATH}/{block_hash}", {}, parse_block)
+        block = await self._fetch(f"{BLOCKS_PATH}/{block_hash}", {}, parse_block)
         if block.burn_block_height != blocks[index].height:
             raise _Inconsistent(f"block {block_hash} is not in burn block {blocks[index].height}")
         self._anchors[block_hash] = block.height
@@ -563,7 +492,7 @@ class V3Source:
             return None
 
         self.v3.tx_pages += 1
-        page = await self.requests.fetch(
+        page = await self._fetch(
             V3_TX_PATH, {"limit": limit, "cursor": cursor}, parse_summary_page, short
         )
         self.stats.transactions += len(page.rows)
