@@ -63,6 +63,12 @@ def run(
         help="Windows ending this close to the chain head stay open and are fetched again by "
         "every run (default 24; 0 = only the 2 h head window).",
     ),
+    source: str | None = typer.Option(
+        None,
+        "--source",
+        help="Where transactions come from: auto (v1 while it answers, then v3), v1 "
+        "(/extended/v1/tx) or v3 (/extended/v3/transactions) (default auto).",
+    ),
     verify: bool = typer.Option(
         False,
         "--verify",
@@ -93,6 +99,7 @@ def run(
         request_timeout=request_timeout,
         log_level=log_level,
         settle_hours=settle_hours,
+        source=source,
     )
     report = execute_and_record(settings, verify=verify)
     render_report(report)
@@ -141,6 +148,7 @@ def params_from(settings: Settings, *, verify: bool = False) -> RunParams:
         give_up_after=settings.give_up_after,
         restarts=supervisor_restarts(),
         settle_hours=settings.settle_hours,
+        source=settings.source,
         verify=verify,
     )
 
