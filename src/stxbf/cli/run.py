@@ -35,6 +35,12 @@ Rpm = typer.Option(
 ApiUrl = typer.Option(None, "--api-url", help="Stacks API base URL (default https://api.hiro.so).")
 Home = typer.Option(None, "--home", help="Data directory: database, log, lock (env STXBF_HOME).")
 Db = typer.Option(None, "--db", help="DuckDB file (default $STXBF_HOME/stxbf.duckdb).")
+Source = typer.Option(
+    None,
+    "--source",
+    help="Where transactions come from: auto (/extended/v1/tx while it answers, then "
+    "/extended/v3/transactions), v1 or v3 (env STXBF_SOURCE; default auto).",
+)
 
 
 def run(
@@ -63,12 +69,7 @@ def run(
         help="Windows ending this close to the chain head stay open and are fetched again by "
         "every run (default 24; 0 = only the 2 h head window).",
     ),
-    source: str | None = typer.Option(
-        None,
-        "--source",
-        help="Where transactions come from: auto (v1 while it answers, then v3), v1 "
-        "(/extended/v1/tx) or v3 (/extended/v3/transactions) (default auto).",
-    ),
+    source: str | None = Source,
     verify: bool = typer.Option(
         False,
         "--verify",

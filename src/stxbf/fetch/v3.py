@@ -253,6 +253,14 @@ class V3Source:
             raise _Inconsistent(f"{len(rows)} rows for {expected} expected")
         return rows, expected, proven
 
+    async def window_total(self, start: int, end: int) -> int:
+        """How many transactions the burn blocks say [start, end] holds (`stxbf verify` on v3):
+        the sum of `total_tx_count` over the burn blocks whose time is inside. Asked newest
+        first, the windows share the burn-block pages read."""
+        async with self._region_lock:
+            region = await self._cover(start, end)
+            return sum(b.total_tx_count for b in region.blocks if start <= b.time <= end)
+
     async def oldest_transaction_time(self) -> int | None:
         """burn_block_time of the chain's oldest transaction (None: the API lists none), read at
         the bottom of the burn-block list: the run's preflight when `/extended/v1/tx` is gone.
@@ -538,13 +546,20 @@ class V3Engine:
         return self.source.requests.in_flight
 
     async def run_pass(
-        self, gaps: list[tuple[int, int]], *, head_start: int | None, page_budget: int
+        self,
+        gaps: list[tuple[int, int]],
+        *,
+        head_start: int | None,
+        page_budget: int,
+        settle_start: int | None = None,
     ) -> PassResult:
-        """Fetch every window of `gaps` (inclusive ranges), newest first, as `Engine.run_pass`."""
+        """Fetch every window of `gaps` (inclusive ranges), newest first, as `Engine.run_pass`;
+        a window ending at or after `settle_start` is `open` too (fetched again next run)."""
         result = PassResult()
         source = self.source
         pending = sorted(gaps)  # a stack: windows are cut from the newest end
         tasks: set[asyncio.Future[CompletedWindow]] = set()
+        settling: set[asyncio.Future[CompletedWindow]] = set()  # open, but older than the head
         stop_waiter: asyncio.Future[Any] = asyncio.ensure_future(self._stopping.wait())
 
         def open_next() -> bool:
@@ -558,7 +573,11 @@ class V3Engine:
             elif not is_head and end - start + 1 > self.span:
                 pending.append((start, end - self.span))
                 start = end - self.span + 1
-            tasks.add(asyncio.ensure_future(self.source.window(start, end, is_head=is_head)))
+            settles = not is_head and settle_start is not None and end >= settle_start
+            task = asyncio.ensure_future(self.source.window(start, end, is_head=is_head or settles))
+            tasks.add(task)
+            if settles:
+                settling.add(task)
             return True
 
         try:
@@ -594,6 +613,7 @@ class V3Engine:
                         continue
                     result.windows_done += 1
                     result.windows_verified += window.state == "verified"
+                    result.windows_settling += finished in settling
                     self._learn_density(window)
                     await self.on_window(window)
         finally:
