@@ -281,7 +281,12 @@ class ApiClient:
     def _classify(self, response: httpx.Response, body: bytes) -> Response:
         status = response.status_code
         headers = response.headers
-        if not self._warned_deprecation and headers.get("warning", "").startswith("299"):
+        # a 410 is the switch-off itself: the error (or the runner's switch to v3) says so
+        if (
+            status != 410
+            and not self._warned_deprecation
+            and headers.get("warning", "").startswith("299")
+        ):
             self._warned_deprecation = True
             log.warning(
                 "the API says %s is deprecated (%s); stxbf will need /extended/v3/transactions "
