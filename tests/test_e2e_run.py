@@ -206,7 +206,7 @@ def test_signals_checkpoint_and_exit_within_seconds(isolated_env: Path, signum: 
 
 def test_v1_switched_off_is_a_clear_error(isolated_env: Path) -> None:
     with run_in_thread(SMALL.with_(v1_gone=True)) as sim:
-        proc = stxbf("run", env={"STXBF_API_URL": sim.url})
+        proc = stxbf("run", "--source", "v1", env={"STXBF_API_URL": sim.url})
         _out, err = proc.communicate(timeout=30)
     assert proc.returncode == ExitCode.ERROR
     assert "410" in err and "switched off" in err
