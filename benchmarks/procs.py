@@ -81,8 +81,10 @@ def simulator(
     latency_ms: float = 0.0,
     seed: int = 1,
     url: str | None = None,
+    extra: tuple[str, ...] = (),
 ) -> Iterator[Sim]:
-    """Start `stxbf sim serve` on loopback (or wrap an external API given by `url`)."""
+    """Start `stxbf sim serve` on loopback (or wrap an external API given by `url`); `extra`
+    are more `sim serve` flags (e.g. `--v1 gone`)."""
     if url is not None:
         yield Sim(url.rstrip("/"), None, f"external API {url}", 0.0)
         return
@@ -104,6 +106,7 @@ def simulator(
         str(rpm),
         "--latency-ms",
         str(latency_ms),
+        *extra,
     ]
     started = time.monotonic()
     proc = subprocess.Popen(
