@@ -9,12 +9,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import httpx
 import pytest
 
-from stxbf.errors import ApiGone, ExitCode
+from stxbf.errors import ApiGone, ApiUnreachable, ExitCode, QuotaExhausted
+from stxbf.fetch.client import ApiClient
+from stxbf.fetch.pacer import Pacer
+from stxbf.fetch.pages import PageSource
 from stxbf.runner import Runner, RunReport
 from stxbf.simulator import SimApi, SimConfig
 from stxbf.simulator.transport import SimTransport
@@ -222,3 +226,73 @@ def test_verify_on_v3_recounts_by_burn_blocks_and_refetches_a_damaged_window(
     assert report.windows_changed == 1 and report.rows_added == 1
     assert transport.v1_requests <= 4  # the 410s of the first requests in flight, then v3
     assert_exact(api, tmp_path)
+
+
+# -- one request path: the v1 page and the v3/v2 GETs obey the same rules ----------------------
+
+BURN_PAGE = {"limit": 1, "offset": 0, "total": 0, "results": []}
+V1_PAGE = {"limit": 1, "offset": 0, "total": 0, "results": []}
+
+
+def request_kinds() -> dict[str, Callable[[PageSource, int | None], Awaitable[object]]]:
+    from stxbf.fetch.v3 import BURN_BLOCKS_PATH
+    from stxbf.models_v3 import parse_burn_block_page
+
+    def v1_page(source: PageSource, attempts: int | None) -> Awaitable[object]:
+        return source.page(start_time=1, end_time=5, limit=1, connect_attempts=attempts)
+
+    def v3_get(source: PageSource, attempts: int | None) -> Awaitable[object]:
+        return source.fetch(
+            BURN_BLOCKS_PATH, {"limit": 1}, parse_burn_block_page, connect_attempts=attempts
+        )
+
+    return {"v1-page": v1_page, "v2-burn-blocks": v3_get}
+
+
+def over(handle: Callable[[httpx.Request], httpx.Response], give_up_after: float) -> PageSource:
+    client = ApiClient("https://api.example", transport=httpx.MockTransport(handle))
+    source = PageSource(client, Pacer(rpm=1_000_000), give_up_after=give_up_after)
+    source._wait = lambda state: 0.0  # type: ignore[method-assign]
+    return source
+
+
+@pytest.mark.parametrize("kind", ["v1-page", "v2-burn-blocks"])
+def test_a_quota_429_stops_at_once_on_either_route(kind: str) -> None:
+    calls: list[str] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        calls.append(request.url.path)
+        return httpx.Response(429, headers={"retry-after": "3600"})
+
+    source = over(handle, give_up_after=60)
+    with pytest.raises(QuotaExhausted) as caught:
+        asyncio.run(request_kinds()[kind](source, None))  # type: ignore[arg-type]
+    assert len(calls) == 1 and caught.value.quota == "retry-after"
+    assert source.stats.responses_429 == 1
+
+
+@pytest.mark.parametrize("kind", ["v1-page", "v2-burn-blocks"])
+def test_first_contact_without_an_answer_fails_fast_on_either_route(kind: str) -> None:
+    calls: list[str] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        calls.append(request.url.path)
+        raise httpx.ReadTimeout("no answer")
+
+    with pytest.raises(ApiUnreachable) as caught:
+        asyncio.run(request_kinds()[kind](over(handle, give_up_after=30), 3))  # type: ignore[arg-type]
+    assert len(calls) == 3
+    assert caught.value.hint is not None and "proxy" in caught.value.hint
+
+
+@pytest.mark.parametrize("kind", ["v1-page", "v2-burn-blocks"])
+def test_a_5xx_is_retried_and_counted_alike_on_either_route(kind: str) -> None:
+    answers = [httpx.Response(503), httpx.Response(200, json=BURN_PAGE)]
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        return answers.pop(0)
+
+    source = over(handle, give_up_after=30)
+    asyncio.run(request_kinds()[kind](source, None))  # type: ignore[arg-type]
+    assert (source.stats.requests, source.stats.retries, source.stats.errors) == (2, 1, 1)
+    assert source.stats.pages == 1 and source.in_flight == 0
