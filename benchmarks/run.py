@@ -17,9 +17,10 @@ Sections (each a separate process pair: simulator + `python -m stxbf run`):
             and while a run holds it
   projection  365 days (~2M tx) against the hosted API at 50 and 500 req/min, from the measured
             utilisation and requests per transaction
-  sources   the same chain backfilled by each source at 600 req/min: `--source v1`, and `auto`
-            against a simulator whose v1 route answers 410 (so the run switches to v3):
-            requests per transaction, the limit's share used, exactness, 365 days at 500/min
+  sources   (only with --sections sources) one chain backfilled by each source at 600/min:
+            `--source v1`, and `auto` against a simulator whose v1 route answers 410 (the run
+            switches to v3): requests per transaction, the limit's share used, exactness,
+            365 days at 500/min
 
 Prints a Markdown table and writes every figure as JSON (benchmarks/results/, or --json) so runs
 on different commits can be compared (--compare OLD.json). Speed is reported, never asserted.
@@ -60,6 +61,8 @@ from procs import (
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 SECTIONS = ("rate", "seed", "bulk", "commands", "sources")
+# `sources` (~13 min full, two rate-limited 30-day backfills) runs when asked: --sections sources
+DEFAULT_SECTIONS = ("rate", "seed", "bulk", "commands")
 DAY = 86_400
 
 TARGETS = {
@@ -779,8 +782,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     size.add_argument("--smoke", action="store_true", help="tiny workloads (the test suite's)")
     parser.add_argument(
         "--sections",
-        default=",".join(SECTIONS),
-        help=f"comma list of {','.join(SECTIONS)} (default: all; commands needs bulk)",
+        default=",".join(DEFAULT_SECTIONS),
+        help=f"comma list of {','.join(SECTIONS)} (default: {','.join(DEFAULT_SECTIONS)}; "
+        "commands needs bulk)",
     )
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument("--compare", type=Path, help="an earlier results JSON to show beside")
