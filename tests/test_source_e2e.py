@@ -59,3 +59,6 @@ def test_status_json_names_the_sources(isolated_env: Path) -> None:
     data = json.loads(out)
     assert set(data["sources"]) == {"v3"} and data["sources"]["v3"] > 0
     assert data["run_source"] == "v3"
+    shown = stxbf("status", env=env)
+    out, _err = shown.communicate(timeout=60)
+    assert "Windows by source: v3" in out and "(the run's source: v3)" in out
