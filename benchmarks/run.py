@@ -20,6 +20,10 @@ Sections (each a separate process pair: simulator + `python -m stxbf run`):
             and while a run holds it
   projection  365 days (~2M tx) against the hosted API at 50 and 500 req/min, from the measured
             utilisation and requests per transaction
+  sources   (only with --sections sources) one chain backfilled by each source at 600/min:
+            `--source v1`, and `auto` against a simulator whose v1 route answers 410 (the run
+            switches to v3): requests per transaction, the limit's share used, exactness,
+            365 days at 500/min
 
 Prints a Markdown table and writes every figure as JSON (benchmarks/results/, or --json) so runs
 on different commits can be compared (--compare OLD.json). Speed is reported, never asserted.
@@ -60,7 +64,9 @@ from procs import (
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
-SECTIONS = ("rate", "styles", "seed", "bulk", "commands")
+SECTIONS = ("rate", "styles", "seed", "bulk", "commands", "sources")
+# `sources` (~13 min full, two rate-limited 30-day backfills) runs when asked: --sections sources
+DEFAULT_SECTIONS = ("rate", "styles", "seed", "bulk", "commands")
 DAY = 86_400
 
 TARGETS = {
@@ -96,6 +102,8 @@ class Profile:
     command_repeat: int = 5
     concurrency: int | None = None  # None: stxbf's default
     hold_seconds: float = 120.0
+    sources_days: float = 30.0  # the v1/v3 comparison (issue 10: 30 days, 6,000 tx a day)
+    sources_tx_per_day: int = 6_000
 
 
 PROFILES = {
@@ -110,6 +118,7 @@ PROFILES = {
         raw_seconds=5,
         memory_marks=(50_000, 100_000, 200_000),
         command_repeat=3,
+        sources_days=3,
     ),
     # what tests/test_bench_smoke.py runs: structure, not speed
     "smoke": Profile(
@@ -123,6 +132,8 @@ PROFILES = {
         memory_marks=(5_000, 10_000),
         command_repeat=1,
         hold_seconds=30,
+        sources_days=0.5,
+        sources_tx_per_day=4_000,
     ),
 }
 
@@ -726,6 +737,62 @@ def section_commands(
     return {"transactions_in_db": transactions, "idle": idle, "while_running": held}
 
 
+def section_sources(p: Profile, work: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """v1 and v3 on the same simulated chain, rate-limited: what the second source costs.
+
+    v3 proves each window by the burn blocks' counts (`/extended/v2/burn-blocks` pages and one
+    `/extended/v2/blocks/:hash` anchor now and then): that overhead is part of its requests.
+    """
+    out: dict[str, Any] = {}
+    for name, source, v1 in (("v1", "v1", "on"), ("v3", "auto", "gone")):
+        with simulator(
+            days=p.sources_days + 1,
+            tx_per_day=p.sources_tx_per_day,
+            rpm=p.rate_rpm,
+            latency_ms=p.rate_latency_ms,
+            seed=21,
+            extra_args=("--v1", v1),
+        ) as sim:
+            log(f"sources/{name}: {sim.banner}")
+            result = run_stxbf(
+                home=work / f"sources-{name}",
+                api_url=sim.url,
+                args=run_args(p.sources_days, p.concurrency, "--source", source),
+                sim=sim,
+                interval=0.1,
+            )
+            require_success(result, f"sources/{name}")
+            stats = sim.stats() or {}
+        figures = db_figures(work / f"sources-{name}")
+        sent = int(stats.get("requests", 0))
+        ok = int(stats.get("by_status", {}).get("200", 0))
+        stored = int(figures["distinct_tx_ids"])
+        span = fetch_span(result)
+        achieved = ok / span * 60.0 if span else 0.0
+        per_tx = sent / stored if stored else None
+        out[name] = {
+            "source_flag": source,
+            "v1_route": v1,
+            "transactions": stored,
+            "duplicates": int(figures["rows"]) - stored,
+            "requests_sent": sent,
+            "requests_ok": ok,
+            "responses_410": int(stats.get("by_status", {}).get("410", 0)),
+            "responses_429": int(stats.get("status_429", 0)),
+            "early_requests": stats.get("early_requests"),
+            "requests_per_tx": round(per_tx, 5) if per_tx else None,
+            "fetch_span_s": round(span, 2) if span else None,
+            "achieved_rpm": round(achieved, 1),
+            "allowed_rpm": p.rate_rpm,
+            "utilisation": round(achieved / p.rate_rpm, 4),
+            "year_hours_at_500": round(per_tx * YEAR_TX / 500 / 60, 2) if per_tx else None,
+        }
+    v1_per_tx, v3_per_tx = out["v1"]["requests_per_tx"], out["v3"]["requests_per_tx"]
+    if v1_per_tx and v3_per_tx:
+        out["v3_overhead"] = round(v3_per_tx / v1_per_tx - 1, 4)
+    return out
+
+
 def projection(rate: dict[str, Any], seed: dict[str, Any] | None) -> dict[str, Any]:
     """365 days at the hosted API's limits, from the measured utilisation."""
     util = rate["utilisation"]
@@ -869,6 +936,43 @@ def rows(report: Report) -> list[tuple[str, str, str, str]]:
                     "-",
                 )
             )
+    out += source_rows(s.get("sources"))
+    return out
+
+
+def source_rows(sources: dict[str, Any] | None) -> list[tuple[str, str, str, str]]:
+    """The `sources` section's lines: each source's cost, and v3's overhead over v1."""
+    if not sources:
+        return []
+    out: list[tuple[str, str, str, str]] = []
+    for name in ("v1", "v3"):
+        f = sources.get(name)
+        if not f:
+            continue
+        exact = "exact" if f["duplicates"] == 0 else f"{f['duplicates']} duplicates"
+        out.append(
+            (
+                f"8. source {name} ({f['allowed_rpm']}/min"
+                + (", v1 answers 410" if f["v1_route"] == "gone" else "")
+                + ")",
+                f"{f['requests_per_tx']:.4f} req/tx ({f['requests_sent']:,} for "
+                f"{_count(f['transactions'])} tx, {exact}); {f['utilisation']:.3f} of the limit "
+                f"({f['achieved_rpm']:.0f}/min); 365 days at 500/min: "
+                f"{_hours(f['year_hours_at_500'])}",
+                f">= {TARGETS['utilisation']} of the limit",
+                verdict(f["utilisation"], TARGETS["utilisation"], higher_is_better=True),
+            )
+        )
+    if "v3_overhead" in sources:
+        overhead = sources["v3_overhead"]
+        out.append(
+            (
+                "8. v3 requests over v1 (proof by burn blocks)",
+                f"{overhead:+.1%}",
+                "< +10%",
+                verdict(overhead, 0.10, higher_is_better=False),
+            )
+        )
     return out
 
 
@@ -989,8 +1093,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     size.add_argument("--smoke", action="store_true", help="tiny workloads (the test suite's)")
     parser.add_argument(
         "--sections",
-        default=",".join(SECTIONS),
-        help=f"comma list of {','.join(SECTIONS)} (default: all; commands needs bulk)",
+        default=",".join(DEFAULT_SECTIONS),
+        help=f"comma list of {','.join(SECTIONS)} (default: {','.join(DEFAULT_SECTIONS)}; "
+        "commands needs bulk)",
     )
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument("--compare", type=Path, help="an earlier results JSON to show beside")
@@ -1068,6 +1173,8 @@ def main(argv: list[str] | None = None) -> int:
                 bulk["transactions"],
                 args.bulk_days or profile.bulk_days,
             )
+        if "sources" in wanted:
+            attempt("sources", section_sources, profile, work, args)
         if rate:
             report.sections["projection"] = projection(rate, seed)
     report.total_seconds = round(time.monotonic() - started, 1)

@@ -232,8 +232,9 @@ def test_a_fatal_answer_during_verify_ends_it_with_the_error(tmp_path: Path) -> 
     api = make_api(seed=20, ends_hours_ago=30)
     run(api, tmp_path / "db")
     gone = SimApi(api.config.with_(v1_gone=True), chain=api.chain)
+    p = params(tmp_path / "db", target_days=TARGET_DAYS, source="v1")  # auto goes on with v3
     with pytest.raises(ApiRejected) as caught:
-        verify(gone, tmp_path / "db")
+        asyncio.run(Runner(p, transport=SimTransport(gone, sleep=False)).verify())
     assert caught.value.status == 410
     with Store.open(tmp_path / "db" / "data" / "stxbf.duckdb", read_only=True) as store:
         assert store.windows()  # the database is as it was, and not locked

@@ -99,7 +99,10 @@ CASES = [
         "API key contains characters",
         (("STXBF_API_KEY", "k\x01ey"),),
     ),
-    BadInput("v1-route-gone-410", ("run", "--api-url", "{gone}"), ERROR, "410 Gone"),
+    BadInput(
+        "v1-route-gone-410", ("run", "--source", "v1", "--api-url", "{gone}"), ERROR, "410 Gone"
+    ),
+    BadInput("source-unknown", ("run", "--source", "v2"), USAGE, "source"),
     # the data directory and the database
     BadInput("home-is-a-file", ("run",), USAGE, "is a file, not a directory", setup="home-file"),
     BadInput("home-under-a-file", ("run",), USAGE, "cannot create", setup="home-under-file"),

@@ -184,7 +184,7 @@ def test_signals_checkpoint_and_exit(isolated_env: Path, signum: int) -> None:
 
 def test_v1_switched_off_is_a_clear_error(isolated_env: Path) -> None:
     with run_in_thread(SMALL.with_(v1_gone=True)) as sim:
-        done = stxbf("run", env=cron_env(STXBF_API_URL=sim.url))
+        done = stxbf("run", "--source", "v1", env=cron_env(STXBF_API_URL=sim.url))
     assert done.returncode == ExitCode.ERROR
     assert "410" in done.stderr and "switched off" in done.stderr
     assert "Traceback" not in done.stderr

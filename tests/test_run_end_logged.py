@@ -103,7 +103,9 @@ def test_a_fatal_api_answer_is_the_logs_last_line(
     isolated_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with run_in_thread(SimConfig(days=3, tx_per_day=50, v1_gone=True)) as sim:
-        code = run_cli(monkeypatch, "--target-days", "1", "--api-url", sim.url)
+        code = run_cli(
+            monkeypatch, "--target-days", "1", "--api-url", sim.url, "--source", "v1"
+        )  # `auto` would go on with /extended/v3/transactions
     assert code == 1
     assert_ends_with(isolated_env, 1, "410 Gone")
 

@@ -82,7 +82,7 @@ def test_a_version_1_database_is_migrated_with_its_rows(tmp_path: Path) -> None:
     )
     con.close()
     with Store.open(path) as store:
-        assert store.get_meta("schema_version") == str(SCHEMA_VERSION) == "3"
+        assert store.get_meta("schema_version") == str(SCHEMA_VERSION) == "4"
         assert store.tx_ids() == {row[0] for row in rows}
         indexes = store._con.execute(
             "SELECT count(*) FROM duckdb_constraints() WHERE table_name = 'transactions'"

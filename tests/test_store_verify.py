@@ -54,7 +54,7 @@ def test_a_version_2_file_gains_the_new_columns_and_keeps_its_rows(tmp_path: Pat
     path = tmp_path / "v2.duckdb"
     rows = write_v2_file(path)
     with Store.open(path) as store:
-        assert store.get_meta("schema_version") == str(SCHEMA_VERSION) == "3"
+        assert store.get_meta("schema_version") == str(SCHEMA_VERSION) == "4"
         assert store.tx_ids() == {row[0] for row in rows}
         names = [
             row[0]
@@ -69,7 +69,7 @@ def test_a_version_2_file_gains_the_new_columns_and_keeps_its_rows(tmp_path: Pat
         commit(store, 1_700_000_000, 1_700_000_002, rows)  # writing all 23 columns works
         assert len(store.tx_ids()) == 3
     with Store.open(path) as store:  # opening again migrates nothing more
-        assert store.get_meta("schema_version") == "3"
+        assert store.get_meta("schema_version") == "4"
 
 
 def test_a_version_2_file_reads_without_migrating(tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ from stxbf.paths import DataPaths
 from stxbf.settings import load_settings
 
 # Values a string option must have to pass its own validation; other types are generated.
-STRING_SAMPLES = {"api_url": "http://127.0.0.1:3999", "log_level": "DEBUG"}
+STRING_SAMPLES = {"api_url": "http://127.0.0.1:3999", "log_level": "DEBUG", "source": "v3"}
 
 
 def sample(option: Any, tmp_path: Path) -> Any:

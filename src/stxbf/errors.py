@@ -72,7 +72,11 @@ class ApiGone(ApiRejected):
 
 
 class ApiNotStacks(FetchError):
-    pass
+    def __init__(
+        self, message: str, *, hint: str | None = None, missing_route: str | None = None
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.missing_route = missing_route  # a 404 on this path (an older or newer API)
 
 
 class QuotaExhausted(FetchError):

@@ -178,6 +178,15 @@ def parse_burn_block_page(body: bytes) -> list[BurnBlock]:
     return [parse_burn_block(item) for item in data["results"]]
 
 
+def parse_burn_block_total(body: bytes) -> int:
+    """`total` of a burn-block page: how many burn blocks the list holds (0 on an empty page,
+    as pg-store-v2.ts getBurnBlocks counts the rows of the page's query)."""
+    data = _loads(body)
+    if not isinstance(data, dict) or not isinstance(data.get("total"), int):
+        raise MalformedPage("body lacks the {total, results} envelope")
+    return int(data["total"])
+
+
 def parse_block(body: bytes) -> Block:
     data = _loads(body)
     try:

@@ -26,7 +26,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +35,8 @@ from typing import Any, Protocol, TypeVar
 import httpx
 
 from stxbf.errors import (
+    ApiGone,
+    ApiNotStacks,
     ApiRejected,
     DatabaseBusy,
     DatabaseCorrupt,
@@ -44,11 +46,13 @@ from stxbf.errors import (
     StoreError,
     StxbfError,
 )
-from stxbf.fetch.client import PAGE_LIMIT, ApiClient
+from stxbf.fetch.client import PAGE_LIMIT, TX_LIST_PATH, ApiClient
 from stxbf.fetch.engine import MAX_SPAN, CompletedWindow, Engine, PassResult
 from stxbf.fetch.pacer import HIRO_RPM_WITH_KEY, HIRO_RPM_WITHOUT_KEY, Pacer
 from stxbf.fetch.pages import FetchStats, PageSource
+from stxbf.fetch.v3 import BURN_BLOCKS_PATH, V3_TX_PATH, V3Engine, V3Source
 from stxbf.models import BURN_TIME_INDEX
+from stxbf.models_v3 import parse_burn_block_page
 from stxbf.paths import read_runner_record, remove_record, this_runner, write_runner_record
 from stxbf.state import DAY, Counters, ProgressSnapshot, day_coverage, publish
 from stxbf.store import Store, WindowCheck, WindowRecord
@@ -81,6 +85,12 @@ class RunParams:
     restarts: int = 0  # times a supervisor started this run again (published in the snapshot)
     settle_hours: float = 24.0
     verify: bool = False
+    source: str = "auto"  # auto | v1 | v3 (see `Runner._may_switch`)
+
+
+ROUTES = {"v1": TX_LIST_PATH, "v3": V3_TX_PATH}
+# V3Source: cursor walks in flight per window (V3Engine prepares the next window meanwhile)
+V3_WALKS_PER_WINDOW = 8
 
 
 @dataclass
@@ -205,7 +215,7 @@ class Runner:
         self.quota: QuotaExhausted | None = None  # the quota that ended the run, if one did
         self._quota_warned = False
         self.exit_code: ExitCode | None = None
-        self._engine: Engine | None = None
+        self._engine: Engine | V3Engine | None = None
         self._pacer: Pacer | None = None
         self._stop_requested = False
         self.run_id: int | None = None  # set once the preflight passed and the run is recorded
@@ -215,7 +225,10 @@ class Runner:
         self._main: asyncio.Task[Any] | None = None
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stxbf-db")
         self._store: Store | None = None
-        self._source: PageSource | None = None
+        self._source: PageSource | None = None  # the one request path of both sources
+        self._v3: V3Source | None = None
+        self.source_name: str | None = None  # the route fetched from now: v1 | v3
+        self.window_sources: dict[str, int] = {}  # committed windows by route (the database's)
 
     # -- control -----------------------------------------------------------------------------
 
@@ -327,6 +340,10 @@ class Runner:
         p = self.params
         store = self._store
         assert store is not None
+        self.source_name = "v3" if p.source == "v3" else "v1"
+        log.info(
+            "source: %s (%s), setting %s", self.source_name, ROUTES[self.source_name], p.source
+        )
         await self._preflight(source)
         self._warn_if_quota_short()
         self.run_id = await self._on_db(
@@ -339,22 +356,24 @@ class Runner:
         )
         if self.chain_start is not None:
             await self._record_before_chain_start()
-        commits: asyncio.Queue[CompletedWindow | None] = asyncio.Queue(maxsize=2)
+        commits: asyncio.Queue[tuple[CompletedWindow, str] | None] = asyncio.Queue(maxsize=2)
         committer = asyncio.create_task(self._commit_loop(commits))
 
-        async def on_window(window: CompletedWindow) -> None:
-            # Wait for room in the queue, unless the committer dies meanwhile (a full disk):
-            # then its error ends the pass instead of a wait that never ends.
-            put = asyncio.ensure_future(commits.put(window))
-            await asyncio.wait([put, committer], return_when=asyncio.FIRST_COMPLETED)
-            if committer.done():
-                put.cancel()
-                committer.result()
-                raise StoreError("the database writer stopped")  # pragma: no cover
+        def on_window_from(route: str) -> Callable[[CompletedWindow], Awaitable[None]]:
+            async def on_window(window: CompletedWindow) -> None:
+                # Wait for room in the queue, unless the committer dies meanwhile (a full
+                # disk): then its error ends the pass instead of a wait that never ends.
+                put = asyncio.ensure_future(commits.put((window, route)))
+                await asyncio.wait([put, committer], return_when=asyncio.FIRST_COMPLETED)
+                if committer.done():
+                    put.cancel()
+                    committer.result()
+                    raise StoreError("the database writer stopped")  # pragma: no cover
 
-        self._engine = Engine(source, concurrency=p.concurrency, on_window=on_window)
-        if self._stop_requested:
-            self._engine.stop()
+            return on_window
+
+        assert self.source_name is not None
+        self._engine = self._new_engine(on_window_from(self.source_name))
         self.phase = "fetching"
         try:
             while True:
@@ -367,18 +386,30 @@ class Runner:
                         continue
                     return await self._verify_then_reach(source)
                 log.info(
-                    "iteration %d: %d gap(s) to fetch in %s .. %s",
+                    "iteration %d: %d gap(s) to fetch in %s .. %s from %s (%s)",
                     self.iteration,
                     len(gaps),
                     _iso(gaps[0][0]),
                     _iso(gaps[-1][1]),
+                    self.source_name,
+                    ROUTES[self.source_name],
                 )
-                result = await self._engine.run_pass(
-                    gaps,
-                    head_start=self.range_end - HEAD_SETTLE_SECONDS + 1,
-                    page_budget=p.max_pages,
-                    settle_start=self._settle_start(),
-                )
+                try:
+                    result = await self._engine.run_pass(
+                        gaps,
+                        head_start=self.range_end - HEAD_SETTLE_SECONDS + 1,
+                        page_budget=p.max_pages,
+                        settle_start=self._settle_start(),
+                    )
+                except (ApiGone, ApiNotStacks) as exc:
+                    if not self._may_switch(exc):
+                        raise
+                    # the windows completed so far are committed; the gaps are planned again
+                    # from the checkpoints, so no verified window is fetched twice
+                    await _drain(commits, committer)
+                    self._switch_to_v3(exc)
+                    self._engine = self._new_engine(on_window_from(self.source_name))
+                    continue
                 await _drain(commits, committer)
                 self._log_pass(result)
                 if result.stopped:
@@ -407,6 +438,62 @@ class Runner:
                 await commits.put(None)
             with contextlib.suppress(asyncio.CancelledError, StxbfError):
                 await committer
+
+    # -- the source seam ---------------------------------------------------------------------
+
+    def _new_engine(
+        self, on_window: Callable[[CompletedWindow], Awaitable[None]]
+    ) -> Engine | V3Engine:
+        """The current source's engine: both take gaps and hand back `CompletedWindow`s that
+        are committed alike, so planning, checkpoints and commits do not know the route."""
+        assert self._source is not None
+        engine: Engine | V3Engine
+        if self.source_name == "v3":
+            engine = V3Engine(self._v3_source(), on_window=on_window)
+        else:
+            engine = Engine(self._source, concurrency=self.params.concurrency, on_window=on_window)
+        if self._stop_requested:
+            engine.stop()
+        return engine
+
+    def _v3_source(self) -> V3Source:
+        """The v3 source, on the same request path (pacer, retries, quota, counters) as v1."""
+        if self._v3 is None:
+            assert self._source is not None
+            self._v3 = V3Source(
+                self._source.client,
+                self._source.pacer,
+                give_up_after=self.params.give_up_after,
+                concurrency=min(V3_WALKS_PER_WINDOW, self.params.concurrency),
+                stats=self.stats,
+                requests=self._source,
+            )
+        return self._v3
+
+    def _may_switch(self, exc: BaseException) -> bool:
+        """`auto` leaves v1 for good when its route is switched off (410, the deprecation
+        plugin of stacks-blockchain-api src/api/deprecation-plugin.ts) or missing (a 404 on
+        /extended/v1/tx: an API without the v1 routes)."""
+        if self.params.source != "auto" or self.source_name != "v1":
+            return False
+        if isinstance(exc, ApiGone):
+            return True
+        return isinstance(exc, ApiNotStacks) and exc.missing_route == TX_LIST_PATH
+
+    def _switch_to_v3(self, exc: StxbfError) -> None:
+        why = (
+            "answered 410 Gone (switched off)"
+            if isinstance(exc, ApiGone)
+            else "answered 404 (the route does not exist)"
+        )
+        log.warning(
+            "%s %s: switching to %s for the rest of this run; committed windows stay, the gaps "
+            "are planned again from the checkpoints",
+            TX_LIST_PATH,
+            why,
+            V3_TX_PATH,
+        )
+        self.source_name = "v3"
 
     async def _refetch_duplicated(self) -> bool:
         """Once a run, before it reports the target reached: windows that share a tx_id with
@@ -486,8 +573,53 @@ class Runner:
         store.set_meta("expected_total", self.expected_total)
 
     async def _preflight(self, source: PageSource) -> None:
-        """Two one-row requests: where the chain's history begins, and how much the range holds."""
+        """Where the chain's history begins, and (v1) how much the range holds."""
         self._plan_range()
+        if self.source_name == "v1":
+            try:
+                await self._preflight_v1(source)
+                return
+            except (ApiGone, ApiNotStacks) as exc:
+                if not self._may_switch(exc):
+                    raise
+                self._switch_to_v3(exc)
+        await self._preflight_v3(source)
+
+    async def _preflight_v3(self, source: PageSource) -> None:
+        """The chain's start from the bottom of the burn-block list (no v1 needed).
+
+        The range's total stays unknown (no ETA): v3's `total` is the chain's, and summing the
+        burn blocks' `total_tx_count` over a year would take ~1,750 requests before the first
+        window; each window is still proven by its own count.
+        """
+        # The first contact, with v1's fail-fast rule: a wrong URL ends the run in seconds.
+        await source.fetch(
+            BURN_BLOCKS_PATH,
+            {"limit": 1},
+            parse_burn_block_page,
+            give_up_after=self.params.give_up_after,
+            connect_attempts=3,
+        )
+        first = await self._v3_source().oldest_transaction_time()
+        if first is None:
+            log.warning("the API reports no transactions at all")
+            first = self.range_end + 1
+        if first > self.range_start:
+            self.chain_start = first
+            log.warning(
+                "the chain's history begins at %s: no data older than that, so the target "
+                "is reached at the chain's start",
+                _iso(first),
+            )
+        log.info(
+            "range %s .. %s: its total is not asked up front on v3 (each window is proven by "
+            "the burn blocks' counts)",
+            _iso(self.range_start),
+            _iso(self.range_end),
+        )
+
+    async def _preflight_v1(self, source: PageSource) -> None:
+        """Two one-row requests: where the chain's history begins, and how much the range holds."""
         first = await self._oldest_transaction_time(source)
         if first is not None and first > self.range_start:
             self.chain_start = first
@@ -553,7 +685,7 @@ class Runner:
         start, end = self.range_start, min(self.chain_start - 1, self.range_end)
         if start > end or not gaps_between(start, end, self._covered_spans()):
             return
-        record = WindowRecord(start, end, 0, 0, "verified", 0)
+        record = WindowRecord(start, end, 0, 0, "verified", 0, source=self.source_name or "v1")
         store = self._store
         assert store is not None
         await self._on_db(store.commit_window, record, [])
@@ -591,6 +723,8 @@ class Runner:
                 source = PageSource(
                     client, self._pacer, give_up_after=p.give_up_after, stats=self.stats
                 )
+                self._source = source
+                self.source_name = "v3" if p.source == "v3" else "v1"
                 try:
                     return await self._verify_windows(source)
                 except asyncio.CancelledError:
@@ -666,29 +800,45 @@ class Runner:
             async with slots:
                 if self._stop_requested:
                     return None  # not checked: its checked_at stays as it was
-                page = await source.page(
-                    start_time=check.start_time, end_time=check.end_time, limit=1
-                )
-            first = page.rows[0][0] if page.rows else None
-            if page.total != check.api_total or page.total != check.rows_stored:
-                reason = f"total {check.rows_stored} stored, {page.total} now"
+                if self.source_name == "v3":
+                    # v3 has no time filter: the window's burn blocks give its count; no
+                    # first row to compare (a reorg that keeps the count goes unseen, as on v1
+                    # when it also keeps the first row; the settle period covers it)
+                    total = await self._v3_source().window_total(check.start_time, check.end_time)
+                    first = check.first_tx_id
+                else:
+                    page = await source.page(
+                        start_time=check.start_time, end_time=check.end_time, limit=1
+                    )
+                    total, first = page.total, (page.rows[0][0] if page.rows else None)
+            if total != check.api_total or total != check.rows_stored:
+                reason = f"total {check.rows_stored} stored, {total} now"
             elif first != check.first_tx_id:
                 reason = "its first transaction changed"
             else:
                 return None
-            return ChangedWindow(
-                check.start_time, check.end_time, page.total, check.rows_stored, reason
-            )
+            return ChangedWindow(check.start_time, check.end_time, total, check.rows_stored, reason)
+
+        async def recount_all() -> list[ChangedWindow | None]:
+            # newest first: the v3 source reads the burn-block list downwards once
+            ordered = sorted(checks, key=lambda c: -c.start_time)
+            tasks = [asyncio.ensure_future(recount(check)) for check in ordered]
+            try:
+                return list(await asyncio.gather(*tasks))
+            except BaseException:  # a fatal answer or a cancel: no request outlives the check
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                raise
 
         checked_at = self.clock()
-        tasks = [asyncio.ensure_future(recount(check)) for check in checks]
         try:
-            outcomes = await asyncio.gather(*tasks)
-        except BaseException:  # a fatal answer or a cancel: no request outlives the check
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            raise
+            outcomes = await recount_all()
+        except (ApiGone, ApiNotStacks) as exc:
+            if not self._may_switch(exc):
+                raise
+            self._switch_to_v3(exc)
+            outcomes = await recount_all()
         if self._stop_requested:
             report.exit_code = int(ExitCode.INTERRUPTED)
             report.message = "interrupted while re-counting windows; nothing was changed"
@@ -739,7 +889,13 @@ class Runner:
 
         async def replace(window: CompletedWindow) -> None:
             record = WindowRecord(
-                window.start, window.end, window.total, len(window.rows), window.state, window.pages
+                window.start,
+                window.end,
+                window.total,
+                len(window.rows),
+                window.state,
+                window.pages,
+                source=self.source_name or "v1",
             )
             replaced = await self._on_db(store.replace_window, record, window.rows)
             report.rows_added += replaced.added
@@ -750,12 +906,18 @@ class Runner:
 
         # One window per changed window where its density allows (the engine splits larger ones).
         widest = max(end - start + 1 for start, end in spans)
-        engine = Engine(
-            source,
-            concurrency=self.params.concurrency,
-            on_window=replace,
-            initial_span=min(widest, MAX_SPAN),
-        )
+        engine: Engine | V3Engine
+        if self.source_name == "v3":
+            engine = V3Engine(
+                self._v3_source(), on_window=replace, initial_span=min(widest, MAX_SPAN)
+            )
+        else:
+            engine = Engine(
+                source,
+                concurrency=self.params.concurrency,
+                on_window=replace,
+                initial_span=min(widest, MAX_SPAN),
+            )
         if self._stop_requested:
             engine.stop()
         outer, self._engine = self._engine, engine
@@ -770,15 +932,18 @@ class Runner:
 
     # -- committing --------------------------------------------------------------------------
 
-    async def _commit_loop(self, commits: asyncio.Queue[CompletedWindow | None]) -> None:
+    async def _commit_loop(
+        self, commits: asyncio.Queue[tuple[CompletedWindow, str] | None]
+    ) -> None:
         store = self._store
         assert store is not None
         last_wallets = 0.0
         while True:
-            window = await commits.get()
+            item = await commits.get()
             try:
-                if window is None:
+                if item is None:
                     return
+                window, route = item
                 record = WindowRecord(
                     window.start,
                     window.end,
@@ -786,16 +951,18 @@ class Runner:
                     len(window.rows),
                     window.state,
                     window.pages,
+                    source=route,
                 )
                 stored = await self._on_db(store.commit_window, record, window.rows)
-                self._note_commit(window, stored)
+                self._note_commit(window, stored, route)
+                self.window_sources = await self._on_db(store.window_sources)
                 if self.clock() - last_wallets > WALLETS_INTERVAL:
                     last_wallets = self.clock()
                     await self._refresh_summary(wallets=True)
             finally:
                 commits.task_done()
 
-    def _note_commit(self, window: CompletedWindow, stored: int) -> None:
+    def _note_commit(self, window: CompletedWindow, stored: int, route: str = "v1") -> None:
         self.last_commit_at = self.clock()
         self.covered = [
             span for span in self.covered if span[1] < window.start or span[0] > window.end
@@ -812,12 +979,13 @@ class Runner:
             self.earliest = low if self.earliest is None else min(self.earliest, low)
             self.latest = high if self.latest is None else max(self.latest, high)
         log.info(
-            "window %s .. %s %s: %d transactions in %d pages",
+            "window %s .. %s %s: %d transactions in %d pages (%s)",
             _iso(window.start),
             _iso(window.end),
             state,
             stored,
             window.pages,
+            route,
         )
 
     async def _load_store_figures(self) -> None:
@@ -839,6 +1007,7 @@ class Runner:
             lambda: store.save_summary() if save else store.summary(wallets=wallets)
         )
         self.transactions_stored = summary.transactions
+        self.window_sources = await self._on_db(store.window_sources)
         if wallets:
             self.wallets = summary.wallets
         self.earliest, self.latest = summary.earliest_tx_time, summary.latest_tx_time
@@ -937,6 +1106,8 @@ class Runner:
             db_bytes=self.db_bytes,
             restarts=self.params.restarts,
             exit_code=None if self.exit_code is None else int(self.exit_code),
+            source=self.source_name,
+            window_sources=dict(sorted(self.window_sources.items())),
         )
 
     def _rate_limited(self) -> tuple[float | None, str | None]:

@@ -47,6 +47,10 @@ def config_file_path() -> Path:
     return user_config_path("stxbf", appauthor=False) / "config.toml"
 
 
+# auto: /extended/v1/tx while it answers, /extended/v3/transactions once it is gone (410, 404)
+SOURCES = ("auto", "v1", "v3")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="STXBF_",
@@ -77,6 +81,7 @@ class Settings(BaseSettings):
     tmux_socket: str | None = None
     session_name: str = "stx-backfill"
     log_level: str = "INFO"
+    source: str = "auto"  # auto | v1 | v3: which route the transactions come from
 
     @field_validator("api_url")
     @classmethod
@@ -85,6 +90,14 @@ class Settings(BaseSettings):
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"must be an http(s) URL like {DEFAULT_API_URL}")
         return value.rstrip("/")
+
+    @field_validator("source")
+    @classmethod
+    def _check_source(cls, value: str) -> str:
+        source = value.strip().lower()
+        if source not in SOURCES:
+            raise ValueError(f"must be one of {', '.join(SOURCES)}, not {value!r}")
+        return source
 
     @field_validator("log_level")
     @classmethod

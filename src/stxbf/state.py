@@ -69,6 +69,9 @@ class ProgressSnapshot:
     eta_seconds: float | None = None
     db_bytes: int = 0
     exit_code: int | None = None
+    source: str | None = None  # the route this run fetches from now: v1 or v3 (None: not yet)
+    # verified and open windows by the route that filled them, as the database holds them
+    window_sources: dict[str, int] = field(default_factory=dict)
     schema: int = SNAPSHOT_SCHEMA
 
     @property

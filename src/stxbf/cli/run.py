@@ -35,6 +35,12 @@ Rpm = typer.Option(
 ApiUrl = typer.Option(None, "--api-url", help="Stacks API base URL (default https://api.hiro.so).")
 Home = typer.Option(None, "--home", help="Data directory: database, log, lock (env STXBF_HOME).")
 Db = typer.Option(None, "--db", help="DuckDB file (default $STXBF_HOME/stxbf.duckdb).")
+Source = typer.Option(
+    None,
+    "--source",
+    help="Where transactions come from: auto (/extended/v1/tx while it answers, then "
+    "/extended/v3/transactions), v1 or v3 (env STXBF_SOURCE; default auto).",
+)
 
 
 def run(
@@ -63,6 +69,7 @@ def run(
         help="Windows ending this close to the chain head stay open and are fetched again by "
         "every run (default 24; 0 = only the 2 h head window).",
     ),
+    source: str | None = Source,
     verify: bool = typer.Option(
         False,
         "--verify",
@@ -93,6 +100,7 @@ def run(
         request_timeout=request_timeout,
         log_level=log_level,
         settle_hours=settle_hours,
+        source=source,
     )
     report = execute_and_record(settings, verify=verify)
     render_report(report)
@@ -141,6 +149,7 @@ def params_from(settings: Settings, *, verify: bool = False) -> RunParams:
         give_up_after=settings.give_up_after,
         restarts=supervisor_restarts(),
         settle_hours=settings.settle_hours,
+        source=settings.source,
         verify=verify,
     )
 

@@ -105,6 +105,10 @@ def _render_status(report: StatusReport) -> None:
     if report.oldest_check_at is not None:
         age = fmt_duration(max(0.0, report.checked_at - report.oldest_check_at))
         console.print(f"Oldest window check: {age} ago (`stxbf verify` re-counts every window)")
+    if report.sources:
+        counts = ", ".join(f"{name} {count:,}" for name, count in sorted(report.sources.items()))
+        run = f" (the run's source: {report.run_source})" if report.run_source else ""
+        console.print(f"Windows by source: {counts}{run}")
 
 
 def _watch(build: Callable[[], StatusReport], *, log_path: Path, interval: float) -> None:

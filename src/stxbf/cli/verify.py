@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from stxbf.cli.common import console, err_console
-from stxbf.cli.run import ApiUrl, Concurrency, Db, Home, Rpm
+from stxbf.cli.run import ApiUrl, Concurrency, Db, Home, Rpm, Source
 from stxbf.errors import ExitCode, StoreError, StxbfError
 
 if TYPE_CHECKING:
@@ -33,6 +33,7 @@ def verify(
     api_url: str | None = ApiUrl,
     home: Path | None = Home,
     db: Path | None = Db,
+    source: str | None = Source,
     give_up_after: float | None = typer.Option(
         None,
         "--give-up-after",
@@ -58,6 +59,7 @@ def verify(
             home=home,
             db=db,
             give_up_after=give_up_after,
+            source=source,
         )
         report = execute_verify(settings)
     except StxbfError as exc:

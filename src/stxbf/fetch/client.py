@@ -203,6 +203,39 @@ class ApiClient:
             params["start_time"] = max(1, start_time)  # 0 means "no bound" to the API
         if end_time is not None:
             params["end_time"] = end_time
+        response, body = await self._send(TX_LIST_PATH, params, timeout, connect_timeout)
+        return self._classify(response, body)
+
+    async def get(
+        self,
+        path: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
+        connect_timeout: float | None = None,
+    ) -> RawResponse:
+        """GET any route (the v2/v3 routes of the v3 source): a 200 comes back as it is; every
+        other outcome raises what `tx_page` raises (RateLimited, Transient, ApiGone, ...), and a
+        404 names the route that is missing."""
+        response, body = await self._send(path, dict(params or {}), timeout, connect_timeout)
+        if response.status_code == 200:
+            return RawResponse(200, response.headers, body)
+        if response.status_code == 404:
+            raise ApiNotStacks(
+                f"{self.base_url}{path}: 404 ({_error_text(body)})", missing_route=path
+            )
+        self._classify(response, body)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _send(
+        self,
+        path: str,
+        params: dict[str, Any],
+        timeout: float | None,
+        connect_timeout: float | None,
+    ) -> tuple[httpx.Response, bytes]:
+        """One GET, its failures as Transient. `timeout` / `connect_timeout` shorten this
+        request's limits (the first contact)."""
         try:
             # The timeout bounds each read; this bounds the whole answer (a body that drips).
             extensions = self._extensions
@@ -212,10 +245,8 @@ class ApiClient:
                 connect = min(connect_timeout or read, read)
                 extensions = {"timeout": httpx.Timeout(read, connect=connect).as_dict()}
                 whole = read * 2
-            response = await asyncio.wait_for(
-                self._get(TX_LIST_PATH, params, extensions), timeout=whole
-            )
-            body = response.content
+            response = await asyncio.wait_for(self._get(path, params, extensions), timeout=whole)
+            return response, response.content
         except asyncio.TimeoutError:
             # Headers came back (a body that drips): an answer, however slow.
             raise Transient("timed out (the whole response took too long)") from None
@@ -226,31 +257,6 @@ class ApiClient:
         except httpx.TransportError as exc:
             reason = f"connection failed: {describe_transport_error(exc)}"
             raise Transient(reason, no_answer=True) from None
-        return self._classify(response, body)
-
-    async def get(self, path: str, params: Mapping[str, Any] | None = None) -> RawResponse:
-        """GET any route (the v2/v3 routes of the v3 source): a 200 comes back as it is; every
-        other outcome raises what `tx_page` raises (RateLimited, Transient, ApiGone, ...), and a
-        404 names the route that is missing."""
-        try:
-            response = await asyncio.wait_for(
-                self._get(path, dict(params or {})), timeout=self._whole_timeout
-            )
-            body = response.content
-        except asyncio.TimeoutError:
-            raise Transient("timed out (the whole response took too long)") from None
-        except httpx.TimeoutException as exc:
-            raise Transient(f"timed out ({type(exc).__name__})") from None
-        except httpx.ConnectError as exc:
-            raise Transient(self._describe_connect_error(exc), connect=True) from None
-        except httpx.TransportError as exc:
-            raise Transient(f"connection failed: {describe_transport_error(exc)}") from None
-        if response.status_code == 200:
-            return RawResponse(200, response.headers, body)
-        if response.status_code == 404:
-            raise ApiNotStacks(f"{self.base_url}{path}: 404 ({_error_text(body)})")
-        self._classify(response, body)
-        raise AssertionError("unreachable")  # pragma: no cover
 
     def _describe_connect_error(self, exc: httpx.ConnectError) -> str:
         import socket
@@ -275,7 +281,12 @@ class ApiClient:
     def _classify(self, response: httpx.Response, body: bytes) -> Response:
         status = response.status_code
         headers = response.headers
-        if not self._warned_deprecation and headers.get("warning", "").startswith("299"):
+        # a 410 is the switch-off itself: the error (or the runner's switch to v3) says so
+        if (
+            status != 410
+            and not self._warned_deprecation
+            and headers.get("warning", "").startswith("299")
+        ):
             self._warned_deprecation = True
             log.warning(
                 "the API says %s is deprecated (%s); stxbf will need /extended/v3/transactions "
@@ -313,7 +324,8 @@ class ApiClient:
         if status == 404:
             raise ApiNotStacks(
                 f"{self.base_url}{TX_LIST_PATH} does not exist (404): is "
-                f"{urlsplit(self.base_url).netloc} a Stacks API?"
+                f"{urlsplit(self.base_url).netloc} a Stacks API?",
+                missing_route=TX_LIST_PATH,
             )
         if status == 400:
             raise ApiRejected(

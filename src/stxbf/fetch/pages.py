@@ -11,7 +11,9 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from tenacity import (
     AsyncRetrying,
@@ -25,11 +27,14 @@ from tenacity import (
 from tenacity.stop import stop_base
 
 from stxbf.errors import ApiUnreachable, QuotaExhausted
-from stxbf.fetch.client import PAGE_LIMIT, ApiClient, RateLimited, Response, Transient
+from stxbf.fetch.client import PAGE_LIMIT, ApiClient, RateLimited, RawResponse, Response, Transient
 from stxbf.fetch.pacer import Pacer
-from stxbf.models import Page
+from stxbf.models import MalformedPage, Page
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+R = TypeVar("R", Response, RawResponse)
 
 _backoff = wait_exponential(multiplier=0.5, max=30.0) + wait_random(0.0, 1.0)
 
@@ -122,6 +127,7 @@ class PageSource:
         self.give_up_after = give_up_after
         self.stats = stats if stats is not None else FetchStats()
         self._waves: dict[str, _RetryWave] = {}
+        self.in_flight = 0  # requests sent and not yet answered
 
     async def page(
         self,
@@ -135,7 +141,69 @@ class PageSource:
         give_up_after: float | None = None,
         connect_attempts: int | None = None,
     ) -> Page:
-        """Retry until a page arrives, or for `give_up_after` seconds.
+        """One `/extended/v1/tx` page, through `request` (retries, pacing, first contact)."""
+
+        async def send(limits: Mapping[str, float]) -> Response:
+            return await self.client.tx_page(
+                offset=offset,
+                limit=limit,
+                start_time=start_time,
+                end_time=end_time,
+                order=order,
+                sort_by=sort_by,
+                **limits,
+            )
+
+        def take_page(response: Response) -> Page:
+            assert response.page is not None
+            self.stats.transactions += len(response.page.rows)
+            return response.page
+
+        return await self.request(
+            send, take_page, give_up_after=give_up_after, connect_attempts=connect_attempts
+        )
+
+    async def fetch(
+        self,
+        path: str,
+        params: Mapping[str, Any],
+        parse: Callable[[bytes], T],
+        check: Callable[[T], str | None] | None = None,
+        *,
+        give_up_after: float | None = None,
+        connect_attempts: int | None = None,
+    ) -> T:
+        """Any other GET (the v3 source's v2/v3 routes): `parse` turns the body into a value
+        (MalformedPage: retried), `check` names a defect worth asking again for (a short page)."""
+
+        async def send(limits: Mapping[str, float]) -> RawResponse:
+            return await self.client.get(path, params, **limits)
+
+        def take_body(response: RawResponse) -> T:
+            try:
+                parsed = parse(response.body)
+            except MalformedPage as exc:
+                kind = response.headers.get("content-type", "").split(";")[0]
+                raise Transient(f"bad body ({kind or 'no content-type'}): {exc}") from None
+            defect = check(parsed) if check is not None else None
+            if defect is not None:
+                raise Transient(defect)
+            return parsed
+
+        return await self.request(
+            send, take_body, give_up_after=give_up_after, connect_attempts=connect_attempts
+        )
+
+    async def request(
+        self,
+        send: Callable[[Mapping[str, float]], Awaitable[R]],
+        take: Callable[[R], T],
+        *,
+        give_up_after: float | None = None,
+        connect_attempts: int | None = None,
+    ) -> T:
+        """The one request path of both sources: retry until `take` accepts an answer, or for
+        `give_up_after` seconds.
 
         `connect_attempts` marks the first contact of a run: until the API answers, requests get
         short timeouts and `connect_attempts` tries without any answer (refused, timed out, TLS
@@ -155,17 +223,8 @@ class PageSource:
         try:
             async for attempt in retrying:
                 with attempt:
-                    response = await self._once(
-                        offset=offset,
-                        limit=limit,
-                        start_time=start_time,
-                        end_time=end_time,
-                        order=order,
-                        sort_by=sort_by,
-                        **self._first_contact_limits(first_contact and not no_answer.answered),
-                    )
-                    assert response.page is not None
-                    return response.page
+                    limits = self._first_contact_limits(first_contact and not no_answer.answered)
+                    return await self._once(send, take, limits)
         except (Transient, RateLimited) as exc:
             reason = exc.reason if isinstance(exc, Transient) else "still rate-limited (429)"
             attempts = retrying.statistics.get("attempt_number", 1)
@@ -187,11 +246,17 @@ class PageSource:
             return {}
         return {"timeout": FIRST_CONTACT_TIMEOUT, "connect_timeout": FIRST_CONTACT_CONNECT_TIMEOUT}
 
-    async def _once(self, **params: object) -> Response:
+    async def _once(
+        self,
+        send: Callable[[Mapping[str, float]], Awaitable[R]],
+        take: Callable[[R], T],
+        limits: Mapping[str, float],
+    ) -> T:
         await self.pacer.acquire()
         self.stats.requests += 1
+        self.in_flight += 1
         try:
-            response = await self.client.tx_page(**params)  # type: ignore[arg-type]
+            response = await send(limits)
         except RateLimited as exc:
             self.stats.responses_429 += 1
             self.pacer.observe(429, exc.headers)  # a used-up quota shows in a 429's headers
@@ -206,15 +271,20 @@ class PageSource:
             self.stats.errors += 1
             self._note_failure(exc.reason)
             raise
+        finally:
+            self.in_flight -= 1
         self.pacer.observe(response.status, response.headers)
-        assert response.page is not None
+        try:
+            value = take(response)
+        except Transient as exc:
+            self.stats.errors += 1
+            self._note_failure(exc.reason)
+            raise
         self.stats.pages += 1
-        self.stats.transactions += len(response.page.rows)
         self.stats.last_page_at = time.time()
         self.stats.consecutive_failures = 0
-        self.stats.last_page_at = time.time()
         self.stats.backoff_until = None
-        return response
+        return value
 
     def _quota_exhausted(self, retry_after: float | None) -> QuotaExhausted:
         """A 429 from a used-up monthly quota, or one that asks for a longer wait than the run

@@ -45,21 +45,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay
-
-from stxbf.errors import ApiUnreachable
-from stxbf.fetch.client import ApiClient, RateLimited, Transient
+from stxbf.fetch.client import ApiClient
 from stxbf.fetch.engine import MAX_SPAN, MIN_SPAN, CompletedWindow, PassResult
 from stxbf.fetch.pacer import Pacer
 from stxbf.fetch.pages import FetchStats, PageSource
-from stxbf.models import TX_COLUMN_NAMES, MalformedPage, Row
+from stxbf.models import TX_COLUMN_NAMES, Row
 from stxbf.models_v3 import (
     I32_MAX,
     MAX_TX_INDEX,
@@ -67,6 +63,7 @@ from stxbf.models_v3 import (
     SummaryPage,
     parse_block,
     parse_burn_block_page,
+    parse_burn_block_total,
     parse_summary_page,
 )
 
@@ -102,92 +99,6 @@ class V3Stats:
     @property
     def overhead_requests(self) -> int:
         return self.burn_pages + self.block_lookups
-
-
-class _Requests(PageSource):
-    """Any v2/v3 GET through the same pacing and retry policy as the v1 pages."""
-
-    in_flight = 0
-
-    async def fetch(
-        self,
-        path: str,
-        params: Mapping[str, Any],
-        parse: Callable[[bytes], T],
-        check: Callable[[T], str | None] | None = None,
-    ) -> T:
-        """Retry until a good answer arrives or `give_up_after` passes; `check` names a defect
-        worth asking again for (a short page)."""
-        started = time.monotonic()
-        retrying = AsyncRetrying(
-            retry=retry_if_exception_type((Transient, RateLimited)),
-            stop=stop_after_delay(self.give_up_after),
-            wait=self._wait,
-            before_sleep=self._before_sleep,
-            reraise=True,
-        )
-        try:
-            async for attempt in retrying:
-                with attempt:
-                    return await self._fetch_once(path, params, parse, check)
-        except (Transient, RateLimited) as exc:
-            reason = exc.reason if isinstance(exc, Transient) else "still rate-limited (429)"
-            attempts = retrying.statistics.get("attempt_number", 1)
-            raise ApiUnreachable(
-                f"cannot reach the API at {self.client.base_url}: {reason} "
-                f"(gave up after {attempts} attempts in {time.monotonic() - started:.0f} s)"
-            ) from None
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    async def _fetch_once(
-        self,
-        path: str,
-        params: Mapping[str, Any],
-        parse: Callable[[bytes], T],
-        check: Callable[[T], str | None] | None,
-    ) -> T:
-        await self.pacer.acquire()
-        self.stats.requests += 1
-        self.in_flight += 1
-        try:
-            response = await self.client.get(path, params)
-        except RateLimited as exc:
-            self.stats.responses_429 += 1
-            self.pacer.observe(429, exc.headers)
-            self.pacer.on_429(exc.retry_after)
-            self._note_failure(str(exc))
-            if self.pacer.quota is not None or (
-                exc.retry_after is not None and exc.retry_after > self.give_up_after
-            ):
-                raise self._quota_exhausted(exc.retry_after) from None
-            raise
-        except Transient as exc:
-            self.stats.errors += 1
-            self._note_failure(exc.reason)
-            raise
-        finally:
-            self.in_flight -= 1
-        self.pacer.observe(response.status, response.headers)
-        try:
-            parsed = parse(response.body)
-        except MalformedPage as exc:
-            self.stats.errors += 1
-            kind = response.headers.get("content-type", "").split(";")[0]
-            self._note_failure(str(exc))
-            raise Transient(f"bad body ({kind or 'no content-type'}): {exc}") from None
-        defect = check(parsed) if check is not None else None
-        if defect is not None:
-            self.stats.errors += 1
-            self._note_failure(defect)
-            raise Transient(defect)
-        self.stats.pages += 1
-        window_pages = _WINDOW_PAGES.get()
-        if window_pages is not None:
-            window_pages[0] += 1
-        self.stats.last_page_at = time.time()
-        self.stats.consecutive_failures = 0
-        self.stats.backoff_until = None
-        return parsed
 
 
 @dataclass
@@ -234,8 +145,13 @@ class V3Source:
         burn_time_slack: int = BURN_TIME_SLACK,
         min_span_pages: int = 8,
         max_attempts: int = 4,
+        requests: PageSource | None = None,
     ) -> None:
-        self.requests = _Requests(client, pacer, give_up_after=give_up_after, stats=stats)
+        # One request path for both sources (pacing, retries, 429s, quotas): the runner passes
+        # the v1 source's PageSource when it switches, so nothing about the API is learned twice.
+        self.requests = requests or PageSource(
+            client, pacer, give_up_after=give_up_after, stats=stats
+        )
         self.stats = self.requests.stats
         self.v3 = V3Stats()
         self.concurrency = max(1, concurrency)
@@ -251,6 +167,20 @@ class V3Source:
         self.preparing = 0  # windows reading burn blocks / an anchor (no walk yet)
         self.active_walks = 0
         self.progress = asyncio.Event()  # set when a preparation or a walk ends
+
+    async def _fetch(
+        self,
+        path: str,
+        params: Mapping[str, Any],
+        parse: Callable[[bytes], T],
+        check: Callable[[T], str | None] | None = None,
+    ) -> T:
+        """`PageSource.fetch`, counted into the window whose walk asked (see `_WINDOW_PAGES`)."""
+        value = await self.requests.fetch(path, params, parse, check)
+        window_pages = _WINDOW_PAGES.get()
+        if window_pages is not None:
+            window_pages[0] += 1
+        return value
 
     # ---- one window -------------------------------------------------------------------------
 
@@ -324,13 +254,31 @@ class V3Source:
             raise _Inconsistent(f"{len(rows)} rows for {expected} expected")
         return rows, expected, proven
 
+    async def window_total(self, start: int, end: int) -> int:
+        """How many transactions the burn blocks say [start, end] holds (`stxbf verify` on v3):
+        the sum of `total_tx_count` over the burn blocks whose time is inside. Asked newest
+        first, the windows share the burn-block pages read."""
+        async with self._region_lock:
+            region = await self._cover(start, end)
+            return sum(b.total_tx_count for b in region.blocks if start <= b.time <= end)
+
     async def oldest_transaction_time(self) -> int | None:
         """burn_block_time of the chain's oldest transaction (None: the API lists none), read at
         the bottom of the burn-block list: the run's preflight when `/extended/v1/tx` is gone.
         Burn times run backwards by less than the slack, so the oldest is among the bottom
         burn blocks that span it."""
         async with self._region_lock:
-            region = await self._seek(-(2**62))
+            # the list's `total` names the bottom page: two requests instead of a seek (~15
+            # one after the other); burn blocks arriving meanwhile are read by `_extend`
+            total = await self._fetch(
+                BURN_BLOCKS_PATH, {"limit": 1, "offset": 0}, parse_burn_block_total
+            )
+            offset = max(0, total - BURN_PAGE_LIMIT)
+            page = await self._burn_page(offset)
+            region = _Region(list(page), offset, at_tip=offset == 0)
+            region.at_bottom = len(page) < BURN_PAGE_LIMIT or offset + len(page) >= total
+            if not page:
+                region = await self._seek(-(2**62))
             while not region.at_bottom:
                 await self._extend(region)
             blocks = [b for b in region.blocks if b.total_tx_count > 0]
@@ -354,7 +302,7 @@ class V3Source:
 
     async def _burn_page(self, offset: int) -> list[BurnBlock]:
         self.v3.burn_pages += 1
-        page = await self.requests.fetch(
+        page = await self._fetch(
             BURN_BLOCKS_PATH,
             {"limit": BURN_PAGE_LIMIT, "offset": offset},
             parse_burn_block_page,
@@ -459,7 +407,7 @@ class V3Source:
             below += len(blocks[i].stacks_blocks)
         block_hash = blocks[index].stacks_blocks[0]
         self.v3.block_lookups += 1
-        block = await self.requests.fetch(f"{BLOCKS_PATH}/{block_hash}", {}, parse_block)
+        block = await self._fetch(f"{BLOCKS_PATH}/{block_hash}", {}, parse_block)
         if block.burn_block_height != blocks[index].height:
             raise _Inconsistent(f"block {block_hash} is not in burn block {blocks[index].height}")
         self._anchors[block_hash] = block.height
@@ -563,7 +511,7 @@ class V3Source:
             return None
 
         self.v3.tx_pages += 1
-        page = await self.requests.fetch(
+        page = await self._fetch(
             V3_TX_PATH, {"limit": limit, "cursor": cursor}, parse_summary_page, short
         )
         self.stats.transactions += len(page.rows)
@@ -609,13 +557,20 @@ class V3Engine:
         return self.source.requests.in_flight
 
     async def run_pass(
-        self, gaps: list[tuple[int, int]], *, head_start: int | None, page_budget: int
+        self,
+        gaps: list[tuple[int, int]],
+        *,
+        head_start: int | None,
+        page_budget: int,
+        settle_start: int | None = None,
     ) -> PassResult:
-        """Fetch every window of `gaps` (inclusive ranges), newest first, as `Engine.run_pass`."""
+        """Fetch every window of `gaps` (inclusive ranges), newest first, as `Engine.run_pass`;
+        a window ending at or after `settle_start` is `open` too (fetched again next run)."""
         result = PassResult()
         source = self.source
         pending = sorted(gaps)  # a stack: windows are cut from the newest end
         tasks: set[asyncio.Future[CompletedWindow]] = set()
+        settling: set[asyncio.Future[CompletedWindow]] = set()  # open, but older than the head
         stop_waiter: asyncio.Future[Any] = asyncio.ensure_future(self._stopping.wait())
 
         def open_next() -> bool:
@@ -629,7 +584,11 @@ class V3Engine:
             elif not is_head and end - start + 1 > self.span:
                 pending.append((start, end - self.span))
                 start = end - self.span + 1
-            tasks.add(asyncio.ensure_future(self.source.window(start, end, is_head=is_head)))
+            settles = not is_head and settle_start is not None and end >= settle_start
+            task = asyncio.ensure_future(self.source.window(start, end, is_head=is_head or settles))
+            tasks.add(task)
+            if settles:
+                settling.add(task)
             return True
 
         try:
@@ -665,6 +624,7 @@ class V3Engine:
                         continue
                     result.windows_done += 1
                     result.windows_verified += window.state == "verified"
+                    result.windows_settling += finished in settling
                     self._learn_density(window)
                     await self.on_window(window)
         finally:

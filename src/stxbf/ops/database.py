@@ -14,6 +14,7 @@ import contextlib
 import json
 import os
 import tempfile
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,8 @@ class StoredFacts:
     db_bytes: int = 0
     last_run: dict[str, Any] | None = None
     oldest_check_at: float | None = None  # the least recently re-counted verified window
+    # verified and open windows by the route that filled them ({"v1": n, "v3": m})
+    sources: dict[str, int] = field(default_factory=dict)
 
     @property
     def has_data(self) -> bool:
@@ -89,6 +92,11 @@ def read_facts(db_path: Path) -> StoredFacts | None:
             if last_run is None
             else {k: v for k, v in last_run.items() if isinstance(v, (int, float, str))},
             oldest_check_at=min(checks) if checks else None,
+            sources=dict(
+                sorted(
+                    Counter(w.source for w in windows if w.state in ("verified", "open")).items()
+                )
+            ),
         )
     return facts
 

@@ -110,6 +110,9 @@ class StatusReport:
     last_run: dict[str, Any] | None = None
     # unix time of the least recent fetch or `stxbf verify` re-count of a verified window
     oldest_check_at: float | None = None
+    # verified and open windows by the route that filled them: {"v1": n, "v3": m}
+    sources: dict[str, int] = field(default_factory=dict)
+    run_source: str | None = None  # the route the current (or last) run fetches from: v1 | v3
     notes: list[str] = field(default_factory=list)
     schema: int = SCHEMA
 
@@ -214,6 +217,8 @@ def _from_snapshot(report: StatusReport, snap: ProgressSnapshot) -> None:
     report.rate_limited_reason = snap.rate_limited_reason
     report.restarts = snap.restarts
     report.counters = asdict(snap.counters)
+    report.sources = dict(snap.window_sources)
+    report.run_source = snap.source
 
 
 def _from_facts(
@@ -251,6 +256,7 @@ def _from_facts(
     report.db_bytes = facts.db_bytes
     report.last_run = facts.last_run
     report.oldest_check_at = facts.oldest_check_at
+    report.sources = dict(facts.sources)
 
 
 def build_status(
@@ -321,6 +327,8 @@ def build_status(
             _set_state(report, _finished_state(report))
         return report
     _from_facts(report, facts, explicit_days=explicit_days, now=now)
+    if snap is not None:
+        report.run_source = snap.source
     _set_state(report, _finished_state(report))
     return report
 

@@ -76,6 +76,7 @@ class WindowRecord:
     state: str  # "verified" or "open"
     pages: int
     checked_at: float | None = None  # last fetch or re-count (unix time); None when not read
+    source: str = "v1"  # the route that filled it: v1 or v3 (schema 4)
 
 
 @dataclass(frozen=True, slots=True)
@@ -325,7 +326,8 @@ class Store:
     def windows(self, state: str | None = None) -> list[WindowRecord]:
         # a schema-2 file opened read-only (not migrated) has no checked_at yet
         checked = "coalesce(checked_at, fetched_at)" if self._has_checked_at() else "fetched_at"
-        columns = f"start_time, end_time, api_total, rows_stored, state, pages, {checked}"
+        source = "coalesce(source, 'v1')" if self._has_window_column("source") else "'v1'"
+        columns = f"start_time, end_time, api_total, rows_stored, state, pages, {checked}, {source}"
         sql = f"SELECT {columns} FROM windows"  # noqa: S608 (constants only)
         params: list[Any] = []
         if state is not None:
@@ -335,11 +337,29 @@ class Store:
         return [WindowRecord(*row) for row in rows]
 
     def _has_checked_at(self) -> bool:
+        return self._has_window_column("checked_at")
+
+    def _has_window_column(self, name: str) -> bool:
         found = self._con.execute(
             "SELECT count(*) FROM duckdb_columns() "
-            "WHERE table_name = 'windows' AND column_name = 'checked_at'"
+            "WHERE table_name = 'windows' AND column_name = ?",
+            [name],
         ).fetchone()
         return bool(found and found[0])
+
+    @_as_store_error
+    def window_sources(self) -> dict[str, int]:
+        """Verified and open windows by the route that filled them (`status --json`)."""
+        if not self._has_window_column("source"):  # an older file opened read-only: all v1
+            rows = self._con.execute(
+                "SELECT 'v1', count(*) FROM windows WHERE state IN ('verified', 'open')"
+            ).fetchall()
+        else:
+            rows = self._con.execute(
+                "SELECT coalesce(source, 'v1'), count(*) FROM windows "
+                "WHERE state IN ('verified', 'open') GROUP BY 1 ORDER BY 1"
+            ).fetchall()
+        return {str(source): int(count) for source, count in rows if count}
 
     def commit_window(self, window: WindowRecord, rows: Sequence[Row]) -> int:
         """Replace the window's range with `rows` and record its checkpoint, atomically.
@@ -370,7 +390,7 @@ class Store:
                 now = time.time()
                 self._con.execute(
                     "INSERT INTO windows (start_time, end_time, api_total, rows_stored, state, "
-                    "pages, fetched_at, checked_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    "pages, fetched_at, checked_at, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [
                         window.start_time,
                         window.end_time,
@@ -380,6 +400,7 @@ class Store:
                         window.pages,
                         now,
                         now,
+                        window.source,
                     ],
                 )
         except (duckdb.Error, orjson.JSONEncodeError) as exc:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from stxbf.models import TX_COLUMNS
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 APP_MARKER = "stxbf"
 
 # Version 3 adds these transaction columns (fields of the real API's payloads, see
@@ -86,5 +86,11 @@ MIGRATIONS: dict[int, list[str]] = {
         # unix time of the last re-count by `stxbf verify` (NULL: never re-counted since the
         # fetch, whose time is `fetched_at`)
         "ALTER TABLE windows ADD COLUMN IF NOT EXISTS checked_at DOUBLE",
+    ],
+    4: [
+        # which route filled the window: 'v1' (/extended/v1/tx) or 'v3' (/extended/v3/
+        # transactions); every window written before this version came from v1
+        "ALTER TABLE windows ADD COLUMN IF NOT EXISTS source VARCHAR DEFAULT 'v1'",
+        "UPDATE windows SET source = 'v1' WHERE source IS NULL",
     ],
 }

@@ -1,0 +1,64 @@
+"""`stxbf run` on the v3 source end to end, in subprocesses over loopback HTTP (slow)."""
+
+from __future__ import annotations
+
+import random
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from stxbf.simulator import run_in_thread
+from stxbf.store import Store
+from tests.test_e2e_run import SMALL, stored_and_truth, stxbf
+
+pytestmark = pytest.mark.slow
+
+
+def test_resume_after_kill_9_during_v3_walks(isolated_env: Path) -> None:
+    rng = random.Random(7)
+    config = SMALL.with_(days=25, tx_per_day=1500, latency_ms=15, rpm=2400, seed=17, v1="gone")
+    with run_in_thread(config) as sim:
+        env = {"STXBF_API_URL": sim.url, "STXBF_TARGET_DAYS": "20"}
+        kills = 0
+        for _ in range(5):
+            proc = stxbf("run", env=env)
+            time.sleep(rng.uniform(0.8, 2.5))
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+                kills += 1
+            proc.communicate(timeout=30)
+        final = stxbf("run", env=env)
+        _out, err = final.communicate(timeout=180)
+        assert final.returncode == 0, err
+        stored, truth = stored_and_truth(isolated_env, sim)
+        gone = sim.stats()["by_status"].get("410", 0)
+    assert kills >= 3
+    assert stored == truth
+    with Store.open(isolated_env / "stxbf.duckdb", read_only=True) as store:
+        count = store._con.execute(
+            "SELECT count(*), count(DISTINCT tx_id) FROM transactions"
+        ).fetchone()
+        sources = store.window_sources()
+    assert count is not None and count[0] == count[1]
+    assert set(sources) == {"v3"}
+    assert 0 < gone <= 6  # each run (auto) asked v1 once, in its preflight, then went on with v3
+
+
+def test_status_json_names_the_sources(isolated_env: Path) -> None:
+    import json
+
+    with run_in_thread(SMALL.with_(days=4, seed=18, v1="gone")) as sim:
+        env = {"STXBF_API_URL": sim.url, "STXBF_TARGET_DAYS": "3"}
+        run = stxbf("run", env=env)
+        _out, err = run.communicate(timeout=120)
+        assert run.returncode == 0, err
+    status = stxbf("status", "--json", env=env)
+    out, err = status.communicate(timeout=60)
+    data = json.loads(out)
+    assert set(data["sources"]) == {"v3"} and data["sources"]["v3"] > 0
+    assert data["run_source"] == "v3"
+    shown = stxbf("status", env=env)
+    out, _err = shown.communicate(timeout=60)
+    assert "Windows by source: v3" in out and "(the run's source: v3)" in out
