@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from stxbf.simulator import SimServer
+from stxbf.simulator import SimConfig, SimServer
 from stxbf.store import Store
 
 PAGE_LIMIT = 50
@@ -160,3 +160,16 @@ def tree_modes(root: Path) -> dict[str, int]:
         with contextlib.suppress(FileNotFoundError):
             modes[str(path)] = path.lstat().st_mode & 0o777
     return modes
+
+
+SMALL = SimConfig(days=40, tx_per_day=600, seed=11)  # a small chain the e2e tests share
+
+
+def stored_and_truth(home: Path, sim: SimServer) -> tuple[set[str], set[str]]:
+    with Store.open(home / "stxbf.duckdb", read_only=True) as store:
+        start = int(store.get_meta("range_start") or 0)
+        end = int(store.get_meta("range_end") or 0)
+        verified = store.windows(state="verified")
+        stored = store.tx_ids(start, end)
+    assert verified, "no verified window"
+    return stored, set(sim.chain.tx_ids(start, end))

@@ -17,30 +17,19 @@ import pytest
 from stxbf.cli.run import execute
 from stxbf.errors import ExitCode
 from stxbf.settings import load_settings
-from stxbf.simulator import SimConfig, SimServer, run_in_thread
+from stxbf.simulator import SimServer, run_in_thread
 from stxbf.state import read
 from stxbf.store import Store
+from tests.checks import SMALL, stored_and_truth
 from tests.helpers import cron_env, retry_until, spawn, stxbf, wait_for_snapshot
 
 pytestmark = pytest.mark.slow  # `stxbf run` end to end, seconds each
-
-SMALL = SimConfig(days=40, tx_per_day=600, seed=11)
 
 
 @pytest.fixture
 def sim() -> Iterator[SimServer]:
     with run_in_thread(SMALL) as server:
         yield server
-
-
-def stored_and_truth(home: Path, sim: SimServer) -> tuple[set[str], set[str]]:
-    with Store.open(home / "stxbf.duckdb", read_only=True) as store:
-        start = int(store.get_meta("range_start") or 0)
-        end = int(store.get_meta("range_end") or 0)
-        verified = store.windows(state="verified")
-        stored = store.tx_ids(start, end)
-    assert verified, "no verified window"
-    return stored, set(sim.chain.tx_ids(start, end))
 
 
 def run_inline(home: Path, sim: SimServer, **overrides: object) -> ExitCode:

@@ -11,7 +11,8 @@ import pytest
 
 from stxbf.simulator import run_in_thread
 from stxbf.store import Store
-from tests.test_e2e_run import SMALL, stored_and_truth, stxbf
+from tests.checks import SMALL, stored_and_truth
+from tests.helpers import cron_env, spawn, stxbf
 
 pytestmark = pytest.mark.slow
 
@@ -23,15 +24,14 @@ def test_resume_after_kill_9_during_v3_walks(isolated_env: Path) -> None:
         env = {"STXBF_API_URL": sim.url, "STXBF_TARGET_DAYS": "20"}
         kills = 0
         for _ in range(5):
-            proc = stxbf("run", env=env)
+            proc = spawn("run", env=cron_env(**env))
             time.sleep(rng.uniform(0.8, 2.5))
             if proc.poll() is None:
                 proc.send_signal(signal.SIGKILL)
                 kills += 1
             proc.communicate(timeout=30)
-        final = stxbf("run", env=env)
-        _out, err = final.communicate(timeout=180)
-        assert final.returncode == 0, err
+        final = stxbf("run", env=cron_env(**env), timeout=180)
+        assert final.returncode == 0, final.stderr
         stored, truth = stored_and_truth(isolated_env, sim)
         gone = sim.stats()["by_status"].get("410", 0)
     assert kills >= 3
@@ -51,14 +51,11 @@ def test_status_json_names_the_sources(isolated_env: Path) -> None:
 
     with run_in_thread(SMALL.with_(days=4, seed=18, v1="gone")) as sim:
         env = {"STXBF_API_URL": sim.url, "STXBF_TARGET_DAYS": "3"}
-        run = stxbf("run", env=env)
-        _out, err = run.communicate(timeout=120)
-        assert run.returncode == 0, err
-    status = stxbf("status", "--json", env=env)
-    out, err = status.communicate(timeout=60)
-    data = json.loads(out)
+        run = stxbf("run", env=cron_env(**env))
+        assert run.returncode == 0, run.stderr
+    status = stxbf("status", "--json", env=cron_env(**env))
+    data = json.loads(status.stdout)
     assert set(data["sources"]) == {"v3"} and data["sources"]["v3"] > 0
     assert data["run_source"] == "v3"
-    shown = stxbf("status", env=env)
-    out, _err = shown.communicate(timeout=60)
-    assert "Windows by source: v3" in out and "(the run's source: v3)" in out
+    shown = stxbf("status", env=cron_env(**env)).stdout
+    assert "Windows by source: v3" in shown and "(the run's source: v3)" in shown

@@ -24,7 +24,7 @@ from stxbf.simulator import SimApi, SimConfig
 from stxbf.simulator.transport import SimTransport
 from stxbf.state import read
 from stxbf.store import Store
-from tests.test_runner_unit import params
+from tests.fakes import params
 
 HOUR = 3600
 TARGET_DAYS = 2

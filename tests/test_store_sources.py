@@ -8,7 +8,7 @@ import duckdb
 
 from stxbf.store import Store, WindowRecord
 from stxbf.store.schema import MIGRATIONS, SCHEMA_VERSION
-from tests.test_engine import make_row
+from tests.fakes import make_row
 
 
 def write_v3_file(path: Path) -> None:
