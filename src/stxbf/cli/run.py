@@ -42,6 +42,12 @@ Source = typer.Option(
     "/extended/v3/transactions), v1 or v3 (env STXBF_SOURCE; default auto).",
 )
 
+GiveUpAfter = typer.Option(
+    None,
+    "--give-up-after",
+    help="Seconds of failures before a request is abandoned (default 600).",
+)
+
 
 def run(
     target_days: int | None = TargetDays,
@@ -52,11 +58,7 @@ def run(
     api_url: str | None = ApiUrl,
     home: Path | None = Home,
     db: Path | None = Db,
-    give_up_after: float | None = typer.Option(
-        None,
-        "--give-up-after",
-        help="Seconds of failures before a request is abandoned (default 600).",
-    ),
+    give_up_after: float | None = GiveUpAfter,
     request_timeout: float | None = typer.Option(
         None, "--request-timeout", help="Seconds one HTTP request may take (default 20)."
     ),

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from stxbf.cli.common import console, err_console
-from stxbf.cli.run import ApiUrl, Concurrency, Db, Home, Rpm, Source
+from stxbf.cli.run import ApiUrl, Concurrency, Db, GiveUpAfter, Home, Rpm, Source
 from stxbf.errors import ExitCode, StoreError, StxbfError
 
 if TYPE_CHECKING:
@@ -34,11 +34,7 @@ def verify(
     home: Path | None = Home,
     db: Path | None = Db,
     source: str | None = Source,
-    give_up_after: float | None = typer.Option(
-        None,
-        "--give-up-after",
-        help="Seconds of failures before a request is abandoned (default 600).",
-    ),
+    give_up_after: float | None = GiveUpAfter,
     as_json: bool = typer.Option(
         False, "--json", help="Print the outcome as one JSON object (schema in docs/cli.md)."
     ),
