@@ -167,3 +167,13 @@ def test_a_log_level_the_logger_cannot_take_is_a_usage_error() -> None:
     assert load_settings(log_level="warning").log_level == "WARNING"
     with pytest.raises(ConfigError, match="--log-level"):
         load_settings(log_level="LOUD")
+
+
+def test_a_session_record_can_be_written_before_the_data_directory_exists(tmp_path: Path) -> None:
+    from stxbf import paths
+
+    home = tmp_path / "not-yet"
+    record_path = paths.DataPaths(home=home, db=home / "stxbf.duckdb").session_record
+    record = paths.SessionRecord(socket_name=None, session_name="s", started_at=0.0)
+    paths.write_session_record(record_path, record)
+    assert record_path.exists() and (home.stat().st_mode & 0o777) == 0o700

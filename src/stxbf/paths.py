@@ -98,6 +98,8 @@ class SessionRecord:
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
+    """Replace `path` atomically; the data directory is created (private) on first use."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(data), encoding="utf-8")
     os.replace(tmp, path)
