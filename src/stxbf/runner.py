@@ -266,22 +266,12 @@ class Runner:
     # -- the run -----------------------------------------------------------------------------
 
     async def _run_locked(self) -> RunReport:
-        p = self.params
         store = self._store
         assert store is not None
         await self._refuse_damaged_file()
         await self._load_store_figures()
-        rpm = p.rpm or (HIRO_RPM_WITH_KEY if p.api_key else HIRO_RPM_WITHOUT_KEY)
-        self._pacer = Pacer(rpm=rpm, fixed=p.rpm is not None)
-        client = ApiClient(
-            p.api_url,
-            api_key=p.api_key,
-            timeout=p.request_timeout,
-            max_connections=p.concurrency,
-            transport=self.transport,
-        )
-        source = PageSource(client, self._pacer, give_up_after=p.give_up_after, stats=self.stats)
-        self._source = source
+        source = self._open_requests()
+        client = source.client
         publisher = asyncio.create_task(self._publish_loop())
         report: RunReport
         try:
@@ -440,6 +430,24 @@ class Runner:
                 await committer
 
     # -- the source seam ---------------------------------------------------------------------
+
+    def _open_requests(self) -> PageSource:
+        """The run's one request path: the pacer (the API's stated rate, or `--rpm`), the
+        client and the retrying page source every route goes through."""
+        p = self.params
+        rpm = p.rpm or (HIRO_RPM_WITH_KEY if p.api_key else HIRO_RPM_WITHOUT_KEY)
+        self._pacer = Pacer(rpm=rpm, fixed=p.rpm is not None)
+        client = ApiClient(
+            p.api_url,
+            api_key=p.api_key,
+            timeout=p.request_timeout,
+            max_connections=p.concurrency,
+            transport=self.transport,
+        )
+        self._source = PageSource(
+            client, self._pacer, give_up_after=p.give_up_after, stats=self.stats
+        )
+        return self._source
 
     def _new_engine(
         self, on_window: Callable[[CompletedWindow], Awaitable[None]]
@@ -711,19 +719,8 @@ class Runner:
                 damage = await self._on_db(self._find_damage)
                 if damage is not None:
                     return damage
-                rpm = p.rpm or (HIRO_RPM_WITH_KEY if p.api_key else HIRO_RPM_WITHOUT_KEY)
-                self._pacer = Pacer(rpm=rpm, fixed=p.rpm is not None)
-                client = ApiClient(
-                    p.api_url,
-                    api_key=p.api_key,
-                    timeout=p.request_timeout,
-                    max_connections=p.concurrency,
-                    transport=self.transport,
-                )
-                source = PageSource(
-                    client, self._pacer, give_up_after=p.give_up_after, stats=self.stats
-                )
-                self._source = source
+                source = self._open_requests()
+                client = source.client
                 self.source_name = "v3" if p.source == "v3" else "v1"
                 try:
                     return await self._verify_windows(source)
