@@ -153,8 +153,8 @@ ENTRY_POINTS = ("stxbf.cli", "stxbf.__main__")  # `python -m stxbf` is an entry 
 
 # (importer package, forbidden package, why)
 FORBIDDEN = [
-    ("stxbf.fetch", "stxbf.store", "fetch and store meet only in runner.py"),
-    ("stxbf.store", "stxbf.fetch", "fetch and store meet only in runner.py"),
+    ("stxbf.fetch", "stxbf.store", "fetch and store meet only in the runner"),
+    ("stxbf.store", "stxbf.fetch", "fetch and store meet only in the runner"),
     ("stxbf.simulator", "stxbf.models", "the simulator speaks the API's JSON, not our models"),
     ("stxbf.simulator", "stxbf.fetch", "the simulator is independent of the client"),
     ("stxbf.simulator", "stxbf.store", "the simulator is independent of the store"),

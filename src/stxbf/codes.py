@@ -66,6 +66,7 @@ class Phase(StrEnum):
 
     STARTING = "starting"
     FETCHING = "fetching"
+    VERIFYING = "verifying"  # `run --verify` re-counting stored windows
     BACKING_OFF = "backing_off"
     FINISHED = "finished"
     STOPPED = "stopped"  # ended before the target (budget, iterations, a quota)

@@ -1,0 +1,21 @@
+"""The defaults every entry point shares (settings, the runner's parameters, help texts).
+
+One place, so a default changed here is the default everywhere; docs/configuration.md lists them.
+"""
+
+from __future__ import annotations
+
+DEFAULT_API_URL = "https://api.hiro.so"
+TARGET_DAYS = 365
+MAX_PAGES = 5000  # per iteration
+CONCURRENCY = 16  # requests in flight
+REQUEST_TIMEOUT = 20.0  # seconds
+GIVE_UP_AFTER = 600.0  # seconds of failures in a row before a run gives up
+SETTLE_HOURS = 24.0  # windows this close to the range's end are fetched again by the next run
+STALL_SECONDS = 600.0  # no progress for this long: status/health call the run stalled
+SESSION_NAME = "stx-backfill"  # the tmux session's name
+# Only these two variables carry the key (STXBF_API_KEY wins): a generic `API_KEY` meant for
+# another tool must never be sent.
+API_KEY_ENV_NAMES = ("STXBF_API_KEY", "HIRO_API_KEY")
+# Hosts that are this machine: plain http and no key are fine there (the simulator, a local API).
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})

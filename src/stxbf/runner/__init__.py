@@ -1,0 +1,40 @@
+"""A backfill run: the only place where fetching and storing meet.
+
+    lock → open store → read every block (damage stops the run) → preflight (chain start,
+         expected total) → passes of the engine
+         → each completed window committed (rows + checkpoint, one transaction)
+         → (--verify) re-count every verified window, fetch again those that changed
+         → progress snapshot published every second → exit code
+
+Windows whose end lies within the settle period (`settle_hours`) of the range's end are stored
+`open` and fetched again by every run: since Nakamoto a block's burn_block_time is its tenure's
+first Bitcoin block time, an extended tenure keeps that time for hours, Bitcoin timestamps are not
+monotonic, and a Bitcoin reorg makes Stacks blocks non-canonical (the API's lists and totals then
+drop their transactions: stacks-blockchain-api src/datastore/pg-store.ts getTxList counts
+`canonical = true` rows only). Older windows are re-counted by `stxbf verify` (`Runner.verify`).
+
+The rooms: `core` (the lifecycle), `plan` (the range), `preflight`, `sources` (v1/v3 and the one
+request path), `commits` (the database writer), `coverage` (what is proven), `verify`,
+`progress` (the published snapshot), `storethread` (the store's own thread), `lock`, `control`
+(stopping from a signal), `params` (what a run is asked and answers).
+
+Memory stays flat: at most a few windows are open, and at most two completed windows wait for
+their commit.
+"""
+
+from stxbf.runner.core import Runner
+from stxbf.runner.coverage import Span, gaps_between
+from stxbf.runner.lock import run_lock
+from stxbf.runner.params import ChangedWindow, ProgressView, RunParams, RunReport, VerifyReport
+
+__all__ = [
+    "ChangedWindow",
+    "ProgressView",
+    "RunParams",
+    "RunReport",
+    "Runner",
+    "Span",
+    "VerifyReport",
+    "gaps_between",
+    "run_lock",
+]

@@ -1,0 +1,161 @@
+"""Committing completed windows: rows and checkpoint in one transaction, in completion order.
+
+The engine hands each window over through a queue of two, so at most two completed windows wait
+for the database while the next ones are fetched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from stxbf.codes import WindowState
+from stxbf.errors import StoreError, StxbfError
+from stxbf.fetch.engine import CompletedWindow
+from stxbf.runner.coverage import Coverage, Span
+from stxbf.runner.plan import iso
+from stxbf.runner.progress import RunState
+from stxbf.runner.sources import OnWindow
+from stxbf.runner.storethread import StoreThread
+from stxbf.store import Store, WindowRecord
+
+log = logging.getLogger(__name__)
+
+WALLETS_INTERVAL = 30.0  # the exact figures (distinct senders too) are read this often
+
+
+def window_record(window: CompletedWindow, source: str) -> WindowRecord:
+    return WindowRecord(
+        window.start,
+        window.end,
+        window.total,
+        len(window.rows),
+        window.state,
+        window.pages,
+        source=source,
+    )
+
+
+class Committer:
+    """The database writer of a pass: `on_window(route)` feeds it, `drain()` waits for it."""
+
+    def __init__(self, db: StoreThread, state: RunState, clock: Callable[[], float]) -> None:
+        self.db = db
+        self.state = state
+        self.clock = clock
+        self._queue: asyncio.Queue[tuple[CompletedWindow, str] | None] = asyncio.Queue(maxsize=2)
+        self._task = asyncio.create_task(self._commit_loop())
+
+    def on_window(self, route: str) -> OnWindow:
+        async def on_window(window: CompletedWindow) -> None:
+            # Wait for room in the queue, unless the committer dies meanwhile (a full disk):
+            # then its error ends the pass instead of a wait that never ends.
+            put = asyncio.ensure_future(self._queue.put((window, route)))
+            await asyncio.wait([put, self._task], return_when=asyncio.FIRST_COMPLETED)
+            if self._task.done():
+                put.cancel()
+                self._task.result()
+                raise StoreError("the database writer stopped")  # pragma: no cover
+
+        return on_window
+
+    async def drain(self) -> None:
+        """Wait until every queued window is committed; re-raise if the writer died instead."""
+        await _drain(self._queue, self._task)
+
+    async def close(self) -> None:
+        if not self._task.done():
+            await self._queue.put(None)
+        with contextlib.suppress(asyncio.CancelledError, StxbfError):
+            await self._task
+
+    async def _commit_loop(self) -> None:
+        last_wallets = 0.0
+        while True:
+            item = await self._queue.get()
+            try:
+                if item is None:
+                    return
+                window, route = item
+                stored = await self.db.call(
+                    Store.commit_window, window_record(window, route), window.rows
+                )
+                self._note(window, stored, route)
+                self.state.figures.window_sources = await self.db.call(Store.window_sources)
+                if self.clock() - last_wallets > WALLETS_INTERVAL:
+                    last_wallets = self.clock()
+                    await self.state.figures.refresh(self.db, wallets=True)
+            finally:
+                self._queue.task_done()
+
+    def _note(self, window: CompletedWindow, stored: int, route: str) -> None:
+        state = self.state
+        state.last_commit_at = self.clock()
+        final = window.state if stored == window.total else WindowState.INCOMPLETE
+        kept = final in (WindowState.VERIFIED, WindowState.OPEN)
+        state.coverage.commit(
+            window.start, window.end, Span(window.start, window.end, window.total) if kept else None
+        )
+        # final windows only: an `open` one (the head, the settle period) is fetched again
+        state.windows_verified += final == WindowState.VERIFIED
+        state.figures.count(window.rows)
+        log.info(
+            "window %s .. %s %s: %d transactions in %d pages (%s)",
+            iso(window.start),
+            iso(window.end),
+            final,
+            stored,
+            window.pages,
+            route,
+        )
+
+
+async def _drain(queue: asyncio.Queue[Any], consumer: asyncio.Task[None]) -> None:
+    joined = asyncio.ensure_future(queue.join())
+    await asyncio.wait([joined, consumer], return_when=asyncio.FIRST_COMPLETED)
+    joined.cancel()
+    if consumer.done():
+        consumer.result()
+
+
+async def load_coverage(db: StoreThread, state: RunState) -> None:
+    """The verified windows of earlier runs, and the chain's start they found."""
+    records = await db.call(Store.windows)
+    state.coverage = Coverage(
+        Span(r.start_time, r.end_time, r.api_total)
+        for r in records
+        if r.state == WindowState.VERIFIED
+    )
+    chain_start = await db.call(Store.get_meta, "chain_start")
+    if chain_start:
+        state.plan.chain_start = int(chain_start)
+
+
+async def record_before_chain_start(db: StoreThread, state: RunState, source: str) -> None:
+    """The stretch before the chain's first transaction is empty, and provably so."""
+    before = state.plan.before_chain_start()
+    if before is None or not state.coverage.gaps(*before):
+        return
+    start, end = before
+    record = WindowRecord(start, end, 0, 0, WindowState.VERIFIED, 0, source=source)
+    await db.call(Store.commit_window, record, [])
+    state.coverage.add(Span(start, end, 0))
+
+
+async def forget_duplicated(db: StoreThread, state: RunState) -> bool:
+    """Windows that share a tx_id with another (see `Store.duplicated_windows`) lose their
+    checkpoint, so the next iteration fetches them again."""
+    spans = await db.call(Store.duplicated_windows)
+    if not spans:
+        return False
+    log.warning(
+        "%d window(s) hold transactions also stored in another window (moved by the API "
+        "since they were fetched): fetching them again",
+        len(spans),
+    )
+    await db.call(Store.forget_windows, spans)
+    state.coverage.forget(spans)
+    return True

@@ -1,0 +1,348 @@
+"""The run's lifecycle: lock, open, check, plan, iterate passes, verify, end.
+
+Each job lives in its own module; this one only orders them and turns their outcome into an exit
+code and a closing snapshot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from stxbf.codes import Phase
+from stxbf.errors import (
+    ApiGone,
+    ApiNotStacks,
+    ExitCode,
+    QuotaExhausted,
+    StoreError,
+    StxbfError,
+)
+from stxbf.fetch.engine import PassResult
+from stxbf.fetch.pages import FetchStats
+from stxbf.runner.commits import (
+    Committer,
+    forget_duplicated,
+    load_coverage,
+    record_before_chain_start,
+)
+from stxbf.runner.control import StopSignal
+from stxbf.runner.lock import run_lock
+from stxbf.runner.params import ProgressView, RunParams, RunReport, VerifyReport
+from stxbf.runner.plan import RangePlan, iso
+from stxbf.runner.preflight import preflight
+from stxbf.runner.progress import Progress, RunState
+from stxbf.runner.sources import Sources
+from stxbf.runner.storethread import StoreThread
+from stxbf.runner.verify import Verifier, find_damage, refuse_damaged_file
+from stxbf.store import Store
+
+log = logging.getLogger(__name__)
+
+END_PHASES = {ExitCode.OK: Phase.FINISHED, ExitCode.INTERRUPTED: Phase.INTERRUPTED}
+
+
+class Runner:
+    """One `stxbf run` (`run()`) or `stxbf verify` (`verify()`) over one database."""
+
+    def __init__(
+        self,
+        params: RunParams,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        view: ProgressView | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.params = params
+        self.transport = transport
+        self.clock = clock
+        self.stats = FetchStats()
+        now = int(clock())  # the range is planned by the preflight; until then it is empty
+        plan = RangePlan(params.target_days, params.settle_hours, range_start=now, range_end=now)
+        self.state = RunState(plan=plan)
+        self.progress = Progress(params, self.state, self.stats, clock=clock, view=view)
+        self.stop = StopSignal()
+        self.run_id: int | None = None  # set once the preflight passed and the run is recorded
+        self.verification: VerifyReport | None = None
+        self._audited = False  # the duplicate audit runs once per run
+        self._verified = False  # `--verify` re-counts once per run
+
+    def request_stop(self, reason: str = "signal") -> None:
+        """Stop scheduling, commit what is complete, and return INTERRUPTED (signal-safe)."""
+        self.stop.request(reason)
+
+    def snapshot(self) -> Any:
+        return self.progress.snapshot()
+
+    # -- run ---------------------------------------------------------------------------------
+
+    async def run(self) -> RunReport:
+        p = self.params
+        with run_lock(p.lock_path, p.runner_path, p.db_path):
+            db = await StoreThread.open(p.db_path)
+            try:
+                self.stop.task = asyncio.current_task()
+                return await self._run_locked(db)
+            finally:
+                # nothing was written when no run was recorded: leave the file as it was
+                await db.close(checkpoint=self.run_id is not None)
+
+    async def _run_locked(self, db: StoreThread) -> RunReport:
+        await refuse_damaged_file(db, self.params.db_path)
+        await load_coverage(db, self.state)
+        await self.state.figures.refresh(db, wallets=True)
+        sources = self._open_sources()
+        publisher = asyncio.create_task(self.progress.publish_loop())
+        state = self.state
+        try:
+            report = await self._passes(db, sources)
+        except asyncio.CancelledError:
+            report = RunReport(ExitCode.INTERRUPTED, "interrupted before the backfill started")
+        except StxbfError as exc:
+            self.stats.last_error = exc.message
+            self.stats.last_error_at = self.clock()
+            state.phase = Phase.FAILED
+            if isinstance(exc, QuotaExhausted):
+                state.quota = exc
+            state.exit_code = exc.exit_code
+            await self._finish(db, sources, publisher)
+            raise
+        state.exit_code = report.exit_code
+        state.phase = END_PHASES.get(report.exit_code, Phase.STOPPED)
+        await self._finish(db, sources, publisher)
+        report.snapshot = self.progress.snapshot()
+        return report
+
+    async def _finish(
+        self, db: StoreThread, sources: Sources, publisher: asyncio.Task[None]
+    ) -> None:
+        publisher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await publisher
+        await sources.aclose()
+        run_id = self.run_id
+        if run_id is not None:  # else the API failed before anything was written
+            with contextlib.suppress(Exception):  # the error that ended the run stays the one
+                await self.state.figures.refresh(db, wallets=True, save=True)
+            with contextlib.suppress(Exception):
+                await db.call(lambda store: store.end_run(run_id, **self._run_figures()))
+        self.progress.publish()
+
+    def _run_figures(self) -> dict[str, Any]:
+        """What the runs table records of this run when it ends."""
+        state, stats = self.state, self.stats
+        return {
+            "ended_at": self.clock(),
+            "range_start": state.plan.range_start,
+            "range_end": state.plan.range_end,
+            "requests": stats.requests,
+            "pages": stats.pages,
+            "transactions_fetched": stats.transactions,
+            "exit_code": int(state.exit_code if state.exit_code is not None else 1),
+        }
+
+    async def _passes(self, db: StoreThread, sources: Sources) -> RunReport:
+        p, state = self.params, self.state
+        log.info("source: %s (%s), setting %s", sources.name, sources.route, p.source)
+        state.source = sources.name
+        state.plan.advance(self.clock())
+        await preflight(sources, state.plan)
+        state.source = sources.name
+        self.progress.warn_if_quota_short()
+        self.run_id = await db.call(
+            lambda store: store.start_run(
+                pid=os.getpid(),
+                started_at=self.progress.started_at,
+                api_url=p.api_url,
+                target_days=p.target_days,
+            )
+        )
+        await record_before_chain_start(db, state, sources.name)
+        committer = Committer(db, state, self.clock)
+        try:
+            return await self._iterate(db, sources, committer)
+        finally:
+            await committer.close()
+
+    async def _iterate(self, db: StoreThread, sources: Sources, committer: Committer) -> RunReport:
+        """Plan the gaps, run a pass over them, until the range is covered or a limit stops it."""
+        state, plan = self.state, self.state.plan
+        engine = sources.engine(committer.on_window(sources.name))
+        with contextlib.ExitStack() as watched:
+            watched.enter_context(self.stop.watching(engine))
+            state.phase = Phase.FETCHING
+            while True:
+                state.iteration += 1
+                plan.advance(self.clock())
+                await db.call(_save_meta, plan.meta(self.params.api_url))
+                gaps = state.coverage.gaps(plan.effective_start, plan.range_end)
+                if not gaps:
+                    if await self._forget_duplicated_once(db):
+                        continue
+                    return await self._verify_then_reach(db, sources)
+                self._log_iteration(gaps, sources)
+                try:
+                    result = await engine.run_pass(
+                        gaps,
+                        head_start=plan.head_start,
+                        page_budget=self.params.max_pages,
+                        settle_start=plan.settle_start,
+                    )
+                except (ApiGone, ApiNotStacks) as exc:
+                    if not sources.may_switch(exc):
+                        raise
+                    # the windows completed so far are committed; the gaps are planned again
+                    # from the checkpoints, so no verified window is fetched twice
+                    await committer.drain()
+                    sources.switch_to_v3(exc)
+                    state.source = sources.name
+                    engine = sources.engine(committer.on_window(sources.name))
+                    watched.enter_context(self.stop.watching(engine))
+                    continue
+                await committer.drain()
+                self._log_pass(result)
+                report = await self._after_pass(db, sources, result)
+                if report is not None:
+                    return report
+
+    async def _after_pass(
+        self, db: StoreThread, sources: Sources, result: PassResult
+    ) -> RunReport | None:
+        """How the run goes on after a pass: None for another iteration, else its report."""
+        if result.stopped:
+            return RunReport(
+                ExitCode.INTERRUPTED,
+                "interrupted: completed windows are committed; `stxbf run` resumes",
+            )
+        if result.finished:
+            if await self._forget_duplicated_once(db):
+                return None
+            return await self._verify_then_reach(db, sources)
+        max_iterations = self.params.max_iterations
+        if max_iterations and self.state.iteration >= max_iterations:
+            return RunReport(
+                ExitCode.INCOMPLETE,
+                f"stopped after {self.state.iteration} iteration(s) before the target; "
+                "run again to continue",
+            )
+        if result.windows_verified + result.windows_settling == 0:
+            # the head window alone is no progress
+            return RunReport(
+                ExitCode.INCOMPLETE,
+                "no window could be verified in this iteration; run again later",
+            )
+        return None
+
+    async def _forget_duplicated_once(self, db: StoreThread) -> bool:
+        """Once a run, before it reports the target reached (see `forget_duplicated`)."""
+        if self._audited:
+            return False
+        self._audited = True
+        return await forget_duplicated(db, self.state)
+
+    async def _verify_then_reach(self, db: StoreThread, sources: Sources) -> RunReport:
+        if not self.params.verify or self._verified:
+            return self._reached()
+        self._verified = True
+        report = await self._verifier(db, sources).run()
+        self.verification = report
+        if report.exit_code == ExitCode.INTERRUPTED:
+            return RunReport(ExitCode.INTERRUPTED, report.message, verification=report)
+        if report.windows_incomplete:
+            return RunReport(
+                ExitCode.INCOMPLETE,
+                f"{report.message}; run again to settle them",
+                verification=report,
+            )
+        reached = self._reached()
+        reached.message = f"{reached.message}; {report.message}"
+        reached.verification = report
+        return reached
+
+    def _reached(self) -> RunReport:
+        chain_start = self.state.plan.chain_start
+        if chain_start is not None:
+            return RunReport(
+                ExitCode.OK,
+                f"target reached at the chain's start ({iso(chain_start)}): "
+                "the API has no older transactions",
+            )
+        return RunReport(ExitCode.OK, f"target reached: {self.params.target_days} days verified")
+
+    # -- verify ------------------------------------------------------------------------------
+
+    async def verify(self) -> VerifyReport:
+        """`stxbf verify`: read every stored block, then re-count every verified window.
+
+        Holds the run lock (it rewrites the windows that changed). A damaged file is reported,
+        with the windows to fetch again, and nothing is requested.
+        """
+        p = self.params
+        if not p.db_path.is_file():
+            raise StoreError(f"no database at {p.db_path} yet (no backfill has run)")
+        with run_lock(p.lock_path, p.runner_path, p.db_path):
+            db = await StoreThread.open(p.db_path)
+            sources: Sources | None = None
+            damage: VerifyReport | None = None
+            try:
+                self.stop.task = asyncio.current_task()
+                damage = await db.call(find_damage)
+                if damage is not None:
+                    return damage
+                sources = self._open_sources()
+                try:
+                    return await self._verifier(db, sources).run()
+                except asyncio.CancelledError:
+                    report = VerifyReport(exit_code=int(ExitCode.INTERRUPTED))
+                    report.message = "interrupted: windows re-fetched so far are committed"
+                    return report
+            finally:
+                if sources is not None:
+                    await sources.aclose()
+                # a damaged file is left exactly as it was found
+                await db.close(checkpoint=damage is None)
+
+    # -- parts -------------------------------------------------------------------------------
+
+    def _open_sources(self) -> Sources:
+        sources = Sources(self.params, self.stats, self.transport)
+        self.progress.pacer = sources.pacer
+        return sources
+
+    def _verifier(self, db: StoreThread, sources: Sources) -> Verifier:
+        return Verifier(
+            self.params, sources, db, self.state, self.stop, stats=self.stats, clock=self.clock
+        )
+
+    def _log_iteration(self, gaps: list[tuple[int, int]], sources: Sources) -> None:
+        log.info(
+            "iteration %d: %d gap(s) to fetch in %s .. %s from %s (%s)",
+            self.state.iteration,
+            len(gaps),
+            iso(gaps[0][0]),
+            iso(gaps[-1][1]),
+            sources.name,
+            sources.route,
+        )
+
+    def _log_pass(self, result: PassResult) -> None:
+        log.info(
+            "iteration %d: %d windows done, %d incomplete, %d pages%s",
+            self.state.iteration,
+            result.windows_done,
+            result.windows_incomplete,
+            result.pages,
+            " (page budget reached)" if result.budget_exhausted else "",
+        )
+
+
+def _save_meta(store: Store, meta: dict[str, Any]) -> None:
+    for key, value in meta.items():
+        store.set_meta(key, value)

@@ -1,0 +1,74 @@
+"""What a run is asked to do (`RunParams`), and what it reports (`RunReport`, `VerifyReport`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from stxbf import defaults
+from stxbf.errors import ExitCode
+from stxbf.state import ProgressSnapshot
+
+
+@dataclass(frozen=True)
+class RunParams:
+    api_url: str
+    api_key: str | None
+    db_path: Path
+    lock_path: Path
+    progress_path: Path
+    runner_path: Path
+    target_days: int = defaults.TARGET_DAYS
+    max_pages: int = defaults.MAX_PAGES
+    max_iterations: int = 0
+    concurrency: int = defaults.CONCURRENCY
+    rpm: float | None = None
+    request_timeout: float = defaults.REQUEST_TIMEOUT
+    give_up_after: float = defaults.GIVE_UP_AFTER
+    restarts: int = 0  # times a supervisor started this run again (published in the snapshot)
+    settle_hours: float = defaults.SETTLE_HOURS
+    verify: bool = False
+    source: str = "auto"  # auto | v1 | v3 (see `Sources.may_switch`)
+
+
+@dataclass
+class ChangedWindow:
+    """A verified window whose API answer no longer matches what is stored."""
+
+    start_time: int
+    end_time: int
+    api_total: int  # the API's total now
+    rows_stored: int  # before it was fetched again
+    reason: str
+
+
+@dataclass
+class VerifyReport:
+    """What `stxbf verify` (or `stxbf run --verify`) found and did."""
+
+    windows_checked: int = 0
+    windows_changed: int = 0
+    windows_incomplete: int = 0  # changed, but fetching them again did not settle them
+    rows_added: int = 0
+    rows_removed: int = 0
+    requests: int = 0
+    changed: list[ChangedWindow] = field(default_factory=list)
+    damaged_tables: list[str] = field(default_factory=list)
+    damaged_windows: list[tuple[int, int]] = field(default_factory=list)
+    exit_code: int = 0
+    message: str = ""
+
+
+@dataclass
+class RunReport:
+    exit_code: ExitCode
+    message: str
+    snapshot: ProgressSnapshot | None = None
+    verification: VerifyReport | None = None
+
+
+class ProgressView(Protocol):
+    """Where the live snapshot goes besides the progress file (a terminal display, or nothing)."""
+
+    def update(self, snapshot: ProgressSnapshot) -> None: ...

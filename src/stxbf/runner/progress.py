@@ -1,0 +1,228 @@
+"""What a run knows of itself, and the snapshot of it published every second.
+
+The snapshot goes to the progress file (`stxbf status`, `health` and the tmux monitor read it)
+and to the terminal view; it is built from the run's state, the fetch counters and the pacer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from stxbf.codes import Phase
+from stxbf.errors import ExitCode, QuotaExhausted
+from stxbf.fetch.client import PAGE_LIMIT
+from stxbf.fetch.pacer import Pacer
+from stxbf.fetch.pages import FetchStats
+from stxbf.models import BURN_TIME_INDEX, Row
+from stxbf.runner.coverage import Coverage
+from stxbf.runner.params import ProgressView, RunParams
+from stxbf.runner.plan import RangePlan
+from stxbf.runner.storethread import StoreThread
+from stxbf.state import Counters, ProgressSnapshot, publish
+from stxbf.store import Store, StoreSummary
+
+log = logging.getLogger(__name__)
+
+PUBLISH_INTERVAL = 1.0
+
+
+@dataclass
+class StoreFigures:
+    """What the database holds: read from it exactly now and then, counted up in between."""
+
+    transactions: int = 0
+    wallets: int | None = None
+    earliest: int | None = None
+    latest: int | None = None
+    db_bytes: int = 0
+    window_sources: dict[str, int] = field(default_factory=dict)  # windows by route
+
+    def take(self, summary: StoreSummary, *, wallets: bool) -> None:
+        self.transactions = summary.transactions
+        if wallets:
+            self.wallets = summary.wallets
+        self.earliest, self.latest = summary.earliest_tx_time, summary.latest_tx_time
+        self.db_bytes = summary.db_bytes
+
+    async def refresh(self, db: StoreThread, *, wallets: bool, save: bool = False) -> None:
+        """Read the exact figures; `save` keeps them for idle `status`/`health` to read back."""
+        summary = await db.call(
+            Store.save_summary if save else lambda store: store.summary(wallets=wallets)
+        )
+        self.take(summary, wallets=wallets)
+        self.window_sources = await db.call(Store.window_sources)
+
+    def count(self, rows: list[Row]) -> None:
+        """Rows just committed (the next exact read corrects a window fetched again)."""
+        self.transactions += len(rows)
+        if rows:
+            times = [row[BURN_TIME_INDEX] for row in rows]
+            low, high = min(times), max(times)
+            self.earliest = low if self.earliest is None else min(self.earliest, low)
+            self.latest = high if self.latest is None else max(self.latest, high)
+
+
+@dataclass
+class RunState:
+    """The run's own state, shared by its parts: the plan, the coverage, the phase."""
+
+    plan: RangePlan
+    coverage: Coverage = field(default_factory=Coverage)
+    figures: StoreFigures = field(default_factory=StoreFigures)
+    phase: Phase = Phase.STARTING
+    iteration: int = 0
+    windows_verified: int = 0  # final windows committed by this process
+    windows_refetched: int = 0  # windows fetched again because the API's answer changed
+    last_commit_at: float | None = None
+    quota: QuotaExhausted | None = None  # the quota that ended the run, if one did
+    exit_code: ExitCode | None = None
+    source: str | None = None  # the route fetched from now: v1 | v3
+
+
+class Progress:
+    """Builds and publishes the snapshot; warns once when the monthly quota will not last."""
+
+    def __init__(
+        self,
+        params: RunParams,
+        state: RunState,
+        stats: FetchStats,
+        *,
+        clock: Callable[[], float],
+        view: ProgressView | None = None,
+    ) -> None:
+        self.params = params
+        self.state = state
+        self.stats = stats
+        self.clock = clock
+        self.view = view
+        self.started_at = clock()
+        self.pacer: Pacer | None = None  # set once the run opens its request path
+        self._quota_warned = False
+
+    async def publish_loop(self) -> None:
+        while True:
+            self.publish()
+            self.warn_if_quota_short()
+            await asyncio.sleep(PUBLISH_INTERVAL)
+
+    def publish(self) -> None:
+        snapshot = self.snapshot()
+        try:
+            publish(self.params.progress_path, snapshot)
+        except OSError as exc:
+            log.debug("cannot publish progress: %s", exc)
+        if self.view is not None:
+            self.view.update(snapshot)
+
+    def warn_if_quota_short(self) -> None:
+        """Once a run: the monthly quota left is smaller than what the rest of the range needs."""
+        pacer = self.pacer
+        if self._quota_warned or pacer is None or pacer.month_remaining is None:
+            return
+        needed = self._remaining_pages()
+        if needed is None:
+            return
+        needed_units = needed * pacer.cost
+        if pacer.month_remaining < needed_units:
+            self._quota_warned = True
+            log.warning(
+                "the API's monthly quota has %d request units left, and the rest of the range "
+                "needs about %d: the run will stop when the quota runs out",
+                int(pacer.month_remaining),
+                int(needed_units),
+            )
+
+    def snapshot(self) -> ProgressSnapshot:
+        state, plan, stats, figures = self.state, self.state.plan, self.stats, self.state.figures
+        backoff_until = self._backoff_until()
+        phase = state.phase
+        if phase == Phase.FETCHING and backoff_until and backoff_until > self.clock():
+            phase = Phase.BACKING_OFF
+        rate = self.pacer.achieved_rpm() if self.pacer is not None else 0.0
+        limit = self.pacer.limit_rpm if self.pacer is not None else None
+        limited_until, limited_reason = self._rate_limited()
+        return ProgressSnapshot(
+            pid=os.getpid(),
+            started_at=self.started_at,
+            updated_at=self.clock(),
+            phase=phase,
+            api_url=self.params.api_url,
+            target_days=plan.target_days,
+            range_start=plan.range_start,
+            range_end=plan.range_end,
+            chain_start=plan.chain_start,
+            iteration=state.iteration,
+            counters=self._counters(),
+            coverage=state.coverage.days(plan.range_start, plan.range_end),
+            transactions_stored=figures.transactions,
+            wallets=figures.wallets,
+            earliest_tx_time=figures.earliest,
+            latest_tx_time=figures.latest,
+            expected_total=plan.expected_total,
+            rate_rpm=round(rate, 1),
+            limit_rpm=None if limit is None else round(limit, 1),
+            backoff_until=backoff_until,
+            last_error=stats.last_error,
+            last_error_at=stats.last_error_at,
+            last_progress_at=max(
+                (t for t in (stats.last_page_at, state.last_commit_at) if t is not None),
+                default=None,
+            ),
+            consecutive_failures=stats.consecutive_failures,
+            rate_limited_until=limited_until,
+            rate_limited_reason=limited_reason,
+            eta_seconds=self._eta(rate),
+            db_bytes=figures.db_bytes,
+            restarts=self.params.restarts,
+            exit_code=None if state.exit_code is None else int(state.exit_code),
+            source=state.source,
+            window_sources=dict(sorted(figures.window_sources.items())),
+        )
+
+    def _counters(self) -> Counters:
+        stats = self.stats
+        return Counters(
+            requests=stats.requests,
+            pages=stats.pages,
+            transactions_fetched=stats.transactions,
+            responses_429=stats.responses_429,
+            errors=stats.errors,
+            retries=stats.retries,
+            windows_verified=self.state.windows_verified,
+            windows_refetched=self.state.windows_refetched,
+        )
+
+    def _backoff_until(self) -> float | None:
+        """An error backoff, or the pacer's gate (a stated limit), whichever ends later."""
+        backoff_until = self.stats.backoff_until
+        if self.pacer is not None and self.pacer.gate_remaining() > 0:
+            gate = self.clock() + self.pacer.gate_remaining()
+            backoff_until = max(backoff_until or 0.0, gate)
+        return backoff_until
+
+    def _rate_limited(self) -> tuple[float | None, str | None]:
+        """Until when, and why, the run waits out a limit the API stated (not a stall)."""
+        if self.state.quota is not None:
+            return self.state.quota.resets_at, self.state.quota.message
+        pacer = self.pacer
+        if pacer is None or pacer.gate_remaining() <= 0 or pacer.gate_reason is None:
+            return None, None
+        return self.clock() + pacer.gate_remaining(), pacer.gate_reason
+
+    def _remaining_pages(self) -> float | None:
+        plan = self.state.plan
+        if plan.expected_total is None:
+            return None
+        done = self.state.coverage.api_total_within(plan.range_start, plan.range_end)
+        return max(0, plan.expected_total - done) / PAGE_LIMIT
+
+    def _eta(self, rate_rpm: float) -> float | None:
+        remaining_pages = self._remaining_pages()
+        if remaining_pages is None or rate_rpm <= 0:
+            return None
+        return remaining_pages / (rate_rpm / 60.0)

@@ -1,0 +1,118 @@
+"""The source seam: which route the transactions come from, and the one request path under it.
+
+v1 (`/extended/v1/tx`, a burn-time filter and an exact `total` per window) while it answers;
+v3 (`/extended/v3/transactions`, a cursor walk proven by the burn blocks' counts) when asked for,
+or under `auto` once v1 is switched off. Both engines take gaps and hand back `CompletedWindow`s
+that are committed alike, so planning, checkpoints and commits do not know the route.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+import httpx
+
+from stxbf.errors import ApiGone, ApiNotStacks, StxbfError
+from stxbf.fetch.client import TX_LIST_PATH, ApiClient
+from stxbf.fetch.engine import CompletedWindow, Engine
+from stxbf.fetch.pacer import HIRO_RPM_WITH_KEY, HIRO_RPM_WITHOUT_KEY, Pacer
+from stxbf.fetch.pages import FetchStats, PageSource
+from stxbf.fetch.v3 import V3_TX_PATH, V3Engine, V3Source
+from stxbf.runner.params import RunParams
+
+log = logging.getLogger(__name__)
+
+ROUTES = {"v1": TX_LIST_PATH, "v3": V3_TX_PATH}
+# V3Source: cursor walks in flight per window (V3Engine prepares the next window meanwhile)
+V3_WALKS_PER_WINDOW = 8
+INITIAL_SPAN = 6 * 3600  # the first window's width, in seconds of burn-block time
+
+OnWindow = Callable[[CompletedWindow], Awaitable[None]]
+AnyEngine = Engine | V3Engine
+
+
+class Sources:
+    """The run's one request path (the pacer at the API's stated rate or `--rpm`, the client, the
+    retrying page source every route goes through) and the route in use on it."""
+
+    def __init__(
+        self,
+        params: RunParams,
+        stats: FetchStats,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.params = params
+        rpm = params.rpm or (HIRO_RPM_WITH_KEY if params.api_key else HIRO_RPM_WITHOUT_KEY)
+        self.pacer = Pacer(rpm=rpm, fixed=params.rpm is not None)
+        self.client = ApiClient(
+            params.api_url,
+            api_key=params.api_key,
+            timeout=params.request_timeout,
+            max_connections=params.concurrency,
+            transport=transport,
+        )
+        self.pages = PageSource(
+            self.client, self.pacer, give_up_after=params.give_up_after, stats=stats
+        )
+        self.name = "v3" if params.source == "v3" else "v1"
+        self._stats = stats
+        self._v3: V3Source | None = None
+
+    @property
+    def route(self) -> str:
+        return ROUTES[self.name]
+
+    def v3(self) -> V3Source:
+        """The v3 source, on the same request path (pacer, retries, quota, counters) as v1."""
+        if self._v3 is None:
+            self._v3 = V3Source(
+                self.client,
+                self.pacer,
+                give_up_after=self.params.give_up_after,
+                concurrency=min(V3_WALKS_PER_WINDOW, self.params.concurrency),
+                stats=self._stats,
+                requests=self.pages,
+            )
+        return self._v3
+
+    def engine(self, on_window: OnWindow, *, initial_span: int = INITIAL_SPAN) -> AnyEngine:
+        """The current route's engine; `initial_span` is its first window's width (it learns
+        the rest from the density it meets)."""
+        if self.name == "v3":
+            return V3Engine(self.v3(), on_window=on_window, initial_span=initial_span)
+        return Engine(
+            self.pages,
+            concurrency=self.params.concurrency,
+            on_window=on_window,
+            initial_span=initial_span,
+        )
+
+    def may_switch(self, exc: BaseException) -> bool:
+        """`auto` leaves v1 for good when its route is switched off (410, the deprecation
+        plugin of stacks-blockchain-api src/api/deprecation-plugin.ts) or missing (a 404 on
+        /extended/v1/tx: an API without the v1 routes)."""
+        if self.params.source != "auto" or self.name != "v1":
+            return False
+        if isinstance(exc, ApiGone):
+            return True
+        return isinstance(exc, ApiNotStacks) and exc.missing_route == TX_LIST_PATH
+
+    def switch_to_v3(self, exc: StxbfError) -> None:
+        why = (
+            "answered 410 Gone (switched off)"
+            if isinstance(exc, ApiGone)
+            else "answered 404 (the route does not exist)"
+        )
+        log.warning(
+            "%s %s: switching to %s for the rest of this run; committed windows stay, the gaps "
+            "are planned again from the checkpoints",
+            TX_LIST_PATH,
+            why,
+            V3_TX_PATH,
+        )
+        self.name = "v3"
+
+    async def aclose(self) -> None:
+        self.pages.flush_retry_log()  # retries still being counted are logged before the end
+        await self.client.aclose()
