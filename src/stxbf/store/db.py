@@ -14,33 +14,31 @@ converted each of a window's ~76,000 values through Python's C API under the GIL
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any
 
 import duckdb
 import orjson
 
-from stxbf.errors import (
-    ConfigError,
-    DatabaseBusy,
-    DatabaseCorrupt,
-    DatabaseEmpty,
-    SchemaTooNew,
-    StoreError,
-)
+from stxbf.errors import DatabaseCorrupt
 from stxbf.models import TX_COLUMN_NAMES, TX_COLUMNS, Row
-from stxbf.store.schema import APP_MARKER, MIGRATIONS, SCHEMA_VERSION
+from stxbf.store.connection import (
+    connect,
+    delete_meta,
+    read_meta,
+    table_names,
+    transaction,
+    write_meta,
+)
+from stxbf.store.faults import as_store_error, describe, store_error
+from stxbf.store.faults import damaged_hint as damaged_hint  # the runner names it
+from stxbf.store.schema import check_and_migrate
 
-MEMORY_LIMIT = "64MB"  # DuckDB's buffer pool; it spills or re-reads beyond this
-# Checkpoint every 128 MB of WAL rather than DuckDB's 16 MB: each checkpoint rewrote the table's
-# last, still-growing row group, leaving freed blocks behind (~18 B/tx) and costing time.
-CHECKPOINT_THRESHOLD = "128MB"
 SUMMARY_KEY = "summary"  # meta: the last saved StoreSummary and the content stamp it matches
 
 # HUGEINT values (u128 token amounts) travel as decimal strings: JSON numbers stop at 64 bits.
@@ -131,56 +129,6 @@ def _check_run_columns(fields: dict[str, Any]) -> None:
         raise ValueError(f"not columns of runs: {sorted(unknown)}")
 
 
-def _describe(exc: BaseException) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-
-
-# What DuckDB says about a file it cannot trust: a block whose checksum fails (bytes overwritten),
-# a file shorter than its header says (truncated), a header that is not DuckDB's.
-_DAMAGE_MARKERS = (
-    "corrupt database file",
-    "could not read enough bytes",
-    "not a valid duckdb database",
-    "checksum",
-)
-
-
-def _is_damage(exc: BaseException) -> bool:
-    text = str(exc).lower()
-    return any(marker in text for marker in _DAMAGE_MARKERS)
-
-
-def damaged_hint(path: Path | None) -> str:
-    """What to do with a file DuckDB cannot read: nothing in it can be trusted or repaired."""
-    where = path if path is not None else "the database"
-    return (
-        f"move it aside (mv {where} {where}.damaged); `stxbf run` then starts a new database "
-        "and fetches every window again"
-    )
-
-
-def _damaged(path: Path | None, exc: BaseException) -> DatabaseCorrupt:
-    return DatabaseCorrupt(f"database {path} is damaged: {_describe(exc)}", hint=damaged_hint(path))
-
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _as_store_error(method: F) -> F:
-    """DuckDB's own errors (a failed spill, an invalidated database) become one StoreError line."""
-
-    @functools.wraps(method)
-    def wrapper(self: Store, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return method(self, *args, **kwargs)
-        except duckdb.Error as exc:
-            if _is_damage(exc):
-                raise _damaged(self.path, exc) from None
-            raise StoreError(f"database {self.path}: {_describe(exc)}") from None
-
-    return cast(F, wrapper)
-
-
 class Store:
     def __init__(self, con: duckdb.DuckDBPyConnection, path: Path | None) -> None:
         self._con = con
@@ -191,97 +139,20 @@ class Store:
     @classmethod
     def open(cls, path: Path | str, *, read_only: bool = False) -> Store:
         """Open (creating and migrating when writable) the database at `path` or ":memory:"."""
-        memory = str(path) == ":memory:"
-        target = None if memory else Path(path)
-        if target is not None:
-            if target.is_dir():
-                raise ConfigError(f"database path {target} is a directory, not a file")
-            if read_only and not target.exists():
-                raise StoreError(f"no database at {target} yet (no backfill has run)")
-            if target.exists() and target.stat().st_size == 0:
-                # DuckDB refuses a 0-byte file; status and run must say the same about it.
-                raise DatabaseCorrupt(
-                    f"{target} is empty (0 bytes), not a DuckDB database",
-                    hint=f"remove it (rm {target}); `stxbf run` then creates a new database",
-                )
-            if not read_only:
-                try:
-                    target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-                except OSError as exc:
-                    raise ConfigError(f"cannot create {target.parent}: {exc.strerror}") from None
-        try:
-            con = duckdb.connect(
-                ":memory:" if memory else str(target),
-                read_only=read_only,
-                config={
-                    "memory_limit": MEMORY_LIMIT,
-                    "checkpoint_threshold": CHECKPOINT_THRESHOLD,
-                },
-            )
-        except duckdb.IOException as exc:
-            text = str(exc)
-            if "lock" in text.lower():
-                raise DatabaseBusy(
-                    f"database {target} is held by another process (a running `stxbf run`?)"
-                ) from None
-            if _is_damage(exc) or "invalid" in text.lower():
-                raise DatabaseCorrupt(
-                    f"{target} is not a DuckDB database, or is damaged: {_describe(exc)}",
-                    hint=damaged_hint(target),
-                ) from None
-            raise StoreError(f"cannot open database {target}: {_describe(exc)}") from None
-        except duckdb.Error as exc:
-            raise _damaged(target, exc) from None
-        store = cls(con, target)
+        con, target = connect(path, read_only=read_only)
         try:
             con.execute("SET enable_progress_bar = false")  # a migration's bar in the log pane
-            store._check_and_migrate(read_only)
+            check_and_migrate(con, target, read_only=read_only)
         except duckdb.Error as exc:
             con.close()
-            if _is_damage(exc):
-                raise _damaged(target, exc) from None
-            raise StoreError(f"cannot open database {target}: {_describe(exc)}") from None
+            raise store_error(target, exc, "cannot open") from None
         except BaseException:
             con.close()
             raise
         if target is not None and not read_only:
             with contextlib.suppress(OSError):
                 target.chmod(0o600)
-        return store
-
-    def _check_and_migrate(self, read_only: bool) -> None:
-        tables = {
-            row[0] for row in self._con.execute("SELECT table_name FROM duckdb_tables()").fetchall()
-        }
-        if "meta" not in tables:
-            if tables:
-                raise DatabaseCorrupt(
-                    f"{self.path} is a DuckDB database but not one stxbf wrote "
-                    f"(tables: {', '.join(sorted(tables)[:5])})"
-                )
-            if read_only:
-                raise DatabaseEmpty(f"database {self.path} is empty (no backfill has run)")
-            self._migrate(0)
-            return
-        meta = dict(self._con.execute("SELECT key, value FROM meta").fetchall())
-        if meta.get("app") != APP_MARKER:
-            raise DatabaseCorrupt(f"{self.path} is a DuckDB database but not one stxbf wrote")
-        version = int(meta.get("schema_version", "0"))
-        if version > SCHEMA_VERSION:
-            raise SchemaTooNew(
-                f"database {self.path} has schema {version}, newer than this stxbf "
-                f"understands ({SCHEMA_VERSION}); upgrade stxbf"
-            )
-        if version < SCHEMA_VERSION and not read_only:
-            self._migrate(version)
-
-    def _migrate(self, current: int) -> None:
-        with self.transaction():
-            for version in range(current + 1, SCHEMA_VERSION + 1):
-                for statement in MIGRATIONS[version]:
-                    self._con.execute(statement)
-            self._set_meta("app", APP_MARKER)
-            self._set_meta("schema_version", str(SCHEMA_VERSION))
+        return cls(con, target)
 
     def close(self) -> None:
         self._con.close()
@@ -292,37 +163,25 @@ class Store:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    @contextlib.contextmanager
-    def transaction(self) -> Iterator[None]:
-        self._con.execute("BEGIN TRANSACTION")
-        try:
-            yield
-        except BaseException:
-            with contextlib.suppress(duckdb.Error):
-                self._con.execute("ROLLBACK")
-            raise
-        self._con.execute("COMMIT")
+    def transaction(self) -> contextlib.AbstractContextManager[None]:
+        return transaction(self._con)
 
     # -- meta --------------------------------------------------------------------------------
 
-    def _set_meta(self, key: str, value: str) -> None:
-        self._con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [key, value])
-
-    @_as_store_error
+    @as_store_error()
     def set_meta(self, key: str, value: str | int | float | None) -> None:
         if value is None:
-            self._con.execute("DELETE FROM meta WHERE key = ?", [key])
+            delete_meta(self._con, key)
         else:
-            self._set_meta(key, str(value))
+            write_meta(self._con, key, str(value))
 
-    @_as_store_error
+    @as_store_error()
     def get_meta(self, key: str) -> str | None:
-        row = self._con.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
-        return None if row is None else str(row[0])
+        return read_meta(self._con, key)
 
     # -- windows -----------------------------------------------------------------------------
 
-    @_as_store_error
+    @as_store_error()
     def windows(self, state: str | None = None) -> list[WindowRecord]:
         # a schema-2 file opened read-only (not migrated) has no checked_at yet
         checked = "coalesce(checked_at, fetched_at)" if self._has_checked_at() else "fetched_at"
@@ -347,7 +206,7 @@ class Store:
         ).fetchone()
         return bool(found and found[0])
 
-    @_as_store_error
+    @as_store_error()
     def window_sources(self) -> dict[str, int]:
         """Verified and open windows by the route that filled them (`status --json`)."""
         if not self._has_window_column("source"):  # an older file opened read-only: all v1
@@ -404,9 +263,8 @@ class Store:
                     ],
                 )
         except (duckdb.Error, orjson.JSONEncodeError) as exc:
-            if _is_damage(exc):  # replacing a range reads it first: damage shows up here too
-                raise _damaged(self.path, exc) from None
-            raise StoreError(f"cannot write to database {self.path}: {_describe(exc)}") from None
+            # replacing a range reads it first: damage shows up here too
+            raise store_error(self.path, exc, "cannot write to") from None
         return stored
 
     def replace_window(self, window: WindowRecord, rows: Sequence[Row]) -> Replaced:
@@ -420,7 +278,7 @@ class Store:
         after = {row[0] for row in rows}
         return Replaced(stored=stored, added=len(after - before), removed=len(before - after))
 
-    @_as_store_error
+    @as_store_error()
     def window_checks(self) -> list[WindowCheck]:
         """Each verified window with its stored count and first row, in one range join."""
         rows = self._con.execute(
@@ -437,7 +295,7 @@ class Store:
         ).fetchall()
         return [WindowCheck(int(a), int(b), int(c), int(d), e) for a, b, c, d, e in rows]
 
-    @_as_store_error
+    @as_store_error()
     def mark_checked(self, spans: Sequence[tuple[int, int]], at: float) -> None:
         """Record that these windows were re-counted against the API at `at`."""
         if not spans:
@@ -448,7 +306,7 @@ class Store:
                 [[at, start, end] for start, end in spans],
             )
 
-    @_as_store_error
+    @as_store_error()
     def oldest_check(self) -> float | None:
         """When the least recently fetched or re-counted verified window was last looked at."""
         row = self._con.execute(
@@ -471,14 +329,9 @@ class Store:
         """
         damaged: list[str] = []
         try:
-            tables = [
-                str(row[0])
-                for row in self._con.execute(
-                    "SELECT table_name FROM duckdb_tables() ORDER BY 1"
-                ).fetchall()
-            ]
+            tables = table_names(self._con)
         except duckdb.Error as exc:
-            raise DatabaseCorrupt(f"database {self.path}: {_describe(exc)}") from None
+            raise DatabaseCorrupt(f"database {self.path}: {describe(exc)}") from None
         for table in tables:
             try:
                 self._con.execute(self._scan_sql(table)).fetchall()
@@ -497,7 +350,7 @@ class Store:
             ]
         except duckdb.Error as exc:
             raise DatabaseCorrupt(
-                f"database {self.path}: the window checkpoints cannot be read ({_describe(exc)})"
+                f"database {self.path}: the window checkpoints cannot be read ({describe(exc)})"
             ) from None
         where = "WHERE burn_block_time BETWEEN $start AND $end"
         sql = self._scan_sql("transactions", where)
@@ -509,7 +362,7 @@ class Store:
                 damaged.append((start, end))
         return damaged
 
-    @_as_store_error
+    @as_store_error()
     def duplicated_windows(self) -> list[tuple[int, int]]:
         """(start, end) of each window holding a tx_id that is stored more than once.
 
@@ -536,7 +389,7 @@ class Store:
         ).fetchall()
         return [(int(start), int(end)) for start, end in rows]
 
-    @_as_store_error
+    @as_store_error()
     def forget_windows(self, spans: Sequence[tuple[int, int]]) -> None:
         """Drop these windows' checkpoints, so that the next pass fetches them again."""
         with self.transaction():
@@ -547,7 +400,7 @@ class Store:
 
     # -- runs --------------------------------------------------------------------------------
 
-    @_as_store_error
+    @as_store_error()
     def start_run(self, **fields: Any) -> int:
         _check_run_columns(fields)
         row = self._con.execute("SELECT coalesce(max(run_id), 0) + 1 FROM runs").fetchone()
@@ -560,7 +413,7 @@ class Store:
         )
         return run_id
 
-    @_as_store_error
+    @as_store_error()
     def end_run(self, run_id: int, **fields: Any) -> None:
         _check_run_columns(fields)
         assignments = ", ".join(f"{name} = ?" for name in fields)
@@ -569,7 +422,7 @@ class Store:
             [*fields.values(), run_id],
         )
 
-    @_as_store_error
+    @as_store_error()
     def last_run(self) -> dict[str, Any] | None:
         cursor = self._con.execute("SELECT * FROM runs ORDER BY run_id DESC LIMIT 1")
         row = cursor.fetchone()
@@ -580,7 +433,7 @@ class Store:
 
     # -- reading -----------------------------------------------------------------------------
 
-    @_as_store_error
+    @as_store_error()
     def summary(self, *, wallets: bool = True) -> StoreSummary:
         row = self._con.execute(
             "SELECT count(*), min(burn_block_time), max(burn_block_time) FROM transactions"
@@ -614,7 +467,7 @@ class Store:
         count, last_commit, stored = windows if windows else (0, 0, 0)
         return f"{count}:{float(last_commit)!r}:{stored}:{rows[0] if rows else 0}"
 
-    @_as_store_error
+    @as_store_error()
     def save_summary(self) -> StoreSummary:
         """Compute the summary (wallets too) and keep it in `meta` for `saved_summary`."""
         summary = self.summary(wallets=True)
@@ -625,10 +478,10 @@ class Store:
             "latest_tx_time": summary.latest_tx_time,
             "stamp": self._content_stamp(),
         }
-        self._set_meta(SUMMARY_KEY, json.dumps(record))
+        write_meta(self._con, SUMMARY_KEY, json.dumps(record))
         return summary
 
-    @_as_store_error
+    @as_store_error()
     def saved_summary(self) -> StoreSummary | None:
         """The summary a run saved, or None when there is none or the data changed since."""
         raw = self.get_meta(SUMMARY_KEY)
@@ -657,7 +510,7 @@ class Store:
                 total += os.stat(str(self.path) + suffix).st_size
         return total
 
-    @_as_store_error
+    @as_store_error()
     def tx_ids(self, start_time: int | None = None, end_time: int | None = None) -> set[str]:
         """Every stored tx_id, optionally within a burn_block_time range (tests and `verify`)."""
         sql = "SELECT tx_id FROM transactions"
