@@ -15,6 +15,9 @@ from typing import Any
 
 import duckdb
 
+from stxbf.codes import WindowState
+from stxbf.store.schema import LEGACY_SOURCE
+
 Span = tuple[int, int]  # (start_time, end_time), inclusive
 
 
@@ -24,10 +27,10 @@ class WindowRecord:
     end_time: int
     api_total: int
     rows_stored: int
-    state: str  # "verified" or "open"
+    state: str  # a WindowState: verified | open | incomplete
     pages: int
     checked_at: float | None = None  # last fetch or re-count (unix time); None when not read
-    source: str = "v1"  # the route that filled it: v1 or v3 (schema 4)
+    source: str = LEGACY_SOURCE  # the route that filled it: v1 or v3 (schema 4)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,10 +54,10 @@ def _has_column(con: duckdb.DuckDBPyConnection, name: str) -> bool:
 
 def read(con: duckdb.DuckDBPyConnection, state: str | None = None) -> list[WindowRecord]:
     checked = "coalesce(checked_at, fetched_at)" if _has_column(con, "checked_at") else "fetched_at"
-    source = "coalesce(source, 'v1')" if _has_column(con, "source") else "'v1'"
+    source = "coalesce(source, ?)" if _has_column(con, "source") else "?"
     columns = f"start_time, end_time, api_total, rows_stored, state, pages, {checked}, {source}"
     sql = f"SELECT {columns} FROM windows"  # noqa: S608 (constants only)
-    params: list[Any] = []
+    params: list[Any] = [LEGACY_SOURCE]
     if state is not None:
         sql += " WHERE state = ?"
         params.append(state)
@@ -69,15 +72,13 @@ def spans(con: duckdb.DuckDBPyConnection) -> list[Span]:
 
 def sources(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     """Verified and open windows by the route that filled them."""
-    if not _has_column(con, "source"):  # an older file opened read-only: all v1
-        rows = con.execute(
-            "SELECT 'v1', count(*) FROM windows WHERE state IN ('verified', 'open')"
-        ).fetchall()
-    else:
-        rows = con.execute(
-            "SELECT coalesce(source, 'v1'), count(*) FROM windows "
-            "WHERE state IN ('verified', 'open') GROUP BY 1 ORDER BY 1"
-        ).fetchall()
+    # an older file opened read-only has no source column: every window in it came from v1
+    source = "coalesce(source, ?)" if _has_column(con, "source") else "?"
+    rows = con.execute(
+        f"SELECT {source}, count(*) FROM windows "  # noqa: S608 (constants only)
+        "WHERE state IN (?, ?) GROUP BY 1 ORDER BY 1",
+        [LEGACY_SOURCE, WindowState.VERIFIED, WindowState.OPEN],
+    ).fetchall()
     return {str(name): int(count) for name, count in rows if count}
 
 
@@ -86,7 +87,7 @@ def record(con: duckdb.DuckDBPyConnection, window: WindowRecord, stored: int) ->
 
     It is recorded `incomplete`, never `verified`, when `stored` differs from the API's total.
     """
-    state = window.state if stored == window.api_total else "incomplete"
+    state = window.state if stored == window.api_total else WindowState.INCOMPLETE
     now = time.time()
     con.execute(
         "DELETE FROM windows WHERE start_time <= ? AND end_time >= ?",
@@ -123,10 +124,11 @@ def checks(con: duckdb.DuckDBPyConnection) -> list[WindowCheck]:
         FROM windows AS w
         LEFT JOIN transactions AS t
           ON t.burn_block_time BETWEEN w.start_time AND w.end_time
-        WHERE w.state = 'verified'
+        WHERE w.state = ?
         GROUP BY ALL
         ORDER BY w.start_time
-        """
+        """,
+        [WindowState.VERIFIED],
     ).fetchall()
     return [WindowCheck(int(a), int(b), int(c), int(d), e) for a, b, c, d, e in rows]
 
@@ -140,6 +142,7 @@ def mark_checked(con: duckdb.DuckDBPyConnection, spans: Sequence[Span], at: floa
 
 def oldest_check(con: duckdb.DuckDBPyConnection) -> float | None:
     row = con.execute(
-        "SELECT min(coalesce(checked_at, fetched_at)) FROM windows WHERE state = 'verified'"
+        "SELECT min(coalesce(checked_at, fetched_at)) FROM windows WHERE state = ?",
+        [WindowState.VERIFIED],
     ).fetchone()
     return None if row is None or row[0] is None else float(row[0])
