@@ -13,7 +13,7 @@ from pathlib import Path
 import duckdb
 
 from stxbf.errors import ConfigError, DatabaseBusy, DatabaseCorrupt, StoreError
-from stxbf.store.faults import damaged, damaged_hint, describe, is_damage
+from stxbf.store.faults import damaged, damaged_hint, describe, is_damage, store_error
 
 MEMORY_LIMIT = "64MB"  # DuckDB's buffer pool; it spills or re-reads beyond this
 # Checkpoint every 128 MB of WAL rather than DuckDB's 16 MB: each checkpoint rewrote the table's
@@ -44,7 +44,7 @@ def connect(path: Path | str, *, read_only: bool) -> tuple[duckdb.DuckDBPyConnec
                 f"{target} is not a DuckDB database, or is damaged: {describe(exc)}",
                 hint=damaged_hint(target),
             ) from None
-        raise StoreError(f"cannot open database {target}: {describe(exc)}") from None
+        raise store_error(target, exc, "cannot open") from None
     except duckdb.Error as exc:
         raise damaged(target, exc) from None
     return con, target

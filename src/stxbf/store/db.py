@@ -21,8 +21,7 @@ from stxbf.models import Row
 from stxbf.store import coverage, figures, integrity, runs, transactions
 from stxbf.store.connection import connect, delete_meta, read_meta, transaction, write_meta
 from stxbf.store.coverage import Span, WindowCheck, WindowRecord
-from stxbf.store.faults import as_store_error, store_error
-from stxbf.store.faults import damaged_hint as damaged_hint  # the runner names it
+from stxbf.store.faults import as_store_error, damaged_hint, store_error
 from stxbf.store.figures import StoreSummary
 from stxbf.store.schema import check_and_migrate
 from stxbf.store.transactions import Replaced
@@ -95,6 +94,7 @@ class Store:
         """Verified and open windows by the route that filled them (`status --json`)."""
         return coverage.sources(self._con)
 
+    # a write error, or damage: replacing a range reads it first, so damage shows up here too
     @as_store_error("cannot write to", catch=(duckdb.Error, orjson.JSONEncodeError))
     def commit_window(self, window: WindowRecord, rows: Sequence[Row]) -> int:
         """Replace the window's range with `rows` and record its checkpoint, atomically.
@@ -103,7 +103,6 @@ class Store:
         from the API's total the window is recorded as `incomplete`, never `verified`.
         """
         with self.transaction():
-            # replacing a range reads it first: damage shows up here too
             stored = transactions.replace_range(self._con, window.start_time, window.end_time, rows)
             coverage.record(self._con, window, stored)
         return stored
