@@ -6,6 +6,7 @@ from pathlib import Path
 
 import duckdb
 
+from stxbf.codes import WindowState
 from stxbf.store import Store, WindowRecord
 from stxbf.store.schema import MIGRATIONS, SCHEMA_VERSION
 from tests.fakes import make_row
@@ -57,3 +58,17 @@ def test_migration_4_is_idempotent(tmp_path: Path) -> None:
     con = duckdb.connect(str(path))
     assert con.execute("SELECT count(*) FROM windows WHERE source IS NULL").fetchone() == (0,)
     con.close()
+
+
+def test_a_window_short_of_its_total_is_incomplete_and_counts_for_no_source() -> None:
+    """The store, not its caller, decides `incomplete`: the stored count is what proves a window."""
+    with Store.open(":memory:") as store:
+        rows = [make_row(f"0x{i:064x}", 1_700_000_000 + i, i, 0) for i in range(2)]
+        short = WindowRecord(1_700_000_000, 1_700_000_009, 3, 3, WindowState.VERIFIED, 1)
+        assert store.commit_window(short, rows) == 2
+        open_ = WindowRecord(1_700_000_010, 1_700_000_019, 0, 0, WindowState.OPEN, 1, source="v3")
+        store.commit_window(open_, [])
+        assert [w.state for w in store.windows()] == [WindowState.INCOMPLETE, WindowState.OPEN]
+        assert store.windows(state=WindowState.INCOMPLETE)[0].rows_stored == 2
+        assert store.window_sources() == {"v3": 1}
+        assert store.window_checks() == []  # only verified windows are re-counted

@@ -1,184 +1,32 @@
-"""The one place that talks to DuckDB.
+"""`Store`: the one object the rest of stxbf holds to read and write the DuckDB file.
 
+It keeps the connection and turns DuckDB's errors into `StoreError`s; each table's work lives in
+its own module (`coverage`, `transactions`, `runs`, `figures`, `integrity`), given the connection.
 A window's transactions and its checkpoint row commit in a single transaction, so a crash leaves
 either both or neither. Re-committing a window first deletes what the database held for that
 `burn_block_time` range: refetching is idempotent and a window's rows are exactly the API's answer.
-
-A window's rows travel to DuckDB as one JSON array per column (orjson builds them in ~2 ms for
-4,000 rows), which DuckDB parses itself, without the GIL. Binding Python lists as LIST parameters
-converted each of a window's ~76,000 values through Python's C API under the GIL: 67 ms against
-41 ms per 4,000-row window, and time taken from the event loop. DuckDB's memory is capped
-(`MEMORY_LIMIT`), so a long backfill keeps a flat footprint; what does not fit is re-read.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
-import json
-import os
-import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any
 
 import duckdb
 import orjson
 
-from stxbf.errors import (
-    ConfigError,
-    DatabaseBusy,
-    DatabaseCorrupt,
-    DatabaseEmpty,
-    SchemaTooNew,
-    StoreError,
-)
-from stxbf.models import TX_COLUMN_NAMES, TX_COLUMNS, Row
-from stxbf.store.schema import APP_MARKER, MIGRATIONS, SCHEMA_VERSION
+from stxbf.models import Row
+from stxbf.store import coverage, figures, integrity, runs, transactions
+from stxbf.store.connection import connect, delete_meta, read_meta, transaction, write_meta
+from stxbf.store.coverage import Span, WindowCheck, WindowRecord
+from stxbf.store.faults import as_store_error, damaged_hint, store_error
+from stxbf.store.figures import StoreSummary
+from stxbf.store.schema import check_and_migrate
+from stxbf.store.transactions import Replaced
 
-MEMORY_LIMIT = "64MB"  # DuckDB's buffer pool; it spills or re-reads beyond this
-# Checkpoint every 128 MB of WAL rather than DuckDB's 16 MB: each checkpoint rewrote the table's
-# last, still-growing row group, leaving freed blocks behind (~18 B/tx) and costing time.
-CHECKPOINT_THRESHOLD = "128MB"
-SUMMARY_KEY = "summary"  # meta: the last saved StoreSummary and the content stamp it matches
-
-# HUGEINT values (u128 token amounts) travel as decimal strings: JSON numbers stop at 64 bits.
-_AS_TEXT = frozenset(i for i, (_, kind) in enumerate(TX_COLUMNS) if kind == "HUGEINT")
-_UNNEST_JSON = ", ".join(
-    f"unnest(from_json(?, '[\"VARCHAR\"]'))::{kind}"
-    if i in _AS_TEXT
-    else f"unnest(from_json(?, '[\"{kind}\"]'))"
-    for i, (_, kind) in enumerate(TX_COLUMNS)
-)
-_INSERT_SQL = "INSERT INTO transactions ({}) SELECT {}".format(
-    ", ".join(TX_COLUMN_NAMES), _UNNEST_JSON
-)  # built from constants only
-
-
-def _column_payloads(rows: Sequence[Row]) -> list[str]:
-    """One JSON array per column, in TX_COLUMNS order."""
-    payloads = []
-    for i, column in enumerate(zip(*rows, strict=True)):
-        values: Any = column
-        if i in _AS_TEXT:
-            values = [None if value is None else str(value) for value in column]
-        payloads.append(orjson.dumps(values).decode())
-    return payloads
-
-
-@dataclass(frozen=True, slots=True)
-class WindowRecord:
-    start_time: int
-    end_time: int
-    api_total: int
-    rows_stored: int
-    state: str  # "verified" or "open"
-    pages: int
-    checked_at: float | None = None  # last fetch or re-count (unix time); None when not read
-    source: str = "v1"  # the route that filled it: v1 or v3 (schema 4)
-
-
-@dataclass(frozen=True, slots=True)
-class WindowCheck:
-    """What the store holds for a verified window, to compare with the API's one-row answer."""
-
-    start_time: int
-    end_time: int
-    api_total: int
-    rows_stored: int
-    first_tx_id: str | None  # in the order stxbf pages: block_height, tx_index ascending
-
-
-@dataclass(frozen=True, slots=True)
-class Replaced:
-    """The outcome of replacing a window's rows: how many are stored, and what changed."""
-
-    stored: int
-    added: int
-    removed: int
-
-
-@dataclass(frozen=True, slots=True)
-class StoreSummary:
-    transactions: int
-    wallets: int
-    earliest_tx_time: int | None
-    latest_tx_time: int | None
-    db_bytes: int
-
-
-RUN_COLUMNS = frozenset(
-    (
-        "pid",
-        "started_at",
-        "ended_at",
-        "api_url",
-        "target_days",
-        "range_start",
-        "range_end",
-        "requests",
-        "pages",
-        "transactions_fetched",
-        "exit_code",
-    )
-)
-
-
-def _check_run_columns(fields: dict[str, Any]) -> None:
-    unknown = set(fields) - RUN_COLUMNS
-    if unknown:
-        raise ValueError(f"not columns of runs: {sorted(unknown)}")
-
-
-def _describe(exc: BaseException) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-
-
-# What DuckDB says about a file it cannot trust: a block whose checksum fails (bytes overwritten),
-# a file shorter than its header says (truncated), a header that is not DuckDB's.
-_DAMAGE_MARKERS = (
-    "corrupt database file",
-    "could not read enough bytes",
-    "not a valid duckdb database",
-    "checksum",
-)
-
-
-def _is_damage(exc: BaseException) -> bool:
-    text = str(exc).lower()
-    return any(marker in text for marker in _DAMAGE_MARKERS)
-
-
-def damaged_hint(path: Path | None) -> str:
-    """What to do with a file DuckDB cannot read: nothing in it can be trusted or repaired."""
-    where = path if path is not None else "the database"
-    return (
-        f"move it aside (mv {where} {where}.damaged); `stxbf run` then starts a new database "
-        "and fetches every window again"
-    )
-
-
-def _damaged(path: Path | None, exc: BaseException) -> DatabaseCorrupt:
-    return DatabaseCorrupt(f"database {path} is damaged: {_describe(exc)}", hint=damaged_hint(path))
-
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _as_store_error(method: F) -> F:
-    """DuckDB's own errors (a failed spill, an invalidated database) become one StoreError line."""
-
-    @functools.wraps(method)
-    def wrapper(self: Store, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return method(self, *args, **kwargs)
-        except duckdb.Error as exc:
-            if _is_damage(exc):
-                raise _damaged(self.path, exc) from None
-            raise StoreError(f"database {self.path}: {_describe(exc)}") from None
-
-    return cast(F, wrapper)
+__all__ = ["Replaced", "Store", "StoreSummary", "WindowCheck", "WindowRecord", "damaged_hint"]
 
 
 class Store:
@@ -191,97 +39,20 @@ class Store:
     @classmethod
     def open(cls, path: Path | str, *, read_only: bool = False) -> Store:
         """Open (creating and migrating when writable) the database at `path` or ":memory:"."""
-        memory = str(path) == ":memory:"
-        target = None if memory else Path(path)
-        if target is not None:
-            if target.is_dir():
-                raise ConfigError(f"database path {target} is a directory, not a file")
-            if read_only and not target.exists():
-                raise StoreError(f"no database at {target} yet (no backfill has run)")
-            if target.exists() and target.stat().st_size == 0:
-                # DuckDB refuses a 0-byte file; status and run must say the same about it.
-                raise DatabaseCorrupt(
-                    f"{target} is empty (0 bytes), not a DuckDB database",
-                    hint=f"remove it (rm {target}); `stxbf run` then creates a new database",
-                )
-            if not read_only:
-                try:
-                    target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-                except OSError as exc:
-                    raise ConfigError(f"cannot create {target.parent}: {exc.strerror}") from None
-        try:
-            con = duckdb.connect(
-                ":memory:" if memory else str(target),
-                read_only=read_only,
-                config={
-                    "memory_limit": MEMORY_LIMIT,
-                    "checkpoint_threshold": CHECKPOINT_THRESHOLD,
-                },
-            )
-        except duckdb.IOException as exc:
-            text = str(exc)
-            if "lock" in text.lower():
-                raise DatabaseBusy(
-                    f"database {target} is held by another process (a running `stxbf run`?)"
-                ) from None
-            if _is_damage(exc) or "invalid" in text.lower():
-                raise DatabaseCorrupt(
-                    f"{target} is not a DuckDB database, or is damaged: {_describe(exc)}",
-                    hint=damaged_hint(target),
-                ) from None
-            raise StoreError(f"cannot open database {target}: {_describe(exc)}") from None
-        except duckdb.Error as exc:
-            raise _damaged(target, exc) from None
-        store = cls(con, target)
+        con, target = connect(path, read_only=read_only)
         try:
             con.execute("SET enable_progress_bar = false")  # a migration's bar in the log pane
-            store._check_and_migrate(read_only)
+            check_and_migrate(con, target, read_only=read_only)
         except duckdb.Error as exc:
             con.close()
-            if _is_damage(exc):
-                raise _damaged(target, exc) from None
-            raise StoreError(f"cannot open database {target}: {_describe(exc)}") from None
+            raise store_error(target, exc, "cannot open") from None
         except BaseException:
             con.close()
             raise
         if target is not None and not read_only:
             with contextlib.suppress(OSError):
                 target.chmod(0o600)
-        return store
-
-    def _check_and_migrate(self, read_only: bool) -> None:
-        tables = {
-            row[0] for row in self._con.execute("SELECT table_name FROM duckdb_tables()").fetchall()
-        }
-        if "meta" not in tables:
-            if tables:
-                raise DatabaseCorrupt(
-                    f"{self.path} is a DuckDB database but not one stxbf wrote "
-                    f"(tables: {', '.join(sorted(tables)[:5])})"
-                )
-            if read_only:
-                raise DatabaseEmpty(f"database {self.path} is empty (no backfill has run)")
-            self._migrate(0)
-            return
-        meta = dict(self._con.execute("SELECT key, value FROM meta").fetchall())
-        if meta.get("app") != APP_MARKER:
-            raise DatabaseCorrupt(f"{self.path} is a DuckDB database but not one stxbf wrote")
-        version = int(meta.get("schema_version", "0"))
-        if version > SCHEMA_VERSION:
-            raise SchemaTooNew(
-                f"database {self.path} has schema {version}, newer than this stxbf "
-                f"understands ({SCHEMA_VERSION}); upgrade stxbf"
-            )
-        if version < SCHEMA_VERSION and not read_only:
-            self._migrate(version)
-
-    def _migrate(self, current: int) -> None:
-        with self.transaction():
-            for version in range(current + 1, SCHEMA_VERSION + 1):
-                for statement in MIGRATIONS[version]:
-                    self._con.execute(statement)
-            self._set_meta("app", APP_MARKER)
-            self._set_meta("schema_version", str(SCHEMA_VERSION))
+        return cls(con, target)
 
     def close(self) -> None:
         self._con.close()
@@ -292,381 +63,133 @@ class Store:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    @contextlib.contextmanager
-    def transaction(self) -> Iterator[None]:
-        self._con.execute("BEGIN TRANSACTION")
-        try:
-            yield
-        except BaseException:
-            with contextlib.suppress(duckdb.Error):
-                self._con.execute("ROLLBACK")
-            raise
-        self._con.execute("COMMIT")
+    def transaction(self) -> contextlib.AbstractContextManager[None]:
+        return transaction(self._con)
+
+    def checkpoint(self) -> None:
+        with contextlib.suppress(duckdb.Error):
+            self._con.execute("CHECKPOINT")
 
     # -- meta --------------------------------------------------------------------------------
 
-    def _set_meta(self, key: str, value: str) -> None:
-        self._con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [key, value])
-
-    @_as_store_error
+    @as_store_error()
     def set_meta(self, key: str, value: str | int | float | None) -> None:
         if value is None:
-            self._con.execute("DELETE FROM meta WHERE key = ?", [key])
+            delete_meta(self._con, key)
         else:
-            self._set_meta(key, str(value))
+            write_meta(self._con, key, str(value))
 
-    @_as_store_error
+    @as_store_error()
     def get_meta(self, key: str) -> str | None:
-        row = self._con.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone()
-        return None if row is None else str(row[0])
+        return read_meta(self._con, key)
 
-    # -- windows -----------------------------------------------------------------------------
+    # -- windows and their rows --------------------------------------------------------------
 
-    @_as_store_error
+    @as_store_error()
     def windows(self, state: str | None = None) -> list[WindowRecord]:
-        # a schema-2 file opened read-only (not migrated) has no checked_at yet
-        checked = "coalesce(checked_at, fetched_at)" if self._has_checked_at() else "fetched_at"
-        source = "coalesce(source, 'v1')" if self._has_window_column("source") else "'v1'"
-        columns = f"start_time, end_time, api_total, rows_stored, state, pages, {checked}, {source}"
-        sql = f"SELECT {columns} FROM windows"  # noqa: S608 (constants only)
-        params: list[Any] = []
-        if state is not None:
-            sql += " WHERE state = ?"
-            params.append(state)
-        rows = self._con.execute(sql + " ORDER BY start_time", params).fetchall()
-        return [WindowRecord(*row) for row in rows]
+        return coverage.read(self._con, state)
 
-    def _has_checked_at(self) -> bool:
-        return self._has_window_column("checked_at")
-
-    def _has_window_column(self, name: str) -> bool:
-        found = self._con.execute(
-            "SELECT count(*) FROM duckdb_columns() "
-            "WHERE table_name = 'windows' AND column_name = ?",
-            [name],
-        ).fetchone()
-        return bool(found and found[0])
-
-    @_as_store_error
+    @as_store_error()
     def window_sources(self) -> dict[str, int]:
         """Verified and open windows by the route that filled them (`status --json`)."""
-        if not self._has_window_column("source"):  # an older file opened read-only: all v1
-            rows = self._con.execute(
-                "SELECT 'v1', count(*) FROM windows WHERE state IN ('verified', 'open')"
-            ).fetchall()
-        else:
-            rows = self._con.execute(
-                "SELECT coalesce(source, 'v1'), count(*) FROM windows "
-                "WHERE state IN ('verified', 'open') GROUP BY 1 ORDER BY 1"
-            ).fetchall()
-        return {str(source): int(count) for source, count in rows if count}
+        return coverage.sources(self._con)
 
+    # a write error, or damage: replacing a range reads it first, so damage shows up here too
+    @as_store_error("cannot write to", catch=(duckdb.Error, orjson.JSONEncodeError))
     def commit_window(self, window: WindowRecord, rows: Sequence[Row]) -> int:
         """Replace the window's range with `rows` and record its checkpoint, atomically.
 
         Returns the number of distinct tx_ids now stored in the window's range. When that differs
         from the API's total the window is recorded as `incomplete`, never `verified`.
         """
-        try:
-            with self.transaction():
-                # Whatever was stored for this range before (an earlier attempt, the head window
-                # of an earlier run) is replaced by exactly the API's answer.
-                self._con.execute(
-                    "DELETE FROM transactions WHERE burn_block_time BETWEEN ? AND ?",
-                    [window.start_time, window.end_time],
-                )
-                self._con.execute(
-                    "DELETE FROM windows WHERE start_time <= ? AND end_time >= ?",
-                    [window.end_time, window.start_time],
-                )
-                if rows:
-                    self._con.execute(_INSERT_SQL, _column_payloads(rows))
-                stored_row = self._con.execute(
-                    "SELECT count(*) FROM transactions WHERE burn_block_time BETWEEN ? AND ?",
-                    [window.start_time, window.end_time],
-                ).fetchone()
-                stored = int(stored_row[0]) if stored_row else 0
-                state = window.state if stored == window.api_total else "incomplete"
-                now = time.time()
-                self._con.execute(
-                    "INSERT INTO windows (start_time, end_time, api_total, rows_stored, state, "
-                    "pages, fetched_at, checked_at, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [
-                        window.start_time,
-                        window.end_time,
-                        window.api_total,
-                        stored,
-                        state,
-                        window.pages,
-                        now,
-                        now,
-                        window.source,
-                    ],
-                )
-        except (duckdb.Error, orjson.JSONEncodeError) as exc:
-            if _is_damage(exc):  # replacing a range reads it first: damage shows up here too
-                raise _damaged(self.path, exc) from None
-            raise StoreError(f"cannot write to database {self.path}: {_describe(exc)}") from None
+        with self.transaction():
+            stored = transactions.replace_range(self._con, window.start_time, window.end_time, rows)
+            coverage.record(self._con, window, stored)
         return stored
 
     def replace_window(self, window: WindowRecord, rows: Sequence[Row]) -> Replaced:
         """`commit_window`, also counting the rows it added and removed (for `stxbf verify`).
 
-        Rows whose transaction the API no longer lists (no longer canonical) disappear; the ids
-        are compared in Python because a re-fetched window holds a few thousand at most.
+        Rows whose transaction the API no longer lists (no longer canonical) disappear.
         """
         before = self.tx_ids(window.start_time, window.end_time)
-        stored = self.commit_window(window, rows)
-        after = {row[0] for row in rows}
-        return Replaced(stored=stored, added=len(after - before), removed=len(before - after))
+        return Replaced.between(before, rows, self.commit_window(window, rows))
 
-    @_as_store_error
+    @as_store_error()
+    def tx_ids(self, start_time: int | None = None, end_time: int | None = None) -> set[str]:
+        """Every stored tx_id, optionally within a burn_block_time range."""
+        return transactions.tx_ids(self._con, start_time, end_time)
+
+    @as_store_error()
     def window_checks(self) -> list[WindowCheck]:
         """Each verified window with its stored count and first row, in one range join."""
-        rows = self._con.execute(
-            """
-            SELECT w.start_time, w.end_time, w.api_total, count(t.tx_id),
-                   arg_min(t.tx_id, (t.block_height, t.tx_index, t.tx_id))
-            FROM windows AS w
-            LEFT JOIN transactions AS t
-              ON t.burn_block_time BETWEEN w.start_time AND w.end_time
-            WHERE w.state = 'verified'
-            GROUP BY ALL
-            ORDER BY w.start_time
-            """
-        ).fetchall()
-        return [WindowCheck(int(a), int(b), int(c), int(d), e) for a, b, c, d, e in rows]
+        return coverage.checks(self._con)
 
-    @_as_store_error
-    def mark_checked(self, spans: Sequence[tuple[int, int]], at: float) -> None:
+    @as_store_error()
+    def mark_checked(self, spans: Sequence[Span], at: float) -> None:
         """Record that these windows were re-counted against the API at `at`."""
         if not spans:
             return
         with self.transaction():
-            self._con.executemany(
-                "UPDATE windows SET checked_at = ? WHERE start_time = ? AND end_time = ?",
-                [[at, start, end] for start, end in spans],
-            )
+            coverage.mark_checked(self._con, spans, at)
 
-    @_as_store_error
+    @as_store_error()
     def oldest_check(self) -> float | None:
         """When the least recently fetched or re-counted verified window was last looked at."""
-        row = self._con.execute(
-            "SELECT min(coalesce(checked_at, fetched_at)) FROM windows WHERE state = 'verified'"
-        ).fetchone()
-        return None if row is None or row[0] is None else float(row[0])
+        return coverage.oldest_check(self._con)
+
+    @as_store_error()
+    def duplicated_windows(self) -> list[Span]:
+        """(start, end) of each window holding a tx_id that is stored more than once."""
+        return transactions.duplicated_windows(self._con)
+
+    @as_store_error()
+    def forget_windows(self, spans: Sequence[Span]) -> None:
+        """Drop these windows' checkpoints, so that the next pass fetches them again."""
+        with self.transaction():
+            coverage.forget(self._con, spans)
 
     # -- integrity ---------------------------------------------------------------------------
 
-    def _scan_sql(self, table: str, where: str = "") -> str:
-        # bit_xor(hash(...)) of every column: DuckDB must load, and so checksum, every block
-        # (a count(*) or min/max could be answered from metadata without touching the data).
-        return f'SELECT bit_xor(hash(COLUMNS(*))) FROM "{table}" {where}'  # noqa: S608
-
     def read_every_block(self) -> list[str]:
-        """Read every column of every table; return the tables whose blocks fail to load.
+        """Read every column of every table; return the tables whose blocks fail to load."""
+        return integrity.damaged_tables(self._con, self.path)
 
-        DuckDB verifies a block's checksum whenever it loads it from disk, but queries load only
-        what they need, so damage in rows nothing reads stays unseen until this full scan.
-        """
-        damaged: list[str] = []
-        try:
-            tables = [
-                str(row[0])
-                for row in self._con.execute(
-                    "SELECT table_name FROM duckdb_tables() ORDER BY 1"
-                ).fetchall()
-            ]
-        except duckdb.Error as exc:
-            raise DatabaseCorrupt(f"database {self.path}: {_describe(exc)}") from None
-        for table in tables:
-            try:
-                self._con.execute(self._scan_sql(table)).fetchall()
-            except duckdb.Error:
-                damaged.append(table)
-        return damaged
-
-    def damaged_windows(self) -> list[tuple[int, int]]:
+    def damaged_windows(self) -> list[Span]:
         """(start, end) of each window whose rows cannot be read back: fetch those again."""
-        try:
-            spans = [
-                (int(a), int(b))
-                for a, b in self._con.execute(
-                    "SELECT start_time, end_time FROM windows ORDER BY start_time"
-                ).fetchall()
-            ]
-        except duckdb.Error as exc:
-            raise DatabaseCorrupt(
-                f"database {self.path}: the window checkpoints cannot be read ({_describe(exc)})"
-            ) from None
-        where = "WHERE burn_block_time BETWEEN $start AND $end"
-        sql = self._scan_sql("transactions", where)
-        damaged = []
-        for start, end in spans:
-            try:
-                self._con.execute(sql, {"start": start, "end": end}).fetchall()
-            except duckdb.Error:
-                damaged.append((start, end))
-        return damaged
-
-    @_as_store_error
-    def duplicated_windows(self) -> list[tuple[int, int]]:
-        """(start, end) of each window holding a tx_id that is stored more than once.
-
-        With no index on tx_id, the write path keeps it unique: a window's rows are keyed by
-        tx_id, and each commit replaces its whole burn_block_time range. Only an API that moves
-        a transaction to another burn_block_time between two window fetches (a reorg older than
-        the head window) could leave a second copy; fetching both windows again settles it.
-        A pass over tx_id hashes finds candidates (~0.2 s and a few tens of MB for 2M rows).
-        """
-        found = self._con.execute(
-            "SELECT count(*) FROM "
-            "(SELECT hash(tx_id) FROM transactions GROUP BY 1 HAVING count(*) > 1)"
-        ).fetchone()
-        if not found or not found[0]:
-            return []
-        rows = self._con.execute(
-            """
-            SELECT DISTINCT w.start_time, w.end_time
-            FROM windows AS w
-            JOIN transactions AS t ON t.burn_block_time BETWEEN w.start_time AND w.end_time
-            WHERE t.tx_id IN (SELECT tx_id FROM transactions GROUP BY 1 HAVING count(*) > 1)
-            ORDER BY 1
-            """
-        ).fetchall()
-        return [(int(start), int(end)) for start, end in rows]
-
-    @_as_store_error
-    def forget_windows(self, spans: Sequence[tuple[int, int]]) -> None:
-        """Drop these windows' checkpoints, so that the next pass fetches them again."""
-        with self.transaction():
-            for start, end in spans:
-                self._con.execute(
-                    "DELETE FROM windows WHERE start_time = ? AND end_time = ?", [start, end]
-                )
+        return integrity.damaged_windows(self._con, self.path)
 
     # -- runs --------------------------------------------------------------------------------
 
-    @_as_store_error
+    @as_store_error()
     def start_run(self, **fields: Any) -> int:
-        _check_run_columns(fields)
-        row = self._con.execute("SELECT coalesce(max(run_id), 0) + 1 FROM runs").fetchone()
-        run_id = int(row[0]) if row else 1
-        names = ["run_id", *fields]
-        placeholders = ", ".join("?" for _ in names)
-        self._con.execute(
-            f"INSERT INTO runs ({', '.join(names)}) VALUES ({placeholders})",  # noqa: S608
-            [run_id, *fields.values()],
-        )
-        return run_id
+        return runs.start(self._con, fields)
 
-    @_as_store_error
+    @as_store_error()
     def end_run(self, run_id: int, **fields: Any) -> None:
-        _check_run_columns(fields)
-        assignments = ", ".join(f"{name} = ?" for name in fields)
-        self._con.execute(
-            f"UPDATE runs SET {assignments} WHERE run_id = ?",  # noqa: S608
-            [*fields.values(), run_id],
-        )
+        runs.end(self._con, run_id, fields)
 
-    @_as_store_error
+    @as_store_error()
     def last_run(self) -> dict[str, Any] | None:
-        cursor = self._con.execute("SELECT * FROM runs ORDER BY run_id DESC LIMIT 1")
-        row = cursor.fetchone()
-        if row is None:
-            return None
-        names = [column[0] for column in cursor.description or []]
-        return dict(zip(names, row, strict=True))
+        return runs.last(self._con)
 
-    # -- reading -----------------------------------------------------------------------------
+    # -- figures -----------------------------------------------------------------------------
 
-    @_as_store_error
+    @as_store_error()
     def summary(self, *, wallets: bool = True) -> StoreSummary:
-        row = self._con.execute(
-            "SELECT count(*), min(burn_block_time), max(burn_block_time) FROM transactions"
-        ).fetchone()
-        count, earliest, latest = row if row else (0, None, None)
-        wallet_count = 0
-        if wallets:
-            wallet_row = self._con.execute(
-                "SELECT count(DISTINCT sender_address) FROM transactions"
-            ).fetchone()
-            wallet_count = int(wallet_row[0]) if wallet_row else 0
-        return StoreSummary(
-            transactions=int(count),
-            wallets=wallet_count,
-            earliest_tx_time=earliest,
-            latest_tx_time=latest,
-            db_bytes=self.file_bytes(),
-        )
+        return figures.count(self._con, self.path, wallets=wallets)
 
-    # What an idle `status`/`health` shows changes only while a run writes. Counting distinct
-    # senders over a year (2M rows) took ~1 s per call, so a run saves its summary in `meta`
-    # and readers take it back while the content stamp still matches.
-
-    def _content_stamp(self) -> str:
-        """Changes whenever a window is committed or forgotten (any stxbf version does both)."""
-        windows = self._con.execute(
-            "SELECT count(*), coalesce(max(fetched_at), 0), coalesce(sum(rows_stored), 0) "
-            "FROM windows"
-        ).fetchone()
-        rows = self._con.execute("SELECT count(*) FROM transactions").fetchone()
-        count, last_commit, stored = windows if windows else (0, 0, 0)
-        return f"{count}:{float(last_commit)!r}:{stored}:{rows[0] if rows else 0}"
-
-    @_as_store_error
+    @as_store_error()
     def save_summary(self) -> StoreSummary:
         """Compute the summary (wallets too) and keep it in `meta` for `saved_summary`."""
-        summary = self.summary(wallets=True)
-        record = {
-            "transactions": summary.transactions,
-            "wallets": summary.wallets,
-            "earliest_tx_time": summary.earliest_tx_time,
-            "latest_tx_time": summary.latest_tx_time,
-            "stamp": self._content_stamp(),
-        }
-        self._set_meta(SUMMARY_KEY, json.dumps(record))
-        return summary
+        counted = self.summary(wallets=True)
+        figures.save(self._con, counted)
+        return counted
 
-    @_as_store_error
+    @as_store_error()
     def saved_summary(self) -> StoreSummary | None:
         """The summary a run saved, or None when there is none or the data changed since."""
-        raw = self.get_meta(SUMMARY_KEY)
-        if raw is None:
-            return None
-        try:
-            record = json.loads(raw)
-            if record.get("stamp") != self._content_stamp():
-                return None
-            return StoreSummary(
-                transactions=int(record["transactions"]),
-                wallets=int(record["wallets"]),
-                earliest_tx_time=record.get("earliest_tx_time"),
-                latest_tx_time=record.get("latest_tx_time"),
-                db_bytes=self.file_bytes(),
-            )
-        except (ValueError, TypeError, KeyError, AttributeError):
-            return None
+        return figures.saved(self._con, self.path)
 
     def file_bytes(self) -> int:
-        if self.path is None:
-            return 0
-        total = 0
-        for suffix in ("", ".wal"):
-            with contextlib.suppress(OSError):
-                total += os.stat(str(self.path) + suffix).st_size
-        return total
-
-    @_as_store_error
-    def tx_ids(self, start_time: int | None = None, end_time: int | None = None) -> set[str]:
-        """Every stored tx_id, optionally within a burn_block_time range (tests and `verify`)."""
-        sql = "SELECT tx_id FROM transactions"
-        params: list[Any] = []
-        if start_time is not None and end_time is not None:
-            sql += " WHERE burn_block_time BETWEEN ? AND ?"
-            params = [start_time, end_time]
-        return {row[0] for row in self._con.execute(sql, params).fetchall()}
-
-    def checkpoint(self) -> None:
-        with contextlib.suppress(duckdb.Error):
-            self._con.execute("CHECKPOINT")
+        return figures.file_bytes(self.path)

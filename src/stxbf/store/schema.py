@@ -11,10 +11,19 @@ speed. See docs/performance.md.
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import duckdb
+
+from stxbf.errors import DatabaseCorrupt, DatabaseEmpty, SchemaTooNew
 from stxbf.models import TX_COLUMNS
+from stxbf.store.connection import table_names, transaction, write_meta
 
 SCHEMA_VERSION = 4
 APP_MARKER = "stxbf"
+# The route that filled every window written before version 4: `windows.source`'s default, as
+# migration 4 spells it (a migration's text stays as it ran).
+LEGACY_SOURCE = "v1"
 
 # Version 3 adds these transaction columns (fields of the real API's payloads, see
 # stacks-blockchain-api src/api/controllers/db-controller.ts: tenure_change_payload.cause,
@@ -94,3 +103,43 @@ MIGRATIONS: dict[int, list[str]] = {
         "UPDATE windows SET source = 'v1' WHERE source IS NULL",
     ],
 }
+
+
+def check_and_migrate(
+    con: duckdb.DuckDBPyConnection, path: Path | None, *, read_only: bool
+) -> None:
+    """Refuse a file stxbf did not write or a newer stxbf did; bring an older one up to date.
+
+    A read-only opening leaves an older file as it is: readers cope with its missing columns.
+    """
+    tables = set(table_names(con))
+    if "meta" not in tables:
+        if tables:
+            raise DatabaseCorrupt(
+                f"{path} is a DuckDB database but not one stxbf wrote "
+                f"(tables: {', '.join(sorted(tables)[:5])})"
+            )
+        if read_only:
+            raise DatabaseEmpty(f"database {path} is empty (no backfill has run)")
+        _migrate(con, 0)
+        return
+    meta = dict(con.execute("SELECT key, value FROM meta").fetchall())
+    if meta.get("app") != APP_MARKER:
+        raise DatabaseCorrupt(f"{path} is a DuckDB database but not one stxbf wrote")
+    version = int(meta.get("schema_version", "0"))
+    if version > SCHEMA_VERSION:
+        raise SchemaTooNew(
+            f"database {path} has schema {version}, newer than this stxbf "
+            f"understands ({SCHEMA_VERSION}); upgrade stxbf"
+        )
+    if version < SCHEMA_VERSION and not read_only:
+        _migrate(con, version)
+
+
+def _migrate(con: duckdb.DuckDBPyConnection, current: int) -> None:
+    with transaction(con):
+        for version in range(current + 1, SCHEMA_VERSION + 1):
+            for statement in MIGRATIONS[version]:
+                con.execute(statement)
+        write_meta(con, "app", APP_MARKER)
+        write_meta(con, "schema_version", str(SCHEMA_VERSION))
