@@ -143,7 +143,7 @@ def test_a_run_refused_by_the_lock_says_so_right_after_its_start_line(
 def test_a_second_signal_logs_the_end_before_it_exits(
     isolated_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from stxbf.cli import run as run_cli_module
+    from stxbf.cli import run_end
     from stxbf.ops.logs import configure_logging
 
     class Exited(Exception):
@@ -157,11 +157,11 @@ def test_a_second_signal_logs_the_end_before_it_exits(
             pass
 
     configure_logging(isolated_env / "logs" / "stxbf.log")
-    monkeypatch.setattr(run_cli_module, "_signals_seen", 0)
+    monkeypatch.setattr(run_end, "_signals_seen", 0)
     monkeypatch.setattr(os, "_exit", fake_exit)
-    run_cli_module._on_signal(FakeRunner(), "SIGTERM")
+    run_end.on_signal(FakeRunner(), "SIGTERM")
     with pytest.raises(Exited):
-        run_cli_module._on_signal(FakeRunner(), "SIGTERM")
+        run_end.on_signal(FakeRunner(), "SIGTERM")
     assert_ends_with(isolated_env, 130, "second SIGTERM")
 
 

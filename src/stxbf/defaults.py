@@ -17,5 +17,6 @@ SESSION_NAME = "stx-backfill"  # the tmux session's name
 # Only these two variables carry the key (STXBF_API_KEY wins): a generic `API_KEY` meant for
 # another tool must never be sent.
 API_KEY_ENV_NAMES = ("STXBF_API_KEY", "HIRO_API_KEY")
-# Hosts that are this machine: plain http and no key are fine there (the simulator, a local API).
-LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
+# This machine, as a URL's hostname or a bind address: plain http and no key are fine there
+# (the simulator, a local API), and the simulator binds nowhere else.
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})

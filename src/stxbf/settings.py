@@ -21,14 +21,14 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from stxbf import defaults
+from stxbf.defaults import DEFAULT_API_URL, LOOPBACK_HOSTS
 from stxbf.errors import ConfigError
 from stxbf.paths import DataPaths
 
-DEFAULT_API_URL = "https://api.hiro.so"
 MAX_TARGET_DAYS = 3650  # ten years: older than the Stacks chain itself
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 MAX_SETTLE_HOURS = 720  # 30 days: every run re-fetches this much, so keep it a short tail
-LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1", "[::1]"}
 
 
 def default_home() -> Path:
@@ -61,25 +61,24 @@ class Settings(BaseSettings):
 
     api_url: str = DEFAULT_API_URL
     api_key: SecretStr | None = Field(
-        # Only these two variables: a generic `API_KEY` meant for another tool must never be sent.
-        # STXBF_API_KEY wins when both are set. `api_key` still works by name (flag, config file).
+        # `api_key` still works by name (flag, config file).
         default=None,
-        validation_alias=AliasChoices("STXBF_API_KEY", "HIRO_API_KEY"),
+        validation_alias=AliasChoices(*defaults.API_KEY_ENV_NAMES),
     )
     home: Path = Field(default_factory=default_home)
     db: Path | None = None
 
-    target_days: int = Field(default=365, ge=1, le=MAX_TARGET_DAYS)
-    max_pages: int = Field(default=5000, ge=1)
+    target_days: int = Field(default=defaults.TARGET_DAYS, ge=1, le=MAX_TARGET_DAYS)
+    max_pages: int = Field(default=defaults.MAX_PAGES, ge=1)
     max_iterations: int = Field(default=0, ge=0)
-    concurrency: int = Field(default=16, ge=1, le=256)
+    concurrency: int = Field(default=defaults.CONCURRENCY, ge=1, le=256)
     rpm: float | None = Field(default=None, gt=0)
-    request_timeout: float = Field(default=20.0, gt=0)
-    give_up_after: float = Field(default=600.0, gt=0)
-    settle_hours: float = Field(default=24.0, ge=0, le=MAX_SETTLE_HOURS)
+    request_timeout: float = Field(default=defaults.REQUEST_TIMEOUT, gt=0)
+    give_up_after: float = Field(default=defaults.GIVE_UP_AFTER, gt=0)
+    settle_hours: float = Field(default=defaults.SETTLE_HOURS, ge=0, le=MAX_SETTLE_HOURS)
 
     tmux_socket: str | None = None
-    session_name: str = "stx-backfill"
+    session_name: str = defaults.SESSION_NAME
     log_level: str = "INFO"
     source: str = "auto"  # auto | v1 | v3: which route the transactions come from
 

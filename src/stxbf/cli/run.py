@@ -2,51 +2,40 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import signal
-import sys
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
 
-from stxbf.cli.common import console, err_console, stdout_is_terminal
+from stxbf.cli.common import stdout_is_terminal
+from stxbf.cli.options import (
+    ApiUrl,
+    Concurrency,
+    Db,
+    GiveUpAfter,
+    Home,
+    LogLevel,
+    MaxIterations,
+    MaxPages,
+    RequestTimeout,
+    Rpm,
+    SettleHours,
+    Source,
+    TargetDays,
+    Verify,
+)
+from stxbf.cli.run_end import ending_of, log_run_end, on_signal, stop_signals, stop_view
+from stxbf.cli.views import LiveView, PlainView, render_report
 from stxbf.errors import ConfigError, StxbfError
 
 if TYPE_CHECKING:
     from stxbf.runner import RunParams, RunReport
     from stxbf.settings import Settings
-    from stxbf.state import ProgressSnapshot
 
 log = logging.getLogger("stxbf.cli")
-
-TargetDays = typer.Option(None, "--target-days", help="Days of history to backfill (default 365).")
-MaxPages = typer.Option(None, "--max-pages", help="Page budget per iteration (default 5000).")
-MaxIterations = typer.Option(
-    None, "--max-iterations", help="Stop after N iterations; 0 = until the target (default 0)."
-)
-Concurrency = typer.Option(None, "--concurrency", help="Requests in flight at once (default 16).")
-Rpm = typer.Option(
-    None, "--rpm", help="Fix the request rate (per minute) instead of following the API's headers."
-)
-ApiUrl = typer.Option(None, "--api-url", help="Stacks API base URL (default https://api.hiro.so).")
-Home = typer.Option(None, "--home", help="Data directory: database, log, lock (env STXBF_HOME).")
-Db = typer.Option(None, "--db", help="DuckDB file (default $STXBF_HOME/stxbf.duckdb).")
-Source = typer.Option(
-    None,
-    "--source",
-    help="Where transactions come from: auto (/extended/v1/tx while it answers, then "
-    "/extended/v3/transactions), v1 or v3 (env STXBF_SOURCE; default auto).",
-)
-
-GiveUpAfter = typer.Option(
-    None,
-    "--give-up-after",
-    help="Seconds of failures before a request is abandoned (default 600).",
-)
 
 
 def run(
@@ -59,33 +48,19 @@ def run(
     home: Path | None = Home,
     db: Path | None = Db,
     give_up_after: float | None = GiveUpAfter,
-    request_timeout: float | None = typer.Option(
-        None, "--request-timeout", help="Seconds one HTTP request may take (default 20)."
-    ),
-    log_level: str | None = typer.Option(
-        None, "--log-level", help="Log file detail: DEBUG, INFO, WARNING or ERROR (default INFO)."
-    ),
-    settle_hours: float | None = typer.Option(
-        None,
-        "--settle-hours",
-        help="Windows ending this close to the chain head stay open and are fetched again by "
-        "every run (default 24; 0 = only the 2 h head window).",
-    ),
+    request_timeout: float | None = RequestTimeout,
+    log_level: str | None = LogLevel,
+    settle_hours: float | None = SettleHours,
     source: str | None = Source,
-    verify: bool = typer.Option(
-        False,
-        "--verify",
-        help="Before reporting the target reached, re-count every verified window (as "
-        "`stxbf verify`) and fetch again those that changed.",
-    ),
+    verify: bool = Verify,
 ) -> None:
     """Backfill transactions into DuckDB until the target range is verified.
 
     Resumable: run it again after any interruption and it continues where it stopped. The API key
     comes from STXBF_API_KEY or HIRO_API_KEY in the environment, never from the command line.
     Exit codes: 0 target reached, 1 error, 2 usage, 3 stopped before the target, 4 another run
-    holds the lock, 130 interrupted. A damaged database file (every block is read at start) is
-    refused with exit 1 before anything is fetched.
+    holds the lock, 65 a damaged database (every block is read first; nothing is fetched), 75 the
+    API's quota ran out, 130 interrupted.
     """
     from stxbf.settings import load_settings
 
@@ -201,9 +176,9 @@ def execute(
 
         async def main() -> RunReport:
             loop = asyncio.get_running_loop()
-            signals = _stop_signals()
+            signals = stop_signals()
             for signum in signals:
-                loop.add_signal_handler(signum, _on_signal, runner, signal.Signals(signum).name)
+                loop.add_signal_handler(signum, on_signal, runner, signal.Signals(signum).name)
             try:
                 return await runner.run()
             finally:
@@ -214,105 +189,13 @@ def execute(
         try:
             report = asyncio.run(main())
         finally:
-            _stop_view(view)
+            stop_view(view)
     except BaseException as exc:
-        code, reason = _ending_of(exc)
+        code, reason = ending_of(exc)
         log_run_end(code, reason, console_handler)
         raise
     log_run_end(int(report.exit_code), report.message, console_handler)
     return report
-
-
-def _ending_of(exc: BaseException) -> tuple[int, str]:
-    """The exit code and reason main() will report for an exception that ends the run."""
-    from stxbf.errors import ExitCode, LockHeld, StxbfError
-
-    if isinstance(exc, LockHeld):
-        return int(exc.exit_code), f"refused: {exc.message}"
-    if isinstance(exc, StxbfError):  # the hint too: whoever reads the log has no screen
-        return int(exc.exit_code), f"{exc.message}; hint: {exc.hint}" if exc.hint else exc.message
-    if isinstance(exc, KeyboardInterrupt):
-        return int(ExitCode.INTERRUPTED), "interrupted"
-    if isinstance(exc, SystemExit):
-        code = exc.code if isinstance(exc.code, int) else int(ExitCode.ERROR)
-        return code, "exited"
-    if isinstance(exc, Exception):
-        log.error("unexpected error", exc_info=True)
-        mark_logged(exc)
-    first = (str(exc).strip().splitlines() or [""])[0]
-    return int(ExitCode.ERROR), f"internal error: {type(exc).__name__}: {first}"
-
-
-def mark_logged(exc: BaseException) -> None:
-    """Tell main() this exception's traceback is already in the log (above the run's end line)."""
-    with contextlib.suppress(AttributeError):
-        exc.stxbf_logged = True  # type: ignore[attr-defined]
-
-
-def log_run_end(code: int, reason: str, console_handler: logging.Handler | None = None) -> None:
-    """The log's last line for this run: exit code and reason, whatever the way out.
-
-    The screen gets its own report (render_report, or main's error line), so the console handler
-    is detached first: the end line is for the log file only.
-    """
-    from stxbf.errors import ExitCode
-
-    if console_handler is not None:
-        logging.getLogger("stxbf").removeHandler(console_handler)
-    try:
-        label = ExitCode(code).name.lower()
-    except ValueError:
-        label = "unknown"
-    level = {0: logging.INFO, 3: logging.INFO, 4: logging.WARNING, 130: logging.WARNING}.get(
-        code, logging.ERROR
-    )
-    log.log(level, "stxbf run (pid %d) ended: exit %d (%s): %s", os.getpid(), code, label, reason)
-
-
-_signals_seen = 0
-
-
-def _stop_signals() -> tuple[signal.Signals, ...]:
-    """SIGINT and SIGTERM; and SIGHUP (tmux kill-session, a closed SSH terminal) unless it is
-    ignored, as `nohup stxbf run &` asks: then a hang-up must not stop the run."""
-    signals = (signal.SIGINT, signal.SIGTERM)
-    if signal.getsignal(signal.SIGHUP) is signal.SIG_IGN:
-        return signals
-    return (*signals, signal.SIGHUP)
-
-
-def _on_signal(runner: Any, name: str) -> None:
-    global _signals_seen
-    _signals_seen += 1
-    if name == "SIGHUP":
-        _leave_the_terminal()
-    if _signals_seen > 1:
-        err_console.print(f"stxbf: second {name}: stopping now (committed windows are safe)")
-        log_run_end(130, f"second {name}: stopped at once (committed windows are safe)")
-        os._exit(130)
-    runner.request_stop(name)
-
-
-_hung_up = False
-
-
-def _leave_the_terminal() -> None:
-    """After a hang-up the terminal is gone: writing to it would fail (EIO) and turn a clean stop
-    into an error. The screen output goes nowhere from now on; the log file keeps everything."""
-    global _hung_up
-    _hung_up = True
-    devnull = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115 - open until the process ends
-    sys.stdout = sys.stderr = devnull
-
-
-def _stop_view(view: LiveView | PlainView) -> None:
-    try:
-        view.stop()
-    except OSError:
-        if not _hung_up:
-            raise
-    if _hung_up:  # the live display put the (dead) terminal back as stdout
-        _leave_the_terminal()
 
 
 def _prepare_home(home: Path) -> None:
@@ -324,171 +207,3 @@ def _prepare_home(home: Path) -> None:
         raise ConfigError(f"cannot create data directory {home}: {exc.strerror}") from None
     if not os.access(home, os.W_OK | os.X_OK):
         raise ConfigError(f"data directory {home} is not writable")
-
-
-def render_report(report: RunReport) -> None:
-    snap = report.snapshot
-    target = console if report.exit_code in (0, 3) else err_console
-    if snap is not None:
-        target.print(
-            f"Progress: {snap.days_verified}/{snap.target_days} days "
-            f"({100.0 * snap.days_verified / max(1, snap.target_days):.1f}%) · "
-            f"{snap.transactions_stored:,} transactions stored · "
-            f"{snap.counters.pages:,} pages, {snap.counters.responses_429} answered 429, "
-            f"{snap.counters.errors} errors",
-            soft_wrap=True,
-        )
-    checked = report.verification
-    if checked is not None:
-        target.print(
-            f"Verified: {checked.windows_checked:,} windows checked · "
-            f"{checked.windows_changed:,} changed · {checked.rows_added:,} rows added · "
-            f"{checked.rows_removed:,} removed",
-            soft_wrap=True,
-        )
-    target.print(f"stxbf run: {report.message} (exit {int(report.exit_code)})", soft_wrap=True)
-
-
-# -- views -----------------------------------------------------------------------------------
-
-
-def progress_line(snap: ProgressSnapshot) -> str:
-    limit = f"{snap.limit_rpm:.0f}" if snap.limit_rpm else "∞"
-    expected = f"/{snap.expected_total:,}" if snap.expected_total is not None else ""
-    stalled = _not_progressing(snap, time.time())
-    rate = f"{snap.rate_rpm:.0f}/{limit} req/min" if stalled is None else f"rate — ({stalled})"
-    return (
-        f"{snap.days_verified}/{snap.target_days} days verified · "
-        f"{snap.transactions_stored:,}{expected} tx · {snap.counters.pages:,} pages · "
-        f"{rate} · 429s {snap.counters.responses_429} · "
-        f"errors {snap.counters.errors} · ETA {_eta_text(snap, stalled)} · {snap.phase}"
-    )
-
-
-def _not_progressing(snap: ProgressSnapshot, now: float) -> str | None:
-    """Why no pages are arriving (then a rate and an ETA would describe the past), or None."""
-    if snap.phase == "backing_off" or (snap.backoff_until is not None and snap.backoff_until > now):
-        return "backing off"
-    if snap.phase in ("failed", "stopped", "interrupted"):
-        return snap.phase
-    return None
-
-
-def _eta_text(snap: ProgressSnapshot, stalled: str | None) -> str:
-    from stxbf.ops.monitor import fmt_duration
-
-    if snap.phase == "finished":
-        return "done"
-    return fmt_duration(snap.eta_seconds) if stalled is None else f"— ({stalled})"
-
-
-class OneLineFormatter(logging.Formatter):
-    """Console records stay one line: a traceback goes to the log file only (never the screen)."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        saved = record.exc_info, record.exc_text, record.stack_info
-        record.exc_info, record.exc_text, record.stack_info = None, None, None
-        try:
-            return super().format(record)
-        finally:
-            record.exc_info, record.exc_text, record.stack_info = saved
-
-
-class PlainView:
-    """Without a terminal (cron): a timestamped line every 30 s, no control codes."""
-
-    interval = 30.0
-
-    def __init__(self) -> None:
-        self._last = 0.0
-
-    def log_handler(self) -> logging.Handler:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setLevel(logging.INFO)
-        handler.setFormatter(
-            OneLineFormatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%S%z")
-        )
-        return handler
-
-    def start(self) -> None:
-        pass
-
-    def stop(self) -> None:
-        pass
-
-    def update(self, snap: ProgressSnapshot) -> None:
-        now = time.monotonic()
-        if now - self._last < self.interval and snap.exit_code is None:
-            return
-        self._last = now
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        print(f"{stamp} progress {progress_line(snap)}", flush=True)
-
-
-class LiveView:
-    """On a terminal: a rich live panel (days, transactions, rate vs limit, ETA)."""
-
-    def __init__(self) -> None:
-        from rich.live import Live
-
-        self._snap: ProgressSnapshot | None = None
-        self._live = Live(console=console, refresh_per_second=4, get_renderable=self._render)
-
-    def log_handler(self) -> logging.Handler:
-        from rich.logging import RichHandler
-
-        handler = RichHandler(console=console, show_path=False, markup=False, rich_tracebacks=False)
-        handler.setFormatter(OneLineFormatter("%(message)s"))
-        handler.setLevel(logging.WARNING)
-        return handler
-
-    def start(self) -> None:
-        self._live.start()
-
-    def stop(self) -> None:
-        self._live.stop()
-
-    def update(self, snap: ProgressSnapshot) -> None:
-        self._snap = snap
-
-    def _render(self) -> Any:
-        from rich.progress_bar import ProgressBar
-        from rich.table import Table
-        from rich.text import Text
-
-        from stxbf.ops.monitor import describe_last_error
-
-        snap = self._snap
-        if snap is None:
-            return "[dim]stxbf: starting…[/]"
-        table = Table.grid(padding=(0, 2))
-        table.add_column(style="bold")
-        table.add_column()
-        days = snap.days_verified
-        bar = ProgressBar(total=max(1, snap.target_days), completed=days, width=40)
-        percent = 100.0 * days / max(1, snap.target_days)
-        table.add_row("Days verified", f"{days}/{snap.target_days} ({percent:.1f}%)")
-        table.add_row("", bar)
-        expected = f" of ~{snap.expected_total:,}" if snap.expected_total is not None else ""
-        table.add_row("Transactions", f"{snap.transactions_stored:,}{expected}")
-        table.add_row("Pages", f"{snap.counters.pages:,} ({snap.counters.requests:,} requests)")
-        now = time.time()
-        stalled = _not_progressing(snap, now)
-        limit = f"{snap.limit_rpm:.0f}" if snap.limit_rpm else "unthrottled"
-        rate = f"{snap.rate_rpm:.0f} req/min (limit {limit})"
-        table.add_row("Rate", rate if stalled is None else f"— ({stalled}; limit {limit})")
-        table.add_row(
-            "429 / errors / retries",
-            f"{snap.counters.responses_429} / {snap.counters.errors} / {snap.counters.retries}",
-        )
-        table.add_row("ETA", _eta_text(snap, stalled))
-        status = snap.phase
-        if snap.phase == "backing_off" and snap.backoff_until:
-            status += f" ({max(0.0, snap.backoff_until - now):.0f}s)"
-        table.add_row("Status", status)
-        if snap.last_error:
-            text, recovered = describe_last_error(
-                snap.last_error, snap.last_error_at, snap.last_progress_at, now
-            )
-            table.add_row("Last error", Text(text, style="dim" if recovered else "yellow"))
-        return table

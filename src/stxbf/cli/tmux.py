@@ -23,8 +23,8 @@ from rich.table import Table
 from rich.text import Text
 
 from stxbf.cli.common import console, err_console
+from stxbf.cli.options import Db, Home
 from stxbf.cli.passthrough import with_run_options
-from stxbf.cli.run import Db, Home
 from stxbf.errors import OpsError
 
 if TYPE_CHECKING:

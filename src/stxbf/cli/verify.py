@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from stxbf.cli.common import console, err_console
-from stxbf.cli.run import ApiUrl, Concurrency, Db, GiveUpAfter, Home, Rpm, Source
+from stxbf.cli.options import ApiUrl, Concurrency, Db, GiveUpAfter, Home, Rpm, Source
 from stxbf.errors import ExitCode, StoreError, StxbfError
 
 if TYPE_CHECKING:
