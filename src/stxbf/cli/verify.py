@@ -1,8 +1,8 @@
 """`stxbf verify`: read every stored block, then re-count every verified window against the API.
 
-Exit codes: 0 every window matches the API (changed ones were fetched again), 1 error (a damaged
-database too, with the windows to fetch again), 2 usage, 3 a changed window could not be settled
-(run it again), 4 another run holds the lock, 130 interrupted.
+Exit codes: 0 every window matches the API (changed ones were fetched again), 1 error, 2 usage,
+3 a changed window could not be settled (run it again), 4 another run holds the lock, 65 a damaged
+database (with the windows to fetch again), 75 the API's quota ran out, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -42,8 +42,8 @@ def verify(
     """Check the file's every block, then re-count every verified window; fetch changed ones again.
 
     One `limit=1` request per window compares the API's total and first transaction with the
-    stored ones. Exit code: 0 all match (after re-fetching what changed), 1 error or a damaged
-    database, 3 some window could not be settled, 4 a run holds the lock, 130 interrupted.
+    stored ones. Exit code: 0 all match (after re-fetching what changed), 1 error, 3 some window
+    could not be settled, 4 a run holds the lock, 65 a damaged database, 130 interrupted.
     """
     from stxbf.settings import load_settings
 
