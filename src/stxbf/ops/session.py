@@ -268,9 +268,7 @@ def build_tmux_status(
     paths = DataPaths.of(paths.home, db)
     runner = runner_state(paths, now=now)
     snap = state.read(paths.progress)
-    pane = None
-    if info is not None:
-        pane = info.pane("runner") or (info.panes[0] if info.panes else None)
+    pane = info.runner_pane() if info is not None else None
     if info is None:
         key = "no_session"
     elif pane is not None and pane.dead:
