@@ -99,7 +99,8 @@ def _fail(exc: StxbfError, code: ExitCode, *, as_json: bool) -> NoReturn:
 
 
 def _render_status(report: StatusReport) -> None:
-    from stxbf.ops.monitor import fmt_duration, render_status
+    from stxbf.ops.formats import fmt_duration
+    from stxbf.ops.render import render_status
 
     console.print(render_status(report, width=console.width))
     if report.oldest_check_at is not None:

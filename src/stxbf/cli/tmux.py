@@ -364,7 +364,7 @@ def _status(settings: Settings, name: str, socket: str | None, server: Server) -
 
 
 def _render_status(report: TmuxStatus) -> None:
-    from stxbf.ops.monitor import fmt_duration
+    from stxbf.ops.formats import fmt_duration
 
     info, runner, now = report.session, report.runner, report.checked_at
     assert info is not None

@@ -9,9 +9,9 @@ retry-after, a used-up window, a quota) is its own state, not a stall.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
 
 from stxbf.codes import StatusState
+from stxbf.ops.formats import clock
 from stxbf.ops.process import RunnerState
 from stxbf.state import ProgressSnapshot
 
@@ -20,11 +20,6 @@ from stxbf.state import ProgressSnapshot
 class Activity:
     state: StatusState  # RUNNING | STALLED | RATE_LIMITED
     reason: str
-
-
-def clock(when: float) -> str:
-    """A unix time as the operator reads it (UTC)."""
-    return datetime.fromtimestamp(when, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _waits_on(snap: ProgressSnapshot, now: float) -> str:

@@ -22,8 +22,9 @@ from typing import Any
 from stxbf import state as progress
 from stxbf.codes import STATUS_STATES, TERMINAL_PHASES, StatusState
 from stxbf.errors import DatabaseBusy, StoreError
-from stxbf.ops.activity import Activity, clock, judge_activity
+from stxbf.ops.activity import Activity, judge_activity
 from stxbf.ops.database import DatabaseCache, StoredFacts, read_facts_cached
+from stxbf.ops.formats import clock
 from stxbf.ops.process import (
     RunnerState,
     detect_runner,
