@@ -144,7 +144,7 @@ def test_the_session_record_is_found_unless_flags_say_otherwise(
 ) -> None:
     import time
 
-    from stxbf.cli.tmux import session_target
+    from stxbf.cli.common import session_target
     from stxbf.paths import SessionRecord, write_session_record
 
     settings = load_settings()

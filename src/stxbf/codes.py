@@ -95,6 +95,10 @@ class WindowState(StrEnum):
     INCOMPLETE = "incomplete"  # never proven: left for the next run
 
 
+# The windows whose days count as covered (an open window's rows are all there, for now).
+COVERING_STATES = frozenset({WindowState.VERIFIED, WindowState.OPEN})
+
+
 class Verdict(StrEnum):
     HEALTHY = "healthy"
     NOT_RUNNING = "not_running"

@@ -102,17 +102,12 @@ def _program() -> str:
 
 def _show_status(demo_home: Path) -> None:
     """What `STXBF_HOME=<demo> stxbf status` prints."""
-    from stxbf.cli.status import _render_status
-    from stxbf.ops.status import build_status
+    from stxbf.cli.status import show_status
+    from stxbf.ops.status import build_status, status_files
     from stxbf.settings import load_settings
 
     settings = load_settings(home=demo_home)
     report = build_status(
-        db_path=settings.db_path,
-        progress_path=settings.progress_path,
-        lock_path=settings.lock_path,
-        runner_path=settings.runner_path,
-        target_days=settings.target_days,
-        explicit_days=False,
+        **status_files(settings.paths), target_days=settings.target_days, explicit_days=False
     )
-    _render_status(report)
+    show_status(report)

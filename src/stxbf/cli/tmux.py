@@ -22,7 +22,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from stxbf.cli.common import console, err_console
+from stxbf.cli.common import console, err_console, session_target
 from stxbf.cli.passthrough import with_run_options
 from stxbf.cli.run import Db, Home
 from stxbf.errors import OpsError
@@ -69,19 +69,6 @@ def _settings(ctx: typer.Context, **given: Any) -> Settings:
     given["session_name"] = given.get("session_name") or parent.get("session_name")
     given["tmux_socket"] = given.get("tmux_socket") or parent.get("tmux_socket")
     return load_settings(**given)
-
-
-def session_target(settings: Settings) -> tuple[str, str | None]:
-    """(session name, socket name): flags or env first, else the session record, else defaults."""
-    from stxbf.ops.session import locate_session
-
-    return locate_session(
-        settings.paths,
-        session_name=settings.session_name,
-        socket_name=settings.tmux_socket,
-        name_given="session_name" in settings.model_fields_set,
-        socket_given="tmux_socket" in settings.model_fields_set,
-    )
 
 
 def _locate(

@@ -15,6 +15,8 @@ from stxbf.ops.formats import clock
 from stxbf.ops.process import RunnerState
 from stxbf.state import ProgressSnapshot
 
+DEFAULT_STALL_SECONDS = 600.0  # no page and no committed window for this long: stalled
+
 
 @dataclass(frozen=True)
 class Activity:

@@ -14,6 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from stxbf.codes import StatusState
+from stxbf.ops.coverage import DAY_BEFORE_CHAIN, DAY_MISSING, DAY_PARTIAL, DAY_VERIFIED
 from stxbf.ops.formats import (
     days_text,
     fmt_bytes,
@@ -25,13 +26,7 @@ from stxbf.ops.formats import (
     rate_and_eta,
 )
 from stxbf.ops.logs import LEVEL_STYLES, line_level
-from stxbf.ops.status import (
-    DAY_BEFORE_CHAIN,
-    DAY_MISSING,
-    DAY_PARTIAL,
-    DAY_VERIFIED,
-    StatusReport,
-)
+from stxbf.ops.status import StatusReport
 
 STRIP_GLYPHS = {
     DAY_VERIFIED: ("█", "green"),

@@ -28,7 +28,7 @@ from stxbf import state
 from stxbf.errors import LockHeld, OpsError
 from stxbf.ops.inhibit import Inhibitor
 from stxbf.ops.launch import remove_stale_key_files, write_key_file
-from stxbf.ops.status import RunnerState, detect_runner
+from stxbf.ops.process import RunnerState, detect_runner
 from stxbf.ops.supervise import active_supervisor, api_has_answered, describe_wait
 from stxbf.ops.tmux import (
     SessionInfo,

@@ -236,7 +236,7 @@ class Supervisor:
 
 def active_supervisor(record_path: Path) -> SupervisorRecord | None:
     """The record of a live supervisor (waiting to restart, or starting / running the run)."""
-    from stxbf.ops.status import pid_alive
+    from stxbf.ops.process import pid_alive
     from stxbf.paths import read_supervisor_record
 
     record = read_supervisor_record(record_path)

@@ -27,6 +27,7 @@ from stxbf.ops.tmux.server import (
     find_session,
     get_server,
     install_command,
+    session_exists,
     socket_path,
     validate_session_name,
 )
@@ -46,6 +47,7 @@ __all__ = [
     "install_command",
     "pane_exit",
     "runner_script",
+    "session_exists",
     "socket_path",
     "start_session",
     "stop_session",

@@ -99,6 +99,15 @@ def find_session(server: Server, name: str) -> Session | None:
     return next((s for s in sessions if s.session_name == name), None)
 
 
+def session_exists(socket_name: str | None, name: str) -> bool | None:
+    """Whether the session exists; None when tmux is not installed (never starts a server)."""
+    try:
+        server = get_server(socket_name)
+    except TmuxMissing:
+        return None
+    return find_session(server, name) is not None
+
+
 def tmux(server: Server, *args: str) -> list[str]:
     """Run one tmux command on `server`; anything on its stderr is an OpsError."""
     result = server.cmd(*args)
