@@ -126,7 +126,7 @@ def test_hints_carry_every_option_needed_to_reach_the_session(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`start --socket-name ncx` used to hint `stxbf tmux attach`, which found no session."""
-    from stxbf.cli.tmux import stxbf_hint
+    from stxbf.cli.tmux.common import stxbf_hint
 
     monkeypatch.delenv("STXBF_HOME")
     plain = load_settings()

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from stxbf import state
+from stxbf.codes import ExitCode, Outcome, StrEnum
 from stxbf.errors import LockHeld, OpsError
 from stxbf.ops.inhibit import Inhibitor
 from stxbf.ops.launch import remove_stale_key_files, write_key_file
@@ -174,11 +175,18 @@ def wait_for_key_pickup(key_file: Path, *, timeout: float = KEY_WAIT_SECONDS) ->
     return True
 
 
+class StartupState(StrEnum):
+    PROGRESSING = "progressing"  # the API answered and the run is backfilling
+    FINISHED = "finished"  # it ended at once with exit 0: the target was already reached
+    DIED = "died"  # it ended with an error before any progress
+    STARTING = "starting"  # still trying to reach the API when the wait ran out
+
+
 @dataclass
 class Startup:
     """How the runner's first moments went: it made progress, ended, or is still starting."""
 
-    state: str  # progressing | finished | died | starting
+    state: StartupState
     exit_code: int | None = None
     last_lines: list[str] = field(default_factory=list)
 
@@ -202,13 +210,13 @@ def watch_startup(
         finished, code = pane_exit(server, pane_id)
         if finished:
             if code == 0:
-                return Startup("finished", 0)
-            return Startup("died", code, last_lines(server, pane_id))
+                return Startup(StartupState.FINISHED, 0)
+            return Startup(StartupState.DIED, code, last_lines(server, pane_id))
         snap = state.read(paths.progress)
         if snap is not None and snap.started_at >= since - 1 and api_has_answered(snap):
-            return Startup("progressing")
+            return Startup(StartupState.PROGRESSING)
         if clock() >= deadline:
-            return Startup("starting")
+            return Startup(StartupState.STARTING)
         time.sleep(poll)
 
 
@@ -222,12 +230,20 @@ def last_lines(server: Server, pane_id: str, count: int = LAST_LINES) -> list[st
 
 # -- describing --------------------------------------------------------------------------------
 
-TMUX_STATES: dict[str, tuple[str, int]] = {
-    # state: (label, exit code of `stxbf tmux status` and of bare `stxbf tmux` without a terminal)
-    "running": ("running", 0),
-    "finished": ("finished: target reached", 0),
-    "no_session": ("no session", 1),
-    "runner_exited": ("runner exited", 8),
+
+class TmuxState(StrEnum):
+    RUNNING = "running"
+    FINISHED = "finished"
+    NO_SESSION = "no_session"
+    RUNNER_EXITED = "runner_exited"
+
+
+# Label and exit code of `stxbf tmux status` (and of bare `stxbf tmux` without a terminal).
+TMUX_STATES: dict[TmuxState, Outcome] = {
+    TmuxState.RUNNING: Outcome("running", ExitCode.OK),
+    TmuxState.FINISHED: Outcome("finished: target reached", ExitCode.OK),
+    TmuxState.NO_SESSION: Outcome("no session", ExitCode.ERROR),
+    TmuxState.RUNNER_EXITED: Outcome("runner exited", ExitCode.RUNNER_EXITED),
 }
 
 
@@ -248,6 +264,7 @@ class TmuxStatus:
     runner_uptime: float | None = None
     restarts: int = 0
     inhibitor: str | None = None
+    schema: int = 1  # as `status --json` and `health --json`: the field names are an interface
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -270,21 +287,21 @@ def build_tmux_status(
     snap = state.read(paths.progress)
     pane = info.runner_pane() if info is not None else None
     if info is None:
-        key = "no_session"
+        key = TmuxState.NO_SESSION
     elif pane is not None and pane.dead:
-        key = "finished" if pane.dead_status == 0 else "runner_exited"
+        key = TmuxState.FINISHED if pane.dead_status == 0 else TmuxState.RUNNER_EXITED
     else:
-        key = "running"
-    label, code = TMUX_STATES[key]
-    if key == "runner_exited":
+        key = TmuxState.RUNNING
+    label = TMUX_STATES[key].label
+    if key == TmuxState.RUNNER_EXITED:
         label += f" with code {pane.dead_status}" if pane and pane.dead_status is not None else ""
-    supervisor = active_supervisor(paths.supervisor_record) if key == "running" else None
+    supervisor = active_supervisor(paths.supervisor_record) if key == TmuxState.RUNNING else None
     if supervisor is not None and supervisor.failing_since is not None and not runner.alive:
         label = "waiting to restart the run: " + describe_wait(supervisor, now)
     return TmuxStatus(
-        state=key,
+        state=str(key),
         label=label,
-        exit_code=code,
+        exit_code=int(TMUX_STATES[key].exit_code),
         session_name=session_name,
         socket=socket_name or "default",
         db_path=str(db),
