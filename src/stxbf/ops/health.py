@@ -2,7 +2,7 @@
 
 Verdicts and their exit codes come from `stxbf.codes`: 0 healthy, 1 not running, 2 stalled,
 3 database problem, 4 configuration error, 75 rate-limited. Whether a live runner is stalled or
-rate-limited is the status model's judgement (`ops.status.judge_activity`), not decided again
+rate-limited is the status model's judgement (`ops.activity.judge_activity`), not decided again
 here. A warning (a high 429 rate, low disk, no tmux session) is reported but does not change the
 verdict; a failed check decides it, worst first.
 

@@ -1,4 +1,4 @@
-"""The backfill's tmux session as one unit: start it, watch it come up, describe it, stop it.
+"""The backfill's tmux session as one unit: start it, describe it, find it, stop it.
 
 `stxbf.ops.tmux` knows tmux (panes, options, signals); this module knows what a backfill session
 is made of. The runner pane runs
@@ -9,7 +9,8 @@ is made of. The runner pane runs
 so the API key travels through a file the launcher deletes at once (stxbf.ops.launch), the sleep
 inhibitor lasts as long as the supervisor, and the supervisor starts the run again after an outage
 (stxbf.ops.supervise). `start_backfill` also writes the session record beside the database, so
-`attach`, `status`, `stop` and `health` find the socket and session without flags.
+`attach`, `status`, `stop` and `health` find the socket and session without flags. Watching the
+run come up is `stxbf.ops.startup`'s job.
 
 Every function takes the libtmux `Server` and explicit paths, never the Settings object.
 """
@@ -19,8 +20,8 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,14 +31,12 @@ from stxbf.errors import LockHeld, OpsError
 from stxbf.ops.inhibit import Inhibitor
 from stxbf.ops.launch import remove_stale_key_files, write_key_file
 from stxbf.ops.process import RunnerState, detect_runner
-from stxbf.ops.supervise import active_supervisor, api_has_answered, describe_wait
+from stxbf.ops.supervise import active_supervisor, describe_wait
 from stxbf.ops.tmux import (
     SessionInfo,
     StopResult,
-    capture,
     describe_session,
     find_session,
-    pane_exit,
     start_session,
     stop_session,
 )
@@ -55,8 +54,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 KEY_WAIT_SECONDS = 15.0
-STARTUP_TIMEOUT = 120.0
-LAST_LINES = 15
 
 
 def runner_state(paths: DataPaths, *, now: float | None = None) -> RunnerState:
@@ -173,59 +170,6 @@ def wait_for_key_pickup(key_file: Path, *, timeout: float = KEY_WAIT_SECONDS) ->
         key_file.unlink(missing_ok=True)
         return False
     return True
-
-
-class StartupState(StrEnum):
-    PROGRESSING = "progressing"  # the API answered and the run is backfilling
-    FINISHED = "finished"  # it ended at once with exit 0: the target was already reached
-    DIED = "died"  # it ended with an error before any progress
-    STARTING = "starting"  # still trying to reach the API when the wait ran out
-
-
-@dataclass
-class Startup:
-    """How the runner's first moments went: it made progress, ended, or is still starting."""
-
-    state: StartupState
-    exit_code: int | None = None
-    last_lines: list[str] = field(default_factory=list)
-
-
-def watch_startup(
-    server: Server,
-    pane_id: str,
-    paths: DataPaths,
-    *,
-    since: float,
-    timeout: float = STARTUP_TIMEOUT,
-    poll: float = 0.2,
-    clock: Callable[[], float] = time.monotonic,
-) -> Startup:
-    """Wait until the run has heard from the API (a snapshot past its preflight) or its pane ended.
-
-    A snapshot alone is not enough: a run publishes one while it still tries to reach the API.
-    """
-    deadline = clock() + timeout
-    while True:
-        finished, code = pane_exit(server, pane_id)
-        if finished:
-            if code == 0:
-                return Startup(StartupState.FINISHED, 0)
-            return Startup(StartupState.DIED, code, last_lines(server, pane_id))
-        snap = state.read(paths.progress)
-        if snap is not None and snap.started_at >= since - 1 and api_has_answered(snap):
-            return Startup(StartupState.PROGRESSING)
-        if clock() >= deadline:
-            return Startup(StartupState.STARTING)
-        time.sleep(poll)
-
-
-def last_lines(server: Server, pane_id: str, count: int = LAST_LINES) -> list[str]:
-    """The pane's last non-blank lines, without tmux's own "Pane is dead" banner."""
-    text = capture(server, pane_id, lines=500)
-    lines = [line.rstrip() for line in text.splitlines()]
-    lines = [line for line in lines if line and not line.startswith("Pane is dead")]
-    return lines[-count:]
 
 
 # -- describing --------------------------------------------------------------------------------

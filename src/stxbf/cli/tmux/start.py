@@ -24,7 +24,7 @@ from stxbf.cli.tmux.common import (
 )
 
 if TYPE_CHECKING:
-    from stxbf.ops.session import Startup
+    from stxbf.ops.startup import Startup
     from stxbf.settings import Settings
 
 Detach = typer.Option(False, "--detach", "-d", help="Never attach (for scripts and cron).")
@@ -68,7 +68,8 @@ def start_backfill_here(settings: Settings, run_only: dict[str, Any], how: HowTo
     """Start the session for `settings`; attach, or else report how the runner's start went."""
     from stxbf.cli.passthrough import run_flags
     from stxbf.ops.inhibit import choose_inhibitor
-    from stxbf.ops.session import monitor_argv, start_backfill, watch_startup
+    from stxbf.ops.session import monitor_argv, start_backfill
+    from stxbf.ops.startup import watch_startup
     from stxbf.ops.tmux import attach, attach_hint
 
     name, socket, paths = settings.session_name, settings.tmux_socket, settings.paths
@@ -108,7 +109,7 @@ def _render_startup(
     startup: Startup, settings: Settings, *, timeout: float, tmux_hint: str
 ) -> None:
     """What the runner did first; a runner that ended before any progress ends `start` too."""
-    from stxbf.ops.session import StartupState
+    from stxbf.ops.startup import StartupState
 
     name, socket = settings.session_name, settings.tmux_socket
     attach_cmd = stxbf_hint(settings, "attach", name, socket)
