@@ -8,8 +8,6 @@ import typer
 
 from stxbf.cli.common import console
 
-DEMO_FILES = ("stxbf.duckdb", "stxbf.duckdb.wal", "stxbf.duckdb.progress.json")
-
 
 def demo(
     days: int = typer.Option(7, "--days", min=1, max=60, help="Days of history to backfill."),
@@ -34,14 +32,17 @@ def demo(
     prints what `stxbf status` says. Nothing leaves this machine; your real data is not touched.
     """
     from stxbf.cli.run import execute, render_report
+    from stxbf.paths import DataPaths
     from stxbf.settings import load_settings
     from stxbf.simulator import SimConfig, run_in_thread
 
     base = load_settings()
     demo_home = home if home is not None else base.home / "demo"
     demo_home.mkdir(parents=True, exist_ok=True, mode=0o700)
-    for name in DEMO_FILES:  # each demo starts from a fresh simulated chain
-        (demo_home / name).unlink(missing_ok=True)
+    paths = DataPaths.of(demo_home)
+    wal = paths.db.with_name(paths.db.name + ".wal")  # DuckDB's write-ahead log
+    for path in (paths.db, wal, paths.progress):  # each demo starts from a fresh simulated chain
+        path.unlink(missing_ok=True)
     config = SimConfig(
         days=days + 3,
         tx_per_day=tx_per_day,
@@ -57,9 +58,7 @@ def demo(
             f"({tx_per_day:,} tx/day, {rpm} req/min, {latency_ms:.0f} ms, "
             f"{fault_rate:.0%} faults) → {demo_home}"
         )
-        settings = load_settings(
-            api_url=sim.url, home=demo_home, db=demo_home / "stxbf.duckdb", target_days=days
-        )
+        settings = load_settings(api_url=sim.url, home=demo_home, db=paths.db, target_days=days)
         report = execute(settings)
         render_report(report)
     console.print()
