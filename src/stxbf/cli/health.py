@@ -22,12 +22,6 @@ from stxbf.errors import ConfigError
 if TYPE_CHECKING:
     from stxbf.ops.health import HealthReport
 
-_MARKS = {  # keyed by CheckStatus (a str)
-    "ok": ("✓", "green"),
-    "warn": ("!", "yellow"),
-    "fail": ("✗", "bold red"),
-    "skip": ("-", "dim"),
-}
 _VERDICT_STYLES: dict[str, str] = {  # keyed by Verdict (a str)
     Verdict.HEALTHY: "bold green",
     Verdict.NOT_RUNNING: "bold yellow",
@@ -114,6 +108,14 @@ def _check(
 
 
 def _render_health(report: HealthReport) -> None:
+    from stxbf.ops.health import CheckStatus
+
+    marks = {
+        CheckStatus.OK: ("✓", "green"),
+        CheckStatus.WARN: ("!", "yellow"),
+        CheckStatus.FAIL: ("✗", "bold red"),
+        CheckStatus.SKIP: ("-", "dim"),
+    }
     head = Text("Health: ")
     head.append(
         report.verdict.replace("_", " ").upper(),
@@ -130,7 +132,7 @@ def _render_health(report: HealthReport) -> None:
     table.add_column(style="bold")
     table.add_column()
     for check in report.checks:
-        mark, style = _MARKS.get(check.status, ("?", ""))
+        mark, style = marks.get(check.status, ("?", ""))
         table.add_row(Text(mark, style=style), check.name, Text(check.detail))
     console.print()
     console.print(table)

@@ -9,11 +9,14 @@ retry-after, a used-up window, a quota) is its own state, not a stall.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from stxbf.codes import StatusState
 from stxbf.ops.formats import clock
-from stxbf.ops.process import RunnerState
-from stxbf.state import ProgressSnapshot
+
+if TYPE_CHECKING:  # annotations only: `stxbf --help` imports this module for the default below
+    from stxbf.ops.process import RunnerState
+    from stxbf.state import ProgressSnapshot
 
 DEFAULT_STALL_SECONDS = 600.0  # no page and no committed window for this long: stalled
 

@@ -295,7 +295,7 @@ def stop_backfill(
         server, session_name, runner_pid=runner.pid if runner.alive else None, timeout=timeout
     )
     remove_stale_key_files(paths.run_dir)
-    record = read_session_record(paths.session_record)
+    record = recorded_session(paths)
     if record is not None and record.session_name == session_name:
         remove_record(paths.session_record)
     return result

@@ -18,7 +18,7 @@ quotes or `;` stay data.
 The API key is never passed here: see `stxbf.ops.launch`.
 """
 
-from stxbf.ops.tmux.layout import runner_script, start_session
+from stxbf.ops.tmux.layout import start_session
 from stxbf.ops.tmux.panes import PaneInfo, SessionInfo, capture, describe_session, pane_exit
 from stxbf.ops.tmux.server import (
     attach,
@@ -46,7 +46,6 @@ __all__ = [
     "get_server",
     "install_command",
     "pane_exit",
-    "runner_script",
     "session_exists",
     "socket_path",
     "start_session",
