@@ -27,7 +27,8 @@ from filelock import FileLock
 
 from stxbf import state
 from stxbf.models import BURN_TIME_INDEX, TX_COLUMN_NAMES, Page, Row
-from stxbf.ops.status import RunnerState, StatusReport, runner_info_path
+from stxbf.ops.process import RunnerState, runner_info_path
+from stxbf.ops.status import StatusReport
 from stxbf.runner import RunParams
 from stxbf.state import DAY, ProgressSnapshot
 from stxbf.store import Store, WindowRecord

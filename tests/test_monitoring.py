@@ -25,8 +25,8 @@ from stxbf.codes import (
     Verdict,
 )
 from stxbf.ops.health import build_health
-from stxbf.ops.process import proc_stat
-from stxbf.ops.status import build_status, runner_info_path
+from stxbf.ops.process import proc_stat, runner_info_path
+from stxbf.ops.status import build_status
 from stxbf.state import DAY, Counters, ProgressSnapshot
 from stxbf.store import Store
 from tests.fakes import END, day, make_db, paths
@@ -232,7 +232,7 @@ def test_rate_limited_has_its_own_code_and_label(tmp_path: Path, capsys, monkeyp
 def test_health_takes_the_status_judgement(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """build_health does not re-derive stalled: change the rule, and health follows it."""
     from stxbf.ops import status as status_module
-    from stxbf.ops.status import Activity
+    from stxbf.ops.activity import Activity
 
     p = paths(tmp_path)
     now = time.time()

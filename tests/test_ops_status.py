@@ -14,15 +14,9 @@ import pytest
 from filelock import FileLock
 
 from stxbf import state
-from stxbf.ops.status import (
-    STATES,
-    build_status,
-    day_states,
-    detect_runner,
-    lock_holder,
-    pid_alive,
-    runner_info_path,
-)
+from stxbf.ops.coverage import day_states
+from stxbf.ops.process import detect_runner, lock_holder, pid_alive, runner_info_path
+from stxbf.ops.status import STATES, build_status
 from stxbf.state import DAY, ProgressSnapshot
 from stxbf.store import Store
 from tests.fakes import END, NOW, day, make_db, paths
@@ -209,7 +203,7 @@ def test_json_fields_are_stable(tmp_path: Path) -> None:
 def test_monitor_cache_opens_the_database_only_when_it_changed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from stxbf.ops.status import DatabaseCache
+    from stxbf.ops.database import DatabaseCache
 
     p = paths(tmp_path)
     make_db(p["db_path"], [(day(0)[0], END, "verified")])

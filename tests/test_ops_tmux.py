@@ -17,7 +17,7 @@ import pytest
 from stxbf.errors import ConfigError, OpsError, TmuxMissing
 from stxbf.ops import tmux as ops_tmux
 from stxbf.ops.launch import write_key_file
-from stxbf.ops.status import read_runner_info, runner_info_path
+from stxbf.ops.process import read_runner_info, runner_info_path
 from tests.helpers import retry_until
 
 pytestmark = pytest.mark.tmux

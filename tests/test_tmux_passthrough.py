@@ -126,7 +126,7 @@ def test_hints_carry_every_option_needed_to_reach_the_session(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """`start --socket-name ncx` used to hint `stxbf tmux attach`, which found no session."""
-    from stxbf.cli.tmux import stxbf_hint
+    from stxbf.cli.tmux.common import stxbf_hint
 
     monkeypatch.delenv("STXBF_HOME")
     plain = load_settings()
@@ -144,7 +144,7 @@ def test_the_session_record_is_found_unless_flags_say_otherwise(
 ) -> None:
     import time
 
-    from stxbf.cli.tmux import session_target
+    from stxbf.cli.common import session_target
     from stxbf.paths import SessionRecord, write_session_record
 
     settings = load_settings()

@@ -12,7 +12,7 @@ import pytest
 from rich.console import Console
 
 from stxbf.cli.views import LiveView, progress_line
-from stxbf.ops.monitor import render_dashboard, render_status
+from stxbf.ops.render import render_dashboard, render_status
 from stxbf.state import Counters, ProgressSnapshot
 from tests.fakes import running_report
 

@@ -12,6 +12,7 @@ names, and a meta-test holds docs/cli.md's tables to them.
              · 65 database problem · 75 rate-limited · 1 error · 64 usage
     health   0 healthy · 1 not running · 2 stalled · 3 database problem · 4 configuration error
              · 75 rate-limited · 64 usage
+    tmux status  0 running or finished · 1 no session · 8 the runner pane ended with an error
 
 Codes 64, 65 and 75 are the BSD sysexits EX_USAGE, EX_DATAERR and EX_TEMPFAIL.
 """
@@ -43,6 +44,7 @@ class ExitCode(IntEnum):
     RUNNING = 5  # status: a backfill is running
     STALLED = 6  # status: a backfill is running but makes no progress
     NOT_STARTED = 7  # status: no backfill yet
+    RUNNER_EXITED = 8  # tmux status: the runner pane has ended with an error or was killed
     MONITOR_USAGE = 64  # usage error of `status` / `health`: apart from every state code
     DATABASE = 65  # the database file is damaged, truncated, empty or not ours
     RATE_LIMITED = 75  # a stated limit or quota is being waited out (run: it ran out)
@@ -94,6 +96,10 @@ class WindowState(StrEnum):
     VERIFIED = "verified"  # its distinct tx_ids matched the API's total, and it is settled
     OPEN = "open"  # the head or inside the settle period: the next run fetches it again
     INCOMPLETE = "incomplete"  # never proven: left for the next run
+
+
+# The windows whose days count as covered (an open window's rows are all there, for now).
+COVERING_STATES = frozenset({WindowState.VERIFIED, WindowState.OPEN})
 
 
 class Verdict(StrEnum):

@@ -8,8 +8,6 @@ import typer
 
 from stxbf.cli.common import console
 
-DEMO_FILES = ("stxbf.duckdb", "stxbf.duckdb.wal", "stxbf.duckdb.progress.json")
-
 
 def demo(
     days: int = typer.Option(7, "--days", min=1, max=60, help="Days of history to backfill."),
@@ -35,14 +33,17 @@ def demo(
     """
     from stxbf.cli.run import execute
     from stxbf.cli.views import render_report
+    from stxbf.paths import DataPaths
     from stxbf.settings import load_settings
     from stxbf.simulator import SimConfig, run_in_thread
 
     base = load_settings()
     demo_home = home if home is not None else base.home / "demo"
     demo_home.mkdir(parents=True, exist_ok=True, mode=0o700)
-    for name in DEMO_FILES:  # each demo starts from a fresh simulated chain
-        (demo_home / name).unlink(missing_ok=True)
+    paths = DataPaths.of(demo_home)
+    wal = paths.db.with_name(paths.db.name + ".wal")  # DuckDB's write-ahead log
+    for path in (paths.db, wal, paths.progress):  # each demo starts from a fresh simulated chain
+        path.unlink(missing_ok=True)
     config = SimConfig(
         days=days + 3,
         tx_per_day=tx_per_day,
@@ -58,9 +59,7 @@ def demo(
             f"({tx_per_day:,} tx/day, {rpm} req/min, {latency_ms:.0f} ms, "
             f"{fault_rate:.0%} faults) → {demo_home}"
         )
-        settings = load_settings(
-            api_url=sim.url, home=demo_home, db=demo_home / "stxbf.duckdb", target_days=days
-        )
+        settings = load_settings(api_url=sim.url, home=demo_home, db=paths.db, target_days=days)
         report = execute(settings)
         render_report(report)
     console.print()
@@ -103,17 +102,12 @@ def _program() -> str:
 
 def _show_status(demo_home: Path) -> None:
     """What `STXBF_HOME=<demo> stxbf status` prints."""
-    from stxbf.cli.status import _render_status
-    from stxbf.ops.status import build_status
+    from stxbf.cli.status import show_status
+    from stxbf.ops.status import build_status, status_files
     from stxbf.settings import load_settings
 
     settings = load_settings(home=demo_home)
     report = build_status(
-        db_path=settings.db_path,
-        progress_path=settings.progress_path,
-        lock_path=settings.lock_path,
-        runner_path=settings.runner_path,
-        target_days=settings.target_days,
-        explicit_days=False,
+        **status_files(settings.paths), target_days=settings.target_days, explicit_days=False
     )
-    _render_status(report)
+    show_status(report)

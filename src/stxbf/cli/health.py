@@ -8,7 +8,6 @@ none), 1 not running, 2 stalled, 3 database problem, 4 configuration error, 75 r
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,89 +15,57 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from stxbf.cli.common import console
+from stxbf.cli.common import DbOption, HomeOption, StallSecondsOption, console
 from stxbf.codes import Verdict
 from stxbf.errors import ConfigError
 
 if TYPE_CHECKING:
     from stxbf.ops.health import HealthReport
 
-_MARKS = {
-    "ok": ("✓", "green"),
-    "warn": ("!", "yellow"),
-    "fail": ("✗", "bold red"),
-    "skip": ("-", "dim"),
-}
 _VERDICT_STYLES: dict[str, str] = {  # keyed by Verdict (a str)
     Verdict.HEALTHY: "bold green",
     Verdict.NOT_RUNNING: "bold yellow",
     Verdict.RATE_LIMITED: "bold yellow",
 }
 
+ExpectRunning = typer.Option(
+    False,
+    "--expect-running",
+    help="A runner must be alive, even when the backfill is complete (the tmux workflow).",
+)
+AsJson = typer.Option(
+    False, "--json", help="Print the checks as one JSON object (schema in docs/operations.md)."
+)
+SessionName = typer.Option(
+    None, "--session-name", help="tmux session to look for (default stx-backfill)."
+)
+SocketName = typer.Option(
+    None, "--socket-name", help="tmux server socket name (env STXBF_TMUX_SOCKET)."
+)
+
 
 def health(
-    stall_seconds: float = typer.Option(
-        600.0,
-        "--stall-seconds",
-        min=1,
-        help="A runner that got no page and committed no window for this long is stalled.",
-    ),
-    expect_running: bool = typer.Option(
-        False,
-        "--expect-running",
-        help="A runner must be alive, even when the backfill is complete (the tmux workflow).",
-    ),
-    as_json: bool = typer.Option(
-        False, "--json", help="Print the checks as one JSON object (schema in docs/operations.md)."
-    ),
-    session_name: str | None = typer.Option(
-        None, "--session-name", help="tmux session to look for (default stx-backfill)."
-    ),
-    socket_name: str | None = typer.Option(
-        None, "--socket-name", help="tmux server socket name (env STXBF_TMUX_SOCKET)."
-    ),
-    home: Path | None = typer.Option(None, "--home", help="Data directory (env STXBF_HOME)."),
-    db: Path | None = typer.Option(
-        None, "--db", help="Database file (default: <home>/stxbf.duckdb)."
-    ),
+    stall_seconds: float = StallSecondsOption,
+    expect_running: bool = ExpectRunning,
+    as_json: bool = AsJson,
+    session_name: str | None = SessionName,
+    socket_name: str | None = SocketName,
+    home: Path | None = HomeOption,
+    db: Path | None = DbOption,
 ) -> None:
     """Check the runner process, its heartbeat, error and 429 rate, database, disk and tmux session.
 
     Exit code: 0 healthy, 1 not running, 2 stalled, 3 database problem, 4 configuration error,
     75 rate-limited (waiting out a stated limit or quota), 64 usage error.
     """
-    from stxbf.ops.database import DatabaseCache, summary_cache_path
-    from stxbf.ops.health import VERDICTS, Check, HealthReport, build_health
-
-    try:
-        from stxbf.settings import load_settings
-
-        settings = load_settings(
-            home=home, db=db, session_name=session_name, tmux_socket=socket_name
-        )
-    except ConfigError as exc:
-        report = HealthReport(
-            verdict=str(Verdict.CONFIG_ERROR),
-            exit_code=VERDICTS[Verdict.CONFIG_ERROR],
-            checked_at=time.time(),
-            reasons=[exc.message],
-            checks=[Check("config", "fail", exc.message)],
-        )
-    else:
-        from stxbf.cli.tmux import session_target
-
-        name, socket = session_target(settings)  # flags, else what `stxbf tmux start` recorded
-        report = build_health(
-            db_path=settings.db_path,
-            progress_path=settings.progress_path,
-            lock_path=settings.lock_path,
-            target_days=settings.target_days,
-            runner_path=settings.runner_path,
-            stall_seconds=stall_seconds,
-            expect_running=expect_running,
-            tmux_probe=lambda: _session_present(name, socket),
-            cache=DatabaseCache(path=summary_cache_path(settings.db_path)),
-        )
+    report = _check(
+        stall_seconds=stall_seconds,
+        expect_running=expect_running,
+        session_name=session_name,
+        socket_name=socket_name,
+        home=home,
+        db=db,
+    )
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2))
     else:
@@ -106,19 +73,49 @@ def health(
     raise typer.Exit(report.exit_code)
 
 
-def _session_present(name: str, socket: str | None) -> bool | None:
-    """Whether the tmux session exists; None when tmux is not installed (never starts a server)."""
-    from stxbf.errors import TmuxMissing
-    from stxbf.ops.tmux import find_session, get_server
+def _check(
+    *,
+    stall_seconds: float,
+    expect_running: bool,
+    session_name: str | None,
+    socket_name: str | None,
+    home: Path | None,
+    db: Path | None,
+) -> HealthReport:
+    """The health report; settings that cannot be loaded are its configuration error."""
+    from stxbf.cli.common import session_target
+    from stxbf.ops.database import DatabaseCache, summary_cache_path
+    from stxbf.ops.health import build_health, config_error
+    from stxbf.ops.status import status_files
+    from stxbf.ops.tmux import session_exists
+    from stxbf.settings import load_settings
 
     try:
-        server = get_server(socket)
-    except TmuxMissing:
-        return None
-    return find_session(server, name) is not None
+        settings = load_settings(
+            home=home, db=db, session_name=session_name, tmux_socket=socket_name
+        )
+    except ConfigError as exc:
+        return config_error(exc.message)
+    name, socket = session_target(settings)  # flags, else what `stxbf tmux start` recorded
+    return build_health(
+        **status_files(settings.paths),
+        target_days=settings.target_days,
+        stall_seconds=stall_seconds,
+        expect_running=expect_running,
+        tmux_probe=lambda: session_exists(socket, name),
+        cache=DatabaseCache(path=summary_cache_path(settings.db_path)),
+    )
 
 
 def _render_health(report: HealthReport) -> None:
+    from stxbf.ops.health import CheckStatus
+
+    marks = {
+        CheckStatus.OK: ("✓", "green"),
+        CheckStatus.WARN: ("!", "yellow"),
+        CheckStatus.FAIL: ("✗", "bold red"),
+        CheckStatus.SKIP: ("-", "dim"),
+    }
     head = Text("Health: ")
     head.append(
         report.verdict.replace("_", " ").upper(),
@@ -135,7 +132,7 @@ def _render_health(report: HealthReport) -> None:
     table.add_column(style="bold")
     table.add_column()
     for check in report.checks:
-        mark, style = _MARKS.get(check.status, ("?", ""))
+        mark, style = marks.get(check.status, ("?", ""))
         table.add_row(Text(mark, style=style), check.name, Text(check.detail))
     console.print()
     console.print(table)

@@ -16,44 +16,41 @@ from typing import TYPE_CHECKING, NoReturn
 
 import typer
 
-from stxbf.cli.common import console
+from stxbf.cli.common import DbOption, HomeOption, StallSecondsOption, console
 from stxbf.codes import ExitCode, StatusState
 from stxbf.errors import ConfigError, StxbfError
 
 if TYPE_CHECKING:
     from stxbf.ops.status import StatusReport
 
-HOME_HELP = "Data directory (env STXBF_HOME)."
-DB_HELP = "Database file (default: <home>/stxbf.duckdb)."
+TargetDays = typer.Option(
+    None, "--target-days", min=1, help="Days of history to measure (default: the last run's)."
+)
+AsJson = typer.Option(
+    False, "--json", help="Print the status as one JSON object (schema in docs/operations.md)."
+)
+Watch = typer.Option(
+    False, "--watch", "-w", help="Keep redrawing a live monitor (read-only) until Ctrl+C."
+)
+Interval = typer.Option(10.0, "--interval", min=0.5, help="Seconds between redraws.")
 
 
 def status(
-    target_days: int | None = typer.Option(
-        None, "--target-days", min=1, help="Days of history to measure (default: the last run's)."
-    ),
-    as_json: bool = typer.Option(
-        False, "--json", help="Print the status as one JSON object (schema in docs/operations.md)."
-    ),
-    watch: bool = typer.Option(
-        False, "--watch", "-w", help="Keep redrawing a live monitor (read-only) until Ctrl+C."
-    ),
-    interval: float = typer.Option(10.0, "--interval", min=0.5, help="Seconds between redraws."),
-    stall_seconds: float = typer.Option(
-        600.0,
-        "--stall-seconds",
-        min=1,
-        help="A runner that got no page and committed no window for this long is stalled.",
-    ),
-    home: Path | None = typer.Option(None, "--home", help=HOME_HELP),
-    db: Path | None = typer.Option(None, "--db", help=DB_HELP),
+    target_days: int | None = TargetDays,
+    as_json: bool = AsJson,
+    watch: bool = Watch,
+    interval: float = Interval,
+    stall_seconds: float = StallSecondsOption,
+    home: Path | None = HomeOption,
+    db: Path | None = DbOption,
 ) -> None:
     """Show progress: days verified, transactions, wallets, rate, ETA and a per-day coverage strip.
 
     Exit code: 0 complete or reached chain start, 3 incomplete, 5 running, 6 stalled, 7 not started,
     65 database problem, 75 rate-limited, 64 usage error.
     """
-    from stxbf.ops.database import summary_cache_path
-    from stxbf.ops.status import DatabaseCache, build_status
+    from stxbf.ops.database import DatabaseCache, summary_cache_path
+    from stxbf.ops.status import build_status, status_files
     from stxbf.settings import load_settings
 
     try:
@@ -62,11 +59,8 @@ def status(
         _fail(exc, ExitCode.MONITOR_USAGE, as_json=as_json)
     build = functools.partial(
         build_status,
-        db_path=settings.db_path,
-        progress_path=settings.progress_path,
-        lock_path=settings.lock_path,
+        **status_files(settings.paths),
         target_days=settings.target_days,
-        runner_path=settings.runner_path,
         explicit_days=target_days is not None,
         stall_seconds=stall_seconds,
     )
@@ -81,12 +75,16 @@ def status(
         report = build(cache=DatabaseCache(path=summary_cache_path(settings.db_path)))
     except StxbfError as exc:
         _fail(exc, exc.exit_code, as_json=as_json)
+    _show(report, as_json=as_json)
+
+
+def _show(report: StatusReport, *, as_json: bool) -> NoReturn:
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=2))
     elif report.state == StatusState.DATABASE_PROBLEM:  # as every command reports a bad file
         raise StxbfError(report.reason or "", hint=report.hint, exit_code=ExitCode.DATABASE)
     else:
-        _render_status(report)
+        show_status(report)
     raise typer.Exit(report.exit_code)
 
 
@@ -98,8 +96,10 @@ def _fail(exc: StxbfError, code: ExitCode, *, as_json: bool) -> NoReturn:
     raise StxbfError(exc.message, hint=exc.hint, exit_code=code)
 
 
-def _render_status(report: StatusReport) -> None:
-    from stxbf.ops.monitor import fmt_duration, render_status
+def show_status(report: StatusReport) -> None:
+    """What `stxbf status` prints on a terminal: the view, then when and where windows came from."""
+    from stxbf.ops.formats import fmt_duration
+    from stxbf.ops.render import render_status
 
     console.print(render_status(report, width=console.width))
     if report.oldest_check_at is not None:

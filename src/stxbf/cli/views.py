@@ -64,7 +64,7 @@ def _not_progressing(snap: ProgressSnapshot, now: float) -> str | None:
 
 
 def _eta_text(snap: ProgressSnapshot, stalled: str | None) -> str:
-    from stxbf.ops.monitor import fmt_duration
+    from stxbf.ops.formats import fmt_duration
 
     if snap.phase == Phase.FINISHED:
         return "done"
@@ -145,7 +145,7 @@ class LiveView:
         from rich.table import Table
         from rich.text import Text
 
-        from stxbf.ops.monitor import describe_last_error
+        from stxbf.ops.formats import describe_last_error
 
         snap = self._snap
         if snap is None:

@@ -9,22 +9,22 @@ retry-after, a used-up window, a quota) is its own state, not a stall.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
 from stxbf.codes import StatusState
-from stxbf.ops.process import RunnerState
-from stxbf.state import ProgressSnapshot
+from stxbf.ops.formats import clock
+
+if TYPE_CHECKING:  # annotations only: `stxbf --help` imports this module for the default below
+    from stxbf.ops.process import RunnerState
+    from stxbf.state import ProgressSnapshot
+
+DEFAULT_STALL_SECONDS = 600.0  # no page and no committed window for this long: stalled
 
 
 @dataclass(frozen=True)
 class Activity:
     state: StatusState  # RUNNING | STALLED | RATE_LIMITED
     reason: str
-
-
-def clock(when: float) -> str:
-    """A unix time as the operator reads it (UTC)."""
-    return datetime.fromtimestamp(when, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _waits_on(snap: ProgressSnapshot, now: float) -> str:
@@ -44,6 +44,13 @@ def _waits_on(snap: ProgressSnapshot, now: float) -> str:
     return "; ".join(parts) or f"phase {snap.phase}, no error reported"
 
 
+def _stalled(quiet: float, limit: float, what: str, then: str = "") -> Activity | None:
+    """Stalled once `what` has been quiet longer than `limit`, worded `what N s (limit L s)then`."""
+    if quiet <= limit:
+        return None
+    return Activity(StatusState.STALLED, f"{what} {quiet:.0f} s (limit {limit:.0f} s){then}")
+
+
 def judge_activity(
     snap: ProgressSnapshot | None, runner: RunnerState, *, stall_seconds: float, now: float
 ) -> Activity:
@@ -54,20 +61,18 @@ def judge_activity(
     """
     if snap is None:
         since = now - (runner.started_at or now)
+        quiet = f"the runner has published no progress in the {since:.0f} s since it started"
         if since > stall_seconds:
-            return Activity(
-                StatusState.STALLED,
-                f"the runner has published no progress in the {since:.0f} s since it started "
-                f"(limit {stall_seconds:.0f} s)",
-            )
+            return Activity(StatusState.STALLED, f"{quiet} (limit {stall_seconds:.0f} s)")
         return Activity(StatusState.RUNNING, "the runner has not published progress yet")
-    heartbeat_age = max(0.0, now - snap.updated_at)
-    if heartbeat_age > stall_seconds:
-        return Activity(
-            StatusState.STALLED,
-            f"no progress heartbeat for {heartbeat_age:.0f} s (limit {stall_seconds:.0f} s): "
-            "the runner is alive but not publishing (hung?)",
-        )
+    hung = _stalled(
+        max(0.0, now - snap.updated_at),
+        stall_seconds,
+        "no progress heartbeat for",
+        ": the runner is alive but not publishing (hung?)",
+    )
+    if hung is not None:
+        return hung
     if snap.rate_limited_until is not None and snap.rate_limited_until > now:
         what = snap.rate_limited_reason or "a stated rate limit"
         return Activity(
@@ -78,10 +83,10 @@ def judge_activity(
     if reference is None:
         reference = snap.started_at if snap.counters.pages == 0 else snap.updated_at
     idle = max(0.0, now - reference)
-    if idle > stall_seconds:
-        return Activity(
-            StatusState.STALLED,
-            f"no page has arrived and no window was committed for {idle:.0f} s "
-            f"(limit {stall_seconds:.0f} s); waiting on: {_waits_on(snap, now)}",
-        )
-    return Activity(StatusState.RUNNING, "runner alive and making progress")
+    waiting = _stalled(
+        idle,
+        stall_seconds,
+        "no page has arrived and no window was committed for",
+        f"; waiting on: {_waits_on(snap, now)}" if idle > stall_seconds else "",
+    )
+    return waiting or Activity(StatusState.RUNNING, "runner alive and making progress")

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from stxbf.codes import COVERING_STATES, WindowState
 from stxbf.errors import DatabaseEmpty
 
 CACHE_SCHEMA = 1
@@ -76,7 +77,7 @@ def read_facts(db_path: Path) -> StoredFacts | None:
         summary = store.saved_summary() or store.summary(wallets=True)
         last_run = store.last_run()
         windows = store.windows()
-        checks = [w.checked_at for w in windows if w.state == "verified" and w.checked_at]
+        checks = [w.checked_at for w in windows if w.state == WindowState.VERIFIED and w.checked_at]
         facts = StoredFacts(
             target_days=_int_or_none(store.get_meta("target_days")),
             range_start=_int_or_none(store.get_meta("range_start")),
@@ -93,9 +94,7 @@ def read_facts(db_path: Path) -> StoredFacts | None:
             else {k: v for k, v in last_run.items() if isinstance(v, (int, float, str))},
             oldest_check_at=min(checks) if checks else None,
             sources=dict(
-                sorted(
-                    Counter(w.source for w in windows if w.state in ("verified", "open")).items()
-                )
+                sorted(Counter(w.source for w in windows if w.state in COVERING_STATES).items())
             ),
         )
     return facts

@@ -2,7 +2,7 @@
 
 Verdicts and their exit codes come from `stxbf.codes`: 0 healthy, 1 not running, 2 stalled,
 3 database problem, 4 configuration error, 75 rate-limited. Whether a live runner is stalled or
-rate-limited is the status model's judgement (`ops.status.judge_activity`), not decided again
+rate-limited is the status model's judgement (`ops.activity.judge_activity`), not decided again
 here. A warning (a high 429 rate, low disk, no tmux session) is reported but does not change the
 verdict; a failed check decides it, worst first.
 
@@ -21,8 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from stxbf.codes import VERDICTS as VERDICT_OUTCOMES
-from stxbf.codes import ExitCode, StatusState, Verdict
-from stxbf.ops.status import DEFAULT_STALL_SECONDS, DatabaseCache, StatusReport, build_status
+from stxbf.codes import ExitCode, StatusState, StrEnum, Verdict
+from stxbf.ops.activity import DEFAULT_STALL_SECONDS
+from stxbf.ops.database import DatabaseCache
+from stxbf.ops.status import StatusReport, build_status
+from stxbf.paths import DataPaths, SupervisorRecord
 
 SCHEMA = 1
 # verdict: exit code of `stxbf health`, worst first, from the one registry.
@@ -35,10 +38,20 @@ ERROR_RATE_WARN = 0.2  # errors + 429s per request
 RECENT_ERROR_SECONDS = 300.0
 
 
+class CheckStatus(StrEnum):
+    OK = "ok"
+    WARN = "warn"  # reported; does not change the verdict
+    FAIL = "fail"  # decides the verdict
+    SKIP = "skip"  # nothing to check
+
+
+OK, WARN, FAIL, SKIP = CheckStatus.OK, CheckStatus.WARN, CheckStatus.FAIL, CheckStatus.SKIP
+
+
 @dataclass
 class Check:
     name: str  # config | process | progress | errors | database | disk | tmux
-    status: str  # ok | warn | fail | skip
+    status: CheckStatus
     detail: str
 
 
@@ -63,29 +76,34 @@ class HealthReport:
 
 
 @dataclass
-class _Verdicts:
-    found: list[tuple[Verdict, str]] = field(default_factory=list)  # (verdict, reason)
+class _Findings:
+    """The checks made so far, and the verdicts (each with its reason) that they call for."""
 
-    def add(self, verdict: Verdict, reason: str) -> None:
-        self.found.append((verdict, reason))
+    checks: list[Check] = field(default_factory=list)
+    verdicts: list[tuple[Verdict, str]] = field(default_factory=list)
+
+    def add(self, check: Check, verdict: Verdict | None = None, reason: str = "") -> None:
+        self.checks.append(check)
+        if verdict is not None:
+            self.verdicts.append((verdict, reason or check.detail))
 
     def decide(self, healthy_reason: str) -> tuple[Verdict, list[str]]:
         """The worst verdict found and its reasons first, then the others' reasons."""
         for verdict in VERDICT_OUTCOMES:  # worst first
-            hits = [reason for found, reason in self.found if found == verdict]
+            hits = [reason for found, reason in self.verdicts if found == verdict]
             if hits:
-                others = [r for found, r in self.found if found != verdict and r not in hits]
+                others = [r for found, r in self.verdicts if found != verdict and r not in hits]
                 return verdict, hits + others
         return Verdict.HEALTHY, [healthy_reason]
 
 
 def _check_config(db_path: Path) -> Check:
     if db_path.is_dir():
-        return Check("config", "fail", f"database path {db_path} is a directory")
+        return Check("config", FAIL, f"database path {db_path} is a directory")
     parent = next((p for p in [db_path.parent, *db_path.parents] if p.exists()), None)
     if parent is None or not os.access(parent, os.W_OK):
-        return Check("config", "fail", f"cannot write under {db_path.parent}")
-    return Check("config", "ok", f"database path {db_path}")
+        return Check("config", FAIL, f"cannot write under {db_path.parent}")
+    return Check("config", OK, f"database path {db_path}")
 
 
 def _check_disk(db_path: Path) -> Check:
@@ -93,13 +111,13 @@ def _check_disk(db_path: Path) -> Check:
     try:
         free = shutil.disk_usage(where).free
     except OSError as exc:
-        return Check("disk", "warn", f"cannot measure free space in {where}: {exc.strerror}")
+        return Check("disk", WARN, f"cannot measure free space in {where}: {exc.strerror}")
     text = f"{free / (1 << 30):.1f} GiB free in {where}"
     if free < FULL_DISK_BYTES:
-        return Check("disk", "fail", text)
+        return Check("disk", FAIL, text)
     if free < LOW_DISK_BYTES:
-        return Check("disk", "warn", text)
-    return Check("disk", "ok", text)
+        return Check("disk", WARN, text)
+    return Check("disk", OK, text)
 
 
 def _check_errors(report: StatusReport, now: float) -> Check:
@@ -107,7 +125,7 @@ def _check_errors(report: StatusReport, now: float) -> Check:
     requests = int(counters.get("requests", 0))
     bad = int(counters.get("errors", 0)) + int(counters.get("responses_429", 0))
     parts = []
-    status = "ok"
+    status = OK
     if requests:
         rate = bad / requests
         parts.append(
@@ -115,7 +133,7 @@ def _check_errors(report: StatusReport, now: float) -> Check:
             f"in {requests} requests"
         )
         if rate > ERROR_RATE_WARN:
-            status = "warn"
+            status = WARN
     if report.backoff_until is not None and report.backoff_until > now:
         parts.append(f"backing off for {report.backoff_until - now:.0f} s more")
     if (
@@ -124,27 +142,23 @@ def _check_errors(report: StatusReport, now: float) -> Check:
         and now - report.last_error_at < RECENT_ERROR_SECONDS
     ):
         parts.append(f"last error {now - report.last_error_at:.0f} s ago: {report.last_error}")
-        status = "warn"
+        status = WARN
     if not parts:
-        return Check("errors", "skip" if report.counters is None else "ok", "no requests counted")
+        return Check("errors", SKIP if report.counters is None else OK, "no requests counted")
     return Check("errors", status, "; ".join(parts))
 
 
-def _check_runner(
-    report: StatusReport, verdicts: _Verdicts, checks: list[Check], db_path: Path, now: float
-) -> None:
+def _check_runner(report: StatusReport, found: _Findings, db_path: Path, now: float) -> None:
     """A live runner: the process, its progress (judged by the status model), the database."""
     runner = report.runner
     how = {"lock": "holds the lock", "pid-file": "pid file", "progress": "progress file"}
-    found = how.get(runner.found_by, runner.found_by)
-    checks.append(Check("process", "ok", f"runner pid {runner.pid} is alive ({found})"))
+    by = how.get(runner.found_by, runner.found_by)
+    found.add(Check("process", OK, f"runner pid {runner.pid} is alive ({by})"))
     reason = report.reason or ""
     if report.state == StatusState.STALLED:
-        checks.append(Check("progress", "fail", reason))
-        verdicts.add(Verdict.STALLED, f"stalled: {reason}")
+        found.add(Check("progress", FAIL, reason), Verdict.STALLED, f"stalled: {reason}")
     elif report.state == StatusState.RATE_LIMITED:
-        checks.append(Check("progress", "warn", reason))
-        verdicts.add(Verdict.RATE_LIMITED, reason)
+        found.add(Check("progress", WARN, reason), Verdict.RATE_LIMITED)
     else:
         age = runner.heartbeat_age
         beat = f"last heartbeat {age:.0f} s ago" if age is not None else "no heartbeat yet"
@@ -153,13 +167,11 @@ def _check_runner(
             if report.last_progress_at is not None
             else ""
         )
-        checks.append(Check("progress", "ok", f"{beat}{progress_age} (phase {runner.phase})"))
+        found.add(Check("progress", OK, f"{beat}{progress_age} (phase {runner.phase})"))
     if db_path.exists():
-        checks.append(
-            Check("database", "ok", f"held by the runner ({report.db_bytes or 0:,} bytes)")
-        )
+        found.add(Check("database", OK, f"held by the runner ({report.db_bytes or 0:,} bytes)"))
     else:
-        checks.append(Check("database", "warn", f"{db_path} does not exist yet"))
+        found.add(Check("database", WARN, f"{db_path} does not exist yet"))
 
 
 def _last_run_code(report: StatusReport) -> int | None:
@@ -170,35 +182,26 @@ def _last_run_code(report: StatusReport) -> int | None:
     return int(code) if isinstance(code, (int, float)) else None
 
 
-def _active_supervisor(db_path: Path) -> Any:
+def _active_supervisor(db_path: Path) -> SupervisorRecord | None:
     from stxbf.ops.supervise import active_supervisor
-    from stxbf.paths import DataPaths
 
     return active_supervisor(DataPaths(home=db_path.parent, db=db_path).supervisor_record)
 
 
-def _check_supervised(
-    supervisor: Any, verdicts: _Verdicts, checks: list[Check], now: float
-) -> None:
+def _check_supervised(supervisor: SupervisorRecord, found: _Findings, now: float) -> None:
     """Between two tries of the tmux supervisor: an outage, not a backfill left alone."""
     from stxbf.ops.supervise import describe_wait
 
     if supervisor.failing_since is not None:
         detail = "the API is failing: " + describe_wait(supervisor, now)
-        checks.append(Check("process", "fail", f"no run alive; {detail}"))
-        verdicts.add(Verdict.STALLED, detail)
+        found.add(Check("process", FAIL, f"no run alive; {detail}"), Verdict.STALLED, detail)
     else:
-        checks.append(Check("process", "ok", "the tmux supervisor is starting the run"))
-    checks.append(Check("progress", "skip", "between two tries"))
+        found.add(Check("process", OK, "the tmux supervisor is starting the run"))
+    found.add(Check("progress", SKIP, "between two tries"))
 
 
 def _check_idle(
-    report: StatusReport,
-    verdicts: _Verdicts,
-    checks: list[Check],
-    db_path: Path,
-    *,
-    expect_running: bool,
+    report: StatusReport, found: _Findings, db_path: Path, *, expect_running: bool
 ) -> None:
     """No live runner: fine for a complete backfill whose last run ended well (cron, done)."""
     last_code = _last_run_code(report)
@@ -208,25 +211,24 @@ def _check_idle(
         if last_code is not None:
             ended += f" with exit code {last_code}"
     complete = report.state in (StatusState.COMPLETE, StatusState.REACHED_CHAIN_START)
+    problem = report.state == StatusState.DATABASE_PROBLEM
     if complete and last_code == ExitCode.OK and not expect_running:
-        checks.append(Check("process", "ok", f"complete, no runner needed{ended}"))
-    elif report.state == StatusState.DATABASE_PROBLEM:
-        checks.append(Check("process", "skip", "no runner is alive"))
+        found.add(Check("process", OK, f"complete, no runner needed{ended}"))
+    elif problem:
+        found.add(Check("process", SKIP, "no runner is alive"))
     else:
         reason = f"no runner is alive (backfill {report.label.lower()}{ended})"
-        checks.append(Check("process", "fail", reason))
-        verdicts.add(Verdict.NOT_RUNNING, reason)
-    checks.append(Check("progress", "skip", "no runner"))
-    if report.state == StatusState.DATABASE_PROBLEM:
+        found.add(Check("process", FAIL, reason), Verdict.NOT_RUNNING)
+    found.add(Check("progress", SKIP, "no runner"))
+    if problem:
         detail = report.reason or "the database cannot be read"
-        checks.append(Check("database", "fail", detail))
-        verdicts.add(Verdict.DATABASE_PROBLEM, detail)
+        found.add(Check("database", FAIL, detail), Verdict.DATABASE_PROBLEM)
     elif report.source == "database":
-        checks.append(Check("database", "ok", f"readable: {report.transactions:,} transactions"))
+        found.add(Check("database", OK, f"readable: {report.transactions:,} transactions"))
     elif db_path.exists():
-        checks.append(Check("database", "warn", "exists but holds no backfill yet"))
+        found.add(Check("database", WARN, "exists but holds no backfill yet"))
     else:
-        checks.append(Check("database", "skip", f"{db_path} does not exist yet (no run so far)"))
+        found.add(Check("database", SKIP, f"{db_path} does not exist yet (no run so far)"))
 
 
 def build_health(
@@ -244,16 +246,13 @@ def build_health(
 ) -> HealthReport:
     """Run every check. `tmux_probe` says whether the session exists (None: tmux unavailable)."""
     now = time.time() if now is None else now
-    checks: list[Check] = []
-    verdicts = _Verdicts()
-
+    found = _Findings()
     config = _check_config(db_path)
-    checks.append(config)
-    if config.status == "fail":
-        verdicts.add(Verdict.CONFIG_ERROR, config.detail)
-
     report: StatusReport | None = None
-    if config.status != "fail":
+    if config.status == FAIL:
+        found.add(config, Verdict.CONFIG_ERROR)
+    else:
+        found.add(config)
         report = build_status(
             db_path=db_path,
             progress_path=progress_path,
@@ -266,32 +265,42 @@ def build_health(
             cache=cache,
         )
         if report.runner.alive:
-            _check_runner(report, verdicts, checks, db_path, now)
+            _check_runner(report, found, db_path, now)
         elif (supervisor := _active_supervisor(db_path)) is not None:
-            _check_supervised(supervisor, verdicts, checks, now)
+            _check_supervised(supervisor, found, now)
         else:
-            _check_idle(report, verdicts, checks, db_path, expect_running=expect_running)
-        checks.append(_check_errors(report, now))
-
+            _check_idle(report, found, db_path, expect_running=expect_running)
+        found.add(_check_errors(report, now))
     disk = _check_disk(db_path)
-    checks.append(disk)
-    if disk.status == "fail":
-        verdicts.add(Verdict.DATABASE_PROBLEM, f"disk almost full: {disk.detail}")
-
-    runner_alive = report is not None and report.runner.alive
+    if disk.status == FAIL:
+        found.add(disk, Verdict.DATABASE_PROBLEM, f"disk almost full: {disk.detail}")
+    else:
+        found.add(disk)
     if tmux_probe is not None:
-        checks.append(_check_tmux(tmux_probe(), runner_alive=runner_alive))
+        alive = report is not None and report.runner.alive
+        found.add(_check_tmux(tmux_probe(), runner_alive=alive))
+    return _decide(report, found, now)
 
+
+def config_error(message: str, *, now: float | None = None) -> HealthReport:
+    """The report when the settings themselves cannot be loaded."""
+    found = _Findings()
+    found.add(Check("config", FAIL, message), Verdict.CONFIG_ERROR)
+    return _decide(None, found, time.time() if now is None else now)
+
+
+def _decide(report: StatusReport | None, found: _Findings, now: float) -> HealthReport:
+    runner_alive = report is not None and report.runner.alive
     healthy_reason = (
         "runner alive and making progress" if runner_alive else "complete, no runner needed"
     )
-    worst, reasons = verdicts.decide(healthy_reason)
+    worst, reasons = found.decide(healthy_reason)
     return HealthReport(
         verdict=str(worst),
         exit_code=VERDICT_OUTCOMES[worst].exit_code,
         checked_at=now,
         reasons=reasons,
-        checks=checks,
+        checks=found.checks,
         status=report.state if report is not None else None,
         hint=report.hint if report is not None else None,
         runner_pid=report.runner.pid if report is not None else None,
@@ -302,9 +311,9 @@ def build_health(
 
 def _check_tmux(present: bool | None, *, runner_alive: bool) -> Check:
     if present is None:
-        return Check("tmux", "skip", "tmux is not installed")
+        return Check("tmux", SKIP, "tmux is not installed")
     if present:
-        return Check("tmux", "ok", "session present")
+        return Check("tmux", OK, "session present")
     if runner_alive:
-        return Check("tmux", "warn", "runner alive but no tmux session (started by hand?)")
-    return Check("tmux", "warn", "no tmux session")
+        return Check("tmux", WARN, "runner alive but no tmux session (started by hand?)")
+    return Check("tmux", WARN, "no tmux session")

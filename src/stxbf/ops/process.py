@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,6 +75,32 @@ def process_start_time(pid: int) -> float | None:
     if stat is None or boot is None:
         return None
     return boot + stat.start_ticks / os.sysconf("SC_CLK_TCK")
+
+
+def parent_pid(pid: int) -> int | None:
+    """The parent of `pid`: from /proc, else from `ps` (macOS)."""
+    stat = proc_stat(pid)
+    if stat is not None:
+        return stat.ppid
+    try:
+        out = subprocess.run(
+            ["ps", "-o", "ppid=", "-p", str(pid)], capture_output=True, text=True, check=False
+        ).stdout
+        return int(out.strip())
+    except (OSError, ValueError):
+        return None
+
+
+def is_descendant(pid: int, ancestor: int) -> bool:
+    """Whether `ancestor` is `pid` or one of its parents (64 levels at most)."""
+    current: int | None = pid
+    for _ in range(64):
+        if current is None or current <= 1:
+            return False
+        if current == ancestor:
+            return True
+        current = parent_pid(current)
+    return False
 
 
 def lock_holder(lock_path: Path) -> int | bool | None:

@@ -1,4 +1,4 @@
-"""The backfill's tmux session as one unit: start it, watch it come up, describe it, stop it.
+"""The backfill's tmux session as one unit: start it, describe it, find it, stop it.
 
 `stxbf.ops.tmux` knows tmux (panes, options, signals); this module knows what a backfill session
 is made of. The runner pane runs
@@ -9,7 +9,8 @@ is made of. The runner pane runs
 so the API key travels through a file the launcher deletes at once (stxbf.ops.launch), the sleep
 inhibitor lasts as long as the supervisor, and the supervisor starts the run again after an outage
 (stxbf.ops.supervise). `start_backfill` also writes the session record beside the database, so
-`attach`, `status`, `stop` and `health` find the socket and session without flags.
+`attach`, `status`, `stop` and `health` find the socket and session without flags. Watching the
+run come up is `stxbf.ops.startup`'s job.
 
 Every function takes the libtmux `Server` and explicit paths, never the Settings object.
 """
@@ -19,24 +20,23 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from stxbf import state
+from stxbf.codes import ExitCode, Outcome, StrEnum
 from stxbf.errors import LockHeld, OpsError
 from stxbf.ops.inhibit import Inhibitor
 from stxbf.ops.launch import remove_stale_key_files, write_key_file
-from stxbf.ops.status import RunnerState, detect_runner
-from stxbf.ops.supervise import active_supervisor, api_has_answered, describe_wait
+from stxbf.ops.process import RunnerState, detect_runner
+from stxbf.ops.supervise import active_supervisor, describe_wait
 from stxbf.ops.tmux import (
     SessionInfo,
     StopResult,
-    capture,
     describe_session,
     find_session,
-    pane_exit,
     start_session,
     stop_session,
 )
@@ -54,8 +54,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 KEY_WAIT_SECONDS = 15.0
-STARTUP_TIMEOUT = 120.0
-LAST_LINES = 15
 
 
 def runner_state(paths: DataPaths, *, now: float | None = None) -> RunnerState:
@@ -174,60 +172,22 @@ def wait_for_key_pickup(key_file: Path, *, timeout: float = KEY_WAIT_SECONDS) ->
     return True
 
 
-@dataclass
-class Startup:
-    """How the runner's first moments went: it made progress, ended, or is still starting."""
-
-    state: str  # progressing | finished | died | starting
-    exit_code: int | None = None
-    last_lines: list[str] = field(default_factory=list)
-
-
-def watch_startup(
-    server: Server,
-    pane_id: str,
-    paths: DataPaths,
-    *,
-    since: float,
-    timeout: float = STARTUP_TIMEOUT,
-    poll: float = 0.2,
-    clock: Callable[[], float] = time.monotonic,
-) -> Startup:
-    """Wait until the run has heard from the API (a snapshot past its preflight) or its pane ended.
-
-    A snapshot alone is not enough: a run publishes one while it still tries to reach the API.
-    """
-    deadline = clock() + timeout
-    while True:
-        finished, code = pane_exit(server, pane_id)
-        if finished:
-            if code == 0:
-                return Startup("finished", 0)
-            return Startup("died", code, last_lines(server, pane_id))
-        snap = state.read(paths.progress)
-        if snap is not None and snap.started_at >= since - 1 and api_has_answered(snap):
-            return Startup("progressing")
-        if clock() >= deadline:
-            return Startup("starting")
-        time.sleep(poll)
-
-
-def last_lines(server: Server, pane_id: str, count: int = LAST_LINES) -> list[str]:
-    """The pane's last non-blank lines, without tmux's own "Pane is dead" banner."""
-    text = capture(server, pane_id, lines=500)
-    lines = [line.rstrip() for line in text.splitlines()]
-    lines = [line for line in lines if line and not line.startswith("Pane is dead")]
-    return lines[-count:]
-
-
 # -- describing --------------------------------------------------------------------------------
 
-TMUX_STATES: dict[str, tuple[str, int]] = {
-    # state: (label, exit code of `stxbf tmux status` and of bare `stxbf tmux` without a terminal)
-    "running": ("running", 0),
-    "finished": ("finished: target reached", 0),
-    "no_session": ("no session", 1),
-    "runner_exited": ("runner exited", 8),
+
+class TmuxState(StrEnum):
+    RUNNING = "running"
+    FINISHED = "finished"
+    NO_SESSION = "no_session"
+    RUNNER_EXITED = "runner_exited"
+
+
+# Label and exit code of `stxbf tmux status` (and of bare `stxbf tmux` without a terminal).
+TMUX_STATES: dict[TmuxState, Outcome] = {
+    TmuxState.RUNNING: Outcome("running", ExitCode.OK),
+    TmuxState.FINISHED: Outcome("finished: target reached", ExitCode.OK),
+    TmuxState.NO_SESSION: Outcome("no session", ExitCode.ERROR),
+    TmuxState.RUNNER_EXITED: Outcome("runner exited", ExitCode.RUNNER_EXITED),
 }
 
 
@@ -248,6 +208,7 @@ class TmuxStatus:
     runner_uptime: float | None = None
     restarts: int = 0
     inhibitor: str | None = None
+    schema: int = 1  # as `status --json` and `health --json`: the field names are an interface
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -268,25 +229,23 @@ def build_tmux_status(
     paths = DataPaths.of(paths.home, db)
     runner = runner_state(paths, now=now)
     snap = state.read(paths.progress)
-    pane = None
-    if info is not None:
-        pane = info.pane("runner") or (info.panes[0] if info.panes else None)
+    pane = info.runner_pane() if info is not None else None
     if info is None:
-        key = "no_session"
+        key = TmuxState.NO_SESSION
     elif pane is not None and pane.dead:
-        key = "finished" if pane.dead_status == 0 else "runner_exited"
+        key = TmuxState.FINISHED if pane.dead_status == 0 else TmuxState.RUNNER_EXITED
     else:
-        key = "running"
-    label, code = TMUX_STATES[key]
-    if key == "runner_exited":
+        key = TmuxState.RUNNING
+    label = TMUX_STATES[key].label
+    if key == TmuxState.RUNNER_EXITED:
         label += f" with code {pane.dead_status}" if pane and pane.dead_status is not None else ""
-    supervisor = active_supervisor(paths.supervisor_record) if key == "running" else None
+    supervisor = active_supervisor(paths.supervisor_record) if key == TmuxState.RUNNING else None
     if supervisor is not None and supervisor.failing_since is not None and not runner.alive:
         label = "waiting to restart the run: " + describe_wait(supervisor, now)
     return TmuxStatus(
-        state=key,
+        state=str(key),
         label=label,
-        exit_code=code,
+        exit_code=int(TMUX_STATES[key].exit_code),
         session_name=session_name,
         socket=socket_name or "default",
         db_path=str(db),
@@ -336,7 +295,7 @@ def stop_backfill(
         server, session_name, runner_pid=runner.pid if runner.alive else None, timeout=timeout
     )
     remove_stale_key_files(paths.run_dir)
-    record = read_session_record(paths.session_record)
+    record = recorded_session(paths)
     if record is not None and record.session_name == session_name:
         remove_record(paths.session_record)
     return result

@@ -8,8 +8,7 @@ cached) only when no runner holds it.
 Whether a live runner is running, stalled or rate-limited is decided once, by
 `ops.activity.judge_activity`, for status and health alike.
 
-Days count as covered only when the engine verified them (a window's stored rows matched the API's
-total for it), so a gap in the middle of the range shows as missing even when older days exist.
+Which days count as covered is `ops.coverage`'s rule.
 """
 
 from __future__ import annotations
@@ -17,52 +16,32 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from stxbf import state as progress
 from stxbf.codes import STATUS_STATES, TERMINAL_PHASES, StatusState
 from stxbf.errors import DatabaseBusy, StoreError
-from stxbf.ops.activity import Activity, clock, judge_activity
-from stxbf.ops.database import DatabaseCache, StoredFacts, read_facts_cached
-from stxbf.ops.process import (
-    RunnerState,
-    detect_runner,
-    lock_holder,
-    pid_alive,
-    read_runner_info,
-    runner_info_path,
+from stxbf.ops.activity import DEFAULT_STALL_SECONDS, judge_activity
+from stxbf.ops.coverage import (
+    DAY_BEFORE_CHAIN,
+    DAY_MISSING,
+    DAY_PARTIAL,
+    DAY_VERIFIED,
+    strip_from_fractions,
+    strip_from_windows,
 )
+from stxbf.ops.database import DatabaseCache, StoredFacts, read_facts_cached
+from stxbf.ops.formats import clock
+from stxbf.ops.process import RunnerState, detect_runner, runner_info_path
+from stxbf.paths import DataPaths
 from stxbf.state import DAY, ProgressSnapshot
 
-__all__ = [
-    "STATES",
-    "Activity",
-    "DatabaseCache",
-    "RunnerState",
-    "StatusReport",
-    "build_status",
-    "day_states",
-    "detect_runner",
-    "judge_activity",
-    "lock_holder",
-    "pid_alive",
-    "read_runner_info",
-    "runner_info_path",
-]
-
 SCHEMA = 1
-DEFAULT_STALL_SECONDS = 600.0
 
 # state: (label printed as "Status: …", exit code of `stxbf status`), from the one registry.
 STATES: dict[str, tuple[str, int]] = {
     str(state): (outcome.label, outcome.exit_code) for state, outcome in STATUS_STATES.items()
 }
-
-# One character per day in `StatusReport.coverage`, oldest day first.
-DAY_VERIFIED = "V"
-DAY_PARTIAL = "p"
-DAY_MISSING = "."
-DAY_BEFORE_CHAIN = "-"
 
 
 @dataclass
@@ -123,42 +102,6 @@ class StatusReport:
 # -- the model ---------------------------------------------------------------------------------
 
 
-def day_states(
-    verified: list[float],
-    *,
-    partial_hint: list[bool] | None,
-    range_start: int,
-    range_end: int,
-    chain_start: int | None,
-) -> str:
-    """One char per day from the verified fraction of each day (and where incomplete windows lie).
-
-    Days wholly before the chain's first transaction are provably empty: marked apart, and counted
-    as covered.
-    """
-    days = len(verified)
-    first_day_start = range_end + 1 - days * DAY
-    out = []
-    for index, fraction in enumerate(verified):
-        day_end = first_day_start + (index + 1) * DAY - 1
-        if chain_start is not None and day_end < chain_start:
-            out.append(DAY_BEFORE_CHAIN)
-        elif fraction >= 1.0:
-            out.append(DAY_VERIFIED)
-        elif fraction > 0.0 or (partial_hint is not None and partial_hint[index]):
-            out.append(DAY_PARTIAL)
-        else:
-            out.append(DAY_MISSING)
-    return "".join(out)
-
-
-def _fit(values: list[float], days: int) -> list[float]:
-    """The last `days` entries, padded with 0 (unknown = missing) at the oldest end."""
-    if len(values) >= days:
-        return values[len(values) - days :]
-    return [0.0] * (days - len(values)) + values
-
-
 def _fill_coverage(report: StatusReport, coverage: str) -> None:
     report.coverage = coverage
     report.days_before_chain = coverage.count(DAY_BEFORE_CHAIN)
@@ -181,41 +124,39 @@ def _finished_state(report: StatusReport) -> StatusState:
     return StatusState.COMPLETE
 
 
+def _copy(report: StatusReport, source: object, names: tuple[str, ...]) -> None:
+    for name in names:
+        setattr(report, name, getattr(source, name))
+
+
+# The report fields a progress snapshot and the stored facts fill under the same name.
+_SNAPSHOT_FIELDS = (
+    "wallets", "earliest_tx_time", "latest_tx_time", "rate_rpm", "limit_rpm", "eta_seconds",
+    "backoff_until", "last_error", "last_error_at", "last_progress_at", "consecutive_failures",
+    "rate_limited_until", "rate_limited_reason", "restarts",
+)  # fmt: skip
+_FACTS_FIELDS = (
+    "transactions", "wallets", "earliest_tx_time", "latest_tx_time", "db_bytes", "last_run",
+    "oldest_check_at",
+)  # fmt: skip
+
+
 def _from_snapshot(report: StatusReport, snap: ProgressSnapshot) -> None:
     report.source = "progress"
     days = report.target_days
-    report.range_end = snap.range_end
-    report.range_start = (
-        snap.range_end - days * DAY + 1 if days != snap.target_days else snap.range_start
+    start = snap.range_end - days * DAY + 1 if days != snap.target_days else snap.range_start
+    report.range_start, report.range_end, report.chain_start = (
+        start,
+        snap.range_end,
+        snap.chain_start,
     )
-    report.chain_start = snap.chain_start
-    verified = _fit([float(v) for v in snap.coverage], days) if snap.coverage else [0.0] * days
-    _fill_coverage(
-        report,
-        day_states(
-            verified,
-            partial_hint=None,
-            range_start=report.range_start,
-            range_end=snap.range_end,
-            chain_start=snap.chain_start,
-        ),
+    strip = strip_from_fractions(
+        snap.coverage, days=days, start=start, end=snap.range_end, chain_start=snap.chain_start
     )
+    _fill_coverage(report, strip)
+    _copy(report, snap, _SNAPSHOT_FIELDS)
     report.transactions = snap.transactions_stored
-    report.wallets = snap.wallets
-    report.earliest_tx_time = snap.earliest_tx_time
-    report.latest_tx_time = snap.latest_tx_time
     report.db_bytes = snap.db_bytes or None
-    report.rate_rpm = snap.rate_rpm
-    report.limit_rpm = snap.limit_rpm
-    report.eta_seconds = snap.eta_seconds
-    report.backoff_until = snap.backoff_until
-    report.last_error = snap.last_error
-    report.last_error_at = snap.last_error_at
-    report.last_progress_at = snap.last_progress_at
-    report.consecutive_failures = snap.consecutive_failures
-    report.rate_limited_until = snap.rate_limited_until
-    report.rate_limited_reason = snap.rate_limited_reason
-    report.restarts = snap.restarts
     report.counters = asdict(snap.counters)
     report.sources = dict(snap.window_sources)
     report.run_source = snap.source
@@ -235,28 +176,33 @@ def _from_facts(
     )
     report.source = "database"
     report.range_start, report.range_end, report.chain_start = start, end, facts.chain_start
-    good = [(s, e) for s, e, kind in facts.windows if kind in ("verified", "open")]
-    bad = [(s, e) for s, e, kind in facts.windows if kind not in ("verified", "open")]
-    verified = _fit(progress.day_coverage(good, start, end), days)
-    touched = [v > 0 for v in _fit(progress.day_coverage(bad, start, end), days)] if bad else None
-    _fill_coverage(
-        report,
-        day_states(
-            verified,
-            partial_hint=touched,
-            range_start=start,
-            range_end=end,
-            chain_start=facts.chain_start,
-        ),
+    strip = strip_from_windows(
+        facts.windows, days=days, start=start, end=end, chain_start=facts.chain_start
     )
-    report.transactions = facts.transactions
-    report.wallets = facts.wallets
-    report.earliest_tx_time = facts.earliest_tx_time
-    report.latest_tx_time = facts.latest_tx_time
-    report.db_bytes = facts.db_bytes
-    report.last_run = facts.last_run
-    report.oldest_check_at = facts.oldest_check_at
+    _fill_coverage(report, strip)
+    _copy(report, facts, _FACTS_FIELDS)
     report.sources = dict(facts.sources)
+
+
+# -- building it -------------------------------------------------------------------------------
+
+
+class StatusFiles(TypedDict):
+    """The files `build_status` (and `build_health`) read, as their keyword arguments."""
+
+    db_path: Path
+    progress_path: Path
+    lock_path: Path
+    runner_path: Path
+
+
+def status_files(paths: DataPaths) -> StatusFiles:
+    return StatusFiles(
+        db_path=paths.db,
+        progress_path=paths.progress,
+        lock_path=paths.lock,
+        runner_path=paths.runner_record,
+    )
 
 
 def build_status(
@@ -278,12 +224,8 @@ def build_status(
     """
     now = time.time() if now is None else now
     snap = progress.read(progress_path)
-    runner = detect_runner(
-        lock_path=lock_path,
-        info_path=runner_path or runner_info_path(db_path),
-        snapshot=snap,
-        now=now,
-    )
+    info_path = runner_path or runner_info_path(db_path)
+    runner = detect_runner(lock_path=lock_path, info_path=info_path, snapshot=snap, now=now)
     if snap is not None and not explicit_days:
         target_days = snap.target_days
     report = StatusReport(
@@ -312,25 +254,42 @@ def build_status(
         _set_state(report, StatusState.DATABASE_PROBLEM)
         report.reason, report.hint = exc.message, exc.hint
         return report
-    if snap is not None and snap.phase not in TERMINAL_PHASES:
-        report.notes.append(
-            f"the last run (pid {snap.pid}) ended without finishing: crashed or killed"
-        )
-    if snap is not None and snap.rate_limited_until and snap.rate_limited_until > now:
+    _idle(report, snap, facts, explicit_days=explicit_days, now=now)
+    return report
+
+
+def _idle(
+    report: StatusReport,
+    snap: ProgressSnapshot | None,
+    facts: StoredFacts | None,
+    *,
+    explicit_days: bool,
+    now: float,
+) -> None:
+    """No runner: the database's facts (else the last snapshot's), and how the last run ended."""
+    if snap is not None:
+        report.notes += _last_run_notes(snap, now)
+    if facts is not None and facts.has_data:
+        _from_facts(report, facts, explicit_days=explicit_days, now=now)
+        if snap is not None:
+            report.run_source = snap.source
+    elif snap is not None:
+        _from_snapshot(report, snap)
+    else:
+        return
+    _set_state(report, _finished_state(report))
+
+
+def _last_run_notes(snap: ProgressSnapshot, now: float) -> list[str]:
+    notes = []
+    if snap.phase not in TERMINAL_PHASES:
+        notes.append(f"the last run (pid {snap.pid}) ended without finishing: crashed or killed")
+    if snap.rate_limited_until and snap.rate_limited_until > now:
         what = snap.rate_limited_reason or "a stated limit"
-        report.notes.append(
+        notes.append(
             f"the last run stopped on {what}; it resets at {clock(snap.rate_limited_until)}"
         )
-    if facts is None or not facts.has_data:
-        if snap is not None:
-            _from_snapshot(report, snap)
-            _set_state(report, _finished_state(report))
-        return report
-    _from_facts(report, facts, explicit_days=explicit_days, now=now)
-    if snap is not None:
-        report.run_source = snap.source
-    _set_state(report, _finished_state(report))
-    return report
+    return notes
 
 
 def _running(

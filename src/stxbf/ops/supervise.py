@@ -35,6 +35,7 @@ from types import FrameType
 from typing import Any
 
 from stxbf import state
+from stxbf.codes import StrEnum
 from stxbf.errors import ExitCode, QuotaExhausted, StxbfError, retryable
 from stxbf.paths import DataPaths, SupervisorRecord, remove_record, write_supervisor_record
 
@@ -46,6 +47,13 @@ FIRST_DELAY = 10.0
 MAX_DELAY = 300.0
 JITTER = 0.2
 SLEEP_SLICE = 0.5  # a stop during a wait is noticed within this long
+
+
+class SupervisorState(StrEnum):
+    """What the supervisor record says it is doing."""
+
+    RUNNING = "running"  # starting or running the run
+    WAITING = "waiting"  # between two tries, until `restart_at`
 
 
 @dataclass(frozen=True)
@@ -165,7 +173,7 @@ class Supervisor:
         finally:
             remove_record(self.paths.supervisor_record)
 
-    def _record(self, state: str, **details: Any) -> None:
+    def _record(self, state: SupervisorState, **details: Any) -> None:
         record = SupervisorRecord(pid=os.getpid(), state=state, restarts=self.restarts, **details)
         with contextlib.suppress(OSError):
             write_supervisor_record(self.paths.supervisor_record, record)
@@ -180,7 +188,7 @@ class Supervisor:
             outcome_path.unlink(missing_ok=True)
             env = {**os.environ, OUTCOME_ENV: str(outcome_path), RESTARTS_ENV: str(self.restarts)}
             started = self.clock()
-            self._record("running", failing_since=failing_since)
+            self._record(SupervisorState.RUNNING, failing_since=failing_since)
             self.child = self.spawn(self.argv, env=env)
             code = _exit_code(self.child.wait())
             pid = self.child.pid
@@ -206,7 +214,7 @@ class Supervisor:
                 delay = max(delay, decision.wait_until - self.clock() + delay * JITTER)
             self.restarts += 1
             self._record(
-                "waiting",
+                SupervisorState.WAITING,
                 failing_since=failing_since,
                 restart_at=self.clock() + delay,
                 reason=decision.reason,
@@ -236,7 +244,7 @@ class Supervisor:
 
 def active_supervisor(record_path: Path) -> SupervisorRecord | None:
     """The record of a live supervisor (waiting to restart, or starting / running the run)."""
-    from stxbf.ops.status import pid_alive
+    from stxbf.ops.process import pid_alive
     from stxbf.paths import read_supervisor_record
 
     record = read_supervisor_record(record_path)
@@ -248,7 +256,7 @@ def active_supervisor(record_path: Path) -> SupervisorRecord | None:
 def describe_wait(record: SupervisorRecord, now: float) -> str:
     """One line for health and tmux status: what failed, since when, when the next try is."""
     since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(record.failing_since or now))
-    if record.state != "waiting":
+    if record.state != SupervisorState.WAITING:
         return f"failing since {since}; restart {record.restarts} is starting"
     next_try = max(0.0, (record.restart_at or now) - now)
     return f"failing since {since} ({record.reason}); restart {record.restarts} in {next_try:.0f} s"

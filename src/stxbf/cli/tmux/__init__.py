@@ -1,0 +1,86 @@
+"""`stxbf tmux`: run the backfill in tmux, where it survives SSH disconnects and closed terminals.
+
+Bare `stxbf tmux` attaches to the session, creating it first if needed; `start`, `attach`, `stop`
+and `status` do one thing each, one module each. `start` (and bare `stxbf tmux`) take every
+option of `stxbf run` (stxbf.cli.passthrough); the work is done in stxbf.ops.session.
+
+Which session: `--socket-name` / `--session-name` (or STXBF_TMUX_SOCKET / STXBF_SESSION_NAME)
+when given, else what `stxbf tmux start` recorded beside the database, else tmux's default server
+and `stx-backfill`.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import typer
+
+from stxbf.cli.common import session_target
+from stxbf.cli.passthrough import with_run_options
+from stxbf.cli.tmux import attach, start, status, stop
+from stxbf.cli.tmux.common import (
+    Inhibit,
+    Interval,
+    SessionName,
+    SocketName,
+    StartupTimeout,
+    say,
+    server_for,
+    stxbf_hint,
+    tmux_settings,
+)
+
+app = typer.Typer(
+    help="Run the backfill in tmux: survives SSH disconnects; runner on top, live monitor below.",
+    no_args_is_help=False,
+)
+
+
+@app.callback(invoke_without_command=True)
+@with_run_options
+def tmux(
+    ctx: typer.Context,
+    session_name: str | None = SessionName,
+    socket_name: str | None = SocketName,
+    inhibit: str = Inhibit,
+    interval: float = Interval,
+    startup_timeout: float = StartupTimeout,
+    **run_options: Any,
+) -> None:
+    """Attach to the backfill session, creating it first if it does not exist (the smart default).
+
+    Takes every option of `stxbf run`. Inside tmux, switches the client instead of nesting;
+    without a terminal, creates the session detached, or reports the runner's state (exit 8 when
+    the runner pane has ended with an error).
+    """
+    from stxbf.cli.passthrough import split_run_options
+    from stxbf.ops.tmux import attach as attach_to
+    from stxbf.ops.tmux import find_session
+
+    ctx.obj = {"session_name": session_name, "tmux_socket": socket_name}
+    if ctx.invoked_subcommand is not None:
+        return
+    overrides, run_only = split_run_options(run_options)
+    settings = tmux_settings(ctx, **overrides)
+    name, socket = session_target(settings)
+    server = server_for(socket, name)
+    if find_session(server, name) is None:
+        settings = settings.model_copy(update={"session_name": name, "tmux_socket": socket})
+        how = start.HowToStart(inhibit, interval, startup_timeout, attach_after=True)
+        start.start_backfill_here(settings, run_only, how)
+        return
+    if sys.stdin.isatty():
+        raise typer.Exit(attach_to(server, name))
+    report = status.tmux_status(settings, name, socket, server)
+    say(
+        f"Session '{name}': {report.label}. "
+        f"Attach from a terminal with: {stxbf_hint(settings, 'attach', name, socket)}"
+    )
+    raise typer.Exit(report.exit_code)
+
+
+app.command("start")(start.start)
+app.command("attach")(attach.attach)
+app.command("stop")(stop.stop)
+app.command("status")(status.status)

@@ -1,0 +1,36 @@
+"""`stxbf tmux stop`: stop the runner so it checkpoints, then close the session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from stxbf.cli.common import err_console
+from stxbf.cli.options import Db, Home
+from stxbf.cli.tmux.common import SessionName, SocketName, locate, say
+
+Timeout = typer.Option(
+    60.0, "--timeout", min=0, help="Seconds to let the runner checkpoint before SIGTERM."
+)
+
+
+def stop(
+    ctx: typer.Context,
+    session_name: str | None = SessionName,
+    socket_name: str | None = SocketName,
+    timeout: float = Timeout,
+    home: Path | None = Home,
+    db: Path | None = Db,
+) -> None:
+    """Stop cleanly: signal the runner (it checkpoints; no restart follows), close the session."""
+    from stxbf.ops.session import stop_backfill
+
+    settings, name, _, server = locate(ctx, session_name, socket_name, home, db)
+    say("Stopping the runner so it checkpoints…")
+    result = stop_backfill(server, session_name=name, paths=settings.paths, timeout=timeout)
+    for note in result.notes:
+        err_console.print(f"note: {note}", soft_wrap=True, markup=False)
+    how = f"exited with code {result.runner_exit}" if result.runner_exit is not None else "stopped"
+    pid = f" (pid {result.runner_pid})" if result.runner_pid is not None else ""
+    say(f"Runner{pid} {how}. Session '{name}' closed.")

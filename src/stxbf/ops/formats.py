@@ -1,0 +1,115 @@
+"""How figures read on screen: times, durations, sizes, counts, the rate and ETA, the last error.
+
+Plain text, no rich: `status`, `health`, the monitor and `run`'s live line all word things alike.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING
+
+from stxbf.codes import Phase, StatusState
+
+if TYPE_CHECKING:
+    from stxbf.ops.status import StatusReport
+
+
+def clock(when: float) -> str:
+    """A unix time as the operator reads it (UTC)."""
+    return datetime.fromtimestamp(when, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def fmt_time(ts: float | None) -> str:
+    return "—" if ts is None else clock(ts)
+
+
+def fmt_duration(seconds: float | None) -> str:
+    if seconds is None or seconds < 0 or math.isinf(seconds) or math.isnan(seconds):
+        return "—"
+    seconds = int(seconds)
+    days, rest = divmod(seconds, 86_400)
+    hours, rest = divmod(rest, 3_600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours}h {minutes:02d}m"
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    if minutes:
+        return f"{minutes}m {secs:02d}s"
+    return f"{secs}s"
+
+
+def fmt_bytes(size: int | None) -> str:
+    if size is None:
+        return "—"
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if value < 1024 or unit == "TB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"
+
+
+def fmt_count(value: int | None) -> str:
+    return "—" if value is None else f"{value:,}"
+
+
+def days_text(report: StatusReport) -> str:
+    """`12/30 days (40.0%)`: how far the backfill is, worded the same on every screen."""
+    return f"{report.days_verified}/{report.target_days} days ({report.percent:.1f}%)"
+
+
+def progress_line(report: StatusReport) -> str:
+    return f"Progress: {days_text(report)}"
+
+
+def rate_text(report: StatusReport) -> str:
+    if report.rate_rpm is None:
+        return "—"
+    limit = f" (limit {report.limit_rpm:.0f})" if report.limit_rpm else " (no limit)"
+    return f"{report.rate_rpm:.0f} requests/min{limit}"
+
+
+def not_progressing(report: StatusReport, now: float) -> str | None:
+    """Why a live runner is making no progress (backing off, stalled), or None while it is.
+
+    A rate and an ETA are only true while pages arrive: otherwise they describe the past.
+    """
+    if report.state == StatusState.STALLED:
+        return "stalled"
+    if report.backoff_until is not None and report.backoff_until > now:
+        return "backing off"
+    if report.runner.phase == Phase.BACKING_OFF:
+        return "backing off"
+    return None
+
+
+def rate_and_eta(report: StatusReport, now: float) -> tuple[str, str]:
+    """The rate and ETA to show: dashes (and why) while no progress is being made."""
+    why = not_progressing(report, now)
+    if why is not None:
+        return f"— ({why})", f"— ({why})"
+    return rate_text(report), fmt_duration(report.eta_seconds)
+
+
+def describe_last_error(
+    error: str, error_at: float | None, progress_at: float | None, now: float
+) -> tuple[str, bool]:
+    """`HTTP 503 from the API (2m 10s ago, recovered)`, and whether pages arrived since."""
+    recovered = error_at is not None and progress_at is not None and progress_at > error_at
+    notes = []
+    if error_at is not None:
+        notes.append(f"{fmt_duration(max(0.0, now - error_at))} ago")
+    if recovered:
+        notes.append("recovered")
+    return (f"{error} ({', '.join(notes)})" if notes else error), recovered
+
+
+def last_error_of(report: StatusReport, now: float) -> tuple[str, bool] | None:
+    """The report's last error as `describe_last_error` words it, or None when there is none."""
+    if not report.last_error:
+        return None
+    return describe_last_error(
+        report.last_error, report.last_error_at, report.last_progress_at, now
+    )
