@@ -15,6 +15,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
+from stxbf import defaults
 from stxbf.cli.common import DbOption, HomeOption, StallSecondsOption, console
 from stxbf.codes import Verdict
 from stxbf.errors import ConfigError
@@ -37,7 +38,7 @@ AsJson = typer.Option(
     False, "--json", help="Print the checks as one JSON object (schema in docs/operations.md)."
 )
 SessionName = typer.Option(
-    None, "--session-name", help="tmux session to look for (default stx-backfill)."
+    None, "--session-name", help=f"tmux session to look for (default {defaults.SESSION_NAME})."
 )
 SocketName = typer.Option(
     None, "--socket-name", help="tmux server socket name (env STXBF_TMUX_SOCKET)."

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from stxbf import defaults
 from stxbf.codes import StatusState
 from stxbf.ops.formats import clock
 
@@ -18,7 +19,7 @@ if TYPE_CHECKING:  # annotations only: `stxbf --help` imports this module for th
     from stxbf.ops.process import RunnerState
     from stxbf.state import ProgressSnapshot
 
-DEFAULT_STALL_SECONDS = 600.0  # no page and no committed window for this long: stalled
+DEFAULT_STALL_SECONDS = defaults.STALL_SECONDS  # no page and no committed window this long
 
 
 @dataclass(frozen=True)

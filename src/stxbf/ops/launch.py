@@ -19,8 +19,10 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
-KEY_ENV = "STXBF_API_KEY"
-SECRET_ENV_NAMES = ("STXBF_API_KEY", "HIRO_API_KEY")
+from stxbf.defaults import API_KEY_ENV_NAMES
+
+KEY_ENV = API_KEY_ENV_NAMES[0]  # the one the runner pane is given
+SECRET_ENV_NAMES = API_KEY_ENV_NAMES
 KEY_FILE_PREFIX = "api_key."
 
 

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from stxbf.codes import WindowState
+from stxbf.codes import COVERING_STATES, WindowState
 from stxbf.errors import StoreError, StxbfError
 from stxbf.fetch.engine import CompletedWindow
 from stxbf.runner.coverage import Coverage, Span
@@ -95,7 +95,7 @@ class Committer:
         state = self.state
         state.last_commit_at = self.clock()
         final = window.state if stored == window.total else WindowState.INCOMPLETE
-        kept = final in (WindowState.VERIFIED, WindowState.OPEN)
+        kept = final in COVERING_STATES
         state.coverage.commit(
             window.start, window.end, Span(window.start, window.end, window.total) if kept else None
         )

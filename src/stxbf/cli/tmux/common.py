@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from stxbf import defaults
 from stxbf.cli.common import console, session_target
 
 if TYPE_CHECKING:
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
 SessionName = typer.Option(
     None,
     "--session-name",
-    help="tmux session name (default stx-backfill; env STXBF_SESSION_NAME).",
+    help=f"tmux session name (default {defaults.SESSION_NAME}; env STXBF_SESSION_NAME).",
 )
 SocketName = typer.Option(
     None, "--socket-name", help="tmux socket name, for a private server (env STXBF_TMUX_SOCKET)."
