@@ -25,8 +25,7 @@ from stxbf.runner.plan import iso
 from stxbf.runner.progress import RunState
 from stxbf.runner.sources import Sources
 from stxbf.runner.storethread import StoreThread
-from stxbf.store import Store, WindowCheck
-from stxbf.store.db import damaged_hint
+from stxbf.store import Store, WindowCheck, damaged_hint
 
 log = logging.getLogger(__name__)
 
