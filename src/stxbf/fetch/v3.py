@@ -51,10 +51,11 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from stxbf.codes import WindowState
 from stxbf.fetch.client import ApiClient
-from stxbf.fetch.engine import MAX_SPAN, MIN_SPAN, CompletedWindow, PassResult
 from stxbf.fetch.pacer import Pacer
 from stxbf.fetch.pages import FetchStats, PageSource
+from stxbf.fetch.windows import MAX_SPAN, MIN_SPAN, CompletedWindow, PassResult
 from stxbf.models import TX_COLUMN_NAMES, Row
 from stxbf.models_v3 import (
     I32_MAX,
@@ -205,7 +206,7 @@ class V3Source:
                 self.v3.rebuilds += 1
                 log.info("re-reading window %s..%s (attempt %d): %s", start, end, attempt + 1, exc)
                 continue
-            state = "open" if is_head or not proven else "verified"
+            state = WindowState.OPEN if is_head or not proven else WindowState.VERIFIED
             return CompletedWindow(start, end, total, rows, state, pages[0])
         log.warning(
             "window %s..%s stays inconsistent on v3 (%s); leaving it for the next run",
@@ -213,7 +214,7 @@ class V3Source:
             end,
             reason,
         )
-        return CompletedWindow(start, end, -1, [], "incomplete", pages[0])
+        return CompletedWindow(start, end, -1, [], WindowState.INCOMPLETE, pages[0])
 
     async def _attempt(self, start: int, end: int, *, fresh: bool) -> tuple[list[Row], int, bool]:
         """(rows, their proven count, whether the window's top is proven, not just the tip)."""
@@ -617,13 +618,13 @@ class V3Engine:
                     tasks.discard(finished)
                     window = finished.result()  # a fatal FetchError propagates from here
                     result.pages += window.pages
-                    if window.state == "incomplete":
+                    if window.state == WindowState.INCOMPLETE:
                         # nothing to commit: its (empty) rows would replace what the range
                         # holds; the range stays a gap and the next run fetches it again
                         result.windows_incomplete += 1
                         continue
                     result.windows_done += 1
-                    result.windows_verified += window.state == "verified"
+                    result.windows_verified += window.state == WindowState.VERIFIED
                     result.windows_settling += finished in settling
                     self._learn_density(window)
                     await self.on_window(window)
@@ -638,7 +639,7 @@ class V3Engine:
         return result
 
     def _learn_density(self, window: CompletedWindow) -> None:
-        if window.state == "open" or self.target_window_rows is None:
+        if window.state == WindowState.OPEN or self.target_window_rows is None:
             return
         seconds = window.end - window.start + 1
         span = (
