@@ -27,7 +27,8 @@ from tenacity import (
 from tenacity.stop import stop_base
 
 from stxbf.errors import ApiUnreachable, QuotaExhausted
-from stxbf.fetch.client import PAGE_LIMIT, ApiClient, RateLimited, RawResponse, Response, Transient
+from stxbf.fetch.client import PAGE_LIMIT, ApiClient, RateLimited, RawResponse, Response
+from stxbf.fetch.connections import Transient
 from stxbf.fetch.pacer import Pacer
 from stxbf.models import MalformedPage, Page
 
