@@ -17,9 +17,11 @@ from collections import Counter
 from stxbf.fetch.v3.heights import Anchors, Span
 from stxbf.fetch.v3.routes import Inconsistent, V3Requests
 from stxbf.models import TX_COLUMN_NAMES, Row
-from stxbf.models_v3 import I32_MAX, MAX_TX_INDEX, SummaryPage
+from stxbf.models_v3 import SummaryPage
 
 _HASH = TX_COLUMN_NAMES.index("block_hash")
+I32_MAX = 2_147_483_647  # a cursor's microblock_sequence: a Nakamoto tx's, the largest there is
+MAX_TX_INDEX = 0x7FFF  # a cursor's tx_index: the largest smallint
 
 
 async def walk(span: Span, requests: V3Requests, anchors: Anchors, page_limit: int) -> list[Row]:
