@@ -46,13 +46,13 @@ from stxbf.errors import (
     StoreError,
     StxbfError,
 )
-from stxbf.fetch.client import PAGE_LIMIT, TX_LIST_PATH, ApiClient
+from stxbf.fetch.client import TX_LIST_PATH, ApiClient
 from stxbf.fetch.engine import Engine
 from stxbf.fetch.pacer import HIRO_RPM_WITH_KEY, HIRO_RPM_WITHOUT_KEY, Pacer
 from stxbf.fetch.pages import FetchStats, PageSource
 from stxbf.fetch.v3 import BURN_BLOCKS_PATH, V3_TX_PATH, V3Engine, V3Source
 from stxbf.fetch.windows import MAX_SPAN, CompletedWindow, PassResult
-from stxbf.models import BURN_TIME_INDEX
+from stxbf.models import BURN_TIME_INDEX, PAGE_LIMIT
 from stxbf.models_v3 import parse_burn_block_page
 from stxbf.paths import read_runner_record, remove_record, this_runner, write_runner_record
 from stxbf.state import DAY, Counters, ProgressSnapshot, day_coverage, publish

@@ -18,12 +18,11 @@ import httpx
 from stxbf import __version__
 from stxbf.errors import ApiGone, ApiNotStacks, ApiRejected
 from stxbf.fetch.connections import Connections, Transient
-from stxbf.models import MalformedPage, Page, parse_page
+from stxbf.models import PAGE_LIMIT, MalformedPage, Page, parse_page
 
 log = logging.getLogger(__name__)
 
 TX_LIST_PATH = "/extended/v1/tx"
-PAGE_LIMIT = 50  # the API's maximum; more is a 400
 
 
 class RateLimited(Exception):

@@ -31,14 +31,19 @@ from typing import Any, Protocol
 
 from stxbf.codes import WindowState
 from stxbf.fetch.windows import CompletedWindow, PassResult, WindowEngine, WindowPass
-from stxbf.models import Page, Row
+from stxbf.models import PAGE_LIMIT, Page, Row
 
 log = logging.getLogger(__name__)
 
 
 class PageFetcher(Protocol):
     async def page(
-        self, *, start_time: int | None, end_time: int | None, offset: int = 0, limit: int = 50
+        self,
+        *,
+        start_time: int | None,
+        end_time: int | None,
+        offset: int = 0,
+        limit: int = PAGE_LIMIT,
     ) -> Page: ...
 
 
@@ -78,7 +83,7 @@ class Engine(WindowEngine):
         *,
         concurrency: int,
         on_window: Callable[[CompletedWindow], Awaitable[None]],
-        page_limit: int = 50,
+        page_limit: int = PAGE_LIMIT,
         max_window_rows: int = 5000,
         target_window_rows: int = 4000,
         initial_span: int = 6 * 3600,

@@ -26,11 +26,11 @@ from tenacity import (
 )
 
 from stxbf.errors import ApiUnreachable, QuotaExhausted
-from stxbf.fetch.client import PAGE_LIMIT, ApiClient, RateLimited, RawResponse, Response
+from stxbf.fetch.client import ApiClient, RateLimited, RawResponse, Response
 from stxbf.fetch.connections import Transient
 from stxbf.fetch.first_contact import NoAnswerYet, first_contact_hint, first_contact_limits
 from stxbf.fetch.pacer import Pacer
-from stxbf.models import MalformedPage, Page
+from stxbf.models import PAGE_LIMIT, MalformedPage, Page
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,6 @@ from stxbf.models_v3 import (
 V3_TX_PATH = "/extended/v3/transactions"
 BURN_BLOCKS_PATH = "/extended/v2/burn-blocks"
 BLOCKS_PATH = "/extended/v2/blocks"
-TX_PAGE_LIMIT = 50  # pagination.ts ResourceType.Tx
 BURN_PAGE_LIMIT = 30  # pagination.ts ResourceType.BurnBlock
 
 T = TypeVar("T")

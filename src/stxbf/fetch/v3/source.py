@@ -14,10 +14,10 @@ from stxbf.fetch.pacer import Pacer
 from stxbf.fetch.pages import FetchStats, PageSource
 from stxbf.fetch.v3.burn_blocks import BurnBlockList
 from stxbf.fetch.v3.heights import Anchors, Span, cut
-from stxbf.fetch.v3.routes import TX_PAGE_LIMIT, Inconsistent, V3Requests
+from stxbf.fetch.v3.routes import Inconsistent, V3Requests
 from stxbf.fetch.v3.walk import walk
 from stxbf.fetch.windows import CompletedWindow
-from stxbf.models import TX_COLUMN_NAMES, Row
+from stxbf.models import PAGE_LIMIT, TX_COLUMN_NAMES, Row
 from stxbf.models_v3 import BurnBlock
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ class V3Source:
         give_up_after: float,
         concurrency: int = 8,
         stats: FetchStats | None = None,
-        page_limit: int = TX_PAGE_LIMIT,
+        page_limit: int = PAGE_LIMIT,
         burn_time_slack: int = BURN_TIME_SLACK,
         min_span_pages: int = 8,
         max_attempts: int = 4,
