@@ -13,9 +13,10 @@ The time cursor is never trusted to be unique: since Nakamoto a whole tenure sha
 burn_block_time, which is why windows are bounded by time but verified by count.
 
 `Engine` keeps what outlives a pass (the settings, the learned span, the stop flag); each
-`run_pass` builds a `_Pass` that holds the pass's state, with one method per step above (cut a
+`run_pass` builds a `_Pass` that holds the pass's state, with one method per step above (open a
 window, size or split it, queue its pages, send them, take in a page, verify, restart, finish),
-so each step can be read, and tested, on its own.
+so each step can be read, and tested, on its own. What the v3 engine does alike (cutting the
+windows, the settle period, counting, the span) is `windows.py`'s.
 """
 
 from __future__ import annotations

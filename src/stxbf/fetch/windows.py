@@ -2,8 +2,8 @@
 completed window and a pass's result are, and the span learned from the windows' density.
 
 The runner drives either engine through `WindowEngine`'s interface (`run_pass`, `stop`,
-`stopping`, `in_flight`) and commits every `CompletedWindow` the same way, so each rule here
-(where a window is cut, when it stays `open`, how a pass counts it) has this one owner.
+`stopping`; each engine adds `in_flight`) and commits every `CompletedWindow` the same way, so
+each rule here (where a window is cut, when it stays `open`, how a pass counts it) has one owner.
 """
 
 from __future__ import annotations
