@@ -82,10 +82,6 @@ class V3Source:
         self.active_walks = 0
         self.progress = asyncio.Event()  # set when a preparation or a walk ends
 
-    @property
-    def slack(self) -> int:
-        return self.burn_blocks.slack
-
     async def window(self, start: int, end: int, *, is_head: bool = False) -> CompletedWindow:
         """The window's txs, proven by count; `incomplete` (no rows) if it cannot be proven."""
         with self.routes.window_pages() as pages:
@@ -151,7 +147,9 @@ class V3Source:
                 blocks = list((await self.burn_blocks.cover(start, end)).blocks)
             inside = [i for i, b in enumerate(blocks) if start <= b.time <= end]
             above = blocks[: inside[0]] if inside else blocks
-            proven = any(b.time > end + self.slack for b in above)  # else only the tip bounds it
+            proven = any(
+                b.time > end + self.burn_blocks.slack for b in above
+            )  # else only the tip bounds it
             if not inside:
                 return _Plan((), 0, proven)
             top = await self.anchors.top_height(blocks, inside[0])
