@@ -4,14 +4,23 @@ density, how burn blocks are placed on Stacks heights and cut into walks."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from typing import NamedTuple
 
 import pytest
 
 from stxbf.codes import WindowState
+from stxbf.fetch.v3.engine import V3Engine, _V3Pass
 from stxbf.fetch.v3.heights import cut
-from stxbf.fetch.windows import MAX_SPAN, MIN_SPAN, PassResult, WindowEngine, WindowPass
+from stxbf.fetch.windows import (
+    MAX_SPAN,
+    MIN_SPAN,
+    CompletedWindow,
+    PassResult,
+    WindowEngine,
+    WindowPass,
+)
 from stxbf.models_v3 import BurnBlock
 
 
@@ -119,3 +128,61 @@ def test_no_small_walk_is_left_at_the_end() -> None:
     assert [span.expected for span in spans] == [250, 200]
     single = cut(burn_blocks([50] * 3), 100, walks=8, min_pages=8, page_limit=50)
     assert len(single) == 1
+
+
+class StubSource:
+    """What `_V3Pass` reads of a V3Source, with windows that finish at once."""
+
+    def __init__(self) -> None:
+        self.preparing = self.active_walks = 0
+        self.concurrency = 8
+        self.asked: list[tuple[int, int, bool]] = []
+
+    async def window(self, start: int, end: int, *, is_head: bool = False) -> CompletedWindow:
+        self.asked.append((start, end, is_head))
+        state = WindowState.OPEN if is_head else WindowState.VERIFIED
+        return CompletedWindow(start, end, 0, [], state, 1)
+
+
+def make_v3_pass(
+    gaps: list[tuple[int, int]], **plan: int | None
+) -> tuple[_V3Pass, StubSource, list[CompletedWindow]]:
+    source = StubSource()
+    handed: list[CompletedWindow] = []
+
+    async def on_window(window: CompletedWindow) -> None:
+        handed.append(window)
+
+    engine = V3Engine(source, on_window=on_window, initial_span=1000)  # type: ignore[arg-type]
+    fetch_pass = _V3Pass(
+        engine,
+        gaps,
+        head_start=plan.get("head_start"),
+        page_budget=10**9,
+        settle_start=plan.get("settle_start"),
+    )
+    return fetch_pass, source, handed
+
+
+def test_v3_windows_in_the_settle_period_are_asked_open_and_counted_settling() -> None:
+    async def scenario() -> None:
+        fetch_pass, source, _ = make_v3_pass([(0, 2999)], head_start=2500, settle_start=1500)
+        for _ in range(3):
+            assert fetch_pass.open_next()
+        assert source.asked == []  # nothing runs before the pass yields
+        await asyncio.gather(*fetch_pass.tasks)
+        assert source.asked == [(2500, 2999, True), (1500, 2499, True), (500, 1499, False)]
+        assert len(fetch_pass.settling) == 1
+
+    asyncio.run(scenario())
+
+
+def test_an_incomplete_v3_window_is_counted_but_not_handed_on() -> None:
+    fetch_pass, _, handed = make_v3_pass([])
+    incomplete = CompletedWindow(0, 99, -1, [], WindowState.INCOMPLETE, 3)
+    verified = CompletedWindow(100, 199, 10, [], WindowState.VERIFIED, 2)
+    asyncio.run(fetch_pass.take(incomplete, settling=False))
+    asyncio.run(fetch_pass.take(verified, settling=False))
+    assert handed == [verified]
+    result = fetch_pass.result
+    assert (result.pages, result.windows_incomplete, result.windows_verified) == (5, 1, 1)
