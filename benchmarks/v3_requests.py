@@ -17,10 +17,11 @@ import asyncio
 import time
 
 from stxbf.fetch.client import ApiClient
-from stxbf.fetch.engine import CompletedWindow, Engine
+from stxbf.fetch.engine import Engine
 from stxbf.fetch.pacer import Pacer
 from stxbf.fetch.pages import PageSource
 from stxbf.fetch.v3 import V3Engine, V3Source
+from stxbf.fetch.windows import CompletedWindow
 from stxbf.simulator import SimApi, SimConfig, SimTransport
 
 END = 1_750_000_000

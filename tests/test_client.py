@@ -11,7 +11,8 @@ import pytest
 import respx
 
 from stxbf.errors import ApiGone, ApiNotStacks, ApiRejected
-from stxbf.fetch.client import ApiClient, RateLimited, Transient
+from stxbf.fetch.client import ApiClient, RateLimited
+from stxbf.fetch.connections import Transient
 
 BASE = "https://api.example.test"
 TX = f"{BASE}/extended/v1/tx"

@@ -9,7 +9,8 @@ import httpx
 import orjson
 import pytest
 
-from stxbf.fetch.client import ApiClient, environment_proxy
+from stxbf.fetch.client import ApiClient
+from stxbf.fetch.connections import environment_proxy
 from stxbf.simulator import SimConfig, run_in_thread
 
 PAGE = orjson.dumps({"limit": 50, "offset": 0, "total": 0, "results": []})

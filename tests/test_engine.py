@@ -9,7 +9,8 @@ import itertools
 import pytest
 
 from stxbf.codes import WindowState
-from stxbf.fetch.engine import CompletedWindow, Engine, _Pass, _Window
+from stxbf.fetch.engine import Engine, _Pass, _Window
+from stxbf.fetch.windows import CompletedWindow
 from stxbf.models import Page
 from tests.fakes import FakeChain, make_row
 

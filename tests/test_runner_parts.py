@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from stxbf.codes import Phase, WindowState
-from stxbf.fetch.engine import CompletedWindow
 from stxbf.fetch.pages import FetchStats
+from stxbf.fetch.windows import CompletedWindow
 from stxbf.models import BURN_TIME_INDEX
 from stxbf.runner.commits import Committer, forget_duplicated, record_before_chain_start
 from stxbf.runner.control import StopSignal

@@ -21,9 +21,9 @@ from tenacity import wait_exponential
 
 from stxbf.fetch import pages
 from stxbf.fetch.client import ApiClient
-from stxbf.fetch.engine import CompletedWindow
 from stxbf.fetch.pacer import Pacer
 from stxbf.fetch.v3 import V3Engine, V3Source
+from stxbf.fetch.windows import CompletedWindow
 from stxbf.simulator import Chain, SimApi, SimConfig, SimTransport
 
 END = 1_750_000_000

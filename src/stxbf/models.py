@@ -44,6 +44,8 @@ BURN_TIME_INDEX = TX_COLUMN_NAMES.index("burn_block_time")
 
 Row = tuple[Any, ...]
 
+PAGE_LIMIT = 50  # the API's largest tx page, v1 and v3 (pagination.ts ResourceType.Tx); more: 400
+
 
 class MalformedPage(ValueError):
     """The body is not a complete, well-formed page (truncated, not JSON, wrong shape)."""

@@ -77,20 +77,12 @@ def summary_row(tx: dict[str, Any]) -> Row:
 
 @dataclass(frozen=True, slots=True)
 class TxKey:
-    """A transaction's place in v3 order; `cursor` is how the API spells it."""
+    """A transaction's place in v3 order, and the burn block it belongs to."""
 
     block_height: int
     tx_index: int
     burn_block_height: int
     burn_block_time: int
-
-    @property
-    def cursor(self) -> str:
-        return f"{self.block_height}:{I32_MAX}:{self.tx_index}"
-
-
-I32_MAX = 2_147_483_647
-MAX_TX_INDEX = 0x7FFF
 
 
 @dataclass(slots=True)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -40,7 +39,7 @@ class ProgressSnapshot:
     pid: int
     started_at: float
     updated_at: float
-    phase: str  # starting | fetching | backing_off | finished | stopped | failed | interrupted
+    phase: str  # a `stxbf.codes.Phase`
     api_url: str
     target_days: int
     range_start: int  # unix seconds, inclusive
@@ -147,7 +146,3 @@ def day_coverage(
     lengths = [DAY] * days
     lengths[0] = DAY - max(0, range_start - first_day_start)
     return [min(1.0, covered[i] / lengths[i]) if lengths[i] > 0 else 1.0 for i in range(days)]
-
-
-def now() -> float:
-    return time.time()

@@ -1,29 +1,28 @@
 """The HTTP client: one method per endpoint, one request per call, every outcome classified.
 
 Retrying is the caller's business (see `pages.py`); this module only says what happened:
-a `Page`, a `RateLimited`, a `Transient` (worth retrying), or a fatal `FetchError`.
+a `Page`, a `RateLimited`, a `Transient` (worth retrying), or a fatal `FetchError`. How a GET
+travels (pooled transports, timeouts, the proxy) is `connections.py`'s.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
-from urllib.parse import urlencode, urlsplit
+from typing import Any, NoReturn
+from urllib.parse import urlsplit
 
 import httpx
 
 from stxbf import __version__
 from stxbf.errors import ApiGone, ApiNotStacks, ApiRejected
-from stxbf.models import MalformedPage, Page, parse_page
+from stxbf.fetch.connections import Connections, Transient
+from stxbf.models import PAGE_LIMIT, MalformedPage, Page, parse_page
 
 log = logging.getLogger(__name__)
 
 TX_LIST_PATH = "/extended/v1/tx"
-PAGE_LIMIT = 50  # the API's maximum; more is a 400
 
 
 class RateLimited(Exception):
@@ -31,18 +30,6 @@ class RateLimited(Exception):
         super().__init__(f"429 Too Many Requests (retry-after {retry_after})")
         self.retry_after = retry_after
         self.headers: Mapping[str, str] = headers if headers is not None else {}
-
-
-class Transient(Exception):
-    """A failure worth retrying: 5xx, timeout, dropped connection, truncated or non-JSON body."""
-
-    def __init__(self, reason: str, *, connect: bool = False, no_answer: bool = False) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.connect = connect  # could not reach the API at all
-        # No HTTP answer came back (refused, timed out, TLS failed, dropped): before the API has
-        # answered once, that points at the URL (scheme, host, port) or a proxy, not an outage.
-        self.no_answer = no_answer or connect
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,36 +48,8 @@ class RawResponse:
     body: bytes
 
 
-def environment_proxy(url: str) -> str | None:
-    """The proxy the environment names for `url` (HTTPS_PROXY, ALL_PROXY, ...; NO_PROXY wins),
-    as httpx.AsyncClient(trust_env=True) would use it."""
-    import urllib.request
-
-    parts = urlsplit(url)
-    proxies = urllib.request.getproxies_environment()
-    proxy = proxies.get(parts.scheme) or proxies.get("all")
-    bypass = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]
-    if not proxy or bypass(parts.netloc):
-        return None
-    return proxy
-
-
-def describe_transport_error(exc: httpx.TransportError) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0][:200]
-
-
-class ApiClient:
-    """Talks to one Stacks API base URL. The key travels only in the `x-api-key` header.
-
-    Requests go straight to httpx transports, up to `max_connections` of them with one connection
-    each, handed out most-recently-used first. One pooled `httpx.AsyncClient` cost more CPU than
-    the request: httpcore checks every pooled connection on every request (a socket poll and a
-    getpeername each), and the client adds URL merging, cookie extraction, auth and redirect
-    layers that a GET of one JSON page needs none of. What the client did and we still need is
-    done here: the headers (gzip included), the timeouts, and the proxy from the environment.
-    `transport` replaces all of them with one (tests pass the simulator or a mock).
-    """
+class ApiClient(Connections):
+    """Talks to one Stacks API base URL. The key travels only in the `x-api-key` header."""
 
     def __init__(
         self,
@@ -101,7 +60,6 @@ class ApiClient:
         max_connections: int = 16,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self.base_url = base_url.rstrip("/")
         headers = {
             "user-agent": f"stxbf/{__version__}",
             "accept": "application/json",
@@ -110,63 +68,14 @@ class ApiClient:
         }
         if api_key:
             headers["x-api-key"] = api_key
-        self._headers = httpx.Headers(headers)
-        self._extensions = {"timeout": httpx.Timeout(timeout, connect=min(timeout, 10.0)).as_dict()}
-        self._whole_timeout = timeout * 2
-        self._shared = transport
-        self._proxy = None if transport is not None else environment_proxy(self.base_url)
-        self._ssl: ssl.SSLContext | None = None  # one CA bundle load, not one per connection
-        self._slots = asyncio.Semaphore(max(1, max_connections))
-        self._idle: list[httpx.AsyncBaseTransport] = []
-        self._owned: list[httpx.AsyncBaseTransport] = []
+        super().__init__(
+            base_url,
+            headers=headers,
+            timeout=timeout,
+            max_connections=max_connections,
+            transport=transport,
+        )
         self._warned_deprecation = False
-
-    def _new_transport(self) -> httpx.AsyncBaseTransport:
-        if self._shared is not None:
-            return self._shared
-        if self._ssl is None:
-            self._ssl = httpx.create_ssl_context()
-        transport = httpx.AsyncHTTPTransport(
-            verify=self._ssl,
-            limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
-            proxy=self._proxy,
-        )
-        self._owned.append(transport)
-        return transport
-
-    async def _get(
-        self, path: str, params: dict[str, Any], extensions: dict[str, Any] | None = None
-    ) -> httpx.Response:
-        """One GET; the response comes back read and closed (its connection free again)."""
-        request = httpx.Request(
-            "GET",
-            f"{self.base_url}{path}?{urlencode(params)}",
-            headers=self._headers,
-            extensions=self._extensions if extensions is None else extensions,
-        )
-        async with self._slots:
-            transport = self._idle.pop() if self._idle else self._new_transport()
-            try:
-                response = await transport.handle_async_request(request)
-                try:
-                    await response.aread()
-                finally:
-                    await response.aclose()
-                return response
-            finally:
-                self._idle.append(transport)
-
-    @property
-    def proxy(self) -> str | None:
-        """The proxy requests go through (from the environment), if any."""
-        return self._proxy
-
-    async def aclose(self) -> None:
-        owned, self._owned, self._idle = self._owned, [], []
-        for transport in owned:
-            await transport.aclose()
-        if self._shared is not None:
-            await self._shared.aclose()
 
     async def __aenter__(self) -> ApiClient:
         return self
@@ -224,66 +133,15 @@ class ApiClient:
             raise ApiNotStacks(
                 f"{self.base_url}{path}: 404 ({_error_text(body)})", missing_route=path
             )
-        self._classify(response, body)
-        raise AssertionError("unreachable")  # pragma: no cover
+        self._warn_if_deprecated(response)
+        self._raise_for_status(response, body)
 
-    async def _send(
-        self,
-        path: str,
-        params: dict[str, Any],
-        timeout: float | None,
-        connect_timeout: float | None,
-    ) -> tuple[httpx.Response, bytes]:
-        """One GET, its failures as Transient. `timeout` / `connect_timeout` shorten this
-        request's limits (the first contact)."""
-        try:
-            # The timeout bounds each read; this bounds the whole answer (a body that drips).
-            extensions = self._extensions
-            whole = self._whole_timeout
-            if timeout is not None or connect_timeout is not None:
-                read = min(timeout or whole, whole / 2)
-                connect = min(connect_timeout or read, read)
-                extensions = {"timeout": httpx.Timeout(read, connect=connect).as_dict()}
-                whole = read * 2
-            response = await asyncio.wait_for(self._get(path, params, extensions), timeout=whole)
-            return response, response.content
-        except asyncio.TimeoutError:
-            # Headers came back (a body that drips): an answer, however slow.
-            raise Transient("timed out (the whole response took too long)") from None
-        except httpx.TimeoutException as exc:
-            raise Transient(f"timed out ({type(exc).__name__})", no_answer=True) from None
-        except httpx.ConnectError as exc:
-            raise Transient(self._describe_connect_error(exc), connect=True) from None
-        except httpx.TransportError as exc:
-            reason = f"connection failed: {describe_transport_error(exc)}"
-            raise Transient(reason, no_answer=True) from None
-
-    def _describe_connect_error(self, exc: httpx.ConnectError) -> str:
-        import socket
-
-        parts = urlsplit(self.base_url)
-        host = parts.hostname or "?"
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        causes: list[BaseException] = []
-        cause: BaseException | None = exc
-        while cause is not None and len(causes) < 5:
-            causes.append(cause)
-            cause = cause.__cause__ or cause.__context__
-        if any(isinstance(c, socket.gaierror) for c in causes) or any(
-            isinstance(a, socket.gaierror) for c in causes for a in getattr(c, "args", ())
-        ):
-            return f"cannot resolve host {host!r}"
-        text = describe_transport_error(exc)
-        if "All connection attempts failed" in text or "refused" in text.lower():
-            return f"connection refused by {host}:{port} (nothing listening?)"
-        return f"cannot connect to {host}:{port}: {text}"
-
-    def _classify(self, response: httpx.Response, body: bytes) -> Response:
-        status = response.status_code
-        headers = response.headers
+    def _warn_if_deprecated(self, response: httpx.Response) -> None:
+        """Say once that the API announces the v1 route's end (a `299` warning header)."""
         # a 410 is the switch-off itself: the error (or the runner's switch to v3) says so
+        headers = response.headers
         if (
-            status != 410
+            response.status_code != 410
             and not self._warned_deprecation
             and headers.get("warning", "").startswith("299")
         ):
@@ -294,13 +152,23 @@ class ApiClient:
                 TX_LIST_PATH,
                 headers["warning"],
             )
-        if status == 200:
-            try:
-                page = parse_page(body)
-            except MalformedPage as exc:
-                kind = headers.get("content-type", "").split(";")[0]
-                raise Transient(f"bad page body ({kind or 'no content-type'}): {exc}") from None
-            return Response(status, headers, page)
+
+    def _classify(self, response: httpx.Response, body: bytes) -> Response:
+        """A v1 page's answer: the parsed page, or what its status means, raised."""
+        self._warn_if_deprecated(response)
+        if response.status_code != 200:
+            self._raise_for_status(response, body)
+        try:
+            page = parse_page(body)
+        except MalformedPage as exc:
+            kind = response.headers.get("content-type", "").split(";")[0]
+            raise Transient(f"bad page body ({kind or 'no content-type'}): {exc}") from None
+        return Response(response.status_code, response.headers, page)
+
+    def _raise_for_status(self, response: httpx.Response, body: bytes) -> NoReturn:
+        """What an answer other than 200 means: retry it (RateLimited, Transient) or stop."""
+        status = response.status_code
+        headers = response.headers
         if status == 429:
             from stxbf.fetch.pacer import parse_retry_after
 

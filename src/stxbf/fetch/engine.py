@@ -13,9 +13,10 @@ The time cursor is never trusted to be unique: since Nakamoto a whole tenure sha
 burn_block_time, which is why windows are bounded by time but verified by count.
 
 `Engine` keeps what outlives a pass (the settings, the learned span, the stop flag); each
-`run_pass` builds a `_Pass` that holds the pass's state, with one method per step above (cut a
+`run_pass` builds a `_Pass` that holds the pass's state, with one method per step above (open a
 window, size or split it, queue its pages, send them, take in a page, verify, restart, finish),
-so each step can be read, and tested, on its own.
+so each step can be read, and tested, on its own. What the v3 engine does alike (cutting the
+windows, the settle period, counting, the span) is `windows.py`'s.
 """
 
 from __future__ import annotations
@@ -30,44 +31,21 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from stxbf.codes import WindowState
-from stxbf.models import Page, Row
+from stxbf.fetch.windows import CompletedWindow, PassResult, WindowEngine, WindowPass
+from stxbf.models import PAGE_LIMIT, Page, Row
 
 log = logging.getLogger(__name__)
-
-MIN_SPAN = 1
-MAX_SPAN = 7 * 86_400
 
 
 class PageFetcher(Protocol):
     async def page(
-        self, *, start_time: int | None, end_time: int | None, offset: int = 0, limit: int = 50
+        self,
+        *,
+        start_time: int | None,
+        end_time: int | None,
+        offset: int = 0,
+        limit: int = PAGE_LIMIT,
     ) -> Page: ...
-
-
-@dataclass(frozen=True, slots=True)
-class CompletedWindow:
-    start: int
-    end: int
-    total: int
-    rows: list[Row]
-    state: str  # a WindowState: verified | open (fetched again by the next run) | incomplete
-    pages: int
-
-
-@dataclass
-class PassResult:
-    windows_done: int = 0
-    windows_verified: int = 0  # done and final (the head window is done but never final)
-    windows_settling: int = 0  # done, older than the head, still inside the settle period
-    windows_incomplete: int = 0
-    pages: int = 0
-    budget_exhausted: bool = False
-    stopped: bool = False
-
-    @property
-    def finished(self) -> bool:
-        """Every window of the range was completed in this pass."""
-        return not (self.budget_exhausted or self.stopped or self.windows_incomplete)
 
 
 @dataclass(eq=False)
@@ -96,12 +74,9 @@ class _Window:
         self.suspect = None
 
 
-class Engine:
-    """Runs passes over time ranges; completed windows go to `on_window` in completion order.
-
-    The engine holds what outlives a pass: the settings, the span learned from the density of
-    the windows seen so far, and the stop flag. Each pass's own state lives in a `_Pass`.
-    """
+class Engine(WindowEngine):
+    """The v1 engine: each window paged by offset, `concurrency` requests in flight across
+    windows, each pass a `_Pass`."""
 
     def __init__(
         self,
@@ -109,7 +84,7 @@ class Engine:
         *,
         concurrency: int,
         on_window: Callable[[CompletedWindow], Awaitable[None]],
-        page_limit: int = 50,
+        page_limit: int = PAGE_LIMIT,
         max_window_rows: int = 5000,
         target_window_rows: int = 4000,
         initial_span: int = 6 * 3600,
@@ -117,70 +92,33 @@ class Engine:
         max_short_retries: int = 3,
         max_open_windows: int | None = None,
     ) -> None:
+        super().__init__(
+            on_window=on_window, initial_span=initial_span, target_window_rows=target_window_rows
+        )
         self.source = source
         self.concurrency = concurrency
-        self.on_window = on_window
         self.page_limit = page_limit
         self.max_window_rows = max_window_rows
-        self.target_window_rows = target_window_rows
-        self.span = initial_span
         self.max_window_attempts = max_window_attempts
         self.max_short_retries = max_short_retries
         # Small windows hold few rows, and large ones fill the queue on their own, so this
         # bounds memory while keeping enough windows open to feed every request slot.
         self.max_open_windows = max_open_windows or concurrency + 4
-        self._stopping = asyncio.Event()
         self._seq = itertools.count()
         self.in_flight = 0
-
-    def stop(self) -> None:
-        """Stop scheduling; the current pass returns promptly, abandoning unfinished windows."""
-        self._stopping.set()
-
-    @property
-    def stopping(self) -> bool:
-        return self._stopping.is_set()
-
-    async def wait_stopping(self) -> None:
-        await self._stopping.wait()
 
     def next_seq(self) -> int:
         """Windows are numbered across passes: the lower number is paged first."""
         return next(self._seq)
 
-    async def run_pass(
-        self,
-        gaps: list[tuple[int, int]],
-        *,
-        head_start: int | None,
-        page_budget: int,
-        settle_start: int | None = None,
-    ) -> PassResult:
-        """Fetch every window of `gaps` (inclusive ranges), newest first.
-
-        The part of a gap at or after `head_start` becomes one head window, stored as `open`.
-        Every other window that ends at or after `settle_start` is stored as `open` too: the
-        chain may still add to it (an extended tenure, a late Bitcoin timestamp) or take from it
-        (a reorg), so the next run fetches it again.
-        """
-        fetch_pass = _Pass(
-            self, gaps, head_start=head_start, page_budget=page_budget, settle_start=settle_start
-        )
-        return await fetch_pass.run()
-
     def learn_density(self, total: int, window: _Window) -> None:
         """Size the next windows from this one's density (the head's is not typical)."""
-        if window.is_head:
-            return
-        seconds = window.end - window.start + 1
-        if total <= 0:
-            span = self.span * 4
-        else:
-            span = int(self.target_window_rows * seconds / total)
-        self.span = max(MIN_SPAN, min(MAX_SPAN, span))
+        if not window.is_head:
+            self.learn_span(window.end - window.start + 1, total)
 
 
-class _Pass:
+@dataclass(eq=False)
+class _Pass(WindowPass[Engine]):
     """One pass over a set of gaps: its state, and one method per step.
 
     `run` loops over `dispatch` (open windows, send their queued pages up to the concurrency)
@@ -189,47 +127,25 @@ class _Pass:
     restarted (another generation) or closed is stale and dropped when it comes up.
     """
 
-    def __init__(
-        self,
-        engine: Engine,
-        gaps: list[tuple[int, int]],
-        *,
-        head_start: int | None,
-        page_budget: int,
-        settle_start: int | None = None,
-    ) -> None:
-        self.engine = engine
-        self.head_start = head_start
-        self.page_budget = page_budget
-        self.settle_start = settle_start
-        self.result = PassResult()
-        self.pending = sorted(gaps)  # a stack: windows are cut from the newest end
-        self.heap: list[tuple[bool, int, int, int, _Window]] = []
-        self.tasks: dict[asyncio.Future[Page], tuple[_Window, int, int]] = {}
-        self.open_windows: set[_Window] = set()
+    heap: list[tuple[bool, int, int, int, _Window]] = field(default_factory=list, init=False)
+    tasks: dict[asyncio.Future[Page], tuple[_Window, int, int]] = field(
+        default_factory=dict, init=False
+    )
+    open_windows: set[_Window] = field(default_factory=set, init=False)
 
     async def run(self) -> PassResult:
         engine = self.engine
-        stop_waiter: asyncio.Future[Any] = asyncio.ensure_future(engine.wait_stopping())
         try:
-            while not engine.stopping:
-                self.dispatch()
-                engine.in_flight = len(self.tasks)
-                if not self.tasks:
-                    break
-                await self.receive(stop_waiter)
+            async with self.watching(self.tasks) as stop_waiter:
+                while not engine.stopping:
+                    self.dispatch()
+                    engine.in_flight = len(self.tasks)
+                    if not self.tasks:
+                        break
+                    await self.receive(stop_waiter)
         finally:
-            stop_waiter.cancel()
-            for task in self.tasks:
-                task.cancel()
-            if self.tasks:
-                await asyncio.gather(*self.tasks, return_exceptions=True)
             engine.in_flight = 0
-        self.result.stopped = engine.stopping
-        self.result.budget_exhausted = (
-            bool(self.pending or self.open_windows) and not self.result.stopped
-        )
-        return self.result
+        return self.conclude(unfinished=bool(self.pending or self.open_windows))
 
     # -- opening and scheduling windows ---------------------------------------------------------
 
@@ -240,30 +156,12 @@ class _Pass:
             and len(self.open_windows) < self.engine.max_open_windows
         )
 
-    def cut_next(self) -> tuple[int, int, bool]:
-        """Cut the next window from the newest end of the pending gaps: (start, end, is_head).
-
-        The part at or after `head_start` is one head window, however long; any other window
-        is at most the learned span. The rest of the gap goes back on the stack.
-        """
-        start, end = self.pending.pop()
-        head_start = self.head_start
-        is_head = head_start is not None and end >= head_start
-        if is_head and head_start is not None and start < head_start:
-            self.pending.append((start, head_start - 1))
-            start = head_start
-        elif not is_head and end - start + 1 > self.engine.span:
-            span = self.engine.span
-            self.pending.append((start, end - span))
-            start = end - span + 1
-        return start, end, is_head
-
     def open_next(self) -> _Window | None:
         """Open the next window and queue its sizing page, unless the budget or memory bound
         says not to (or nothing is left)."""
         if not self.can_open():
             return None
-        start, end, is_head = self.cut_next()
+        start, end, is_head = self.cut_window(self.engine.span)
         window = _Window(start, end, self.engine.next_seq(), is_head)
         self.open_windows.add(window)
         self.push(window, 0)
@@ -394,7 +292,7 @@ class _Pass:
 
     def final_state(self, window: _Window) -> WindowState:
         """A proven window is `open` while the chain may still change it, `verified` after."""
-        settling = self.settle_start is not None and window.end >= self.settle_start
+        settling = self.settles(window.end, is_head=window.is_head)
         return WindowState.OPEN if window.is_head or settling else WindowState.VERIFIED
 
     async def verify(self, window: _Window) -> None:
@@ -435,11 +333,8 @@ class _Pass:
             state,
             window.pages,
         )
-        result = self.result
-        if state == WindowState.INCOMPLETE:
-            result.windows_incomplete += 1
-        else:
-            result.windows_done += 1
-            result.windows_verified += state == WindowState.VERIFIED
-            result.windows_settling += state == WindowState.OPEN and not window.is_head
+        self.result.count(state, settling=self.settles(window.end, is_head=window.is_head))
         await self.engine.on_window(completed)
+
+
+Engine.pass_type = _Pass

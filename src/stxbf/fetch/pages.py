@@ -24,12 +24,13 @@ from tenacity import (
     wait_exponential,
     wait_random,
 )
-from tenacity.stop import stop_base
 
 from stxbf.errors import ApiUnreachable, QuotaExhausted
-from stxbf.fetch.client import PAGE_LIMIT, ApiClient, RateLimited, RawResponse, Response, Transient
+from stxbf.fetch.client import ApiClient, RateLimited, RawResponse, Response
+from stxbf.fetch.connections import Transient
+from stxbf.fetch.first_contact import NoAnswerYet, first_contact_hint, first_contact_limits
 from stxbf.fetch.pacer import Pacer
-from stxbf.models import MalformedPage, Page
+from stxbf.models import PAGE_LIMIT, MalformedPage, Page
 
 log = logging.getLogger(__name__)
 
@@ -52,50 +53,6 @@ class FetchStats:
     last_error_at: float | None = None
     last_page_at: float | None = None  # wall clock of the last page that arrived
     backoff_until: float | None = None  # wall clock, while an error backoff is running
-
-
-# The first contact (until the API has answered once) uses short limits: a wrong scheme, host or
-# port, or a proxy that swallows the request, should fail in seconds, not after --give-up-after.
-FIRST_CONTACT_TIMEOUT = 10.0
-FIRST_CONTACT_CONNECT_TIMEOUT = 5.0
-
-
-class _NoAnswerYet(stop_base):
-    """Stop once `attempts` tries in a row got no HTTP answer at all, unless one did answer
-    (None: never). Refused, timed out, TLS failure and a dropped connection all count."""
-
-    def __init__(self, attempts: int | None) -> None:
-        self.attempts = attempts
-        self.answered = False
-
-    def __call__(self, retry_state: RetryCallState) -> bool:
-        if self.attempts is None or retry_state.outcome is None:
-            return False
-        exc = retry_state.outcome.exception()
-        if not (isinstance(exc, Transient) and exc.no_answer):
-            self.answered = True  # a status code or a body: the URL is right, wait it out
-        return not self.answered and retry_state.attempt_number >= self.attempts
-
-
-def first_contact_hint(base_url: str, proxy: str | None) -> str:
-    """What to check when nothing at `base_url` ever answered (a proxy's credentials not shown)."""
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(base_url)
-    other = "http" if parts.scheme == "https" else "https"
-    hint = (
-        f"Nothing at {base_url} answered. Check the scheme (http or https: "
-        f"{other}://{parts.netloc} instead?), the host and the port"
-    )
-    if proxy:
-        proxy_parts = urlsplit(proxy)
-        proxy = f"{proxy_parts.scheme}://{proxy_parts.hostname}" + (
-            f":{proxy_parts.port}" if proxy_parts.port else ""
-        )
-        hint += f", and the proxy {proxy} (HTTPS_PROXY/HTTP_PROXY/ALL_PROXY; NO_PROXY skips it)"
-    else:
-        hint += ", and whether a proxy is needed (HTTPS_PROXY)"
-    return hint + "."
 
 
 # Requests that fail alike within this many seconds are one log line with a count: a 503 from
@@ -211,7 +168,7 @@ class PageSource:
         """
         deadline = give_up_after or self.give_up_after
         started = time.monotonic()
-        no_answer = _NoAnswerYet(connect_attempts)
+        no_answer = NoAnswerYet(connect_attempts)
         first_contact = connect_attempts is not None
         retrying = AsyncRetrying(
             retry=retry_if_exception_type((Transient, RateLimited)),
@@ -223,7 +180,7 @@ class PageSource:
         try:
             async for attempt in retrying:
                 with attempt:
-                    limits = self._first_contact_limits(first_contact and not no_answer.answered)
+                    limits = first_contact_limits(first_contact and not no_answer.answered)
                     return await self._once(send, take, limits)
         except (Transient, RateLimited) as exc:
             reason = exc.reason if isinstance(exc, Transient) else "still rate-limited (429)"
@@ -239,12 +196,6 @@ class PageSource:
                 hint=hint,
             ) from None
         raise AssertionError("unreachable")  # pragma: no cover
-
-    @staticmethod
-    def _first_contact_limits(first_contact: bool) -> dict[str, float]:
-        if not first_contact:
-            return {}
-        return {"timeout": FIRST_CONTACT_TIMEOUT, "connect_timeout": FIRST_CONTACT_CONNECT_TIMEOUT}
 
     async def _once(
         self,

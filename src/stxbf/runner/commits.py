@@ -14,7 +14,7 @@ from typing import Any
 
 from stxbf.codes import COVERING_STATES, WindowState
 from stxbf.errors import StoreError, StxbfError
-from stxbf.fetch.engine import CompletedWindow
+from stxbf.fetch.windows import CompletedWindow
 from stxbf.runner.coverage import Coverage, Span
 from stxbf.runner.plan import iso
 from stxbf.runner.progress import RunState

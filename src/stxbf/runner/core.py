@@ -25,8 +25,8 @@ from stxbf.errors import (
     StoreError,
     StxbfError,
 )
-from stxbf.fetch.engine import PassResult
 from stxbf.fetch.pages import FetchStats
+from stxbf.fetch.windows import PassResult
 from stxbf.runner.commits import (
     Committer,
     forget_duplicated,

@@ -14,10 +14,9 @@ from dataclasses import dataclass, field
 
 from stxbf.codes import Phase
 from stxbf.errors import ExitCode, QuotaExhausted
-from stxbf.fetch.client import PAGE_LIMIT
 from stxbf.fetch.pacer import Pacer
 from stxbf.fetch.pages import FetchStats
-from stxbf.models import BURN_TIME_INDEX, Row
+from stxbf.models import BURN_TIME_INDEX, PAGE_LIMIT, Row
 from stxbf.runner.coverage import Coverage
 from stxbf.runner.params import ProgressView, RunParams
 from stxbf.runner.plan import RangePlan

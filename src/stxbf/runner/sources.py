@@ -15,10 +15,11 @@ import httpx
 
 from stxbf.errors import ApiGone, ApiNotStacks, StxbfError
 from stxbf.fetch.client import TX_LIST_PATH, ApiClient
-from stxbf.fetch.engine import CompletedWindow, Engine
+from stxbf.fetch.engine import Engine
 from stxbf.fetch.pacer import HIRO_RPM_WITH_KEY, HIRO_RPM_WITHOUT_KEY, Pacer
 from stxbf.fetch.pages import FetchStats, PageSource
 from stxbf.fetch.v3 import V3_TX_PATH, V3Engine, V3Source
+from stxbf.fetch.windows import CompletedWindow
 from stxbf.runner.params import RunParams
 
 log = logging.getLogger(__name__)

@@ -16,8 +16,8 @@ from pathlib import Path
 
 from stxbf.codes import Phase, WindowState
 from stxbf.errors import ApiGone, ApiNotStacks, DatabaseCorrupt, ExitCode
-from stxbf.fetch.engine import MAX_SPAN, CompletedWindow
 from stxbf.fetch.pages import FetchStats
+from stxbf.fetch.windows import MAX_SPAN, CompletedWindow
 from stxbf.runner.commits import window_record
 from stxbf.runner.control import StopSignal
 from stxbf.runner.params import ChangedWindow, RunParams, VerifyReport

@@ -1,0 +1,126 @@
+"""Burn blocks placed on Stacks heights, and cut into spans that one cursor walk each covers.
+
+Each listed burn block owns one contiguous run of Stacks heights (its `stacks_blocks`, newest
+first), the runs follow each other in list order, so one known height places them all (see the
+package docstring, point 2).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from stxbf.fetch.v3.routes import Inconsistent, V3Requests
+from stxbf.models_v3 import BurnBlock
+
+CUT_LOOKAHEAD = 12  # burn blocks past a walk's target where its end may move
+
+
+@dataclass(frozen=True)
+class Span:
+    """Adjacent burn blocks walked by one cursor: Stacks heights [bottom, top]."""
+
+    blocks: tuple[BurnBlock, ...]  # newest first
+    top: int
+    bottom: int
+    ranges: Mapping[int, tuple[int, int]]  # burn height -> its Stacks heights (low, high)
+
+    @property
+    def expected(self) -> int:
+        return sum(b.total_tx_count for b in self.blocks)
+
+
+class Anchors:
+    """Stacks heights known by block hash (a lookup, or any tx seen before): what places the
+    heights of every burn block near one of them without another request."""
+
+    def __init__(self, requests: V3Requests) -> None:
+        self.requests = requests
+        self._heights: dict[str, int] = {}
+
+    def note(self, block_hash: str, height: int) -> None:
+        self._heights[block_hash] = height
+
+    def forget(self) -> None:
+        self._heights.clear()
+
+    def _known(self, blocks: Sequence[BurnBlock], index: int) -> int | None:
+        """The top height of `blocks[index]` from an anchor in it, above it, or below it."""
+        above = 0  # Stacks blocks between an anchored burn block's top and ours
+        for i in range(index, -1, -1):
+            if i < index:
+                above += len(blocks[i].stacks_blocks)
+            for j, block_hash in enumerate(blocks[i].stacks_blocks):
+                height = self._heights.get(block_hash)
+                if height is not None:
+                    return height + j - above
+        below = 0
+        for i in range(index, len(blocks)):
+            for j, block_hash in enumerate(blocks[i].stacks_blocks):
+                height = self._heights.get(block_hash)
+                if height is not None:
+                    return height + below + j
+            below += len(blocks[i].stacks_blocks)
+        return None
+
+    async def top_height(self, blocks: Sequence[BurnBlock], index: int) -> int:
+        """The Stacks height of the newest block of `blocks[index]`, looked up if no anchor
+        places it."""
+        known = self._known(blocks, index)
+        if known is not None:
+            return known
+        block_hash = blocks[index].stacks_blocks[0]
+        block = await self.requests.block(block_hash)
+        if block.burn_block_height != blocks[index].height:
+            raise Inconsistent(f"block {block_hash} is not in burn block {blocks[index].height}")
+        self.note(block_hash, block.height)
+        return block.height
+
+
+def cut(
+    blocks: Sequence[BurnBlock], top: int, *, walks: int, min_pages: int, page_limit: int
+) -> list[Span]:
+    """Adjacent burn blocks, the newest of them at Stacks height `top`, grouped into about
+    `walks` spans of at least `min_pages` pages each."""
+    counts = [b.total_tx_count for b in blocks]
+    target = max(min_pages * page_limit, math.ceil(sum(counts) / walks))
+    spans: list[Span] = []
+    height, first = top, 0
+    for end in _cut_points(counts, target, page_limit):
+        group = blocks[first:end]
+        ranges: dict[int, tuple[int, int]] = {}
+        span_top = height
+        for block in group:
+            ranges[block.height] = (height - len(block.stacks_blocks) + 1, height)
+            height -= len(block.stacks_blocks)
+        spans.append(Span(tuple(group), span_top, height + 1, ranges))
+        first = end
+    return spans
+
+
+def _cut_points(counts: Sequence[int], target: int, page_limit: int) -> list[int]:
+    """Where each span ends (exclusive indexes). Each walk ends with a page cut to its remaining
+    count, a request that carries less than a full page; so each cut is placed, among the next
+    few burn blocks past the target, where the walk's count is closest to whole pages."""
+    total = sum(counts)
+    cuts: list[int] = []
+    start = 0
+    while start < len(counts):
+        end, count = start, 0
+        while end < len(counts) and count < target:
+            count += counts[end]
+            end += 1
+        if total - sum(counts[:end]) < target // 2:
+            end = len(counts)  # no small walk at the end
+        else:
+            best, best_waste = end, (-count) % page_limit
+            for extra in range(end, min(len(counts), end + CUT_LOOKAHEAD)):
+                count += counts[extra]
+                waste = (-count) % page_limit
+                if waste < best_waste:
+                    best, best_waste = extra + 1, waste
+            end = best
+        cuts.append(end)
+        start = end
+    return cuts

@@ -1,0 +1,198 @@
+"""A burn-time window fetched from the v3 routes: its burn blocks read, placed on Stacks heights,
+cut into spans, each span walked, and the rows kept proven against the burn blocks' counts."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from stxbf.codes import WindowState
+from stxbf.fetch.client import ApiClient
+from stxbf.fetch.pacer import Pacer
+from stxbf.fetch.pages import FetchStats, PageSource
+from stxbf.fetch.v3.burn_blocks import BurnBlockList
+from stxbf.fetch.v3.heights import Anchors, Span, cut
+from stxbf.fetch.v3.routes import Inconsistent, V3Requests
+from stxbf.fetch.v3.walk import walk
+from stxbf.fetch.windows import CompletedWindow
+from stxbf.models import PAGE_LIMIT, TX_COLUMN_NAMES, Row
+from stxbf.models_v3 import BurnBlock
+
+log = logging.getLogger(__name__)
+
+BURN_TIME_SLACK = 7200  # Bitcoin's 2 h future limit; see the package docstring, point 3
+
+_BURN_HEIGHT = TX_COLUMN_NAMES.index("burn_block_height")
+_BURN_TIME = TX_COLUMN_NAMES.index("burn_block_time")
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What a window's walks need: its burn blocks (the window's and those between), where they
+    start on Stacks heights, and whether a burn block later than the window bounds its top."""
+
+    blocks: Sequence[BurnBlock]  # newest first
+    top: int
+    proven: bool
+
+    def expected(self, start: int, end: int) -> int:
+        return sum(b.total_tx_count for b in self.blocks if start <= b.time <= end)
+
+
+class V3Source:
+    """Fetch inclusive burn-time windows from the v3/v2 routes, each proven by count.
+
+    `window(start, end)` returns a `CompletedWindow` (start, end, total, rows, state, pages) that
+    the runner commits exactly as it commits the v1 engine's. Windows may be fetched concurrently
+    (all requests share `pacer`); windows fetched newest first reuse the burn blocks already read.
+    """
+
+    def __init__(
+        self,
+        client: ApiClient,
+        pacer: Pacer,
+        *,
+        give_up_after: float,
+        concurrency: int = 8,
+        stats: FetchStats | None = None,
+        page_limit: int = PAGE_LIMIT,
+        burn_time_slack: int = BURN_TIME_SLACK,
+        min_span_pages: int = 8,
+        max_attempts: int = 4,
+        requests: PageSource | None = None,
+    ) -> None:
+        # One request path for both sources (pacing, retries, 429s, quotas): the runner passes
+        # the v1 source's PageSource when it switches, so nothing about the API is learned twice.
+        self.requests = requests or PageSource(
+            client, pacer, give_up_after=give_up_after, stats=stats
+        )
+        self.routes = V3Requests(self.requests)
+        self.stats = self.routes.stats
+        self.v3 = self.routes.v3
+        self.concurrency = max(1, concurrency)
+        self.page_limit = page_limit
+        self.min_span_pages = min_span_pages
+        self.max_attempts = max_attempts
+        self.burn_blocks = BurnBlockList(self.routes, slack=burn_time_slack)
+        self.anchors = Anchors(self.routes)
+        # what keeps the request slots busy, for V3Engine to open the next window in time
+        self.preparing = 0  # windows reading burn blocks / an anchor (no walk yet)
+        self.active_walks = 0
+        self.progress = asyncio.Event()  # set when a preparation or a walk ends
+
+    async def window(self, start: int, end: int, *, is_head: bool = False) -> CompletedWindow:
+        """The window's txs, proven by count; `incomplete` (no rows) if it cannot be proven."""
+        with self.routes.window_pages() as pages:
+            reason = ""
+            for attempt in range(self.max_attempts):
+                try:
+                    rows, total, proven = await self._attempt(start, end, fresh=attempt > 0)
+                except Inconsistent as exc:
+                    reason = str(exc)
+                    self.v3.rebuilds += 1
+                    log.info(
+                        "re-reading window %s..%s (attempt %d): %s", start, end, attempt + 1, exc
+                    )
+                    continue
+                state = WindowState.OPEN if is_head or not proven else WindowState.VERIFIED
+                return CompletedWindow(start, end, total, rows, state, pages[0])
+            log.warning(
+                "window %s..%s stays inconsistent on v3 (%s); leaving it for the next run",
+                start,
+                end,
+                reason,
+            )
+            return CompletedWindow(start, end, -1, [], WindowState.INCOMPLETE, pages[0])
+
+    async def window_total(self, start: int, end: int) -> int:
+        """How many transactions the burn blocks say [start, end] holds (`stxbf verify` on v3).
+        Asked newest first, the windows share the burn-block pages read."""
+        return await self.burn_blocks.window_total(start, end)
+
+    async def oldest_transaction_time(self) -> int | None:
+        """burn_block_time of the chain's oldest transaction (None: the API lists none): the
+        run's preflight when `/extended/v1/tx` is gone."""
+        return await self.burn_blocks.oldest_time()
+
+    async def _attempt(self, start: int, end: int, *, fresh: bool) -> tuple[list[Row], int, bool]:
+        """(rows, their proven count, whether the window's top is proven, not just the tip)."""
+        plan = await self._plan(start, end, fresh=fresh)
+        if not plan.blocks:
+            return [], 0, plan.proven
+        spans = cut(
+            plan.blocks,
+            plan.top,
+            walks=self.concurrency,
+            min_pages=self.min_span_pages,
+            page_limit=self.page_limit,
+        )
+        walked = await asyncio.gather(*(self._walk_verified(span) for span in spans))
+        rows = _keep(plan.blocks, walked, start, end)
+        expected = plan.expected(start, end)
+        if len(rows) != expected or len({row[0] for row in rows}) != expected:
+            raise Inconsistent(f"{len(rows)} rows for {expected} expected")
+        return rows, expected, plan.proven
+
+    async def _plan(self, start: int, end: int, *, fresh: bool) -> _Plan:
+        """Read the window's burn blocks and place them on Stacks heights (what V3Engine sees
+        as `preparing`); `fresh` reads both anew."""
+        self.preparing += 1
+        try:
+            async with self.burn_blocks.lock:
+                if fresh:
+                    self.burn_blocks.forget()
+                    self.anchors.forget()
+                blocks = list((await self.burn_blocks.cover(start, end)).blocks)
+            inside = [i for i, b in enumerate(blocks) if start <= b.time <= end]
+            above = blocks[: inside[0]] if inside else blocks
+            proven = any(
+                b.time > end + self.burn_blocks.slack for b in above
+            )  # else only the tip bounds it
+            if not inside:
+                return _Plan((), 0, proven)
+            top = await self.anchors.top_height(blocks, inside[0])
+            return _Plan(blocks[inside[0] : inside[-1] + 1], top, proven)
+        finally:
+            self.preparing -= 1
+            self.progress.set()
+
+    async def _walk_verified(self, span: Span) -> list[Row]:
+        """Walk `span`, and once more if the walk disagrees (a page read mid-reorg, a replica
+        behind); a second disagreement re-reads the whole window."""
+        self.active_walks += 1
+        try:
+            try:
+                return await walk(span, self.routes, self.anchors, self.page_limit)
+            except Inconsistent as exc:
+                self.v3.rewalks += 1
+                log.info("re-walking heights %d..%d: %s", span.bottom, span.top, exc)
+            try:
+                return await walk(span, self.routes, self.anchors, self.page_limit)
+            except Inconsistent:
+                self.v3.rewalks += 1
+                raise
+        finally:
+            self.active_walks -= 1
+            self.progress.set()
+
+
+def _keep(
+    blocks: Sequence[BurnBlock], walked: Sequence[list[Row]], start: int, end: int
+) -> list[Row]:
+    """The walked rows whose burn time is inside [start, end]; `Inconsistent` when a row's burn
+    time is not its burn block's (point 1 of the package docstring)."""
+    times = {b.height: b.time for b in blocks}
+    rows: list[Row] = []
+    for span_rows in walked:
+        for row in span_rows:
+            burn_height, burn_time = row[_BURN_HEIGHT], row[_BURN_TIME]
+            if burn_time != times[burn_height]:
+                raise Inconsistent(
+                    f"tx {row[0]} has burn time {burn_time}, its burn block "
+                    f"{burn_height} says {times[burn_height]}"
+                )
+            if start <= burn_time <= end:
+                rows.append(row)
+    return rows
