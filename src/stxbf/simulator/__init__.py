@@ -8,7 +8,7 @@ server.py     loopback HTTP/1.1 front end: run_in_thread() for tests, serve_fore
 transport.py  httpx front end: SimTransport, same handler, no sockets
 """
 
-from stxbf.simulator.api import Action, Response, SimApi
+from stxbf.simulator.api import SimApi
 from stxbf.simulator.chain import KINDS, Chain
 from stxbf.simulator.config import (
     FAULT_KINDS,
@@ -18,6 +18,7 @@ from stxbf.simulator.config import (
     parse_fault_kinds,
 )
 from stxbf.simulator.ratelimit import GENERIC_WINDOWS, RATE_HEADER_STYLES, RESET_FORMATS
+from stxbf.simulator.responses import Action, Response
 from stxbf.simulator.server import SimServer, run_in_thread, serve_forever
 from stxbf.simulator.transport import SimTransport
 

@@ -9,9 +9,7 @@ outages, and the `/_sim/` control routes (exempt from limits and faults).
 
 from __future__ import annotations
 
-import enum
 import hashlib
-import math
 import random
 import threading
 import time
@@ -32,8 +30,19 @@ from stxbf.simulator.config import (
     SimConfig,
     parse_fault_kinds,
 )
+from stxbf.simulator.query import all_values, bool_param, enum_error, int_param
 from stxbf.simulator.ratelimit import ClientWindows, RatePolicy
 from stxbf.simulator.render import Renderer
+from stxbf.simulator.responses import (
+    JSON_TYPE,
+    Action,
+    BadRequest,
+    Response,
+    bad_request,
+    error,
+    json_response,
+    route_not_found,
+)
 
 # hirosystems/stacks-blockchain-api src/api/pagination.ts: ResourceType.Tx {default 20, max 50}
 MAX_LIMIT = 50
@@ -45,38 +54,10 @@ DEPRECATION_WARNING = f'299 - "Deprecated: {DEPRECATED_MESSAGE}"'
 GONE_BODY = {"error": "Gone", "message": f"This endpoint has been disabled. {DEPRECATED_MESSAGE}"}
 TX_LIST_PATHS = frozenset({"/extended/v1/tx", "/extended/v1/tx/"})
 STATUS_PATHS = frozenset({"/extended", "/extended/", "/extended/v1/status"})
-JSON_TYPE = "application/json; charset=utf-8"
 MALFORMED_BODY = (
     b"<!DOCTYPE html><html><head><title>Just a moment...</title></head>"
     b"<body><h1>Checking your browser before accessing api.hiro.so</h1></body></html>"
 )
-
-
-class Action(enum.Enum):
-    """What the transport does besides (or instead of) writing the response."""
-
-    SEND = "send"
-    DROP = "drop"  # close the connection, no response
-    STALL = "stall"  # say nothing for `stall_seconds` (or until the client leaves), then close
-    TRUNCATE = "truncate"  # full Content-Length, part of the body, then close
-    REFUSE = "refuse"  # outage: close the connection; the server also stops listening
-
-
-@dataclass
-class Response:
-    status: int
-    headers: list[tuple[str, str]]
-    body: bytes
-    action: Action = Action.SEND
-    delay: float = 0.0  # seconds to wait before acting (latency), without blocking others
-    fault: str | None = None
-    stall_seconds: float = 0.0
-    pause_listening: float = 0.0  # set by POST /_sim/outage in refuse mode
-    close: bool = False
-
-
-class _BadRequest(Exception):
-    """A 400 in Fastify's shape; `message` is what Fastify's schema validation would say."""
 
 
 @dataclass
@@ -113,88 +94,6 @@ class _PageCache:
         while self.bytes > self.max_bytes:
             _, (old, _count) = self._items.popitem(last=False)
             self.bytes -= len(old)
-
-
-def _json_response(
-    status: int, payload: Any, extra: list[tuple[str, str]] | None = None
-) -> Response:
-    headers = [("content-type", JSON_TYPE), *(extra or [])]
-    return Response(status, headers, orjson.dumps(payload))
-
-
-def _error(status: int, message: str) -> Response:
-    return _json_response(status, {"error": message})
-
-
-def _bad_request(message: str) -> Response:
-    """Fastify's answer to a request its (TypeBox/Ajv) schema rejects.
-
-    Fastify 5 serialises the error as {statusCode, code, error, message}; its default
-    schemaErrorFormatter writes `<dataVar><instancePath> <ajv message>`, e.g.
-    `querystring/limit must be <= 50` (stacks-blockchain-api tests/api/datastore/other.test.ts).
-    """
-    payload = {
-        "statusCode": 400,
-        "code": "FST_ERR_VALIDATION",
-        "error": "Bad Request",
-        "message": message,
-    }
-    return _json_response(400, payload)
-
-
-def _not_found(method: str, path: str) -> Response:
-    """Fastify's default 404 for a route it does not have."""
-    payload = {
-        "message": f"Route {method}:{path} not found",
-        "error": "Not Found",
-        "statusCode": 404,
-    }
-    return _json_response(404, payload)
-
-
-def _int_param(
-    params: Mapping[str, str],
-    name: str,
-    default: int | None,
-    *,
-    minimum: int | None = 0,
-    maximum: int | None = None,
-) -> int | None:
-    """An integer query parameter, validated as Ajv (coerceTypes) does, with its messages."""
-    raw = params.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        try:
-            number = float(raw)
-        except ValueError:
-            number = math.nan
-        if not number.is_integer():
-            raise _BadRequest(f"querystring/{name} must be integer") from None
-        value = int(number)
-    if minimum is not None and value < minimum:
-        raise _BadRequest(f"querystring/{name} must be >= {minimum}")
-    if maximum is not None and value > maximum:
-        raise _BadRequest(f"querystring/{name} must be <= {maximum}")
-    return value
-
-
-def _bool_param(params: Mapping[str, str], name: str) -> bool:
-    """A boolean query parameter: Ajv coerces only the strings "true" and "false"."""
-    raw = params.get(name)
-    if raw is None:
-        return False
-    if raw not in ("true", "false"):
-        raise _BadRequest(f"querystring/{name} must be boolean")
-    return raw == "true"
-
-
-def _enum_error(path: str, allowed: tuple[str, ...]) -> _BadRequest:
-    """TypeBox's Type.Enum is an anyOf of constants: Ajv reports each branch, then the anyOf."""
-    branches = [f"querystring/{path} must be equal to constant"] * len(allowed)
-    return _BadRequest(", ".join([*branches, f"querystring/{path} must match a schema in anyOf"]))
 
 
 def mask_key(key: str) -> str:
@@ -302,12 +201,15 @@ class SimApi:
             if path.startswith("/_sim/"):
                 try:
                     return self._admin(method, path, params, now)
-                except (_BadRequest, ValueError) as exc:  # float("abc") too: a 400, not a crash
-                    return _bad_request(str(exc))
+                except (BadRequest, ValueError) as exc:  # float("abc") too: a 400, not a crash
+                    return bad_request(str(exc))
             response = self._api(method, path, params, split.query, headers, client, now)
             self.requests += 1
             self.by_status[response.status] = self.by_status.get(response.status, 0) + 1
             self.bytes_out += len(response.body)
+            if response.page_results is not None:
+                self.pages += 1
+                self.results += response.page_results
             return response
 
     # ---- the API ----------------------------------------------------------------------------
@@ -324,21 +226,21 @@ class SimApi:
     ) -> Response:
         config = self.config
         if not path.startswith("/extended"):
-            return _not_found(method, path)
+            return route_not_found(method, path)
         if now < self.outage_until:
             self.outage_rejected += 1
             if self.outage_mode == "503":
-                return _error(503, "Service Unavailable (simulated outage)")
+                return error(503, "Service Unavailable (simulated outage)")
             action = Action.REFUSE if self.outage_mode == "refuse" else Action.DROP
             return Response(503, [], b"", action=action)
         key_header = headers.get("x-api-key")
         if config.require_key:
             if not key_header:
                 self.auth_rejected += 1
-                return _error(401, "Unauthorized: an API key is required (x-api-key header)")
+                return error(401, "Unauthorized: an API key is required (x-api-key header)")
             if key_header not in config.api_keys:
                 self.auth_rejected += 1
-                return _error(403, "Forbidden: invalid API key")
+                return error(403, "Forbidden: invalid API key")
         who = mask_key(key_header) if key_header else client  # one bucket per key, else per IP
         state = self._clients.get(who)
         if state is None:
@@ -363,7 +265,7 @@ class SimApi:
                 message = f"Too Many Requests: monthly quota used up; retry after {limited} s"
             else:
                 message = f"Too Many Requests: retry after {limited} s"
-            response = _error(429, message)
+            response = error(429, message)
             response.headers += limit_headers
             response.delay = delay
             return response
@@ -392,7 +294,7 @@ class SimApi:
     def _route(self, method: str, path: str, params: dict[str, str], query: str) -> Response:
         if path in TX_LIST_PATHS:
             if method not in ("GET", "HEAD"):
-                return _not_found(method, path)
+                return route_not_found(method, path)
             response = self._v1_tx_route(params, query)
             if self.v1_state != "on":  # the plugin's onSend hook: every answer of the route
                 response.headers.append(("warning", DEPRECATION_WARNING))
@@ -400,16 +302,16 @@ class SimApi:
         if path in STATUS_PATHS:
             return self._status()
         if v3_routes.handles(path):
-            return v3_routes.route(self, method, path, params)
-        return _not_found(method, path)
+            return v3_routes.route(self.chain, self.renderer, method, path, params)
+        return route_not_found(method, path)
 
     def _v1_tx_route(self, params: dict[str, str], query: str) -> Response:
         if self.v1_state == "gone":  # onRequest hook: before validation and the handler
-            return _json_response(410, GONE_BODY)
+            return json_response(410, GONE_BODY)
         try:
             return self._tx_list(params, query)
-        except _BadRequest as exc:
-            return _bad_request(str(exc))
+        except BadRequest as exc:
+            return bad_request(str(exc))
 
     def _tx_list(self, params: dict[str, str], query: str) -> Response:
         """GET /extended/v1/tx (stacks-blockchain-api src/api/routes/v1/tx.ts, v9.0.2).
@@ -417,28 +319,28 @@ class SimApi:
         Parameters are checked in the schema's order, as Ajv stops at the first error.
         `limit=0` means the default (pagination.ts getPagingQueryLimit: `if (!limitOverride)`).
         """
-        offset = _int_param(params, "offset", 0)
-        limit = _int_param(params, "limit", DEFAULT_LIMIT, maximum=MAX_LIMIT) or DEFAULT_LIMIT
+        offset = int_param(params, "offset", 0)
+        limit = int_param(params, "limit", DEFAULT_LIMIT, maximum=MAX_LIMIT) or DEFAULT_LIMIT
         assert offset is not None
         kinds = None
         # repeated `type=a&type=b` as well as `type=a,b` (the route's preValidation splits)
-        types = [t for raw in _all_values(query, "type") for t in raw.split(",") if t]
+        types = [t for raw in all_values(query, "type") for t in raw.split(",") if t]
         if types:
             for at, name in enumerate(types):
                 if name not in API_TX_TYPES:
-                    raise _enum_error(f"type/{at}", API_TX_TYPES)
+                    raise enum_error(f"type/{at}", API_TX_TYPES)
             kinds = [KINDS.index(t) for t in types if t in KINDS]
-        _bool_param(params, "unanchored")
+        bool_param(params, "unanchored")
         order = params.get("order", "desc")
         if order not in ("asc", "desc"):
-            raise _enum_error("order", ("asc", "desc"))
+            raise enum_error("order", ("asc", "desc"))
         sort_by = params.get("sort_by", "block_height")
         if sort_by not in SORT_KEYS:
-            raise _enum_error("sort_by", SORT_KEYS)
-        start_time = _int_param(params, "start_time", None, minimum=None) or None
-        end_time = _int_param(params, "end_time", None, minimum=None) or None
-        _int_param(params, "nonce", None)
-        exclude_args = _bool_param(params, "exclude_function_args")
+            raise enum_error("sort_by", SORT_KEYS)
+        start_time = int_param(params, "start_time", None, minimum=None) or None
+        end_time = int_param(params, "end_time", None, minimum=None) or None
+        int_param(params, "nonce", None)
+        exclude_args = bool_param(params, "exclude_function_args")
         chain = self.chain
         key = (
             start_time,
@@ -468,13 +370,11 @@ class SimApi:
                 f'{{"limit":{limit},"offset":{offset},"total":{total},"results":['
                 f"{','.join(rows)}]}}"
             ).encode()
-            self._cache.put(cache_key, (body, len(indices)))
-            self.results += len(indices)
+            count = len(indices)
+            self._cache.put(cache_key, (body, count))
         else:
             body, count = cached
-            self.results += count
-        self.pages += 1
-        return Response(200, [("content-type", JSON_TYPE)], body)
+        return Response(200, [("content-type", JSON_TYPE)], body, page_results=count)
 
     def _status(self) -> Response:
         chain = self.chain
@@ -486,7 +386,7 @@ class SimApi:
             "index_block_hash": self.renderer.block_hash(tip_block),
             "burn_block_height": summary["tip_burn_block_height"],
         }
-        return _json_response(
+        return json_response(
             200,
             {"server_version": "stxbf-simulator", "status": "ready", "chain_tip": tip},
         )
@@ -523,11 +423,11 @@ class SimApi:
         self.faults[kind] += 1
         if kind in ("500", "502", "503", "504"):
             status = int(kind)
-            response = _error(status, f"simulated {status}")
+            response = error(status, f"simulated {status}")
         elif kind == "429":
             retry_after = rng.randint(1, 5)
             self._block(state, now + delay, retry_after)
-            response = _error(429, "Too Many Requests (simulated storm)")
+            response = error(429, "Too Many Requests (simulated storm)")
             response.headers.append(("retry-after", str(retry_after)))
         elif kind == "malformed":
             response = Response(200, [("content-type", "text/html; charset=utf-8")], MALFORMED_BODY)
@@ -558,33 +458,33 @@ class SimApi:
 
     def _admin(self, method: str, path: str, params: dict[str, str], now: float) -> Response:
         if path == "/_sim/stats" and method == "GET":
-            return _json_response(200, self._stats_locked(now))
+            return json_response(200, self._stats_locked(now))
         if path == "/_sim/chain" and method == "GET":
-            return _json_response(200, self.chain.summary())
+            return json_response(200, self.chain.summary())
         if path == "/_sim/truth" and method == "GET":
-            start = _int_param(params, "start_time", None) or None
-            end = _int_param(params, "end_time", None) or None
-            return _json_response(
+            start = int_param(params, "start_time", None) or None
+            end = int_param(params, "end_time", None) or None
+            return json_response(
                 200, self.truth(start, end, ids=params.get("ids") in ("1", "true"))
             )
         if path == "/_sim/v1" and method == "GET":
-            return _json_response(200, {"v1": self.v1_state})
+            return json_response(200, {"v1": self.v1_state})
         if method != "POST":
-            return _error(404 if path not in _ADMIN_POSTS else 405, f"Not found: {path}")
+            return error(404 if path not in _ADMIN_POSTS else 405, f"Not found: {path}")
         if path == "/_sim/v1":
             state = params.get("state") or ""
             try:
                 self.set_v1(state)
             except ValueError as exc:
-                raise _BadRequest(str(exc)) from None
-            return _json_response(200, {"v1": self.v1_state})
+                raise BadRequest(str(exc)) from None
+            return json_response(200, {"v1": self.v1_state})
         if path == "/_sim/outage":
             seconds = float(params.get("seconds") or 0)
             mode = params.get("mode") or "refuse"
             if mode not in OUTAGE_MODES:
-                raise _BadRequest(f"mode must be one of {', '.join(OUTAGE_MODES)}")
+                raise BadRequest(f"mode must be one of {', '.join(OUTAGE_MODES)}")
             self.outage(seconds, mode=mode, now=now)
-            response = _json_response(200, {"outage_seconds": seconds, "mode": mode})
+            response = json_response(200, {"outage_seconds": seconds, "mode": mode})
             if mode == "refuse":
                 response.pause_listening = seconds
             return response
@@ -593,35 +493,35 @@ class SimApi:
             try:
                 self.set_faults(rate, params.get("kinds"))
             except ValueError as exc:
-                raise _BadRequest(str(exc)) from None
-            return _json_response(200, {"rate": self.fault_rate, "kinds": list(self.fault_kinds)})
+                raise BadRequest(str(exc)) from None
+            return json_response(200, {"rate": self.fault_rate, "kinds": list(self.fault_kinds)})
         if path == "/_sim/limits":
             policy = self.policy
             try:
                 seconds = float(params.get("month_seconds") or policy.month_seconds)
                 self.set_limits(
-                    rpm=_int_param(params, "rpm", policy.rpm),
-                    per_second=_int_param(params, "per_second", policy.per_second),
-                    month_quota=_int_param(params, "month_quota", policy.month_quota),
+                    rpm=int_param(params, "rpm", policy.rpm),
+                    per_second=int_param(params, "per_second", policy.per_second),
+                    month_quota=int_param(params, "month_quota", policy.month_quota),
                     month_seconds=seconds,
-                    request_cost=_int_param(params, "request_cost", policy.cost, minimum=1),
+                    request_cost=int_param(params, "request_cost", policy.cost, minimum=1),
                     rate_headers=params.get("rate_headers") or None,
                     rate_generic_window=params.get("rate_generic_window") or None,
                     rate_reset=params.get("rate_reset") or None,
                 )
             except ValueError as exc:
-                raise _BadRequest(str(exc)) from None
-            return _json_response(200, self._limits_locked())
+                raise BadRequest(str(exc)) from None
+            return json_response(200, self._limits_locked())
         if path == "/_sim/advance":
             added = self._advance_clock(float(params.get("seconds") or 0), now)
-            return _json_response(200, {"added": added, "chain": self.chain.summary()})
+            return json_response(200, {"added": added, "chain": self.chain.summary()})
         if path == "/_sim/anomaly":
-            return _json_response(200, self._anomaly(params))
+            return json_response(200, self._anomaly(params))
         if path == "/_sim/reset":
             self._reset_counters()
             self._clients.clear()
-            return _json_response(200, {"reset": True})
-        return _error(404, f"Not found: {path}")
+            return json_response(200, {"reset": True})
+        return error(404, f"Not found: {path}")
 
     # ---- in-process control (tests call these directly; HTTP routes call them too) ----------
 
@@ -703,15 +603,15 @@ class SimApi:
         elif kind == "earlier":
             added = chain.stamp_earlier(float(params.get("seconds") or 1800))
         elif kind == "reorg":
-            txs = _int_param(params, "txs", None)
-            added = chain.reorg(_int_param(params, "blocks", 3) or 1, txs)
+            txs = int_param(params, "txs", None)
+            added = chain.reorg(int_param(params, "blocks", 3) or 1, txs)
         elif kind == "late":
-            burn_time = _int_param(params, "burn_time", None)
+            burn_time = int_param(params, "burn_time", None)
             if burn_time is None:
-                raise _BadRequest("`burn_time` is required for a late insert")
-            added = chain.late_insert(burn_time, _int_param(params, "txs", 5) or 1)
+                raise BadRequest("`burn_time` is required for a late insert")
+            added = chain.late_insert(burn_time, int_param(params, "txs", 5) or 1)
         else:
-            raise _BadRequest("`kind` must be one of: extend, earlier, reorg, late")
+            raise BadRequest("`kind` must be one of: extend, earlier, reorg, late")
         return {"kind": kind, "result": added, "chain": chain.summary()}
 
     def outage(self, seconds: float, *, mode: str = "refuse", now: float | None = None) -> None:
@@ -777,7 +677,3 @@ _ADMIN_POSTS = frozenset(
     {"/_sim/outage", "/_sim/faults", "/_sim/limits", "/_sim/advance", "/_sim/reset", "/_sim/v1"}
     | {"/_sim/anomaly"}
 )
-
-
-def _all_values(query: str, name: str) -> list[str]:
-    return [value for key, value in parse_qsl(query, keep_blank_values=True) if key == name]

@@ -19,9 +19,10 @@ from collections.abc import Callable, Iterator
 from email.utils import formatdate
 from typing import Any
 
-from stxbf.simulator.api import Action, Response, SimApi
+from stxbf.simulator.api import SimApi
 from stxbf.simulator.chain import Chain
 from stxbf.simulator.config import LOOPBACK_HOSTS, SimConfig
+from stxbf.simulator.responses import Action, Response
 
 log = logging.getLogger(__name__)
 

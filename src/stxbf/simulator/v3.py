@@ -30,16 +30,22 @@ import hashlib
 import re
 from bisect import bisect_right
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from weakref import WeakKeyDictionary
 
 import orjson
 
 from stxbf.simulator.chain import GENESIS_BLOCK_HEIGHT, GENESIS_BURN_HEIGHT, Chain
-from stxbf.simulator.render import iso
-
-if TYPE_CHECKING:
-    from stxbf.simulator.api import Response, SimApi
+from stxbf.simulator.render import Renderer, iso
+from stxbf.simulator.responses import (
+    BadRequest,
+    DatabaseError,
+    Missing,
+    Response,
+    RouteError,
+    fastify_error,
+    json_response,
+)
 
 V3_TX_LIST = "/extended/v3/transactions"
 I32_MAX = 2_147_483_647
@@ -58,68 +64,43 @@ def handles(path: str) -> bool:
     return path.startswith(("/extended/v3/", "/extended/v2/"))
 
 
-class _Invalid(Exception):
-    """A request the schema rejects: 400 FST_ERR_VALIDATION with this message."""
-
-
-class _Missing(Exception):
-    """404 with this message."""
-
-
-class _DatabaseError(Exception):
-    """500 with PostgreSQL's code and message, as Fastify passes it on."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-
-
 def _check_column_ranges(cursor: str) -> None:
     """The cursor's parts go to PostgreSQL as they are: block_height and microblock_sequence
     are `integer`, tx_index `smallint`; a larger value fails the query (a 500, seen on v9)."""
     height, micro, index = (int(part) for part in cursor.split(":"))
     for value, kind, top in ((height, "integer", I32_MAX), (micro, "integer", I32_MAX)):
         if value > top:
-            raise _DatabaseError("22003", f'value "{value}" is out of range for type {kind}')
+            raise DatabaseError("22003", f'value "{value}" is out of range for type {kind}')
     if index > MAX_TX_INDEX:
-        raise _DatabaseError("22003", f'value "{index}" is out of range for type smallint')
+        raise DatabaseError("22003", f'value "{index}" is out of range for type smallint')
 
 
-def route(api: SimApi, method: str, path: str, params: Mapping[str, str]) -> Response:
+def route(
+    chain: Chain, renderer: Renderer, method: str, path: str, params: Mapping[str, str]
+) -> Response:
     """Answer one v2/v3 request (the caller holds the API's lock and applied limits/faults)."""
     if method not in ("GET", "HEAD"):  # Fastify: no such route for that method
-        return _fastify(404, {"error": "Not Found", "message": f"Route {method}:{path} not found"})
+        message = f"Route {method}:{path} not found"
+        return fastify_error(404, {"error": "Not Found", "message": message})
+    path = path.rstrip("/") or path
     try:
-        payload = _dispatch(api, path.rstrip("/") or path, params)
-    except _Invalid as exc:
-        return _fastify(
-            400, {"code": "FST_ERR_VALIDATION", "error": "Bad Request", "message": str(exc)}
-        )
-    except _Missing as exc:
-        return _fastify(404, {"error": "Not Found", "message": str(exc)})
-    except _DatabaseError as exc:
-        body = {"code": exc.code, "error": "Internal Server Error", "message": str(exc)}
-        return _fastify(500, body)
-    return _fastify(200, payload)
+        payload = _dispatch(_ChainView(chain, renderer), path, params)
+    except RouteError as exc:
+        return exc.response()
+    response = json_response(200, payload)
+    if path == V3_TX_LIST:
+        response.page_results = len(payload["results"])
+    return response
 
 
-def _fastify(status: int, payload: dict[str, Any]) -> Response:
-    from stxbf.simulator.api import JSON_TYPE, Response
-
-    body = payload if status == 200 else {"statusCode": status, **payload}
-    return Response(status, [("content-type", JSON_TYPE)], orjson.dumps(body))
-
-
-def _dispatch(api: SimApi, path: str, params: Mapping[str, str]) -> dict[str, Any]:
-    view = _ChainView(api)
+def _dispatch(view: _ChainView, path: str, params: Mapping[str, str]) -> dict[str, Any]:
     if path == V3_TX_LIST:
         limit = _limit(params, TX_LIMITS)
         cursor = params.get("cursor")
         if cursor is not None and not _CURSOR.match(cursor):
-            raise _Invalid('querystring/cursor must match pattern "^[0-9]+:[0-9]+:[0-9]+$"')
+            raise BadRequest('querystring/cursor must match pattern "^[0-9]+:[0-9]+:[0-9]+$"')
         if cursor is not None:
             _check_column_ranges(cursor)
-        api.pages += 1
         return view.transactions(limit, cursor)
     parts = path.split("/")[3:]  # after "", "extended", "v2"
     if parts == ["burn-blocks"]:
@@ -130,11 +111,11 @@ def _dispatch(api: SimApi, path: str, params: Mapping[str, str]) -> dict[str, An
         return view.blocks(_limit(params, BLOCK_LIMITS), _offset(params), params.get("cursor"))
     if len(parts) == 3 and parts[:2] == ["blocks", "by-block-time"]:
         if not _INTEGER.match(parts[2]):
-            raise _Invalid("params/timestamp must be integer")
+            raise BadRequest("params/timestamp must be integer")
         return view.block_at(int(parts[2]))
     if len(parts) == 2 and parts[0] == "blocks":
         return view.block(_height_or_hash(parts[1]))
-    raise _Missing(f"Route GET:{path} not found")
+    raise Missing(f"Route GET:{path} not found")
 
 
 def _limit(params: Mapping[str, str], limits: tuple[int, int], *, zero_ok: bool = False) -> int:
@@ -143,12 +124,12 @@ def _limit(params: Mapping[str, str], limits: tuple[int, int], *, zero_ok: bool 
     if raw is None:
         return default
     if not _INTEGER.match(raw.strip() or "x"):
-        raise _Invalid("querystring/limit must be integer")
+        raise BadRequest("querystring/limit must be integer")
     value = int(raw)
     if value > maximum:
-        raise _Invalid(f"querystring/limit must be <= {maximum}")
+        raise BadRequest(f"querystring/limit must be <= {maximum}")
     if value < (0 if zero_ok else 1):
-        raise _Invalid(f"querystring/limit must be >= {0 if zero_ok else 1}")
+        raise BadRequest(f"querystring/limit must be >= {0 if zero_ok else 1}")
     return value
 
 
@@ -157,9 +138,9 @@ def _offset(params: Mapping[str, str]) -> int:
     if raw is None:
         return 0
     if not _INTEGER.match(raw.strip() or "x"):
-        raise _Invalid("querystring/offset must be integer")
+        raise BadRequest("querystring/offset must be integer")
     if int(raw) < 0:
-        raise _Invalid("querystring/offset must be >= 0")
+        raise BadRequest("querystring/offset must be >= 0")
     return int(raw)
 
 
@@ -171,7 +152,7 @@ def _height_or_hash(raw: str) -> int | str:
         return int(raw)
     if _HASH.match(raw):
         return "0x" + raw.lower().removeprefix("0x")
-    raise _Invalid(
+    raise BadRequest(
         "params/height_or_hash must be equal to constant, params/height_or_hash must match "
         'pattern "^(0x)?[a-fA-F0-9]{64}$", params/height_or_hash must be integer, '
         "params/height_or_hash must match a schema in anyOf"
@@ -182,10 +163,9 @@ class _ChainView:
     """The chain as the v2/v3 tables see it: block `b` is height GENESIS_BLOCK_HEIGHT + b, and
     tenure `t` (one per Bitcoin block here) is burn height GENESIS_BURN_HEIGHT + t."""
 
-    def __init__(self, api: SimApi) -> None:
-        self.api = api
-        self.chain = api.chain
-        self.renderer = api.renderer
+    def __init__(self, chain: Chain, renderer: Renderer) -> None:
+        self.chain = chain
+        self.renderer = renderer
 
     # ---- keys and lookups -------------------------------------------------------------------
 
@@ -235,7 +215,6 @@ class _ChainView:
         previous = None
         if results and results[0] + 1 < n:
             previous = self._key(min(n - 1, results[0] + limit))
-        self.api.results += len(results)
         return {
             "limit": limit,
             "total": n if picked else 0,
@@ -351,7 +330,7 @@ class _ChainView:
         else:
             b = self._block_by_hash(which)
         if not 0 <= b < chain.n_blocks:
-            raise _Missing("Block not found")
+            raise Missing("Block not found")
         return b
 
     def _block_by_hash(self, wanted: str) -> int:
@@ -371,7 +350,7 @@ class _ChainView:
         """The newest block with block_time <= timestamp (block_time never decreases here)."""
         b = bisect_right(self.chain.block_time, timestamp) - 1
         if b < 0:
-            raise _Missing("No block found at or before the given timestamp")
+            raise Missing("No block found at or before the given timestamp")
         return self.block_json(b)
 
     def blocks(self, limit: int, offset: int, cursor: str | None) -> dict[str, Any]:
@@ -380,7 +359,7 @@ class _ChainView:
         if cursor is not None:
             top = self._block_by_hash("0x" + cursor.lower().removeprefix("0x"))
             if top < 0:
-                raise _Missing("Cursor not found")
+                raise Missing("Cursor not found")
         top -= offset
         picked = list(range(top, max(-1, top - limit), -1)) if top >= 0 else []
         first = picked[0] if picked else None
@@ -444,7 +423,7 @@ class _ChainView:
         else:
             tenure = next((t for t in range(count) if self.burn_hash(t) == which), -1)
         if not 0 <= tenure < count:
-            raise _Missing("Not found")
+            raise Missing("Not found")
         return self.burn_block_json(tenure)
 
 
