@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from stxbf.simulator.ratelimit import check_policy
+from stxbf.simulator.ratelimit import RatePolicy
 
 FAULT_KINDS: tuple[str, ...] = (
     "500",
@@ -99,19 +99,23 @@ class SimConfig:
         parse_fault_kinds(",".join(self.fault_kinds))
         if self.v1 not in V1_STATES:
             raise ValueError(f"v1 must be one of {', '.join(V1_STATES)}")
-        check_policy(
-            style=self.rate_headers,
-            generic_window=self.rate_generic_window,
-            reset_format=self.rate_reset,
-            cost=self.request_cost,
+        self.rate_policy().validate()
+
+    def with_(self, **changes: Any) -> SimConfig:
+        return replace(self, **changes)
+
+    def rate_policy(self) -> RatePolicy:
+        """The limits as the rate limiter takes them (None → 0 = off)."""
+        return RatePolicy(
             rpm=self.rpm or 0,
             per_second=self.per_second or 0,
             month_quota=self.month_quota or 0,
             month_seconds=self.month_seconds or 0.0,
+            cost=self.request_cost,
+            style=self.rate_headers,
+            generic_window=self.rate_generic_window,
+            reset_format=self.rate_reset,
         )
-
-    def with_(self, **changes: Any) -> SimConfig:
-        return replace(self, **changes)
 
     @property
     def v1_state(self) -> str:
