@@ -9,7 +9,7 @@ transport.py  httpx front end: SimTransport, same handler, no sockets
 """
 
 from stxbf.simulator.api import SimApi
-from stxbf.simulator.chain import KINDS, Chain
+from stxbf.simulator.chain import Chain
 from stxbf.simulator.config import (
     FAULT_KINDS,
     OUTAGE_MODES,
@@ -17,6 +17,7 @@ from stxbf.simulator.config import (
     SimConfig,
     parse_fault_kinds,
 )
+from stxbf.simulator.ledger import KINDS
 from stxbf.simulator.ratelimit import GENERIC_WINDOWS, RATE_HEADER_STYLES, RESET_FORMATS
 from stxbf.simulator.responses import Action, Response
 from stxbf.simulator.server import SimServer, run_in_thread, serve_forever

@@ -17,14 +17,14 @@ from datetime import datetime, timezone
 
 import orjson
 
-from stxbf.simulator.chain import (
+from stxbf.simulator.ledger import (
     CONTRACT_CALL,
     FEE_LADDER,
     GENESIS_BLOCK_HEIGHT,
     GENESIS_BURN_HEIGHT,
     TENURE_CHANGE,
     TOKEN_TRANSFER,
-    Chain,
+    Ledger,
 )
 
 C32 = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -163,7 +163,7 @@ def iso(ts: int) -> str:
 class Renderer:
     """Renders tx `i` of a chain as a JSON object (str); one per chain, not thread-safe."""
 
-    def __init__(self, chain: Chain, *, block_cache: int = 4096) -> None:
+    def __init__(self, chain: Ledger, *, block_cache: int = 4096) -> None:
         self.chain = chain
         rng = random.Random(f"render:{chain.seed}")
         self.senders = [_address(rng) for _ in range(N_SENDERS)]
