@@ -21,8 +21,9 @@ from weakref import WeakKeyDictionary
 
 from stxbf.simulator.chain import Chain
 from stxbf.simulator.ledger import GENESIS_BLOCK_HEIGHT, GENESIS_BURN_HEIGHT
-from stxbf.simulator.render import Renderer, iso
+from stxbf.simulator.render import Renderer
 from stxbf.simulator.responses import Missing
+from stxbf.simulator.tx_parts import iso
 
 # block hash and index hash → block, per chain, extended as the chain grows
 _HASH_INDEX: WeakKeyDictionary[Chain, tuple[int, dict[str, int]]] = WeakKeyDictionary()
