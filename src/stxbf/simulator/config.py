@@ -27,6 +27,12 @@ LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 DEFAULT_API_KEY = "sim-key"
 
 
+def check_loopback(host: str) -> None:
+    """The simulator listens on loopback only: it serves anyone who can reach it."""
+    if host not in LOOPBACK_HOSTS:
+        raise ValueError(f"the simulator binds loopback only, not {host!r}")
+
+
 def parse_fault_kinds(text: str | None) -> tuple[str, ...]:
     """`"500,drop"` → `("500", "drop")`; empty or None means every kind."""
     if not text:
@@ -87,8 +93,7 @@ class SimConfig:
     page_cache_bytes: int = 32 * 1024 * 1024
 
     def __post_init__(self) -> None:
-        if self.host not in LOOPBACK_HOSTS:
-            raise ValueError(f"the simulator binds loopback only, not {self.host!r}")
+        check_loopback(self.host)
         if not 0.0 <= self.fault_rate <= 1.0:
             raise ValueError("fault_rate must be within 0..1")
         if self.days <= 0 or self.tx_per_day < 0 or self.growth < 0:
