@@ -13,13 +13,12 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Mapping
+from functools import cached_property
 from urllib.parse import parse_qsl, urlsplit
 
 import orjson
 
 from stxbf.simulator import admin, v1, v3
-from stxbf.simulator.chain import Chain
-from stxbf.simulator.config import SimConfig
 from stxbf.simulator.controls import ClientState, SimControls
 from stxbf.simulator.responses import (
     Action,
@@ -44,15 +43,9 @@ def mask_key(key: str) -> str:
 class SimApi(SimControls):
     """The handler and all its run-time state; thread-safe (one lock around each request)."""
 
-    def __init__(
-        self,
-        config: SimConfig | None = None,
-        chain: Chain | None = None,
-        *,
-        epoch: float | None = None,
-    ) -> None:
-        super().__init__(config, chain, epoch=epoch)
-        self._tx_list = v1.TxList(self.chain, self.renderer, self._cache)
+    @cached_property
+    def _tx_list(self) -> v1.TxList:
+        return v1.TxList(self.chain, self.renderer, self._cache)
 
     # ---- entry point ------------------------------------------------------------------------
 

@@ -56,11 +56,20 @@ class BlockView:
     def _tx_count(self, b: int) -> int:
         return block_end(self.chain, b) - self.chain.block_first_tx[b]
 
+    def _burn_fields(self, tenure: int) -> dict[str, Any]:
+        """The fields a block and a burn block share: the tenure's Bitcoin block."""
+        burn_time = self.chain.tenure_burn_time[tenure]
+        return {
+            "burn_block_time": burn_time,
+            "burn_block_time_iso": iso(burn_time),
+            "burn_block_hash": burn_hash(self.chain, tenure),
+            "burn_block_height": GENESIS_BURN_HEIGHT + tenure,
+        }
+
     def block_json(self, b: int) -> dict[str, Any]:
         """A NakamotoBlock (`src/api/routes/v2/helpers.ts` parseDbNakamotoBlock)."""
         chain = self.chain
         tenure = chain.block_tenure[b]
-        burn_time = chain.tenure_burn_time[tenure]
         block_time = chain.block_time[b]
         first = chain.block_first_tx[b]
         return {
@@ -73,10 +82,7 @@ class BlockView:
             "index_block_hash": index_hash(self.chain, b),
             "parent_block_hash": self.renderer.block_hash(b - 1),
             "parent_index_block_hash": index_hash(self.chain, b - 1),
-            "burn_block_time": burn_time,
-            "burn_block_time_iso": iso(burn_time),
-            "burn_block_hash": burn_hash(self.chain, tenure),
-            "burn_block_height": GENESIS_BURN_HEIGHT + tenure,
+            **self._burn_fields(tenure),
             "miner_txid": "0x" + chain.tx_digest(first)[32:64].hex(),
             "tx_count": self._tx_count(b),
             "execution_cost_read_count": 0,
@@ -162,12 +168,8 @@ class BlockView:
         )
         blocks = range(end - 1, first - 1, -1)
         gaps = [chain.block_time[b] - chain.block_time[b - 1] for b in range(first + 1, end)]
-        burn_time = chain.tenure_burn_time[tenure]
         return {
-            "burn_block_time": burn_time,
-            "burn_block_time_iso": iso(burn_time),
-            "burn_block_hash": burn_hash(self.chain, tenure),
-            "burn_block_height": GENESIS_BURN_HEIGHT + tenure,
+            **self._burn_fields(tenure),
             "stacks_blocks": [self.renderer.block_hash(b) for b in blocks],
             "avg_block_time": round(sum(gaps) / len(gaps), 2) if gaps else 0,
             "total_tx_count": sum(self._tx_count(b) for b in blocks),
