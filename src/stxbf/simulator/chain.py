@@ -5,12 +5,12 @@ they hold transactions) → transactions. This module generates them: the histor
 at construction, then growth as the clock advances. The arrays they land in, and every query over
 them, are `ledger.py`'s.
 
-The real chain breaks burn-time order (Hiro's API reference, "Time on a Nakamoto chain"), and the
-anomaly methods model how: `extend_tenure` (blocks for hours under the tenure's first burn time),
-`stamp_earlier` (a Bitcoin block stamped before its predecessor), `reorg` (the last blocks become
-non-canonical and others replace them) and `late_insert` (a block under an old burn time). Once
-one has happened the chain answers from a (burn_block_time, index) index of its canonical
-transactions instead of bisecting tenures; a chain without anomalies keeps the fast path.
+The real chain does not always keep burn_block_time in block order, and the anomaly methods model
+how: `extend_tenure` (blocks for hours under the tenure's first burn time), `stamp_earlier` (a
+Bitcoin block stamped before its predecessor), `reorg` (the last blocks become non-canonical and
+others replace them) and `late_insert` (a block under an old burn time). Once one has happened the
+chain answers from a (burn_block_time, index) index of its canonical transactions instead of
+bisecting tenures; a chain without anomalies keeps the fast path.
 """
 
 from __future__ import annotations
