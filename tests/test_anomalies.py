@@ -1,8 +1,9 @@
 """Transactions that arrive in (or leave) windows already fetched, against the in-process simulator.
 
-Each anomaly of the real chain (HIRO_API.md "Time on a Nakamoto chain") is applied between two
-runs. With the settle period (inside it) or `stxbf verify` (older windows) the database ends equal
-to the API's canonical set; without them (`settle_hours=0`, no verify) each test shows the exact
+Each anomaly of the real chain's times (a tenure extended for hours, a Bitcoin block stamped before
+its predecessor, a reorg, a block late under an old burn time) is applied between two runs. With
+the settle period (inside it) or `stxbf verify` (older windows) the database ends equal to the
+API's canonical set; without them (`settle_hours=0`, no verify) each test shows the exact
 difference that would stay.
 """
 

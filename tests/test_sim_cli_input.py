@@ -1,5 +1,5 @@
 """`stxbf sim serve` with an out-of-range number is a usage error (exit 2, one line), never an
-internal error or a simulator that serves nonsense (issue 11, section 7)."""
+internal error or a simulator that serves nonsense."""
 
 from __future__ import annotations
 

@@ -6,10 +6,16 @@ prints the one line scripts wait for: `stxbf simulator serving http://127.0.0.1:
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import typer
+
+if TYPE_CHECKING:
+    from stxbf.simulator import SimApi, SimConfig
 
 MAX_DAYS = 3650  # ten years, as for --target-days
 MAX_CHAIN_TRANSACTIONS = 50_000_000  # the whole chain is generated in memory at start
@@ -19,109 +25,93 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
+Port = typer.Option(0, "--port", "-p", min=0, max=65535, help="TCP port; 0 picks a free one.")
+Host = typer.Option("127.0.0.1", "--host", help="Loopback address to bind (only).")
+Days = typer.Option(
+    30.0, "--days", min=0, max=MAX_DAYS, help="History length: genesis is DAYS before now."
+)
+TxPerDay = typer.Option(6000, "--tx-per-day", min=0, help="Transactions per day of history.")
+Seed = typer.Option(1, "--seed", help="Seed for the chain, latency jitter and faults.")
+Growth = typer.Option(
+    0.0, "--growth", min=0, help="New transactions per second while serving (0 = frozen chain)."
+)
+Rpm = typer.Option(0, "--rpm", min=0, help="Requests per minute per client (0 = unlimited).")
+PerSecond = typer.Option(
+    0,
+    "--per-second",
+    min=-1,
+    help="Requests per second per client (0 = off, -1 = ceil(rpm/60)*3 like a burst cap).",
+)
+LatencyMs = typer.Option(0.0, "--latency-ms", min=0, help="Added latency per response.")
+FaultRate = typer.Option(0.0, "--fault-rate", min=0, max=1, help="Share of requests faulted, 0..1.")
+FaultKinds = typer.Option(
+    "",
+    "--fault-kinds",
+    help="Comma list of 500,502,503,504,stall,drop,truncate,malformed,short,429 (default all).",
+)
+StallSeconds = typer.Option(60.0, "--stall-seconds", min=0, help="How long a stall lasts.")
+RequireKey = typer.Option(
+    False, "--require-key", help="401 without x-api-key, 403 with a key not in --api-key."
+)
+ApiKey = typer.Option(
+    ["sim-key"], "--api-key", help="An accepted key when --require-key (repeatable)."
+)
+RateHeaders = typer.Option(
+    "full",
+    "--rate-headers",
+    help="Rate-limit headers sent: full, second, minute, generic, generic-policy or none.",
+)
+GenericWindow = typer.Option(
+    "minute",
+    "--generic-window",
+    help="The window the generic ratelimit-* triple describes: minute or second.",
+)
+RateReset = typer.Option(
+    "delta", "--rate-reset", help="ratelimit-reset as delta seconds or a Unix time: delta|unix."
+)
+RequestCost = typer.Option(
+    1, "--request-cost", help="Units each request spends (> 1 sends x-ratelimit-cost-stacks)."
+)
+MonthQuota = typer.Option(
+    0, "--month-quota", help="Units per month per client (0 = none); then 429 until it resets."
+)
+MonthSeconds = typer.Option(
+    0.0, "--month-seconds", help="The quota's period in seconds (0 = the UTC calendar month)."
+)
+V1 = typer.Option(
+    "on", "--v1", help="/extended/v1/tx: on, deprecated (Warning: 299) or gone (410 Gone)."
+)
+
 
 @app.command("serve")
 def serve(
-    port: int = typer.Option(
-        0, "--port", "-p", min=0, max=65535, help="TCP port; 0 picks a free one."
-    ),
-    host: str = typer.Option("127.0.0.1", "--host", help="Loopback address to bind (only)."),
-    days: float = typer.Option(
-        30.0,
-        "--days",
-        min=0,
-        max=MAX_DAYS,
-        help="History length: genesis is DAYS before now.",
-    ),
-    tx_per_day: int = typer.Option(
-        6000, "--tx-per-day", min=0, help="Transactions per day of history."
-    ),
-    seed: int = typer.Option(1, "--seed", help="Seed for the chain, latency jitter and faults."),
-    growth: float = typer.Option(
-        0.0,
-        "--growth",
-        min=0,
-        help="New transactions per second while serving (0 = frozen chain).",
-    ),
-    rpm: int = typer.Option(
-        0, "--rpm", min=0, help="Requests per minute per client (0 = unlimited)."
-    ),
-    per_second: int = typer.Option(
-        0,
-        "--per-second",
-        min=-1,
-        help="Requests per second per client (0 = off, -1 = ceil(rpm/60)*3 like a burst cap).",
-    ),
-    latency_ms: float = typer.Option(
-        0.0, "--latency-ms", min=0, help="Added latency per response."
-    ),
-    fault_rate: float = typer.Option(
-        0.0, "--fault-rate", min=0, max=1, help="Share of requests faulted, 0..1."
-    ),
-    fault_kinds: str = typer.Option(
-        "",
-        "--fault-kinds",
-        help="Comma list of 500,502,503,504,stall,drop,truncate,malformed,short,429 (default all).",
-    ),
-    stall_seconds: float = typer.Option(
-        60.0, "--stall-seconds", min=0, help="How long a stall lasts."
-    ),
-    require_key: bool = typer.Option(
-        False, "--require-key", help="401 without x-api-key, 403 with a key not in --api-key."
-    ),
-    api_key: list[str] = typer.Option(
-        ["sim-key"], "--api-key", help="An accepted key when --require-key (repeatable)."
-    ),
-    rate_headers: str = typer.Option(
-        "full",
-        "--rate-headers",
-        help="Rate-limit headers sent: full, second, minute, generic, generic-policy or none.",
-    ),
-    generic_window: str = typer.Option(
-        "minute",
-        "--generic-window",
-        help="The window the generic ratelimit-* triple describes: minute or second.",
-    ),
-    rate_reset: str = typer.Option(
-        "delta", "--rate-reset", help="ratelimit-reset as delta seconds or a Unix time: delta|unix."
-    ),
-    request_cost: int = typer.Option(
-        1, "--request-cost", help="Units each request spends (> 1 sends x-ratelimit-cost-stacks)."
-    ),
-    month_quota: int = typer.Option(
-        0, "--month-quota", help="Units per month per client (0 = none); then 429 until it resets."
-    ),
-    month_seconds: float = typer.Option(
-        0.0, "--month-seconds", help="The quota's period in seconds (0 = the UTC calendar month)."
-    ),
-    v1: str = typer.Option(
-        "on",
-        "--v1",
-        help="/extended/v1/tx: on, deprecated (Warning: 299) or gone (410 Gone).",
-    ),
+    port: int = Port,
+    host: str = Host,
+    days: float = Days,
+    tx_per_day: int = TxPerDay,
+    seed: int = Seed,
+    growth: float = Growth,
+    rpm: int = Rpm,
+    per_second: int = PerSecond,
+    latency_ms: float = LatencyMs,
+    fault_rate: float = FaultRate,
+    fault_kinds: str = FaultKinds,
+    stall_seconds: float = StallSeconds,
+    require_key: bool = RequireKey,
+    api_key: list[str] = ApiKey,
+    rate_headers: str = RateHeaders,
+    generic_window: str = GenericWindow,
+    rate_reset: str = RateReset,
+    request_cost: int = RequestCost,
+    month_quota: int = MonthQuota,
+    month_seconds: float = MonthSeconds,
+    v1: str = V1,
 ) -> None:
     """Serve the simulated API until interrupted; prints the URL on one line first."""
-    from stxbf.errors import ConfigError
-    from stxbf.simulator import SimConfig, parse_fault_kinds, serve_forever
-    from stxbf.simulator.api import SimApi
+    from stxbf.simulator import SimConfig, parse_fault_kinds
 
-    _check_finite(
-        {
-            "--days": days,
-            "--growth": growth,
-            "--latency-ms": latency_ms,
-            "--fault-rate": fault_rate,
-            "--stall-seconds": stall_seconds,
-        }
-    )
-    if days * tx_per_day > MAX_CHAIN_TRANSACTIONS:
-        raise ConfigError(
-            f"a chain of {days:g} days at {tx_per_day:,} tx/day is more than the simulator holds "
-            f"in memory ({MAX_CHAIN_TRANSACTIONS:,} transactions): lower --days or --tx-per-day"
-        )
-    if per_second < 0:
-        per_second = math.ceil(rpm / 60) * 3 if rpm else 0
-    try:
+    _check_numbers(days, tx_per_day, growth, latency_ms, fault_rate, stall_seconds)
+    with _config_errors():
         config = SimConfig(
             seed=seed,
             days=days,
@@ -130,7 +120,7 @@ def serve(
             host=host,
             port=port,
             rpm=rpm or None,
-            per_second=per_second or None,
+            per_second=_burst_cap(rpm) if per_second < 0 else per_second or None,
             latency_ms=latency_ms,
             fault_rate=fault_rate,
             fault_kinds=parse_fault_kinds(fault_kinds),
@@ -145,39 +135,85 @@ def serve(
             month_seconds=month_seconds or None,
             v1=v1,
         )
+    _serve(config)
+
+
+def _burst_cap(rpm: int) -> int | None:
+    """`--per-second -1`: three seconds' worth of the minute rate, or off without one."""
+    return math.ceil(rpm / 60) * 3 if rpm else None
+
+
+def _check_numbers(
+    days: float,
+    tx_per_day: int,
+    growth: float,
+    latency_ms: float,
+    fault_rate: float,
+    stall_seconds: float,
+) -> None:
+    """What Typer's range checks miss: `nan` and `inf`, and a chain too large to hold."""
+    from stxbf.errors import ConfigError
+
+    floats = {
+        "--days": days,
+        "--growth": growth,
+        "--latency-ms": latency_ms,
+        "--fault-rate": fault_rate,
+        "--stall-seconds": stall_seconds,
+    }
+    for flag, value in floats.items():
+        if not math.isfinite(value):
+            raise ConfigError(f"invalid value for {flag}: {value} is not a finite number")
+    if days * tx_per_day > MAX_CHAIN_TRANSACTIONS:
+        raise ConfigError(
+            f"a chain of {days:g} days at {tx_per_day:,} tx/day is more than the simulator holds "
+            f"in memory ({MAX_CHAIN_TRANSACTIONS:,} transactions): lower --days or --tx-per-day"
+        )
+
+
+@contextlib.contextmanager
+def _config_errors() -> Iterator[None]:
+    """A setting SimConfig refuses (ValueError) is a usage error with its message."""
+    from stxbf.errors import ConfigError
+
+    try:
+        yield
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
 
+
+def _serve(config: SimConfig) -> None:
+    """Serve until interrupted, printing the ready line once the port is bound."""
+    from stxbf.errors import ConfigError
+    from stxbf.simulator import serve_forever
+
     def ready(url: str, api: SimApi) -> None:
-        chain = api.chain
-        details = f"{len(chain)} txs over {days:g} days, seed {seed}"
-        if rpm:
-            details += f", {rpm} rpm"
-        if per_second:
-            details += f", {per_second}/s"
-        if month_quota:
-            details += f", {month_quota}/month"
-        if rpm or per_second or month_quota:
-            details += f", {rate_headers} headers"
-        if v1 != "on":
-            details += f", v1 {v1}"
-        if fault_rate:
-            details += f", faults {fault_rate:g}"
-        if growth:
-            details += f", growth {growth:g} tx/s"
-        sys.stdout.write(f"stxbf simulator serving {url} ({details})\n")
+        sys.stdout.write(f"stxbf simulator serving {url} ({_describe(config, len(api.chain))})\n")
         sys.stdout.flush()
 
     try:
         serve_forever(config, on_ready=ready)
     except OSError as exc:  # the port is taken, or the address is not ours
-        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        raise ConfigError(
+            f"cannot listen on {config.host}:{config.port}: {exc.strerror or exc}"
+        ) from None
 
 
-def _check_finite(values: dict[str, float]) -> None:
-    """Typer's range checks let `nan` and `inf` through; the simulator cannot use them."""
-    from stxbf.errors import ConfigError
-
-    for flag, value in values.items():
-        if not math.isfinite(value):
-            raise ConfigError(f"invalid value for {flag}: {value} is not a finite number")
+def _describe(config: SimConfig, transactions: int) -> str:
+    """The ready line's summary of what is served and how."""
+    parts = [f"{transactions} txs over {config.days:g} days, seed {config.seed}"]
+    if config.rpm:
+        parts.append(f"{config.rpm} rpm")
+    if config.per_second:
+        parts.append(f"{config.per_second}/s")
+    if config.month_quota:
+        parts.append(f"{config.month_quota}/month")
+    if config.rpm or config.per_second or config.month_quota:
+        parts.append(f"{config.rate_headers} headers")
+    if config.v1 != "on":
+        parts.append(f"v1 {config.v1}")
+    if config.fault_rate:
+        parts.append(f"faults {config.fault_rate:g}")
+    if config.growth:
+        parts.append(f"growth {config.growth:g} tx/s")
+    return ", ".join(parts)

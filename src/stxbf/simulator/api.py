@@ -2,199 +2,37 @@
 
 No sockets here: the asyncio server (`server.py`) and the httpx transport (`transport.py`) are two
 front ends that carry out the `Response`, including its `action` for faults that need a transport
-(drop the connection, stall, truncate the body, refuse connections). Everything that decides what a
-client sees lives here: validation, paging, rate limits, the early-request audit, seeded faults and
-outages, and the `/_sim/` control routes (exempt from limits and faults).
+(drop the connection, stall, truncate the body, refuse connections). This module is the request
+pipeline every API request passes (outage, API key, rate limits and the early-request audit,
+latency, seeded faults) and the route table behind it; the routes live in `v1.py`, `v3.py` and
+`admin.py` (the `/_sim/` control routes, exempt from limits and faults).
 """
 
 from __future__ import annotations
 
-import enum
 import hashlib
-import math
-import random
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from functools import cached_property
 from urllib.parse import parse_qsl, urlsplit
 
 import orjson
 
-from stxbf.simulator import v3 as v3_routes
-from stxbf.simulator.chain import API_TX_TYPES, KINDS, SORT_KEYS, Chain
-from stxbf.simulator.config import (
-    FAULT_KINDS,
-    OUTAGE_MODES,
-    V1_STATES,
-    SimConfig,
-    parse_fault_kinds,
+from stxbf.simulator import admin, v1, v3
+from stxbf.simulator.controls import ClientState, SimControls
+from stxbf.simulator.responses import (
+    Action,
+    BadRequest,
+    Response,
+    bad_request,
+    error,
+    route_not_found,
 )
-from stxbf.simulator.ratelimit import ClientWindows, RatePolicy
-from stxbf.simulator.render import Renderer
 
-# hirosystems/stacks-blockchain-api src/api/pagination.ts: ResourceType.Tx {default 20, max 50}
-MAX_LIMIT = 50
-DEFAULT_LIMIT = 20
-# src/api/init.ts registers the deprecation plugin with this default message; the plugin
-# (src/api/deprecation-plugin.ts) sends `299 - "Deprecated: <message>"` and, switched off, a 410
-DEPRECATED_MESSAGE = "See https://docs.hiro.so/stacks/api for more information"
-DEPRECATION_WARNING = f'299 - "Deprecated: {DEPRECATED_MESSAGE}"'
-GONE_BODY = {"error": "Gone", "message": f"This endpoint has been disabled. {DEPRECATED_MESSAGE}"}
-TX_LIST_PATHS = frozenset({"/extended/v1/tx", "/extended/v1/tx/"})
-STATUS_PATHS = frozenset({"/extended", "/extended/", "/extended/v1/status"})
-JSON_TYPE = "application/json; charset=utf-8"
 MALFORMED_BODY = (
     b"<!DOCTYPE html><html><head><title>Just a moment...</title></head>"
     b"<body><h1>Checking your browser before accessing api.hiro.so</h1></body></html>"
 )
-
-
-class Action(enum.Enum):
-    """What the transport does besides (or instead of) writing the response."""
-
-    SEND = "send"
-    DROP = "drop"  # close the connection, no response
-    STALL = "stall"  # say nothing for `stall_seconds` (or until the client leaves), then close
-    TRUNCATE = "truncate"  # full Content-Length, part of the body, then close
-    REFUSE = "refuse"  # outage: close the connection; the server also stops listening
-
-
-@dataclass
-class Response:
-    status: int
-    headers: list[tuple[str, str]]
-    body: bytes
-    action: Action = Action.SEND
-    delay: float = 0.0  # seconds to wait before acting (latency), without blocking others
-    fault: str | None = None
-    stall_seconds: float = 0.0
-    pause_listening: float = 0.0  # set by POST /_sim/outage in refuse mode
-    close: bool = False
-
-
-class _BadRequest(Exception):
-    """A 400 in Fastify's shape; `message` is what Fastify's schema validation would say."""
-
-
-@dataclass
-class _Client:
-    windows: ClientWindows = field(default_factory=ClientWindows)
-    blocked_from: float = 0.0  # when the first unexpired 429 left the server
-    blocked_until: float = 0.0  # its retry-after deadline (extended by later 429s)
-    requests: int = 0
-    rate_limited: int = 0
-    early: int = 0
-
-
-class _PageCache:
-    """LRU of rendered page bodies, bounded in bytes (retries and re-reads are free)."""
-
-    def __init__(self, max_bytes: int) -> None:
-        self.max_bytes = max_bytes
-        self.bytes = 0
-        self.hits = 0
-        self._items: OrderedDict[tuple[Any, ...], tuple[bytes, int]] = OrderedDict()
-
-    def get(self, key: tuple[Any, ...]) -> tuple[bytes, int] | None:
-        item = self._items.get(key)
-        if item is not None:
-            self._items.move_to_end(key)
-            self.hits += 1
-        return item
-
-    def put(self, key: tuple[Any, ...], item: tuple[bytes, int]) -> None:
-        if len(item[0]) > self.max_bytes or key in self._items:
-            return
-        self._items[key] = item
-        self.bytes += len(item[0])
-        while self.bytes > self.max_bytes:
-            _, (old, _count) = self._items.popitem(last=False)
-            self.bytes -= len(old)
-
-
-def _json_response(
-    status: int, payload: Any, extra: list[tuple[str, str]] | None = None
-) -> Response:
-    headers = [("content-type", JSON_TYPE), *(extra or [])]
-    return Response(status, headers, orjson.dumps(payload))
-
-
-def _error(status: int, message: str) -> Response:
-    return _json_response(status, {"error": message})
-
-
-def _bad_request(message: str) -> Response:
-    """Fastify's answer to a request its (TypeBox/Ajv) schema rejects.
-
-    Fastify 5 serialises the error as {statusCode, code, error, message}; its default
-    schemaErrorFormatter writes `<dataVar><instancePath> <ajv message>`, e.g.
-    `querystring/limit must be <= 50` (stacks-blockchain-api tests/api/datastore/other.test.ts).
-    """
-    payload = {
-        "statusCode": 400,
-        "code": "FST_ERR_VALIDATION",
-        "error": "Bad Request",
-        "message": message,
-    }
-    return _json_response(400, payload)
-
-
-def _not_found(method: str, path: str) -> Response:
-    """Fastify's default 404 for a route it does not have."""
-    payload = {
-        "message": f"Route {method}:{path} not found",
-        "error": "Not Found",
-        "statusCode": 404,
-    }
-    return _json_response(404, payload)
-
-
-def _int_param(
-    params: Mapping[str, str],
-    name: str,
-    default: int | None,
-    *,
-    minimum: int | None = 0,
-    maximum: int | None = None,
-) -> int | None:
-    """An integer query parameter, validated as Ajv (coerceTypes) does, with its messages."""
-    raw = params.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        try:
-            number = float(raw)
-        except ValueError:
-            number = math.nan
-        if not number.is_integer():
-            raise _BadRequest(f"querystring/{name} must be integer") from None
-        value = int(number)
-    if minimum is not None and value < minimum:
-        raise _BadRequest(f"querystring/{name} must be >= {minimum}")
-    if maximum is not None and value > maximum:
-        raise _BadRequest(f"querystring/{name} must be <= {maximum}")
-    return value
-
-
-def _bool_param(params: Mapping[str, str], name: str) -> bool:
-    """A boolean query parameter: Ajv coerces only the strings "true" and "false"."""
-    raw = params.get(name)
-    if raw is None:
-        return False
-    if raw not in ("true", "false"):
-        raise _BadRequest(f"querystring/{name} must be boolean")
-    return raw == "true"
-
-
-def _enum_error(path: str, allowed: tuple[str, ...]) -> _BadRequest:
-    """TypeBox's Type.Enum is an anyOf of constants: Ajv reports each branch, then the anyOf."""
-    branches = [f"querystring/{path} must be equal to constant"] * len(allowed)
-    return _BadRequest(", ".join([*branches, f"querystring/{path} must match a schema in anyOf"]))
 
 
 def mask_key(key: str) -> str:
@@ -202,86 +40,12 @@ def mask_key(key: str) -> str:
     return f"key:{key[:3]}…{hashlib.blake2b(key.encode(), digest_size=3).hexdigest()}"
 
 
-class SimApi:
+class SimApi(SimControls):
     """The handler and all its run-time state; thread-safe (one lock around each request)."""
 
-    def __init__(
-        self,
-        config: SimConfig | None = None,
-        chain: Chain | None = None,
-        *,
-        epoch: float | None = None,
-    ) -> None:
-        self.config = config = config or SimConfig()
-        self.chain = chain or Chain(
-            seed=config.seed,
-            days=config.days,
-            tx_per_day=config.tx_per_day,
-            end_time=config.end_time,
-            growth=config.growth,
-            tenure_seconds=config.tenure_seconds,
-            extended_tenure_hours=config.extended_tenure_hours,
-            block_seconds=config.block_seconds,
-        )
-        self.renderer = Renderer(self.chain)
-        # chain time = wall time + shift: the chain's end_time is "now" at `epoch`; a chain built
-        # for "now" keeps wall time (its build may take a second)
-        if epoch is None and config.end_time is None and chain is None:
-            self.time_shift = 0.0
-        else:
-            self.time_shift = self.chain.end_time - (time.time() if epoch is None else epoch)
-        self.policy = RatePolicy(
-            rpm=config.rpm or 0,
-            per_second=config.per_second or 0,
-            month_quota=config.month_quota or 0,
-            month_seconds=config.month_seconds or 0.0,
-            cost=config.request_cost,
-            style=config.rate_headers,
-            generic_window=config.rate_generic_window,
-            reset_format=config.rate_reset,
-        )
-        self.v1_state = config.v1_state
-        self.fault_rate = config.fault_rate
-        self.fault_kinds = tuple(config.fault_kinds)
-        self.outage_until = 0.0
-        self.outage_mode = "refuse"
-        self._fault_rng = random.Random(f"faults:{config.seed}")
-        self._jitter_rng = random.Random(f"latency:{config.seed}")
-        self._lock = threading.Lock()
-        self._cache = _PageCache(config.page_cache_bytes)
-        self._clients: dict[str, _Client] = {}
-        self.transport_stats: dict[str, int] = {
-            "connections_total": 0,
-            "connections_open": 0,
-            "in_flight": 0,
-            "max_in_flight": 0,
-        }
-        self._reset_counters()
-
-    def _reset_counters(self) -> None:
-        self.requests = 0
-        self.by_status: dict[int, int] = {}
-        self.pages = 0
-        self.results = 0
-        self.rate_limited = 0
-        self.early_requests = 0
-        self.quota_exhausted = 0
-        self.by_style: dict[str, dict[str, int]] = {}
-        self.auth_rejected = 0
-        self.outage_rejected = 0
-        self.faults: dict[str, int] = dict.fromkeys(FAULT_KINDS, 0)
-        self.bytes_out = 0
-
-    def chain_now(self, now: float) -> float:
-        return now + self.time_shift
-
-    @property
-    def rpm(self) -> int:
-        return self.policy.rpm
-
-    @property
-    def per_second(self) -> int:
-        return self.policy.per_second
+    @cached_property
+    def _tx_list(self) -> v1.TxList:
+        return v1.TxList(self.chain, self.renderer, self._cache)
 
     # ---- entry point ------------------------------------------------------------------------
 
@@ -301,16 +65,19 @@ class SimApi:
         with self._lock:
             if path.startswith("/_sim/"):
                 try:
-                    return self._admin(method, path, params, now)
-                except (_BadRequest, ValueError) as exc:  # float("abc") too: a 400, not a crash
-                    return _bad_request(str(exc))
+                    return admin.route(self, method, path, params, now)
+                except (BadRequest, ValueError) as exc:  # float("abc") too: a 400, not a crash
+                    return bad_request(str(exc))
             response = self._api(method, path, params, split.query, headers, client, now)
             self.requests += 1
             self.by_status[response.status] = self.by_status.get(response.status, 0) + 1
             self.bytes_out += len(response.body)
+            if response.page_results is not None:
+                self.pages += 1
+                self.results += response.page_results
             return response
 
-    # ---- the API ----------------------------------------------------------------------------
+    # ---- the pipeline -----------------------------------------------------------------------
 
     def _api(
         self,
@@ -322,63 +89,56 @@ class SimApi:
         client: str,
         now: float,
     ) -> Response:
-        config = self.config
         if not path.startswith("/extended"):
-            return _not_found(method, path)
+            return route_not_found(method, path)
         if now < self.outage_until:
-            self.outage_rejected += 1
-            if self.outage_mode == "503":
-                return _error(503, "Service Unavailable (simulated outage)")
-            action = Action.REFUSE if self.outage_mode == "refuse" else Action.DROP
-            return Response(503, [], b"", action=action)
-        key_header = headers.get("x-api-key")
-        if config.require_key:
-            if not key_header:
-                self.auth_rejected += 1
-                return _error(401, "Unauthorized: an API key is required (x-api-key header)")
-            if key_header not in config.api_keys:
-                self.auth_rejected += 1
-                return _error(403, "Forbidden: invalid API key")
-        who = mask_key(key_header) if key_header else client  # one bucket per key, else per IP
-        state = self._clients.get(who)
-        if state is None:
-            state = self._clients[who] = _Client()
-        state.requests += 1
+            return self._outage_answer()
+        key = headers.get("x-api-key")
+        refused = self._check_key(key)
+        if refused is not None:
+            return refused
+        state = self._client(mask_key(key) if key else client)  # one bucket per key, else per IP
         style = self._style_counters()
         style["requests"] += 1
         delay = self._delay()
-        if state.blocked_from + config.early_grace < now < state.blocked_until:
+        if state.blocked_from + self.config.early_grace < now < state.blocked_until:
             state.early += 1
             self.early_requests += 1
             style["early"] += 1
-        limited, reason, limit_headers = self.policy.admit(state.windows, now)
-        if limited is not None:
-            self._block(state, now + delay, limited)
-            self.rate_limited += 1
-            state.rate_limited += 1
-            style["rate_limited"] += 1
-            if reason == "month":
-                self.quota_exhausted += 1
-                style["quota_exhausted"] += 1
-                message = f"Too Many Requests: monthly quota used up; retry after {limited} s"
-            else:
-                message = f"Too Many Requests: retry after {limited} s"
-            response = _error(429, message)
-            response.headers += limit_headers
-            response.delay = delay
-            return response
-        kind, response_or_none = self._draw_fault(state, now, delay)
-        if response_or_none is None:
-            self.chain.advance(self.chain_now(now))
-            response = self._route(method, path, params, query)
-            spoilable = path in TX_LIST_PATHS or path == v3_routes.V3_TX_LIST
-            if kind is not None and response.status == 200 and spoilable:
-                self._spoil(response, kind)
+        retry_after, reason, limit_headers = self.policy.admit(state.windows, now)
+        if retry_after is not None:
+            response = self._refuse(state, style, now + delay, retry_after, reason)
         else:
-            response = response_or_none
+            response = self._answer(method, path, params, query, state, now, delay)
         response.headers += limit_headers
         response.delay = delay
         return response
+
+    def _outage_answer(self) -> Response:
+        self.outage_rejected += 1
+        if self.outage_mode == "503":
+            return error(503, "Service Unavailable (simulated outage)")
+        action = Action.REFUSE if self.outage_mode == "refuse" else Action.DROP
+        return Response(503, [], b"", action=action)
+
+    def _check_key(self, key: str | None) -> Response | None:
+        """401 without a key, 403 with an unknown one, when keys are required."""
+        if not self.config.require_key:
+            return None
+        if not key:
+            self.auth_rejected += 1
+            return error(401, "Unauthorized: an API key is required (x-api-key header)")
+        if key not in self.config.api_keys:
+            self.auth_rejected += 1
+            return error(403, "Forbidden: invalid API key")
+        return None
+
+    def _client(self, who: str) -> ClientState:
+        state = self._clients.get(who)
+        if state is None:
+            state = self._clients[who] = ClientState()
+        state.requests += 1
+        return state
 
     def _style_counters(self) -> dict[str, int]:
         """The counters of the rate-header style in force (benchmarks compare styles)."""
@@ -389,115 +149,64 @@ class SimApi:
             )
         return counters
 
-    def _route(self, method: str, path: str, params: dict[str, str], query: str) -> Response:
-        if path in TX_LIST_PATHS:
-            if method not in ("GET", "HEAD"):
-                return _not_found(method, path)
-            response = self._v1_tx_route(params, query)
-            if self.v1_state != "on":  # the plugin's onSend hook: every answer of the route
-                response.headers.append(("warning", DEPRECATION_WARNING))
-            return response
-        if path in STATUS_PATHS:
-            return self._status()
-        if v3_routes.handles(path):
-            return v3_routes.route(self, method, path, params)
-        return _not_found(method, path)
-
-    def _v1_tx_route(self, params: dict[str, str], query: str) -> Response:
-        if self.v1_state == "gone":  # onRequest hook: before validation and the handler
-            return _json_response(410, GONE_BODY)
-        try:
-            return self._tx_list(params, query)
-        except _BadRequest as exc:
-            return _bad_request(str(exc))
-
-    def _tx_list(self, params: dict[str, str], query: str) -> Response:
-        """GET /extended/v1/tx (stacks-blockchain-api src/api/routes/v1/tx.ts, v9.0.2).
-
-        Parameters are checked in the schema's order, as Ajv stops at the first error.
-        `limit=0` means the default (pagination.ts getPagingQueryLimit: `if (!limitOverride)`).
-        """
-        offset = _int_param(params, "offset", 0)
-        limit = _int_param(params, "limit", DEFAULT_LIMIT, maximum=MAX_LIMIT) or DEFAULT_LIMIT
-        assert offset is not None
-        kinds = None
-        # repeated `type=a&type=b` as well as `type=a,b` (the route's preValidation splits)
-        types = [t for raw in _all_values(query, "type") for t in raw.split(",") if t]
-        if types:
-            for at, name in enumerate(types):
-                if name not in API_TX_TYPES:
-                    raise _enum_error(f"type/{at}", API_TX_TYPES)
-            kinds = [KINDS.index(t) for t in types if t in KINDS]
-        _bool_param(params, "unanchored")
-        order = params.get("order", "desc")
-        if order not in ("asc", "desc"):
-            raise _enum_error("order", ("asc", "desc"))
-        sort_by = params.get("sort_by", "block_height")
-        if sort_by not in SORT_KEYS:
-            raise _enum_error("sort_by", SORT_KEYS)
-        start_time = _int_param(params, "start_time", None, minimum=None) or None
-        end_time = _int_param(params, "end_time", None, minimum=None) or None
-        _int_param(params, "nonce", None)
-        exclude_args = _bool_param(params, "exclude_function_args")
-        chain = self.chain
-        key = (
-            start_time,
-            end_time,
-            sort_by,
-            order,
-            tuple(kinds or ()),
-            kinds is None,
-            offset,
-            limit,
-            exclude_args,
-        )
-        cache_key = (*key, chain.version)
-        cached = self._cache.get(cache_key)
-        if cached is None:
-            total, indices = chain.select(
-                start_time=start_time,
-                end_time=end_time,
-                sort_by=sort_by,
-                descending=order == "desc",
-                kinds=kinds,
-                offset=offset,
-                limit=limit,
-            )
-            rows = self.renderer.page(indices, exclude_function_args=exclude_args)
-            body = (
-                f'{{"limit":{limit},"offset":{offset},"total":{total},"results":['
-                f"{','.join(rows)}]}}"
-            ).encode()
-            self._cache.put(cache_key, (body, len(indices)))
-            self.results += len(indices)
+    def _refuse(
+        self,
+        state: ClientState,
+        style: dict[str, int],
+        sent_at: float,
+        retry_after: int,
+        reason: str | None,
+    ) -> Response:
+        """The 429 of a request over a limit (the monthly quota says so in its message)."""
+        self._block(state, sent_at, retry_after)
+        self.rate_limited += 1
+        state.rate_limited += 1
+        style["rate_limited"] += 1
+        if reason == "month":
+            self.quota_exhausted += 1
+            style["quota_exhausted"] += 1
+            message = f"Too Many Requests: monthly quota used up; retry after {retry_after} s"
         else:
-            body, count = cached
-            self.results += count
-        self.pages += 1
-        return Response(200, [("content-type", JSON_TYPE)], body)
+            message = f"Too Many Requests: retry after {retry_after} s"
+        return error(429, message)
 
-    def _status(self) -> Response:
-        chain = self.chain
-        summary = chain.summary()
-        tip_block = len(chain.block_time) - 1
-        tip = {
-            "block_height": summary["tip_block_height"],
-            "block_hash": self.renderer.block_hash(tip_block),
-            "index_block_hash": self.renderer.block_hash(tip_block),
-            "burn_block_height": summary["tip_burn_block_height"],
-        }
-        return _json_response(
-            200,
-            {"server_version": "stxbf-simulator", "status": "ready", "chain_tip": tip},
-        )
-
-    # ---- rate limits and the early-request audit --------------------------------------------
-
-    def _block(self, state: _Client, sent_at: float, retry_after: int) -> None:
+    def _block(self, state: ClientState, sent_at: float, retry_after: int) -> None:
         """Remember a 429's deadline: requests arriving before it (after a grace) are early."""
         if sent_at >= state.blocked_until:
             state.blocked_from = sent_at
         state.blocked_until = max(state.blocked_until, sent_at + retry_after)
+
+    def _answer(
+        self,
+        method: str,
+        path: str,
+        params: dict[str, str],
+        query: str,
+        state: ClientState,
+        now: float,
+        delay: float,
+    ) -> Response:
+        """An admitted request: a seeded fault, or the route's answer (perhaps spoiled)."""
+        kind, fault = self._draw_fault(state, now, delay)
+        if fault is not None:
+            return fault
+        self.chain.advance(self.chain_now(now))
+        response = self._route(method, path, params, query)
+        spoilable = path in v1.TX_LIST_PATHS or path == v3.V3_TX_LIST
+        if kind is not None and response.status == 200 and spoilable:
+            self._spoil(response, kind)
+        return response
+
+    # ---- the route table --------------------------------------------------------------------
+
+    def _route(self, method: str, path: str, params: dict[str, str], query: str) -> Response:
+        if path in v1.TX_LIST_PATHS:
+            return self._tx_list.route(method, path, params, query, self.v1_state)
+        if path in v1.STATUS_PATHS:
+            return v1.status(self.chain, self.renderer)
+        if v3.handles(path):
+            return v3.route(self.chain, self.renderer, method, path, params)
+        return route_not_found(method, path)
 
     # ---- latency and faults -----------------------------------------------------------------
 
@@ -509,7 +218,7 @@ class SimApi:
         return max(0.0, latency + self._jitter_rng.uniform(-jitter, jitter))
 
     def _draw_fault(
-        self, state: _Client, now: float, delay: float
+        self, state: ClientState, now: float, delay: float
     ) -> tuple[str | None, Response | None]:
         """(kind, response): a response replaces the answer; truncate/short spoil a real page."""
         if self.fault_rate <= 0 or not self.fault_kinds:
@@ -523,11 +232,11 @@ class SimApi:
         self.faults[kind] += 1
         if kind in ("500", "502", "503", "504"):
             status = int(kind)
-            response = _error(status, f"simulated {status}")
+            response = error(status, f"simulated {status}")
         elif kind == "429":
             retry_after = rng.randint(1, 5)
             self._block(state, now + delay, retry_after)
-            response = _error(429, "Too Many Requests (simulated storm)")
+            response = error(429, "Too Many Requests (simulated storm)")
             response.headers.append(("retry-after", str(retry_after)))
         elif kind == "malformed":
             response = Response(200, [("content-type", "text/html; charset=utf-8")], MALFORMED_BODY)
@@ -553,231 +262,3 @@ class SimApi:
             response.body = orjson.dumps(page)
         response.fault = kind
         self.faults[kind] += 1
-
-    # ---- admin ------------------------------------------------------------------------------
-
-    def _admin(self, method: str, path: str, params: dict[str, str], now: float) -> Response:
-        if path == "/_sim/stats" and method == "GET":
-            return _json_response(200, self._stats_locked(now))
-        if path == "/_sim/chain" and method == "GET":
-            return _json_response(200, self.chain.summary())
-        if path == "/_sim/truth" and method == "GET":
-            start = _int_param(params, "start_time", None) or None
-            end = _int_param(params, "end_time", None) or None
-            return _json_response(
-                200, self.truth(start, end, ids=params.get("ids") in ("1", "true"))
-            )
-        if path == "/_sim/v1" and method == "GET":
-            return _json_response(200, {"v1": self.v1_state})
-        if method != "POST":
-            return _error(404 if path not in _ADMIN_POSTS else 405, f"Not found: {path}")
-        if path == "/_sim/v1":
-            state = params.get("state") or ""
-            try:
-                self.set_v1(state)
-            except ValueError as exc:
-                raise _BadRequest(str(exc)) from None
-            return _json_response(200, {"v1": self.v1_state})
-        if path == "/_sim/outage":
-            seconds = float(params.get("seconds") or 0)
-            mode = params.get("mode") or "refuse"
-            if mode not in OUTAGE_MODES:
-                raise _BadRequest(f"mode must be one of {', '.join(OUTAGE_MODES)}")
-            self.outage(seconds, mode=mode, now=now)
-            response = _json_response(200, {"outage_seconds": seconds, "mode": mode})
-            if mode == "refuse":
-                response.pause_listening = seconds
-            return response
-        if path == "/_sim/faults":
-            rate = float(params.get("rate") or 0)
-            try:
-                self.set_faults(rate, params.get("kinds"))
-            except ValueError as exc:
-                raise _BadRequest(str(exc)) from None
-            return _json_response(200, {"rate": self.fault_rate, "kinds": list(self.fault_kinds)})
-        if path == "/_sim/limits":
-            policy = self.policy
-            try:
-                seconds = float(params.get("month_seconds") or policy.month_seconds)
-                self.set_limits(
-                    rpm=_int_param(params, "rpm", policy.rpm),
-                    per_second=_int_param(params, "per_second", policy.per_second),
-                    month_quota=_int_param(params, "month_quota", policy.month_quota),
-                    month_seconds=seconds,
-                    request_cost=_int_param(params, "request_cost", policy.cost, minimum=1),
-                    rate_headers=params.get("rate_headers") or None,
-                    rate_generic_window=params.get("rate_generic_window") or None,
-                    rate_reset=params.get("rate_reset") or None,
-                )
-            except ValueError as exc:
-                raise _BadRequest(str(exc)) from None
-            return _json_response(200, self._limits_locked())
-        if path == "/_sim/advance":
-            added = self._advance_clock(float(params.get("seconds") or 0), now)
-            return _json_response(200, {"added": added, "chain": self.chain.summary()})
-        if path == "/_sim/anomaly":
-            return _json_response(200, self._anomaly(params))
-        if path == "/_sim/reset":
-            self._reset_counters()
-            self._clients.clear()
-            return _json_response(200, {"reset": True})
-        return _error(404, f"Not found: {path}")
-
-    # ---- in-process control (tests call these directly; HTTP routes call them too) ----------
-
-    def set_faults(self, rate: float, kinds: str | tuple[str, ...] | None = None) -> None:
-        if not 0.0 <= rate <= 1.0:
-            raise ValueError("rate must be within 0..1")
-        self.fault_rate = rate
-        if kinds is not None:
-            self.fault_kinds = parse_fault_kinds(
-                kinds if isinstance(kinds, str) else ",".join(kinds)
-            )
-
-    def advance(self, seconds: float, now: float | None = None) -> int:
-        """Move the chain's clock forward (growth catches up at once); return txs added."""
-        with self._lock:
-            return self._advance_clock(seconds, time.time() if now is None else now)
-
-    def _advance_clock(self, seconds: float, now: float) -> int:
-        self.time_shift += max(0.0, seconds)
-        return self.chain.advance(self.chain_now(now))
-
-    def set_limits(
-        self,
-        *,
-        rpm: int | None = None,
-        per_second: int | None = None,
-        month_quota: int | None = None,
-        month_seconds: float | None = None,
-        request_cost: int | None = None,
-        rate_headers: str | None = None,
-        rate_generic_window: str | None = None,
-        rate_reset: str | None = None,
-    ) -> None:
-        """Change the limits in force (the names are SimConfig's).
-
-        `rpm` and `per_second` are always set (None = off); the other arguments keep their value
-        when None. A combination that cannot hold (ratelimit.check_policy) raises ValueError and
-        changes nothing.
-        """
-        old = self.policy
-        new = RatePolicy(
-            rpm=rpm or 0,
-            per_second=per_second or 0,
-            month_quota=old.month_quota if month_quota is None else month_quota,
-            month_seconds=old.month_seconds if month_seconds is None else month_seconds,
-            cost=old.cost if request_cost is None else request_cost,
-            style=rate_headers or old.style,
-            generic_window=rate_generic_window or old.generic_window,
-            reset_format=rate_reset or old.reset_format,
-        )
-        new.validate()
-        self.policy = new
-
-    def set_v1(self, state: str) -> None:
-        """Switch `/extended/v1/tx` on, to deprecated (Warning: 299) or gone (410), at once."""
-        if state not in V1_STATES:
-            raise ValueError(f"state must be one of {', '.join(V1_STATES)}")
-        self.v1_state = state
-
-    def _limits_locked(self) -> dict[str, Any]:
-        policy = self.policy
-        return {
-            "rpm": policy.rpm,
-            "per_second": policy.per_second,
-            "month_quota": policy.month_quota,
-            "month_seconds": policy.month_seconds,
-            "request_cost": policy.cost,
-            "rate_headers": policy.style,
-            "rate_generic_window": policy.generic_window,
-            "rate_reset": policy.reset_format,
-        }
-
-    def _anomaly(self, params: dict[str, str]) -> dict[str, Any]:
-        """POST /_sim/anomaly?kind=extend|earlier|reorg|late (see the Chain's methods)."""
-        kind = params.get("kind") or ""
-        chain = self.chain
-        if kind == "extend":
-            added: Any = chain.extend_tenure(float(params.get("seconds") or 3600))
-        elif kind == "earlier":
-            added = chain.stamp_earlier(float(params.get("seconds") or 1800))
-        elif kind == "reorg":
-            txs = _int_param(params, "txs", None)
-            added = chain.reorg(_int_param(params, "blocks", 3) or 1, txs)
-        elif kind == "late":
-            burn_time = _int_param(params, "burn_time", None)
-            if burn_time is None:
-                raise _BadRequest("`burn_time` is required for a late insert")
-            added = chain.late_insert(burn_time, _int_param(params, "txs", 5) or 1)
-        else:
-            raise _BadRequest("`kind` must be one of: extend, earlier, reorg, late")
-        return {"kind": kind, "result": added, "chain": chain.summary()}
-
-    def outage(self, seconds: float, *, mode: str = "refuse", now: float | None = None) -> None:
-        if mode not in OUTAGE_MODES:
-            raise ValueError(f"mode must be one of {', '.join(OUTAGE_MODES)}")
-        self.outage_mode = mode
-        self.outage_until = (time.time() if now is None else now) + max(0.0, seconds)
-
-    def truth(
-        self, start_time: int | None = None, end_time: int | None = None, *, ids: bool = False
-    ) -> dict[str, Any]:
-        """What a complete backfill of the inclusive burn-time range must hold."""
-        chain = self.chain
-        result: dict[str, Any] = {
-            "start_time": start_time,
-            "end_time": end_time,
-            "count": chain.count(start_time, end_time),
-            "digest": chain.digest(start_time, end_time),
-            "digest_method": "sha256 of sorted tx_ids, each followed by a newline",
-        }
-        if ids:
-            result["tx_ids"] = chain.tx_ids(start_time, end_time)
-        return result
-
-    def stats(self, now: float | None = None) -> dict[str, Any]:
-        with self._lock:
-            return self._stats_locked(time.time() if now is None else now)
-
-    def _stats_locked(self, now: float) -> dict[str, Any]:
-        return {
-            "requests": self.requests,
-            "by_status": {str(k): v for k, v in sorted(self.by_status.items())},
-            "pages": self.pages,
-            "results": self.results,
-            "rate_limited": self.rate_limited,
-            "status_429": self.by_status.get(429, 0),
-            "early_requests": self.early_requests,
-            "quota_exhausted": self.quota_exhausted,
-            "by_style": {style: dict(counts) for style, counts in self.by_style.items()},
-            "limits": self._limits_locked(),
-            "v1": self.v1_state,
-            "auth_rejected": self.auth_rejected,
-            "outage_rejected": self.outage_rejected,
-            "outage_active": now < self.outage_until,
-            "faults": dict(self.faults),
-            "faults_total": sum(self.faults.values()),
-            "fault_rate": self.fault_rate,
-            "fault_kinds": list(self.fault_kinds),
-            "rpm": self.rpm,
-            "per_second": self.per_second,
-            "bytes_out": self.bytes_out,
-            "page_cache_hits": self._cache.hits,
-            "clients": {
-                who: {"requests": c.requests, "rate_limited": c.rate_limited, "early": c.early}
-                for who, c in self._clients.items()
-            },
-            **self.transport_stats,
-            "chain": self.chain.summary(),
-        }
-
-
-_ADMIN_POSTS = frozenset(
-    {"/_sim/outage", "/_sim/faults", "/_sim/limits", "/_sim/advance", "/_sim/reset", "/_sim/v1"}
-    | {"/_sim/anomaly"}
-)
-
-
-def _all_values(query: str, name: str) -> list[str]:
-    return [value for key, value in parse_qsl(query, keep_blank_values=True) if key == name]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from stxbf.simulator.ratelimit import check_policy
+from stxbf.simulator.ratelimit import RatePolicy
 
 FAULT_KINDS: tuple[str, ...] = (
     "500",
@@ -25,6 +25,12 @@ OUTAGE_MODES: tuple[str, ...] = ("refuse", "drop", "503")
 V1_STATES: tuple[str, ...] = ("on", "deprecated", "gone")
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 DEFAULT_API_KEY = "sim-key"
+
+
+def check_loopback(host: str) -> None:
+    """The simulator listens on loopback only: it serves anyone who can reach it."""
+    if host not in LOOPBACK_HOSTS:
+        raise ValueError(f"the simulator binds loopback only, not {host!r}")
 
 
 def parse_fault_kinds(text: str | None) -> tuple[str, ...]:
@@ -87,8 +93,7 @@ class SimConfig:
     page_cache_bytes: int = 32 * 1024 * 1024
 
     def __post_init__(self) -> None:
-        if self.host not in LOOPBACK_HOSTS:
-            raise ValueError(f"the simulator binds loopback only, not {self.host!r}")
+        check_loopback(self.host)
         if not 0.0 <= self.fault_rate <= 1.0:
             raise ValueError("fault_rate must be within 0..1")
         if self.days <= 0 or self.tx_per_day < 0 or self.growth < 0:
@@ -99,19 +104,23 @@ class SimConfig:
         parse_fault_kinds(",".join(self.fault_kinds))
         if self.v1 not in V1_STATES:
             raise ValueError(f"v1 must be one of {', '.join(V1_STATES)}")
-        check_policy(
-            style=self.rate_headers,
-            generic_window=self.rate_generic_window,
-            reset_format=self.rate_reset,
-            cost=self.request_cost,
+        self.rate_policy().validate()
+
+    def with_(self, **changes: Any) -> SimConfig:
+        return replace(self, **changes)
+
+    def rate_policy(self) -> RatePolicy:
+        """The limits as the rate limiter takes them (None → 0 = off)."""
+        return RatePolicy(
             rpm=self.rpm or 0,
             per_second=self.per_second or 0,
             month_quota=self.month_quota or 0,
             month_seconds=self.month_seconds or 0.0,
+            cost=self.request_cost,
+            style=self.rate_headers,
+            generic_window=self.rate_generic_window,
+            reset_format=self.rate_reset,
         )
-
-    def with_(self, **changes: Any) -> SimConfig:
-        return replace(self, **changes)
 
     @property
     def v1_state(self) -> str:

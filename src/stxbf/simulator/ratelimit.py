@@ -40,38 +40,6 @@ _STYLE_GENERIC: dict[str, str | None] = {
 }
 
 
-def check_policy(
-    *,
-    style: str,
-    generic_window: str,
-    reset_format: str,
-    cost: int,
-    rpm: int,
-    per_second: int,
-    month_quota: int,
-    month_seconds: float,
-) -> None:
-    """Raise ValueError for a combination that cannot describe or enforce itself."""
-    if style not in RATE_HEADER_STYLES:
-        raise ValueError(f"rate_headers must be one of {', '.join(RATE_HEADER_STYLES)}")
-    if generic_window not in GENERIC_WINDOWS:
-        raise ValueError(f"generic window must be one of {', '.join(GENERIC_WINDOWS)}")
-    if reset_format not in RESET_FORMATS:
-        raise ValueError(f"ratelimit-reset format must be one of {', '.join(RESET_FORMATS)}")
-    if cost < 1:
-        raise ValueError("request cost must be >= 1")
-    if min(rpm, per_second, month_quota) < 0 or month_seconds < 0:
-        raise ValueError("limits and the quota period must be >= 0")
-    for name, limit in (("rpm", rpm), ("per_second", per_second), ("month_quota", month_quota)):
-        if limit and cost > limit:
-            raise ValueError(f"request cost {cost} exceeds {name} {limit}: nothing could pass")
-    if rpm or per_second:
-        window = _STYLE_GENERIC[style] or generic_window
-        needed = {"second": per_second, "minute": rpm}
-        if style in ("second", "minute", "generic", "generic-policy") and not needed[window]:
-            raise ValueError(f"rate_headers={style} describes the {window} window: set its limit")
-
-
 @dataclass
 class Window:
     """A sliding window of `seconds`, counting cost units: (sent_at, cost) entries."""
@@ -141,16 +109,29 @@ class RatePolicy:
     reset_format: str = "delta"
 
     def validate(self) -> None:
-        check_policy(
-            style=self.style,
-            generic_window=self.generic_window,
-            reset_format=self.reset_format,
-            cost=self.cost,
-            rpm=self.rpm,
-            per_second=self.per_second,
-            month_quota=self.month_quota,
-            month_seconds=self.month_seconds,
-        )
+        """Raise ValueError for a combination that cannot describe or enforce itself."""
+        style, cost = self.style, self.cost
+        rpm, per_second, month_quota = self.rpm, self.per_second, self.month_quota
+        if style not in RATE_HEADER_STYLES:
+            raise ValueError(f"rate_headers must be one of {', '.join(RATE_HEADER_STYLES)}")
+        if self.generic_window not in GENERIC_WINDOWS:
+            raise ValueError(f"generic window must be one of {', '.join(GENERIC_WINDOWS)}")
+        if self.reset_format not in RESET_FORMATS:
+            raise ValueError(f"ratelimit-reset format must be one of {', '.join(RESET_FORMATS)}")
+        if cost < 1:
+            raise ValueError("request cost must be >= 1")
+        if min(rpm, per_second, month_quota) < 0 or self.month_seconds < 0:
+            raise ValueError("limits and the quota period must be >= 0")
+        for name, limit in (("rpm", rpm), ("per_second", per_second), ("month_quota", month_quota)):
+            if limit and cost > limit:
+                raise ValueError(f"request cost {cost} exceeds {name} {limit}: nothing could pass")
+        if rpm or per_second:
+            window = _STYLE_GENERIC[style] or self.generic_window
+            needed = {"second": per_second, "minute": rpm}
+            if style in ("second", "minute", "generic", "generic-policy") and not needed[window]:
+                raise ValueError(
+                    f"rate_headers={style} describes the {window} window: set its limit"
+                )
 
     @property
     def active(self) -> bool:

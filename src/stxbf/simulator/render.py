@@ -13,180 +13,66 @@ from __future__ import annotations
 
 import hashlib
 import random
-from datetime import datetime, timezone
 
-import orjson
-
-from stxbf.simulator.chain import (
+from stxbf.simulator.ledger import (
     CONTRACT_CALL,
     FEE_LADDER,
     GENESIS_BLOCK_HEIGHT,
     GENESIS_BURN_HEIGHT,
     TENURE_CHANGE,
     TOKEN_TRANSFER,
-    Chain,
+    Ledger,
 )
-
-C32 = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-N_SENDERS = (
-    20011  # prime; sender = i % N_SENDERS, nonce = i // N_SENDERS + base: (sender, nonce) unique
+from stxbf.simulator.tx_parts import (
+    CALL_TAILS,
+    DEPLOY_TAIL,
+    EXTEND_CAUSES,
+    FAILED_OUTCOMES,
+    FUNCTIONS,
+    MINER_NONCE_STRIDE,
+    N_SENDERS,
+    OK_TRUE,
+    POWERS,
+    PROBLEMATIC,
+    PROBLEMATIC_PER_MILLE,
+    SOURCES,
+    SUCCESS,
+    TRANSFER_FAILED,
+    TRANSFER_OK,
+    WORDS,
+    ZERO_MEMO,
+    address,
+    iso,
+    json_text,
 )
-_WORDS = (
-    "amm-pool",
-    "sbtc-token",
-    "stacking-dao",
-    "bns-v2",
-    "nft-marketplace",
-    "velar-router",
-    "alex-vault",
-    "arkadiko-swap",
-    "zest-borrow",
-    "bitflow-stableswap",
-    "pox-4-pool",
-    "usda-token",
-    "welsh-token",
-    "leo-token",
-    "granite-lending",
-    "charisma-dex",
-)
-_FUNCTIONS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
-    ("swap-x-for-y", (("dx", "uint"), ("min-dy", "uint"))),
-    ("swap-y-for-x", (("dy", "uint"), ("min-dx", "uint"))),
-    ("transfer", (("amount", "uint"), ("recipient", "principal"))),
-    ("deposit", (("amount", "uint"),)),
-    ("withdraw", (("amount", "uint"),)),
-    ("claim-rewards", (("cycle", "uint"),)),
-    ("delegate-stx", (("amount-ustx", "uint"), ("delegate-to", "principal"))),
-    ("mint", (("recipient", "principal"),)),
-    ("list-asset", (("token-id", "uint"), ("price", "uint"))),
-    ("add-liquidity", (("dx", "uint"), ("dy", "uint"))),
-)
-_SOURCES = (
-    ';; token\n(define-fungible-token token)\n(define-read-only (get-name) (ok "Token"))\n'
-    "(define-public (transfer (amount uint) (sender principal) (recipient principal))\n"
-    "  (begin (asserts! (is-eq tx-sender sender) (err u4))\n"
-    "         (ft-transfer? token amount sender recipient)))\n",
-    ";; counter\n(define-data-var counter uint u0)\n"
-    "(define-public (increment) (ok (var-set counter (+ (var-get counter) u1))))\n"
-    "(define-read-only (get-counter) (var-get counter))\n",
-    ";; nft\n(define-non-fungible-token item uint)\n(define-data-var last-id uint u0)\n"
-    "(define-public (mint (recipient principal))\n"
-    "  (let ((id (+ (var-get last-id) u1)))\n"
-    "    (try! (nft-mint? item id recipient)) (var-set last-id id) (ok id)))\n",
-)
-_OK_TRUE = '{"hex":"0x0703","repr":"(ok true)"}'
-_ERR_RESULTS = (
-    '{"hex":"0x080100000000000000000000000000000001","repr":"(err u1)"}',
-    '{"hex":"0x080100000000000000000000000000000004","repr":"(err u4)"}',
-    '{"hex":"0x0809","repr":"(err none)"}',
-)
-_ZERO_MEMO = "0x" + "00" * 34
-_POWERS = tuple(10 ** (2 + k) for k in range(8))
-# a miner's nonces per tenure it wins: tenure change, coinbase, then its tenure extends
-_MINER_NONCE_STRIDE = 4096
-# time-based extends are the common kind; the per-dimension ones (SIP-034) are rarer
-_EXTEND_CAUSES = (
-    *("extended",) * 5,
-    "extended_runtime",
-    "extended_read_count",
-    "extended_read_length",
-    "extended_write_count",
-    "extended_write_length",
-)
-
-
-def _outcome(status: str, result: str) -> str:
-    return f'"tx_status":"{status}","tx_result":{result},'
-
-
-def _tail(events: int, read: int, read_len: int, runtime: int, write: int, write_len: int) -> str:
-    return (
-        f'"event_count":{events},"execution_cost_read_count":{read},'
-        f'"execution_cost_read_length":{read_len},"execution_cost_runtime":{runtime},'
-        f'"execution_cost_write_count":{write},"execution_cost_write_length":{write_len},'
-    )
-
-
-_SUCCESS = _outcome("success", _OK_TRUE)
-# mined but skipped: the block marked it problematic (src/datastore/common.ts ProblematicSkipped)
-_PROBLEMATIC = _outcome("problematic_skipped", '{"hex":"0x0809","repr":"(err none)"}')
-_PROBLEMATIC_PER_MILLE = 2
-_FAILED_OUTCOMES = (
-    _outcome("abort_by_response", _ERR_RESULTS[0]),
-    _outcome("abort_by_response", _ERR_RESULTS[1]),
-    _outcome("abort_by_post_condition", _OK_TRUE),
-    _outcome("abort_by_response", _ERR_RESULTS[2]),
-    _outcome("abort_by_post_condition", _OK_TRUE),
-)
-_TRANSFER_OK = _tail(1, 0, 0, 0, 0, 0)
-_TRANSFER_FAILED = _tail(0, 0, 0, 0, 0, 0)
-_DEPLOY_TAIL = _tail(0, 0, 0, 1_500_000, 9, 4_200)
-# per read count: [failed (no events), then 0..11 events]
-_CALL_TAILS = tuple(
-    tuple(
-        _tail(events, reads, reads * 1731, reads * 29_113 + 4_000, reads // 3, reads * 97)
-        for events in (0, *range(12))
-    )
-    for reads in range(5, 65)
-)
-
-
-def _json(value: object) -> str:
-    return orjson.dumps(value).decode()
-
-
-_C32_TABLE = bytes(ord(C32[b % 32]) for b in range(256))
-
-
-def _address(rng: random.Random, prefix: str = "SP") -> str:
-    """A c32-looking mainnet address (41 chars); not checksummed, nobody here verifies it."""
-    return prefix + rng.randbytes(39).translate(_C32_TABLE).decode()
-
-
-_MINUTES: dict[int, str] = {}
-_SECONDS = tuple(f"{s:02d}.000Z" for s in range(60))
-
-
-def iso(ts: int) -> str:
-    """`2025-06-15T11:16:16.000Z`, as Hiro writes it (JavaScript's toISOString), fast."""
-    minute, secs = divmod(ts, 60)
-    prefix = _MINUTES.get(minute)
-    if prefix is None:
-        moment = datetime.fromtimestamp(minute * 60, tz=timezone.utc)
-        prefix = moment.strftime("%Y-%m-%dT%H:%M:")
-        if len(_MINUTES) > 200_000:
-            _MINUTES.clear()
-        _MINUTES[minute] = prefix
-    return prefix + _SECONDS[secs]
 
 
 class Renderer:
     """Renders tx `i` of a chain as a JSON object (str); one per chain, not thread-safe."""
 
-    def __init__(self, chain: Chain, *, block_cache: int = 4096) -> None:
+    def __init__(self, chain: Ledger, *, block_cache: int = 4096) -> None:
         self.chain = chain
         rng = random.Random(f"render:{chain.seed}")
-        self.senders = [_address(rng) for _ in range(N_SENDERS)]
+        self.senders = [address(rng) for _ in range(N_SENDERS)]
         self.base_nonce = [rng.randrange(0, 4000) for _ in range(N_SENDERS)]
-        self.miners = [_address(rng) for _ in range(16)]
-        self.sponsors = [_address(rng) for _ in range(6)]
-        self.contracts: list[tuple[str, str]] = []  # (contract_id, pre-rendered call prefix base)
+        self.miners = [address(rng) for _ in range(16)]
+        self.sponsors = [address(rng) for _ in range(6)]
         self.calls: list[list[tuple[str, tuple[tuple[str, str], ...]]]] = []
         for c in range(160):
             deployer = self.senders[rng.randrange(N_SENDERS)]
-            name = f"{_WORDS[c % len(_WORDS)]}-v{1 + c // len(_WORDS)}"
+            name = f"{WORDS[c % len(WORDS)]}-v{1 + c // len(WORDS)}"
             contract_id = f"{deployer}.{name}"
-            functions = rng.sample(_FUNCTIONS, k=rng.randint(2, 5))
+            functions = rng.sample(FUNCTIONS, k=rng.randint(2, 5))
             prefixes = []
             for fname, params in functions:
                 sig = " ".join(f"({p} {t})" for p, t in params)
                 head = (
                     f'"contract_call":{{"contract_id":"{contract_id}","function_name":"{fname}",'
-                    f'"function_signature":{_json(f"(define-public ({fname} {sig}))")}'
+                    f'"function_signature":{json_text(f"(define-public ({fname} {sig}))")}'
                 )
                 prefixes.append((head, params))
             self.calls.append(prefixes)
-        self.sources = [_json(src) for src in _SOURCES]
+        self.sources = [json_text(src) for src in SOURCES]
         self.sponsor_fields = [
             f'"sponsored":true,"sponsor_address":"{sponsor}","sponsor_nonce":{n},'
             for sponsor in self.sponsors
@@ -262,140 +148,163 @@ class Renderer:
         digest = chain.tx_digest(i)
         tx_id = digest[:32].hex()
         kind = chain.tx_kind[i]
-        fee = FEE_LADDER[chain.tx_fee[i]]
         tx_index = i - chain.block_first_tx[b]
-        block = self._block_fields(b)
+        head = f'{{"tx_id":"0x{tx_id}","nonce":'
+        block = f'"post_conditions":[],{self._block_fields(b)},"tx_index":{tx_index},'
         if kind >= 3:  # coinbase / tenure_change: the miner's system txs
-            return self._render_system(i, b, kind, tx_id, digest, tx_index, block)
+            return self._render_system(i, b, kind, digest, head, block)
         sender_slot = i % N_SENDERS
         sender = self.senders[sender_slot]
         nonce = i // N_SENDERS + self.base_nonce[sender_slot]
         # digest[32:64] are this tx's dice: each field reads its own bytes
         roll = (digest[32] << 8 | digest[33]) % 1000
-        problematic = roll >= 1000 - _PROBLEMATIC_PER_MILLE
+        problematic = roll >= 1000 - PROBLEMATIC_PER_MILLE
         failed = problematic or roll < (5 if kind == TOKEN_TRANSFER else 35)
         if problematic:
-            outcome = _PROBLEMATIC
+            outcome = PROBLEMATIC
         elif failed:
-            outcome = _FAILED_OUTCOMES[roll % len(_FAILED_OUTCOMES)]
+            outcome = FAILED_OUTCOMES[roll % len(FAILED_OUTCOMES)]
         else:
-            outcome = _SUCCESS
+            outcome = SUCCESS
         if kind == CONTRACT_CALL and digest[34] < 8:
             sponsor = self.sponsor_fields[digest[35] % len(self.sponsor_fields)]
         else:
             sponsor = '"sponsored":false,'
         mode = "allow" if digest[36] < 51 else "deny"
         if kind == TOKEN_TRANSFER:
-            recipient = self.senders[(digest[37] << 8 | digest[38]) % N_SENDERS]
-            amount = (1 + (digest[39] << 8 | digest[40]) % 9999) * _POWERS[digest[41] & 7]
-            memo = _ZERO_MEMO if digest[42] & 3 else "0x" + tx_id[:68]
-            payload = (
-                f'"tx_type":"token_transfer","token_transfer":{{"recipient_address":"{recipient}",'
-                f'"amount":"{amount}","memo":"{memo}"}}'
-            )
-            tail = _TRANSFER_FAILED if failed else _TRANSFER_OK
+            payload, tail = self._token_transfer(digest, tx_id, failed)
         elif kind == CONTRACT_CALL:
-            pick = (digest[37] << 8 | digest[38]) / 65536.0
-            calls = self.calls[int(len(self.calls) * pick**3)]
-            head, params = calls[digest[39] % len(calls)]
-            args = []
-            at = 40
-            for name, typ in () if exclude_function_args else params:
-                if typ == "uint":
-                    value = int.from_bytes(digest[at : at + 4], "little") % 1_000_000_000
-                    args.append(
-                        f'{{"hex":"0x01{value:032x}","repr":"u{value}","name":"{name}",'
-                        f'"type":"uint"}}'
-                    )
-                else:
-                    who = self.senders[(digest[at] << 8 | digest[at + 1]) % N_SENDERS]
-                    args.append(
-                        f'{{"hex":"0x0516{tx_id[:40]}","repr":"\'{who}","name":"{name}",'
-                        f'"type":"principal"}}'
-                    )
-                at += 4
-            if exclude_function_args:
-                payload = f'"tx_type":"contract_call",{head}}}'
-            else:
-                payload = f'"tx_type":"contract_call",{head},"function_args":[{",".join(args)}]}}'
-            tail = _CALL_TAILS[digest[50] % len(_CALL_TAILS)][0 if failed else 1 + digest[51] % 12]
+            payload, tail = self._contract_call(digest, tx_id, failed, exclude_function_args)
         else:  # SMART_CONTRACT
-            # versioned deploys carry 2 or 3; an unversioned (pre-2.1 style) one has null
-            version = "null" if digest[39] < 8 else 2 + (digest[37] & 1)
-            payload = (
-                f'"tx_type":"smart_contract","smart_contract":{{"clarity_version":{version},'
-                f'"contract_id":"{sender}.contract-{i}",'
-                f'"source_code":{self.sources[digest[38] % len(self.sources)]}}}'
-            )
-            tail = _DEPLOY_TAIL
+            payload, tail = self._smart_contract(digest, sender, i)
         return (
-            f'{{"tx_id":"0x{tx_id}","nonce":{nonce},"fee_rate":"{fee}",'
+            f'{head}{nonce},"fee_rate":"{FEE_LADDER[chain.tx_fee[i]]}",'
             f'"sender_address":"{sender}",{sponsor}"post_condition_mode":"{mode}",'
-            f'"post_conditions":[],{block},"tx_index":{tx_index},{outcome}{tail}'
-            f'"vm_error":null,"events":[],{payload}}}'
+            f'{block}{outcome}{tail}"vm_error":null,"events":[],{payload}}}'
         )
 
-    def _render_system(
-        self, i: int, b: int, kind: int, tx_id: str, digest: bytes, tx_index: int, block: str
-    ) -> str:
-        chain = self.chain
-        tenure = chain.block_tenure[b]
-        miner_slot = tenure % len(self.miners)
-        miner = self.miners[miner_slot]
-        nonce = _MINER_NONCE_STRIDE * (tenure // len(self.miners)) + (kind != TENURE_CHANGE)
-        first_block = chain.tenure_first_block[tenure]
-        if kind == TENURE_CHANGE and b != first_block:
-            # a tenure extend (stacks-core TenureChangeCause; the API's cause strings are in
-            # db-controller.ts getTxTenureChangeCauseString): same tenure, counted from its start
-            extends = sum(
-                1
-                for j in range(chain.tenure_first_tx[tenure] + 2, i)
-                if chain.tx_kind[j] == TENURE_CHANGE
-            )
-            nonce = _MINER_NONCE_STRIDE * (tenure // len(self.miners)) + 2 + extends
-            cause = _EXTEND_CAUSES[digest[52] % len(_EXTEND_CAUSES)]
-            payload = (
-                f'"tx_type":"tenure_change","tenure_change_payload":{{'
-                f'"tenure_consensus_hash":"0x{self._consensus(tenure)}",'
-                f'"prev_tenure_consensus_hash":"0x{self._consensus(tenure)}",'
-                f'"burn_view_consensus_hash":"0x{self._consensus(tenure)}",'
-                f'"previous_tenure_end":"{self.block_hash(b - 1)}",'
-                f'"previous_tenure_blocks":{b - first_block},"cause":"{cause}",'
-                f'"pubkey_hash":"0x{digest[32:52].hex()}"}}'
-            )
-        elif kind == TENURE_CHANGE:
-            prev_blocks = first_block - chain.tenure_first_block[tenure - 1] if tenure else 1
-            payload = (
-                f'"tx_type":"tenure_change","tenure_change_payload":{{'
-                f'"tenure_consensus_hash":"0x{self._consensus(tenure)}",'
-                f'"prev_tenure_consensus_hash":"0x{self._consensus(tenure - 1)}",'
-                f'"burn_view_consensus_hash":"0x{self._consensus(tenure)}",'
-                f'"previous_tenure_end":"{self.block_hash(first_block - 1)}",'
-                f'"previous_tenure_blocks":{prev_blocks},"cause":"block_found",'
-                f'"pubkey_hash":"0x{digest[32:52].hex()}"}}'
-            )
-        else:
-            # Nakamoto coinbase: vrf_proof always, alt_recipient now and then (db-controller.ts)
-            if digest[52] < 24:
-                alt = self.senders[(digest[53] << 8 | digest[54]) % N_SENDERS]
-                if digest[55] & 1:
-                    alt += f".{_WORDS[digest[56] % len(_WORDS)]}-rewards"
-                alt_recipient = f'"{alt}"'
+    # ---- the payload of each regular tx type: (payload, event and cost fields) -------------
+
+    def _token_transfer(self, digest: bytes, tx_id: str, failed: bool) -> tuple[str, str]:
+        recipient = self.senders[(digest[37] << 8 | digest[38]) % N_SENDERS]
+        amount = (1 + (digest[39] << 8 | digest[40]) % 9999) * POWERS[digest[41] & 7]
+        memo = ZERO_MEMO if digest[42] & 3 else "0x" + tx_id[:68]
+        payload = (
+            f'"tx_type":"token_transfer","token_transfer":{{"recipient_address":"{recipient}",'
+            f'"amount":"{amount}","memo":"{memo}"}}'
+        )
+        return payload, TRANSFER_FAILED if failed else TRANSFER_OK
+
+    def _contract_call(
+        self, digest: bytes, tx_id: str, failed: bool, exclude_function_args: bool
+    ) -> tuple[str, str]:
+        pick = (digest[37] << 8 | digest[38]) / 65536.0
+        calls = self.calls[int(len(self.calls) * pick**3)]
+        head, params = calls[digest[39] % len(calls)]
+        tail = CALL_TAILS[digest[50] % len(CALL_TAILS)][0 if failed else 1 + digest[51] % 12]
+        if exclude_function_args:
+            return f'"tx_type":"contract_call",{head}}}', tail
+        args = []
+        at = 40
+        for name, typ in params:
+            if typ == "uint":
+                value = int.from_bytes(digest[at : at + 4], "little") % 1_000_000_000
+                args.append(
+                    f'{{"hex":"0x01{value:032x}","repr":"u{value}","name":"{name}","type":"uint"}}'
+                )
             else:
-                alt_recipient = "null"
-            payload = (
-                f'"tx_type":"coinbase","coinbase_payload":{{"data":"0x{digest[32:64].hex()}",'
-                f'"alt_recipient":{alt_recipient},'
-                f'"vrf_proof":"0x{digest.hex()}{digest[:16].hex()}"}}'
-            )
+                who = self.senders[(digest[at] << 8 | digest[at + 1]) % N_SENDERS]
+                args.append(
+                    f'{{"hex":"0x0516{tx_id[:40]}","repr":"\'{who}","name":"{name}",'
+                    f'"type":"principal"}}'
+                )
+            at += 4
+        return f'"tx_type":"contract_call",{head},"function_args":[{",".join(args)}]}}', tail
+
+    def _smart_contract(self, digest: bytes, sender: str, i: int) -> tuple[str, str]:
+        # versioned deploys carry 2 or 3; an unversioned (pre-2.1 style) one has null
+        version = "null" if digest[39] < 8 else 2 + (digest[37] & 1)
+        payload = (
+            f'"tx_type":"smart_contract","smart_contract":{{"clarity_version":{version},'
+            f'"contract_id":"{sender}.contract-{i}",'
+            f'"source_code":{self.sources[digest[38] % len(self.sources)]}}}'
+        )
+        return payload, DEPLOY_TAIL
+
+    # ---- the miner's system txs -------------------------------------------------------------
+
+    def _render_system(
+        self, i: int, b: int, kind: int, digest: bytes, head: str, block: str
+    ) -> str:
+        tenure = self.chain.block_tenure[b]
+        miner = self.miners[tenure % len(self.miners)]
+        nonce = MINER_NONCE_STRIDE * (tenure // len(self.miners)) + (kind != TENURE_CHANGE)
+        if kind != TENURE_CHANGE:
+            payload = self._coinbase(digest)
+        elif b != self.chain.tenure_first_block[tenure]:
+            extends, payload = self._tenure_extend(i, b, tenure, digest)
+            nonce = MINER_NONCE_STRIDE * (tenure // len(self.miners)) + 2 + extends
+        else:
+            payload = self._tenure_change(b, tenure, digest)
         return (
-            f'{{"tx_id":"0x{tx_id}","nonce":{nonce},"fee_rate":"0",'
+            f'{head}{nonce},"fee_rate":"0",'
             f'"sender_address":"{miner}","sponsored":false,"post_condition_mode":"deny",'
-            f'"post_conditions":[],{block},"tx_index":{tx_index},"tx_status":"success",'
-            f'"tx_result":{_OK_TRUE},"event_count":0,'
+            f'{block}"tx_status":"success",'
+            f'"tx_result":{OK_TRUE},"event_count":0,'
             f'"execution_cost_read_count":0,"execution_cost_read_length":0,'
             f'"execution_cost_runtime":0,"execution_cost_write_count":0,'
             f'"execution_cost_write_length":0,"vm_error":null,"events":[],{payload}}}'
+        )
+
+    def _tenure_change(self, b: int, tenure: int, digest: bytes) -> str:
+        """The tenure's opening tenure_change (a block was found)."""
+        first_block = self.chain.tenure_first_block
+        prev_blocks = b - first_block[tenure - 1] if tenure else 1
+        return (
+            f'"tx_type":"tenure_change","tenure_change_payload":{{'
+            f'"tenure_consensus_hash":"0x{self._consensus(tenure)}",'
+            f'"prev_tenure_consensus_hash":"0x{self._consensus(tenure - 1)}",'
+            f'"burn_view_consensus_hash":"0x{self._consensus(tenure)}",'
+            f'"previous_tenure_end":"{self.block_hash(b - 1)}",'
+            f'"previous_tenure_blocks":{prev_blocks},"cause":"block_found",'
+            f'"pubkey_hash":"0x{digest[32:52].hex()}"}}'
+        )
+
+    def _tenure_extend(self, i: int, b: int, tenure: int, digest: bytes) -> tuple[int, str]:
+        """(earlier extends in the tenure, payload) of a tenure extend: stacks-core
+        TenureChangeCause, with the API's cause strings (db-controller.ts
+        getTxTenureChangeCauseString); same tenure, blocks counted from its start."""
+        chain = self.chain
+        extends = sum(
+            1
+            for j in range(chain.tenure_first_tx[tenure] + 2, i)
+            if chain.tx_kind[j] == TENURE_CHANGE
+        )
+        cause = EXTEND_CAUSES[digest[52] % len(EXTEND_CAUSES)]
+        payload = (
+            f'"tx_type":"tenure_change","tenure_change_payload":{{'
+            f'"tenure_consensus_hash":"0x{self._consensus(tenure)}",'
+            f'"prev_tenure_consensus_hash":"0x{self._consensus(tenure)}",'
+            f'"burn_view_consensus_hash":"0x{self._consensus(tenure)}",'
+            f'"previous_tenure_end":"{self.block_hash(b - 1)}",'
+            f'"previous_tenure_blocks":{b - chain.tenure_first_block[tenure]},"cause":"{cause}",'
+            f'"pubkey_hash":"0x{digest[32:52].hex()}"}}'
+        )
+        return extends, payload
+
+    def _coinbase(self, digest: bytes) -> str:
+        """A Nakamoto coinbase: vrf_proof always, alt_recipient now and then (db-controller.ts)."""
+        if digest[52] < 24:
+            alt = self.senders[(digest[53] << 8 | digest[54]) % N_SENDERS]
+            if digest[55] & 1:
+                alt += f".{WORDS[digest[56] % len(WORDS)]}-rewards"
+            alt_recipient = f'"{alt}"'
+        else:
+            alt_recipient = "null"
+        return (
+            f'"tx_type":"coinbase","coinbase_payload":{{"data":"0x{digest[32:64].hex()}",'
+            f'"alt_recipient":{alt_recipient},'
+            f'"vrf_proof":"0x{digest.hex()}{digest[:16].hex()}"}}'
         )
 
     def _consensus(self, tenure: int) -> str:

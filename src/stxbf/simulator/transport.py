@@ -14,8 +14,9 @@ from collections.abc import AsyncIterator, Callable, Iterator
 import anyio
 import httpx
 
-from stxbf.simulator.api import Action, Response, SimApi
+from stxbf.simulator.api import SimApi
 from stxbf.simulator.config import SimConfig
+from stxbf.simulator.responses import Action, Response
 
 
 class _TruncatedStream(httpx.AsyncByteStream, httpx.SyncByteStream):
