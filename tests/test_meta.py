@@ -358,3 +358,32 @@ def test_exit_code_tables_match_the_registry() -> None:
     documented = documented_exit_codes()
     for command, codes in COMMAND_EXIT_CODES.items():
         assert documented.get(command) == {int(code) for code in codes}, command
+
+
+# --- rooms stay small -----------------------------------------------------------------------------
+
+MAX_MODULE_LINES = 350
+MAX_FUNCTION_LINES = 60
+LONG_REASON = "# long:"  # on the line above a def (or its first decorator): why it may be longer
+
+
+def long_functions(path: Path) -> Iterator[str]:
+    lines = path.read_text(encoding="utf-8").splitlines()
+    for node in ast.walk(ast.parse("\n".join(lines))):
+        if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            continue
+        length = (node.end_lineno or node.lineno) - node.lineno + 1
+        first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+        if length > MAX_FUNCTION_LINES and LONG_REASON not in lines[first - 2]:
+            yield f"{path.relative_to(ROOT)}:{node.lineno} {node.name} is {length} lines"
+
+
+def test_no_module_or_function_outgrows_its_room() -> None:
+    """A module over ~350 lines does two jobs; a function over 60 says no reason why."""
+    too_long = [
+        f"{path.relative_to(ROOT)} is {count} lines"
+        for path in sorted(SRC.rglob("*.py"))
+        if (count := len(path.read_text(encoding="utf-8").splitlines())) > MAX_MODULE_LINES
+    ]
+    too_long += [found for path in sorted(SRC.rglob("*.py")) for found in long_functions(path)]
+    assert too_long == []

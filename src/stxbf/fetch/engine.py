@@ -31,7 +31,13 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from stxbf.codes import WindowState
-from stxbf.fetch.windows import CompletedWindow, PassResult, WindowEngine, WindowPass
+from stxbf.fetch.windows import (
+    INITIAL_SPAN,
+    CompletedWindow,
+    PassResult,
+    WindowEngine,
+    WindowPass,
+)
 from stxbf.models import PAGE_LIMIT, Page, Row
 
 log = logging.getLogger(__name__)
@@ -87,7 +93,7 @@ class Engine(WindowEngine):
         page_limit: int = PAGE_LIMIT,
         max_window_rows: int = 5000,
         target_window_rows: int = 4000,
-        initial_span: int = 6 * 3600,
+        initial_span: int = INITIAL_SPAN,
         max_window_attempts: int = 5,
         max_short_retries: int = 3,
         max_open_windows: int | None = None,

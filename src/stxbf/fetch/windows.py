@@ -19,6 +19,7 @@ from stxbf.models import Row
 
 MIN_SPAN = 1
 MAX_SPAN = 7 * 86_400
+INITIAL_SPAN = 6 * 3600  # the first window's width; later ones follow the density met
 
 E = TypeVar("E", bound="WindowEngine")
 

@@ -19,7 +19,7 @@ from stxbf.fetch.engine import Engine
 from stxbf.fetch.pacer import HIRO_RPM_WITH_KEY, HIRO_RPM_WITHOUT_KEY, Pacer
 from stxbf.fetch.pages import FetchStats, PageSource
 from stxbf.fetch.v3 import V3_TX_PATH, V3Engine, V3Source
-from stxbf.fetch.windows import CompletedWindow
+from stxbf.fetch.windows import INITIAL_SPAN, CompletedWindow
 from stxbf.runner.params import RunParams
 
 log = logging.getLogger(__name__)
@@ -27,7 +27,6 @@ log = logging.getLogger(__name__)
 ROUTES = {"v1": TX_LIST_PATH, "v3": V3_TX_PATH}
 # V3Source: cursor walks in flight per window (V3Engine prepares the next window meanwhile)
 V3_WALKS_PER_WINDOW = 8
-INITIAL_SPAN = 6 * 3600  # the first window's width, in seconds of burn-block time
 
 OnWindow = Callable[[CompletedWindow], Awaitable[None]]
 AnyEngine = Engine | V3Engine

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
+from stxbf.defaults import LOOPBACK_HOSTS
 from stxbf.simulator.ratelimit import RatePolicy
 
 FAULT_KINDS: tuple[str, ...] = (
@@ -23,7 +24,6 @@ OUTAGE_MODES: tuple[str, ...] = ("refuse", "drop", "503")
 # the state of the deprecated `/extended/v1/tx` route (hirosystems/stacks-blockchain-api
 # src/api/deprecation-plugin.ts): served plainly, served with `Warning: 299`, or `410 Gone`
 V1_STATES: tuple[str, ...] = ("on", "deprecated", "gone")
-LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 DEFAULT_API_KEY = "sim-key"
 
 

@@ -10,7 +10,13 @@ from typing import Any
 
 from stxbf.codes import WindowState
 from stxbf.fetch.v3.source import V3Source
-from stxbf.fetch.windows import CompletedWindow, PassResult, WindowEngine, WindowPass
+from stxbf.fetch.windows import (
+    INITIAL_SPAN,
+    CompletedWindow,
+    PassResult,
+    WindowEngine,
+    WindowPass,
+)
 
 
 class V3Engine(WindowEngine):
@@ -26,7 +32,7 @@ class V3Engine(WindowEngine):
         source: V3Source,
         *,
         on_window: Callable[[CompletedWindow], Awaitable[None]],
-        initial_span: int = 6 * 3600,
+        initial_span: int = INITIAL_SPAN,
         target_window_rows: int | None = 8000,
         windows_in_flight: int = 4,
     ) -> None:
