@@ -230,7 +230,7 @@ def build_file(path: Path, windows: int = 100, per_window: int = 5000) -> None:
 
 
 def damage(path: Path) -> None:
-    """1 MB of random bytes into the middle of the file, as in issue 11 §4 (dd conv=notrunc)."""
+    """1 MB of random bytes into the middle of the file (dd conv=notrunc)."""
     size = path.stat().st_size
     with path.open("r+b") as handle:
         handle.seek(size // 2)

@@ -182,7 +182,7 @@ def test_stop_checkpoints_a_real_run(server: Any, env: dict[str, str], isolated_
 def test_start_reports_a_runner_that_dies_before_its_first_progress(
     server: Any, env: dict[str, str], isolated_env: Path
 ) -> None:
-    """Nothing listens on port 1: `start` used to say "Started" and exit 0 (issue 11, 2)."""
+    """Nothing listens on port 1: `start` used to say "Started" and exit 0."""
     del env["STXBF_TMUX_SOCKET"]  # given as a flag once; the session record remembers it
     socket = str(server.socket_name)
     args = ("--socket-name", socket, "--api-url", "http://127.0.0.1:1", "--inhibit", "none")

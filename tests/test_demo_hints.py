@@ -1,4 +1,4 @@
-"""The demo's closing hint is commands that work when pasted (issue 11, section 7)."""
+"""The demo's closing hint is commands that work when pasted."""
 
 from __future__ import annotations
 

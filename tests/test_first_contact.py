@@ -1,5 +1,5 @@
 """Until the API has answered once, no answer at all is a configuration problem: fail fast, say
-what to check (issue 11, section 6). After the first answer, an outage is waited out as before.
+what to check. After the first answer, an outage is waited out as before.
 """
 
 from __future__ import annotations
@@ -122,3 +122,28 @@ def test_once_the_api_has_answered_timeouts_are_waited_out() -> None:
         asyncio.run(source.page(start_time=None, end_time=None, limit=1, connect_attempts=3))
     assert len(calls) > 3  # the give-up came from --give-up-after, not the first-contact rule
     assert caught.value.hint is None
+
+
+class Silent(httpx.AsyncBaseTransport):
+    """Connects, then never sends a header: only the whole-answer deadline ends the wait."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.calls += 1
+        await asyncio.sleep(3600)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
+def test_a_deadline_with_no_headers_counts_as_no_answer() -> None:
+    """On a loaded machine the whole-answer deadline can fire before httpx's read timeout; with
+    no header seen that is still no answer, and the first-contact rule gives up after 3 tries."""
+    transport = Silent()
+    client = ApiClient("https://api.example", transport=transport, timeout=0.05)
+    source = PageSource(client, Pacer(rpm=1_000_000), give_up_after=30)
+    source._wait = lambda state: 0.0  # type: ignore[method-assign]
+    with pytest.raises(ApiUnreachable) as caught:
+        asyncio.run(source.page(start_time=None, end_time=None, limit=1, connect_attempts=3))
+    assert transport.calls == 3
+    assert caught.value.hint is not None and "proxy" in caught.value.hint

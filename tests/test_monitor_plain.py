@@ -1,5 +1,5 @@
 """`stxbf status --watch` without a terminal prints a plain line at every refresh, as
-docs/cli.md promises (issue 11, section 7); the live panel stays for terminals."""
+docs/cli.md promises; the live panel stays for terminals."""
 
 from __future__ import annotations
 

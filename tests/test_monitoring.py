@@ -124,7 +124,7 @@ class Live(NamedTuple):
 NOW_OFFSET = 0.0
 LIVE_CASES = {
     "making-progress": Live({}, StatusState.RUNNING, Verdict.HEALTHY, "making progress"),
-    # issue 8 §4: the heartbeat is fresh, the API has not answered for 25 s
+    # the heartbeat is fresh, the API has not answered for 25 s
     "heartbeat-fresh-but-no-page": Live(
         {
             "last_progress_at": -25.0,

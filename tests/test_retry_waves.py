@@ -1,5 +1,5 @@
-"""A wave of failed requests is one log record with a count, not one record per request
-(issue 11, section 7). Asserts on records, not on text."""
+"""A wave of failed requests is one log record with a count, not one record per request.
+Asserts on records, not on text."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Every way `stxbf run` can end leaves ONE last log line naming the exit code and the reason.
 
 An operator who left a run in tmux, or a cron job, reads `stxbf logs` afterwards: the screen is
-gone, so the log must say how the run ended (issue 11, section 1).
+gone, so the log must say how the run ended.
 """
 
 from __future__ import annotations

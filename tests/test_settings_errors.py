@@ -1,5 +1,5 @@
 """A bad setting is named the way the user gave it: the flag, the variable or the config file's
-key, never only the internal field name (issue 11, section 7)."""
+key, never only the internal field name."""
 
 from __future__ import annotations
 

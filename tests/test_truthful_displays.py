@@ -1,4 +1,4 @@
-"""Displays that are true (issue 11, section 7): a last error says how old it is and whether
+"""Displays that are true: a last error says how old it is and whether
 pages arrived since; no rate or ETA as if running while no progress is made."""
 
 from __future__ import annotations

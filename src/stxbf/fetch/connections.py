@@ -89,9 +89,14 @@ class Connections:
         return transport
 
     async def _get(
-        self, path: str, params: dict[str, Any], extensions: dict[str, Any] | None = None
+        self,
+        path: str,
+        params: dict[str, Any],
+        extensions: dict[str, Any] | None = None,
+        headers_seen: list[bool] | None = None,
     ) -> httpx.Response:
-        """One GET; the response comes back read and closed (its connection free again)."""
+        """One GET; the response comes back read and closed (its connection free again).
+        `headers_seen` gets True once the status line and headers have arrived."""
         request = httpx.Request(
             "GET",
             f"{self.base_url}{path}?{urlencode(params)}",
@@ -102,6 +107,8 @@ class Connections:
             transport = self._idle.pop() if self._idle else self._new_transport()
             try:
                 response = await transport.handle_async_request(request)
+                if headers_seen is not None:
+                    headers_seen.append(True)
                 try:
                     await response.aread()
                 finally:
@@ -131,6 +138,7 @@ class Connections:
     ) -> tuple[httpx.Response, bytes]:
         """One GET, its failures as Transient. `timeout` / `connect_timeout` shorten this
         request's limits (the first contact)."""
+        headers_seen: list[bool] = []
         try:
             # The timeout bounds each read; this bounds the whole answer (a body that drips).
             extensions = self._extensions
@@ -140,11 +148,14 @@ class Connections:
                 connect = min(connect_timeout or read, read)
                 extensions = {"timeout": httpx.Timeout(read, connect=connect).as_dict()}
                 whole = read * 2
-            response = await asyncio.wait_for(self._get(path, params, extensions), timeout=whole)
+            answer = self._get(path, params, extensions, headers_seen)
+            response = await asyncio.wait_for(answer, timeout=whole)
             return response, response.content
         except asyncio.TimeoutError:
-            # Headers came back (a body that drips): an answer, however slow.
-            raise Transient("timed out (the whole response took too long)") from None
+            if headers_seen:  # a body that drips: an answer, however slow
+                raise Transient("timed out (the whole response took too long)") from None
+            # No header yet: on a loaded machine this deadline can beat httpx's own timeout.
+            raise Transient("timed out (no answer)", no_answer=True) from None
         except httpx.TimeoutException as exc:
             raise Transient(f"timed out ({type(exc).__name__})", no_answer=True) from None
         except httpx.ConnectError as exc:

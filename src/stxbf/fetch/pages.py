@@ -31,6 +31,7 @@ from stxbf.fetch.connections import Transient
 from stxbf.fetch.first_contact import NoAnswerYet, first_contact_hint, first_contact_limits
 from stxbf.fetch.pacer import Pacer
 from stxbf.models import PAGE_LIMIT, MalformedPage, Page
+from stxbf.state import Counters
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,19 @@ class FetchStats:
     last_error_at: float | None = None
     last_page_at: float | None = None  # wall clock of the last page that arrived
     backoff_until: float | None = None  # wall clock, while an error backoff is running
+
+    def counters(self, *, windows_verified: int, windows_refetched: int) -> Counters:
+        """The progress snapshot's counters: this process's requests, with the run's windows."""
+        return Counters(
+            requests=self.requests,
+            pages=self.pages,
+            transactions_fetched=self.transactions,
+            responses_429=self.responses_429,
+            errors=self.errors,
+            retries=self.retries,
+            windows_verified=windows_verified,
+            windows_refetched=windows_refetched,
+        )
 
 
 # Requests that fail alike within this many seconds are one log line with a count: a 503 from

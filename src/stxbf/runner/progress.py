@@ -21,7 +21,7 @@ from stxbf.runner.coverage import Coverage
 from stxbf.runner.params import ProgressView, RunParams
 from stxbf.runner.plan import RangePlan
 from stxbf.runner.storethread import StoreThread
-from stxbf.state import Counters, ProgressSnapshot, publish
+from stxbf.state import ProgressSnapshot, publish
 from stxbf.store import Store, StoreSummary
 
 log = logging.getLogger(__name__)
@@ -156,7 +156,10 @@ class Progress:
             range_end=plan.range_end,
             chain_start=plan.chain_start,
             iteration=state.iteration,
-            counters=self._counters(),
+            counters=stats.counters(
+                windows_verified=state.windows_verified,
+                windows_refetched=state.windows_refetched,
+            ),
             coverage=state.coverage.days(plan.range_start, plan.range_end),
             transactions_stored=figures.transactions,
             wallets=figures.wallets,
@@ -181,19 +184,6 @@ class Progress:
             exit_code=None if state.exit_code is None else int(state.exit_code),
             source=state.source,
             window_sources=dict(sorted(figures.window_sources.items())),
-        )
-
-    def _counters(self) -> Counters:
-        stats = self.stats
-        return Counters(
-            requests=stats.requests,
-            pages=stats.pages,
-            transactions_fetched=stats.transactions,
-            responses_429=stats.responses_429,
-            errors=stats.errors,
-            retries=stats.retries,
-            windows_verified=self.state.windows_verified,
-            windows_refetched=self.state.windows_refetched,
         )
 
     def _backoff_until(self) -> float | None:
