@@ -14,9 +14,10 @@ import pytest
 from filelock import FileLock
 
 from stxbf import state
+from stxbf.codes import STATUS_STATES, StatusState
 from stxbf.ops.coverage import day_states
 from stxbf.ops.process import detect_runner, lock_holder, pid_alive, runner_info_path
-from stxbf.ops.status import STATES, build_status
+from stxbf.ops.status import build_status
 from stxbf.state import DAY, ProgressSnapshot
 from stxbf.store import Store
 from tests.fakes import END, NOW, day, make_db, paths
@@ -63,7 +64,7 @@ def test_status_from_database(tmp_path: Path, case: Case) -> None:
     assert report.source == "database"
     assert report.target_days == 10  # the last run's target, not the default
     assert (report.state, report.coverage) == (case.state, case.coverage)
-    assert report.exit_code == STATES[case.state][1]
+    assert report.exit_code == STATUS_STATES[StatusState(case.state)].exit_code
     assert report.days_verified == case.coverage.count("V") + case.coverage.count("-")
     assert report.transactions == 2 * len(case.windows)
     assert report.wallets == 2

@@ -70,10 +70,6 @@ class RateHeaders:
     cost: float = 1.0
 
     @property
-    def stated(self) -> bool:
-        return self.paces or self.month_limit is not None
-
-    @property
     def paces(self) -> bool:
         """A limit to pace by is stated (a quota alone is not one)."""
         return any(value is not None for value in (self.second, self.minute, self.generic_limit))

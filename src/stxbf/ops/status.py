@@ -38,11 +38,6 @@ from stxbf.state import DAY, ProgressSnapshot
 
 SCHEMA = 1
 
-# state: (label printed as "Status: …", exit code of `stxbf status`), from the one registry.
-STATES: dict[str, tuple[str, int]] = {
-    str(state): (outcome.label, outcome.exit_code) for state, outcome in STATUS_STATES.items()
-}
-
 
 @dataclass
 class StatusReport:
