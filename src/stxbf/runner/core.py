@@ -42,6 +42,7 @@ from stxbf.runner.progress import Progress, RunState
 from stxbf.runner.sources import Sources
 from stxbf.runner.storethread import StoreThread
 from stxbf.runner.verify import Verifier, find_damage, refuse_damaged_file
+from stxbf.state import ProgressSnapshot
 from stxbf.store import Store
 
 log = logging.getLogger(__name__)
@@ -78,7 +79,7 @@ class Runner:
         """Stop scheduling, commit what is complete, and return INTERRUPTED (signal-safe)."""
         self.stop.request(reason)
 
-    def snapshot(self) -> Any:
+    def snapshot(self) -> ProgressSnapshot:
         return self.progress.snapshot()
 
     # -- run ---------------------------------------------------------------------------------
