@@ -124,3 +124,12 @@ def test_the_run_panel_and_line_show_no_eta_without_progress(phase: str) -> None
     for text in (panel, line):
         assert "10m 00s" not in text
         assert "2900" not in text.replace(",", "")
+
+
+def test_the_monitor_and_status_say_which_route_the_run_fetches_from() -> None:
+    report = replace(running_report(10), run_source="v3", sources={"v1": 9, "v3": 4})
+    for name, text in monitor_views(report).items():
+        assert "from v3" in text, name
+    idle = replace(running_report(10), run_source=None)
+    for name, text in monitor_views(idle).items():
+        assert "from v" not in text, name

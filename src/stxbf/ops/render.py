@@ -120,12 +120,13 @@ def _figures(report: StatusReport, now: float) -> Table:
         grid.add_row("Rate", rate)
         grid.add_row("ETA", eta)
         age = report.runner.heartbeat_age
+        route = f", from {report.run_source}" if report.run_source else ""
         grid.add_row(
             "Runner",
-            f"pid {report.runner.pid}, {report.runner.phase or 'starting'}, "
+            f"pid {report.runner.pid}, {report.runner.phase or 'starting'}{route}, "
             f"heartbeat {fmt_duration(age)} ago"
             if age is not None
-            else f"pid {report.runner.pid}",
+            else f"pid {report.runner.pid}{route}",
         )
     if (left := _backing_off(report, now)) is not None:
         grid.add_row("Backoff", Text(f"waiting {fmt_duration(left)}", style="yellow"))
@@ -186,6 +187,8 @@ def _dashboard_report(report: StatusReport, *, width: int, now: float) -> list[R
     if report.runner.alive:
         rate, eta = rate_and_eta(report, now)
         state.append(f"   rate {rate}   ETA {eta}")
+        if report.run_source:
+            state.append(f"   from {report.run_source}")
     figures = Text(
         f"Transactions {fmt_count(report.transactions)}   "
         f"Wallets {fmt_count(report.wallets)}   "
