@@ -65,10 +65,10 @@ def read_facts(db_path: Path) -> StoredFacts | None:
 
     Raises StoreError (DatabaseCorrupt with a hint, DatabaseBusy, SchemaTooNew) as the store does.
     """
-    from stxbf.store import Store  # duckdb is heavy: only when the database is read
-
     if not db_path.exists():
         return None
+    from stxbf.store import Store  # duckdb is heavy: only when the database is read
+
     try:
         store = Store.open(db_path, read_only=True)
     except DatabaseEmpty:
