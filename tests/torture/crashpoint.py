@@ -62,10 +62,11 @@ class Trigger:
 
 
 def install(trigger: Trigger) -> None:
-    from stxbf import runner, state
+    from stxbf import state
     from stxbf.fetch.client import ApiClient
     from stxbf.fetch.pacer import Pacer
     from stxbf.fetch.pages import PageSource
+    from stxbf.runner import progress
     from stxbf.store.db import Store
 
     tx_page = ApiClient.tx_page
@@ -143,7 +144,7 @@ def install(trigger: Trigger) -> None:
             die()
         publish(path, snapshot)
 
-    runner.publish = crashing_publish  # type: ignore[attr-defined]
+    progress.publish = crashing_publish  # type: ignore[attr-defined]
 
 
 def main() -> None:
