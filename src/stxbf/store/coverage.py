@@ -27,7 +27,7 @@ class WindowRecord:
     end_time: int
     api_total: int
     rows_stored: int
-    state: str  # a WindowState: verified | open | incomplete
+    state: WindowState
     pages: int
     checked_at: float | None = None  # last fetch or re-count (unix time); None when not read
     source: str = LEGACY_SOURCE  # the route that filled it: v1 or v3 (schema 4)
@@ -52,7 +52,7 @@ def _has_column(con: duckdb.DuckDBPyConnection, name: str) -> bool:
     return bool(found and found[0])
 
 
-def read(con: duckdb.DuckDBPyConnection, state: str | None = None) -> list[WindowRecord]:
+def read(con: duckdb.DuckDBPyConnection, state: WindowState | None = None) -> list[WindowRecord]:
     checked = "coalesce(checked_at, fetched_at)" if _has_column(con, "checked_at") else "fetched_at"
     source = "coalesce(source, ?)" if _has_column(con, "source") else "?"
     columns = f"start_time, end_time, api_total, rows_stored, state, pages, {checked}, {source}"
@@ -62,7 +62,10 @@ def read(con: duckdb.DuckDBPyConnection, state: str | None = None) -> list[Windo
         sql += " WHERE state = ?"
         params.append(state)
     rows = con.execute(sql + " ORDER BY start_time", params).fetchall()
-    return [WindowRecord(*row) for row in rows]
+    return [
+        WindowRecord(start, end, total, stored, WindowState(kind), *rest)
+        for start, end, total, stored, kind, *rest in rows
+    ]
 
 
 def spans(con: duckdb.DuckDBPyConnection) -> list[Span]:

@@ -17,6 +17,7 @@ from typing import Any
 import duckdb
 import orjson
 
+from stxbf.codes import WindowState
 from stxbf.models import Row
 from stxbf.store import coverage, figures, integrity, runs, transactions
 from stxbf.store.connection import connect, delete_meta, read_meta, transaction, write_meta
@@ -86,7 +87,7 @@ class Store:
     # -- windows and their rows --------------------------------------------------------------
 
     @as_store_error()
-    def windows(self, state: str | None = None) -> list[WindowRecord]:
+    def windows(self, state: WindowState | None = None) -> list[WindowRecord]:
         return coverage.read(self._con, state)
 
     @as_store_error()
