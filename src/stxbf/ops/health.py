@@ -28,10 +28,6 @@ from stxbf.ops.status import StatusReport, build_status
 from stxbf.paths import DataPaths, SupervisorRecord
 
 SCHEMA = 1
-# verdict: exit code of `stxbf health`, worst first, from the one registry.
-VERDICTS: dict[str, int] = {
-    str(verdict): outcome.exit_code for verdict, outcome in VERDICT_OUTCOMES.items()
-}
 LOW_DISK_BYTES = 1 << 30  # warn below 1 GiB free
 FULL_DISK_BYTES = 100 << 20  # fail below 100 MiB free
 ERROR_RATE_WARN = 0.2  # errors + 429s per request
