@@ -397,3 +397,28 @@ def test_while_the_quota_probe_is_out_the_others_wait_for_its_answer() -> None:
 
     _, error = asyncio.run(go())
     assert error.resets_at is not None and "resets at" in error.message
+
+
+def test_an_api_stating_no_limit_is_slowed_from_the_rate_sent_and_not_ratcheted_down() -> None:
+    """The first 429 sets the ceiling to the rate requests were sent at (here 50/s, measured over
+    the 2 s they took, not a smoothed 5 s); later 429s cut the rate, never that ceiling again."""
+    clock = FakeClock()
+    pacer = Pacer(rpm=50, clock=clock, sleep=clock.sleep)
+    pacer.observe(200, {})  # states no limit: unthrottled
+
+    async def answer(count: int, every: int | None = None) -> None:
+        for i in range(1, count + 1):
+            await pacer.acquire()
+            clock.now += 0.02  # one request at a time, 20 ms each: 50/s
+            if every and i % every == 0:
+                pacer.on_429(1.0)
+            else:
+                pacer.observe(200, {})
+
+    asyncio.run(answer(100))
+    pacer.on_429(1.0)
+    first = pacer.limit_rpm
+    assert first == pytest.approx(3000, rel=0.05)
+    asyncio.run(answer(300, every=7))  # 429s that have nothing to do with our pace
+    assert pacer.limit_rpm == first
+    assert pacer.current_rpm is not None and pacer.current_rpm >= 0.1 * first

@@ -134,6 +134,14 @@ class Pacer:
         span = min(window, max(5.0, now - self.sent[0]))
         return len(self.sent) * 60.0 / span
 
+    def _sending_rps(self, now: float, window: float = 10.0) -> float:
+        """Requests/s over the last `window` seconds, over the span they were actually sent in
+        (at least a second), not the displayed rate's smoothed five."""
+        recent = [t for t in self.sent if t >= now - window]
+        if not recent:
+            return 0.0
+        return len(recent) / max(1.0, now - recent[0])
+
     def gate_remaining(self) -> float:
         return max(0.0, self.gate_until - self._clock())
 
@@ -320,10 +328,11 @@ class Pacer:
             self.gate_until = now + wait + 0.05
             self.gate_reason = "retry-after"
         self.last_429_at = now
-        if self.rate_rps is None or self._inferred:
-            # No stated limit, yet pushed back: start from what we achieved, minus a margin.
-            achieved = self.achieved_rpm(10.0) / 60.0
-            self.ceiling_rps = max(MIN_RPS, achieved or 1.0)
+        if self.rate_rps is None:
+            # No stated limit, yet pushed back: the ceiling is the rate we were sending at.
+            # Inferred once: measured again after a gate and a cut it would only read lower,
+            # and every later 429 would ratchet it down (the cut below does the slowing).
+            self.ceiling_rps = max(MIN_RPS, self._sending_rps(now) or 1.0)
             self.rate_rps = self.ceiling_rps * DECREASE
             self._inferred = True
         else:
