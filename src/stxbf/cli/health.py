@@ -15,8 +15,8 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from stxbf import defaults
-from stxbf.cli.common import DbOption, HomeOption, StallSecondsOption, console
+from stxbf.cli.common import console
+from stxbf.cli.options import Db, Home, SessionName, SocketName, StallSeconds
 from stxbf.codes import Verdict
 from stxbf.errors import ConfigError
 
@@ -37,22 +37,16 @@ ExpectRunning = typer.Option(
 AsJson = typer.Option(
     False, "--json", help="Print the checks as one JSON object (schema in docs/operations.md)."
 )
-SessionName = typer.Option(
-    None, "--session-name", help=f"tmux session to look for (default {defaults.SESSION_NAME})."
-)
-SocketName = typer.Option(
-    None, "--socket-name", help="tmux server socket name (env STXBF_TMUX_SOCKET)."
-)
 
 
 def health(
-    stall_seconds: float = StallSecondsOption,
+    stall_seconds: float = StallSeconds,
     expect_running: bool = ExpectRunning,
     as_json: bool = AsJson,
     session_name: str | None = SessionName,
     socket_name: str | None = SocketName,
-    home: Path | None = HomeOption,
-    db: Path | None = DbOption,
+    home: Path | None = Home,
+    db: Path | None = Db,
 ) -> None:
     """Check the runner process, its heartbeat, error and 429 rate, database, disk and tmux session.
 

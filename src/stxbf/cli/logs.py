@@ -7,7 +7,8 @@ from pathlib import Path
 import typer
 from rich.text import Text
 
-from stxbf.cli.common import HomeOption, console, err_console
+from stxbf.cli.common import console, err_console
+from stxbf.cli.options import Home
 from stxbf.errors import ConfigError
 from stxbf.ops.logs import LEVEL_STYLES, LEVELS, follow, line_level, log_size, tail
 
@@ -20,7 +21,7 @@ def logs(
     level: str | None = typer.Option(
         None, "--level", help="Only records at this level or above: DEBUG, INFO, WARNING, ERROR."
     ),
-    home: Path | None = HomeOption,
+    home: Path | None = Home,
 ) -> None:
     """Show the end of the runner's log (<home>/logs/stxbf.log)."""
     if level is not None and level.upper() not in LEVELS:

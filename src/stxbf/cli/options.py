@@ -1,5 +1,5 @@
-"""The options `run`, `verify` and `tmux start` share, declared once; their help texts name the
-defaults from `stxbf.defaults`, the module the settings read them from too."""
+"""The options several commands share, declared once; their help texts name the defaults from
+`stxbf.defaults`, the module the settings read them from too."""
 
 from __future__ import annotations
 
@@ -59,4 +59,18 @@ Verify = typer.Option(
     "--verify",
     help="Before reporting the target reached, re-count every verified window (as "
     "`stxbf verify`) and fetch again those that changed.",
+)
+StallSeconds = typer.Option(
+    defaults.STALL_SECONDS,
+    "--stall-seconds",
+    min=1,
+    help="A runner that got no page and committed no window for this long is stalled.",
+)
+SessionName = typer.Option(
+    None,
+    "--session-name",
+    help=f"tmux session name (default {defaults.SESSION_NAME}; env STXBF_SESSION_NAME).",
+)
+SocketName = typer.Option(
+    None, "--socket-name", help="tmux socket name, for a private server (env STXBF_TMUX_SOCKET)."
 )

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, NoReturn
 
 import typer
 
-from stxbf.cli.common import DbOption, HomeOption, StallSecondsOption, console
+from stxbf.cli.common import console
+from stxbf.cli.options import Db, Home, StallSeconds
 from stxbf.codes import ExitCode, StatusState
 from stxbf.errors import ConfigError, StxbfError
 
@@ -40,9 +41,9 @@ def status(
     as_json: bool = AsJson,
     watch: bool = Watch,
     interval: float = Interval,
-    stall_seconds: float = StallSecondsOption,
-    home: Path | None = HomeOption,
-    db: Path | None = DbOption,
+    stall_seconds: float = StallSeconds,
+    home: Path | None = Home,
+    db: Path | None = Db,
 ) -> None:
     """Show progress: days verified, transactions, wallets, rate, ETA and a per-day coverage strip.
 

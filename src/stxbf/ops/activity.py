@@ -11,15 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from stxbf import defaults
 from stxbf.codes import StatusState
 from stxbf.ops.formats import clock
 
-if TYPE_CHECKING:  # annotations only: `stxbf --help` imports this module for the default below
+if TYPE_CHECKING:
     from stxbf.ops.process import RunnerState
     from stxbf.state import ProgressSnapshot
-
-DEFAULT_STALL_SECONDS = defaults.STALL_SECONDS  # no page and no committed window this long
 
 
 @dataclass(frozen=True)

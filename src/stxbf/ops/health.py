@@ -20,9 +20,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from stxbf import defaults
 from stxbf.codes import VERDICTS as VERDICT_OUTCOMES
 from stxbf.codes import ExitCode, StatusState, StrEnum, Verdict
-from stxbf.ops.activity import DEFAULT_STALL_SECONDS
 from stxbf.ops.database import DatabaseCache
 from stxbf.ops.status import StatusReport, build_status
 from stxbf.paths import DataPaths, SupervisorRecord
@@ -234,7 +234,7 @@ def build_health(
     lock_path: Path,
     target_days: int,
     runner_path: Path | None = None,
-    stall_seconds: float = DEFAULT_STALL_SECONDS,
+    stall_seconds: float = defaults.STALL_SECONDS,
     expect_running: bool = False,
     tmux_probe: Callable[[], bool | None] | None = None,
     now: float | None = None,

@@ -22,7 +22,6 @@ from typing import NoReturn
 from stxbf.defaults import API_KEY_ENV_NAMES
 
 KEY_ENV = API_KEY_ENV_NAMES[0]  # the one the runner pane is given
-SECRET_ENV_NAMES = API_KEY_ENV_NAMES
 KEY_FILE_PREFIX = "api_key."
 
 

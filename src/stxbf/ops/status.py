@@ -18,10 +18,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TypedDict
 
+from stxbf import defaults
 from stxbf import state as progress
 from stxbf.codes import STATUS_STATES, TERMINAL_PHASES, StatusState
 from stxbf.errors import DatabaseBusy, StoreError
-from stxbf.ops.activity import DEFAULT_STALL_SECONDS, judge_activity
+from stxbf.ops.activity import judge_activity
 from stxbf.ops.coverage import (
     DAY_BEFORE_CHAIN,
     DAY_MISSING,
@@ -208,7 +209,7 @@ def build_status(
     target_days: int,
     runner_path: Path | None = None,
     explicit_days: bool = True,
-    stall_seconds: float = DEFAULT_STALL_SECONDS,
+    stall_seconds: float = defaults.STALL_SECONDS,
     now: float | None = None,
     cache: DatabaseCache | None = None,
 ) -> StatusReport:

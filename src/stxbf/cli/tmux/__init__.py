@@ -17,13 +17,12 @@ from typing import Any
 import typer
 
 from stxbf.cli.common import session_target
+from stxbf.cli.options import SessionName, SocketName
 from stxbf.cli.passthrough import with_run_options
 from stxbf.cli.tmux import attach, start, status, stop
 from stxbf.cli.tmux.common import (
     Inhibit,
     Interval,
-    SessionName,
-    SocketName,
     StartupTimeout,
     say,
     server_for,

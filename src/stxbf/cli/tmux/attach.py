@@ -8,8 +8,8 @@ from pathlib import Path
 
 import typer
 
-from stxbf.cli.options import Db, Home
-from stxbf.cli.tmux.common import SessionName, SocketName, locate
+from stxbf.cli.options import Db, Home, SessionName, SocketName
+from stxbf.cli.tmux.common import locate
 from stxbf.errors import OpsError
 
 

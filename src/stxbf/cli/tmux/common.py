@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from stxbf import defaults
 from stxbf.cli.common import console, session_target
 
 if TYPE_CHECKING:
@@ -17,14 +16,6 @@ if TYPE_CHECKING:
 
     from stxbf.settings import Settings
 
-SessionName = typer.Option(
-    None,
-    "--session-name",
-    help=f"tmux session name (default {defaults.SESSION_NAME}; env STXBF_SESSION_NAME).",
-)
-SocketName = typer.Option(
-    None, "--socket-name", help="tmux socket name, for a private server (env STXBF_TMUX_SOCKET)."
-)
 Inhibit = typer.Option(
     "auto",
     "--inhibit",

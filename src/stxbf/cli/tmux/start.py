@@ -10,12 +10,11 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from stxbf.cli.common import err_console
+from stxbf.cli.options import SessionName, SocketName
 from stxbf.cli.passthrough import with_run_options
 from stxbf.cli.tmux.common import (
     Inhibit,
     Interval,
-    SessionName,
-    SocketName,
     StartupTimeout,
     say,
     server_for,

@@ -15,8 +15,8 @@ from rich.table import Table
 from rich.text import Text
 
 from stxbf.cli.common import console, err_console
-from stxbf.cli.options import Db, Home
-from stxbf.cli.tmux.common import SessionName, SocketName, locate, say, stxbf_hint
+from stxbf.cli.options import Db, Home, SessionName, SocketName
+from stxbf.cli.tmux.common import locate, say, stxbf_hint
 
 if TYPE_CHECKING:
     from libtmux import Server

@@ -7,8 +7,8 @@ from pathlib import Path
 import typer
 
 from stxbf.cli.common import err_console
-from stxbf.cli.options import Db, Home
-from stxbf.cli.tmux.common import SessionName, SocketName, locate, say
+from stxbf.cli.options import Db, Home, SessionName, SocketName
+from stxbf.cli.tmux.common import locate, say
 
 Timeout = typer.Option(
     60.0, "--timeout", min=0, help="Seconds to let the runner checkpoint before SIGTERM."

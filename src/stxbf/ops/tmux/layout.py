@@ -16,8 +16,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from stxbf.defaults import API_KEY_ENV_NAMES
 from stxbf.errors import OpsError
-from stxbf.ops.launch import SECRET_ENV_NAMES
 from stxbf.ops.tmux.server import find_session, tmux, validate_session_name
 
 if TYPE_CHECKING:
@@ -53,7 +53,7 @@ def runner_script(argv: Sequence[str], *, notes: Sequence[str] = ()) -> str:
 @contextlib.contextmanager
 def _environ_without_secrets() -> Iterator[None]:
     """Hide the API key from the tmux client we spawn: a server it starts copies it to all panes."""
-    saved = {name: os.environ.pop(name) for name in SECRET_ENV_NAMES if name in os.environ}
+    saved = {name: os.environ.pop(name) for name in API_KEY_ENV_NAMES if name in os.environ}
     try:
         yield
     finally:
