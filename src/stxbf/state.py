@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -146,3 +147,8 @@ def day_coverage(
     lengths = [DAY] * days
     lengths[0] = DAY - max(0, range_start - first_day_start)
     return [min(1.0, covered[i] / lengths[i]) if lengths[i] > 0 else 1.0 for i in range(days)]
+
+
+def utc_iso(ts: int | float) -> str:
+    """A time as the log and the messages write it: UTC, to the second."""
+    return time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(ts))

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +18,7 @@ import typer
 from stxbf.cli.common import console, err_console
 from stxbf.cli.options import ApiUrl, Concurrency, Db, GiveUpAfter, Home, Rpm, Source
 from stxbf.errors import ExitCode, StoreError, StxbfError
+from stxbf.state import utc_iso
 
 if TYPE_CHECKING:
     from stxbf.runner import VerifyReport
@@ -110,15 +110,11 @@ def report_dict(report: VerifyReport) -> dict[str, Any]:
     return data
 
 
-def _iso(ts: int) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(ts))
-
-
 def _render_verify(report: VerifyReport) -> None:
     if report.damaged_tables:
         err_console.print(f"stxbf verify: {report.message}", soft_wrap=True)
         for start, end in report.damaged_windows:
-            err_console.print(f"  fetch again: {_iso(start)} .. {_iso(end)}", soft_wrap=True)
+            err_console.print(f"  fetch again: {utc_iso(start)} .. {utc_iso(end)}", soft_wrap=True)
         err_console.print(
             "  Move the file aside (or restore a backup) and `stxbf run` fetches it anew.",
             soft_wrap=True,
@@ -133,7 +129,7 @@ def _render_verify(report: VerifyReport) -> None:
     )
     for change in report.changed:
         target.print(
-            f"  {_iso(change.start_time)} .. {_iso(change.end_time)}: {change.reason}",
+            f"  {utc_iso(change.start_time)} .. {utc_iso(change.end_time)}: {change.reason}",
             soft_wrap=True,
         )
     target.print(f"stxbf verify: {report.message} (exit {report.exit_code})", soft_wrap=True)

@@ -32,6 +32,7 @@ from stxbf.fetch.ratelimit import (
     known_windows,
     read_rate_headers,
 )
+from stxbf.state import utc_iso
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,7 @@ def quota_error(what: str, *, quota: str, resets_at: float | None) -> QuotaExhau
     if resets_at is None:
         when = "the API did not say when it resets"
     else:
-        when = "it resets at " + time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(resets_at))
+        when = f"it resets at {utc_iso(resets_at)}"
     return QuotaExhausted(
         f"{what}; {when}",
         quota=quota,

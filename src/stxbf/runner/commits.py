@@ -16,10 +16,10 @@ from stxbf.codes import COVERING_STATES, WindowState
 from stxbf.errors import StoreError, StxbfError
 from stxbf.fetch.windows import CompletedWindow
 from stxbf.runner.coverage import Coverage, Span
-from stxbf.runner.plan import iso
 from stxbf.runner.progress import RunState
 from stxbf.runner.sources import OnWindow
 from stxbf.runner.storethread import StoreThread
+from stxbf.state import utc_iso
 from stxbf.store import Store, WindowRecord
 
 log = logging.getLogger(__name__)
@@ -104,8 +104,8 @@ class Committer:
         state.figures.count(window.rows)
         log.info(
             "window %s .. %s %s: %d transactions in %d pages (%s)",
-            iso(window.start),
-            iso(window.end),
+            utc_iso(window.start),
+            utc_iso(window.end),
             final,
             stored,
             window.pages,

@@ -36,13 +36,13 @@ from stxbf.runner.commits import (
 from stxbf.runner.control import StopSignal
 from stxbf.runner.lock import run_lock
 from stxbf.runner.params import ProgressView, RunParams, RunReport, VerifyReport
-from stxbf.runner.plan import RangePlan, iso
+from stxbf.runner.plan import RangePlan
 from stxbf.runner.preflight import preflight
 from stxbf.runner.progress import Progress, RunState
 from stxbf.runner.sources import Sources
 from stxbf.runner.storethread import StoreThread
 from stxbf.runner.verify import Verifier, find_damage, refuse_damaged_file
-from stxbf.state import ProgressSnapshot
+from stxbf.state import ProgressSnapshot, utc_iso
 from stxbf.store import Store
 
 log = logging.getLogger(__name__)
@@ -272,7 +272,7 @@ class Runner:
         if chain_start is not None:
             return RunReport(
                 ExitCode.OK,
-                f"target reached at the chain's start ({iso(chain_start)}): "
+                f"target reached at the chain's start ({utc_iso(chain_start)}): "
                 "the API has no older transactions",
             )
         return RunReport(ExitCode.OK, f"target reached: {self.params.target_days} days verified")
@@ -327,8 +327,8 @@ class Runner:
             "iteration %d: %d gap(s) to fetch in %s .. %s from %s (%s)",
             self.state.iteration,
             len(gaps),
-            iso(gaps[0][0]),
-            iso(gaps[-1][1]),
+            utc_iso(gaps[0][0]),
+            utc_iso(gaps[-1][1]),
             sources.name,
             sources.route,
         )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,8 +65,3 @@ class RangePlan:
             "chain_start": self.chain_start,
             "expected_total": self.expected_total,
         }
-
-
-def iso(ts: int | float) -> str:
-    """A time as the log writes it: UTC, to the second."""
-    return time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(ts))

@@ -12,8 +12,9 @@ from stxbf.errors import ApiGone, ApiNotStacks, ApiRejected
 from stxbf.fetch.v3 import BURN_BLOCKS_PATH
 from stxbf.models import BURN_TIME_INDEX
 from stxbf.models_v3 import parse_burn_block_page
-from stxbf.runner.plan import RangePlan, iso
+from stxbf.runner.plan import RangePlan
 from stxbf.runner.sources import Sources
+from stxbf.state import utc_iso
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ def _note_chain_start(plan: RangePlan, first: int) -> None:
         log.warning(
             "the chain's history begins at %s: no data older than that, so the target "
             "is reached at the chain's start",
-            iso(first),
+            utc_iso(first),
         )
 
 
@@ -55,8 +56,8 @@ async def _preflight_v1(sources: Sources, plan: RangePlan) -> None:
     plan.expected_total = sized.total
     log.info(
         "range %s .. %s holds %d transactions (API total)",
-        iso(plan.range_start),
-        iso(plan.range_end),
+        utc_iso(plan.range_start),
+        utc_iso(plan.range_end),
         sized.total,
     )
 
@@ -119,6 +120,6 @@ async def _preflight_v3(sources: Sources, plan: RangePlan) -> None:
     log.info(
         "range %s .. %s: its total is not asked up front on v3 (each window is proven by "
         "the burn blocks' counts)",
-        iso(plan.range_start),
-        iso(plan.range_end),
+        utc_iso(plan.range_start),
+        utc_iso(plan.range_end),
     )

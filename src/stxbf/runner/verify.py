@@ -21,10 +21,10 @@ from stxbf.fetch.windows import MAX_SPAN, CompletedWindow
 from stxbf.runner.commits import window_record
 from stxbf.runner.control import StopSignal
 from stxbf.runner.params import ChangedWindow, RunParams, VerifyReport
-from stxbf.runner.plan import iso
 from stxbf.runner.progress import RunState
 from stxbf.runner.sources import Sources
 from stxbf.runner.storethread import StoreThread
+from stxbf.state import utc_iso
 from stxbf.store import Store, WindowCheck, damaged_hint
 
 log = logging.getLogger(__name__)
@@ -36,7 +36,7 @@ def find_damage(store: Store) -> VerifyReport | None:
     if not tables:
         return None
     windows = store.damaged_windows() if "transactions" in tables else []
-    shown = ", ".join(f"{iso(a)} .. {iso(b)}" for a, b in windows[:3])
+    shown = ", ".join(f"{utc_iso(a)} .. {utc_iso(b)}" for a, b in windows[:3])
     more = f" and {len(windows) - 3} more" if len(windows) > 3 else ""
     where = f"; windows to fetch again: {shown}{more}" if windows else ""
     log.error(
@@ -118,8 +118,8 @@ class Verifier:
         for change in report.changed:
             log.warning(
                 "verify: window %s .. %s changed (%s): fetching it again",
-                iso(change.start_time),
-                iso(change.end_time),
+                utc_iso(change.start_time),
+                utc_iso(change.end_time),
                 change.reason,
             )
         if report.changed:
