@@ -42,7 +42,7 @@ from stxbf.runner.progress import Progress, RunState
 from stxbf.runner.sources import Sources
 from stxbf.runner.storethread import StoreThread
 from stxbf.runner.verify import Verifier, find_damage, refuse_damaged_file
-from stxbf.state import ProgressSnapshot, utc_iso
+from stxbf.state import utc_iso
 from stxbf.store import Store
 
 log = logging.getLogger(__name__)
@@ -71,16 +71,12 @@ class Runner:
         self.progress = Progress(params, self.state, self.stats, clock=clock, view=view)
         self.stop = StopSignal()
         self.run_id: int | None = None  # set once the preflight passed and the run is recorded
-        self.verification: VerifyReport | None = None
         self._audited = False  # the duplicate audit runs once per run
         self._verified = False  # `--verify` re-counts once per run
 
     def request_stop(self, reason: str = "signal") -> None:
         """Stop scheduling, commit what is complete, and return INTERRUPTED (signal-safe)."""
         self.stop.request(reason)
-
-    def snapshot(self) -> ProgressSnapshot:
-        return self.progress.snapshot()
 
     # -- run ---------------------------------------------------------------------------------
 
@@ -152,10 +148,8 @@ class Runner:
     async def _passes(self, db: StoreThread, sources: Sources) -> RunReport:
         p, state = self.params, self.state
         log.info("source: %s (%s), setting %s", sources.name, sources.route, p.source)
-        state.source = sources.name
         state.plan.advance(self.clock())
         await preflight(sources, state.plan)
-        state.source = sources.name
         self.progress.warn_if_quota_short()
         self.run_id = await db.call(
             lambda store: store.start_run(
@@ -203,7 +197,6 @@ class Runner:
                     # from the checkpoints, so no verified window is fetched twice
                     await committer.drain()
                     sources.switch_to_v3(exc)
-                    state.source = sources.name
                     engine = sources.engine(committer.on_window(sources.name))
                     watched.enter_context(self.stop.watching(engine))
                     continue
@@ -253,7 +246,6 @@ class Runner:
             return self._reached()
         self._verified = True
         report = await self._verifier(db, sources).run()
-        self.verification = report
         if report.exit_code == ExitCode.INTERRUPTED:
             return RunReport(ExitCode.INTERRUPTED, report.message, verification=report)
         if report.windows_incomplete:
@@ -314,7 +306,7 @@ class Runner:
 
     def _open_sources(self) -> Sources:
         sources = Sources(self.params, self.stats, self.transport)
-        self.progress.pacer = sources.pacer
+        self.progress.sources = sources
         return sources
 
     def _verifier(self, db: StoreThread, sources: Sources) -> Verifier:

@@ -21,7 +21,8 @@ def run_lock(lock_path: Path, runner_path: Path, db_path: Path) -> Iterator[None
     try:
         lock.acquire(timeout=0)
     except Timeout:
-        pid = read_runner_pid(runner_path)
+        record = read_runner_record(runner_path)
+        pid = record.pid if record is not None else None
         holder = f" (pid {pid})" if pid else ""
         raise LockHeld(
             f"another stxbf run{holder} is already backfilling into {db_path}; "
@@ -34,8 +35,3 @@ def run_lock(lock_path: Path, runner_path: Path, db_path: Path) -> Iterator[None
     finally:
         remove_record(runner_path)
         lock.release()
-
-
-def read_runner_pid(runner_path: Path) -> int | None:
-    record = read_runner_record(runner_path)
-    return record.pid if record is not None else None

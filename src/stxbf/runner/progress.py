@@ -20,6 +20,7 @@ from stxbf.models import BURN_TIME_INDEX, PAGE_LIMIT, Row
 from stxbf.runner.coverage import Coverage
 from stxbf.runner.params import ProgressView, RunParams
 from stxbf.runner.plan import RangePlan
+from stxbf.runner.sources import Sources
 from stxbf.runner.storethread import StoreThread
 from stxbf.state import ProgressSnapshot, publish
 from stxbf.store import Store, StoreSummary
@@ -79,7 +80,6 @@ class RunState:
     last_commit_at: float | None = None
     quota: QuotaExhausted | None = None  # the quota that ended the run, if one did
     exit_code: ExitCode | None = None
-    source: str | None = None  # the route fetched from now: v1 | v3
 
 
 class Progress:
@@ -100,8 +100,12 @@ class Progress:
         self.clock = clock
         self.view = view
         self.started_at = clock()
-        self.pacer: Pacer | None = None  # set once the run opens its request path
+        self.sources: Sources | None = None  # set once the run opens its request path
         self._quota_warned = False
+
+    @property
+    def pacer(self) -> Pacer | None:
+        return self.sources.pacer if self.sources is not None else None
 
     async def publish_loop(self) -> None:
         while True:
@@ -182,7 +186,7 @@ class Progress:
             db_bytes=figures.db_bytes,
             restarts=self.params.restarts,
             exit_code=None if state.exit_code is None else int(state.exit_code),
-            source=state.source,
+            source=self.sources.name if self.sources is not None else None,
             window_sources=dict(sorted(figures.window_sources.items())),
         )
 
