@@ -84,6 +84,20 @@ def crash_run(
     )
 
 
+def kill_9_runs(env: dict[str, str], rng: Any, *, times: int, after: tuple[float, float]) -> int:
+    """Start `stxbf run` `times` times, kill -9 each one still alive after a random moment in
+    `after` (seconds); return how many were killed."""
+    kills = 0
+    for _ in range(times):
+        proc = spawn("run", env=env)
+        time.sleep(rng.uniform(*after))
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            kills += 1
+        proc.communicate(timeout=30)
+    return kills
+
+
 def run_cli(
     args: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> tuple[int, str, str]:

@@ -21,7 +21,7 @@ from stxbf.simulator import SimServer, run_in_thread
 from stxbf.state import read
 from stxbf.store import Store
 from tests.checks import SMALL, stored_and_truth
-from tests.helpers import cron_env, retry_until, spawn, stxbf, wait_for_snapshot
+from tests.helpers import cron_env, kill_9_runs, retry_until, spawn, stxbf, wait_for_snapshot
 
 pytestmark = pytest.mark.slow  # `stxbf run` end to end, seconds each
 
@@ -109,14 +109,7 @@ def test_resume_after_kill_9_at_random_moments(isolated_env: Path) -> None:
     config = SMALL.with_(days=25, tx_per_day=1500, latency_ms=15, rpm=2400, seed=16)
     with run_in_thread(config) as sim:
         env = {"STXBF_API_URL": sim.url, "STXBF_TARGET_DAYS": "20"}
-        kills = 0
-        for _ in range(5):
-            proc = spawn("run", env=cron_env(**env))
-            time.sleep(rng.uniform(0.6, 2.5))
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGKILL)
-                kills += 1
-            proc.communicate(timeout=30)
+        kills = kill_9_runs(cron_env(**env), rng, times=5, after=(0.6, 2.5))
         final = stxbf("run", env=cron_env(**env))
         assert final.returncode == 0, final.stderr
         stored, truth = stored_and_truth(isolated_env, sim)

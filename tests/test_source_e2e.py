@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import random
-import signal
-import time
 from pathlib import Path
 
 import pytest
@@ -12,7 +10,7 @@ import pytest
 from stxbf.simulator import run_in_thread
 from stxbf.store import Store
 from tests.checks import SMALL, stored_and_truth
-from tests.helpers import cron_env, spawn, stxbf
+from tests.helpers import cron_env, kill_9_runs, stxbf
 
 pytestmark = pytest.mark.slow
 
@@ -22,14 +20,7 @@ def test_resume_after_kill_9_during_v3_walks(isolated_env: Path) -> None:
     config = SMALL.with_(days=25, tx_per_day=1500, latency_ms=15, rpm=2400, seed=17, v1="gone")
     with run_in_thread(config) as sim:
         env = {"STXBF_API_URL": sim.url, "STXBF_TARGET_DAYS": "20"}
-        kills = 0
-        for _ in range(5):
-            proc = spawn("run", env=cron_env(**env))
-            time.sleep(rng.uniform(0.8, 2.5))
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGKILL)
-                kills += 1
-            proc.communicate(timeout=30)
+        kills = kill_9_runs(cron_env(**env), rng, times=5, after=(0.8, 2.5))
         final = stxbf("run", env=cron_env(**env), timeout=180)
         assert final.returncode == 0, final.stderr
         stored, truth = stored_and_truth(isolated_env, sim)
