@@ -1,7 +1,11 @@
 """A backfill against every rate-limit header style an API may answer with.
 
 For each style: no request leaves before a retry-after has passed, at most 1 % of the answers
-are 429s, and the steady rate is at least 0.9 of the tightest window the API states. The styles
+are 429s, the pacer learns a ceiling just under the tightest window the API states (0.95 of a
+second's, 0.985 of a minute's), and the steady rate is never above that window. The steady rate
+is also at least 0.8 of it: a wall-clock figure, so only a guard against a wrong window (a
+second's limit read as a minute's is 60 times slower); `test_pacer.py` proves with a fake clock
+that late sleeps do not slow the pace, and `benchmarks/run.py styles` measures it. The styles
 are Hiro's documented set (x-ratelimit-*-stacks-second|minute|month, the generic
 ratelimit-limit/-remaining/-reset triple with or without ratelimit-policy, a cost above 1, a
 reset sent as a Unix time), served by the simulator with the limits really enforced.
@@ -131,8 +135,12 @@ def test_each_style_is_paced_at_its_tightest_window(
     statuses = [status for _, status in outcome.answers]
     assert outcome.stats["early_requests"] == 0, "a request left before a retry-after passed"
     assert statuses.count(429) <= 0.01 * len(statuses), f"{statuses.count(429)} 429s"
+    snapshot = outcome.report.snapshot
+    assert snapshot is not None and snapshot.limit_rpm is not None
+    learned = snapshot.limit_rpm / 60 / style.per_second
+    assert 0.94 <= learned <= 0.99, f"paced at {learned:.3f} of the tightest stated window"
     rate = steady_rate(outcome.answers)
-    assert rate >= 0.9 * style.per_second, f"{rate:.1f}/s against {style.per_second}/s stated"
+    assert rate >= 0.8 * style.per_second, f"{rate:.1f}/s against {style.per_second}/s stated"
     assert rate <= 1.01 * style.per_second
 
 

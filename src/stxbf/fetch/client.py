@@ -170,7 +170,7 @@ class ApiClient(Connections):
         status = response.status_code
         headers = response.headers
         if status == 429:
-            from stxbf.fetch.pacer import parse_retry_after
+            from stxbf.fetch.ratelimit import parse_retry_after
 
             raise RateLimited(parse_retry_after(headers.get("retry-after")), headers)
         if status >= 500 or status == 408:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
@@ -28,11 +29,10 @@ from stxbf.fetch.ratelimit import (
     LearnedLimits,
     RateHeaders,
     WindowLimit,
-    header_number,
     known_windows,
+    quota_error,
     read_rate_headers,
 )
-from stxbf.state import utc_iso
 
 log = logging.getLogger(__name__)
 
@@ -45,38 +45,10 @@ MIN_RPS = 0.05
 REPLAN_SECONDS = 0.25  # a waiter looks again this often for a faster rate learned meanwhile
 PROBE_WAIT = 60.0  # seconds the others wait for the quota probe's answer
 SPACING_TOLERANCE = 0.0005  # seconds a send may come early on the last one (loop jitter)
+SPAN_SECONDS = 1.0  # the shortest window an API states: no span this long may hold a burst
+CATCH_UP_GAP = 0.5  # of a spacing: the closest a send making up for a late one may follow it
+SENT_MEMORY = 60.0  # seconds of send times kept (the achieved rate's window)
 INFERRED_CEILING_TTL = 60.0  # an API that states no limit gets unthrottled again after this
-
-
-def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """Seconds to wait from a `retry-after` header: delta-seconds or an HTTP date."""
-    if not value:
-        return None
-    number = header_number(value)
-    if number is not None:
-        return max(0.0, number)
-    from email.utils import parsedate_to_datetime
-
-    try:
-        when = parsedate_to_datetime(value).timestamp()
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when - (time.time() if now is None else now))
-
-
-def quota_error(what: str, *, quota: str, resets_at: float | None) -> QuotaExhausted:
-    """The one message for a used-up quota: which one, and when it resets if the API said."""
-    if resets_at is None:
-        when = "the API did not say when it resets"
-    else:
-        when = f"it resets at {utc_iso(resets_at)}"
-    return QuotaExhausted(
-        f"{what}; {when}",
-        quota=quota,
-        resets_at=resets_at,
-        hint="Completed windows are committed; run `stxbf run` again after the reset "
-        "(or raise --give-up-after to wait out a long retry-after).",
-    )
 
 
 class Pacer:
@@ -177,17 +149,37 @@ class Pacer:
                 await self._sleep(min(slot - now, REPLAN_SECONDS))
             if self._plan != plan:
                 continue
-            # After a stall (the event loop or the machine paused) several booked slots lie in
-            # the past: they leave one spacing apart, not all at once, or a per-second window
-            # sees the burst and answers 429.
-            spacing = 1.0 / self.rate_rps
-            while (late := self._last_sent + spacing - self._clock()) > SPACING_TOLERANCE:
-                await self._sleep(late)
+            while (wait := self._not_before(1.0 / self.rate_rps) - self._clock()) > (
+                SPACING_TOLERANCE
+            ):
+                await self._sleep(wait)
             if self._clock() >= self.gate_until:
                 break
         sent_at = self._clock()
         self._last_sent = sent_at
         self.sent.append(sent_at)
+        while self.sent[0] < sent_at - SENT_MEMORY:
+            self.sent.popleft()
+
+    def _not_before(self, spacing: float) -> float:
+        """The earliest a booked slot may leave, given what was sent before it.
+
+        A send that left late (a sleep overshot, the loop was busy) is made up by the next ones.
+        Held to one spacing after the last send, every late send would push all later ones
+        back: at 8/s, a loop up to 20 ms late per sleep lost 7 % of the rate. Two rules keep
+        the making up from becoming a burst, after a stall too (when several booked slots lie
+        in the past):
+        - no send closer than `CATCH_UP_GAP` of a spacing to the one before it;
+        - `n` sends, as many as the pace allows in `SPAN_SECONDS`, span at least
+          `SPAN_SECONDS` plus half the room the pace leaves there. The other half stays for
+          the network's jitter, so a per-second window never sees more than the pace.
+        """
+        earliest = self._last_sent + spacing * CATCH_UP_GAP
+        n = max(1, math.ceil(SPAN_SECONDS / spacing - 1e-9))
+        if len(self.sent) >= n:
+            span = n * spacing
+            earliest = max(earliest, self.sent[-n] + span)
+        return earliest
 
     def observe(self, status: int, headers: Mapping[str, str]) -> None:
         """Learn from a response: the stated ceilings, a window or quota already used up."""

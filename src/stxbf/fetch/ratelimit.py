@@ -23,6 +23,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 
+from stxbf.errors import QuotaExhausted
+from stxbf.state import utc_iso
+
 SECOND = 1.0
 MINUTE = 60.0
 # Windows a bare generic limit can be inferred to have, shortest first.
@@ -31,6 +34,9 @@ EPOCH_THRESHOLD = 1_000_000_000  # a reset this large is a Unix time, not a delt
 RESET_CAP = 3600.0  # a window gate never waits longer than this on the strength of a reset
 HEADROOM = 1.5  # requests of room left in every window: jitter must not fill a short one
 HEADROOM_CAP = 0.97  # ...but never less than this share of a window's limit
+# A window's limit is spread over its length plus this: a request the loop or the network delays
+# this much must not share a window with the next ones on time (5 % of a second, 0.08 % of a minute)
+JITTER_SECONDS = 0.05
 SECOND_WINDOW_EVIDENCE = (3, 1.0)  # samples, seconds spanned: resets stayed short this long
 RESET_ROUNDING = 1.05  # a reset is sent in whole seconds and may read up to this much long
 SHORT_RESET = SECOND + RESET_ROUNDING  # what a per-second window's reset can read
@@ -201,15 +207,20 @@ class LearnedLimits:
         """Requests (of the last seen cost) per second that keep every known window unfilled.
 
         Each window keeps `1 - safety` of its limit free, and `HEADROOM` requests where that is
-        more (up to 3 %): 1.5 % of a minute's 500 is room enough, of a second's 40 it is not (a
-        request delayed by the event loop and the next one on time land in the same second).
+        more (up to 3 %): 1.5 % of a minute's 500 is room enough, of a second's 40 it is not.
+        And each spreads its limit over its length plus `JITTER_SECONDS`: the pacer makes up
+        for late sends, so a request delayed on its way (the event loop, the network) and the
+        next ones on time must still not land in the same second.
         """
         if not self.windows:
             return None
         room = HEADROOM * self.cost
         return (
             min(
-                max(min(w.limit * safety, w.limit - room), w.limit * HEADROOM_CAP) / w.window
+                min(
+                    max(min(w.limit * safety, w.limit - room), w.limit * HEADROOM_CAP) / w.window,
+                    w.limit / (w.window + JITTER_SECONDS),
+                )
                 for w in self.windows
             )
             / self.cost
@@ -254,3 +265,32 @@ def known_windows(
     if any(w.window == window and w.limit <= generic.limit for w in windows):
         return tuple(windows)
     return (*[w for w in windows if w.window != window], generic)
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from a `retry-after` header: delta-seconds or an HTTP date."""
+    if not value:
+        return None
+    number = header_number(value)
+    if number is not None:
+        return max(0.0, number)
+    try:
+        when = parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when - (time.time() if now is None else now))
+
+
+def quota_error(what: str, *, quota: str, resets_at: float | None) -> QuotaExhausted:
+    """The one message for a used-up quota: which one, and when it resets if the API said."""
+    if resets_at is None:
+        when = "the API did not say when it resets"
+    else:
+        when = f"it resets at {utc_iso(resets_at)}"
+    return QuotaExhausted(
+        f"{what}; {when}",
+        quota=quota,
+        resets_at=resets_at,
+        hint="Completed windows are committed; run `stxbf run` again after the reset "
+        "(or raise --give-up-after to wait out a long retry-after).",
+    )
