@@ -17,7 +17,7 @@ from stxbf.runner.commits import Committer, forget_duplicated, record_before_cha
 from stxbf.runner.control import StopSignal
 from stxbf.runner.coverage import Coverage, Span, gaps_between
 from stxbf.runner.plan import HEAD_SETTLE_SECONDS, RangePlan
-from stxbf.runner.progress import Progress, RunState
+from stxbf.runner.progress import CoveragePace, Progress, RunState
 from stxbf.runner.storethread import StoreThread
 from stxbf.state import DAY
 from stxbf.store import Store
@@ -170,3 +170,30 @@ def test_the_snapshot_says_backing_off_and_gives_no_eta_without_a_total(tmp_path
     state.plan.expected_total = 1000
     state.coverage.add(Span(state.plan.range_start, state.plan.range_end, 500))
     assert progress._remaining_pages() == pytest.approx(10.0)  # 500 left, 50 a page
+
+
+def test_without_a_total_the_eta_is_the_uncovered_range_at_the_pace_it_is_covered(
+    tmp_path: Path,
+) -> None:
+    """v3 asks no total up front: the ETA is told from the range covered, once it moves."""
+    clock = [float(NOW)]
+    state = RunState(plan=RangePlan(target_days=10, settle_hours=0), phase=Phase.FETCHING)
+    state.plan.advance(NOW)
+    progress = Progress(params(tmp_path), state, FetchStats(), clock=lambda: clock[0])
+    plan = state.plan
+    assert progress.snapshot().eta_seconds is None  # fetching begins: nothing to go by yet
+    clock[0] += 60
+    state.coverage.add(Span(plan.range_end - DAY + 1, plan.range_end, 7000))  # a day a minute
+    snapshot = progress.snapshot()
+    assert snapshot.eta_seconds == pytest.approx(9 * 60)  # nine days left
+    clock[0] += 60
+    state.coverage.add(Span(plan.range_end - 5 * DAY + 1, plan.range_end - DAY, 28000))
+    assert progress.snapshot().eta_seconds == pytest.approx(120)  # 5 days left, 5 done in 120 s
+
+
+def test_the_coverage_pace_waits_for_fetching_and_for_half_a_minute_of_it() -> None:
+    pace = CoveragePace()
+    assert pace.eta(1000, 0.0, fetching=False) is None  # the preflight is not the pace
+    assert pace.eta(1000, 10.0, fetching=True) is None
+    assert pace.eta(900, 20.0, fetching=True) is None  # 10 s is too short to tell
+    assert pace.eta(500, 60.0, fetching=False) == pytest.approx(500 / (500 / 50))

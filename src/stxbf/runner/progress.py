@@ -28,6 +28,30 @@ from stxbf.store import Store, StoreSummary
 log = logging.getLogger(__name__)
 
 PUBLISH_INTERVAL = 1.0
+COVERAGE_PACE_SECONDS = 30.0  # of fetching before an ETA is told from the range covered alone
+
+
+class CoveragePace:
+    """An ETA where the range's total is unknown (v3 does not ask it up front): the seconds
+    of the range still uncovered, over the pace this run has been covering them at.
+
+    Rougher than the pages left at the achieved rate (busy days take longer than quiet ones),
+    but every request a window costs is in it: v3's burn-block pages and cursor walks alike.
+    """
+
+    def __init__(self) -> None:
+        self._since: tuple[float, int] | None = None  # (when fetching began, uncovered then)
+
+    def eta(self, uncovered: int, now: float, *, fetching: bool) -> float | None:
+        if self._since is None:
+            if not fetching:
+                return None
+            self._since = (now, uncovered)
+        began, uncovered_then = self._since
+        elapsed, covered = now - began, uncovered_then - uncovered
+        if elapsed < COVERAGE_PACE_SECONDS or covered <= 0:
+            return None
+        return uncovered / (covered / elapsed)
 
 
 @dataclass
@@ -102,6 +126,7 @@ class Progress:
         self.started_at = clock()
         self.sources: Sources | None = None  # set once the run opens its request path
         self._quota_warned = False
+        self._coverage_pace = CoveragePace()
 
     @property
     def pacer(self) -> Pacer | None:
@@ -215,7 +240,14 @@ class Progress:
         return max(0, plan.expected_total - done) / PAGE_LIMIT
 
     def _eta(self, rate_rpm: float) -> float | None:
+        """The pages left at the achieved rate; without the range's total, the coverage's pace."""
         remaining_pages = self._remaining_pages()
-        if remaining_pages is None or rate_rpm <= 0:
-            return None
-        return remaining_pages / (rate_rpm / 60.0)
+        if remaining_pages is not None:
+            return remaining_pages / (rate_rpm / 60.0) if rate_rpm > 0 else None
+        plan = self.state.plan
+        uncovered = sum(
+            end - start + 1
+            for start, end in self.state.coverage.gaps(plan.effective_start, plan.range_end)
+        )
+        fetching = self.state.phase == Phase.FETCHING
+        return self._coverage_pace.eta(uncovered, self.clock(), fetching=fetching)
