@@ -45,6 +45,7 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from procs import (
     PYTHON,
+    RunResult,
     StxbfRun,
     clean_env,
     http_json,
@@ -603,6 +605,27 @@ def section_seed(
     return out
 
 
+def memory_at_marks(
+    result: RunResult, marks: Iterable[int], stored: int
+) -> dict[str, float | None]:
+    """Peak RSS (MB) when the stored count first reached each mark.
+
+    The first sample past the mark that read the memory counts: the last sample may find the
+    process gone, its count read from the progress file and its memory unread. A mark crossed
+    after the last such sample gets the run's peak.
+    """
+    out: dict[str, float | None] = {}
+    for mark in marks:
+        hit = next(
+            (s for s in result.samples if (s.stored or 0) >= mark and (s.hwm or s.rss)), None
+        )
+        peak = (hit.hwm or hit.rss) if hit is not None else None
+        if peak is None and stored >= mark:
+            peak = result.peak_rss
+        out[str(mark)] = round(peak / 2**20, 1) if peak else None
+    return out
+
+
 def section_bulk(p: Profile, work: Path, args: argparse.Namespace) -> dict[str, Any]:
     """Unthrottled: the API's serving ceiling, then a real backfill of the whole chain."""
     days = args.bulk_days or p.bulk_days
@@ -654,13 +677,7 @@ def section_bulk(p: Profile, work: Path, args: argparse.Namespace) -> dict[str, 
     pages = int(stats["pages"]) if stats else (result.progress or {}).get("counters", {})["pages"]
     tx_s = stored / result.wall_s
     pages_s = pages / result.wall_s
-    marks: dict[str, float | None] = {}
-    for mark in p.memory_marks:
-        hit = next((s for s in result.samples if (s.stored or 0) >= mark), None)
-        peak = hit.hwm or hit.rss if hit is not None else None
-        if peak is None and stored >= mark:  # crossed after the last sample: the run's peak
-            peak = result.peak_rss
-        marks[str(mark)] = round(peak / 2**20, 1) if peak else None
+    marks = memory_at_marks(result, p.memory_marks, stored)
     span = fetch_span(result)
     measured = [x for x in result.samples if x.rss]
     step = max(1, len(measured) // 60)

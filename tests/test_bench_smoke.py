@@ -113,3 +113,24 @@ def test_the_table_names_all_seven_measurements(smoke: Smoke) -> None:
     _, table = smoke
     for number in range(1, 8):
         assert f"| {number}. " in table
+
+
+def test_memory_at_a_mark_skips_a_last_sample_that_found_the_process_gone() -> None:
+    """The sampler reads the memory, then the progress file: a process exiting in between
+    leaves a sample with a count and a memory of 0 (a zombie's, through psutil). A mark it
+    crosses takes the run's peak, not `None` (which once failed the smoke test above)."""
+    sys.path.insert(0, str(SCRIPT.parent))
+    try:
+        import procs  # type: ignore[import-not-found]
+        import run  # type: ignore[import-not-found]
+    finally:
+        sys.path.remove(str(SCRIPT.parent))
+    mb = 2**20
+    result = procs.RunResult(exit_code=0, wall_s=3.0, peak_rss=90 * mb)
+    result.samples = [
+        procs.Sample(1.0, 40 * mb, 50 * mb, 1_000, None, None),
+        procs.Sample(2.0, 60 * mb, 70 * mb, 5_000, None, None),
+        procs.Sample(3.0, 0, None, 20_000, None, None),  # the process was exiting
+    ]
+    marks = run.memory_at_marks(result, [1_000, 5_000, 20_000, 50_000], stored=20_000)
+    assert marks == {"1000": 50.0, "5000": 70.0, "20000": 90.0, "50000": None}

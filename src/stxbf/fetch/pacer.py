@@ -1,6 +1,7 @@
 """Proactive pacing shared by every worker: even spacing at the API's rate, and a hard gate.
 
-Requests leave one slot apart (no bursts, so per-second caps hold too). The rate comes from the
+Requests leave one slot apart (no bursts, so per-second caps hold too); a late one is made up by
+the next ones, never faster than a second's worth of slots allows. The rate comes from the
 API's own headers (read window by window in `ratelimit.py`: the tightest known window, in cost
 units), or from `--rpm`; a 429 closes the gate until its `retry-after` has passed and lowers the
 rate, which then climbs back slowly; a used-up window closes it until that window resets; a
