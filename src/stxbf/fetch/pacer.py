@@ -171,15 +171,14 @@ class Pacer:
         the making up from becoming a burst, after a stall too (when several booked slots lie
         in the past):
         - no send closer than `CATCH_UP_GAP` of a spacing to the one before it;
-        - `n` sends, as many as the pace allows in `SPAN_SECONDS`, span at least
-          `SPAN_SECONDS` plus half the room the pace leaves there. The other half stays for
-          the network's jitter, so a per-second window never sees more than the pace.
+        - the `n` sends the pace allows in `SPAN_SECONDS` span at least `n` spacings, as evenly
+          spaced ones would, so a per-second window never sees more than the pace. The room
+          a request delayed on its way needs is in the pace itself (`ratelimit.JITTER_SECONDS`).
         """
         earliest = self._last_sent + spacing * CATCH_UP_GAP
         n = max(1, math.ceil(SPAN_SECONDS / spacing - 1e-9))
         if len(self.sent) >= n:
-            span = n * spacing
-            earliest = max(earliest, self.sent[-n] + span)
+            earliest = max(earliest, self.sent[-n] + n * spacing)
         return earliest
 
     def observe(self, status: int, headers: Mapping[str, str]) -> None:
