@@ -76,7 +76,6 @@ class Pacer:
         self._inferred = False  # the ceiling was guessed from a 429, not stated by the API
         self.gate_reason: str | None = None  # why the gate is closed: "retry-after", ...
         self._plan = 0  # bumped when the rate rises: booked slots are booked again
-        self._last_sent = float("-inf")
         self._generic = GenericWindow()
         self.learned: LearnedLimits | None = None
         self._logged_limits: str | None = None
@@ -157,7 +156,6 @@ class Pacer:
             if self._clock() >= self.gate_until:
                 break
         sent_at = self._clock()
-        self._last_sent = sent_at
         self.sent.append(sent_at)
         while self.sent[0] < sent_at - SENT_MEMORY:
             self.sent.popleft()
@@ -175,7 +173,9 @@ class Pacer:
           spaced ones would, so a per-second window never sees more than the pace. The room
           a request delayed on its way needs is in the pace itself (`ratelimit.JITTER_SECONDS`).
         """
-        earliest = self._last_sent + spacing * CATCH_UP_GAP
+        if not self.sent:
+            return float("-inf")
+        earliest = self.sent[-1] + spacing * CATCH_UP_GAP
         n = max(1, math.ceil(SPAN_SECONDS / spacing - 1e-9))
         if len(self.sent) >= n:
             earliest = max(earliest, self.sent[-n] + n * spacing)
