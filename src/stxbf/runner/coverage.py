@@ -62,6 +62,10 @@ class Coverage:
     def gaps(self, start: int, end: int) -> list[tuple[int, int]]:
         return gaps_between(start, end, self.bounds())
 
+    def uncovered_seconds(self, start: int, end: int) -> int:
+        """How much of [start, end] no span covers yet."""
+        return sum(gap_end - gap_start + 1 for gap_start, gap_end in self.gaps(start, end))
+
     def commit(self, start: int, end: int, replacement: Span | None) -> None:
         """The window [start, end] was committed: it supersedes what it overlaps."""
         self._spans = [span for span in self._spans if not span.overlaps(start, end)]

@@ -245,9 +245,6 @@ class Progress:
         if remaining_pages is not None:
             return remaining_pages / (rate_rpm / 60.0) if rate_rpm > 0 else None
         plan = self.state.plan
-        uncovered = sum(
-            end - start + 1
-            for start, end in self.state.coverage.gaps(plan.effective_start, plan.range_end)
-        )
+        uncovered = self.state.coverage.uncovered_seconds(plan.effective_start, plan.range_end)
         fetching = self.state.phase == Phase.FETCHING
         return self._coverage_pace.eta(uncovered, self.clock(), fetching=fetching)
