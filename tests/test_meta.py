@@ -360,10 +360,10 @@ def test_exit_code_tables_match_the_registry() -> None:
         assert documented.get(command) == {int(code) for code in codes}, command
 
 
-# --- rooms stay small -----------------------------------------------------------------------------
+# --- a guard against monsters, not a size to fill ------------------------------------------------
 
-MAX_MODULE_LINES = 350
-MAX_FUNCTION_LINES = 60
+MAX_MODULE_LINES = 600
+MAX_FUNCTION_LINES = 80
 LONG_REASON = "# long:"  # on the line above a def (or its first decorator): why it may be longer
 
 
@@ -378,8 +378,8 @@ def long_functions(path: Path) -> Iterator[str]:
             yield f"{path.relative_to(ROOT)}:{node.lineno} {node.name} is {length} lines"
 
 
-def test_no_module_or_function_outgrows_its_room() -> None:
-    """A module over ~350 lines does two jobs; a function over 60 says no reason why."""
+def test_no_module_or_function_is_a_monster() -> None:
+    """A module over 600 lines, or a function over 80 with no `# long:` reason, is hard to read."""
     too_long = [
         f"{path.relative_to(ROOT)} is {count} lines"
         for path in sorted(SRC.rglob("*.py"))
