@@ -316,3 +316,24 @@ def _check_status_stop_and_names(
     assert files_containing(home, KEY) == []
     created = {p: oct(m) for p, m in tree_modes(home).items() if m & 0o077}
     assert created == {}
+
+
+def test_no_object_that_holds_the_key_prints_it(tmp_path: Path) -> None:
+    """A traceback or a debug log shows objects by their repr: none of ours may show the key."""
+    from stxbf.fetch.client import ApiClient
+    from stxbf.runner.params import RunParams
+    from stxbf.settings import Settings
+
+    params = RunParams(
+        api_url="http://127.0.0.1:1",
+        api_key=KEY,
+        db_path=tmp_path / "db",
+        lock_path=tmp_path / "lock",
+        progress_path=tmp_path / "progress",
+        runner_path=tmp_path / "runner",
+    )
+    client = ApiClient("http://127.0.0.1:1", api_key=KEY)
+    settings = Settings(api_key=KEY)
+    for shown in (params, client, settings):
+        assert KEY not in repr(shown)
+        assert KEY not in str(shown)

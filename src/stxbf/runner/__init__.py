@@ -13,7 +13,7 @@ monotonic, and a Bitcoin reorg makes Stacks blocks non-canonical (the API's list
 drop their transactions: stacks-blockchain-api src/datastore/pg-store.ts getTxList counts
 `canonical = true` rows only). Older windows are re-counted by `stxbf verify` (`Runner.verify`).
 
-The rooms: `core` (the lifecycle), `plan` (the range), `preflight`, `sources` (v1/v3 and the one
+The modules: `core` (the lifecycle), `plan` (the range), `preflight`, `sources` (v1/v3 and the one
 request path), `commits` (the database writer), `coverage` (what is proven), `verify`,
 `progress` (the published snapshot), `storethread` (the store's own thread), `lock`, `control`
 (stopping from a signal), `params` (what a run is asked and answers).

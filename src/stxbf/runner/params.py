@@ -14,7 +14,7 @@ from stxbf.state import ProgressSnapshot
 @dataclass(frozen=True)
 class RunParams:
     api_url: str
-    api_key: str | None
+    api_key: str | None = field(repr=False)  # a traceback or debug log shows reprs
     db_path: Path
     lock_path: Path
     progress_path: Path
