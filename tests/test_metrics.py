@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -18,13 +19,17 @@ from typing import Any, NamedTuple
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from stxbf import codes
+from stxbf import codes, state
 from stxbf.codes import STATUS_STATES, VERDICTS, Outcome
+from stxbf.errors import QuotaExhausted
 from stxbf.ops.health import HealthReport
 from stxbf.ops.metrics import build_metrics, render_metrics, write_textfile
-from stxbf.simulator import run_in_thread
+from stxbf.runner import Runner
+from stxbf.simulator import SimConfig, run_in_thread
+from stxbf.simulator.api import SimApi
+from stxbf.simulator.transport import SimTransport
 from tests.checks import SMALL
-from tests.fakes import END, day, make_db
+from tests.fakes import END, day, make_db, params, publish_running
 from tests.helpers import assert_one_line_error, run_cli, stxbf, wait_for_snapshot
 
 FAKE_RUNNER = Path(__file__).with_name("fake_runner.py")
@@ -48,6 +53,8 @@ STATUS_FIELDS = {
     "stxbf_rate_limit_requests_per_minute": "limit_rpm",
     "stxbf_eta_seconds": "eta_seconds",
     "stxbf_rate_limited_until_timestamp_seconds": "rate_limited_until",
+    "stxbf_quota_remaining": "quota_remaining",
+    "stxbf_quota_limit": "quota_limit",
     "stxbf_restarts_total": "restarts",
 }
 # counter → the key in `status --json`'s `counters` (absent where `counters` is null)
@@ -392,3 +399,36 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path: Path, mon
         write_textfile(target, "stxbf_new 1\n")
     assert [p.name for p in target.parent.iterdir()] == ["stxbf.prom"]
     assert target.read_text(encoding="utf-8") == "stxbf_old 1\n"
+
+
+# -- the monthly quota, where the API states one -------------------------------------------------
+
+
+def test_a_runner_reports_the_monthly_quota_the_api_states(tmp_path: Path) -> None:
+    api = SimApi(
+        SimConfig(days=3, tx_per_day=6000, rate_headers="full", per_second=50, month_quota=40)
+    )
+    run = params(tmp_path, rpm=None, target_days=2, concurrency=16)
+    with pytest.raises(QuotaExhausted):
+        asyncio.run(Runner(run, transport=SimTransport(api)).run())
+    snap = state.read(run.progress_path)
+    assert snap is not None
+    assert (snap.quota_remaining, snap.quota_limit) == (0, 40)
+
+
+def test_the_quota_goes_from_the_snapshot_into_status_and_metrics(  # type: ignore[no-untyped-def]
+    db: Path, capsys, monkeypatch
+) -> None:
+    lock = publish_running(db, age=1)
+    progress = db.with_name(db.name + ".progress.json")
+    snap = state.read(progress)
+    assert snap is not None
+    snap.quota_remaining, snap.quota_limit = 1234.0, 150_000.0
+    state.publish(progress, snap)
+    try:
+        seen = views(capsys, monkeypatch)
+    finally:
+        lock.release()
+    assert_matches(seen.samples, seen.status, seen.health)
+    values = plain(seen.samples)
+    assert (values["stxbf_quota_remaining"], values["stxbf_quota_limit"]) == (1234, 150_000)

@@ -54,6 +54,11 @@ _GAUGES = (
     ("rate_limit_requests_per_minute", "limit_rpm",
      "The request rate the runner paces itself to (the API's stated limit, or --rpm)."),
     ("eta_seconds", "eta_seconds", "Estimated seconds until the target is covered."),
+    # x-ratelimit-{remaining,limit}-stacks-month (hirosystems/docs response-headers.mdx), in
+    # the API's cost units (x-ratelimit-cost-stacks)
+    ("quota_remaining", "quota_remaining",
+     "Units left in the API's monthly quota, as its last answer stated it."),
+    ("quota_limit", "quota_limit", "The API's monthly quota in units, as it stated it."),
     ("rate_limited_until_timestamp_seconds", "rate_limited_until",
      "When the stated limit or quota the runner waits out ends (Unix seconds)."),
 )  # fmt: skip
