@@ -44,7 +44,7 @@ _COUNTERS = (
 _GAUGES = (
     ("transactions", "transactions", "Transactions stored in the database."),
     ("wallets", "wallets", "Distinct sender addresses stored."),
-    ("database_size_bytes", "db_bytes", "Size of the database file."),
+    ("database_size_bytes", "db_bytes", "Size of the database file and its WAL."),
     ("latest_transaction_timestamp_seconds", "latest_tx_time",
      "Burn-block time of the newest stored transaction (Unix seconds)."),
     ("last_progress_timestamp_seconds", "last_progress_at",
