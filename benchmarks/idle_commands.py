@@ -1,4 +1,4 @@
-"""Idle `stxbf status` and `stxbf health` on a year of data, against `stxbf --help`.
+"""Idle `stxbf status`, `health` and `metrics` on a year of data, against `stxbf --help`.
 
     python benchmarks/idle_commands.py [--dir DIR] [--rows 2000000] [--senders 237523] [--repeat 7]
 
@@ -64,6 +64,7 @@ def build(db: Path, *, rows: int, senders: int, seed: int = 7) -> None:
                         None, made, 180, 100_000 + made // 10, f"0x{rng.getrandbits(256):064x}",
                         when, 800_000 + made // 400, when, made % 50, True, 1,
                         pool[rng.randrange(senders)], rng.randrange(10**12), None, None,
+                        None, None, None, None,  # schema 3's columns
                     )
                 )  # fmt: skip
             store.commit_window(
@@ -119,7 +120,7 @@ def main() -> None:
         "db_bytes": db.stat().st_size,
         "help": timed([*stxbf, "--help"], env, args.repeat),
     }
-    for command in ("status", "health"):
+    for command in ("status", "health", "metrics"):
         argv = [*stxbf, command]
         if command == "health":  # no tmux server to ask: the same for every version timed
             argv += ["--socket-name", "stxbf-bench-none"]

@@ -202,7 +202,7 @@ def test_imports_point_one_way() -> None:
 
 # --- `stxbf --help` is instant --------------------------------------------------------------------
 
-HEAVY = ("httpx", "duckdb", "libtmux")
+HEAVY = ("httpx", "duckdb", "libtmux", "prometheus_client")
 
 PROBE = """
 import json, sys

@@ -12,6 +12,8 @@ names, and a meta-test holds docs/cli.md's tables to them.
              · 65 database problem · 75 rate-limited · 1 error · 64 usage
     health   0 healthy · 1 not running · 2 stalled · 3 database problem · 4 configuration error
              · 75 rate-limited · 64 usage
+    metrics  0 written (the verdict is a metric) · 1 the file could not be written
+             · 64 usage or configuration error
     tmux status  0 running or finished · 1 no session · 8 the runner pane ended with an error
 
 Codes 64, 65 and 75 are the BSD sysexits EX_USAGE, EX_DATAERR and EX_TEMPFAIL.
@@ -139,7 +141,7 @@ VERDICTS: dict[Verdict, Outcome] = {
 }
 
 # Commands that report a state through their exit code, and so take usage errors apart.
-MONITOR_COMMANDS = frozenset({"stxbf status", "stxbf health"})
+MONITOR_COMMANDS = frozenset({"stxbf status", "stxbf health", "stxbf metrics"})
 
 # The codes each command's table in docs/cli.md lists (the meta-test compares them).
 COMMAND_EXIT_CODES: dict[str, frozenset[int]] = {
@@ -163,6 +165,8 @@ COMMAND_EXIT_CODES: dict[str, frozenset[int]] = {
     "stxbf health": frozenset(
         {outcome.exit_code for outcome in VERDICTS.values()} | {HealthCode.MONITOR_USAGE}
     ),
+    # the state is in the metrics, not the code: written (0), not written (1), usage/config (64)
+    "stxbf metrics": frozenset({ExitCode.OK, ExitCode.ERROR, ExitCode.MONITOR_USAGE}),
 }
 
 

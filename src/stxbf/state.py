@@ -65,6 +65,9 @@ class ProgressSnapshot:
     # A stated limit being waited out (a 429's retry-after, a used-up window or quota): not a stall.
     rate_limited_until: float | None = None
     rate_limited_reason: str | None = None  # e.g. "monthly quota", "retry-after"
+    # the monthly quota as the last answer stated it, in its units (x-ratelimit-*-stacks-month)
+    quota_remaining: float | None = None
+    quota_limit: float | None = None
     restarts: int = 0  # times a supervisor (the tmux runner pane) started this run again
     eta_seconds: float | None = None
     db_bytes: int = 0

@@ -23,6 +23,7 @@ from stxbf.errors import ConfigError, StxbfError
 
 if TYPE_CHECKING:
     from stxbf.ops.status import StatusReport
+    from stxbf.settings import Settings
 
 TargetDays = typer.Option(
     None, "--target-days", min=1, help="Days of history to measure (default: the last run's)."
@@ -51,20 +52,13 @@ def status(
     65 database problem, 75 rate-limited, 64 usage error.
     """
     from stxbf.ops.database import DatabaseCache, summary_cache_path
-    from stxbf.ops.status import build_status, status_files
     from stxbf.settings import load_settings
 
     try:
         settings = load_settings(home=home, db=db, target_days=target_days)
     except ConfigError as exc:
         _fail(exc, ExitCode.MONITOR_USAGE, as_json=as_json)
-    build = functools.partial(
-        build_status,
-        **status_files(settings.paths),
-        target_days=settings.target_days,
-        explicit_days=target_days is not None,
-        stall_seconds=stall_seconds,
-    )
+    build = status_builder(settings, target_days=target_days, stall_seconds=stall_seconds)
     if watch:
         _watch(
             functools.partial(build, cache=DatabaseCache()),
@@ -77,6 +71,21 @@ def status(
     except StxbfError as exc:
         _fail(exc, exc.exit_code, as_json=as_json)
     _show(report, as_json=as_json)
+
+
+def status_builder(
+    settings: Settings, *, target_days: int | None, stall_seconds: float
+) -> Callable[..., StatusReport]:
+    """`build_status` for these settings (`target_days`: the flag); `stxbf metrics` shares it."""
+    from stxbf.ops.status import build_status, status_files
+
+    return functools.partial(
+        build_status,
+        **status_files(settings.paths),
+        target_days=settings.target_days,
+        explicit_days=target_days is not None,
+        stall_seconds=stall_seconds,
+    )
 
 
 def _show(report: StatusReport, *, as_json: bool) -> NoReturn:

@@ -239,8 +239,12 @@ def build_health(
     tmux_probe: Callable[[], bool | None] | None = None,
     now: float | None = None,
     cache: DatabaseCache | None = None,
+    status: StatusReport | None = None,
 ) -> HealthReport:
-    """Run every check. `tmux_probe` says whether the session exists (None: tmux unavailable)."""
+    """Run every check. `tmux_probe` says whether the session exists (None: tmux unavailable).
+
+    A `status` already built (`stxbf metrics` prints both) is judged as it is, not built again.
+    """
     now = time.time() if now is None else now
     found = _Findings()
     config = _check_config(db_path)
@@ -249,7 +253,7 @@ def build_health(
         found.add(config, Verdict.CONFIG_ERROR)
     else:
         found.add(config)
-        report = build_status(
+        report = status or build_status(
             db_path=db_path,
             progress_path=progress_path,
             lock_path=lock_path,

@@ -79,6 +79,8 @@ class StatusReport:
     rate_limited_until: float | None = None
     rate_limited_reason: str | None = None
     restarts: int | None = None
+    quota_remaining: float | None = None  # the API's monthly quota left, as it last said
+    quota_limit: float | None = None
     reason: str | None = None  # why the state is what it is (stalled, rate-limited, a problem)
     hint: str | None = None  # what to do about it (a damaged database)
     counters: dict[str, int] | None = None
@@ -129,7 +131,7 @@ def _copy(report: StatusReport, source: object, names: tuple[str, ...]) -> None:
 _SNAPSHOT_FIELDS = (
     "wallets", "earliest_tx_time", "latest_tx_time", "rate_rpm", "limit_rpm", "eta_seconds",
     "backoff_until", "last_error", "last_error_at", "last_progress_at", "consecutive_failures",
-    "rate_limited_until", "rate_limited_reason", "restarts",
+    "rate_limited_until", "rate_limited_reason", "restarts", "quota_remaining", "quota_limit",
 )  # fmt: skip
 _FACTS_FIELDS = (
     "transactions", "wallets", "earliest_tx_time", "latest_tx_time", "db_bytes", "last_run",

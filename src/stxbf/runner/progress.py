@@ -210,6 +210,8 @@ class Progress:
             eta_seconds=self._eta(rate),
             db_bytes=figures.db_bytes,
             restarts=self.params.restarts,
+            quota_remaining=self.pacer.month_remaining if self.pacer is not None else None,
+            quota_limit=self.pacer.month_limit if self.pacer is not None else None,
             exit_code=None if state.exit_code is None else int(state.exit_code),
             source=self.sources.name if self.sources is not None else None,
             window_sources=dict(sorted(figures.window_sources.items())),
