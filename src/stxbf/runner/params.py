@@ -50,6 +50,7 @@ class VerifyReport:
     windows_checked: int = 0
     windows_changed: int = 0
     windows_incomplete: int = 0  # changed, but fetching them again did not settle them
+    windows_reopened: int = 0  # open or incomplete: fetched again whole by `stxbf verify`
     rows_added: int = 0
     rows_removed: int = 0
     requests: int = 0
