@@ -219,14 +219,17 @@ class Verifier:
         # One window per changed window where its density allows (the engine splits larger ones).
         widest = max(end - start + 1 for start, end in spans)
         engine = self.sources.engine(replace, initial_span=min(widest, MAX_SPAN))
+        # Windows ending in the settle period or the head's last hours stay `open`; they are
+        # not cut at the head's start (a stored window keeps its bounds where its density allows).
         plan = RangePlan(self.params.target_days, self.params.settle_hours)
         plan.advance(self.clock())
+        settle_start = min(plan.head_start, plan.settle_start or plan.head_start)
         with self.stop.watching(engine):
             result = await engine.run_pass(
                 spans,
-                head_start=plan.head_start,
+                head_start=None,
                 page_budget=max(self.params.max_pages, 1),
-                settle_start=plan.settle_start,
+                settle_start=settle_start,
             )
         if not result.finished and not result.stopped:
             report.windows_incomplete += max(1, result.windows_incomplete)
