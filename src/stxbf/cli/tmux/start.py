@@ -53,9 +53,7 @@ def start(
     start_backfill_here(plan, startup_timeout=startup_timeout, attach_after=not detach)
 
 
-# start's own options that a later start repeats, besides every run option
-REPEATED_START_OPTIONS = ("inhibit", "interval")
-# what locates the record itself: never taken from it
+# what locates the record itself: neither taken from it nor kept in it
 LOCATING_OPTIONS = ("home", "db")
 
 
@@ -81,7 +79,8 @@ def plan_start(
     values: dict[str, Any],
 ) -> StartPlan:
     """The settings and options of a start: flags given now, else the last start's, else the
-    usual order (env > config file > default)."""
+    usual order (env > config file > default). `values` are the run options and the start
+    options a later start repeats (`inhibit`, `interval`), as parsed."""
     from stxbf.cli.passthrough import split_run_options
     from stxbf.ops.session import recorded_session
 
@@ -107,7 +106,11 @@ def plan_start(
         run_only=run_only,
         inhibit=str(merged["inhibit"]),
         interval=float(merged["interval"]),
-        options={key: _jsonable(value) for key, value in {**reused, **given}.items()},
+        options={
+            key: _jsonable(value)
+            for key, value in {**reused, **given}.items()
+            if key not in LOCATING_OPTIONS
+        },
         reused=reused,
         where=where,
         key_was_given=record is not None and record.api_key_given,
