@@ -90,6 +90,8 @@ def test_stop_then_start_with_no_flags_runs_the_same_session_with_the_same_optio
     snap = snapshot_after(isolated_env, started_at(isolated_env))
     assert (snap.target_days, snap.api_url) == (3, sim.url)
     assert KEY not in said + again.stderr
+    record = json.loads((isolated_env / "stxbf.duckdb.tmux.json").read_text())
+    assert record["api_key_given"] is True and KEY not in json.dumps(record)
 
     # restart: stop and start in one; a flag given overrides that one option only
     restarted = stxbf("tmux", "restart", "--target-days", "2", env=env)
