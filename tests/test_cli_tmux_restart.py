@@ -107,6 +107,12 @@ def test_stop_then_start_with_no_flags_runs_the_same_session_with_the_same_optio
     assert snapshot_after(isolated_env, started_at(isolated_env)).target_days == 2
     assert stxbf("tmux", "stop", env=env).returncode == 0
 
+    keyless = {name: value for name, value in env.items() if name != "STXBF_API_KEY"}
+    unkeyed = stxbf("tmux", "start", env=keyless)  # the key is never recorded: it is missed
+    assert "warning: the last start passed an API key; none is set now" in unkeyed.stderr
+    assert unkeyed.returncode == 1  # the simulator requires the key: the runner ends at once
+    assert stxbf("tmux", "stop", env=keyless).returncode == 0
+
 
 def test_a_start_whose_data_directory_cannot_be_written_leaves_no_tmux_server(
     tmp_path: Path, env: dict[str, str]
