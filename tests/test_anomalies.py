@@ -18,9 +18,10 @@ import pytest
 from stxbf.codes import WindowState
 from stxbf.errors import ExitCode
 from stxbf.runner import Runner, RunReport, VerifyReport
+from stxbf.runner.verify import not_stored
 from stxbf.simulator import SimApi, SimConfig
 from stxbf.simulator.transport import SimTransport
-from stxbf.store import Store
+from stxbf.store import Store, WindowRecord
 from tests.fakes import params
 
 HOUR = 3600
@@ -151,6 +152,19 @@ def test_verify_leaves_the_settle_period_equal_to_the_api_after_a_reorg(tmp_path
     with Store.open(tmp_path / "db" / "data" / "stxbf.duckdb", read_only=True) as store:
         states = {window.state for window in store.windows()}
     assert states == {WindowState.VERIFIED, WindowState.OPEN}  # the settle period still settles
+    with Store.open(tmp_path / "db" / "data" / "stxbf.duckdb", read_only=True) as store:
+        range_end = int(store.get_meta("range_end") or 0)
+    # what verify leaves, it names: only the seconds since the run's end are not stored
+    assert all(start > range_end for start, _ in report.not_stored)
+
+
+def test_verify_names_the_stretches_no_window_holds(tmp_path: Path) -> None:
+    with Store.open(tmp_path / "x.duckdb") as store:
+        for start, end in ((1000, 1099), (1200, 1299)):
+            store.commit_window(WindowRecord(start, end, 0, 0, WindowState.VERIFIED, 1), [])
+        store.commit_window(WindowRecord(1300, 1349, 5, 0, WindowState.INCOMPLETE, 1), [])
+        store.set_meta("range_start", 1000)
+        assert not_stored(store, 1400) == [(1100, 1199), (1300, 1400)]
 
 
 @pytest.mark.slow  # whole runs and verifies over the simulator: over a second

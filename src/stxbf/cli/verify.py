@@ -110,6 +110,9 @@ def report_dict(report: VerifyReport) -> dict[str, Any]:
     data["damaged_windows"] = [
         {"start_time": start, "end_time": end} for start, end in report.damaged_windows
     ]
+    data["not_stored"] = [
+        {"start_time": start, "end_time": end} for start, end in report.not_stored
+    ]
     return data
 
 

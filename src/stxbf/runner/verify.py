@@ -23,6 +23,7 @@ from stxbf.fetch.pages import FetchStats
 from stxbf.fetch.windows import MAX_SPAN, CompletedWindow
 from stxbf.runner.commits import window_record
 from stxbf.runner.control import StopSignal
+from stxbf.runner.coverage import gaps_between
 from stxbf.runner.params import ChangedWindow, RunParams, VerifyReport
 from stxbf.runner.plan import RangePlan
 from stxbf.runner.progress import RunState
@@ -139,6 +140,8 @@ class Verifier:
             report.windows_reopened = len(unproven)
         if report.changed or unproven:
             await self._refetch(report, sorted(changed_spans | set(unproven)))
+        if reopen:
+            report.not_stored = await self.db.call(not_stored, int(self.clock()))
         report.requests = self.stats.requests - requests_before
         self._conclude(report)
         self.state.phase = Phase.FETCHING
@@ -164,6 +167,12 @@ class Verifier:
         if report.windows_incomplete:
             report.message += f", {report.windows_incomplete} still inconsistent"
             report.exit_code = int(ExitCode.INCOMPLETE)
+        if report.not_stored:
+            start, end = report.not_stored[-1]
+            report.message += (
+                f"; not stored yet, left to `stxbf run`: {len(report.not_stored)} stretch(es) of "
+                f"the range, the newest {utc_iso(start)} .. {utc_iso(end)}"
+            )
         log.info("verify: %s (%d requests)", report.message, report.requests)
 
     async def _recount_all(self, checks: list[WindowCheck]) -> list[ChangedWindow | None]:
@@ -239,3 +248,16 @@ def _unproven_spans(store: Store) -> list[tuple[int, int]]:
     """The windows a run would fetch again: open (head, settle period) and incomplete ones."""
     unproven = (WindowState.OPEN, WindowState.INCOMPLETE)
     return [(w.start_time, w.end_time) for w in store.windows() if w.state in unproven]
+
+
+def not_stored(store: Store, now: int) -> list[tuple[int, int]]:
+    """What no window holds between the last run's range start (or the chain's) and now."""
+    range_start, chain_start = store.get_meta("range_start"), store.get_meta("chain_start")
+    if range_start is None:
+        return []
+    start = max(int(range_start), int(chain_start) if chain_start else 0)
+    return gaps_between(
+        start,
+        now,
+        [(w.start_time, w.end_time) for w in store.windows() if w.state != WindowState.INCOMPLETE],
+    )
