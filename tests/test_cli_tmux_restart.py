@@ -102,8 +102,9 @@ def test_stop_then_start_with_no_flags_runs_the_same_session_with_the_same_optio
     assert (snap.target_days, snap.api_url) == (2, sim.url)
 
     assert stxbf("tmux", "stop", env=env).returncode == 0
-    repeated = stxbf("tmux", "start", env=env)  # the override is the last start's option now
+    repeated = stxbf("tmux", env=env)  # bare, no terminal: creates it as `start` would
     assert repeated.returncode == 0, repeated.stdout + repeated.stderr
+    assert "--target-days 2" in repeated.stdout  # the override is the last start's option now
     assert snapshot_after(isolated_env, started_at(isolated_env)).target_days == 2
     assert stxbf("tmux", "stop", env=env).returncode == 0
 
