@@ -15,11 +15,13 @@ from pathlib import Path
 
 import pytest
 
+from stxbf.codes import WindowState
 from stxbf.errors import ExitCode
 from stxbf.runner import Runner, RunReport, VerifyReport
+from stxbf.runner.verify import not_stored
 from stxbf.simulator import SimApi, SimConfig
 from stxbf.simulator.transport import SimTransport
-from stxbf.store import Store
+from stxbf.store import Store, WindowRecord
 from tests.fakes import params
 
 HOUR = 3600
@@ -120,12 +122,49 @@ def test_verify_settles_a_reorg_older_than_the_settle_period(tmp_path: Path) -> 
     assert (
         (report.rows_added, report.rows_removed) == (len(new), len(gone)) == (added + 3, orphaned)
     )
-    assert report.requests == report.windows_checked + sum(
+    # one request per verified window, the pages of the changed one, and the open windows (the
+    # head and the settle period, fetched again whole: one page each, the chain's last 30 h
+    # being empty)
+    assert report.requests == report.windows_checked + report.windows_reopened + sum(
         1 + (change.api_total - 1) // 50 for change in report.changed
     )
     assert difference(api, tmp_path / "db") == (set(), set())
     again = verify(api, tmp_path / "db")
     assert (again.windows_changed, again.rows_added, again.rows_removed) == (0, 0, 0)
+
+
+@pytest.mark.slow  # whole runs and verifies over the simulator: over a second
+def test_verify_leaves_the_settle_period_equal_to_the_api_after_a_reorg(tmp_path: Path) -> None:
+    api = make_api(seed=16, ends_hours_ago=5)
+    run(api, tmp_path / "db")
+    before = len(api.chain)
+    orphaned, added = api.chain.reorg(blocks=6)  # the count stays: only whole fetches see it
+    assert orphaned == added > 0
+    gone = {api.chain.tx_id(i) for i in api.chain.orphaned}
+    assert difference(api, tmp_path / "db") == (ids_after(api, before), gone)
+    report = verify(api, tmp_path / "db")
+    assert report.exit_code == 0, report.message
+    assert report.windows_changed == 0  # a verified window's count and first row did not move
+    assert report.windows_reopened > 0
+    assert (report.rows_added, report.rows_removed) == (added, orphaned)
+    assert "open or incomplete window(s) fetched again" in report.message
+    assert difference(api, tmp_path / "db") == (set(), set())
+    with Store.open(tmp_path / "db" / "data" / "stxbf.duckdb", read_only=True) as store:
+        states = {window.state for window in store.windows()}
+    assert states == {WindowState.VERIFIED, WindowState.OPEN}  # the settle period still settles
+    with Store.open(tmp_path / "db" / "data" / "stxbf.duckdb", read_only=True) as store:
+        range_end = int(store.get_meta("range_end") or 0)
+    # what verify leaves, it names: only the seconds since the run's end are not stored
+    assert all(start > range_end for start, _ in report.not_stored)
+
+
+def test_verify_names_the_stretches_no_window_holds(tmp_path: Path) -> None:
+    with Store.open(tmp_path / "x.duckdb") as store:
+        for start, end in ((1000, 1099), (1200, 1299)):
+            store.commit_window(WindowRecord(start, end, 0, 0, WindowState.VERIFIED, 1), [])
+        store.commit_window(WindowRecord(1300, 1349, 5, 0, WindowState.INCOMPLETE, 1), [])
+        store.set_meta("range_start", 1000)
+        assert not_stored(store, 1400) == [(1100, 1199), (1300, 1400)]
 
 
 @pytest.mark.slow  # whole runs and verifies over the simulator: over a second

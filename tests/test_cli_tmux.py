@@ -205,7 +205,8 @@ def test_start_reports_a_runner_that_dies_before_its_first_progress(
     stopped = stxbf("tmux", "stop", env=env)
     assert stopped.returncode == 0, stopped.stderr
     assert ops_tmux.find_session(server, "stx-backfill") is None
-    assert not (isolated_env / "stxbf.duckdb.tmux.json").exists()
+    kept = json.loads((isolated_env / "stxbf.duckdb.tmux.json").read_text())  # for a restart
+    assert (kept["socket_name"], kept["options"]["api_url"]) == (socket, "http://127.0.0.1:1")
 
 
 def test_a_killed_runner_is_reported_with_its_code_not_as_running(

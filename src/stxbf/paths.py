@@ -12,9 +12,11 @@ import contextlib
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
+
+from stxbf.errors import ConfigError
 
 LOCK_SUFFIX = ".lock"
 PROGRESS_SUFFIX = ".progress.json"
@@ -76,6 +78,22 @@ class DataPaths:
         return self.home / "run"
 
 
+def prepare_home(home: Path) -> None:
+    """Create the data directory (private), or say in one line why it cannot be used.
+
+    `stxbf run` calls this before it writes anything, and `stxbf tmux start` before any tmux
+    server exists, so both refuse an unusable directory with the same usage error (exit 2).
+    """
+    if home.exists() and not home.is_dir():
+        raise ConfigError(f"data directory {home} is a file, not a directory")
+    try:
+        home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as exc:
+        raise ConfigError(f"cannot create data directory {home}: {exc.strerror}") from None
+    if not os.access(home, os.W_OK | os.X_OK):
+        raise ConfigError(f"data directory {home} is not writable")
+
+
 # -- the runner record -------------------------------------------------------------------------
 
 
@@ -90,11 +108,19 @@ class RunnerRecord:
 
 @dataclass(frozen=True)
 class SessionRecord:
-    """How to reach the tmux session of a backfill without retyping its flags."""
+    """How to reach the tmux session of a backfill, and start it again, without retyping flags.
+
+    `options` are the options the last `stxbf tmux start` was given on its command line (run
+    options by their parameter names, and `inhibit` / `interval`), so a start with no flags
+    repeats it; `stxbf tmux stop` keeps the record for that. The API key is never among them:
+    `api_key_given` only says whether that start handed one to the runner.
+    """
 
     socket_name: str | None
     session_name: str
     started_at: float
+    options: dict[str, Any] = field(default_factory=dict)
+    api_key_given: bool = False
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
@@ -189,4 +215,6 @@ def read_session_record(path: Path) -> SessionRecord | None:
         return None
     if not isinstance(record.session_name, str) or not record.session_name:
         return None
+    if not isinstance(record.options, dict):
+        return replace(record, options={})
     return record

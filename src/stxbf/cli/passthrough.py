@@ -106,6 +106,19 @@ def run_flags(settings: Settings, run_only: Mapping[str, Any]) -> list[str]:
     return flags
 
 
+def option_flags(values: Mapping[str, Any]) -> list[str]:
+    """The flags that give these options (run options and `start`'s own, by parameter name)."""
+    by_name = {str(option.name): option for option in run_options()}
+    flags: list[str] = []
+    for name, value in values.items():
+        option = by_name.get(name)
+        if option is not None:
+            flags += _render(option, value)
+        elif value is not None:
+            flags += [f"--{name.replace('_', '-')}", _text(value)]
+    return flags
+
+
 def _setting(settings: Settings, name: str) -> Any:
     if name == "db":
         return settings.db_path.absolute()

@@ -29,7 +29,7 @@ from stxbf.cli.options import (
 )
 from stxbf.cli.run_end import ending_of, log_run_end, on_signal, stop_signals, stop_view
 from stxbf.cli.views import LiveView, PlainView, render_report
-from stxbf.errors import ConfigError, StxbfError
+from stxbf.errors import StxbfError
 
 if TYPE_CHECKING:
     from stxbf.runner import RunParams, RunReport
@@ -152,11 +152,12 @@ def execute(
     import asyncio
 
     from stxbf.ops.logs import configure_logging
+    from stxbf.paths import prepare_home
     from stxbf.runner import Runner
 
     params = params_from(settings, verify=verify)
     os.umask(0o077)  # everything stxbf creates in its data dir is the user's alone
-    _prepare_home(settings.home)
+    prepare_home(settings.home)
     interactive = stdout_is_terminal() if interactive is None else interactive
     view = LiveView() if interactive else PlainView()
     secret = [params.api_key] if params.api_key else []
@@ -196,14 +197,3 @@ def execute(
         raise
     log_run_end(int(report.exit_code), report.message, console_handler)
     return report
-
-
-def _prepare_home(home: Path) -> None:
-    if home.exists() and not home.is_dir():
-        raise ConfigError(f"data directory {home} is a file, not a directory")
-    try:
-        home.mkdir(parents=True, exist_ok=True, mode=0o700)
-    except OSError as exc:
-        raise ConfigError(f"cannot create data directory {home}: {exc.strerror}") from None
-    if not os.access(home, os.W_OK | os.X_OK):
-        raise ConfigError(f"data directory {home} is not writable")

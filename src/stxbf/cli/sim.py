@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from stxbf.state import utc_iso
+
 if TYPE_CHECKING:
     from stxbf.simulator import SimApi, SimConfig
 
@@ -78,6 +80,12 @@ MonthQuota = typer.Option(
 MonthSeconds = typer.Option(
     0.0, "--month-seconds", help="The quota's period in seconds (0 = the UTC calendar month)."
 )
+Now = typer.Option(
+    None,
+    "--now",
+    help="The chain's end time, fixed (unix seconds or ISO 8601): restarted with the same seed "
+    "and --now, the simulator serves the same chain.",
+)
 V1 = typer.Option(
     "on", "--v1", help="/extended/v1/tx: on, deprecated (Warning: 299) or gone (410 Gone)."
 )
@@ -106,13 +114,17 @@ def serve(
     month_quota: int = MonthQuota,
     month_seconds: float = MonthSeconds,
     v1: str = V1,
+    now: str | None = Now,
 ) -> None:
     """Serve the simulated API until interrupted; prints the URL on one line first."""
-    from stxbf.simulator import SimConfig, parse_fault_kinds
+    from stxbf.simulator import SimConfig, parse_fault_kinds, parse_instant
 
     _check_numbers(days, tx_per_day, growth, latency_ms, fault_rate, stall_seconds)
+    with _config_errors("--now"):
+        end_time = parse_instant(now) if now is not None else None
     with _config_errors():
         config = SimConfig(
+            end_time=end_time,
             seed=seed,
             days=days,
             tx_per_day=tx_per_day,
@@ -172,14 +184,14 @@ def _check_numbers(
 
 
 @contextlib.contextmanager
-def _config_errors() -> Iterator[None]:
+def _config_errors(flag: str | None = None) -> Iterator[None]:
     """A setting SimConfig refuses (ValueError) is a usage error with its message."""
     from stxbf.errors import ConfigError
 
     try:
         yield
     except ValueError as exc:
-        raise ConfigError(str(exc)) from None
+        raise ConfigError(f"invalid {flag}: {exc}" if flag else str(exc)) from None
 
 
 def _serve(config: SimConfig) -> None:
@@ -202,6 +214,8 @@ def _serve(config: SimConfig) -> None:
 def _describe(config: SimConfig, transactions: int) -> str:
     """The ready line's summary of what is served and how."""
     parts = [f"{transactions} txs over {config.days:g} days, seed {config.seed}"]
+    if config.end_time is not None:
+        parts.append(f"ending {utc_iso(config.end_time)}")
     if config.rpm:
         parts.append(f"{config.rpm} rpm")
     if config.per_second:

@@ -1,4 +1,5 @@
-"""`stxbf verify`: read every stored block, then re-count every verified window against the API.
+"""`stxbf verify`: read every stored block, re-count every verified window against the API, and
+fetch the open and incomplete ones (the settle period, the head) again whole.
 
 Exit codes: 0 every window matches the API (changed ones were fetched again), 1 error, 2 usage,
 3 a changed window could not be settled (run it again), 4 another run holds the lock, 65 a damaged
@@ -42,7 +43,9 @@ def verify(
     """Check the file's every block, then re-count every verified window; fetch changed ones again.
 
     One `limit=1` request per window compares the API's total and first transaction with the
-    stored ones. Exit code: 0 all match (after re-fetching what changed), 1 error, 3 some window
+    stored ones. Open windows (the settle period and the head, where a reorg can swap rows
+    without changing a count) and incomplete ones are fetched again whole, as the next run would.
+    Exit code: 0 all match (after re-fetching what changed), 1 error, 3 some window
     could not be settled, 4 a run holds the lock, 65 a damaged database, 130 interrupted.
     """
     from stxbf.settings import load_settings
@@ -107,6 +110,9 @@ def report_dict(report: VerifyReport) -> dict[str, Any]:
     data["damaged_windows"] = [
         {"start_time": start, "end_time": end} for start, end in report.damaged_windows
     ]
+    data["not_stored"] = [
+        {"start_time": start, "end_time": end} for start, end in report.not_stored
+    ]
     return data
 
 
@@ -123,6 +129,7 @@ def _render_verify(report: VerifyReport) -> None:
     target = console if report.exit_code in (0, int(ExitCode.INCOMPLETE)) else err_console
     target.print(
         f"Windows checked: {report.windows_checked:,} · changed: {report.windows_changed:,} · "
+        f"open or incomplete fetched again: {report.windows_reopened:,} · "
         f"rows added: {report.rows_added:,} · removed: {report.rows_removed:,} · "
         f"requests: {report.requests:,}",
         soft_wrap=True,

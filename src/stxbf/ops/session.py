@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -44,7 +44,6 @@ from stxbf.paths import (
     DataPaths,
     SessionRecord,
     read_session_record,
-    remove_record,
     write_session_record,
 )
 
@@ -116,8 +115,10 @@ def start_backfill(
     inhibitor: Inhibitor,
     api_key: str | None,
     start_directory: Path,
+    options: Mapping[str, Any] | None = None,
 ) -> Started:
-    """Create the session (runner on top, monitor below) and record where it is."""
+    """Create the session (runner on top, monitor below) and record where it is, and with
+    which `options` (see SessionRecord) it was started."""
     if find_session(server, session_name) is not None:
         raise OpsError(f"Session '{session_name}' already exists. Use 'attach' to reconnect.")
     runner = runner_state(paths)
@@ -148,7 +149,13 @@ def start_backfill(
         raise
     write_session_record(
         paths.session_record,
-        SessionRecord(socket_name=socket_name, session_name=session_name, started_at=started_at),
+        SessionRecord(
+            socket_name=socket_name,
+            session_name=session_name,
+            started_at=started_at,
+            options=dict(options or {}),
+            api_key_given=bool(api_key),
+        ),
     )
     picked_up = None if key_file is None else wait_for_key_pickup(key_file)
     pane = session.active_window.active_pane
@@ -286,7 +293,10 @@ def locate_session(
 def stop_backfill(
     server: Server, *, session_name: str, paths: DataPaths, timeout: float
 ) -> StopResult:
-    """Stop the run so it checkpoints (the supervisor then ends too), close the session."""
+    """Stop the run so it checkpoints (the supervisor then ends too), close the session.
+
+    The session record stays: a later `stxbf tmux start` (or `restart`) finds the socket and the
+    options of this session there."""
     info = describe_session(server, session_name)
     if info is not None and info.tags.get("db"):
         paths = DataPaths.of(paths.home, Path(info.tags["db"]))
@@ -295,7 +305,4 @@ def stop_backfill(
         server, session_name, runner_pid=runner.pid if runner.alive else None, timeout=timeout
     )
     remove_stale_key_files(paths.run_dir)
-    record = recorded_session(paths)
-    if record is not None and record.session_name == session_name:
-        remove_record(paths.session_record)
     return result

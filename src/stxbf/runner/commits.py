@@ -122,13 +122,27 @@ async def _drain(queue: asyncio.Queue[Any], consumer: asyncio.Task[None]) -> Non
 
 
 async def load_coverage(db: StoreThread, state: RunState) -> None:
-    """The verified windows of earlier runs, and the chain's start they found."""
+    """The verified windows of earlier runs, and the chain's start they found. Their `open`
+    windows are reopened: fetched again, and counted as stored until then (Coverage)."""
     records = await db.call(Store.windows)
+    reopened = [Span(r.start_time, r.end_time) for r in records if r.state == WindowState.OPEN]
     state.coverage = Coverage(
-        Span(r.start_time, r.end_time, r.api_total)
-        for r in records
-        if r.state == WindowState.VERIFIED
+        (
+            Span(r.start_time, r.end_time, r.api_total)
+            for r in records
+            if r.state == WindowState.VERIFIED
+        ),
+        reopened=reopened,
     )
+    if reopened:
+        log.info(
+            "reopened %d window(s) of the last run's head and %g h settle period (%s .. %s) to "
+            "fetch again; their stored rows count until each is replaced",
+            len(reopened),
+            state.plan.settle_hours,
+            utc_iso(reopened[0].start),
+            utc_iso(reopened[-1].end),
+        )
     chain_start = await db.call(Store.get_meta, "chain_start")
     if chain_start:
         state.plan.chain_start = int(chain_start)

@@ -291,7 +291,7 @@ class Runner:
                     return damage
                 sources = self._open_sources()
                 try:
-                    return await self._verifier(db, sources).run()
+                    return await self._verifier(db, sources).run(reopen=True)
                 except asyncio.CancelledError:
                     report = VerifyReport(exit_code=int(ExitCode.INTERRUPTED))
                     report.message = "interrupted: windows re-fetched so far are committed"

@@ -48,10 +48,16 @@ class Coverage:
 
     A committed window replaces every span it overlaps, so a window fetched again (its rows
     moved, or it was incomplete) never counts twice.
+
+    `reopened` are the `open` windows an earlier run left (the head, the settle period): they are
+    gaps to fetch again, yet their rows are stored, so their days still count as covered (as
+    `stxbf status` counts them from the database) until the window fetched again replaces them.
+    Without that a new run showed fewer days than the last one had, with no word why.
     """
 
-    def __init__(self, spans: Iterable[Span] = ()) -> None:
+    def __init__(self, spans: Iterable[Span] = (), reopened: Iterable[Span] = ()) -> None:
         self._spans = list(spans)
+        self._reopened = list(reopened)
 
     def __len__(self) -> int:
         return len(self._spans)
@@ -67,10 +73,15 @@ class Coverage:
         return sum(gap_end - gap_start + 1 for gap_start, gap_end in self.gaps(start, end))
 
     def commit(self, start: int, end: int, replacement: Span | None) -> None:
-        """The window [start, end] was committed: it supersedes what it overlaps."""
+        """The window [start, end] was committed: it supersedes what it overlaps (of a reopened
+        window, only the part it covers: the rest still waits, stored)."""
         self._spans = [span for span in self._spans if not span.overlaps(start, end)]
         if replacement is not None:
             self._spans.append(replacement)
+        if self._reopened:
+            self._reopened = [
+                part for span in self._reopened for part in _outside(span, start, end)
+            ]
 
     def add(self, span: Span) -> None:
         self._spans.append(span)
@@ -84,4 +95,18 @@ class Coverage:
         return sum(span.api_total for span in self._spans if span.overlaps(start, end))
 
     def days(self, range_start: int, range_end: int) -> list[float]:
-        return day_coverage(self.bounds(), range_start, range_end)
+        """The share of each day stored: verified, open, and reopened windows alike."""
+        stored = self.bounds() + [span.bounds for span in self._reopened]
+        return day_coverage(stored, range_start, range_end)
+
+
+def _outside(span: Span, start: int, end: int) -> list[Span]:
+    """The parts of `span` outside [start, end]."""
+    if not span.overlaps(start, end):
+        return [span]
+    parts = []
+    if span.start < start:
+        parts.append(Span(span.start, start - 1))
+    if span.end > end:
+        parts.append(Span(end + 1, span.end))
+    return parts

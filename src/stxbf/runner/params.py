@@ -50,6 +50,9 @@ class VerifyReport:
     windows_checked: int = 0
     windows_changed: int = 0
     windows_incomplete: int = 0  # changed, but fetching them again did not settle them
+    windows_reopened: int = 0  # open or incomplete: fetched again whole by `stxbf verify`
+    # stretches of the last run's range (and since its end) that no window holds: `run`'s job
+    not_stored: list[tuple[int, int]] = field(default_factory=list)
     rows_added: int = 0
     rows_removed: int = 0
     requests: int = 0

@@ -4,7 +4,10 @@ One `limit=1` request per verified window: its `total` and first row against our
 total or first row changed are fetched again, replacing their rows in one transaction each. A
 reorg that swaps rows while keeping both the count and the first row goes unseen by this check;
 the settle period covers the part of the chain where that happens (a reorg deeper than
-`settle_hours` is not expected on Bitcoin).
+`settle_hours` is not expected on Bitcoin). So `stxbf verify` fetches the `open` windows (the
+settle period and the head) and any `incomplete` one again whole, as the next run would: after it,
+every stored window equals the API's canonical list (the API lists canonical rows only:
+stacks-blockchain-api src/datastore/pg-store.ts getTxList filters `canonical = true`).
 """
 
 from __future__ import annotations
@@ -20,7 +23,9 @@ from stxbf.fetch.pages import FetchStats
 from stxbf.fetch.windows import MAX_SPAN, CompletedWindow
 from stxbf.runner.commits import window_record
 from stxbf.runner.control import StopSignal
+from stxbf.runner.coverage import gaps_between
 from stxbf.runner.params import ChangedWindow, RunParams, VerifyReport
+from stxbf.runner.plan import RangePlan
 from stxbf.runner.progress import RunState
 from stxbf.runner.sources import Sources
 from stxbf.runner.storethread import StoreThread
@@ -87,10 +92,13 @@ class Verifier:
         self.stats = stats
         self.clock = clock
 
-    async def run(self) -> VerifyReport:
+    async def run(self, *, reopen: bool = False) -> VerifyReport:
+        """Re-count the verified windows; with `reopen` (`stxbf verify`), also fetch the open
+        and incomplete ones again (`run --verify` has just fetched them)."""
         report = VerifyReport()
         self.state.phase = Phase.VERIFYING
         checks = await self.db.call(Store.window_checks)
+        unproven = await self.db.call(_unproven_spans) if reopen else []
         requests_before = self.stats.requests
         log.info("verify: re-counting %d verified window(s)", len(checks))
         checked_at = self.clock()
@@ -122,8 +130,18 @@ class Verifier:
                 utc_iso(change.end_time),
                 change.reason,
             )
-        if report.changed:
-            await self._refetch_changed(report, sorted(changed_spans))
+        if unproven:
+            log.info(
+                "verify: fetching again %d open or incomplete window(s) (the head and the %g h "
+                "settle period, where a reorg changes rows without changing counts)",
+                len(unproven),
+                self.params.settle_hours,
+            )
+            report.windows_reopened = len(unproven)
+        if report.changed or unproven:
+            await self._refetch(report, sorted(changed_spans | set(unproven)))
+        if reopen:
+            report.not_stored = await self.db.call(not_stored, int(self.clock()))
         report.requests = self.stats.requests - requests_before
         self._conclude(report)
         self.state.phase = Phase.FETCHING
@@ -137,13 +155,24 @@ class Verifier:
                 "again so far are committed, `stxbf verify` finds the rest"
             )
             return
+        reopened = (
+            f", {report.windows_reopened} open or incomplete window(s) fetched again"
+            if report.windows_reopened
+            else ""
+        )
         report.message = (
-            f"verified {report.windows_checked} window(s): {report.windows_changed} changed, "
-            f"{report.rows_added} row(s) added, {report.rows_removed} removed"
+            f"verified {report.windows_checked} window(s): {report.windows_changed} changed"
+            f"{reopened}, {report.rows_added} row(s) added, {report.rows_removed} removed"
         )
         if report.windows_incomplete:
             report.message += f", {report.windows_incomplete} still inconsistent"
             report.exit_code = int(ExitCode.INCOMPLETE)
+        if report.not_stored:
+            start, end = report.not_stored[-1]
+            report.message += (
+                f"; not stored yet, left to `stxbf run`: {len(report.not_stored)} stretch(es) of "
+                f"the range, the newest {utc_iso(start)} .. {utc_iso(end)}"
+            )
         log.info("verify: %s (%d requests)", report.message, report.requests)
 
     async def _recount_all(self, checks: list[WindowCheck]) -> list[ChangedWindow | None]:
@@ -183,7 +212,10 @@ class Verifier:
             return None
         return ChangedWindow(check.start_time, check.end_time, total, check.rows_stored, reason)
 
-    async def _refetch_changed(self, report: VerifyReport, spans: list[tuple[int, int]]) -> None:
+    async def _refetch(self, report: VerifyReport, spans: list[tuple[int, int]]) -> None:
+        """Fetch these windows again whole, replacing their rows. Those still inside the settle
+        period (or the head) stay `open`, as a run would store them."""
+
         async def replace(window: CompletedWindow) -> None:
             record = window_record(window, self.sources.name)
             replaced = await self.db.call(Store.replace_window, record, window.rows)
@@ -196,9 +228,36 @@ class Verifier:
         # One window per changed window where its density allows (the engine splits larger ones).
         widest = max(end - start + 1 for start, end in spans)
         engine = self.sources.engine(replace, initial_span=min(widest, MAX_SPAN))
+        # Windows ending in the settle period or the head's last hours stay `open`; they are
+        # not cut at the head's start (a stored window keeps its bounds where its density allows).
+        plan = RangePlan(self.params.target_days, self.params.settle_hours)
+        plan.advance(self.clock())
+        settle_start = min(plan.head_start, plan.settle_start or plan.head_start)
         with self.stop.watching(engine):
             result = await engine.run_pass(
-                spans, head_start=None, page_budget=max(self.params.max_pages, 1)
+                spans,
+                head_start=None,
+                page_budget=max(self.params.max_pages, 1),
+                settle_start=settle_start,
             )
         if not result.finished and not result.stopped:
             report.windows_incomplete += max(1, result.windows_incomplete)
+
+
+def _unproven_spans(store: Store) -> list[tuple[int, int]]:
+    """The windows a run would fetch again: open (head, settle period) and incomplete ones."""
+    unproven = (WindowState.OPEN, WindowState.INCOMPLETE)
+    return [(w.start_time, w.end_time) for w in store.windows() if w.state in unproven]
+
+
+def not_stored(store: Store, now: int) -> list[tuple[int, int]]:
+    """What no window holds between the last run's range start (or the chain's) and now."""
+    range_start, chain_start = store.get_meta("range_start"), store.get_meta("chain_start")
+    if range_start is None:
+        return []
+    start = max(int(range_start), int(chain_start) if chain_start else 0)
+    return gaps_between(
+        start,
+        now,
+        [(w.start_time, w.end_time) for w in store.windows() if w.state != WindowState.INCOMPLETE],
+    )

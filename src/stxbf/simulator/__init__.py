@@ -30,6 +30,7 @@ from stxbf.simulator.config import (
     V1_STATES,
     SimConfig,
     parse_fault_kinds,
+    parse_instant,
 )
 from stxbf.simulator.ledger import KINDS
 from stxbf.simulator.ratelimit import GENERIC_WINDOWS, RATE_HEADER_STYLES, RESET_FORMATS
@@ -53,6 +54,7 @@ __all__ = [
     "SimServer",
     "SimTransport",
     "parse_fault_kinds",
+    "parse_instant",
     "run_in_thread",
     "serve_forever",
 ]

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import math
 from dataclasses import dataclass, replace
+from datetime import datetime, timezone
 from typing import Any
 
 from stxbf.defaults import LOOPBACK_HOSTS
@@ -46,12 +49,32 @@ def parse_fault_kinds(text: str | None) -> tuple[str, ...]:
     return kinds or FAULT_KINDS
 
 
+def parse_instant(text: str) -> float:
+    """`--now`: unix seconds (`1796083200`) or ISO 8601 (`2026-12-01T00:00:00Z`; UTC unless an
+    offset is given), as unix seconds. Raises ValueError with a message that names both forms."""
+    text = text.strip()
+    with contextlib.suppress(ValueError):
+        seconds = float(text)
+        if math.isfinite(seconds):
+            return seconds
+    with contextlib.suppress(ValueError):
+        moment = datetime.fromisoformat(text[:-1] + "+00:00" if text[-1:] in ("z", "Z") else text)
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=timezone.utc)
+        return moment.timestamp()
+    raise ValueError(
+        f"{text!r} is not a time: give unix seconds (1796083200) or ISO 8601 (2026-12-01T00:00:00Z)"
+    )
+
+
 @dataclass(frozen=True)
 class SimConfig:
     """A simulated Hiro API: the chain it serves, and how (un)kindly it serves it.
 
     Times are unix seconds. `end_time=None` means "now" when the chain is built; `growth` keeps
-    appending blocks after that (regular transactions per second, 0 = a frozen chain).
+    appending blocks after that (regular transactions per second, 0 = a frozen chain). Every
+    block time follows from `seed` and `end_time` (genesis is `days` before it), so two chains
+    with the same seed and a fixed `end_time` (`stxbf sim serve --now`) are the same chain.
     """
 
     # the chain

@@ -1,12 +1,13 @@
 """`stxbf tmux`: run the backfill in tmux, where it survives SSH disconnects and closed terminals.
 
-Bare `stxbf tmux` attaches to the session, creating it first if needed; `start`, `attach`, `stop`
-and `status` do one thing each, one module each. `start` (and bare `stxbf tmux`) take every
-option of `stxbf run` (stxbf.cli.passthrough); the work is done in stxbf.ops.session.
+Bare `stxbf tmux` attaches to the session, creating it first if needed; `start`, `attach`,
+`stop`, `restart` and `status` do one thing each, one module each. `start`, `restart` (and bare
+`stxbf tmux`) take every option of `stxbf run` (stxbf.cli.passthrough); the work is done in
+stxbf.ops.session.
 
 Which session: `--socket-name` / `--session-name` (or STXBF_TMUX_SOCKET / STXBF_SESSION_NAME)
 when given, else what `stxbf tmux start` recorded beside the database, else tmux's default server
-and `stx-backfill`.
+and `stx-backfill`. A start (or restart) with no flags also repeats the last start's options.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import typer
 from stxbf.cli.common import session_target
 from stxbf.cli.options import SessionName, SocketName
 from stxbf.cli.passthrough import with_run_options
-from stxbf.cli.tmux import attach, start, status, stop
+from stxbf.cli.tmux import attach, restart, start, status, stop
 from stxbf.cli.tmux.common import (
     Inhibit,
     Interval,
@@ -60,14 +61,14 @@ def tmux(
     ctx.obj = {"session_name": session_name, "tmux_socket": socket_name}
     if ctx.invoked_subcommand is not None:
         return
-    overrides, run_only = split_run_options(run_options)
+    overrides, _ = split_run_options(run_options)
     settings = tmux_settings(ctx, **overrides)
     name, socket = session_target(settings)
     server = server_for(socket, name)
     if find_session(server, name) is None:
-        settings = settings.model_copy(update={"session_name": name, "tmux_socket": socket})
-        how = start.HowToStart(inhibit, interval, startup_timeout, attach_after=True)
-        start.start_backfill_here(settings, run_only, how)
+        values = {"inhibit": inhibit, "interval": interval, **run_options}
+        plan = start.plan_start(ctx, session_name=None, socket_name=None, values=values)
+        start.start_backfill_here(plan, startup_timeout=startup_timeout, attach_after=True)
         return
     if sys.stdin.isatty():
         raise typer.Exit(attach_to(server, name))
@@ -82,4 +83,5 @@ def tmux(
 app.command("start")(start.start)
 app.command("attach")(attach.attach)
 app.command("stop")(stop.stop)
+app.command("restart")(restart.restart)
 app.command("status")(status.status)

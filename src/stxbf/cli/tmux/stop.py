@@ -23,10 +23,19 @@ def stop(
     home: Path | None = Home,
     db: Path | None = Db,
 ) -> None:
-    """Stop cleanly: signal the runner (it checkpoints; no restart follows), close the session."""
-    from stxbf.ops.session import stop_backfill
+    """Stop cleanly: signal the runner (it checkpoints; no restart follows), close the session.
 
-    settings, name, _, server = locate(ctx, session_name, socket_name, home, db)
+    Exit code 0 when it stopped, and also when there was nothing to stop (it says so), so that
+    `stxbf tmux stop && stxbf tmux start` works whether or not the session still runs.
+    """
+    from stxbf.ops.session import stop_backfill
+    from stxbf.ops.tmux import find_session
+
+    settings, name, socket, server = locate(ctx, session_name, socket_name, home, db)
+    if find_session(server, name) is None:
+        where = f"tmux server '{socket}'" if socket else "the default tmux server"
+        say(f"Nothing to stop: no session '{name}' on {where}.")
+        return
     say("Stopping the runner so it checkpoints…")
     result = stop_backfill(server, session_name=name, paths=settings.paths, timeout=timeout)
     for note in result.notes:
