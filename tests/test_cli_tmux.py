@@ -69,6 +69,7 @@ def assert_no_key_anywhere(server: Any) -> None:
 def test_real_run_in_tmux_while_status_health_logs_poll(
     server: Any, sim: SimServer, env: dict[str, str], isolated_env: Path
 ) -> None:
+    env = {**env, "STXBF_TARGET_DAYS": "4"}  # the target the readers judge, as `start`'s flag
     started = stxbf(
         # long enough to be polled while it runs: `start` returns once the first pages came
         "tmux", "start", "--api-url", sim.url, "--target-days", "4", "--concurrency", "1",

@@ -2,7 +2,7 @@
 
 Exit codes (for `stxbf status && build-dashboards`), from stxbf.codes: 0 complete (or reached the
 chain's start), 3 incomplete, 5 running, 6 stalled, 7 not started, 65 database problem,
-75 rate-limited; 1 error; 64 usage (never 2, so no usage error reads as a state).
+69 degraded, 75 rate-limited; 1 error; 64 usage (never 2, so no usage error reads as a state).
 """
 
 from __future__ import annotations
@@ -25,7 +25,10 @@ if TYPE_CHECKING:
     from stxbf.ops.status import StatusReport
 
 TargetDays = typer.Option(
-    None, "--target-days", min=1, help="Days of history to measure (default: the last run's)."
+    None,
+    "--target-days",
+    min=1,
+    help="Days of history to judge against (default: STXBF_TARGET_DAYS, the config file, 365).",
 )
 AsJson = typer.Option(
     False, "--json", help="Print the status as one JSON object (schema in docs/operations.md)."
@@ -48,7 +51,7 @@ def status(
     """Show progress: days verified, transactions, wallets, rate, ETA and a per-day coverage strip.
 
     Exit code: 0 complete or reached chain start, 3 incomplete, 5 running, 6 stalled, 7 not started,
-    65 database problem, 75 rate-limited, 64 usage error.
+    65 database problem, 69 degraded, 75 rate-limited, 64 usage error.
     """
     from stxbf.ops.database import DatabaseCache, summary_cache_path
     from stxbf.ops.status import build_status, status_files
@@ -62,7 +65,6 @@ def status(
         build_status,
         **status_files(settings.paths),
         target_days=settings.target_days,
-        explicit_days=target_days is not None,
         stall_seconds=stall_seconds,
     )
     if watch:
