@@ -441,6 +441,11 @@ def three_day_run(home: Path, monkeypatch: pytest.MonkeyPatch, case: Target) -> 
     return [] if case.flag is None else ["--target-days", str(case.flag)]
 
 
+def last_run(case: Target) -> str:
+    """How the views name the last run's own target beside the one judged."""
+    return "as the last run" if case.target == 3 else "last run: 3 days"
+
+
 @pytest.mark.parametrize("case", TARGETS.values(), ids=TARGETS.keys())
 def test_status_judges_the_configured_target(  # type: ignore[no-untyped-def]
     isolated_env: Path, capsys, monkeypatch, case: Target
@@ -454,7 +459,7 @@ def test_status_judges_the_configured_target(  # type: ignore[no-untyped-def]
     assert (data["state"], code) == (wanted, STATUS_STATES[wanted].exit_code)
     code, out, _ = run_cli(["status", *flags], capsys, monkeypatch)
     assert out.splitlines()[0] == f"Progress: 3/{case.target} days ({data['percent']:.1f}%)"
-    assert re.search(rf"Target +{case.target} days \(last run: 3 days\)", out), out
+    assert re.search(rf"Target +{case.target} days \({last_run(case)}\)", out), out
 
 
 @pytest.mark.parametrize("case", TARGETS.values(), ids=TARGETS.keys())
@@ -473,7 +478,24 @@ def test_health_judges_the_configured_target(  # type: ignore[no-untyped-def]
         assert (data["verdict"], code) == ("not_running", HealthCode.NOT_RUNNING)
         assert f"backfill incomplete, 3/{case.target} days" in data["reasons"][0]
     code, out, _ = run_cli(["health", *flags], capsys, monkeypatch)
-    assert f"Target: {case.target} days (last run: 3 days)" in out
+    assert f"Target: {case.target} days ({last_run(case)})" in out
+
+
+@pytest.mark.parametrize(
+    ("target", "run_target", "running", "text"),
+    [
+        (365, 7, False, "365 days (last run: 7 days)"),
+        (20, 20, True, "20 days (as this run)"),
+        (10, 10, False, "10 days (as the last run)"),
+        (1, None, False, "1 day"),
+    ],
+)
+def test_the_target_line_names_the_runs_own(
+    target: int, run_target: int | None, running: bool, text: str
+) -> None:
+    from stxbf.ops.formats import target_text
+
+    assert target_text(target, run_target, running=running) == text
 
 
 def test_a_live_run_is_judged_against_the_configured_target_and_shows_its_own(

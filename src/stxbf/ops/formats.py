@@ -68,6 +68,8 @@ def target_text(target_days: int, run_target_days: int | None, *, running: bool 
     """`365 days (last run: 7 days)`: the target judged, and the run's own when it is known."""
     if run_target_days is None:
         return days_count(target_days)
+    if run_target_days == target_days:
+        return f"{days_count(target_days)} (as {'this run' if running else 'the last run'})"
     which = "this run" if running else "last run"
     return f"{days_count(target_days)} ({which}: {days_count(run_target_days)})"
 
