@@ -16,7 +16,14 @@ from rich.table import Table
 from rich.text import Text
 
 from stxbf.cli.common import console
-from stxbf.cli.options import Db, Home, SessionName, SocketName, StallSeconds
+from stxbf.cli.options import (
+    Db,
+    Home,
+    JudgedTargetDays,
+    SessionName,
+    SocketName,
+    StallSeconds,
+)
 from stxbf.codes import Verdict
 from stxbf.errors import ConfigError
 
@@ -35,19 +42,13 @@ ExpectRunning = typer.Option(
     "--expect-running",
     help="A runner must be alive, even when the backfill is complete (the tmux workflow).",
 )
-TargetDays = typer.Option(
-    None,
-    "--target-days",
-    min=1,
-    help="Days of history to judge against (default: STXBF_TARGET_DAYS, the config file, 365).",
-)
 AsJson = typer.Option(
     False, "--json", help="Print the checks as one JSON object (schema in docs/operations.md)."
 )
 
 
 def health(
-    target_days: int | None = TargetDays,
+    target_days: int | None = JudgedTargetDays,
     stall_seconds: float = StallSeconds,
     expect_running: bool = ExpectRunning,
     as_json: bool = AsJson,

@@ -17,19 +17,13 @@ from typing import TYPE_CHECKING, NoReturn
 import typer
 
 from stxbf.cli.common import console
-from stxbf.cli.options import Db, Home, StallSeconds
+from stxbf.cli.options import Db, Home, JudgedTargetDays, StallSeconds
 from stxbf.codes import ExitCode, StatusState
 from stxbf.errors import ConfigError, StxbfError
 
 if TYPE_CHECKING:
     from stxbf.ops.status import StatusReport
 
-TargetDays = typer.Option(
-    None,
-    "--target-days",
-    min=1,
-    help="Days of history to judge against (default: STXBF_TARGET_DAYS, the config file, 365).",
-)
 AsJson = typer.Option(
     False, "--json", help="Print the status as one JSON object (schema in docs/operations.md)."
 )
@@ -40,7 +34,7 @@ Interval = typer.Option(10.0, "--interval", min=0.5, help="Seconds between redra
 
 
 def status(
-    target_days: int | None = TargetDays,
+    target_days: int | None = JudgedTargetDays,
     as_json: bool = AsJson,
     watch: bool = Watch,
     interval: float = Interval,
