@@ -32,6 +32,7 @@ WINDOW_ROWS = 4_000
 
 
 def build(db: Path, *, rows: int, senders: int, seed: int = 7) -> None:
+    from stxbf.models import TX_COLUMN_NAMES
     from stxbf.store import Store, WindowRecord
 
     rng = random.Random(seed)
@@ -64,8 +65,7 @@ def build(db: Path, *, rows: int, senders: int, seed: int = 7) -> None:
                         None, made, 180, 100_000 + made // 10, f"0x{rng.getrandbits(256):064x}",
                         when, 800_000 + made // 400, when, made % 50, True, 1,
                         pool[rng.randrange(senders)], rng.randrange(10**12), None, None,
-                        None, None, None, None,  # schema 3's columns
-                    )
+                    ) + (None,) * (len(TX_COLUMN_NAMES) - 19)  # the columns of later schemas
                 )  # fmt: skip
             store.commit_window(
                 WindowRecord(w_start, w_end, len(batch), len(batch), "verified", 80), batch

@@ -24,6 +24,7 @@ def test_status_not_started(db: Path, capsys, monkeypatch) -> None:  # type: ign
 
 
 def test_status_complete_exits_zero(db: Path, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("STXBF_TARGET_DAYS", "10")  # the 10 days of the fake database
     db.parent.mkdir(parents=True)
     make_db(db, [(day(0)[0], END, "verified")])
     code, out, _ = run_cli(["status"], capsys, monkeypatch)
@@ -33,6 +34,7 @@ def test_status_complete_exits_zero(db: Path, capsys, monkeypatch) -> None:  # t
 
 
 def test_status_gap_is_incomplete_and_shown(db: Path, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("STXBF_TARGET_DAYS", "10")  # the 10 days of the fake database
     db.parent.mkdir(parents=True)
     make_db(db, [(day(0)[0], day(3)[1], "verified"), (day(6)[0], END, "verified")])
     code, out, _ = run_cli(["status", "--json"], capsys, monkeypatch)
@@ -75,6 +77,7 @@ def test_health_while_running(  # type: ignore[no-untyped-def]
 
 
 def test_status_while_running_never_opens_the_database(db: Path, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("STXBF_TARGET_DAYS", "10")  # the 10 days of the fake database
     lock = publish_running(db, age=1)
     db.write_bytes(b"garbage: opening this would fail")
     try:

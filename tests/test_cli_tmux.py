@@ -69,6 +69,9 @@ def assert_no_key_anywhere(server: Any) -> None:
 def test_real_run_in_tmux_while_status_health_logs_poll(
     server: Any, sim: SimServer, env: dict[str, str], isolated_env: Path
 ) -> None:
+    # The readers judge the configured target: set as `start`'s flag. The monitor pane is given
+    # `start`'s own (`--target-days 4`), which its "4/4 days" below shows.
+    readers = {**env, "STXBF_TARGET_DAYS": "4"}
     started = stxbf(
         # long enough to be polled while it runs: `start` returns once the first pages came
         "tmux", "start", "--api-url", sim.url, "--target-days", "4", "--concurrency", "1",
@@ -84,8 +87,8 @@ def test_real_run_in_tmux_while_status_health_logs_poll(
     def poll_status_health_logs() -> bool:
         """One round of the three readers while the run writes; True once the run has ended."""
         nonlocal polls
-        status = stxbf("status", "--json", env=env)
-        health = stxbf("health", "--json", env=env)
+        status = stxbf("status", "--json", env=readers)
+        health = stxbf("health", "--json", env=readers)
         logs = stxbf("logs", "-n", "5", env=env)
         polls += 1
         for result in (status, health, logs):
@@ -114,7 +117,7 @@ def test_real_run_in_tmux_while_status_health_logs_poll(
     text = ops_tmux.capture(server, pane.pane_id, lines=200)
     assert "[stxbf run exited with code 0" in text  # the final summary stays readable
 
-    final = stxbf("status", "--json", env=env)
+    final = stxbf("status", "--json", env=readers)
     report = json.loads(final.stdout)
     assert (final.returncode, report["state"], report["source"]) == (0, "complete", "database")
     db = isolated_env / "stxbf.duckdb"

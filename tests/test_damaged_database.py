@@ -121,5 +121,5 @@ def test_a_pristine_copy_reads_fine(  # type: ignore[no-untyped-def]
 ) -> None:
     isolated_env.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(pristine, isolated_env / "stxbf.duckdb")
-    code, out, _ = run_cli(["status", "--json"], capsys, monkeypatch)
+    code, out, _ = run_cli(["status", "--json", "--target-days", "10"], capsys, monkeypatch)
     assert code == 0 and json.loads(out)["transactions"] == ROWS + 2

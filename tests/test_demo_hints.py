@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from stxbf.cli.main import main
+from tests.helpers import run_cli
 
 
 @pytest.mark.slow  # a whole demo run in process: over a second
@@ -26,6 +27,11 @@ def test_the_demos_closing_commands_work_when_pasted(
     assert " | stxbf" not in out  # pasted, `a | b | c` is a pipeline
     lines = [line.strip() for line in out.splitlines()]
     export = next(line for line in lines if line.startswith("export STXBF_HOME="))
-    assert shlex.split(export) == ["export", f"STXBF_HOME={demo_home}"]
+    assert shlex.split(export) == ["export", f"STXBF_HOME={demo_home}", "STXBF_TARGET_DAYS=1"]
     for command in ("stxbf status", "stxbf logs", "stxbf health"):
         assert command in lines
+    # status judges the configured target: exported, the demo's; else it would be 365 days
+    for assignment in shlex.split(export)[1:]:
+        monkeypatch.setenv(*assignment.split("=", 1))
+    code, out, _ = run_cli(["status"], capsys, monkeypatch)
+    assert code == 0 and "1/1 days" in out

@@ -198,6 +198,7 @@ def test_a_finished_run_against_the_simulator(isolated_env: Path, capsys, monkey
     with run_in_thread(SMALL.with_(days=4)) as sim:
         result = stxbf("run", "--api-url", sim.url, "--target-days", "3")
     assert result.returncode == 0, result.stderr
+    monkeypatch.setenv("STXBF_TARGET_DAYS", "3")  # judged against the configured target
     seen = views(capsys, monkeypatch)
     assert_matches(seen.samples, seen.status, seen.health)
     values = plain(seen.samples)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -250,9 +251,9 @@ def test_health_takes_the_status_judgement(tmp_path: Path, monkeypatch: pytest.M
 # -- health for a finished or cron-fed backfill ------------------------------------------------
 
 
-def record_run(db: Path, exit_code: int) -> None:
+def record_run(db: Path, exit_code: int, *, target_days: int = 10) -> None:
     with Store.open(db) as store:
-        run_id = store.start_run(pid=1, started_at=END - 60, target_days=10)
+        run_id = store.start_run(pid=1, started_at=END - 60, target_days=target_days)
         store.end_run(run_id, ended_at=END, exit_code=exit_code)
 
 
@@ -291,6 +292,7 @@ def test_health_cli_expect_running(isolated_env: Path, capsys, monkeypatch) -> N
     db.parent.mkdir(parents=True)
     make_db(db, [(day(0)[0], END, "verified")])
     record_run(db, 0)
+    monkeypatch.setenv("STXBF_TARGET_DAYS", "10")  # the database's 10 days
     code, out, _ = run_cli(["health"], capsys, monkeypatch)
     assert code == 0 and "complete, no runner needed" in out
     code, _, _ = run_cli(["health", "--expect-running"], capsys, monkeypatch)
@@ -396,3 +398,235 @@ def test_a_stopped_run_is_terminal_and_named_in_the_reason(tmp_path: Path) -> No
     report = build_health(**p, target_days=10, now=now)
     assert (report.verdict, report.runner_alive) == ("not_running", False)
     assert "last run stopped with exit code 3" in report.reasons[0]
+
+
+# -- the target the operator set, not the last run's -------------------------------------------
+
+
+class Target(NamedTuple):
+    flag: int | None  # --target-days
+    env: int | None  # STXBF_TARGET_DAYS
+    config: str | None  # "explicit": the file STXBF_CONFIG names; "default": ~/.config/stxbf
+    target: int  # what status and health judge against
+    complete: bool
+
+
+TARGETS = {
+    "default-365": Target(None, None, None, 365, False),
+    "flag": Target(10, None, None, 10, False),
+    "env": Target(None, 10, None, 10, False),
+    "config-file-named-by-STXBF_CONFIG": Target(None, None, "explicit", 10, False),
+    "default-config-file": Target(None, None, "default", 10, False),
+    "flag-beats-env": Target(3, 10, None, 3, True),
+    "env-beats-config": Target(None, 3, "default", 3, True),
+}
+
+
+def three_day_run(home: Path, monkeypatch: pytest.MonkeyPatch, case: Target) -> list[str]:
+    """A database a `run --target-days 3` completed, and the target set as `case` says; returns
+    the flags to pass."""
+    db = home / "stxbf.duckdb"
+    db.parent.mkdir(parents=True)
+    make_db(db, [(day(7)[0], END, "verified")], target_days=3)
+    record_run(db, 0, target_days=3)
+    if case.env is not None:
+        monkeypatch.setenv("STXBF_TARGET_DAYS", str(case.env))
+    if case.config is not None:
+        config = home.parent / "home" / ".config" / "stxbf" / "config.toml"
+        if case.config == "explicit":
+            config = home.parent / "ops.toml"
+            monkeypatch.setenv("STXBF_CONFIG", str(config))
+        config.parent.mkdir(parents=True, exist_ok=True)
+        config.write_text("target_days = 10\n")
+    return [] if case.flag is None else ["--target-days", str(case.flag)]
+
+
+def last_run(case: Target) -> str:
+    """How the views name the last run's own target beside the one judged."""
+    return "as the last run" if case.target == 3 else "last run: 3 days"
+
+
+@pytest.mark.parametrize("case", TARGETS.values(), ids=TARGETS.keys())
+def test_status_judges_the_configured_target(  # type: ignore[no-untyped-def]
+    isolated_env: Path, capsys, monkeypatch, case: Target
+) -> None:
+    flags = three_day_run(isolated_env, monkeypatch, case)
+    code, out, _ = run_cli(["status", "--json", *flags], capsys, monkeypatch)
+    data = json.loads(out)
+    assert (data["target_days"], data["days_verified"]) == (case.target, min(3, case.target))
+    assert (data["run_target_days"], data["source"]) == (3, "database")
+    wanted = StatusState.COMPLETE if case.complete else StatusState.INCOMPLETE
+    assert (data["state"], code) == (wanted, STATUS_STATES[wanted].exit_code)
+    code, out, _ = run_cli(["status", *flags], capsys, monkeypatch)
+    assert out.splitlines()[0] == f"Progress: 3/{case.target} days ({data['percent']:.1f}%)"
+    assert re.search(rf"Target +{case.target} days \({last_run(case)}\)", out), out
+
+
+@pytest.mark.parametrize("case", TARGETS.values(), ids=TARGETS.keys())
+def test_health_judges_the_configured_target(  # type: ignore[no-untyped-def]
+    isolated_env: Path, capsys, monkeypatch, case: Target
+) -> None:
+    """A year left half done, then topped up by `run --target-days 7`, is not healthy forever."""
+    flags = three_day_run(isolated_env, monkeypatch, case)
+    code, out, _ = run_cli(["health", "--json", *flags], capsys, monkeypatch)
+    data = json.loads(out)
+    assert (data["target_days"], data["run_target_days"]) == (case.target, 3)
+    if case.complete:
+        assert (data["verdict"], code) == ("healthy", HealthCode.HEALTHY)
+        assert data["reasons"] == ["complete, no runner needed"]
+    else:
+        assert (data["verdict"], code) == ("not_running", HealthCode.NOT_RUNNING)
+        assert f"backfill incomplete, 3/{case.target} days" in data["reasons"][0]
+    code, out, _ = run_cli(["health", *flags], capsys, monkeypatch)
+    assert f"Target: {case.target} days ({last_run(case)})" in out
+
+
+@pytest.mark.parametrize(
+    ("target", "run_target", "running", "text"),
+    [
+        (365, 7, False, "365 days (last run: 7 days)"),
+        (20, 20, True, "20 days (as this run)"),
+        (10, 10, False, "10 days (as the last run)"),
+        (1, None, False, "1 day"),
+    ],
+)
+def test_the_target_line_names_the_runs_own(
+    target: int, run_target: int | None, running: bool, text: str
+) -> None:
+    from stxbf.ops.formats import target_text
+
+    assert target_text(target, run_target, running=running) == text
+
+
+def test_a_live_run_is_judged_against_the_configured_target_and_shows_its_own(
+    tmp_path: Path,
+) -> None:
+    p = paths(tmp_path)
+    now = time.time()
+    state.publish(p["progress_path"], live_snapshot(now))  # a run targeting 10 days, 4 done
+    lock = hold_runner_lock(p)
+    try:
+        status = build_status(**p, target_days=20, now=now)
+        health = build_health(**p, target_days=20, now=now)
+    finally:
+        lock.release()
+    assert (status.state, status.target_days, status.run_target_days) == ("running", 20, 10)
+    assert (status.days_verified, len(status.coverage)) == (4, 20)
+    assert any("running backfill targeted 10 days" in note for note in status.notes)
+    assert (health.verdict, health.target_days, health.run_target_days) == ("healthy", 20, 10)
+
+
+# -- an outage is degraded, long before it is a stall ------------------------------------------
+
+
+class Outage(NamedTuple):
+    changes: dict[str, Any]  # times relative to now
+    state: StatusState
+    reason: str
+
+
+OUTAGES = {
+    "twenty-failures-in-a-row": Outage(
+        {
+            "consecutive_failures": 111,
+            "failing_since": -41.0,
+            "last_progress_at": -31.0,
+            "last_error": "connection refused",
+            "phase": "backing_off",
+            "backoff_until": 3.0,
+        },
+        StatusState.DEGRADED,
+        "backing off: 111 failures in a row for 41 s, last page 31 s ago, "
+        "last error: connection refused",
+    ),
+    "few-requests-failing-for-15-s": Outage(
+        {
+            "consecutive_failures": 4,
+            "failing_since": -16.0,
+            "last_progress_at": -17.0,
+            "last_error": "timed out (ReadTimeout)",
+        },
+        StatusState.DEGRADED,
+        "requests failing: 4 failures in a row for 16 s, last page 17 s ago",
+    ),
+    "one-failed-wave-mended-at-once": Outage(
+        {"consecutive_failures": 16, "failing_since": -1.0, "last_error": "HTTP 503"},
+        StatusState.RUNNING,
+        "runner alive and making progress",
+    ),
+    "the-outage-outlasts-the-stall-limit": Outage(
+        {"consecutive_failures": 900, "failing_since": -700.0, "last_progress_at": -700.0},
+        StatusState.STALLED,
+        "no page has arrived and no window was committed for 700 s",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", OUTAGES.values(), ids=OUTAGES.keys())
+def test_an_outage_is_degraded_before_it_is_stalled(tmp_path: Path, case: Outage) -> None:
+    p = paths(tmp_path)
+    now = time.time()
+    changes = {
+        key: (now + value if key.endswith(("_at", "_until", "_since")) else value)
+        for key, value in case.changes.items()
+    }
+    snap = live_snapshot(now, rate_rpm=291.0, eta_seconds=280.0, **changes)
+    state.publish(p["progress_path"], snap)
+    lock = hold_runner_lock(p)
+    try:
+        status = build_status(**p, target_days=10, stall_seconds=600, now=now)
+        health = build_health(**p, target_days=10, stall_seconds=600, now=now)
+    finally:
+        lock.release()
+    verdict = {
+        StatusState.DEGRADED: Verdict.DEGRADED,
+        StatusState.RUNNING: Verdict.HEALTHY,
+        StatusState.STALLED: Verdict.STALLED,
+    }[case.state]
+    assert (status.state, status.exit_code) == (case.state, STATUS_STATES[case.state].exit_code)
+    assert (health.verdict, health.exit_code) == (verdict, VERDICTS[verdict].exit_code)
+    assert case.reason in (status.reason or "")
+    assert case.reason in health.reasons[0]
+    if case.state is StatusState.RUNNING:
+        assert (status.rate_rpm, status.eta_seconds) == (291.0, 280.0)
+    else:  # nothing arrives: no rate, no ETA, in the JSON as on screen
+        assert (status.rate_rpm, status.eta_seconds) == (None, None)
+
+
+def test_degraded_has_its_own_code_in_status_and_health(
+    tmp_path: Path, capsys, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    home = tmp_path / "stxbf-home"
+    home.mkdir()
+    p = paths(home)
+    p["db_path"] = home / "stxbf.duckdb"
+    p["progress_path"] = home / "stxbf.duckdb.progress.json"
+    p["lock_path"] = home / "stxbf.duckdb.lock"
+    now = time.time()
+    snap = live_snapshot(
+        now,
+        consecutive_failures=40,
+        failing_since=now - 20,
+        last_error="connection refused",
+        rate_rpm=291.0,
+        eta_seconds=280.0,
+    )
+    state.publish(p["progress_path"], snap)
+    lock = hold_runner_lock(p)
+    try:
+        code, out, _ = run_cli(["status"], capsys, monkeypatch)
+        assert code == ExitCode.DEGRADED == 69
+        assert "Status: Degraded" in out and "— (degraded)" in out
+        code, out, _ = run_cli(["status", "--json"], capsys, monkeypatch)
+        data = json.loads(out)
+        assert (code, data["state"], data["rate_rpm"], data["eta_seconds"]) == (
+            69, "degraded", None, None
+        )  # fmt: skip
+        code, out, _ = run_cli(["health", "--json"], capsys, monkeypatch)
+        data = json.loads(out)
+        assert (code, data["verdict"]) == (HealthCode.DEGRADED, "degraded")
+        assert "40 failures in a row" in data["reasons"][0]
+        code, out, _ = run_cli(["health"], capsys, monkeypatch)
+        assert code == 69 and "Health: DEGRADED" in out
+    finally:
+        lock.release()

@@ -60,9 +60,9 @@ CASES = {
 def test_status_from_database(tmp_path: Path, case: Case) -> None:
     p = paths(tmp_path)
     make_db(p["db_path"], case.windows, chain_start=case.chain_start)
-    report = build_status(**p, target_days=365, explicit_days=False, now=NOW)
+    report = build_status(**p, target_days=10, now=NOW)
     assert report.source == "database"
-    assert report.target_days == 10  # the last run's target, not the default
+    assert (report.target_days, report.run_target_days) == (10, 10)
     assert (report.state, report.coverage) == (case.state, case.coverage)
     assert report.exit_code == STATUS_STATES[StatusState(case.state)].exit_code
     assert report.days_verified == case.coverage.count("V") + case.coverage.count("-")
@@ -79,7 +79,7 @@ def test_status_with_no_database_is_not_started(tmp_path: Path) -> None:
 def test_explicit_target_days_measures_against_the_same_range_end(tmp_path: Path) -> None:
     p = paths(tmp_path)
     make_db(p["db_path"], [(day(5)[0], END, "verified")])
-    report = build_status(**p, target_days=5, explicit_days=True, now=NOW)
+    report = build_status(**p, target_days=5, now=NOW)
     assert (report.state, report.coverage, report.percent) == ("complete", "VVVVV", 100.0)
 
 
@@ -194,7 +194,7 @@ def test_json_fields_are_stable(tmp_path: Path) -> None:
         "eta_seconds", "backoff_until", "last_error", "last_error_at", "counters", "last_run",
         "notes", "last_progress_at", "consecutive_failures", "rate_limited_until",
         "rate_limited_reason", "restarts", "reason", "hint", "oldest_check_at", "sources",
-        "run_source", "quota_remaining", "quota_limit",
+        "run_source", "run_target_days", "quota_remaining", "quota_limit",
     }  # fmt: skip
     assert set(report.to_dict()["runner"]) == {
         "alive", "pid", "found_by", "started_at", "host", "phase", "heartbeat_age", "exit_code",

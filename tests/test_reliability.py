@@ -11,6 +11,7 @@ phases and failure kinds. docs/reliability.md maps each guarantee to its test.
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -23,6 +24,7 @@ import httpx
 import pytest
 
 from stxbf.cli.run import execute
+from stxbf.defaults import DEGRADED_FAILURES
 from stxbf.errors import ExitCode
 from stxbf.settings import load_settings
 from stxbf.simulator import SimConfig, SimServer, SimTransport, run_in_thread
@@ -259,25 +261,36 @@ def test_a_persistent_failure_ends_the_run_with_a_clear_error(
 # -- a long outage: back off, be seen doing so, resume or give up ------------------------------
 
 
-def test_outage_backs_off_shows_in_health_and_resumes(isolated_env: Path) -> None:
+def test_an_outage_is_degraded_in_health_and_its_end_is_logged_once(isolated_env: Path) -> None:
+    """The API process gone: `health` says degraded (69) at once, not healthy until the stall
+    limit; status drops the rate and the ETA; the API back, the log says so once; the run ends
+    exact."""
     with run_in_thread(CHAIN) as sim:
-        proc = spawn(*run_args(sim, "--concurrency", "4", "--rpm", "3000"))
+        proc = spawn(*run_args(sim, "--rpm", "3000"))  # the default 16 requests in flight
         progress = isolated_env / "stxbf.duckdb.progress.json"
         wait_for_snapshot(progress, lambda s: s.counters.windows_verified >= 1, proc=proc)
-        sim.outage(2, mode="refuse")
-        snap = wait_for_snapshot(progress, lambda s: s.phase == "backing_off", proc=proc)
-        assert snap.backoff_until is not None and snap.last_error
+        sim.outage(120, mode="refuse")  # ended below, once health and status have looked
+        wait_for_snapshot(
+            progress, lambda s: s.consecutive_failures >= DEGRADED_FAILURES, proc=proc
+        )
         health = stxbf("health", "--json")
+        status = stxbf("status", "--json")
+        sim.outage(0, mode="refuse")  # the API answers again
         report = json.loads(health.stdout)
+        assert (health.returncode, report["verdict"]) == (69, "degraded"), health.stdout
         assert report["runner_alive"] is True
-        errors = next(check for check in report["checks"] if check["name"] == "errors")
-        assert errors["status"] == "warn"
-        assert "backing off" in errors["detail"] or "last error" in errors["detail"]
-        status = json.loads(stxbf("status", "--json").stdout)
-        assert status["state"] == "running" and status["last_error"]
+        assert "failures in a row" in report["reasons"][0]
+        assert "last error: connection refused" in report["reasons"][0]
+        data = json.loads(status.stdout)
+        assert (status.returncode, data["state"]) == (69, "degraded")
+        assert (data["rate_rpm"], data["eta_seconds"]) == (None, None)
         _out, err = proc.communicate(timeout=120)
         assert proc.returncode == ExitCode.OK, err
         assert_range_exact(db_of(isolated_env), sim)
+    log = (isolated_env / "logs" / "stxbf.log").read_text(encoding="utf-8")
+    back = [line for line in log.splitlines() if "API reachable again after" in line]
+    assert len(back) == 1, back
+    assert re.search(r"WARNING .*API reachable again after \d+ s \(\d+ failed requests\)", back[0])
 
 
 def test_outage_longer_than_give_up_after_exits_cleanly(isolated_env: Path) -> None:

@@ -65,11 +65,11 @@ def test_an_error_without_progress_since_is_not_called_recovered() -> None:
         assert "recovered" not in text, name
 
 
-@pytest.mark.parametrize("why", ["backing off", "stalled"])
+@pytest.mark.parametrize("why", ["backing off", "stalled", "degraded", "rate-limited"])
 def test_no_rate_or_eta_while_no_progress_is_made(why: str) -> None:
     report = running_report(10)
-    if why == "stalled":
-        report = replace(report, state="stalled", label="Stalled")
+    if why != "backing off":
+        report = replace(report, state=why.replace("-", "_"), label=why.capitalize())
     else:
         report = replace(report, backoff_until=NOW + 60)
     for name, text in monitor_views(report).items():

@@ -9,14 +9,16 @@ names, and a meta-test holds docs/cli.md's tables to them.
     run      0 ok · 1 error · 2 usage · 3 incomplete · 4 locked · 65 database damaged
              · 75 rate-limited (a quota ran out) · 130 interrupted
     status   0 complete · 3 incomplete · 5 running · 6 stalled · 7 not started
-             · 65 database problem · 75 rate-limited · 1 error · 64 usage
+             · 65 database problem · 69 degraded · 75 rate-limited · 1 error · 64 usage
     health   0 healthy · 1 not running · 2 stalled · 3 database problem · 4 configuration error
-             · 75 rate-limited · 64 usage
+             · 69 degraded · 75 rate-limited · 64 usage
     metrics  0 written (the verdict is a metric) · 1 the file could not be written
              · 64 usage or configuration error
     tmux status  0 running or finished · 1 no session · 8 the runner pane ended with an error
 
-Codes 64, 65 and 75 are the BSD sysexits EX_USAGE, EX_DATAERR and EX_TEMPFAIL.
+Codes 64, 65, 69 and 75 are the BSD sysexits EX_USAGE, EX_DATAERR, EX_UNAVAILABLE and
+EX_TEMPFAIL. Degraded (69, the API is failing) and stalled differ on purpose: a monitor warns on
+the first and pages on the second, which follows it if the API stays down for `--stall-seconds`.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ class ExitCode(IntEnum):
     RUNNER_EXITED = 8  # tmux status: the runner pane has ended with an error or was killed
     MONITOR_USAGE = 64  # usage error of `status` / `health`: apart from every state code
     DATABASE = 65  # the database file is damaged, truncated, empty or not ours
+    DEGRADED = 69  # status / health: a live runner whose requests keep failing (not yet stalled)
     RATE_LIMITED = 75  # a stated limit or quota is being waited out (run: it ran out)
     INTERRUPTED = 130  # SIGINT / SIGTERM: completed windows were committed
 
@@ -62,6 +65,7 @@ class HealthCode(IntEnum):
     DATABASE_PROBLEM = 3
     CONFIG_ERROR = 4
     MONITOR_USAGE = ExitCode.MONITOR_USAGE
+    DEGRADED = ExitCode.DEGRADED
     RATE_LIMITED = ExitCode.RATE_LIMITED
 
 
@@ -87,6 +91,7 @@ class StatusState(StrEnum):
     INCOMPLETE = "incomplete"
     RUNNING = "running"
     STALLED = "stalled"
+    DEGRADED = "degraded"  # alive, but its requests keep failing: an outage, before the stall
     RATE_LIMITED = "rate_limited"
     NOT_STARTED = "not_started"
     DATABASE_PROBLEM = "database_problem"
@@ -108,6 +113,7 @@ class Verdict(StrEnum):
     HEALTHY = "healthy"
     NOT_RUNNING = "not_running"
     STALLED = "stalled"
+    DEGRADED = "degraded"
     RATE_LIMITED = "rate_limited"
     DATABASE_PROBLEM = "database_problem"
     CONFIG_ERROR = "config_error"
@@ -125,6 +131,7 @@ STATUS_STATES: dict[StatusState, Outcome] = {
     StatusState.INCOMPLETE: Outcome("Incomplete", ExitCode.INCOMPLETE),
     StatusState.RUNNING: Outcome("Running", ExitCode.RUNNING),
     StatusState.STALLED: Outcome("Stalled", ExitCode.STALLED),
+    StatusState.DEGRADED: Outcome("Degraded", ExitCode.DEGRADED),
     StatusState.RATE_LIMITED: Outcome("Rate-limited", ExitCode.RATE_LIMITED),
     StatusState.NOT_STARTED: Outcome("Not started", ExitCode.NOT_STARTED),
     StatusState.DATABASE_PROBLEM: Outcome("Database problem", ExitCode.DATABASE),
@@ -135,6 +142,7 @@ VERDICTS: dict[Verdict, Outcome] = {
     Verdict.CONFIG_ERROR: Outcome("Configuration error", HealthCode.CONFIG_ERROR),
     Verdict.DATABASE_PROBLEM: Outcome("Database problem", HealthCode.DATABASE_PROBLEM),
     Verdict.STALLED: Outcome("Stalled", HealthCode.STALLED),
+    Verdict.DEGRADED: Outcome("Degraded", HealthCode.DEGRADED),
     Verdict.RATE_LIMITED: Outcome("Rate-limited", HealthCode.RATE_LIMITED),
     Verdict.NOT_RUNNING: Outcome("Not running", HealthCode.NOT_RUNNING),
     Verdict.HEALTHY: Outcome("Healthy", HealthCode.HEALTHY),

@@ -13,6 +13,12 @@ REQUEST_TIMEOUT = 20.0  # seconds
 GIVE_UP_AFTER = 600.0  # seconds of failures in a row before a run gives up
 SETTLE_HOURS = 24.0  # windows this close to the range's end are fetched again by the next run
 STALL_SECONDS = 600.0  # no progress for this long: status/health call the run stalled
+# A live run whose requests keep failing is `degraded` (an outage, told before the stall): its
+# last DEGRADED_FAILURES requests all failed (more than one failed wave of the default 16 in
+# flight), or they have failed for DEGRADED_SECONDS with no page between (a low concurrency).
+# The fetch layer logs "API reachable again" after such a streak, and only after one.
+DEGRADED_FAILURES = 20
+DEGRADED_SECONDS = 15.0
 SESSION_NAME = "stx-backfill"  # the tmux session's name
 # Only these two variables carry the key (STXBF_API_KEY wins): a generic `API_KEY` meant for
 # another tool must never be sent.

@@ -62,6 +62,7 @@ class ProgressSnapshot:
     # Progress, not a heartbeat: when a page last arrived or a window was last committed.
     last_progress_at: float | None = None
     consecutive_failures: int = 0  # requests in a row that failed (0 once a page arrives)
+    failing_since: float | None = None  # when the first of those failed (None: none failing)
     # A stated limit being waited out (a 429's retry-after, a used-up window or quota): not a stall.
     rate_limited_until: float | None = None
     rate_limited_reason: str | None = None  # e.g. "monthly quota", "retry-after"

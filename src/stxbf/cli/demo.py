@@ -63,13 +63,14 @@ def demo(
         report = execute(settings)
         render_report(report)
     console.print()
-    _show_status(demo_home)
-    console.print(look_around(demo_home), markup=False, soft_wrap=True)
+    _show_status(demo_home, days)
+    console.print(look_around(demo_home, days), markup=False, soft_wrap=True)
     raise typer.Exit(int(report.exit_code))
 
 
-def look_around(demo_home: Path) -> str:
-    """Commands to paste, one a line: the variable exported first so that every one sees it."""
+def look_around(demo_home: Path, days: int) -> str:
+    """Commands to paste, one a line: the variables exported first so that every one sees them
+    (the target too: status and health judge the configured target, not the last run's)."""
     import shlex
 
     program = _program()
@@ -77,7 +78,7 @@ def look_around(demo_home: Path) -> str:
         (
             "",
             "Look around (paste these lines):",
-            f"  export STXBF_HOME={shlex.quote(str(demo_home))}",
+            f"  export STXBF_HOME={shlex.quote(str(demo_home))} STXBF_TARGET_DAYS={days}",
             f"  {program} status",
             f"  {program} logs",
             f"  {program} health",
@@ -100,14 +101,12 @@ def _program() -> str:
     return "stxbf"
 
 
-def _show_status(demo_home: Path) -> None:
-    """What `STXBF_HOME=<demo> stxbf status` prints."""
+def _show_status(demo_home: Path, days: int) -> None:
+    """What `STXBF_HOME=<demo> STXBF_TARGET_DAYS=<days> stxbf status` prints."""
     from stxbf.cli.status import show_status
     from stxbf.ops.status import build_status, status_files
     from stxbf.settings import load_settings
 
-    settings = load_settings(home=demo_home)
-    report = build_status(
-        **status_files(settings.paths), target_days=settings.target_days, explicit_days=False
-    )
+    settings = load_settings(home=demo_home, target_days=days)
+    report = build_status(**status_files(settings.paths), target_days=settings.target_days)
     show_status(report)

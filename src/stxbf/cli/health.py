@@ -1,8 +1,8 @@
 """`stxbf health`: is the backfill alive and making progress? A verdict, its reasons, exit codes.
 
 Exit codes (stxbf.codes): 0 healthy (a runner making progress, or a complete backfill that needs
-none), 1 not running, 2 stalled, 3 database problem, 4 configuration error, 75 rate-limited,
-64 usage. `--json` prints one JSON object on every path.
+none), 1 not running, 2 stalled, 3 database problem, 4 configuration error, 69 degraded,
+75 rate-limited, 64 usage. `--json` prints one JSON object on every path.
 """
 
 from __future__ import annotations
@@ -16,7 +16,14 @@ from rich.table import Table
 from rich.text import Text
 
 from stxbf.cli.common import console
-from stxbf.cli.options import Db, Home, SessionName, SocketName, StallSeconds
+from stxbf.cli.options import (
+    Db,
+    Home,
+    JudgedTargetDays,
+    SessionName,
+    SocketName,
+    StallSeconds,
+)
 from stxbf.codes import Verdict
 from stxbf.errors import ConfigError
 
@@ -27,6 +34,7 @@ _VERDICT_STYLES: dict[str, str] = {  # keyed by Verdict (a str)
     Verdict.HEALTHY: "bold green",
     Verdict.NOT_RUNNING: "bold yellow",
     Verdict.RATE_LIMITED: "bold yellow",
+    Verdict.DEGRADED: "bold yellow",
 }
 
 ExpectRunning = typer.Option(
@@ -40,6 +48,7 @@ AsJson = typer.Option(
 
 
 def health(
+    target_days: int | None = JudgedTargetDays,
     stall_seconds: float = StallSeconds,
     expect_running: bool = ExpectRunning,
     as_json: bool = AsJson,
@@ -51,9 +60,11 @@ def health(
     """Check the runner process, its heartbeat, error and 429 rate, database, disk and tmux session.
 
     Exit code: 0 healthy, 1 not running, 2 stalled, 3 database problem, 4 configuration error,
-    75 rate-limited (waiting out a stated limit or quota), 64 usage error.
+    69 degraded (the API keeps failing), 75 rate-limited (waiting out a stated limit or quota),
+    64 usage error.
     """
     report = _check(
+        target_days=target_days,
         stall_seconds=stall_seconds,
         expect_running=expect_running,
         session_name=session_name,
@@ -70,6 +81,7 @@ def health(
 
 def _check(
     *,
+    target_days: int | None,
     stall_seconds: float,
     expect_running: bool,
     session_name: str | None,
@@ -87,7 +99,11 @@ def _check(
 
     try:
         settings = load_settings(
-            home=home, db=db, session_name=session_name, tmux_socket=socket_name
+            home=home,
+            db=db,
+            target_days=target_days,
+            session_name=session_name,
+            tmux_socket=socket_name,
         )
     except ConfigError as exc:
         return config_error(exc.message)
@@ -103,6 +119,7 @@ def _check(
 
 
 def _render_health(report: HealthReport) -> None:
+    from stxbf.ops.formats import target_text
     from stxbf.ops.health import CheckStatus
 
     marks = {
@@ -120,6 +137,11 @@ def _render_health(report: HealthReport) -> None:
     console.print(head)
     for reason in report.reasons:
         console.print(Text(f"  {reason}"))
+    if report.target_days is not None:
+        target = target_text(
+            report.target_days, report.run_target_days, running=report.runner_alive
+        )
+        console.print(Text(f"  Target: {target}"))
     if report.hint:
         console.print(Text(f"  What to do: {report.hint}"))
     table = Table.grid(padding=(0, 2))

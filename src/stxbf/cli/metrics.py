@@ -13,8 +13,8 @@ from pathlib import Path
 import typer
 
 from stxbf.cli.health import ExpectRunning
-from stxbf.cli.options import Db, Home, StallSeconds
-from stxbf.cli.status import TargetDays, status_builder
+from stxbf.cli.options import Db, Home, JudgedTargetDays, StallSeconds
+from stxbf.cli.status import status_builder
 from stxbf.codes import ExitCode
 from stxbf.errors import ConfigError, StxbfError
 
@@ -28,7 +28,7 @@ Output = typer.Option(
 
 
 def metrics(
-    target_days: int | None = TargetDays,
+    target_days: int | None = JudgedTargetDays,
     stall_seconds: float = StallSeconds,
     expect_running: bool = ExpectRunning,
     output: Path | None = Output,
@@ -53,7 +53,7 @@ def metrics(
     except ConfigError as exc:
         problem, status, health, label = exc, None, config_error(exc.message), str(db or "")
     else:
-        build = status_builder(settings, target_days=target_days, stall_seconds=stall_seconds)
+        build = status_builder(settings, stall_seconds=stall_seconds)
         status = build(cache=DatabaseCache(path=summary_cache_path(settings.db_path)))
         health = build_health(
             **status_files(settings.paths),

@@ -74,3 +74,11 @@ SessionName = typer.Option(
 SocketName = typer.Option(
     None, "--socket-name", help="tmux socket name, for a private server (env STXBF_TMUX_SOCKET)."
 )
+# status and health: the target a backfill is judged against, resolved as `run` resolves its own
+JudgedTargetDays = typer.Option(
+    None,
+    "--target-days",
+    min=1,
+    help="Days of history to judge against (default: STXBF_TARGET_DAYS, the config file, "
+    f"{defaults.TARGET_DAYS}).",
+)

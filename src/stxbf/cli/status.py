@@ -2,7 +2,7 @@
 
 Exit codes (for `stxbf status && build-dashboards`), from stxbf.codes: 0 complete (or reached the
 chain's start), 3 incomplete, 5 running, 6 stalled, 7 not started, 65 database problem,
-75 rate-limited; 1 error; 64 usage (never 2, so no usage error reads as a state).
+69 degraded, 75 rate-limited; 1 error; 64 usage (never 2, so no usage error reads as a state).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, NoReturn
 import typer
 
 from stxbf.cli.common import console
-from stxbf.cli.options import Db, Home, StallSeconds
+from stxbf.cli.options import Db, Home, JudgedTargetDays, StallSeconds
 from stxbf.codes import ExitCode, StatusState
 from stxbf.errors import ConfigError, StxbfError
 
@@ -25,9 +25,6 @@ if TYPE_CHECKING:
     from stxbf.ops.status import StatusReport
     from stxbf.settings import Settings
 
-TargetDays = typer.Option(
-    None, "--target-days", min=1, help="Days of history to measure (default: the last run's)."
-)
 AsJson = typer.Option(
     False, "--json", help="Print the status as one JSON object (schema in docs/operations.md)."
 )
@@ -38,7 +35,7 @@ Interval = typer.Option(10.0, "--interval", min=0.5, help="Seconds between redra
 
 
 def status(
-    target_days: int | None = TargetDays,
+    target_days: int | None = JudgedTargetDays,
     as_json: bool = AsJson,
     watch: bool = Watch,
     interval: float = Interval,
@@ -49,7 +46,7 @@ def status(
     """Show progress: days verified, transactions, wallets, rate, ETA and a per-day coverage strip.
 
     Exit code: 0 complete or reached chain start, 3 incomplete, 5 running, 6 stalled, 7 not started,
-    65 database problem, 75 rate-limited, 64 usage error.
+    65 database problem, 69 degraded, 75 rate-limited, 64 usage error.
     """
     from stxbf.ops.database import DatabaseCache, summary_cache_path
     from stxbf.settings import load_settings
@@ -58,7 +55,7 @@ def status(
         settings = load_settings(home=home, db=db, target_days=target_days)
     except ConfigError as exc:
         _fail(exc, ExitCode.MONITOR_USAGE, as_json=as_json)
-    build = status_builder(settings, target_days=target_days, stall_seconds=stall_seconds)
+    build = status_builder(settings, stall_seconds=stall_seconds)
     if watch:
         _watch(
             functools.partial(build, cache=DatabaseCache()),
@@ -73,17 +70,14 @@ def status(
     _show(report, as_json=as_json)
 
 
-def status_builder(
-    settings: Settings, *, target_days: int | None, stall_seconds: float
-) -> Callable[..., StatusReport]:
-    """`build_status` for these settings (`target_days`: the flag); `stxbf metrics` shares it."""
+def status_builder(settings: Settings, *, stall_seconds: float) -> Callable[..., StatusReport]:
+    """`build_status` judged against the settings' target; `stxbf metrics` shares it."""
     from stxbf.ops.status import build_status, status_files
 
     return functools.partial(
         build_status,
         **status_files(settings.paths),
         target_days=settings.target_days,
-        explicit_days=target_days is not None,
         stall_seconds=stall_seconds,
     )
 

@@ -25,6 +25,7 @@ from tenacity import (
     wait_random,
 )
 
+from stxbf import defaults
 from stxbf.errors import ApiUnreachable, QuotaExhausted
 from stxbf.fetch.client import ApiClient, RateLimited, RawResponse, Response
 from stxbf.fetch.connections import Transient
@@ -50,6 +51,7 @@ class FetchStats:
     errors: int = 0
     retries: int = 0
     consecutive_failures: int = 0
+    failing_since: float | None = None  # wall clock of the first of the failures in a row
     last_error: str | None = None
     last_error_at: float | None = None
     last_page_at: float | None = None  # wall clock of the last page that arrived
@@ -247,7 +249,9 @@ class PageSource:
             raise
         self.stats.pages += 1
         self.stats.last_page_at = time.time()
+        self._note_recovery()
         self.stats.consecutive_failures = 0
+        self.stats.failing_since = None
         self.stats.backoff_until = None
         return value
 
@@ -268,9 +272,28 @@ class PageSource:
         return self.pacer.quota
 
     def _note_failure(self, reason: str) -> None:
+        if not self.stats.consecutive_failures:
+            self.stats.failing_since = time.time()
         self.stats.consecutive_failures += 1
         self.stats.last_error = reason
         self.stats.last_error_at = time.time()
+
+    def _note_recovery(self) -> None:
+        """Once an outage ends (the streak status calls degraded), say so: the first answer after
+        it resets the streak, so the requests answered after it log nothing."""
+        failures, since = self.stats.consecutive_failures, self.stats.failing_since
+        if not failures or since is None:
+            return
+        lasted = max(0.0, time.time() - since)
+        if failures < defaults.DEGRADED_FAILURES and lasted < defaults.DEGRADED_SECONDS:
+            return  # a blip that a retry mended: the retry lines tell it
+        self.flush_retry_log()  # the failures' lines come before the recovery's
+        log.warning(
+            "API reachable again after %.0f s (%d failed request%s)",
+            lasted,
+            failures,
+            "" if failures == 1 else "s",
+        )
 
     @staticmethod
     def _wait(state: RetryCallState) -> float:

@@ -1,9 +1,11 @@
-"""The one rule that says whether a live runner is running, stalled or rate-limited.
+"""The one rule that says whether a live runner is running, degraded, stalled or rate-limited.
 
 `stxbf status` and `stxbf health` both ask `judge_activity`, so they cannot disagree. Stalled means
 no progress (no page arrived, no window committed) for `stall_seconds`, not a missing heartbeat: a
 runner can publish every second while every request fails. Waiting out a limit the API stated (a
-retry-after, a used-up window, a quota) is its own state, not a stall.
+retry-after, a used-up window, a quota) is its own state, not a stall. Degraded comes first: the
+requests keep failing (an outage), the last `DEGRADED_FAILURES` of them or for `DEGRADED_SECONDS`
+with no page between (stxbf.defaults), so a monitor can warn long before the stall limit pages.
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from stxbf.codes import StatusState
+from stxbf import defaults
+from stxbf.codes import Phase, StatusState
 from stxbf.ops.formats import clock
 
 if TYPE_CHECKING:
@@ -21,7 +24,7 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Activity:
-    state: StatusState  # RUNNING | STALLED | RATE_LIMITED
+    state: StatusState  # RUNNING | DEGRADED | STALLED | RATE_LIMITED
     reason: str
 
 
@@ -49,10 +52,34 @@ def _stalled(quiet: float, limit: float, what: str, then: str = "") -> Activity 
     return Activity(StatusState.STALLED, f"{what} {quiet:.0f} s (limit {limit:.0f} s){then}")
 
 
+def _degraded(snap: ProgressSnapshot, reference: float, now: float) -> Activity | None:
+    """An outage as the snapshot shows it, worded `backing off: 111 failures in a row for 41 s,
+    last page 31 s ago, last error: connection refused`; None while requests succeed."""
+    failures = snap.consecutive_failures
+    if not failures:
+        return None
+    failing = max(0.0, now - (snap.failing_since or reference))
+    if failures < defaults.DEGRADED_FAILURES and failing < defaults.DEGRADED_SECONDS:
+        return None
+    backing_off = snap.phase == Phase.BACKING_OFF or (
+        snap.backoff_until is not None and snap.backoff_until > now
+    )
+    what = "backing off" if backing_off else "requests failing"
+    row = "failure in a row" if failures == 1 else "failures in a row"
+    parts = [f"{what}: {failures} {row} for {failing:.0f} s"]
+    if snap.last_progress_at is not None:
+        parts.append(f"last page {max(0.0, now - snap.last_progress_at):.0f} s ago")
+    else:
+        parts.append("no page yet")
+    if snap.last_error:
+        parts.append(f"last error: {snap.last_error}")
+    return Activity(StatusState.DEGRADED, ", ".join(parts))
+
+
 def judge_activity(
     snap: ProgressSnapshot | None, runner: RunnerState, *, stall_seconds: float, now: float
 ) -> Activity:
-    """Running, stalled or rate-limited: the rule `status` and `health` share.
+    """Running, degraded, stalled or rate-limited: the rule `status` and `health` share.
 
     A snapshot without `last_progress_at` (written by an older stxbf, or before the first page)
     falls back to its start when no page has arrived yet, else to the heartbeat.
@@ -87,4 +114,8 @@ def judge_activity(
         "no page has arrived and no window was committed for",
         f"; waiting on: {_waits_on(snap, now)}" if idle > stall_seconds else "",
     )
-    return waiting or Activity(StatusState.RUNNING, "runner alive and making progress")
+    if waiting is not None:
+        return waiting
+    return _degraded(snap, reference, now) or Activity(
+        StatusState.RUNNING, "runner alive and making progress"
+    )

@@ -60,6 +60,20 @@ def days_text(report: StatusReport) -> str:
     return f"{report.days_verified}/{report.target_days} days ({report.percent:.1f}%)"
 
 
+def days_count(count: int) -> str:
+    return f"{count} day" if count == 1 else f"{count} days"
+
+
+def target_text(target_days: int, run_target_days: int | None, *, running: bool = False) -> str:
+    """`365 days (last run: 7 days)`: the target judged, and the run's own when it is known."""
+    if run_target_days is None:
+        return days_count(target_days)
+    if run_target_days == target_days:
+        return f"{days_count(target_days)} (as {'this run' if running else 'the last run'})"
+    which = "this run" if running else "last run"
+    return f"{days_count(target_days)} ({which}: {days_count(run_target_days)})"
+
+
 def progress_line(report: StatusReport) -> str:
     return f"Progress: {days_text(report)}"
 
@@ -72,12 +86,16 @@ def rate_text(report: StatusReport) -> str:
 
 
 def not_progressing(report: StatusReport, now: float) -> str | None:
-    """Why a live runner is making no progress (backing off, stalled), or None while it is.
-
-    A rate and an ETA are only true while pages arrive: otherwise they describe the past.
+    """Why a live runner is making no progress (stalled, degraded, rate-limited, backing off), or
+    None while it is. A rate and an ETA are only true while pages arrive: otherwise they describe
+    the past, so the status model drops them (JSON `null`) whenever this gives a reason.
     """
     if report.state == StatusState.STALLED:
         return "stalled"
+    if report.state == StatusState.DEGRADED:
+        return "degraded"
+    if report.state == StatusState.RATE_LIMITED:
+        return "rate-limited"
     if report.backoff_until is not None and report.backoff_until > now:
         return "backing off"
     if report.runner.phase == Phase.BACKING_OFF:

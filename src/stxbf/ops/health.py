@@ -1,10 +1,11 @@
 """`stxbf health`: a list of checks, each ok / warn / fail with a reason, and one verdict.
 
 Verdicts and their exit codes come from `stxbf.codes`: 0 healthy, 1 not running, 2 stalled,
-3 database problem, 4 configuration error, 75 rate-limited. Whether a live runner is stalled or
-rate-limited is the status model's judgement (`ops.activity.judge_activity`), not decided again
-here. A warning (a high 429 rate, low disk, no tmux session) is reported but does not change the
-verdict; a failed check decides it, worst first.
+3 database problem, 4 configuration error, 69 degraded, 75 rate-limited. Whether a live runner is
+degraded, stalled or rate-limited is the status model's judgement (`ops.activity.judge_activity`),
+not decided again here; so is the target, the configured one (`build_status`). A warning (a high
+429 rate, low disk, no tmux session) is reported but does not change the verdict; a failed check
+decides it, worst first.
 
 A backfill that is complete, whose last run ended well, needs no runner: healthy, unless
 `expect_running` (the tmux workflow, where a runner should always be there).
@@ -65,6 +66,8 @@ class HealthReport:
     runner_pid: int | None = None
     runner_alive: bool = False
     heartbeat_age: float | None = None
+    target_days: int | None = None  # the configured target the backfill is judged against
+    run_target_days: int | None = None  # the current (or last) run's own target, for information
     schema: int = SCHEMA
 
     def to_dict(self) -> dict[str, Any]:
@@ -155,6 +158,8 @@ def _check_runner(report: StatusReport, found: _Findings, db_path: Path, now: fl
         found.add(Check("progress", FAIL, reason), Verdict.STALLED, f"stalled: {reason}")
     elif report.state == StatusState.RATE_LIMITED:
         found.add(Check("progress", WARN, reason), Verdict.RATE_LIMITED)
+    elif report.state == StatusState.DEGRADED:
+        found.add(Check("progress", WARN, reason), Verdict.DEGRADED)
     else:
         age = runner.heartbeat_age
         beat = f"last heartbeat {age:.0f} s ago" if age is not None else "no heartbeat yet"
@@ -213,7 +218,8 @@ def _check_idle(
     elif problem:
         found.add(Check("process", SKIP, "no runner is alive"))
     else:
-        reason = f"no runner is alive (backfill {report.label.lower()}{ended})"
+        days = f", {report.days_verified}/{report.target_days} days"
+        reason = f"no runner is alive (backfill {report.label.lower()}{days}{ended})"
         found.add(Check("process", FAIL, reason), Verdict.NOT_RUNNING)
     found.add(Check("progress", SKIP, "no runner"))
     if problem:
@@ -259,7 +265,6 @@ def build_health(
             lock_path=lock_path,
             target_days=target_days,
             runner_path=runner_path,
-            explicit_days=False,
             stall_seconds=stall_seconds,
             now=now,
             cache=cache,
@@ -306,6 +311,8 @@ def _decide(report: StatusReport | None, found: _Findings, now: float) -> Health
         runner_pid=report.runner.pid if report is not None else None,
         runner_alive=runner_alive,
         heartbeat_age=report.runner.heartbeat_age if report is not None else None,
+        target_days=report.target_days if report is not None else None,
+        run_target_days=report.run_target_days if report is not None else None,
     )
 
 

@@ -16,6 +16,7 @@ from rich.text import Text
 from stxbf.codes import StatusState
 from stxbf.ops.coverage import DAY_BEFORE_CHAIN, DAY_MISSING, DAY_PARTIAL, DAY_VERIFIED
 from stxbf.ops.formats import (
+    days_count,
     days_text,
     fmt_bytes,
     fmt_count,
@@ -24,6 +25,7 @@ from stxbf.ops.formats import (
     last_error_of,
     progress_line,
     rate_and_eta,
+    target_text,
 )
 from stxbf.ops.logs import LEVEL_STYLES, line_level
 from stxbf.ops.status import StatusReport
@@ -39,6 +41,7 @@ STATE_STYLES: dict[str, str] = {  # keyed by StatusState (a str)
     StatusState.REACHED_CHAIN_START: "bold green",
     StatusState.RUNNING: "bold cyan",
     StatusState.STALLED: "bold red",
+    StatusState.DEGRADED: "bold yellow",
     StatusState.RATE_LIMITED: "bold yellow",
     StatusState.DATABASE_PROBLEM: "bold red",
     StatusState.INCOMPLETE: "bold yellow",
@@ -115,6 +118,8 @@ def _figures(report: StatusReport, now: float) -> Table:
     grid.add_row("Earliest transaction", fmt_time(report.earliest_tx_time))
     grid.add_row("Latest transaction", fmt_time(report.latest_tx_time))
     grid.add_row("Database", Text(f"{fmt_bytes(report.db_bytes)}  {report.db_path}"))
+    running = report.runner.alive
+    grid.add_row("Target", target_text(report.target_days, report.run_target_days, running=running))
     if report.runner.alive:
         rate, eta = rate_and_eta(report, now)
         grid.add_row("Rate", rate)
@@ -194,6 +199,8 @@ def _dashboard_report(report: StatusReport, *, width: int, now: float) -> list[R
         f"Wallets {fmt_count(report.wallets)}   "
         f"Oldest {fmt_time(report.earliest_tx_time)}   DB {fmt_bytes(report.db_bytes)}"
     )
+    if report.run_target_days not in (None, report.target_days):
+        figures.append(f"   Run's target {days_count(report.run_target_days or 0)}")
     parts: list[RenderableType] = [bar, state, figures]
     if (left := _backing_off(report, now)) is not None:
         parts.append(Text(f"Backing off: {fmt_duration(left)} left", style="yellow"))

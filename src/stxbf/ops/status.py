@@ -5,8 +5,13 @@ builder first asks whether a runner is alive (`ops.process`) and, if so, reads o
 the runner publishes every second. The database itself is read (`ops.database`, read-only and
 cached) only when no runner holds it.
 
-Whether a live runner is running, stalled or rate-limited is decided once, by
-`ops.activity.judge_activity`, for status and health alike.
+Whether a live runner is running, degraded, stalled or rate-limited is decided once, by
+`ops.activity.judge_activity`, for status and health alike; a rate and an ETA are reported only
+while pages arrive (`ops.formats.not_progressing`), in the JSON as on screen.
+
+The target is the one the operator configured (flag > STXBF_TARGET_DAYS > config file > 365, as
+`stxbf run` resolves it), never the last run's: a year left half done and then topped up nightly
+by `run --target-days 7` must not read as complete. The run's own target is only shown.
 
 Which days count as covered is `ops.coverage`'s rule.
 """
@@ -32,7 +37,7 @@ from stxbf.ops.coverage import (
     strip_from_windows,
 )
 from stxbf.ops.database import DatabaseCache, StoredFacts, read_facts_cached
-from stxbf.ops.formats import clock
+from stxbf.ops.formats import clock, days_count, not_progressing
 from stxbf.ops.process import RunnerState, detect_runner, runner_info_path
 from stxbf.paths import DataPaths
 from stxbf.state import DAY, ProgressSnapshot
@@ -50,7 +55,8 @@ class StatusReport:
     source: str  # progress (runner's snapshot) | database | none
     checked_at: float
     db_path: str
-    target_days: int
+    target_days: int  # the configured target every day count is judged against
+    run_target_days: int | None = None  # the current (or last) run's own target, for information
     days_verified: int = 0  # includes days_before_chain: provably empty, so covered
     days_partial: int = 0
     days_missing: int = 0
@@ -160,11 +166,7 @@ def _from_snapshot(report: StatusReport, snap: ProgressSnapshot) -> None:
     report.run_source = snap.source
 
 
-def _from_facts(
-    report: StatusReport, facts: StoredFacts, *, explicit_days: bool, now: float
-) -> None:
-    if not explicit_days and facts.target_days:
-        report.target_days = facts.target_days
+def _from_facts(report: StatusReport, facts: StoredFacts, *, now: float) -> None:
     days = report.target_days
     end = facts.range_end if facts.range_end is not None else int(now)
     start = (
@@ -210,22 +212,17 @@ def build_status(
     lock_path: Path,
     target_days: int,
     runner_path: Path | None = None,
-    explicit_days: bool = True,
     stall_seconds: float = defaults.STALL_SECONDS,
     now: float | None = None,
     cache: DatabaseCache | None = None,
 ) -> StatusReport:
-    """Build the status model; never opens the database while a runner is alive.
-
-    `explicit_days=False` lets the last run's `target_days` (meta) replace `target_days`. A
-    database that cannot be read gives the `database_problem` state with the store's hint.
+    """Build the status model against `target_days`; never opens the database while a runner is
+    alive. A database that cannot be read gives the `database_problem` state with the store's hint.
     """
     now = time.time() if now is None else now
     snap = progress.read(progress_path)
     info_path = runner_path or runner_info_path(db_path)
     runner = detect_runner(lock_path=lock_path, info_path=info_path, snapshot=snap, now=now)
-    if snap is not None and not explicit_days:
-        target_days = snap.target_days
     report = StatusReport(
         state="",
         label="",
@@ -252,7 +249,7 @@ def build_status(
         _set_state(report, StatusState.DATABASE_PROBLEM)
         report.reason, report.hint = exc.message, exc.hint
         return report
-    _idle(report, snap, facts, explicit_days=explicit_days, now=now)
+    _idle(report, snap, facts, now=now)
     return report
 
 
@@ -261,21 +258,36 @@ def _idle(
     snap: ProgressSnapshot | None,
     facts: StoredFacts | None,
     *,
-    explicit_days: bool,
     now: float,
 ) -> None:
     """No runner: the database's facts (else the last snapshot's), and how the last run ended."""
     if snap is not None:
         report.notes += _last_run_notes(snap, now)
     if facts is not None and facts.has_data:
-        _from_facts(report, facts, explicit_days=explicit_days, now=now)
+        _from_facts(report, facts, now=now)
+        report.run_target_days = facts.target_days
         if snap is not None:
             report.run_source = snap.source
     elif snap is not None:
         _from_snapshot(report, snap)
     else:
         return
+    if snap is not None and report.run_target_days is None:
+        report.run_target_days = snap.target_days
     _set_state(report, _finished_state(report))
+    _note_other_target(report, "last run")
+
+
+def _note_other_target(report: StatusReport, which: str) -> None:
+    """Say so when the run's own target is not the one judged: the days differ on purpose."""
+    run_days = report.run_target_days
+    if run_days is None or run_days == report.target_days:
+        return
+    judged = days_count(report.target_days)
+    report.notes.append(
+        f"the {which} targeted {days_count(run_days)}; this status judges {judged} "
+        "(--target-days, STXBF_TARGET_DAYS or target_days in the config file)"
+    )
 
 
 def _last_run_notes(snap: ProgressSnapshot, now: float) -> list[str]:
@@ -296,10 +308,14 @@ def _running(
     own = snap if snap is not None and report.runner.pid in (None, snap.pid) else None
     if own is not None:
         _from_snapshot(report, own)
+        report.run_target_days = own.target_days
     activity = judge_activity(own, report.runner, stall_seconds=stall_seconds, now=now)
     _set_state(report, activity.state)
     report.reason = activity.reason
     if activity.state is StatusState.RATE_LIMITED and own is not None and own.rate_limited_until:
         report.label = f"Rate-limited until {clock(own.rate_limited_until)}"
+    if not_progressing(report, now) is not None:  # the past's rate and ETA are not today's
+        report.rate_rpm = report.eta_seconds = None
     if activity.state is not StatusState.RUNNING or own is None:
         report.notes.append(activity.reason)
+    _note_other_target(report, "running backfill")

@@ -205,6 +205,7 @@ class Progress:
                 default=None,
             ),
             consecutive_failures=stats.consecutive_failures,
+            failing_since=stats.failing_since,
             rate_limited_until=limited_until,
             rate_limited_reason=limited_reason,
             eta_seconds=self._eta(rate),
