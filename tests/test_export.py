@@ -1,0 +1,317 @@
+"""`stxbf export`: a simulated backfill read back from Parquet by pyarrow and DuckDB; a second
+export touches nothing; a verify that replaced rows rewrites only its day; days a run must settle
+are left out; a run that holds or takes the database is given way to.
+
+The backfills run in process against the simulator (`SimTransport`, no sleeping); the CLI tests
+run `python -m stxbf` as a subprocess, as cron would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import calendar
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow.dataset as ds
+import pyarrow.types as pat
+import pytest
+
+from stxbf.codes import ExitCode
+from stxbf.runner import Runner
+from stxbf.simulator import SimApi, SimConfig
+from stxbf.simulator.transport import SimTransport
+from stxbf.store import ExportReport, export_parquet
+from tests.fakes import params
+from tests.helpers import assert_one_line_error, cron_env, stxbf
+
+DAY = 86_400
+HOUR = 3_600
+
+
+def backfill(home: Path, *, days: int, ends_hours_ago: float, seed: int = 3) -> SimApi:
+    """A finished run over a simulated chain of `days` days (300 transactions a day)."""
+    end = time.time() - ends_hours_ago * HOUR
+    api = SimApi(SimConfig(seed=seed, days=days + 1, tx_per_day=300, end_time=end))
+    backfill_again(api, home, days=days)
+    return api
+
+
+def backfill_again(api: SimApi, home: Path, *, days: int, verify: bool = False) -> None:
+    p = params(home, target_days=days, verify=verify)
+    report = asyncio.run(Runner(p, transport=SimTransport(api, sleep=False)).run())
+    assert report.exit_code == ExitCode.OK, report.message
+
+
+def db_of(home: Path) -> Path:
+    return home / "data" / "stxbf.duckdb"
+
+
+def stored_days(db: Path, *, verified_only: bool = True) -> dict[str, set[str]]:
+    """tx_ids per UTC day, as the database holds them (days wholly inside verified windows)."""
+    with duckdb.connect(str(db), read_only=True) as con:
+        rows = con.execute(
+            "SELECT strftime(to_timestamp(burn_block_time), '%Y-%m-%d'), tx_id FROM transactions"
+        ).fetchall()
+        windows = con.execute("SELECT start_time, end_time, state FROM windows").fetchall()
+    by_day: dict[str, set[str]] = {}
+    for day, tx_id in rows:
+        by_day.setdefault(day, set()).add(tx_id)
+    if not verified_only:
+        return by_day
+    return {day: ids for day, ids in by_day.items() if day_verified(day, windows)}
+
+
+def day_verified(day: str, windows: list[tuple[int, int, str]]) -> bool:
+    start = calendar.timegm(time.strptime(day, "%Y-%m-%d"))
+    covered = sorted((a, b) for a, b, state in windows if state == "verified")
+    reach = start
+    for a, b in covered:
+        if a <= reach <= b:
+            reach = b + 1
+    return reach > start + DAY - 1
+
+
+def files(out: Path) -> dict[str, tuple[int, int]]:
+    """Every file in DIR (temporary ones included) with its inode and mtime."""
+    return {
+        str(p.relative_to(out)): (p.stat().st_ino, p.stat().st_mtime_ns)
+        for p in sorted(out.rglob("*"))
+        if p.is_file()
+    }
+
+
+def parquet_days(out: Path) -> dict[str, set[str]]:
+    table = ds.dataset(out / "transactions", format="parquet", partitioning="hive").to_table(
+        columns=["date", "tx_id"]
+    )
+    by_day: dict[str, set[str]] = {}
+    for day, tx_id in zip(table["date"].to_pylist(), table["tx_id"].to_pylist(), strict=True):
+        by_day.setdefault(str(day), set()).add(tx_id)
+    return by_day
+
+
+@pytest.fixture(scope="module")
+def thirty_days(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished 30-day backfill whose chain ended 30 hours ago (every day settled)."""
+    home = tmp_path_factory.mktemp("thirty")
+    backfill(home, days=30, ends_hours_ago=30)
+    return home
+
+
+def test_thirty_days_read_back_by_pyarrow_and_duckdb_equal_the_database(
+    thirty_days: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    report = export_parquet(db_of(thirty_days), out)
+    expected = stored_days(db_of(thirty_days))
+    # the range's first day is cut by its start, its last by the settle period: both left out
+    assert len(expected) >= 28 and 1 <= report.days_unverified_left_out <= 3
+    assert report.days_written == len(expected)
+    assert parquet_days(out) == expected
+    with duckdb.connect() as con:
+        rows = con.execute(
+            "SELECT CAST(date AS VARCHAR), tx_id FROM read_parquet(?, hive_partitioning = true)",
+            [str(out / "transactions" / "*" / "*.parquet")],
+        ).fetchall()
+    from_duckdb: dict[str, set[str]] = {}
+    for day, tx_id in rows:
+        from_duckdb.setdefault(day, set()).add(tx_id)
+    assert from_duckdb == expected
+    assert report.rows_exported == sum(len(ids) for ids in expected.values()) == len(rows)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert {day: entry["rows"] for day, entry in manifest["days"].items()} == {
+        day: len(ids) for day, ids in expected.items()
+    }
+
+
+def test_types_are_exact_and_times_are_timestamps(thirty_days: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    export_parquet(db_of(thirty_days), out)
+    schema = ds.dataset(out / "transactions", format="parquet", partitioning="hive").schema
+    amount = schema.field("token_transfer_amount").type
+    assert pat.is_decimal(amount) and (amount.precision, amount.scale) == (38, 0)
+    for name in ("block_timestamp", "burn_block_timestamp"):
+        assert pat.is_timestamp(schema.field(name).type) and schema.field(name).type.tz == "UTC"
+    assert pat.is_int64(schema.field("burn_block_time").type)
+    with duckdb.connect(str(db_of(thirty_days)), read_only=True) as con:
+        stored = con.execute(
+            "SELECT tx_id, token_transfer_amount, burn_block_time FROM transactions "
+            "WHERE token_transfer_amount IS NOT NULL"
+        ).fetchall()
+    table = ds.dataset(out / "transactions", format="parquet", partitioning="hive").to_table()
+    exported = {
+        row["tx_id"]: (row["token_transfer_amount"], row["burn_block_timestamp"])
+        for row in table.select(
+            ["tx_id", "token_transfer_amount", "burn_block_timestamp"]
+        ).to_pylist()
+    }
+    assert stored
+    for tx_id, amount_stored, burn_time in stored:
+        if tx_id in exported:  # days not yet verified are left out
+            assert int(exported[tx_id][0]) == amount_stored
+            assert int(exported[tx_id][1].timestamp()) == burn_time
+
+
+def test_each_file_is_sorted_by_block_height(thirty_days: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    export_parquet(db_of(thirty_days), out)
+    for path in sorted((out / "transactions").glob("*/data.parquet")):
+        rows = ds.dataset(path, format="parquet").to_table(["block_height", "tx_index"]).to_pylist()
+        keys = [(row["block_height"], row["tx_index"]) for row in rows]
+        assert keys == sorted(keys), path
+
+
+def test_a_second_export_with_nothing_changed_touches_no_file(
+    thirty_days: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    export_parquet(db_of(thirty_days), out)
+    before = files(out)
+    again = export_parquet(db_of(thirty_days), out)
+    assert (again.days_written, again.days_removed) == (0, 0)
+    assert again.days_unchanged == len(stored_days(db_of(thirty_days)))
+    assert files(out) == before
+
+
+def test_full_rewrites_every_day(thirty_days: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    first = export_parquet(db_of(thirty_days), out)
+    again = export_parquet(db_of(thirty_days), out, full=True)
+    assert again.days_written == first.days_written and again.days_unchanged == 0
+
+
+def test_after_a_verify_replaced_rows_only_their_day_is_rewritten(tmp_path: Path) -> None:
+    api = backfill(tmp_path / "home", days=6, ends_hours_ago=40, seed=21)
+    out = tmp_path / "out"
+    export_parquet(db_of(tmp_path / "home"), out)
+    before_files, before_days = files(out), stored_days(db_of(tmp_path / "home"))
+    old_time = api.chain.tenure_burn_time[api.chain.n_tenures // 2]  # days old: verify's job
+    assert api.chain.late_insert(old_time, 5) > 0
+    backfill_again(api, tmp_path / "home", days=6, verify=True)
+    after_days = stored_days(db_of(tmp_path / "home"))
+    changed = {day for day in after_days if after_days[day] != before_days.get(day)}
+    assert len(changed) == 1
+    report = export_parquet(db_of(tmp_path / "home"), out)
+    assert set(report.written) == changed and report.days_removed == 0
+    after_files = files(out)
+    touched = {name for name in after_files if after_files[name] != before_files.get(name)}
+    assert touched == {f"transactions/date={changed.pop()}/data.parquet", "manifest.json"}
+    assert parquet_days(out) == after_days
+
+
+def test_a_day_the_database_no_longer_holds_is_removed(tmp_path: Path) -> None:
+    backfill(tmp_path / "home", days=4, ends_hours_ago=40, seed=22)
+    db, out = db_of(tmp_path / "home"), tmp_path / "out"
+    export_parquet(db, out)
+    gone = sorted(stored_days(db))[1]
+    with duckdb.connect(str(db)) as con:  # as a reorg that emptied a day would leave it
+        con.execute(
+            "DELETE FROM transactions WHERE strftime(to_timestamp(burn_block_time), '%Y-%m-%d')"
+            " = ?",
+            [gone],
+        )
+    report = export_parquet(db, out)
+    assert report.removed == [gone] and report.days_written == 0
+    assert not (out / "transactions" / f"date={gone}").exists()
+    assert gone not in json.loads((out / "manifest.json").read_text())["days"]
+    assert parquet_days(out) == stored_days(db)
+
+
+def test_days_in_the_settle_period_are_left_out_unless_asked_for(tmp_path: Path) -> None:
+    backfill(tmp_path / "home", days=4, ends_hours_ago=0, seed=23)
+    db, out = db_of(tmp_path / "home"), tmp_path / "out"
+    unsettled = set(stored_days(db, verified_only=False)) - set(stored_days(db))
+    assert unsettled  # the last 24 h are open windows
+    plain = export_parquet(db, out)
+    assert set(parquet_days(out)) == set(stored_days(db))
+    assert plain.days_unverified_left_out == len(unsettled)
+    marked = export_parquet(db, out, include_unverified=True)
+    assert set(marked.written) == unsettled
+    assert parquet_days(out) == stored_days(db, verified_only=False)
+    days = json.loads((out / "manifest.json").read_text())["days"]
+    assert {day for day, entry in days.items() if not entry["verified"]} == unsettled
+    export_parquet(db, out)  # without the flag again: DIR holds what was asked for
+    assert set(parquet_days(out)) == set(stored_days(db))
+
+
+def test_an_export_gives_the_database_to_a_run_that_starts(
+    thirty_days: Path, tmp_path: Path
+) -> None:
+    """Between two holds of the file the export asks whether a run waits; it stops for one."""
+    out = tmp_path / "out"
+    asked: list[int] = []
+
+    def run_waiting() -> bool:
+        asked.append(1)
+        return len(asked) >= 2  # a run takes the lock after the export's first two holds
+
+    ticks = iter(range(1_000_000))
+    stopped = export_parquet(
+        db_of(thirty_days), out, run_waiting=run_waiting, hold_seconds=1, clock=lambda: next(ticks)
+    )
+    assert stopped.stopped_for_run and stopped.days_written == 2
+    assert stopped.days_left == len(stored_days(db_of(thirty_days))) - 2
+    assert set(json.loads((out / "manifest.json").read_text())["days"]) == set(stopped.written)
+    rest = export_parquet(db_of(thirty_days), out)
+    assert rest.days_unchanged == 2 and not rest.stopped_for_run
+    assert parquet_days(out) == stored_days(db_of(thirty_days))
+
+
+# -- the command --------------------------------------------------------------------------------
+
+
+def cli_env(home: Path) -> dict[str, str]:
+    return cron_env(STXBF_DB=str(db_of(home)))
+
+
+def test_the_command_prints_only_its_summary_when_not_on_a_terminal(
+    thirty_days: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    done = stxbf("export", str(out), env=cli_env(thirty_days))
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    lines = done.stdout.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"Exported to {out}: ")
+    as_json = stxbf("export", str(out), "--json", env=cli_env(thirty_days))
+    summary: dict[str, Any] = json.loads(as_json.stdout)
+    assert as_json.returncode == summary["exit_code"] == 0
+    assert summary["days_written"] == 0 and summary["days_unchanged"] > 0
+    assert set(summary) >= {f.name for f in ExportReport.__dataclass_fields__.values()}
+
+
+def test_the_command_refuses_while_a_run_holds_the_database(
+    thirty_days: Path, tmp_path: Path
+) -> None:
+    from filelock import FileLock
+
+    lock = FileLock(str(db_of(thirty_days).with_name("stxbf.duckdb.lock")))
+    with lock:  # as `stxbf run` holds it (runner/lock.py)
+        done = stxbf("export", str(tmp_path / "out"), env=cli_env(thirty_days))
+    message = assert_one_line_error(done, ExitCode.LOCKED)
+    assert "DuckDB lets one process open the file" in message
+    assert not (tmp_path / "out" / "transactions").exists()
+
+
+@pytest.mark.parametrize(
+    ("case", "code"),
+    [("dir-is-a-file", ExitCode.USAGE), ("foreign-dir", ExitCode.USAGE), ("no-db", ExitCode.ERROR)],
+)
+def test_bad_input_is_one_line_and_a_code(tmp_path: Path, case: str, code: ExitCode) -> None:
+    out = tmp_path / "out"
+    home = tmp_path / "home"
+    if case == "dir-is-a-file":
+        out.write_text("x")
+        backfill(home, days=1, ends_hours_ago=40)
+    elif case == "foreign-dir":
+        out.mkdir()
+        (out / "notes.txt").write_text("mine")
+        backfill(home, days=1, ends_hours_ago=40)
+    done = stxbf("export", str(out), env=cli_env(home))
+    assert_one_line_error(done, code)
+    if case == "foreign-dir":
+        assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
