@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import calendar
 import json
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from stxbf.simulator import SimApi, SimConfig
 from stxbf.simulator.transport import SimTransport
 from stxbf.store import ExportReport, export_parquet
 from tests.fakes import params
-from tests.helpers import assert_one_line_error, cron_env, stxbf
+from tests.helpers import HANG, assert_one_line_error, cron_env, retry_until, spawn, stxbf
 
 DAY = 86_400
 HOUR = 3_600
@@ -315,3 +316,99 @@ def test_bad_input_is_one_line_and_a_code(tmp_path: Path, case: str, code: ExitC
     assert_one_line_error(done, code)
     if case == "foreign-dir":
         assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
+
+
+def test_a_day_whose_rows_changed_but_kept_their_tx_ids_is_rewritten(tmp_path: Path) -> None:
+    """A reorg can move a transaction to another block: same tx_id, new block hash and height."""
+    backfill(tmp_path / "home", days=4, ends_hours_ago=40, seed=24)
+    db, out = db_of(tmp_path / "home"), tmp_path / "out"
+    export_parquet(db, out)
+    moved = sorted(stored_days(db))[1]
+    with duckdb.connect(str(db)) as con:
+        con.execute(
+            "UPDATE transactions SET block_hash = '0x' || md5(block_hash), "
+            "block_height = block_height + 1 "
+            "WHERE strftime(to_timestamp(burn_block_time), '%Y-%m-%d') = ?",
+            [moved],
+        )
+    report = export_parquet(db, out)
+    assert report.written == [moved]
+
+
+# -- a crash in the middle ----------------------------------------------------------------------
+
+
+def many_days(db: Path, *, days: int, per_day: int) -> None:
+    """A database of `days` verified days, made by DuckDB itself (a run would take minutes)."""
+    from stxbf.store import Store
+
+    end = int(time.time()) // DAY * DAY - 2 * DAY - 1
+    start = end - days * DAY + 1
+    Store.open(db).close()  # the schema, as a run creates it
+    with duckdb.connect(str(db)) as con:
+        con.execute(
+            f"""
+            INSERT INTO transactions (tx_id, tx_type, tx_status, sender_address, nonce, fee_ustx,
+                block_height, block_hash, block_time, burn_block_height, burn_block_time,
+                tx_index, canonical, event_count, token_transfer_amount)
+            SELECT '0x' || md5(i::VARCHAR), 'token_transfer', 'success', 'SP' || (i % 97), i,
+                   180 + i % 7, 1000 + i // 20, md5((i // 20)::VARCHAR),
+                   {start} + i * {DAY} // {per_day}, 800 + i // 100,
+                   {start} + i * {DAY} // {per_day}, i % 20, true, 1, i::HUGEINT * 1000003
+            FROM range({days * per_day}) AS r(i)
+            """
+        )
+        con.execute(
+            "INSERT INTO windows (start_time, end_time, api_total, rows_stored, state, pages, "
+            "fetched_at) VALUES (?, ?, ?, ?, 'verified', 1, 0)",
+            [start, end, days * per_day, days * per_day],
+        )
+
+
+def fees_by_day(out: Path) -> dict[str, dict[str, int]]:
+    """{day: {tx_id: fee}} of every partition file, each read on its own."""
+    found: dict[str, dict[str, int]] = {}
+    for path in sorted((out / "transactions").glob("date=*/data.parquet")):
+        rows = ds.dataset(path, format="parquet").to_table(["tx_id", "fee_ustx"]).to_pylist()
+        found[path.parent.name.removeprefix("date=")] = {r["tx_id"]: r["fee_ustx"] for r in rows}
+    return found
+
+
+@pytest.mark.slow  # a subprocess exporting 150 days, killed in the middle, then again
+def test_a_kill_9_in_the_middle_leaves_every_day_old_or_new(tmp_path: Path) -> None:
+    db, out = tmp_path / "stxbf.duckdb", tmp_path / "out"
+    many_days(db, days=150, per_day=400)
+    export_parquet(db, out)
+    old = fees_by_day(out)
+    with duckdb.connect(str(db)) as con:  # every day changes: an export rewrites them all
+        con.execute("UPDATE transactions SET fee_ustx = fee_ustx + 1")
+    new = {day: {tx: fee + 1 for tx, fee in rows.items()} for day, rows in old.items()}
+    inodes = {p: p.stat().st_ino for p in (out / "transactions").glob("date=*/data.parquet")}
+
+    proc = spawn("export", str(out), env=cron_env(STXBF_DB=str(db)))
+
+    def renamed() -> bool:
+        """A day's file replaced (or, were the write not atomic, gone: readers would see that)."""
+        try:
+            return any(p.stat().st_ino != inode for p, inode in inodes.items())
+        except FileNotFoundError:
+            return True
+
+    retry_until(lambda: renamed() or proc.poll() is not None, timeout=HANG, interval=0.001)
+    assert proc.poll() is None, "the export ended before a day was seen renamed"
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=30)
+
+    after = fees_by_day(out)
+    assert set(after) == set(old)
+    fresh = {day for day in after if after[day] == new[day]}
+    assert all(after[day] in (old[day], new[day]) for day in after)
+    assert 0 < len(fresh) < len(old)  # killed in the middle: some days new, some old
+    assert [p.name for p in (out / "transactions").rglob("*") if p.is_file()] == [
+        "data.parquet"
+    ] * len(old)  # nothing half-written where readers look
+
+    done = stxbf("export", str(out), "--json", env=cron_env(STXBF_DB=str(db)))
+    assert done.returncode == 0, done.stderr
+    assert fees_by_day(out) == new
+    assert not (out / ".stxbf-tmp").exists()
