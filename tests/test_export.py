@@ -412,3 +412,32 @@ def test_a_kill_9_in_the_middle_leaves_every_day_old_or_new(tmp_path: Path) -> N
     assert done.returncode == 0, done.stderr
     assert fees_by_day(out) == new
     assert not (out / ".stxbf-tmp").exists()
+
+
+@pytest.mark.slow  # a subprocess exporting 150 days while the runner's own lock and open happen
+def test_a_run_that_starts_during_an_export_gets_the_database(tmp_path: Path) -> None:
+    """The runner takes its lock, then opens the file with 5 s of patience: the export, which
+    holds the file ~2 s at a time, gives it up, records what it wrote and exits 3."""
+    from stxbf.paths import DataPaths
+    from stxbf.runner import run_lock
+    from stxbf.runner.storethread import open_store
+
+    db, out = tmp_path / "stxbf.duckdb", tmp_path / "out"
+    many_days(db, days=150, per_day=400)
+    proc = spawn("export", str(out), "--json", env=cron_env(STXBF_DB=str(db)))
+    retry_until(
+        lambda: any((out / "transactions").glob("date=*/data.parquet")) or proc.poll() is not None,
+        interval=0.001,
+    )
+    assert proc.poll() is None, "the export ended before it wrote a day"
+    paths = DataPaths.of(tmp_path, db)
+    with run_lock(paths.lock, paths.runner_record, db):
+        open_store(db).close()  # as `stxbf run` opens it: this would raise DatabaseBusy
+        stdout, stderr = proc.communicate(timeout=HANG)
+    assert proc.returncode == ExitCode.INCOMPLETE, stderr
+    summary = json.loads(stdout)
+    assert summary["stopped_for_run"] and summary["days_left"] > 0
+    assert set(json.loads((out / "manifest.json").read_text())["days"]) == set(summary["written"])
+    done = stxbf("export", str(out), env=cron_env(STXBF_DB=str(db)))
+    assert done.returncode == 0, done.stderr
+    assert parquet_days(out) == stored_days(db)

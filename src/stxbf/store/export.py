@@ -28,7 +28,6 @@ import contextlib
 import json
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -283,15 +282,16 @@ class ExportDir:
         self._replace_with_text(self.manifest_path, text)
 
     def _replace_with_text(self, target: Path, text: str) -> None:
-        fd, tmp = tempfile.mkstemp(prefix=target.name + ".", dir=self.temp)
+        """Write beside, then rename; readable as the Parquet files are (the umask decides)."""
+        staged = self.temp / f"{target.name}.{os.getpid()}"
         try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            with open(staged, "w", encoding="utf-8") as handle:
                 handle.write(text)
                 handle.flush()
                 os.fsync(handle.fileno())
-            os.replace(tmp, target)
+            os.replace(staged, target)
         finally:
-            Path(tmp).unlink(missing_ok=True)
+            staged.unlink(missing_ok=True)
 
     def remove_day(self, name: str) -> None:
         folder = self.table / f"date={name}"
