@@ -414,7 +414,7 @@ def test_a_kill_9_in_the_middle_leaves_every_day_old_or_new(tmp_path: Path) -> N
     assert not (out / ".stxbf-tmp").exists()
 
 
-@pytest.mark.slow  # a subprocess exporting 150 days while the runner's own lock and open happen
+@pytest.mark.slow  # a subprocess exporting 500 days while the runner's own lock and open happen
 def test_a_run_that_starts_during_an_export_gets_the_database(tmp_path: Path) -> None:
     """The runner takes its lock, then opens the file with 5 s of patience: the export, which
     holds the file ~2 s at a time, gives it up, records what it wrote and exits 3."""
@@ -423,7 +423,7 @@ def test_a_run_that_starts_during_an_export_gets_the_database(tmp_path: Path) ->
     from stxbf.runner.storethread import open_store
 
     db, out = tmp_path / "stxbf.duckdb", tmp_path / "out"
-    many_days(db, days=150, per_day=400)
+    many_days(db, days=500, per_day=50)  # many more days than one 2-second hold writes
     proc = spawn("export", str(out), "--json", env=cron_env(STXBF_DB=str(db)))
     retry_until(
         lambda: any((out / "transactions").glob("date=*/data.parquet")) or proc.poll() is not None,
