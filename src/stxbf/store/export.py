@@ -61,15 +61,29 @@ SORT = ("block_height", "tx_index", "tx_id")
 MEMORY_LIMIT = "512MB"
 OPEN_PATIENCE = 5.0  # seconds to wait for a reader (`status`) that holds the file for a moment
 
-# HUGEINT would reach Parquet as DOUBLE; DECIMAL(38, 0) holds every STX amount exactly.
-_COLUMNS = ", ".join(
-    f"CAST({name} AS DECIMAL(38, 0)) AS {name}" if kind == "HUGEINT" else name
-    for name, kind in TX_COLUMNS
-)
-_SELECT = (
-    f"SELECT {_COLUMNS}, to_timestamp(block_time) AS block_timestamp, "  # noqa: S608 (constants)
-    f"to_timestamp(burn_block_time) AS burn_block_timestamp FROM {TABLE}"
-)
+
+def select_sql(stored: set[str]) -> str:
+    """The SELECT that makes a day's rows: every column of `TX_COLUMNS` with its type, and two
+    timestamps. HUGEINT would reach Parquet as DOUBLE; DECIMAL(38, 0) holds every STX amount
+    exactly. A column an older, unmigrated file lacks (opened read-only, it stays as it is) is
+    written as NULL, so every export has the same columns."""
+    columns = []
+    for name, kind in TX_COLUMNS:
+        value = name if name in stored else f"CAST(NULL AS {kind})"
+        if kind == "HUGEINT":
+            value = f"CAST({value} AS DECIMAL(38, 0))"
+        columns.append(value if value == name else f"{value} AS {name}")
+    return (
+        f"SELECT {', '.join(columns)}, to_timestamp(block_time) AS block_timestamp, "  # noqa: S608
+        f"to_timestamp(burn_block_time) AS burn_block_timestamp FROM {TABLE}"
+    )
+
+
+def stored_columns(con: duckdb.DuckDBPyConnection) -> set[str]:
+    rows = con.execute(
+        "SELECT column_name FROM duckdb_columns() WHERE table_name = ?", [TABLE]
+    ).fetchall()
+    return {str(row[0]) for row in rows}
 
 
 @dataclass(frozen=True)
@@ -299,14 +313,14 @@ class ExportDir:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def write_day(con: duckdb.DuckDBPyConnection, day: int, where: ExportDir) -> int:
+def write_day(con: duckdb.DuckDBPyConnection, select: str, day: int, where: ExportDir) -> int:
     """Write one day beside its partition, then rename it into place; return its size."""
     name = day_name(day)
     staged = where.temp / f"{name}.parquet"
     start, end = day * DAY, day * DAY + DAY - 1
     quoted = str(staged).replace("'", "''")
     con.execute(
-        f"COPY ({_SELECT} WHERE burn_block_time BETWEEN {start} AND {end} "
+        f"COPY ({select} WHERE burn_block_time BETWEEN {start} AND {end} "
         f"ORDER BY {', '.join(SORT)}) TO '{quoted}' (FORMAT parquet, COMPRESSION zstd)"
     )
     with open(staged, "rb") as handle:  # on disk before it is named: a crash leaves old or new
@@ -317,9 +331,9 @@ def write_day(con: duckdb.DuckDBPyConnection, day: int, where: ExportDir) -> int
     return target.stat().st_size
 
 
-def output_columns(con: duckdb.DuckDBPyConnection) -> list[dict[str, str]]:
+def output_columns(con: duckdb.DuckDBPyConnection, select: str) -> list[dict[str, str]]:
     """The exported columns and their DuckDB types, for the manifest's readers."""
-    described = con.execute(f"DESCRIBE {_SELECT}").fetchall()
+    described = con.execute(f"DESCRIBE {select}").fetchall()
     return [{"name": str(row[0]), "type": str(row[1])} for row in described]
 
 
@@ -370,111 +384,113 @@ def export_parquet(
     hold_seconds: float = 2.0,
     clock: Callable[[], float] = time.monotonic,
 ) -> ExportReport:
-    """Bring `directory` up to date with the database; see the module's docstring."""
+    """Bring `directory` up to date with the database; see the module's docstring.
+
+    `run_waiting` answers whether a run has taken the lock (asked between two holds of the file);
+    `on_progress` hears (days written, days to write) after each day.
+    """
+    report = ExportReport(
+        directory=str(directory), include_unverified=include_unverified, full=full
+    )
+    export = _Export(db_path, ExportDir(directory), report, run_waiting, on_progress, clock)
     try:
-        return _export(db_path, ExportDir(directory), full, include_unverified, run_waiting,
-                       on_progress, hold_seconds, clock)  # fmt: skip
+        return export.run(hold_seconds)
     except duckdb.Error as exc:
         raise store_error(db_path, exc, "cannot export from") from None
 
 
-def _export(
-    db_path: Path,
-    where: ExportDir,
-    full: bool,
-    include_unverified: bool,
-    run_waiting: Callable[[], bool] | None,
-    on_progress: ProgressCallback | None,
-    hold_seconds: float,
-    clock: Callable[[], float],
-) -> ExportReport:
-    began = clock()
-    where.check()
-    if not db_path.is_file():
-        raise StoreError(f"no database at {db_path} yet (no backfill has run)")
-    try:
-        with contextlib.closing(_open_reader(db_path)) as con:
-            fingerprints = day_fingerprints(con)
-            verified = verified_days(coverage.read(con))
-            columns = output_columns(con)
-            key = _file_key(db_path)
-    except DatabaseEmpty:
-        fingerprints, verified, columns, key = {}, set(), [], _file_key(db_path)
-    report = ExportReport(
-        directory=str(where.root), include_unverified=include_unverified, full=full
-    )
-    with where.locked():
-        manifest = where.read_manifest()
-        plan = plan_days(
-            fingerprints,
-            verified,
-            manifest,
-            where.days_on_disk(),
-            full=full,
-            include_unverified=include_unverified,
-        )
-        report.days_unchanged = len(plan.unchanged)
-        report.days_unverified_left_out = plan.unverified_left_out
-        days = dict(plan.unchanged)
-        try:
-            _write_days(db_path, key, plan, where, days, report, run_waiting, on_progress,
-                        hold_seconds, clock)  # fmt: skip
-            for name in plan.to_remove:
-                where.remove_day(name)
-                report.removed.append(name)
-        finally:
-            recorded = _recorded(days, manifest, report.removed)
-            where.write_manifest(recorded, columns)
-    report.days_written = len(report.written)
-    report.days_removed = len(report.removed)
-    report.days_left = len(plan.to_write) - len(report.written)
-    report.rows_exported = sum(entry.rows for entry in recorded.values())
-    report.bytes_exported = sum(entry.bytes for entry in recorded.values())
-    report.seconds = round(clock() - began, 3)
-    return report
+@dataclass
+class _Export:
+    """One export: what the database holds, what DIR holds, and the days written so far."""
 
+    db_path: Path
+    where: ExportDir
+    report: ExportReport
+    run_waiting: Callable[[], bool] | None
+    on_progress: ProgressCallback | None
+    clock: Callable[[], float]
+    days: dict[str, DayEntry] = field(default_factory=dict)  # written or kept, this export
 
-def _write_days(
-    db_path: Path,
-    key: list[Any],
-    plan: _Plan,
-    where: ExportDir,
-    days: dict[str, DayEntry],
-    report: ExportReport,
-    run_waiting: Callable[[], bool] | None,
-    on_progress: ProgressCallback | None,
-    hold_seconds: float,
-    clock: Callable[[], float],
-) -> None:
-    """Write the plan's days, holding the database `hold_seconds` at a time; between two holds,
-    stop when a run waits for the file (or wrote to it: the plan is stale then)."""
-    pending = list(plan.to_write)
-    while pending:
+    def run(self, hold_seconds: float) -> ExportReport:
+        began, report = self.clock(), self.report
+        self.where.check()
+        if not self.db_path.is_file():
+            raise StoreError(f"no database at {self.db_path} yet (no backfill has run)")
+        fingerprints, verified, columns, key = self.read_database()
+        with self.where.locked():
+            manifest = self.where.read_manifest()
+            plan = plan_days(
+                fingerprints,
+                verified,
+                manifest,
+                self.where.days_on_disk(),
+                full=report.full,
+                include_unverified=report.include_unverified,
+            )
+            report.days_unchanged = len(plan.unchanged)
+            report.days_unverified_left_out = plan.unverified_left_out
+            self.days.update(plan.unchanged)
+            try:
+                self.write_days(plan.to_write, key, hold_seconds)
+                for name in plan.to_remove:
+                    self.where.remove_day(name)
+                    report.removed.append(name)
+            finally:  # also on Ctrl-C: the manifest says what DIR holds now
+                recorded = _recorded(self.days, manifest, report.removed)
+                self.where.write_manifest(recorded, columns)
+        report.days_written = len(report.written)
+        report.days_removed = len(report.removed)
+        report.days_left = len(plan.to_write) - len(report.written)
+        report.rows_exported = sum(entry.rows for entry in recorded.values())
+        report.bytes_exported = sum(entry.bytes for entry in recorded.values())
+        report.seconds = round(self.clock() - began, 3)
+        return report
+
+    def read_database(
+        self,
+    ) -> tuple[dict[int, tuple[int, str]], set[int], list[dict[str, str]], list[Any]]:
+        """Each day's fingerprint, the verified days, the columns, and the file's key, at once."""
         try:
-            con = _open_reader(db_path, patience=1.0)
-        except DatabaseBusy:  # a run took the file in the moment it was free
-            report.stopped_for_run = True
-            return
-        with contextlib.closing(con):
-            if _file_key(db_path) != key:  # written meanwhile: the plan is stale
+            with contextlib.closing(_open_reader(self.db_path)) as con:
+                fingerprints = day_fingerprints(con)
+                verified = verified_days(coverage.read(con))
+                columns = output_columns(con, select_sql(stored_columns(con)))
+                return fingerprints, verified, columns, _file_key(self.db_path)
+        except DatabaseEmpty:
+            return {}, set(), [], _file_key(self.db_path)
+
+    def write_days(
+        self, to_write: list[tuple[int, int, str, bool]], key: list[Any], hold_seconds: float
+    ) -> None:
+        """Write the days, holding the database `hold_seconds` at a time; between two holds,
+        stop when a run waits for the file (or wrote to it: the plan is stale then)."""
+        pending, report = list(to_write), self.report
+        while pending:
+            try:
+                con = _open_reader(self.db_path, patience=1.0)
+            except DatabaseBusy:  # a run took the file in the moment it was free
                 report.stopped_for_run = True
                 return
-            held = clock()
-            while pending:  # at least one day per hold, however slow the machine
-                day, rows, checksum, is_verified = pending.pop(0)
-                size = write_day(con, day, where)
-                name = day_name(day)
-                days[name] = DayEntry(rows, checksum, is_verified, size, _utc_now())
-                report.written.append(name)
-                report.rows_written += rows
-                report.bytes_written += size
-                if on_progress is not None:
-                    on_progress(len(report.written), len(plan.to_write))
-                if clock() - held >= hold_seconds:
-                    break
-        if pending and run_waiting is not None and run_waiting():
-            report.stopped_for_run = True
-            return
+            with contextlib.closing(con):
+                if _file_key(self.db_path) != key:
+                    report.stopped_for_run = True
+                    return
+                held, select = self.clock(), select_sql(stored_columns(con))
+                while pending:  # at least one day per hold, however slow the machine
+                    day, rows, checksum, is_verified = pending.pop(0)
+                    size = write_day(con, select, day, self.where)
+                    name = day_name(day)
+                    self.days[name] = DayEntry(rows, checksum, is_verified, size, _utc_now())
+                    report.written.append(name)
+                    report.rows_written += rows
+                    report.bytes_written += size
+                    if self.on_progress is not None:
+                        self.on_progress(len(report.written), len(to_write))
+                    if self.clock() - held >= hold_seconds:
+                        break
+            if pending and self.run_waiting is not None and self.run_waiting():
+                report.stopped_for_run = True
+                return
 
 
 def _recorded(
