@@ -441,3 +441,27 @@ def test_a_run_that_starts_during_an_export_gets_the_database(tmp_path: Path) ->
     done = stxbf("export", str(out), env=cron_env(STXBF_DB=str(db)))
     assert done.returncode == 0, done.stderr
     assert parquet_days(out) == stored_days(db)
+
+
+def test_a_file_not_yet_migrated_exports_the_same_columns(tmp_path: Path) -> None:
+    """A schema 2 file, opened read-only, is not migrated: the columns it lacks come out NULL."""
+    from stxbf.store.schema import TX_COLUMNS_V3_ADDED
+
+    current, old = tmp_path / "current.duckdb", tmp_path / "old.duckdb"
+    many_days(current, days=3, per_day=10)
+    many_days(old, days=3, per_day=10)
+    with duckdb.connect(str(old)) as con:
+        for name, _ in TX_COLUMNS_V3_ADDED:
+            con.execute(f"ALTER TABLE transactions DROP COLUMN {name}")
+        con.execute("ALTER TABLE windows DROP COLUMN checked_at")
+        con.execute("ALTER TABLE windows DROP COLUMN source")
+        con.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+    export_parquet(current, tmp_path / "current")
+    report = export_parquet(old, tmp_path / "old")
+    assert report.days_written == 3
+    schema_of = {
+        name: ds.dataset(tmp_path / name / "transactions", format="parquet", partitioning="hive")
+        for name in ("current", "old")
+    }
+    assert schema_of["old"].schema == schema_of["current"].schema
+    assert parquet_days(tmp_path / "old") == parquet_days(tmp_path / "current")
