@@ -465,3 +465,28 @@ def test_a_file_not_yet_migrated_exports_the_same_columns(tmp_path: Path) -> Non
     }
     assert schema_of["old"].schema == schema_of["current"].schema
     assert parquet_days(tmp_path / "old") == parquet_days(tmp_path / "current")
+
+
+@pytest.mark.slow  # a subprocess exporting 150 days, interrupted in the middle, then again
+def test_ctrl_c_in_the_middle_records_the_days_written_and_exits_130(tmp_path: Path) -> None:
+    db, out = tmp_path / "stxbf.duckdb", tmp_path / "out"
+    many_days(db, days=150, per_day=400)
+    proc = spawn("export", str(out), env=cron_env(STXBF_DB=str(db)))
+    retry_until(
+        lambda: any((out / "transactions").glob("date=*/data.parquet")) or proc.poll() is not None,
+        interval=0.001,
+    )
+    assert proc.poll() is None, "the export ended before it wrote a day"
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=HANG)
+    assert proc.returncode == ExitCode.INTERRUPTED, stderr
+    assert "Traceback" not in stderr and "internal error" not in stderr
+    recorded = json.loads((out / "manifest.json").read_text())["days"]
+    on_disk = {
+        p.parent.name.removeprefix("date="): p.stat().st_size
+        for p in (out / "transactions").glob("date=*/data.parquet")
+    }
+    assert 0 < len(recorded) < 150
+    assert {day: entry["bytes"] for day, entry in recorded.items()} == on_disk
+    again = export_parquet(db, out)
+    assert again.days_unchanged == len(recorded) and again.days_written == 150 - len(recorded)

@@ -395,8 +395,14 @@ def export_parquet(
     export = _Export(db_path, ExportDir(directory), report, run_waiting, on_progress, clock)
     try:
         return export.run(hold_seconds)
+    except duckdb.InterruptException:
+        raise KeyboardInterrupt from None  # Ctrl-C inside a query: the days done are recorded
     except duckdb.Error as exc:
         raise store_error(db_path, exc, "cannot export from") from None
+    except RuntimeError as exc:  # DuckDB's COPY reports Ctrl-C as "Query interrupted"
+        if "interrupted" in str(exc).lower():
+            raise KeyboardInterrupt from None
+        raise
 
 
 @dataclass
