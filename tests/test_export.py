@@ -467,10 +467,11 @@ def test_a_file_not_yet_migrated_exports_the_same_columns(tmp_path: Path) -> Non
     assert parquet_days(tmp_path / "old") == parquet_days(tmp_path / "current")
 
 
-@pytest.mark.slow  # a subprocess exporting 150 days, interrupted in the middle, then again
+@pytest.mark.slow  # a subprocess exporting 60 large days, interrupted in the middle, then again
 def test_ctrl_c_in_the_middle_records_the_days_written_and_exits_130(tmp_path: Path) -> None:
+    """Large days: the signal lands inside DuckDB's COPY, which reports it as its own error."""
     db, out = tmp_path / "stxbf.duckdb", tmp_path / "out"
-    many_days(db, days=150, per_day=400)
+    many_days(db, days=60, per_day=20_000)
     proc = spawn("export", str(out), env=cron_env(STXBF_DB=str(db)))
     retry_until(
         lambda: any((out / "transactions").glob("date=*/data.parquet")) or proc.poll() is not None,
@@ -486,7 +487,7 @@ def test_ctrl_c_in_the_middle_records_the_days_written_and_exits_130(tmp_path: P
         p.parent.name.removeprefix("date="): p.stat().st_size
         for p in (out / "transactions").glob("date=*/data.parquet")
     }
-    assert 0 < len(recorded) < 150
+    assert 0 < len(recorded) < 60
     assert {day: entry["bytes"] for day, entry in recorded.items()} == on_disk
     again = export_parquet(db, out)
-    assert again.days_unchanged == len(recorded) and again.days_written == 150 - len(recorded)
+    assert again.days_unchanged == len(recorded) and again.days_written == 60 - len(recorded)
