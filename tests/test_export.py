@@ -491,3 +491,14 @@ def test_ctrl_c_in_the_middle_records_the_days_written_and_exits_130(tmp_path: P
     assert {day: entry["bytes"] for day, entry in recorded.items()} == on_disk
     again = export_parquet(db, out)
     assert again.days_unchanged == len(recorded) and again.days_written == 60 - len(recorded)
+
+
+def test_a_first_export_killed_before_its_manifest_is_finished_by_the_next(
+    thirty_days: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    first = export_parquet(db_of(thirty_days), out)
+    (out / "manifest.json").unlink()  # as a kill -9 before the first manifest leaves DIR
+    again = export_parquet(db_of(thirty_days), out)
+    assert again.days_written == first.days_written
+    assert parquet_days(out) == stored_days(db_of(thirty_days))

@@ -224,7 +224,8 @@ class ExportDir:
         """Refuse a DIR that is a file, or one holding things an export did not write."""
         if self.root.exists() and not self.root.is_dir():
             raise ConfigError(f"export directory {self.root} is a file")
-        if not self.root.is_dir() or self.manifest_path.exists():
+        ours = (self.manifest_path, self.root / LOCK_NAME)  # the lock: a first export killed
+        if not self.root.is_dir() or any(path.exists() for path in ours):
             return
         foreign = [p.name for p in self.root.iterdir() if p.name not in (TEMP_DIR, LOCK_NAME)]
         if foreign:
