@@ -12,6 +12,8 @@ import asyncio
 import calendar
 import json
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -502,3 +504,24 @@ def test_a_first_export_killed_before_its_manifest_is_finished_by_the_next(
     again = export_parquet(db_of(thirty_days), out)
     assert again.days_written == first.days_written
     assert parquet_days(out) == stored_days(db_of(thirty_days))
+
+
+@pytest.mark.slow  # four exports of a small year in subprocesses
+def test_the_export_benchmark_runs_end_to_end(tmp_path: Path) -> None:
+    """`benchmarks/export.py` on a small year: structure only, no speed asserted."""
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "export.py"
+    done = subprocess.run(
+        [sys.executable, str(script), "--dir", str(tmp_path), "--rows", "7300"],
+        capture_output=True,
+        text=True,
+        timeout=HANG * 5,
+        env=cron_env(),
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert [result[name]["days_written"] for name in ("first", "unchanged", "one_day_changed")] == [
+        365,
+        0,
+        1,
+    ]
+    assert result["full"]["days_written"] == 365 and result["first"]["rows_exported"] == 7300
