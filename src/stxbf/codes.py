@@ -15,6 +15,8 @@ names, and a meta-test holds docs/cli.md's tables to them.
     metrics  0 written (the verdict is a metric) · 1 the file could not be written
              · 64 usage or configuration error
     tmux status  0 running or finished · 1 no session · 8 the runner pane ended with an error
+    export   0 up to date · 1 error · 2 usage · 3 stopped for a run that started · 4 a run holds
+             the database · 65 database damaged · 130 interrupted
 
 Codes 64, 65, 69 and 75 are the BSD sysexits EX_USAGE, EX_DATAERR, EX_UNAVAILABLE and
 EX_TEMPFAIL. Degraded (69, the API is failing) and stalled differ on purpose: a monitor warns on
@@ -43,8 +45,9 @@ class ExitCode(IntEnum):
     OK = 0  # target reached / command succeeded / complete / healthy
     ERROR = 1  # the command failed (API, database, filesystem, a bug)
     USAGE = 2  # bad arguments or settings (every command but status and health)
-    INCOMPLETE = 3  # run stopped before the target; status: the target is not reached
-    LOCKED = 4  # another `stxbf run` holds the lock on this data
+    INCOMPLETE = 3  # run stopped before the target; status: the target is not reached; export:
+    # stopped for a run before every day was written
+    LOCKED = 4  # another `stxbf run` holds the lock on this data (export: or on its directory)
     RUNNING = 5  # status: a backfill is running
     STALLED = 6  # status: a backfill is running but makes no progress
     NOT_STARTED = 7  # status: no backfill yet
@@ -163,6 +166,17 @@ COMMAND_EXIT_CODES: dict[str, frozenset[int]] = {
             ExitCode.LOCKED,
             ExitCode.DATABASE,
             ExitCode.RATE_LIMITED,
+            ExitCode.INTERRUPTED,
+        }
+    ),
+    "stxbf export": frozenset(
+        {
+            ExitCode.OK,
+            ExitCode.ERROR,
+            ExitCode.USAGE,
+            ExitCode.INCOMPLETE,
+            ExitCode.LOCKED,
+            ExitCode.DATABASE,
             ExitCode.INTERRUPTED,
         }
     ),

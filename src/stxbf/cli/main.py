@@ -13,7 +13,7 @@ import sys
 import typer
 
 from stxbf import __version__
-from stxbf.cli import demo, health, logs, metrics, run, sim, status, tmux, verify
+from stxbf.cli import demo, export, health, logs, metrics, run, sim, status, tmux, verify
 from stxbf.cli.common import console, err_console
 from stxbf.codes import usage_exit_code
 from stxbf.errors import ExitCode, StxbfError
@@ -54,6 +54,7 @@ app.command("status")(status.status)
 app.command("health")(health.health)
 app.command("metrics")(metrics.metrics)
 app.command("logs")(logs.logs)
+app.command("export")(export.export)
 app.add_typer(tmux.app, name="tmux")
 app.add_typer(sim.app, name="sim")
 

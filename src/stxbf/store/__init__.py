@@ -8,5 +8,15 @@ from stxbf.store.db import (
     WindowRecord,
     damaged_hint,
 )
+from stxbf.store.export import ExportReport, export_parquet
 
-__all__ = ["Replaced", "Store", "StoreSummary", "WindowCheck", "WindowRecord", "damaged_hint"]
+__all__ = [
+    "ExportReport",
+    "Replaced",
+    "Store",
+    "StoreSummary",
+    "WindowCheck",
+    "WindowRecord",
+    "damaged_hint",
+    "export_parquet",
+]
