@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TextIO
 
 from rich.console import Console
 
@@ -16,6 +17,53 @@ err_console = Console(stderr=True, highlight=False)
 
 def stdout_is_terminal() -> bool:
     return sys.stdout.isatty()
+
+
+class ReaderMayLeave:
+    """Standard output for a reader that may close its end early (`stxbf health | head -1`).
+
+    The first write into a closed pipe points the file descriptor at /dev/null and is dropped,
+    so the command still completes and exits with the code it decides (often after its last
+    print), and the interpreter's final flush is silent. Loops that only print (`--watch`,
+    `--follow`) ask `reader_gone()` and end as on Ctrl+C.
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        self.wrapped = stream
+        self.gone = False
+
+    def write(self, text: str) -> int:
+        if not self.gone:
+            try:
+                return self.wrapped.write(text)
+            except BrokenPipeError:
+                self._silence()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.gone:
+            try:
+                self.wrapped.flush()
+            except BrokenPipeError:
+                self._silence()
+
+    def _silence(self) -> None:
+        self.gone = True
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, self.wrapped.fileno())
+        except (OSError, ValueError):  # no real descriptor (a test's capture): dropping will do
+            pass
+        finally:
+            os.close(devnull)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.wrapped, name)
+
+
+def reader_gone() -> bool:
+    """Whether the reader of standard output has closed its end (see ReaderMayLeave)."""
+    return isinstance(sys.stdout, ReaderMayLeave) and sys.stdout.gone
 
 
 def session_target(settings: Settings) -> tuple[str, str | None]:

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.text import Text
 
-from stxbf.cli.common import console, err_console
+from stxbf.cli.common import console, err_console, reader_gone
 from stxbf.cli.options import Home
 from stxbf.errors import ConfigError
 from stxbf.ops.logs import LEVEL_STYLES, LEVELS, follow, line_level, log_size, tail
@@ -42,7 +42,7 @@ def logs(
     if not follow_:
         return
     try:
-        for line in follow(path, level=level, offset=offset):
+        for line in follow(path, level=level, offset=offset, stop=reader_gone):
             current = _print(line, current)
     except KeyboardInterrupt:
         pass

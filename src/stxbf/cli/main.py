@@ -14,7 +14,7 @@ import typer
 
 from stxbf import __version__
 from stxbf.cli import demo, health, logs, run, sim, status, tmux, verify
-from stxbf.cli.common import console, err_console
+from stxbf.cli.common import ReaderMayLeave, console, err_console
 from stxbf.codes import usage_exit_code
 from stxbf.errors import ExitCode, StxbfError
 
@@ -58,7 +58,21 @@ app.add_typer(sim.app, name="sim")
 
 
 def main() -> None:
-    """Run the app; every failure ends as one line on stderr and a documented exit code."""
+    """Run the app; every failure ends as one line on stderr and a documented exit code.
+
+    A reader that closes the pipe early (`stxbf health | head -1`, under `set -o pipefail`)
+    changes nothing: the command exits with the code it would have, and stderr stays quiet.
+    """
+    stdout = ReaderMayLeave(sys.stdout)
+    sys.stdout = stdout
+    try:
+        _main()
+    finally:
+        stdout.flush()  # here, not in the interpreter's last flush, which would fail loudly
+        sys.stdout = stdout.wrapped
+
+
+def _main() -> None:
     from typer.exceptions import Abort, TyperException
 
     try:
