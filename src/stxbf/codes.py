@@ -12,6 +12,8 @@ names, and a meta-test holds docs/cli.md's tables to them.
              · 65 database problem · 75 rate-limited · 1 error · 64 usage
     health   0 healthy · 1 not running · 2 stalled · 3 database problem · 4 configuration error
              · 75 rate-limited · 64 usage
+    verify   0 ok · 1 error · 2 usage · 3 a changed window not settled · 4 locked
+             · 65 database damaged · 130 interrupted
     tmux status  0 running or finished · 1 no session · 8 the runner pane ended with an error
 
 Codes 64, 65 and 75 are the BSD sysexits EX_USAGE, EX_DATAERR and EX_TEMPFAIL.
@@ -156,6 +158,18 @@ COMMAND_EXIT_CODES: dict[str, frozenset[int]] = {
             ExitCode.INTERRUPTED,
         }
     ),
+    "stxbf verify": frozenset(
+        {
+            ExitCode.OK,
+            ExitCode.ERROR,
+            ExitCode.USAGE,
+            ExitCode.INCOMPLETE,
+            ExitCode.LOCKED,
+            ExitCode.DATABASE,
+            ExitCode.INTERRUPTED,
+        }
+    ),
+    "stxbf tmux status": frozenset({ExitCode.OK, ExitCode.ERROR, ExitCode.RUNNER_EXITED}),
     "stxbf status": frozenset(
         {outcome.exit_code for outcome in STATUS_STATES.values()}
         | {ExitCode.ERROR, ExitCode.MONITOR_USAGE}
