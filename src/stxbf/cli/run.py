@@ -18,12 +18,14 @@ from stxbf.cli.options import (
     GiveUpAfter,
     Home,
     LogLevel,
+    LogLevelChoice,
     MaxIterations,
     MaxPages,
     RequestTimeout,
     Rpm,
     SettleHours,
     Source,
+    SourceChoice,
     TargetDays,
     Verify,
 )
@@ -49,9 +51,9 @@ def run(
     db: Path | None = Db,
     give_up_after: float | None = GiveUpAfter,
     request_timeout: float | None = RequestTimeout,
-    log_level: str | None = LogLevel,
+    log_level: LogLevelChoice | None = LogLevel,
     settle_hours: float | None = SettleHours,
-    source: str | None = Source,
+    source: SourceChoice | None = Source,
     verify: bool = Verify,
 ) -> None:
     """Backfill transactions into DuckDB until the target range is verified.

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from stxbf.ops.status import StatusReport
 
 TargetDays = typer.Option(
-    None, "--target-days", min=1, help="Days of history to measure (default: the last run's)."
+    None, "--target-days", min=1, help="Days of history to measure.  [default: the last run's]"
 )
 AsJson = typer.Option(
     False, "--json", help="Print the status as one JSON object (schema in docs/operations.md)."
@@ -37,7 +37,7 @@ Watch = typer.Option(
     help="Keep redrawing a live monitor (read-only) until Ctrl+C; with --json, one JSON "
     "object a line per refresh.",
 )
-Interval = typer.Option(10.0, "--interval", min=0.5, help="Seconds between redraws.")
+Interval = typer.Option(10, "--interval", min=0.5, help="Seconds between redraws.")
 
 
 def status(

@@ -22,6 +22,7 @@ from stxbf.cli.passthrough import with_run_options
 from stxbf.cli.tmux import attach, start, status, stop
 from stxbf.cli.tmux.common import (
     Inhibit,
+    InhibitChoice,
     Interval,
     StartupTimeout,
     say,
@@ -42,7 +43,7 @@ def tmux(
     ctx: typer.Context,
     session_name: str | None = SessionName,
     socket_name: str | None = SocketName,
-    inhibit: str = Inhibit,
+    inhibit: InhibitChoice = Inhibit,
     interval: float = Interval,
     startup_timeout: float = StartupTimeout,
     **run_options: Any,
