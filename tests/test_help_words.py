@@ -6,6 +6,7 @@
   in help and completed by the shell; the settings accept the same values.
 - A usage error points at the help of the command it belongs to, and a bad value is worded the
   same way whether a flag, the environment or the config file gave it.
+- Output into a pipe or a file is neither wrapped at 80 columns nor padded with spaces.
 """
 
 from __future__ import annotations
@@ -160,3 +161,18 @@ def test_a_usage_error_points_at_its_commands_help(
     got, _, err = run_cli(args, capsys, monkeypatch)
     assert got == code
     assert f"Try '{command} --help'." in err
+
+
+def test_output_into_a_pipe_is_neither_wrapped_nor_padded(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cron mail and log files: a line is as long as it is, with no trailing spaces."""
+    monkeypatch.setenv("COLUMNS", "80")
+    bogus = "not-a-number-" * 8  # the detail line runs well past 80 columns
+    monkeypatch.setenv("STXBF_TARGET_DAYS", bogus)
+    code, out, _ = run_cli(["health"], capsys, monkeypatch)
+    assert code == 4
+    lines = out.splitlines()
+    assert [line for line in lines if line != line.rstrip()] == []
+    detail = [line for line in lines if "config" in line and bogus in line]
+    assert len(detail) == 1, out  # the whole detail on its check's line

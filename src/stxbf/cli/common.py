@@ -3,16 +3,45 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, TextIO
 
-from rich.console import Console
+from rich.console import Console, ConsoleDimensions
+from rich.segment import Segment
 
 if TYPE_CHECKING:
     from stxbf.settings import Settings
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+
+# Into a file or a pipe a line is as long as it is: cron mail and logs are read by people and
+# grep, not by a terminal of a width nobody set (rich assumes 80).
+UNWRAPPED_WIDTH = 1000
+TRAILING_SPACES = re.compile(r"[ \t]+(?=\n)")
+
+
+class OutputConsole(Console):
+    """rich's Console; into a file or a pipe it neither wraps lines nor pads them with spaces."""
+
+    @property
+    def size(self) -> ConsoleDimensions:
+        dimensions = super().size
+        if self.is_terminal or self._width is not None:
+            return dimensions
+        return ConsoleDimensions(UNWRAPPED_WIDTH, dimensions.height)
+
+    @size.setter
+    def size(self, new_size: tuple[int, int]) -> None:
+        self._width, self._height = new_size
+
+    def _render_buffer(self, buffer: Iterable[Segment]) -> str:
+        rendered = super()._render_buffer(buffer)
+        return rendered if self.is_terminal else TRAILING_SPACES.sub("", rendered)
+
+
+console = OutputConsole(highlight=False, soft_wrap=True)
+err_console = OutputConsole(stderr=True, highlight=False, soft_wrap=True)
 
 
 def stdout_is_terminal() -> bool:

@@ -107,7 +107,8 @@ def show_status(report: StatusReport) -> None:
     from stxbf.ops.formats import fmt_duration
     from stxbf.ops.render import render_status
 
-    console.print(render_status(report, width=console.width))
+    strip_width = console.width if console.is_terminal else 80  # a chart, not a line to unwrap
+    console.print(render_status(report, width=strip_width))
     if report.oldest_check_at is not None:
         age = fmt_duration(max(0.0, report.checked_at - report.oldest_check_at))
         console.print(f"Oldest window check: {age} ago (`stxbf verify` re-counts every window)")
