@@ -32,6 +32,7 @@ from stxbf.cli.options import (
 from stxbf.cli.run_end import ending_of, log_run_end, on_signal, stop_signals, stop_view
 from stxbf.cli.views import LiveView, PlainView, render_report
 from stxbf.errors import ConfigError, StxbfError
+from stxbf.state import plural
 
 if TYPE_CHECKING:
     from stxbf.runner import RunParams, RunReport
@@ -167,9 +168,9 @@ def execute(
         settings.log_path, level=settings.log_level, console=console_handler, secrets=secret
     )
     log.info(
-        "stxbf run (pid %d) started: %d days from %s into %s",
+        "stxbf run (pid %d) started: %s from %s into %s",
         os.getpid(),
-        params.target_days,
+        plural(params.target_days, "day"),
         params.api_url,
         params.db_path,
     )
