@@ -108,3 +108,18 @@ def write_log(home: Path, lines: int) -> None:
 def test_logs_into_head_exits_0_quietly(args: tuple[str, ...], isolated_env: Path) -> None:
     write_log(isolated_env, 5000)  # ~300 KB: more than a pipe holds, so a write must fail
     assert run_into_head(args, cron_env()) == (0, "")
+
+
+@pytest.mark.parametrize("args", [("status",), ("health", "--json")], ids=" ".join)
+def test_a_closed_standard_output_changes_no_exit_code(args: tuple[str, ...]) -> None:
+    """`stxbf health --json >&-` (a job started with no standard output) is no internal error."""
+    env = cron_env()
+    plain = subprocess.run(command(args), env=env, capture_output=True, timeout=60)
+    closed = subprocess.run(
+        ["bash", "-c", '"$@" >&-', "bash", *command(args)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (closed.returncode, closed.stderr) == (plain.returncode, "")

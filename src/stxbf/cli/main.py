@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import sys
 
@@ -65,6 +66,8 @@ def main() -> None:
     A reader that closes the pipe early (`stxbf health | head -1`, under `set -o pipefail`)
     changes nothing: the command exits with the code it would have, and stderr stays quiet.
     """
+    if sys.stdout is None:  # started with standard output closed (`>&-`): write nowhere
+        sys.stdout = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115 (until exit)
     stdout = ReaderMayLeave(sys.stdout)
     sys.stdout = stdout
     try:
