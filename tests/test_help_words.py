@@ -121,6 +121,11 @@ BAD_VALUES = {  # argv or environment: the one line it gets
         {"STXBF_TARGET_DAYS": "x"},
         "invalid STXBF_TARGET_DAYS: Input should be a valid integer",
     ),
+    "flag not finite": (
+        ["sim", "serve", "--latency-ms", "inf"],
+        {},
+        "invalid --latency-ms: must be a finite number (got inf)",
+    ),
     "flag range": (
         ["status", "--target-days", "0"],
         {},

@@ -166,7 +166,7 @@ def _check_numbers(
     }
     for flag, value in floats.items():
         if not math.isfinite(value):
-            raise ConfigError(f"invalid value for {flag}: {value} is not a finite number")
+            raise ConfigError(f"invalid {flag}: must be a finite number (got {value!r})")
     if days * tx_per_day > MAX_CHAIN_TRANSACTIONS:
         raise ConfigError(
             f"a chain of {days:g} days at {tx_per_day:,} tx/day is more than the simulator holds "
