@@ -21,6 +21,7 @@ import typer.main
 from stxbf.cli import options, sim
 from stxbf.cli.main import app
 from stxbf.cli.tmux import common as tmux_common
+from stxbf.defaults import LOOPBACK_HOSTS
 from stxbf.ops.inhibit import MODES
 from stxbf.settings import LOG_LEVELS, SOURCES
 from stxbf.simulator.config import V1_STATES
@@ -62,6 +63,7 @@ CHOICES = {  # (command, flag): the values the help lists and the shell complete
     ("sim serve", "--generic-window"): GENERIC_WINDOWS,
     ("sim serve", "--rate-reset"): RESET_FORMATS,
     ("sim serve", "--v1"): V1_STATES,
+    ("sim serve", "--host"): ("127.0.0.1", "localhost", "::1"),
 }
 
 
@@ -91,6 +93,7 @@ def test_the_cli_choices_are_the_values_the_library_accepts() -> None:
     assert get_args(sim.GenericWindowChoice) == GENERIC_WINDOWS
     assert get_args(sim.RateResetChoice) == RESET_FORMATS
     assert get_args(sim.V1Choice) == V1_STATES
+    assert set(get_args(sim.HostChoice)) == LOOPBACK_HOSTS
 
 
 def test_a_choice_is_case_insensitive(

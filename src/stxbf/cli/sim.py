@@ -26,6 +26,7 @@ app = typer.Typer(
 )
 
 Port = typer.Option(0, "--port", "-p", min=0, max=65535, help="TCP port; 0 picks a free one.")
+HostChoice = Literal["127.0.0.1", "localhost", "::1"]  # defaults.LOOPBACK_HOSTS
 Host = typer.Option("127.0.0.1", "--host", help="Loopback address to bind (only).")
 Days = typer.Option(
     30, "--days", min=0, max=MAX_DAYS, help="History length: genesis is DAYS before now."
@@ -89,7 +90,7 @@ V1 = typer.Option(
 @app.command("serve")
 def serve(
     port: int = Port,
-    host: str = Host,
+    host: HostChoice = Host,
     days: float = Days,
     tx_per_day: int = TxPerDay,
     seed: int = Seed,
