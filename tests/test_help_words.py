@@ -47,6 +47,7 @@ def test_help_fits_80_columns_and_writes_defaults_one_way(
     code, out, _ = run_cli([*name.split(), "--help"], capsys, monkeypatch)
     assert code == 0
     assert "…" not in out
+    assert not re.search(r"[a-z,]\.\.\.$", out, re.M), "a command's summary cut short"
     assert [line for line in out.splitlines() if len(line) > 80] == []
     assert "(default" not in out, "a default written as `(default X)`"
     assert not re.search(r"default: -?\d+\.0\b", out), "a default written as `600.0`"

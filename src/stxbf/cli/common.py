@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from rich.console import Console, ConsoleDimensions
 from rich.segment import Segment
+from typer.core import TyperGroup
 
 if TYPE_CHECKING:
     from stxbf.settings import Settings
@@ -42,6 +43,21 @@ class OutputConsole(Console):
 
 console = OutputConsole(highlight=False, soft_wrap=True)
 err_console = OutputConsole(stderr=True, highlight=False, soft_wrap=True)
+
+
+class WholeSummaries(TyperGroup):
+    """A command group whose help lists each command's whole first sentence, wrapped, where
+    click cuts it at the width ("Backfill transactions into DuckDB until the range is...")."""
+
+    def format_commands(self, ctx: Any, formatter: Any) -> None:
+        rows = [
+            (name, command.get_short_help_str(limit=10_000))
+            for name in self.list_commands(ctx)
+            if (command := self.get_command(ctx, name)) is not None and not command.hidden
+        ]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
 
 
 def stdout_is_terminal() -> bool:

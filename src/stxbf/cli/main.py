@@ -16,7 +16,7 @@ import typer
 
 from stxbf import __version__
 from stxbf.cli import demo, health, logs, run, sim, status, tmux, verify
-from stxbf.cli.common import ReaderMayLeave, console, err_console
+from stxbf.cli.common import ReaderMayLeave, WholeSummaries, console, err_console
 from stxbf.codes import usage_exit_code
 from stxbf.errors import ExitCode, StxbfError
 
@@ -25,7 +25,8 @@ app = typer.Typer(
     help="Backfill Stacks transaction history from the Hiro API into DuckDB, unattended.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    rich_markup_mode=None,
+    rich_markup_mode=None,  # plain help: it fits 80 columns, paragraphs reflowed
+    cls=WholeSummaries,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 

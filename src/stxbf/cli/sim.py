@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Literal
 
 import typer
 
+from stxbf.cli.common import WholeSummaries
+
 if TYPE_CHECKING:
     from stxbf.simulator import SimApi, SimConfig
 
@@ -23,6 +25,7 @@ MAX_CHAIN_TRANSACTIONS = 50_000_000  # the whole chain is generated in memory at
 app = typer.Typer(
     help="Run a simulated Hiro Stacks API on loopback (seeded chain, limits, faults).",
     no_args_is_help=True,
+    cls=WholeSummaries,
 )
 
 Port = typer.Option(0, "--port", "-p", min=0, max=65535, help="TCP port; 0 picks a free one.")

@@ -16,7 +16,7 @@ from typing import Any
 
 import typer
 
-from stxbf.cli.common import session_target
+from stxbf.cli.common import WholeSummaries, session_target
 from stxbf.cli.options import SessionName, SocketName
 from stxbf.cli.passthrough import with_run_options
 from stxbf.cli.tmux import attach, start, status, stop
@@ -34,6 +34,7 @@ from stxbf.cli.tmux.common import (
 app = typer.Typer(
     help="Run the backfill in tmux: survives SSH disconnects; runner on top, live monitor below.",
     no_args_is_help=False,
+    cls=WholeSummaries,
 )
 
 
