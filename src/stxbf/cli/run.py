@@ -61,6 +61,7 @@ def run(
 
     Resumable: run it again after any interruption and it continues where it stopped. The API key
     comes from STXBF_API_KEY or HIRO_API_KEY in the environment, never from the command line.
+
     Exit codes: 0 target reached, 1 error, 2 usage, 3 stopped before the target, 4 another run
     holds the lock, 65 a damaged database (every block is read first; nothing is fetched), 75 the
     API's quota ran out, 130 interrupted.
