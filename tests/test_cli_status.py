@@ -137,7 +137,7 @@ def test_logs_missing_and_bad_level(isolated_env: Path, capsys, monkeypatch) -> 
     code, _, err = run_cli(["logs"], capsys, monkeypatch)
     assert code == 1 and "no log yet" in err
     code, _, err = run_cli(["logs", "--level", "LOUD"], capsys, monkeypatch)
-    assert code == 2 and "unknown --level" in err
+    assert code == 2 and "invalid --level: must be one of debug, info, warning, error" in err
 
 
 @pytest.mark.parametrize("name", ["a:b", "a.b"])

@@ -12,6 +12,7 @@ from stxbf.codes import WindowState
 from stxbf.fetch.engine import Engine, _Pass, _Window
 from stxbf.fetch.windows import CompletedWindow
 from stxbf.models import Page
+from stxbf.state import utc_iso
 from tests.fakes import FakeChain, make_row
 
 
@@ -332,3 +333,15 @@ def test_dispatch_fills_the_request_slots_and_drops_stale_pages() -> None:
         assert [start for start, _ in asked] == [9000, 8000, 7000, 6000]
 
     asyncio.run(scenario())
+
+
+def test_a_refetched_window_is_logged_with_utc_times(caplog: pytest.LogCaptureFixture) -> None:
+    """`refetching window 1796055895..1796115727` told a person nothing: the log writes times."""
+    start = 1796055000
+    fetch_pass, _ = make_pass([(start, start + 999)], max_window_attempts=3)
+    window = open_window(fetch_pass)
+    with caplog.at_level("INFO", logger="stxbf.fetch.engine"):
+        answer(fetch_pass, window, 0, total=3, ids=["0xa", "0xb", "0xa"])
+    [message] = [r.getMessage() for r in caplog.records if "refetching" in r.getMessage()]
+    assert message.startswith(f"refetching window {utc_iso(start)} .. {utc_iso(start + 999)}:")
+    assert str(start) not in message

@@ -14,6 +14,8 @@ names, and a meta-test holds docs/cli.md's tables to them.
              · 69 degraded · 75 rate-limited · 64 usage
     metrics  0 written (the verdict is a metric) · 1 the file could not be written
              · 64 usage or configuration error
+    verify   0 ok · 1 error · 2 usage · 3 a changed window not settled · 4 locked
+             · 65 database damaged · 130 interrupted
     tmux status  0 running or finished · 1 no session · 8 the runner pane ended with an error
     export   0 up to date · 1 error · 2 usage · 3 stopped for a run that started · 4 a run holds
              the database · 65 database damaged · 130 interrupted
@@ -180,6 +182,18 @@ COMMAND_EXIT_CODES: dict[str, frozenset[int]] = {
             ExitCode.INTERRUPTED,
         }
     ),
+    "stxbf verify": frozenset(
+        {
+            ExitCode.OK,
+            ExitCode.ERROR,
+            ExitCode.USAGE,
+            ExitCode.INCOMPLETE,
+            ExitCode.LOCKED,
+            ExitCode.DATABASE,
+            ExitCode.INTERRUPTED,
+        }
+    ),
+    "stxbf tmux status": frozenset({ExitCode.OK, ExitCode.ERROR, ExitCode.RUNNER_EXITED}),
     "stxbf status": frozenset(
         {outcome.exit_code for outcome in STATUS_STATES.values()}
         | {ExitCode.ERROR, ExitCode.MONITOR_USAGE}

@@ -95,7 +95,7 @@ class Settings(BaseSettings):
     def _check_source(cls, value: str) -> str:
         source = value.strip().lower()
         if source not in SOURCES:
-            raise ValueError(f"must be one of {', '.join(SOURCES)}, not {value!r}")
+            raise ValueError(f"must be one of {', '.join(SOURCES)}")
         return source
 
     @field_validator("log_level")

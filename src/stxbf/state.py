@@ -156,3 +156,8 @@ def day_coverage(
 def utc_iso(ts: int | float) -> str:
     """A time as the log and the messages write it: UTC, to the second."""
     return time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(ts))
+
+
+def plural(count: int, noun: str, nouns: str | None = None) -> str:
+    """A count and its noun as the logs and the messages write them: `1 day`, `1,234 pages`."""
+    return f"{count:,} {noun if count == 1 else nouns or noun + 's'}"

@@ -17,12 +17,12 @@ def demo(
     rpm: int = typer.Option(
         3000, "--rpm", min=1, help="The simulated API's rate limit (requests/min)."
     ),
-    latency_ms: float = typer.Option(30.0, "--latency-ms", min=0, help="Simulated latency."),
+    latency_ms: float = typer.Option(30, "--latency-ms", min=0, help="Simulated latency."),
     fault_rate: float = typer.Option(
         0.02, "--fault-rate", min=0.0, max=0.5, help="Share of requests that fail (retried)."
     ),
     home: Path | None = typer.Option(
-        None, "--home", help="Demo data directory (default $STXBF_HOME/demo)."
+        None, "--home", help="Demo data directory.  [default: $STXBF_HOME/demo]"
     ),
 ) -> None:
     """Run a short backfill against a built-in simulated Stacks API, then show the status.

@@ -7,10 +7,9 @@ from pathlib import Path
 import typer
 from rich.text import Text
 
-from stxbf.cli.common import console, err_console
-from stxbf.cli.options import Home
-from stxbf.errors import ConfigError
-from stxbf.ops.logs import LEVEL_STYLES, LEVELS, follow, line_level, log_size, tail
+from stxbf.cli.common import console, err_console, reader_gone
+from stxbf.cli.options import Home, LogLevelChoice
+from stxbf.ops.logs import LEVEL_STYLES, follow, line_level, log_size, tail
 
 
 def logs(
@@ -18,14 +17,12 @@ def logs(
     follow_: bool = typer.Option(
         False, "--follow", "-f", help="Keep printing new lines (across log rotation) until Ctrl+C."
     ),
-    level: str | None = typer.Option(
-        None, "--level", help="Only records at this level or above: DEBUG, INFO, WARNING, ERROR."
+    level: LogLevelChoice | None = typer.Option(
+        None, "--level", case_sensitive=False, help="Only records at this level or above."
     ),
     home: Path | None = Home,
 ) -> None:
     """Show the end of the runner's log (<home>/logs/stxbf.log)."""
-    if level is not None and level.upper() not in LEVELS:
-        raise ConfigError(f"unknown --level {level!r}: choose one of {', '.join(LEVELS)}")
     from stxbf.settings import load_settings
 
     settings = load_settings(home=home)
@@ -42,7 +39,7 @@ def logs(
     if not follow_:
         return
     try:
-        for line in follow(path, level=level, offset=offset):
+        for line in follow(path, level=level, offset=offset, stop=reader_gone):
             current = _print(line, current)
     except KeyboardInterrupt:
         pass

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import re
 import sys
 
 import typer
 
 from stxbf import __version__
 from stxbf.cli import demo, export, health, logs, metrics, run, sim, status, tmux, verify
-from stxbf.cli.common import console, err_console
+from stxbf.cli.common import ReaderMayLeave, WholeSummaries, console, err_console
 from stxbf.codes import usage_exit_code
 from stxbf.errors import ExitCode, StxbfError
 
@@ -23,6 +25,8 @@ app = typer.Typer(
     help="Backfill Stacks transaction history from the Hiro API into DuckDB, unattended.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain help: it fits 80 columns, paragraphs reflowed
+    cls=WholeSummaries,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -60,7 +64,23 @@ app.add_typer(sim.app, name="sim")
 
 
 def main() -> None:
-    """Run the app; every failure ends as one line on stderr and a documented exit code."""
+    """Run the app; every failure ends as one line on stderr and a documented exit code.
+
+    A reader that closes the pipe early (`stxbf health | head -1`, under `set -o pipefail`)
+    changes nothing: the command exits with the code it would have, and stderr stays quiet.
+    """
+    if sys.stdout is None:  # started with standard output closed (`>&-`): write nowhere
+        sys.stdout = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115 (until exit)
+    stdout = ReaderMayLeave(sys.stdout)
+    sys.stdout = stdout
+    try:
+        _main()
+    finally:
+        stdout.flush()  # here, not in the interpreter's last flush, which would fail loudly
+        sys.stdout = stdout.wrapped
+
+
+def _main() -> None:
     from typer.exceptions import Abort, TyperException
 
     try:
@@ -72,14 +92,15 @@ def main() -> None:
         if type(exc).__name__ == "NoArgsIsHelpError":
             console.print(exc.format_message(), markup=False, highlight=False, soft_wrap=True)
             sys.exit(0)
-        command = ctx.command_path if ctx is not None else "stxbf"
+        command = ctx.command_path if ctx is not None else _command_path(sys.argv[1:])
         code = exc.exit_code if exc.exit_code else int(ExitCode.USAGE)
         if code == ExitCode.USAGE:  # `status`/`health` keep 2 for a state: theirs is 64
             code = usage_exit_code(command)
+        message = _usage_message(exc)
         if code == ExitCode.MONITOR_USAGE and "--json" in sys.argv[1:]:  # a script still parses
             record = {"schema": 1, "state": "error", "exit_code": code}
-            typer.echo(json.dumps({**record, "error": exc.format_message()}))
-        _fail(exc.format_message(), f"Try '{command} --help'.", code)
+            typer.echo(json.dumps({**record, "error": message}))
+        _fail(message, f"Try '{command} --help'.", code)
     except (KeyboardInterrupt, Abort):
         err_console.print("stxbf: interrupted", soft_wrap=True)
         sys.exit(int(ExitCode.INTERRUPTED))
@@ -92,6 +113,40 @@ def main() -> None:
         first = (str(exc).strip().splitlines() or [""])[0]
         _fail(f"internal error: {type(exc).__name__}: {first}", None, int(ExitCode.ERROR))
     sys.exit(result if isinstance(result, int) else 0)
+
+
+def _command_path(args: list[str]) -> str:
+    """The command an error without a context belongs to (`stxbf run --verify=true` fails while
+    `run`'s options are parsed): the subcommand names at the start of the arguments."""
+    command = typer.main.get_command(app)
+    path = ["stxbf"]
+    for arg in args:
+        sub = getattr(command, "commands", {}).get(arg)  # a group's subcommands
+        if sub is None:
+            if not arg.startswith("-"):
+                break
+            continue
+        command = sub
+        path.append(arg)
+    return " ".join(path)
+
+
+def _usage_message(exc: Exception) -> str:
+    """A bad value worded as the settings word it: `invalid --source: must be one of auto, v1,
+    v3 (got 'v9')`, whether a flag, a variable or the config file gave it."""
+    from pydantic import ValidationError
+
+    param = getattr(exc, "param", None)
+    if not isinstance(exc, typer.BadParameter) or param is None:
+        return str(exc.format_message()) if hasattr(exc, "format_message") else str(exc)
+    flag = max(param.opts, key=len) if getattr(param, "opts", None) else param.name
+    message = exc.message.removeprefix("Value error, ").rstrip(".")
+    if choices := re.match(r"'.*' is not one of (.*)$", message):
+        message = "must be one of " + choices.group(1).replace("'", "")
+    cause = exc.__cause__
+    if isinstance(cause, ValidationError) and "input" in cause.errors()[0]:
+        message += f" (got {cause.errors()[0]['input']!r})"
+    return f"invalid {flag}: {message}"
 
 
 def _fail(message: str, hint: str | None, code: int) -> None:

@@ -18,18 +18,21 @@ from stxbf.cli.options import (
     GiveUpAfter,
     Home,
     LogLevel,
+    LogLevelChoice,
     MaxIterations,
     MaxPages,
     RequestTimeout,
     Rpm,
     SettleHours,
     Source,
+    SourceChoice,
     TargetDays,
     Verify,
 )
 from stxbf.cli.run_end import ending_of, log_run_end, on_signal, stop_signals, stop_view
 from stxbf.cli.views import LiveView, PlainView, render_report
 from stxbf.errors import StxbfError
+from stxbf.state import plural
 
 if TYPE_CHECKING:
     from stxbf.runner import RunParams, RunReport
@@ -49,15 +52,16 @@ def run(
     db: Path | None = Db,
     give_up_after: float | None = GiveUpAfter,
     request_timeout: float | None = RequestTimeout,
-    log_level: str | None = LogLevel,
+    log_level: LogLevelChoice | None = LogLevel,
     settle_hours: float | None = SettleHours,
-    source: str | None = Source,
+    source: SourceChoice | None = Source,
     verify: bool = Verify,
 ) -> None:
     """Backfill transactions into DuckDB until the target range is verified.
 
     Resumable: run it again after any interruption and it continues where it stopped. The API key
     comes from STXBF_API_KEY or HIRO_API_KEY in the environment, never from the command line.
+
     Exit codes: 0 target reached, 1 error, 2 usage, 3 stopped before the target, 4 another run
     holds the lock, 65 a damaged database (every block is read first; nothing is fetched), 75 the
     API's quota ran out, 130 interrupted.
@@ -166,9 +170,9 @@ def execute(
         settings.log_path, level=settings.log_level, console=console_handler, secrets=secret
     )
     log.info(
-        "stxbf run (pid %d) started: %d days from %s into %s",
+        "stxbf run (pid %d) started: %s from %s into %s",
         os.getpid(),
-        params.target_days,
+        plural(params.target_days, "day"),
         params.api_url,
         params.db_path,
     )

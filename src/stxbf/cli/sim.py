@@ -10,10 +10,11 @@ import contextlib
 import math
 import sys
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import typer
 
+from stxbf.cli.common import WholeSummaries
 from stxbf.state import utc_iso
 
 if TYPE_CHECKING:
@@ -25,17 +26,19 @@ MAX_CHAIN_TRANSACTIONS = 50_000_000  # the whole chain is generated in memory at
 app = typer.Typer(
     help="Run a simulated Hiro Stacks API on loopback (seeded chain, limits, faults).",
     no_args_is_help=True,
+    cls=WholeSummaries,
 )
 
 Port = typer.Option(0, "--port", "-p", min=0, max=65535, help="TCP port; 0 picks a free one.")
+HostChoice = Literal["127.0.0.1", "localhost", "::1"]  # defaults.LOOPBACK_HOSTS
 Host = typer.Option("127.0.0.1", "--host", help="Loopback address to bind (only).")
 Days = typer.Option(
-    30.0, "--days", min=0, max=MAX_DAYS, help="History length: genesis is DAYS before now."
+    30, "--days", min=0, max=MAX_DAYS, help="History length: genesis is DAYS before now."
 )
 TxPerDay = typer.Option(6000, "--tx-per-day", min=0, help="Transactions per day of history.")
 Seed = typer.Option(1, "--seed", help="Seed for the chain, latency jitter and faults.")
 Growth = typer.Option(
-    0.0, "--growth", min=0, help="New transactions per second while serving (0 = frozen chain)."
+    0, "--growth", min=0, help="New transactions per second while serving (0 = frozen chain)."
 )
 Rpm = typer.Option(0, "--rpm", min=0, help="Requests per minute per client (0 = unlimited).")
 PerSecond = typer.Option(
@@ -44,32 +47,35 @@ PerSecond = typer.Option(
     min=-1,
     help="Requests per second per client (0 = off, -1 = ceil(rpm/60)*3 like a burst cap).",
 )
-LatencyMs = typer.Option(0.0, "--latency-ms", min=0, help="Added latency per response.")
-FaultRate = typer.Option(0.0, "--fault-rate", min=0, max=1, help="Share of requests faulted, 0..1.")
+LatencyMs = typer.Option(0, "--latency-ms", min=0, help="Added latency per response.")
+FaultRate = typer.Option(0, "--fault-rate", min=0, max=1, help="Share of requests faulted, 0..1.")
 FaultKinds = typer.Option(
     "",
     "--fault-kinds",
-    help="Comma list of 500,502,503,504,stall,drop,truncate,malformed,short,429 (default all).",
+    help="Comma list of fault kinds: 500, 502, 503, 504, stall, drop, truncate, malformed, "
+    "short, 429.  [default: all]",
 )
-StallSeconds = typer.Option(60.0, "--stall-seconds", min=0, help="How long a stall lasts.")
+StallSeconds = typer.Option(60, "--stall-seconds", min=0, help="How long a stall lasts.")
 RequireKey = typer.Option(
     False, "--require-key", help="401 without x-api-key, 403 with a key not in --api-key."
 )
 ApiKey = typer.Option(
     ["sim-key"], "--api-key", help="An accepted key when --require-key (repeatable)."
 )
-RateHeaders = typer.Option(
-    "full",
-    "--rate-headers",
-    help="Rate-limit headers sent: full, second, minute, generic, generic-policy or none.",
-)
+# The simulator's closed sets, as types Typer lists and completes (a test holds them to
+# simulator.ratelimit.RATE_HEADER_STYLES, GENERIC_WINDOWS, RESET_FORMATS and
+# simulator.config.V1_STATES).
+RateHeadersChoice = Literal["full", "second", "minute", "generic", "generic-policy", "none"]
+GenericWindowChoice = Literal["minute", "second"]
+RateResetChoice = Literal["delta", "unix"]
+V1Choice = Literal["on", "deprecated", "gone"]
+
+RateHeaders = typer.Option("full", "--rate-headers", help="Rate-limit headers sent.")
 GenericWindow = typer.Option(
-    "minute",
-    "--generic-window",
-    help="The window the generic ratelimit-* triple describes: minute or second.",
+    "minute", "--generic-window", help="The window the generic ratelimit-* triple describes."
 )
 RateReset = typer.Option(
-    "delta", "--rate-reset", help="ratelimit-reset as delta seconds or a Unix time: delta|unix."
+    "delta", "--rate-reset", help="ratelimit-reset as delta seconds or as a Unix time."
 )
 RequestCost = typer.Option(
     1, "--request-cost", help="Units each request spends (> 1 sends x-ratelimit-cost-stacks)."
@@ -78,7 +84,7 @@ MonthQuota = typer.Option(
     0, "--month-quota", help="Units per month per client (0 = none); then 429 until it resets."
 )
 MonthSeconds = typer.Option(
-    0.0, "--month-seconds", help="The quota's period in seconds (0 = the UTC calendar month)."
+    0, "--month-seconds", help="The quota's period in seconds (0 = the UTC calendar month)."
 )
 Now = typer.Option(
     None,
@@ -94,7 +100,7 @@ V1 = typer.Option(
 @app.command("serve")
 def serve(
     port: int = Port,
-    host: str = Host,
+    host: HostChoice = Host,
     days: float = Days,
     tx_per_day: int = TxPerDay,
     seed: int = Seed,
@@ -107,13 +113,13 @@ def serve(
     stall_seconds: float = StallSeconds,
     require_key: bool = RequireKey,
     api_key: list[str] = ApiKey,
-    rate_headers: str = RateHeaders,
-    generic_window: str = GenericWindow,
-    rate_reset: str = RateReset,
+    rate_headers: RateHeadersChoice = RateHeaders,
+    generic_window: GenericWindowChoice = GenericWindow,
+    rate_reset: RateResetChoice = RateReset,
     request_cost: int = RequestCost,
     month_quota: int = MonthQuota,
     month_seconds: float = MonthSeconds,
-    v1: str = V1,
+    v1: V1Choice = V1,
     now: str | None = Now,
 ) -> None:
     """Serve the simulated API until interrupted; prints the URL on one line first."""
@@ -175,7 +181,7 @@ def _check_numbers(
     }
     for flag, value in floats.items():
         if not math.isfinite(value):
-            raise ConfigError(f"invalid value for {flag}: {value} is not a finite number")
+            raise ConfigError(f"invalid {flag}: must be a finite number (got {value!r})")
     if days * tx_per_day > MAX_CHAIN_TRANSACTIONS:
         raise ConfigError(
             f"a chain of {days:g} days at {tx_per_day:,} tx/day is more than the simulator holds "

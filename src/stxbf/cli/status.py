@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 import typer
 
-from stxbf.cli.common import console
+from stxbf.cli.common import console, reader_gone
 from stxbf.cli.options import Db, Home, JudgedTargetDays, StallSeconds
 from stxbf.codes import ExitCode, StatusState
 from stxbf.errors import ConfigError, StxbfError
@@ -29,9 +29,13 @@ AsJson = typer.Option(
     False, "--json", help="Print the status as one JSON object (schema in docs/operations.md)."
 )
 Watch = typer.Option(
-    False, "--watch", "-w", help="Keep redrawing a live monitor (read-only) until Ctrl+C."
+    False,
+    "--watch",
+    "-w",
+    help="Keep redrawing a live monitor (read-only) until Ctrl+C; with --json, one JSON "
+    "object a line per refresh.",
 )
-Interval = typer.Option(10.0, "--interval", min=0.5, help="Seconds between redraws.")
+Interval = typer.Option(10, "--interval", min=0.5, help="Seconds between redraws.")
 
 
 def status(
@@ -61,6 +65,7 @@ def status(
             functools.partial(build, cache=DatabaseCache()),
             log_path=settings.log_path,
             interval=interval,
+            as_json=as_json,
         )
         return
     try:
@@ -105,7 +110,8 @@ def show_status(report: StatusReport) -> None:
     from stxbf.ops.formats import fmt_duration
     from stxbf.ops.render import render_status
 
-    console.print(render_status(report, width=console.width))
+    strip_width = console.width if console.is_terminal else 80  # a chart, not a line to unwrap
+    console.print(render_status(report, width=strip_width))
     if report.oldest_check_at is not None:
         age = fmt_duration(max(0.0, report.checked_at - report.oldest_check_at))
         console.print(f"Oldest window check: {age} ago (`stxbf verify` re-counts every window)")
@@ -115,8 +121,18 @@ def show_status(report: StatusReport) -> None:
         console.print(f"Windows by source: {counts}{run}")
 
 
-def _watch(build: Callable[[], StatusReport], *, log_path: Path, interval: float) -> None:
+def _watch(
+    build: Callable[[], StatusReport], *, log_path: Path, interval: float, as_json: bool
+) -> None:
+    """Redraw until Ctrl+C or until the reader of a pipe leaves; `--json`: NDJSON lines."""
     from stxbf.ops.monitor import run_monitor
 
     with contextlib.suppress(KeyboardInterrupt):
-        run_monitor(build, log_path=log_path, console=console, interval=interval)
+        run_monitor(
+            build,
+            log_path=log_path,
+            console=console,
+            interval=interval,
+            as_json=as_json,
+            stop=reader_gone,
+        )

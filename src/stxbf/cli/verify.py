@@ -17,7 +17,16 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from stxbf.cli.common import console, err_console
-from stxbf.cli.options import ApiUrl, Concurrency, Db, GiveUpAfter, Home, Rpm, Source
+from stxbf.cli.options import (
+    ApiUrl,
+    Concurrency,
+    Db,
+    GiveUpAfter,
+    Home,
+    Rpm,
+    Source,
+    SourceChoice,
+)
 from stxbf.errors import ExitCode, StoreError, StxbfError
 from stxbf.state import utc_iso
 
@@ -34,7 +43,7 @@ def verify(
     api_url: str | None = ApiUrl,
     home: Path | None = Home,
     db: Path | None = Db,
-    source: str | None = Source,
+    source: SourceChoice | None = Source,
     give_up_after: float | None = GiveUpAfter,
     as_json: bool = typer.Option(
         False, "--json", help="Print the outcome as one JSON object (schema in docs/cli.md)."

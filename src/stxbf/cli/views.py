@@ -6,10 +6,14 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
+
+from rich.text import Text
 
 from stxbf.cli.common import console, err_console
 from stxbf.codes import Phase
+from stxbf.state import plural, utc_iso
 
 if TYPE_CHECKING:
     from stxbf.runner import RunReport
@@ -21,18 +25,18 @@ def render_report(report: RunReport) -> None:
     target = console if report.exit_code in (0, 3) else err_console
     if snap is not None:
         target.print(
-            f"Progress: {snap.days_verified}/{snap.target_days} days "
+            f"Progress: {snap.days_verified}/{plural(snap.target_days, 'day')} "
             f"({100.0 * snap.days_verified / max(1, snap.target_days):.1f}%) · "
-            f"{snap.transactions_stored:,} transactions stored · "
-            f"{snap.counters.pages:,} pages, {snap.counters.responses_429} answered 429, "
-            f"{snap.counters.errors} errors",
+            f"{plural(snap.transactions_stored, 'transaction')} stored · "
+            f"{plural(snap.counters.pages, 'page')}, {snap.counters.responses_429} answered 429, "
+            f"{plural(snap.counters.errors, 'error')}",
             soft_wrap=True,
         )
     checked = report.verification
     if checked is not None:
         target.print(
-            f"Verified: {checked.windows_checked:,} windows checked · "
-            f"{checked.windows_changed:,} changed · {checked.rows_added:,} rows added · "
+            f"Verified: {plural(checked.windows_checked, 'window')} checked · "
+            f"{checked.windows_changed:,} changed · {plural(checked.rows_added, 'row')} added · "
             f"{checked.rows_removed:,} removed",
             soft_wrap=True,
         )
@@ -40,14 +44,18 @@ def render_report(report: RunReport) -> None:
 
 
 def progress_line(snap: ProgressSnapshot) -> str:
+    """The line a run without a terminal prints every 30 s (cron mail, a log)."""
     limit = f"{snap.limit_rpm:.0f}" if snap.limit_rpm else "∞"
-    expected = f"/{snap.expected_total:,}" if snap.expected_total is not None else ""
+    # The database's total and the range's are different things: side by side, not a fraction.
+    expected = f" (range ~{snap.expected_total:,})" if snap.expected_total is not None else ""
     stalled = _not_progressing(snap, time.time())
     rate = f"{snap.rate_rpm:.0f}/{limit} req/min" if stalled is None else f"rate — ({stalled})"
+    if snap.counters.requests == 0:  # nothing sent yet: no rate to speak of
+        rate = f"rate — (limit {limit}/min)"
     return (
-        f"{snap.days_verified}/{snap.target_days} days verified · "
-        f"{snap.transactions_stored:,}{expected} tx · {snap.counters.pages:,} pages · "
-        f"{rate} · 429s {snap.counters.responses_429} · "
+        f"{snap.days_verified}/{plural(snap.target_days, 'day')} verified · "
+        f"{snap.transactions_stored:,} tx stored{expected} · "
+        f"{plural(snap.counters.pages, 'page')} · {rate} · 429s {snap.counters.responses_429} · "
         f"errors {snap.counters.errors} · ETA {_eta_text(snap, stalled)} · {snap.phase}"
     )
 
@@ -69,6 +77,12 @@ def _eta_text(snap: ProgressSnapshot, stalled: str | None) -> str:
     if snap.phase == Phase.FINISHED:
         return "done"
     return fmt_duration(snap.eta_seconds) if stalled is None else f"— ({stalled})"
+
+
+def iso_time(moment: datetime) -> Text:
+    """The runner pane's log time, as the log file and every message write it (state.utc_iso),
+    not rich's locale-dependent `[12/07/26 14:18:25]`."""
+    return Text(utc_iso(moment.timestamp()))
 
 
 class OneLineFormatter(logging.Formatter):
@@ -126,7 +140,13 @@ class LiveView:
     def log_handler(self) -> logging.Handler:
         from rich.logging import RichHandler
 
-        handler = RichHandler(console=console, show_path=False, markup=False, rich_tracebacks=False)
+        handler = RichHandler(
+            console=console,
+            show_path=False,
+            markup=False,
+            rich_tracebacks=False,
+            log_time_format=iso_time,
+        )
         handler.setFormatter(OneLineFormatter("%(message)s"))
         handler.setLevel(logging.WARNING)
         return handler
@@ -143,7 +163,6 @@ class LiveView:
     def _render(self) -> Any:
         from rich.progress_bar import ProgressBar
         from rich.table import Table
-        from rich.text import Text
 
         from stxbf.ops.formats import describe_last_error
 
@@ -158,13 +177,15 @@ class LiveView:
         percent = 100.0 * days / max(1, snap.target_days)
         table.add_row("Days verified", f"{days}/{snap.target_days} ({percent:.1f}%)")
         table.add_row("", bar)
-        expected = f" of ~{snap.expected_total:,}" if snap.expected_total is not None else ""
-        table.add_row("Transactions", f"{snap.transactions_stored:,}{expected}")
+        expected = f" (the range: ~{snap.expected_total:,})" if snap.expected_total else ""
+        table.add_row("Transactions", f"{snap.transactions_stored:,} stored{expected}")
         table.add_row("Pages", f"{snap.counters.pages:,} ({snap.counters.requests:,} requests)")
         now = time.time()
         stalled = _not_progressing(snap, now)
         limit = f"{snap.limit_rpm:.0f}" if snap.limit_rpm else "unthrottled"
         rate = f"{snap.rate_rpm:.0f} req/min (limit {limit})"
+        if snap.counters.requests == 0:
+            rate = f"— (no request sent yet; limit {limit})"
         table.add_row("Rate", rate if stalled is None else f"— ({stalled}; limit {limit})")
         table.add_row(
             "429 / errors / retries",

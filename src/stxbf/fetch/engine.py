@@ -39,6 +39,7 @@ from stxbf.fetch.windows import (
     WindowPass,
 )
 from stxbf.models import PAGE_LIMIT, Page, Row
+from stxbf.state import utc_iso
 
 log = logging.getLogger(__name__)
 
@@ -257,7 +258,7 @@ class _Pass(WindowPass[Engine]):
         self.open_windows.discard(window)
         window.outstanding.clear()
         self.pending.append((window.start, window.end))
-        log.debug("split %s..%s (total %d)", window.start, window.end, total)
+        log.debug("split %s .. %s (total %d)", utc_iso(window.start), utc_iso(window.end), total)
         return True
 
     def size(self, window: _Window, total: int) -> None:
@@ -316,14 +317,16 @@ class _Pass(WindowPass[Engine]):
         window.attempts += 1
         if window.attempts >= self.engine.max_window_attempts:
             log.warning(
-                "window %s..%s stays inconsistent (%s); leaving it for the next run",
-                window.start,
-                window.end,
+                "window %s .. %s stays inconsistent (%s); leaving it for the next run",
+                utc_iso(window.start),
+                utc_iso(window.end),
                 reason,
             )
             await self.finish(window, WindowState.INCOMPLETE)
             return
-        log.info("refetching window %s..%s: %s", window.start, window.end, reason)
+        log.info(
+            "refetching window %s .. %s: %s", utc_iso(window.start), utc_iso(window.end), reason
+        )
         window.reset()
         self.push(window, 0)
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from stxbf import defaults
 from stxbf.codes import Phase, StatusState
 from stxbf.ops.formats import clock
+from stxbf.state import plural
 
 if TYPE_CHECKING:
     from stxbf.ops.process import RunnerState
@@ -32,7 +33,7 @@ def _waits_on(snap: ProgressSnapshot, now: float) -> str:
     """What a runner without progress is waiting for, as far as its snapshot says."""
     parts = []
     if snap.consecutive_failures:
-        failures = f"{snap.consecutive_failures} failures in a row"
+        failures = f"{plural(snap.consecutive_failures, 'failure')} in a row"
         parts.append(f"{failures}, last: {snap.last_error}" if snap.last_error else failures)
     elif (
         snap.last_error

@@ -27,6 +27,7 @@ from stxbf.codes import ExitCode, StatusState, StrEnum, Verdict
 from stxbf.ops.database import DatabaseCache
 from stxbf.ops.status import StatusReport, build_status
 from stxbf.paths import DataPaths, SupervisorRecord
+from stxbf.state import plural
 
 SCHEMA = 1
 LOW_DISK_BYTES = 1 << 30  # warn below 1 GiB free
@@ -128,8 +129,8 @@ def _check_errors(report: StatusReport, now: float) -> Check:
     if requests:
         rate = bad / requests
         parts.append(
-            f"{counters.get('responses_429', 0)} × 429 and {counters.get('errors', 0)} errors "
-            f"in {requests} requests"
+            f"{counters.get('responses_429', 0)} × 429 and "
+            f"{plural(counters.get('errors', 0), 'error')} in {plural(requests, 'request')}"
         )
         if rate > ERROR_RATE_WARN:
             status = WARN

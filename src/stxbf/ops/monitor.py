@@ -8,6 +8,7 @@ cannot redraw, it prints one plain line per refresh.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -19,7 +20,7 @@ from stxbf.errors import StxbfError
 from stxbf.ops.formats import days_text, fmt_count, last_error_of, rate_and_eta
 from stxbf.ops.logs import tail
 from stxbf.ops.render import render_dashboard
-from stxbf.ops.status import StatusReport
+from stxbf.ops.status import SCHEMA, StatusReport
 
 Frame = Callable[[StatusReport | None, str | None], None]  # draws (report, or the error instead)
 
@@ -46,10 +47,23 @@ def run_monitor(
     interval: float = 10.0,
     iterations: int | None = None,
     log_lines: int = 30,
+    as_json: bool = False,
+    stop: Callable[[], bool] = lambda: False,
 ) -> None:
-    """Redraw every `interval` seconds until interrupted (or `iterations` frames, for tests)."""
+    """Redraw every `interval` seconds until interrupted, `stop()` (the reader has left) or
+    `iterations` frames (for tests). `as_json`: one JSON object a line per refresh (NDJSON),
+    the object `stxbf status --json` prints, flushed so a reader sees each at once."""
     from rich.live import Live
 
+    if as_json:
+
+        def print_json(report: StatusReport | None, error: str | None) -> None:
+            record = report.to_dict() if report is not None else _error_record(error)
+            console.file.write(json.dumps(record) + "\n")
+            console.file.flush()
+
+        _every(interval, iterations, build, print_json, stop)
+        return
     if not console.is_terminal:
 
         def print_line(report: StatusReport | None, error: str | None) -> None:
@@ -57,7 +71,7 @@ def run_monitor(
             console.print(line, markup=False, highlight=False, soft_wrap=True)
             console.file.flush()
 
-        _every(interval, iterations, build, print_line)
+        _every(interval, iterations, build, print_line, stop)
         return
     with Live(console=console, auto_refresh=False, vertical_overflow="crop") as live:
 
@@ -73,7 +87,12 @@ def run_monitor(
             )
             live.update(dashboard, refresh=True)
 
-        _every(interval, iterations, build, redraw)
+        _every(interval, iterations, build, redraw, stop)
+
+
+def _error_record(error: str | None) -> dict[str, object]:
+    """A refresh whose report could not be built, in the shape of `status --json`'s errors."""
+    return {"schema": SCHEMA, "state": "error", "error": error}
 
 
 def _every(
@@ -81,16 +100,17 @@ def _every(
     iterations: int | None,
     build: Callable[[], StatusReport],
     frame: Frame,
+    stop: Callable[[], bool],
 ) -> None:
     """Build and draw a frame, then sleep; a report that cannot be built is drawn as its error."""
     count = 0
-    while iterations is None or count < iterations:
+    while (iterations is None or count < iterations) and not stop():
         try:
             report, error = build(), None
         except StxbfError as exc:
             report, error = None, exc.message
         frame(report, error)
         count += 1
-        if iterations is not None and count >= iterations:
+        if (iterations is not None and count >= iterations) or stop():
             break
         time.sleep(interval)

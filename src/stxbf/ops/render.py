@@ -29,6 +29,7 @@ from stxbf.ops.formats import (
 )
 from stxbf.ops.logs import LEVEL_STYLES, line_level
 from stxbf.ops.status import StatusReport
+from stxbf.state import plural
 
 STRIP_GLYPHS = {
     DAY_VERIFIED: ("█", "green"),
@@ -64,7 +65,7 @@ def coverage_strip(coverage: str, *, width: int, max_rows: int = 4) -> Text:
         glyph, style = STRIP_GLYPHS[code]
         text.append(glyph, style=style)
     if per_glyph > 1:
-        text.append(f"\n(one mark = {per_glyph} days)", style="dim")
+        text.append(f"\n(one mark = {plural(per_glyph, 'day')})", style="dim")
     return text
 
 
@@ -157,7 +158,8 @@ def render_status(report: StatusReport, *, width: int, now: float | None = None)
         lines = [report.reason or "", f"What to do: {report.hint}" if report.hint else ""]
         return Group(head, *(Text(line) for line in lines if line))
     parts: list[RenderableType] = [head, Text(""), _figures(report, now), Text("")]
-    parts.append(Text(f"Coverage ({report.target_days} days, oldest → newest):", style="bold"))
+    days = plural(report.target_days, "day")
+    parts.append(Text(f"Coverage ({days}, oldest → newest):", style="bold"))
     parts.append(coverage_strip(report.coverage, width=width, max_rows=8))
     parts.append(strip_legend(report))
     for note in report.notes:

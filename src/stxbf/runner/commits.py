@@ -19,7 +19,7 @@ from stxbf.runner.coverage import Coverage, Span
 from stxbf.runner.progress import RunState
 from stxbf.runner.sources import OnWindow
 from stxbf.runner.storethread import StoreThread
-from stxbf.state import utc_iso
+from stxbf.state import plural, utc_iso
 from stxbf.store import Store, WindowRecord
 
 log = logging.getLogger(__name__)
@@ -103,12 +103,12 @@ class Committer:
         state.windows_verified += final == WindowState.VERIFIED
         state.figures.count(window.rows)
         log.info(
-            "window %s .. %s %s: %d transactions in %d pages (%s)",
+            "window %s .. %s %s: %s in %s (%s)",
             utc_iso(window.start),
             utc_iso(window.end),
             final,
-            stored,
-            window.pages,
+            plural(stored, "transaction"),
+            plural(window.pages, "page"),
             route,
         )
 

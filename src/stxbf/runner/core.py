@@ -42,7 +42,7 @@ from stxbf.runner.progress import Progress, RunState
 from stxbf.runner.sources import Sources
 from stxbf.runner.storethread import StoreThread
 from stxbf.runner.verify import Verifier, find_damage, refuse_damaged_file
-from stxbf.state import utc_iso
+from stxbf.state import plural, utc_iso
 from stxbf.store import Store
 
 log = logging.getLogger(__name__)
@@ -267,7 +267,8 @@ class Runner:
                 f"target reached at the chain's start ({utc_iso(chain_start)}): "
                 "the API has no older transactions",
             )
-        return RunReport(ExitCode.OK, f"target reached: {self.params.target_days} days verified")
+        days = plural(self.params.target_days, "day")
+        return RunReport(ExitCode.OK, f"target reached: {days} verified")
 
     # -- verify ------------------------------------------------------------------------------
 
@@ -327,11 +328,11 @@ class Runner:
 
     def _log_pass(self, result: PassResult) -> None:
         log.info(
-            "iteration %d: %d windows done, %d incomplete, %d pages%s",
+            "iteration %d: %s done, %d incomplete, %s%s",
             self.state.iteration,
-            result.windows_done,
+            plural(result.windows_done, "window"),
             result.windows_incomplete,
-            result.pages,
+            plural(result.pages, "page"),
             " (page budget reached)" if result.budget_exhausted else "",
         )
 

@@ -17,12 +17,13 @@ from typing import Any
 
 import typer
 
-from stxbf.cli.common import session_target
+from stxbf.cli.common import WholeSummaries, session_target
 from stxbf.cli.options import SessionName, SocketName
 from stxbf.cli.passthrough import with_run_options
 from stxbf.cli.tmux import attach, restart, start, status, stop
 from stxbf.cli.tmux.common import (
     Inhibit,
+    InhibitChoice,
     Interval,
     StartupTimeout,
     say,
@@ -34,6 +35,7 @@ from stxbf.cli.tmux.common import (
 app = typer.Typer(
     help="Run the backfill in tmux: survives SSH disconnects; runner on top, live monitor below.",
     no_args_is_help=False,
+    cls=WholeSummaries,
 )
 
 
@@ -43,7 +45,7 @@ def tmux(
     ctx: typer.Context,
     session_name: str | None = SessionName,
     socket_name: str | None = SocketName,
-    inhibit: str = Inhibit,
+    inhibit: InhibitChoice = Inhibit,
     interval: float = Interval,
     startup_timeout: float = StartupTimeout,
     **run_options: Any,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import shlex
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import typer
 
@@ -16,15 +16,17 @@ if TYPE_CHECKING:
 
     from stxbf.settings import Settings
 
+InhibitChoice = Literal["auto", "caffeinate", "systemd", "none"]  # ops.inhibit.MODES
 Inhibit = typer.Option(
     "auto",
     "--inhibit",
+    case_sensitive=False,
     help="Sleep inhibitor: auto (caffeinate on macOS, systemd-inhibit on Linux when usable), "
     "caffeinate, systemd or none.",
 )
-Interval = typer.Option(10.0, "--interval", min=0.5, help="Seconds between monitor redraws.")
+Interval = typer.Option(10, "--interval", min=0.5, help="Seconds between monitor redraws.")
 StartupTimeout = typer.Option(
-    120.0,
+    120,
     "--startup-timeout",
     min=0,
     help="Seconds to wait for the runner's first answer from the API before returning.",

@@ -15,6 +15,7 @@ from stxbf.cli.options import SessionName, SocketName
 from stxbf.cli.passthrough import with_run_options
 from stxbf.cli.tmux.common import (
     Inhibit,
+    InhibitChoice,
     Interval,
     StartupTimeout,
     say,
@@ -35,7 +36,7 @@ def start(
     ctx: typer.Context,
     session_name: str | None = SessionName,
     socket_name: str | None = SocketName,
-    inhibit: str = Inhibit,
+    inhibit: InhibitChoice = Inhibit,
     interval: float = Interval,
     startup_timeout: float = StartupTimeout,
     detach: bool = Detach,

@@ -11,7 +11,7 @@ from stxbf.cli.options import Db, Home, SessionName, SocketName
 from stxbf.cli.tmux.common import locate, say
 
 Timeout = typer.Option(
-    60.0, "--timeout", min=0, help="Seconds to let the runner checkpoint before SIGTERM."
+    60, "--timeout", min=0, help="Seconds to let the runner checkpoint before SIGTERM."
 )
 
 

@@ -19,6 +19,7 @@ from stxbf.fetch.v3.walk import walk
 from stxbf.fetch.windows import CompletedWindow
 from stxbf.models import PAGE_LIMIT, TX_COLUMN_NAMES, Row
 from stxbf.models_v3 import BurnBlock
+from stxbf.state import utc_iso
 
 log = logging.getLogger(__name__)
 
@@ -93,15 +94,19 @@ class V3Source:
                     reason = str(exc)
                     self.v3.rebuilds += 1
                     log.info(
-                        "re-reading window %s..%s (attempt %d): %s", start, end, attempt + 1, exc
+                        "re-reading window %s .. %s (attempt %d): %s",
+                        utc_iso(start),
+                        utc_iso(end),
+                        attempt + 1,
+                        exc,
                     )
                     continue
                 state = WindowState.OPEN if is_head or not proven else WindowState.VERIFIED
                 return CompletedWindow(start, end, total, rows, state, pages[0])
             log.warning(
-                "window %s..%s stays inconsistent on v3 (%s); leaving it for the next run",
-                start,
-                end,
+                "window %s .. %s stays inconsistent on v3 (%s); leaving it for the next run",
+                utc_iso(start),
+                utc_iso(end),
                 reason,
             )
             return CompletedWindow(start, end, -1, [], WindowState.INCOMPLETE, pages[0])
