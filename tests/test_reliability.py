@@ -28,7 +28,13 @@ from stxbf.settings import load_settings
 from stxbf.simulator import SimConfig, SimServer, SimTransport, run_in_thread
 from stxbf.state import read
 from stxbf.store import Store
-from tests.checks import Recorder, assert_range_exact, assert_verified_exact, verified_spans
+from tests.checks import (
+    Recorder,
+    assert_range_exact,
+    assert_verified_exact,
+    committed_refetched,
+    verified_spans,
+)
 from tests.helpers import (
     assert_one_line_error,
     crash_run,
@@ -53,18 +59,6 @@ def run_args(sim: SimServer, *extra: str, days: int = 6) -> list[str]:
 
 def db_of(home: Path) -> Path:
     return home / "stxbf.duckdb"
-
-
-def committed_refetched(
-    recorder: Recorder, mark: int, committed: list[tuple[int, int]]
-) -> list[tuple[int, int]]:
-    """Window pages requested after `mark` that lie inside a window already committed."""
-    return [
-        request.window
-        for request in recorder.since(mark)
-        if request.window is not None
-        and any(start <= request.window[0] and request.window[1] <= end for start, end in committed)
-    ]
 
 
 # -- kill -9 at named moments ------------------------------------------------------------------
