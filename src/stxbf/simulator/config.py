@@ -19,7 +19,12 @@ FAULT_KINDS: tuple[str, ...] = (
     "malformed",
     "short",
     "429",
+    "duplicate",  # a v1 page starts 1-3 rows early: rows of the page before, again
+    "shift",  # a v1 page starts 1-3 rows late: rows skipped
 )
+# a live chain under offset paging (Hiro issues #2349, #924): rows that arrive or leave before
+# the offset move every later page, so pages overlap or leave gaps while each looks whole
+OFFSET_FAULTS: tuple[str, ...] = ("duplicate", "shift")
 OUTAGE_MODES: tuple[str, ...] = ("refuse", "drop", "503")
 # the state of the deprecated `/extended/v1/tx` route (hirosystems/stacks-blockchain-api
 # src/api/deprecation-plugin.ts): served plainly, served with `Warning: 299`, or `410 Gone`
@@ -65,6 +70,8 @@ class SimConfig:
     # anomalies of the real chain (off by default; tests trigger more through /_sim/anomaly or
     # the Chain's methods): the head tenure elected this many hours ago and extended since
     extended_tenure_hours: float = 0.0
+    # burn times that get a tenure of their own (a window's last second, in tests)
+    tenures_at: tuple[int, ...] = ()
     # the listener (loopback only)
     host: str = "127.0.0.1"
     port: int = 0

@@ -49,6 +49,7 @@ def _chain_for(config: SimConfig) -> Chain:
         tenure_seconds=config.tenure_seconds,
         extended_tenure_hours=config.extended_tenure_hours,
         block_seconds=config.block_seconds,
+        tenures_at=config.tenures_at,
     )
 
 
