@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import os
 import random
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
 from stxbf.simulator import run_in_thread
 from stxbf.store import Store
 from tests.checks import SMALL, Recorder, committed_refetched, stored_and_truth, verified_spans
-from tests.helpers import cron_env, kill_9_runs, stxbf
+from tests.helpers import LOG_LINE, cron_env, kill_9_runs, stxbf
 
 pytestmark = pytest.mark.slow
 
@@ -61,3 +66,35 @@ def test_status_json_names_the_sources(isolated_env: Path) -> None:
     assert data["run_source"] == "v3"
     shown = stxbf("status", env=cron_env(**env)).stdout
     assert "Windows by source: v3" in shown and "(the run's source: v3)" in shown
+
+
+def test_v1_switched_off_mid_run_by_sim_serve_ends_on_v3_exactly(isolated_env: Path) -> None:
+    """The second path to the mid-run switch, end to end: `stxbf sim serve --v1-gone-after`
+    turns v1 off under a running `stxbf run` (processes both, over loopback HTTP)."""
+    argv = [sys.executable, "-m", "stxbf", "sim", "serve", "--days", "4", "--tx-per-day", "1500"]
+    argv += ["--seed", "35", "--v1-gone-after", "40"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    server = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        assert server.stdout is not None
+        url = server.stdout.readline().split()[3]
+        run = stxbf("run", env=cron_env(STXBF_API_URL=url, STXBF_TARGET_DAYS="3"), timeout=180)
+        assert run.returncode == 0, run.stderr
+        warnings = [line for line in run.stderr.splitlines() if LOG_LINE.match(line)]
+        warnings = [line for line in warnings if " WARNING " in line]
+        assert len(warnings) == 1 and "410" in warnings[0] and "switching" in warnings[0]
+        with Store.open(isolated_env / "stxbf.duckdb", read_only=True) as store:
+            start = int(store.get_meta("range_start") or 0)
+            end = int(store.get_meta("range_end") or 0)
+            stored = store.tx_ids(start, end)
+            sources = store.window_sources()
+        params = {"start_time": start, "end_time": end, "ids": 1}
+        truth = httpx.get(f"{url}/_sim/truth", params=params).json()
+        assert httpx.get(f"{url}/_sim/v1").json() == {"v1": "gone"}
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.communicate(timeout=10)
+    assert stored == set(truth["tx_ids"])
+    assert set(sources) == {"v1", "v3"}  # the windows v1 filled stayed committed

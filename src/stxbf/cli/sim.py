@@ -81,6 +81,9 @@ MonthSeconds = typer.Option(
 V1 = typer.Option(
     "on", "--v1", help="/extended/v1/tx: on, deprecated (Warning: 299) or gone (410 Gone)."
 )
+V1GoneAfter = typer.Option(
+    0, "--v1-gone-after", help="Switch /extended/v1/tx to 410 Gone after N requests (0 = never)."
+)
 
 
 @app.command("serve")
@@ -106,6 +109,7 @@ def serve(
     month_quota: int = MonthQuota,
     month_seconds: float = MonthSeconds,
     v1: str = V1,
+    v1_gone_after: int = V1GoneAfter,
 ) -> None:
     """Serve the simulated API until interrupted; prints the URL on one line first."""
     from stxbf.simulator import SimConfig, parse_fault_kinds
@@ -134,6 +138,7 @@ def serve(
             month_quota=month_quota or None,
             month_seconds=month_seconds or None,
             v1=v1,
+            v1_gone_after=v1_gone_after or None,
         )
     _serve(config)
 

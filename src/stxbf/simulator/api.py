@@ -225,6 +225,7 @@ class SimApi(SimControls):
 
     def _route(self, method: str, path: str, params: dict[str, str], query: str) -> Response:
         if path in v1.TX_LIST_PATHS:
+            self.count_v1_request()
             return self._tx_list.route(method, path, params, query, self.v1_state)
         if path in v1.STATUS_PATHS:
             return v1.status(self.chain, self.renderer)

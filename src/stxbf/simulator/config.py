@@ -88,6 +88,8 @@ class SimConfig:
     require_key: bool = False
     api_keys: tuple[str, ...] = (DEFAULT_API_KEY,)
     v1: str = "on"  # on | deprecated | gone (see V1_STATES)
+    # the operator's switch, mid-run: v1 answers 410 once it has served this many tx-list requests
+    v1_gone_after: int | None = None
     v1_gone: bool = False  # older spelling of v1="gone"
     deprecation: bool = False  # older spelling of v1="deprecated"
     # latency and seeded faults
@@ -111,6 +113,8 @@ class SimConfig:
         parse_fault_kinds(",".join(self.fault_kinds))
         if self.v1 not in V1_STATES:
             raise ValueError(f"v1 must be one of {', '.join(V1_STATES)}")
+        if self.v1_gone_after is not None and self.v1_gone_after < 0:
+            raise ValueError("v1_gone_after must be >= 0")
         self.rate_policy().validate()
 
     def with_(self, **changes: Any) -> SimConfig:

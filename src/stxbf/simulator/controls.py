@@ -74,6 +74,8 @@ class SimControls:
             self.time_shift = self.chain.end_time - (time.time() if epoch is None else epoch)
         self.policy = config.rate_policy()
         self.v1_state = config.v1_state
+        self.v1_gone_after = config.v1_gone_after
+        self.v1_served = 0  # tx-list requests to v1 so far (for `v1_gone_after`)
         self.fault_rate = config.fault_rate
         self.fault_kinds = tuple(config.fault_kinds)
         self.outage_until = 0.0
@@ -172,6 +174,12 @@ class SimControls:
         )
         new.validate()
         self.policy = new
+
+    def count_v1_request(self) -> None:
+        """One more request to the v1 tx list; past `v1_gone_after` of them the route is gone."""
+        self.v1_served += 1
+        if self.v1_gone_after is not None and self.v1_served > self.v1_gone_after:
+            self.v1_state = "gone"
 
     def set_v1(self, state: str) -> None:
         """Switch `/extended/v1/tx` on, to deprecated (Warning: 299) or gone (410), at once."""
