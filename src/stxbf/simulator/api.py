@@ -11,7 +11,6 @@ latency, seeded faults) and the route table behind it; the routes live in `v1.py
 from __future__ import annotations
 
 import hashlib
-import time
 from collections.abc import Mapping
 from functools import cached_property
 from urllib.parse import parse_qsl, urlsplit
@@ -58,8 +57,9 @@ class SimApi(SimControls):
         client: str = "127.0.0.1",
         now: float | None = None,
     ) -> Response:
-        """Answer one request. `headers` keys are lower-case; `now` is wall time (default: now)."""
-        now = time.time() if now is None else now
+        """Answer one request. `headers` keys are lower-case; `now` is wall time (default: the
+        `clock`'s)."""
+        now = self.clock() if now is None else now
         split = urlsplit(target)
         path = split.path
         params = dict(parse_qsl(split.query, keep_blank_values=True))

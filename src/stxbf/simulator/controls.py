@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,6 +65,9 @@ class SimControls:
         epoch: float | None = None,
     ) -> None:
         self.config = config = config or SimConfig()
+        # the wall time of a request that does not bring its own (`handle(now=…)`): the HTTP
+        # front end's; a test replaces it to send requests at chosen instants
+        self.clock: Callable[[], float] = time.time
         self.chain = chain or _chain_for(config)
         self.renderer = Renderer(self.chain)
         # chain time = wall time + shift: the chain's end_time is "now" at `epoch`; a chain built
