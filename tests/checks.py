@@ -196,6 +196,17 @@ def tree_modes(root: Path) -> dict[str, int]:
 SMALL = SimConfig(days=40, tx_per_day=600, seed=11)  # a small chain the e2e tests share
 
 
+def arrived_since(sim: SimServer, wall_time: float) -> set[str]:
+    """tx_ids of the blocks the growing chain stamped at or after `wall_time` (in the chain's
+    clock): what a run that started then may not have seen yet. Derived from the simulator's
+    clock, not from a guess at how long a run takes."""
+    chain = sim.chain
+    since = int(sim.api.chain_now(wall_time))
+    first = next((b for b, at in enumerate(chain.block_time) if at >= since), len(chain.block_time))
+    start = chain.block_first_tx[first] if first < len(chain.block_time) else len(chain)
+    return {chain.tx_id(i) for i in range(start, len(chain))}
+
+
 def stored_and_truth(home: Path, sim: SimServer) -> tuple[set[str], set[str]]:
     with Store.open(home / "stxbf.duckdb", read_only=True) as store:
         start = int(store.get_meta("range_start") or 0)
