@@ -139,17 +139,26 @@ def test_the_fixtures_carry_their_provenance() -> None:
     assert chain["summary"]["seed"] == 42
 
 
-def test_a_v1_page_is_stored_field_for_field() -> None:
-    page = parse_page(body("v1_tx_page"))
+def test_the_fixtures_hold_every_tx_type_and_a_problematic_skipped_tx() -> None:
+    """poison_microblock is absent: the seeded chain is Nakamoto-only, with no microblocks."""
     txs = data("v1_tx_page")["results"]
-    assert {tx["tx_type"] for tx in txs} >= {
+    assert {tx["tx_type"] for tx in txs} == {
         "token_transfer",
         "smart_contract",
         "contract_call",
         "coinbase",
         "tenure_change",
     }
-    assert page.total == data("v1_tx_page")["total"] == len(txs)
+    assert "problematic_skipped" in {tx["tx_status"] for tx in data("v1_tx_problematic")["results"]}
+    v3 = data("v3_transactions_problematic")["results"]
+    assert "problematic_skipped" in {tx["status"] for tx in v3}
+
+
+@pytest.mark.parametrize("name", ["v1_tx_page", "v1_tx_problematic"])
+def test_a_v1_page_is_stored_field_for_field(name: str) -> None:
+    page = parse_page(body(name))
+    txs = data(name)["results"]
+    assert page.total == data(name)["total"] == len(txs)
     rows = stored(page.rows)
     assert len(rows) == len(txs)
     for tx in txs:
@@ -169,6 +178,7 @@ def test_a_v1_limit_1_page_gives_the_windows_total() -> None:
         "v3_transactions_next",
         "v3_transactions_walk_start",
         "v3_transactions_chain_start",
+        "v3_transactions_problematic",
     ],
 )
 def test_a_v3_page_is_stored_field_for_field(name: str) -> None:
@@ -220,6 +230,13 @@ def test_burn_blocks_and_blocks_are_read() -> None:
         raw["burn_block_time"],
     )
     assert block.tx_count == raw["tx_count"]
+
+
+def test_a_burn_blocks_count_includes_its_problematic_skipped_tx() -> None:
+    """v3 windows are proven by total_tx_count: it counts a problematic_skipped tx as v1 lists it
+    (pg-store-v2.ts sums its Stacks blocks' tx_count, which counts every tx of a block)."""
+    (burn,) = parse_burn_block_page(body("v2_burn_blocks_problematic"))
+    assert burn.total_tx_count == data("v1_tx_problematic")["total"]
 
 
 def answer_with(name: str) -> ApiClient:
