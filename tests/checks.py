@@ -1,7 +1,8 @@
 """What a run sent and what it left behind: the evidence tests check after running stxbf.
 
 - `Recorder`: every request the simulator answers (path, parameters, headers), to check what left
-  stxbf: no key outside the header, no committed window fetched again, no request too early.
+  stxbf: no key outside the header, no committed window fetched again (`committed_refetched`, v1
+  and v3), no request too early.
 - `assert_verified_exact` / `assert_range_exact`: the database holds exactly the chain's tx_ids.
 - `fingerprint` / `file_digest` / `tree_modes`: a database, a file or a directory tree, to prove a
   command changed nothing.
@@ -19,7 +20,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from stxbf.simulator import SimConfig, SimServer
+from stxbf.simulator import Chain, SimConfig, SimServer
+from stxbf.simulator.ledger import GENESIS_BLOCK_HEIGHT
 from stxbf.store import Store
 
 PAGE_LIMIT = 50
@@ -45,6 +47,15 @@ class Request:
         if "start_time" not in self.params or "end_time" not in self.params:
             return None
         return int(self.params["start_time"]), int(self.params["end_time"])
+
+    def v3_burn_time(self, chain: Chain) -> int | None:
+        """The burn time of the Stacks block a v3 tx page starts at (its cursor's height): a walk
+        asks only for pages inside its window's blocks (fetch/v3/walk.py)."""
+        cursor = self.params.get("cursor")
+        if self.path != "/extended/v3/transactions" or not cursor:
+            return None
+        block = int(cursor.split(":")[0]) - GENESIS_BLOCK_HEIGHT
+        return chain.tenure_burn_time[chain.block_tenure[block]]
 
 
 class Recorder:
@@ -86,6 +97,26 @@ class Recorder:
     def since(self, mark: int) -> list[Request]:
         with self._lock:
             return list(self.requests[mark:])
+
+
+def committed_refetched(
+    recorder: Recorder, mark: int, committed: list[tuple[int, int]], chain: Chain | None = None
+) -> list[tuple[int, int]]:
+    """Pages requested after `mark` that reach into a window already committed: v1 window pages
+    by their times, and (given the simulator's `chain`) v3 tx pages by their cursor's block. A
+    later run's windows are cut from the gaps between committed ones, so none may overlap one
+    (a window re-cut wider than a committed one is a refetch too)."""
+
+    def inside(span: tuple[int, int]) -> bool:
+        return any(start <= span[1] and span[0] <= end for start, end in committed)
+
+    found: list[tuple[int, int]] = []
+    for request in recorder.since(mark):
+        burn_time = request.v3_burn_time(chain) if chain is not None else None
+        span = request.window or (None if burn_time is None else (burn_time, burn_time))
+        if span is not None and inside(span):
+            found.append(span)
+    return found
 
 
 # -- the database's side -------------------------------------------------------------------------
@@ -163,6 +194,17 @@ def tree_modes(root: Path) -> dict[str, int]:
 
 
 SMALL = SimConfig(days=40, tx_per_day=600, seed=11)  # a small chain the e2e tests share
+
+
+def arrived_since(sim: SimServer, wall_time: float) -> set[str]:
+    """tx_ids of the blocks the growing chain stamped at or after `wall_time` (in the chain's
+    clock): what a run that started then may not have seen yet. Derived from the simulator's
+    clock, not from a guess at how long a run takes."""
+    chain = sim.chain
+    since = int(sim.api.chain_now(wall_time))
+    first = next((b for b, at in enumerate(chain.block_time) if at >= since), len(chain.block_time))
+    start = chain.block_first_tx[first] if first < len(chain.block_time) else len(chain)
+    return {chain.tx_id(i) for i in range(start, len(chain))}
 
 
 def stored_and_truth(home: Path, sim: SimServer) -> tuple[set[str], set[str]]:

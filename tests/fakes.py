@@ -101,12 +101,30 @@ class FakeChain:
         return Page(total=len(matching), offset=offset, limit=limit, rows=list(results))
 
 
-def as_json(row: tuple[object, ...]) -> dict[str, object]:
-    tx = dict(zip(TX_COLUMN_NAMES, row, strict=False))
-    tx["tx_type"] = "coinbase"
-    tx["tx_status"] = "success"
-    tx["fee_rate"] = "0"
-    return tx
+def as_json(row: Row) -> dict[str, object]:
+    """A fake chain's row as the API writes a v1 coinbase, in the API's own field names
+    (src/api/schemas/v1/entities/transactions.ts; tests/fixtures/realapi/v1_tx_page.json is a
+    real one), not the client's column names: a client that misread a field fails here."""
+    height, burn_time = row[TX_COLUMN_NAMES.index("block_height")], row[BURN_TIME_INDEX]
+    return {
+        "tx_id": row[0],
+        "tx_type": "coinbase",
+        "tx_status": "success",
+        "nonce": 0,
+        "fee_rate": "0",
+        "sender_address": "ST1PQHQKV0RJXZFY1DGX8MNSNYVE3VGZJSRTPGZGM",
+        "sponsored": False,
+        "block_hash": f"0x{height:064x}",
+        "block_height": height,
+        "block_time": burn_time,
+        "burn_block_time": burn_time,
+        "burn_block_height": 900_000 + (burn_time - 1_700_000_000) // 600,
+        "canonical": True,
+        "microblock_canonical": True,
+        "tx_index": row[TX_COLUMN_NAMES.index("tx_index")],
+        "event_count": 0,
+        "coinbase_payload": {"data": "0x00", "alt_recipient": None, "vrf_proof": None},
+    }
 
 
 def transport_for(chain: FakeChain) -> httpx.MockTransport:

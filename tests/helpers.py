@@ -84,18 +84,34 @@ def crash_run(
     )
 
 
-def kill_9_runs(env: dict[str, str], rng: Any, *, times: int, after: tuple[float, float]) -> int:
-    """Start `stxbf run` `times` times, kill -9 each one still alive after a random moment in
-    `after` (seconds); return how many were killed."""
-    kills = 0
+def kill_9_runs(
+    env: dict[str, str],
+    rng: Any,
+    *,
+    times: int,
+    progress: Path,
+    commits: tuple[int, int] = (1, 3),
+) -> Iterator[int]:
+    """Start `stxbf run` `times` times and kill -9 each once its progress snapshot shows it has
+    committed a random number (in `commits`) of verified windows: never before (no sleep guesses
+    when), and a run that ends first fails the test. Yields, after each kill, that number; the
+    caller checks the database and the requests between kills."""
     for _ in range(times):
         proc = spawn("run", env=env)
-        time.sleep(rng.uniform(*after))
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-            kills += 1
-        proc.communicate(timeout=30)
-    return kills
+        wanted = rng.randint(*commits)
+        try:
+            wait_for_snapshot(
+                progress,
+                lambda snap, pid=proc.pid, wanted=wanted: (
+                    snap.pid == pid and snap.counters.windows_verified >= wanted
+                ),
+                proc=proc,
+            )
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+            proc.communicate(timeout=30)
+        yield wanted
 
 
 def run_cli(

@@ -114,15 +114,20 @@ def test_every_setting_is_documented() -> None:
 # --- one-way arrows -------------------------------------------------------------------------------
 
 
+def within(name: str, packages: str | tuple[str, ...]) -> bool:
+    packages = (packages,) if isinstance(packages, str) else packages
+    return any(name == package or name.startswith(package + ".") for package in packages)
+
+
 def module_name(path: Path) -> str:
     parts = path.relative_to(SRC.parent).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def imported_modules(path: Path) -> set[str]:
-    """Every stxbf module a file imports, at any depth (including inside functions)."""
+def imported_modules(path: Path, name: str) -> set[str]:
+    """Every module the file of module `name` imports, at any depth (including inside functions),
+    relative imports resolved; `from a import b` counts both `a` and `a.b` (b may be a module)."""
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-    name = module_name(path)
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found: set[str] = set()
     for node in ast.walk(tree):
@@ -138,15 +143,15 @@ def imported_modules(path: Path) -> set[str]:
             found.add(target)
             # `from stxbf import store` imports the module stxbf.store
             found.update(f"{target}.{alias.name}" for alias in node.names)
-    return {name for name in found if name == "stxbf" or name.startswith("stxbf.")}
+    return found
 
 
-MODULES = {module_name(path): imported_modules(path) for path in sorted(SRC.rglob("*.py"))}
+def stxbf_imports(path: Path) -> set[str]:
+    name = module_name(path)
+    return {found for found in imported_modules(path, name) if within(found, "stxbf")}
 
 
-def within(name: str, packages: str | tuple[str, ...]) -> bool:
-    packages = (packages,) if isinstance(packages, str) else packages
-    return any(name == package or name.startswith(package + ".") for package in packages)
+MODULES = {module_name(path): stxbf_imports(path) for path in sorted(SRC.rglob("*.py"))}
 
 
 ENTRY_POINTS = ("stxbf.cli", "stxbf.__main__")  # `python -m stxbf` is an entry point too
@@ -188,6 +193,39 @@ def violations() -> Iterator[str]:
                 inner = imported != face and imported in MODULES
                 if within(imported, face) and inner and not within(importer, face):
                     yield f"{importer} imports {imported}: use {face}'s package face"
+
+
+def loaded_with(module: str) -> set[str]:
+    """The stxbf modules that importing `module` loads: what it imports, followed transitively,
+    with the packages (their `__init__`) each of them sits in."""
+    seen: set[str] = set()
+    todo = [module]
+    while todo:
+        name = todo.pop()
+        parts = name.split(".")
+        for depth in range(1, len(parts) + 1):
+            ancestor = ".".join(parts[:depth])
+            if ancestor in MODULES and ancestor not in seen:
+                seen.add(ancestor)
+                todo.extend(MODULES[ancestor])
+    return seen
+
+
+SIMULATOR_MAY_LOAD = ("stxbf.simulator", "stxbf.defaults")
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if within(m, "stxbf.simulator")))
+def test_the_simulator_loads_nothing_of_the_client(module: str) -> None:
+    """The simulator writes the API's JSON by its own reading of the API: followed transitively,
+    it loads only itself and `stxbf.defaults` (a prefix rule let `stxbf.models_v3` through)."""
+    outside = {m for m in loaded_with(module) if m != "stxbf" and not within(m, SIMULATOR_MAY_LOAD)}
+    assert not outside, f"{module} loads {sorted(outside)}"
+
+
+def test_the_transitive_walker_follows_imports() -> None:
+    assert {"stxbf.runner", "stxbf.fetch", "stxbf.store", "stxbf.models"} <= loaded_with(
+        "stxbf.cli.run"
+    )
 
 
 def test_the_import_walker_sees_the_tree() -> None:
@@ -282,17 +320,6 @@ def test_nox_quick_session_is_the_documented_quick_loop() -> None:
 TESTS = ROOT / "tests"
 
 
-def imported_modules(path: Path) -> set[str]:
-    tree = ast.parse(path.read_text(encoding="utf-8"))
-    found: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            found.add(node.module)
-    return found
-
-
 def default_suite_modules() -> list[Path]:
     return sorted(path for path in TESTS.glob("*.py") if path.name != "__init__.py")
 
@@ -304,7 +331,7 @@ def test_no_test_module_imports_another_or_the_torture_package(path: Path) -> No
     tests/torture (`crash_run` runs its crashpoint.py as a script)."""
     bad = [
         name
-        for name in imported_modules(path)
+        for name in imported_modules(path, f"tests.{path.stem}")
         if name.startswith(("tests.test_", "tests.torture")) or name == "tests.torture"
     ]
     assert not bad, f"{path.name} imports {bad}"

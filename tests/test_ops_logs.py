@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import logging
 import logging.handlers
-import threading
-import time
 from pathlib import Path
 
 import pytest
 
 from stxbf.ops.logs import LOG_FORMAT, RedactSecrets, configure_logging, follow, line_level, tail
-from tests.helpers import retry_until
 
 LINES = [
     "2026-01-01T00:00:00+0000 INFO    stxbf.runner: started",
@@ -56,37 +53,47 @@ def test_tail_reaches_into_rotated_files(tmp_path: Path) -> None:
     assert tail(path, 3) == [*LINES[:2], LINES[-1]]
 
 
-def test_follow_continues_across_rotation(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "bursts",
+    [[4, 4, 4, 4, 4], [12, 8], [9, 0, 11], [1] * 20],
+    ids=["one-rotation-a-time", "three-rotations-unseen", "a-quiet-poll-between", "line-by-line"],
+)
+def test_follow_reads_every_rotated_file_in_order(tmp_path: Path, bursts: list[int]) -> None:
+    """Driven step by step: each poll of the follower writes the next burst of messages, so a
+    burst that rotates the log twice is exactly a reader that slept through two rotations."""
     path = tmp_path / "stxbf.log"
-    logger = logging.getLogger("test.follow")
+    logger = logging.getLogger(f"test.follow.{len(bursts)}")
     logger.propagate = False
     handler = logging.handlers.RotatingFileHandler(path, maxBytes=300, backupCount=3)
-    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))  # ~65 bytes a line: 4 lines a file
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     logger.info("before following")
-    seen: list[str] = []
-    done = threading.Event()
+    written = iter(range(sum(bursts)))
+    script = list(bursts)
+    finished: list[bool] = []
 
-    def reader() -> None:
-        for line in follow(path, offset=path.stat().st_size, poll=0.02, stop=done.is_set):
-            seen.append(line)
+    def write_next_burst(_poll: float) -> None:
+        if not script:
+            finished.append(True)  # everything written was read: the follower polls again
+            return
+        for _ in range(script.pop(0)):
+            logger.info("message %02d", next(written))
 
-    thread = threading.Thread(target=reader)
-    thread.start()
     try:
-        time.sleep(0.1)
-        for i in range(20):  # ~60 bytes each: rotates several times
-            logger.info("message %02d", i)
-            time.sleep(0.02)
-        retry_until(lambda: len(seen) >= 20, what="the follower to read all 20 lines")
+        seen = list(
+            follow(
+                path,
+                offset=path.stat().st_size,
+                stop=lambda: bool(finished),
+                sleep=write_next_burst,
+            )
+        )
     finally:
-        done.set()
-        thread.join(timeout=5)
         logger.removeHandler(handler)
         handler.close()
-    assert Path(f"{path}.1").exists(), "the log rotated"
-    assert [line.rsplit(" ", 1)[1] for line in seen] == [f"{i:02d}" for i in range(20)]
+    assert Path(f"{path}.3").exists(), "the log rotated past its backups"
+    assert [line.rsplit(" ", 1)[1] for line in seen] == [f"{i:02d}" for i in range(sum(bursts))]
 
 
 def test_configure_logging_redacts_the_key(tmp_path: Path) -> None:
@@ -100,3 +107,42 @@ def test_configure_logging_redacts_the_key(tmp_path: Path) -> None:
     assert "sekrit-123" not in text and "***" in text
     assert path.stat().st_mode & 0o777 == 0o600
     assert isinstance(RedactSecrets([]), logging.Filter)
+
+
+def test_follow_past_the_last_backup_goes_on_with_the_oldest_left(tmp_path: Path) -> None:
+    """A burst that rotates the reader's file out of the chain (deleted past `backupCount`):
+    what was deleted unread is lost, but what is left is read in order, none twice."""
+    path = tmp_path / "stxbf.log"
+    logger = logging.getLogger("test.follow.past")
+    logger.propagate = False
+    handler = logging.handlers.RotatingFileHandler(path, maxBytes=300, backupCount=2)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.info("before following")
+    script = [list(range(3)), list(range(3, 40))]
+    finished: list[bool] = []
+
+    def write_next_burst(_poll: float) -> None:
+        if not script:
+            finished.append(True)
+            return
+        for number in script.pop(0):
+            logger.info("message %02d", number)
+
+    try:
+        seen = [
+            int(line.rsplit(" ", 1)[1])
+            for line in follow(path, offset=0, stop=lambda: bool(finished), sleep=write_next_burst)
+            if "message" in line
+        ]
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+    kept = [
+        int(line.rsplit(" ", 1)[1])
+        for name in (f"{path}.2", f"{path}.1", str(path))
+        for line in Path(name).read_text().splitlines()
+    ]
+    assert seen[:3] == [0, 1, 2]  # the reader's own file, read before the burst deleted it
+    assert seen == sorted(set(seen)) and seen[-len(kept) :] == kept

@@ -1192,3 +1192,12 @@ def test_a_million_txs_fit_in_modest_memory() -> None:
     n_txs, grown_mib = map(int, result.stdout.split())
     assert n_txs > 1_000_000
     assert grown_mib < 150, f"{grown_mib} MiB for {n_txs} txs"
+
+
+def test_v1_gone_after_n_requests_is_the_operators_switch() -> None:
+    """`v1_gone_after` (`sim serve --v1-gone-after`): N tx-list answers, then 410 Gone."""
+    api = SimApi(SimConfig(days=1, tx_per_day=500, end_time=END, v1_gone_after=2), epoch=END)
+    statuses = [api.handle("GET", "/extended/v1/tx?limit=1", {}, now=END).status for _ in range(4)]
+    assert statuses == [200, 200, 410, 410]
+    with pytest.raises(ValueError, match="v1_gone_after"):
+        SimConfig(v1_gone_after=-1)

@@ -95,6 +95,9 @@ Now = typer.Option(
 V1 = typer.Option(
     "on", "--v1", help="/extended/v1/tx: on, deprecated (Warning: 299) or gone (410 Gone)."
 )
+V1GoneAfter = typer.Option(
+    0, "--v1-gone-after", help="Switch /extended/v1/tx to 410 Gone after N requests (0 = never)."
+)
 
 
 @app.command("serve")
@@ -120,6 +123,7 @@ def serve(
     month_quota: int = MonthQuota,
     month_seconds: float = MonthSeconds,
     v1: V1Choice = V1,
+    v1_gone_after: int = V1GoneAfter,
     now: str | None = Now,
 ) -> None:
     """Serve the simulated API until interrupted; prints the URL on one line first."""
@@ -152,6 +156,7 @@ def serve(
             month_quota=month_quota or None,
             month_seconds=month_seconds or None,
             v1=v1,
+            v1_gone_after=v1_gone_after or None,
         )
     _serve(config)
 

@@ -219,9 +219,8 @@ class _Pass(WindowPass[Engine]):
         """Wait for at least one answer (or a stop) and handle every answered page."""
         waiting: list[asyncio.Future[Any]] = [*self.tasks, stop_waiter]
         done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-        for answered in done:
-            if answered is stop_waiter:
-                continue
+        # in the order the pages were asked for, not the set's (which differs between Pythons)
+        for answered in [task for task in self.tasks if task in done]:
             window, offset, generation = self.tasks.pop(answered)
             page = answered.result()  # a fatal FetchError propagates from here
             if not self.is_current(window, generation):

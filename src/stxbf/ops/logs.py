@@ -14,6 +14,7 @@ import re
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import TextIO
 
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 DATE_FORMAT = "%Y-%m-%dT%H:%M:%S%z"
@@ -130,6 +131,44 @@ def tail(path: Path, lines: int = 50, *, level: str | None = None) -> list[str]:
     return [line for record in chosen for line in record]
 
 
+def _rotation_chain(path: Path) -> list[tuple[Path, os.stat_result]]:
+    """The log's files oldest first (`path.5` … `path.1`, then `path`); absent ones left out."""
+    chain: list[tuple[Path, os.stat_result]] = []
+    for candidate in [*(Path(f"{path}.{i}") for i in range(BACKUP_COUNT, 0, -1)), path]:
+        try:
+            chain.append((candidate, candidate.stat()))
+        except OSError:
+            continue
+    return chain
+
+
+def _open_after(path: Path, done: os.stat_result | None) -> TextIO | None:
+    """Open the log file written after the one `done` describes (None: `path` itself), found by
+    inode in the rotation chain. If that file has left the chain (rotated past the last backup,
+    or deleted), the next is the oldest file last written after it. None: nothing to open yet,
+    or the chain moved between the listing and the open (the caller polls again)."""
+    if done is None:
+        target, expected = path, None
+    else:
+        chain = _rotation_chain(path)
+        inodes = [stat.st_ino for _, stat in chain]
+        if done.st_ino in inodes:
+            later = chain[inodes.index(done.st_ino) + 1 :]
+        else:
+            later = [(p, stat) for p, stat in chain if stat.st_mtime_ns >= done.st_mtime_ns]
+        if not later:
+            return None
+        target, expected = later[0][0], later[0][1].st_ino
+    try:
+        handle = target.open("r", encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    if expected is not None and os.fstat(handle.fileno()).st_ino != expected:
+        handle.close()
+        return None
+    return handle
+
+
 def follow(
     path: Path,
     *,
@@ -137,29 +176,32 @@ def follow(
     offset: int | None = None,
     poll: float = 0.5,
     stop: Callable[[], bool] = lambda: False,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> Iterator[str]:
     """Yield lines appended to `path` after byte `offset` (None: from the start), across rotation.
 
-    Rotation renames the file away and starts a new one: once the old handle is drained and the
-    path's inode has changed (or the file shrank), we continue at the start of the new file.
+    Rotation renames the file away (`path` → `path.1` → `path.2` …) and starts a new one. Once
+    the open handle is drained and `path` names another inode, the reader goes on with the file
+    written after its own (`_open_after`) from its start: a reader that slept through several
+    rotations reads each rotated file in order instead of skipping to the newest. A file that
+    shrank (truncated in place) is read again from its start. `sleep` waits between polls.
     """
     keep = _at_least(level)
-    handle = None
-    inode = None
+    handle: TextIO | None = None
+    done: os.stat_result | None = None  # the file just drained, when rotation moved it away
     keeping = True
     pending = ""
     try:
         while not stop():
             if handle is None:
-                try:
-                    handle = path.open("r", encoding="utf-8", errors="replace")
-                except OSError:
-                    time.sleep(poll)
+                handle = _open_after(path, done)
+                if handle is None:
+                    sleep(poll)
                     continue
-                stat = os.fstat(handle.fileno())
-                inode = stat.st_ino
+                done = None
                 if offset is not None:
-                    handle.seek(offset if offset <= stat.st_size else 0)
+                    size = os.fstat(handle.fileno()).st_size
+                    handle.seek(offset if offset <= size else 0)
                     offset = None
             chunk = handle.readline()
             if chunk.endswith("\n"):
@@ -172,18 +214,21 @@ def follow(
                     yield text
                 continue
             pending += chunk  # a line still being written, or nothing new
+            mine = os.fstat(handle.fileno())
             try:
                 current = path.stat()
             except OSError:
-                current = None
-            if current is None or current.st_ino != inode or current.st_size < handle.tell():
+                current = None  # between a rename and the new file: poll again
+            rotated = current is not None and current.st_ino != mine.st_ino
+            if rotated or (current is not None and current.st_size < handle.tell()):
                 if pending and keeping:
                     yield pending  # the old file's unterminated last line
                 pending = ""
                 handle.close()
                 handle = None
+                done = mine if rotated else None  # a truncated file is read again from its start
                 continue
-            time.sleep(poll)
+            sleep(poll)
     finally:
         if handle is not None:
             handle.close()

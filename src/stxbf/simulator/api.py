@@ -11,7 +11,6 @@ latency, seeded faults) and the route table behind it; the routes live in `v1.py
 from __future__ import annotations
 
 import hashlib
-import time
 from collections.abc import Mapping
 from functools import cached_property
 from urllib.parse import parse_qsl, urlsplit
@@ -19,6 +18,7 @@ from urllib.parse import parse_qsl, urlsplit
 import orjson
 
 from stxbf.simulator import admin, v1, v3
+from stxbf.simulator.config import OFFSET_FAULTS
 from stxbf.simulator.controls import ClientState, SimControls
 from stxbf.simulator.responses import (
     Action,
@@ -57,8 +57,9 @@ class SimApi(SimControls):
         client: str = "127.0.0.1",
         now: float | None = None,
     ) -> Response:
-        """Answer one request. `headers` keys are lower-case; `now` is wall time (default: now)."""
-        now = time.time() if now is None else now
+        """Answer one request. `headers` keys are lower-case; `now` is wall time (default: the
+        `clock`'s)."""
+        now = self.clock() if now is None else now
         split = urlsplit(target)
         path = split.path
         params = dict(parse_qsl(split.query, keep_blank_values=True))
@@ -191,16 +192,40 @@ class SimApi(SimControls):
         if fault is not None:
             return fault
         self.chain.advance(self.chain_now(now))
+        if kind in OFFSET_FAULTS:
+            return self._moved_page(method, path, params, query, kind)
         response = self._route(method, path, params, query)
         spoilable = path in v1.TX_LIST_PATHS or path == v3.V3_TX_LIST
         if kind is not None and response.status == 200 and spoilable:
             self._spoil(response, kind)
         return response
 
+    def _moved_page(
+        self, method: str, path: str, params: dict[str, str], query: str, kind: str
+    ) -> Response:
+        """A v1 page read from an offset 1-3 rows off (earlier: `duplicate`, later: `shift`) and
+        labelled with the offset asked for, as when rows arrive or leave before the offset
+        between two pages of a live list. Other routes (v3 pages by cursor) answer plainly."""
+        offset = params.get("offset", "0")
+        if path not in v1.TX_LIST_PATHS or not offset.isdigit():
+            return self._route(method, path, params, query)
+        rows = self._fault_rng.randint(1, 3)
+        moved = max(0, int(offset) - rows) if kind == "duplicate" else int(offset) + rows
+        response = self._route(method, path, {**params, "offset": str(moved)}, query)
+        if response.status != 200 or moved == int(offset):
+            return response
+        page = orjson.loads(response.body)
+        page["offset"] = int(offset)
+        response.body = orjson.dumps(page)
+        response.fault = kind
+        self.faults[kind] += 1
+        return response
+
     # ---- the route table --------------------------------------------------------------------
 
     def _route(self, method: str, path: str, params: dict[str, str], query: str) -> Response:
         if path in v1.TX_LIST_PATHS:
+            self.count_v1_request()
             return self._tx_list.route(method, path, params, query, self.v1_state)
         if path in v1.STATUS_PATHS:
             return v1.status(self.chain, self.renderer)
@@ -227,8 +252,8 @@ class SimApi(SimControls):
         if rng.random() >= self.fault_rate:
             return None, None
         kind = rng.choice(self.fault_kinds)
-        if kind in ("truncate", "short"):
-            return kind, None
+        if kind in ("truncate", "short", *OFFSET_FAULTS):
+            return kind, None  # the route's answer, spoiled or moved
         self.faults[kind] += 1
         if kind in ("500", "502", "503", "504"):
             status = int(kind)

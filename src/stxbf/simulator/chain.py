@@ -63,6 +63,7 @@ class Chain(Ledger):
 
     `end_time` is the chain's "now" at build time (default: wall time); history starts `days`
     before it. After that, regular transactions arrive at `growth` per second (0 = frozen).
+    `tenures_at`: burn times that get a Bitcoin block (a tenure) of their own, deterministically.
     """
 
     def __init__(
@@ -76,8 +77,12 @@ class Chain(Ledger):
         tenure_seconds: float = 600.0,
         block_seconds: tuple[float, float] = (5.0, 10.0),
         extended_tenure_hours: float = 0.0,
+        tenures_at: tuple[int, ...] = (),
     ) -> None:
         super().__init__(seed)
+        # Bitcoin blocks at these burn times besides the drawn ones: a test puts one on the
+        # last second of a window, which a client that asks `end_time - 1` misses
+        self._tenures_at = sorted(int(t) for t in tenures_at)
         self.days = days
         self.tx_per_day = tx_per_day
         self.end_time = float(time.time() if end_time is None else end_time)
@@ -153,6 +158,9 @@ class Chain(Ledger):
         gap = rng.expovariate(1.0 / self.tenure_seconds)
         gap = min(max(gap, 0.1 * self.tenure_seconds, 1.0), 6.0 * self.tenure_seconds)
         self._next_tenure_at = at + gap
+        placed = next((t for t in self._tenures_at if t > at), None)
+        if placed is not None and placed < self._next_tenure_at:
+            self._next_tenure_at = placed
         self._next_block_at = at + rng.uniform(0.2, 1.0) * self.block_seconds[0]
 
     def _emit_block(self, at: float, regular: int) -> None:

@@ -22,7 +22,12 @@ FAULT_KINDS: tuple[str, ...] = (
     "malformed",
     "short",
     "429",
+    "duplicate",  # a v1 page starts 1-3 rows early: rows of the page before, again
+    "shift",  # a v1 page starts 1-3 rows late: rows skipped
 )
+# a live chain under offset paging (Hiro issues #2349, #924): rows that arrive or leave before
+# the offset move every later page, so pages overlap or leave gaps while each looks whole
+OFFSET_FAULTS: tuple[str, ...] = ("duplicate", "shift")
 OUTAGE_MODES: tuple[str, ...] = ("refuse", "drop", "503")
 # the state of the deprecated `/extended/v1/tx` route (hirosystems/stacks-blockchain-api
 # src/api/deprecation-plugin.ts): served plainly, served with `Warning: 299`, or `410 Gone`
@@ -88,6 +93,8 @@ class SimConfig:
     # anomalies of the real chain (off by default; tests trigger more through /_sim/anomaly or
     # the Chain's methods): the head tenure elected this many hours ago and extended since
     extended_tenure_hours: float = 0.0
+    # burn times that get a tenure of their own (a window's last second, in tests)
+    tenures_at: tuple[int, ...] = ()
     # the listener (loopback only)
     host: str = "127.0.0.1"
     port: int = 0
@@ -104,6 +111,8 @@ class SimConfig:
     require_key: bool = False
     api_keys: tuple[str, ...] = (DEFAULT_API_KEY,)
     v1: str = "on"  # on | deprecated | gone (see V1_STATES)
+    # the operator's switch, mid-run: v1 answers 410 once it has served this many tx-list requests
+    v1_gone_after: int | None = None
     v1_gone: bool = False  # older spelling of v1="gone"
     deprecation: bool = False  # older spelling of v1="deprecated"
     # latency and seeded faults
@@ -127,6 +136,8 @@ class SimConfig:
         parse_fault_kinds(",".join(self.fault_kinds))
         if self.v1 not in V1_STATES:
             raise ValueError(f"v1 must be one of {', '.join(V1_STATES)}")
+        if self.v1_gone_after is not None and self.v1_gone_after < 0:
+            raise ValueError("v1_gone_after must be >= 0")
         self.rate_policy().validate()
 
     def with_(self, **changes: Any) -> SimConfig:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,6 +50,7 @@ def _chain_for(config: SimConfig) -> Chain:
         tenure_seconds=config.tenure_seconds,
         extended_tenure_hours=config.extended_tenure_hours,
         block_seconds=config.block_seconds,
+        tenures_at=config.tenures_at,
     )
 
 
@@ -63,6 +65,9 @@ class SimControls:
         epoch: float | None = None,
     ) -> None:
         self.config = config = config or SimConfig()
+        # the wall time of a request that does not bring its own (`handle(now=…)`): the HTTP
+        # front end's; a test replaces it to send requests at chosen instants
+        self.clock: Callable[[], float] = time.time
         self.chain = chain or _chain_for(config)
         self.renderer = Renderer(self.chain)
         # chain time = wall time + shift: the chain's end_time is "now" at `epoch`; a chain built
@@ -73,6 +78,8 @@ class SimControls:
             self.time_shift = self.chain.end_time - (time.time() if epoch is None else epoch)
         self.policy = config.rate_policy()
         self.v1_state = config.v1_state
+        self.v1_gone_after = config.v1_gone_after
+        self.v1_served = 0  # tx-list requests to v1 so far (for `v1_gone_after`)
         self.fault_rate = config.fault_rate
         self.fault_kinds = tuple(config.fault_kinds)
         self.outage_until = 0.0
@@ -171,6 +178,12 @@ class SimControls:
         )
         new.validate()
         self.policy = new
+
+    def count_v1_request(self) -> None:
+        """One more request to the v1 tx list; past `v1_gone_after` of them the route is gone."""
+        self.v1_served += 1
+        if self.v1_gone_after is not None and self.v1_served > self.v1_gone_after:
+            self.v1_state = "gone"
 
     def set_v1(self, state: str) -> None:
         """Switch `/extended/v1/tx` on, to deprecated (Warning: 299) or gone (410), at once."""

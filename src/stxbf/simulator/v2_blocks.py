@@ -171,7 +171,9 @@ class BlockView:
         return {
             **self._burn_fields(tenure),
             "stacks_blocks": [self.renderer.block_hash(b) for b in blocks],
-            "avg_block_time": round(sum(gaps) / len(gaps), 2) if gaps else 0,
+            # parseFloat(toFixed(2)) in routes/v2/helpers.ts, but the schema says Type.Integer
+            # (schemas/v1/entities/burn-blocks.ts): Fastify's serializer truncates it
+            "avg_block_time": int(round(sum(gaps) / len(gaps), 2)) if gaps else 0,
             "total_tx_count": sum(self._tx_count(b) for b in blocks),
         }
 

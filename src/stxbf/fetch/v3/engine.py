@@ -24,8 +24,9 @@ class V3Engine(WindowEngine):
     and at a span that adapts to hold about `target_window_rows` (None: the span stays
     `initial_span`); up to `windows_in_flight` of them are open at once (each walked by up to
     `concurrency` cursors; the next is prepared while the current ones walk), and each completed
-    window goes to `on_window` in completion order. An `incomplete` window is counted but not
-    handed on: it has no rows, and committing it would empty its range."""
+    window goes to `on_window` in completion order (newest first among those that finish
+    together). An `incomplete` window is counted but not handed on: it has no rows, and
+    committing it would empty its range."""
 
     def __init__(
         self,
@@ -57,7 +58,8 @@ class _V3Pass(WindowPass[V3Engine]):
     """One pass: `run` loops over `fill` (open windows while the source has slots to spare)
     and `receive` (hand each finished window to `take`)."""
 
-    tasks: set[asyncio.Future[CompletedWindow]] = field(default_factory=set, init=False)
+    # in the order the windows were opened (newest first): a dict keeps it, a set would not
+    tasks: dict[asyncio.Future[CompletedWindow], None] = field(default_factory=dict, init=False)
     settling: set[asyncio.Future[CompletedWindow]] = field(default_factory=set, init=False)
 
     async def run(self) -> PassResult:
@@ -95,7 +97,7 @@ class _V3Pass(WindowPass[V3Engine]):
         task = asyncio.ensure_future(
             self.engine.source.window(start, end, is_head=is_head or settles)
         )
-        self.tasks.add(task)
+        self.tasks[task] = None
         if settles:
             self.settling.add(task)
         return True
@@ -109,10 +111,10 @@ class _V3Pass(WindowPass[V3Engine]):
             [*self.tasks, stop_waiter, progress], return_when=asyncio.FIRST_COMPLETED
         )
         progress.cancel()
-        for finished in done:
-            if finished is stop_waiter or finished is progress:
-                continue
-            self.tasks.discard(finished)
+        # windows that finished together are handed on newest first, as they were opened: the
+        # set `done` iterates in an order that differs between Pythons (3.13 put older first)
+        for finished in [task for task in self.tasks if task in done]:
+            del self.tasks[finished]
             # a fatal FetchError propagates from here
             await self.take(finished.result(), settling=finished in self.settling)
 
