@@ -19,6 +19,8 @@ import pytest
 
 from tests.helpers import cron_env
 
+pytestmark = pytest.mark.slow  # every case starts the console script as a process
+
 STXBF = Path(sys.executable).with_name("stxbf")  # the installed console script, as a shell runs it
 
 

@@ -178,6 +178,7 @@ def test_a_database_filled_on_v1_continues_on_v3_without_refetching(tmp_path: Pa
     assert report.snapshot.counters.transactions_fetched == sum(w.rows_stored for w in on_v3)
 
 
+@pytest.mark.slow  # waits out real retry backoffs: ~6 s
 def test_faults_on_v3_are_retried_and_the_backfill_stays_exact(tmp_path: Path) -> None:
     api = make_api(seed=37, v1="gone", fault_rate=0.1)
     report = run(tmp_path, SwitchOff(api, after=0), source="v3")
