@@ -185,3 +185,13 @@ def test_output_into_a_pipe_is_neither_wrapped_nor_padded(
     assert [line for line in lines if line != line.rstrip()] == []
     detail = [line for line in lines if "config" in line and bogus in line]
     assert len(detail) == 1, out  # the whole detail on its check's line
+
+
+def test_the_coverage_strip_is_a_chart_of_80_columns_in_a_pipe() -> None:
+    """Unwrapped output must not turn the year's strip into one 365-glyph line: its rows are
+    cut by the strip itself, not by the console's wrapping."""
+    from stxbf.ops.render import coverage_strip
+
+    strip = coverage_strip("V" * 200 + "." * 165, width=80, max_rows=8)
+    rows = strip.plain.splitlines()
+    assert [len(row) for row in rows] == [80, 80, 80, 80, 45]

@@ -59,7 +59,9 @@ def coverage_strip(coverage: str, *, width: int, max_rows: int = 4) -> Text:
     width = max(10, width)
     per_glyph = max(1, math.ceil(len(coverage) / (width * max_rows)))
     text = Text()
-    for start in range(0, len(coverage), per_glyph):
+    for index, start in enumerate(range(0, len(coverage), per_glyph)):
+        if index and index % width == 0:  # rows cut here: into a pipe the console does not wrap
+            text.append("\n")
         chunk = coverage[start : start + per_glyph]
         code = next(c for c in _WORST_FIRST if c in chunk)
         glyph, style = STRIP_GLYPHS[code]
