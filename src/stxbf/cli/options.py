@@ -19,7 +19,8 @@ MaxIterations = typer.Option(
 Concurrency = typer.Option(
     None,
     "--concurrency",
-    help=f"Requests in flight at once (default {defaults.CONCURRENCY}).",
+    help="Requests in flight at most; the number in flight follows the rate limit and the "
+    f"latency under it (default {defaults.CONCURRENCY}).",
 )
 Rpm = typer.Option(
     None, "--rpm", help="Fix the request rate (per minute) instead of following the API's headers."
