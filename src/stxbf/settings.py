@@ -71,6 +71,7 @@ class Settings(BaseSettings):
     target_days: int = Field(default=defaults.TARGET_DAYS, ge=1, le=MAX_TARGET_DAYS)
     max_pages: int = Field(default=defaults.MAX_PAGES, ge=1)
     max_iterations: int = Field(default=0, ge=0)
+    max_requests: int | None = Field(default=None, ge=1)
     concurrency: int = Field(default=defaults.CONCURRENCY, ge=1, le=defaults.MAX_CONCURRENCY)
     rpm: float | None = Field(default=None, gt=0)
     request_timeout: float = Field(default=defaults.REQUEST_TIMEOUT, gt=0)

@@ -72,6 +72,12 @@ class ProgressSnapshot:
     source: str | None = None  # the route this run fetches from now: v1 or v3 (None: not yet)
     # verified and open windows by the route that filled them, as the database holds them
     window_sources: dict[str, int] = field(default_factory=dict)
+    # the API's monthly quota (x-ratelimit-limit/remaining-stacks-month), as it last said
+    quota_limit: float | None = None
+    quota_remaining: float | None = None
+    requests_needed: int | None = None  # about what the rest of the range needs (v1's total)
+    max_requests: int | None = None  # this run's budget (--max-requests)
+    in_flight_limit: int | None = None  # requests the run may have in flight now
     schema: int = SNAPSHOT_SCHEMA
 
     @property

@@ -16,6 +16,12 @@ MaxPages = typer.Option(
 MaxIterations = typer.Option(
     None, "--max-iterations", help="Stop after N iterations; 0 = until the target (default 0)."
 )
+MaxRequests = typer.Option(
+    None,
+    "--max-requests",
+    help="Send at most N requests in this run, then stop with the completed windows committed "
+    "(exit 3); default none.",
+)
 Concurrency = typer.Option(
     None,
     "--concurrency",

@@ -26,7 +26,7 @@ from tenacity import (
 )
 
 from stxbf import defaults
-from stxbf.errors import ApiUnreachable, QuotaExhausted
+from stxbf.errors import ApiUnreachable, QuotaExhausted, RequestBudgetSpent
 from stxbf.fetch.client import ApiClient, RateLimited, RawResponse, Response
 from stxbf.fetch.connections import Transient
 from stxbf.fetch.first_contact import NoAnswerYet, first_contact_hint, first_contact_limits
@@ -99,11 +99,13 @@ class PageSource:
         give_up_after: float,
         stats: FetchStats | None = None,
         concurrency: int = defaults.CONCURRENCY,
+        max_requests: int | None = None,
     ) -> None:
         self.client = client
         self.pacer = pacer
         # the in-flight limit every request of every route waits for, `concurrency` its cap
         self.inflight = InFlight(concurrency, lambda: pacer.rate_rps, clock=_loop_time)
+        self.max_requests = max_requests  # this process sends no more than this, if set
         self.give_up_after = give_up_after
         self.stats = stats if stats is not None else FetchStats()
         self._waves: dict[str, _RetryWave] = {}
@@ -244,6 +246,11 @@ class PageSource:
         await self.pacer.acquire()
         sent = clock()
         self.inflight.on_send(sent - queued)
+        if self.max_requests is not None and self.stats.requests >= self.max_requests:
+            raise RequestBudgetSpent(
+                f"request budget spent: {self.stats.requests:,} requests sent "
+                f"(--max-requests {self.max_requests:,})"
+            )
         self.stats.requests += 1
         self.in_flight += 1
         try:

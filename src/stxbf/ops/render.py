@@ -23,6 +23,7 @@ from stxbf.ops.formats import (
     fmt_time,
     last_error_of,
     progress_line,
+    quota_text,
     rate_and_eta,
 )
 from stxbf.ops.logs import LEVEL_STYLES, line_level
@@ -115,6 +116,8 @@ def _figures(report: StatusReport, now: float) -> Table:
     grid.add_row("Earliest transaction", fmt_time(report.earliest_tx_time))
     grid.add_row("Latest transaction", fmt_time(report.latest_tx_time))
     grid.add_row("Database", Text(f"{fmt_bytes(report.db_bytes)}  {report.db_path}"))
+    if report.quota_remaining is not None:
+        grid.add_row("Monthly quota", quota_text(report))
     if report.runner.alive:
         rate, eta = rate_and_eta(report, now)
         grid.add_row("Rate", rate)

@@ -88,6 +88,10 @@ class StatusReport:
     # verified and open windows by the route that filled them: {"v1": n, "v3": m}
     sources: dict[str, int] = field(default_factory=dict)
     run_source: str | None = None  # the route the current (or last) run fetches from: v1 | v3
+    # the API's monthly quota as the current (or last) run last heard it, and when
+    quota_limit: float | None = None
+    quota_remaining: float | None = None
+    quota_at: float | None = None
     notes: list[str] = field(default_factory=list)
     schema: int = SCHEMA
 
@@ -156,6 +160,14 @@ def _from_snapshot(report: StatusReport, snap: ProgressSnapshot) -> None:
     report.counters = asdict(snap.counters)
     report.sources = dict(snap.window_sources)
     report.run_source = snap.source
+    _quota_from(report, snap)
+
+
+def _quota_from(report: StatusReport, snap: ProgressSnapshot) -> None:
+    """The monthly quota a run heard of last: it outlives the run (the next is planned by it)."""
+    if snap.quota_remaining is not None:
+        report.quota_limit, report.quota_remaining = snap.quota_limit, snap.quota_remaining
+        report.quota_at = snap.updated_at
 
 
 def _from_facts(
@@ -269,6 +281,7 @@ def _idle(
         _from_facts(report, facts, explicit_days=explicit_days, now=now)
         if snap is not None:
             report.run_source = snap.source
+            _quota_from(report, snap)
     elif snap is not None:
         _from_snapshot(report, snap)
     else:

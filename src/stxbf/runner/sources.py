@@ -58,6 +58,7 @@ class Sources:
             give_up_after=params.give_up_after,
             stats=stats,
             concurrency=params.concurrency,
+            max_requests=params.max_requests,
         )
         self.name = "v3" if params.source == "v3" else "v1"
         self._stats = stats
