@@ -206,3 +206,14 @@ def test_a_struggling_api_gets_fewer_requests_in_flight_and_the_run_stays_exact(
     truth = run.api.chain.summary()["transactions"]
     assert len(run.rows) == truth
     assert set(run.states) == {WindowState.VERIFIED}
+
+
+@pytest.mark.slow
+def test_the_odd_5xx_of_a_healthy_api_cuts_nothing() -> None:
+    """503 to 1 % of requests: the rate stays at the limit (cut at every failure: 0.33)."""
+    run = run_virtual(
+        backfill(tier(3_000, 600, minutes=1.2, fault_rate=0.01, fault_kinds=("503",)))
+    )
+    assert run.count(503) > 10
+    assert run.rate(20, 60) >= 0.95 * 3_000 / 60
+    assert len(run.rows) == run.api.chain.summary()["transactions"]
