@@ -18,7 +18,9 @@ measured latency:
   the sized limit is reached again. The odd 5xx of a healthy API cuts nothing: cut at every
   failure, 1 % of them held 3,000/min at 600 ms to 0.43 of its limit. 429s are the pacer's (its
   gate), not this: they say nothing of the API's health.
-- **Capped.** `--concurrency` is a hard cap; an API that states no limit gets the cap.
+- **Capped.** `--concurrency` is a hard cap. An API that states no limit (a self-hosted node)
+  gives no rate to size by: it gets `UNTHROTTLED` (16, the old fixed number, which the
+  unthrottled benchmark found fastest: 256 there cost 15 to 28 % of its throughput).
 
 `acquire`/`release` hand out the slots (every request of both routes and `verify` goes through
 `PageSource`, so one controller serves all three). Pure apart from asyncio futures: the clock and
@@ -43,11 +45,12 @@ FAILING_SHARE = 0.1  # of them failures: the API struggles
 STARVED_SHARE = 0.25  # of a spacing: a send that waited less than this found the pacer idle
 STARVED_STREAK = 2  # sends in a row that found it idle before a slot is added
 BOOST_DECAY = 0.5  # slots taken off the boost per send that waited a full spacing
+UNTHROTTLED = 16  # in flight when the API states no limit (or the cap, if lower)
 
 
 class InFlight:
     """The in-flight limit and its slots. `rate` returns the pacer's requests/s (None: no limit
-    stated, the cap applies); `cap` is `--concurrency`."""
+    stated, `UNTHROTTLED` applies); `cap` is `--concurrency`."""
 
     def __init__(
         self,
@@ -92,7 +95,7 @@ class InFlight:
         """The limit from the rate and the latency alone (no boost, no failures)."""
         rate = self._rate()
         if rate is None:
-            return self.cap
+            return UNTHROTTLED
         mean = self.latency()
         assert self._slow is not None
         if rate * self._slow < 1.0:
