@@ -24,6 +24,9 @@ Sections (each a separate process pair: simulator + `python -m stxbf run`):
             `--source v1`, and `auto` against a simulator whose v1 route answers 410 (the run
             switches to v3): requests per transaction, the limit's share used, exactness,
             365 days at 500/min
+  tiers     (only with --sections tiers; benchmarks/tiers.py) each Hiro tier (25, 900, 3,000,
+            7,000/min) at 100, 600 and 1,500 ms of heavy-tailed latency: share of the limit,
+            429s, early requests, peak in flight, RSS; `--stxbf-src` measures another checkout
 
 Prints a Markdown table and writes every figure as JSON (benchmarks/results/, or --json) so runs
 on different commits can be compared (--compare OLD.json). Speed is reported, never asserted.
@@ -66,7 +69,7 @@ from procs import (
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
-SECTIONS = ("rate", "styles", "seed", "bulk", "commands", "sources")
+SECTIONS = ("rate", "styles", "seed", "bulk", "commands", "sources", "tiers")
 # `sources` (~13 min full, two rate-limited 30-day backfills) runs when asked: --sections sources
 DEFAULT_SECTIONS = ("rate", "styles", "seed", "bulk", "commands")
 DAY = 86_400
@@ -1089,6 +1092,10 @@ def markdown(report: Report, compare: Report | None = None) -> str:
         lines.append(f"| {section} | FAILED: {error.splitlines()[-1][:120]} | | |")
     if report.sections.get("styles"):
         lines += styles_table(report.sections["styles"])
+    if report.sections.get("tiers"):
+        from tiers import tiers_table
+
+        lines += tiers_table(report.sections["tiers"])
     return "\n".join(lines)
 
 
@@ -1124,6 +1131,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--styles",
         help=f"comma list of rate-limit header styles to run (default: the profile's; of "
         f"{','.join(RATE_STYLES)})",
+    )
+    parser.add_argument(
+        "--stxbf-src", help="tiers: run `stxbf run` from this checkout (a before figure)"
     )
     parser.add_argument("--bulk-url", help="an external unthrottled API instead of a simulator")
     parser.add_argument("--bulk-days", type=float, help="days of its history to backfill")
@@ -1192,6 +1202,10 @@ def main(argv: list[str] | None = None) -> int:
             )
         if "sources" in wanted:
             attempt("sources", section_sources, profile, work, args)
+        if "tiers" in wanted:
+            from tiers import section_tiers  # imports this module: not at the top
+
+            attempt("tiers", section_tiers, profile, work, args)
         if rate:
             report.sections["projection"] = projection(rate, seed)
     report.total_seconds = round(time.monotonic() - started, 1)

@@ -50,6 +50,8 @@ CASES = [
     BadInput("target-days-not-a-number", ("run", "--target-days", "ten"), USAGE, "--target-days"),
     BadInput("concurrency-zero", ("run", "--concurrency", "0"), USAGE, "--concurrency"),
     BadInput("concurrency-absurd", ("run", "--concurrency", "100000"), USAGE, "--concurrency"),
+    BadInput("max-requests-zero", ("run", "--max-requests", "0"), USAGE, "--max-requests"),
+    BadInput("max-requests-text", ("run", "--max-requests", "lots"), USAGE, "--max-requests"),
     BadInput("rpm-negative", ("run", "--rpm", "-3"), USAGE, "--rpm"),
     BadInput("give-up-after-zero", ("run", "--give-up-after", "0"), USAGE, "--give-up-after"),
     BadInput(

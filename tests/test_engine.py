@@ -272,7 +272,7 @@ def test_a_shrinking_total_marks_the_window_suspect_and_restarts_it() -> None:
     ("head_start", "settle_start", "state", "settling"),
     [
         (None, None, WindowState.VERIFIED, 0),
-        (None, 500, WindowState.OPEN, 1),  # inside the settle period
+        (None, 0, WindowState.OPEN, 1),  # inside the settle period
         (0, None, WindowState.OPEN, 0),  # the head
     ],
     ids=["verified", "settling", "head"],
@@ -294,6 +294,16 @@ def test_a_window_whose_count_matches_its_total_is_finished(
         state == WindowState.VERIFIED,
         settling,
     )
+
+
+def test_a_window_is_not_cut_across_the_settle_start() -> None:
+    """Its older part can be verified now; straddling, the whole window would stay open (and be
+    fetched again by every run): with one request in flight at a slow tier, the first window
+    after the head was the whole range."""
+    fetch_pass, _ = make_pass([(0, 999)], settle_start=500)
+    window = open_window(fetch_pass)
+    assert (window.start, window.end) == (500, 999)
+    assert fetch_pass.pending == [(0, 499)]
 
 
 def test_a_window_that_stays_inconsistent_is_given_up_as_incomplete() -> None:

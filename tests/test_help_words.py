@@ -24,7 +24,7 @@ from stxbf.cli.tmux import common as tmux_common
 from stxbf.defaults import LOOPBACK_HOSTS
 from stxbf.ops.inhibit import MODES
 from stxbf.settings import LOG_LEVELS, SOURCES
-from stxbf.simulator.config import V1_STATES
+from stxbf.simulator.config import LATENCY_SHAPES, V1_STATES
 from stxbf.simulator.ratelimit import GENERIC_WINDOWS, RATE_HEADER_STYLES, RESET_FORMATS
 from tests.helpers import run_cli
 
@@ -64,6 +64,7 @@ CHOICES = {  # (command, flag): the values the help lists and the shell complete
     ("sim serve", "--generic-window"): GENERIC_WINDOWS,
     ("sim serve", "--rate-reset"): RESET_FORMATS,
     ("sim serve", "--v1"): V1_STATES,
+    ("sim serve", "--latency-shape"): LATENCY_SHAPES,
     ("sim serve", "--host"): ("127.0.0.1", "localhost", "::1"),
 }
 
@@ -94,6 +95,7 @@ def test_the_cli_choices_are_the_values_the_library_accepts() -> None:
     assert get_args(sim.GenericWindowChoice) == GENERIC_WINDOWS
     assert get_args(sim.RateResetChoice) == RESET_FORMATS
     assert get_args(sim.V1Choice) == V1_STATES
+    assert get_args(sim.LatencyShapeChoice) == LATENCY_SHAPES
     assert set(get_args(sim.HostChoice)) == LOOPBACK_HOSTS
 
 

@@ -194,7 +194,7 @@ def test_json_fields_are_stable(tmp_path: Path) -> None:
         "eta_seconds", "backoff_until", "last_error", "last_error_at", "counters", "last_run",
         "notes", "last_progress_at", "consecutive_failures", "rate_limited_until",
         "rate_limited_reason", "restarts", "reason", "hint", "oldest_check_at", "sources",
-        "run_source", "run_target_days", "quota_remaining", "quota_limit",
+        "run_source", "run_target_days", "quota_remaining", "quota_limit", "quota_at",
     }  # fmt: skip
     assert set(report.to_dict()["runner"]) == {
         "alive", "pid", "found_by", "started_at", "host", "phase", "heartbeat_age", "exit_code",

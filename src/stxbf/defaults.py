@@ -8,7 +8,8 @@ from __future__ import annotations
 DEFAULT_API_URL = "https://api.hiro.so"
 TARGET_DAYS = 365
 MAX_PAGES = 5000  # per iteration
-CONCURRENCY = 16  # requests in flight
+CONCURRENCY = 256  # requests in flight at most (fetch/inflight.py sizes the number under it)
+MAX_CONCURRENCY = 1024
 REQUEST_TIMEOUT = 20.0  # seconds
 GIVE_UP_AFTER = 600.0  # seconds of failures in a row before a run gives up
 SETTLE_HOURS = 24.0  # windows this close to the range's end are fetched again by the next run

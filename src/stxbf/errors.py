@@ -61,6 +61,12 @@ class ApiUnreachable(FetchError):
     pass
 
 
+class RequestBudgetSpent(FetchError):
+    """`--max-requests` requests were sent: the run stops, its completed windows committed."""
+
+    exit_code = ExitCode.INCOMPLETE
+
+
 class ApiRejected(FetchError):
     def __init__(self, message: str, *, status: int | None = None, hint: str | None = None) -> None:
         super().__init__(message, hint=hint)

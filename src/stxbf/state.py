@@ -66,9 +66,6 @@ class ProgressSnapshot:
     # A stated limit being waited out (a 429's retry-after, a used-up window or quota): not a stall.
     rate_limited_until: float | None = None
     rate_limited_reason: str | None = None  # e.g. "monthly quota", "retry-after"
-    # the monthly quota as the last answer stated it, in its units (x-ratelimit-*-stacks-month)
-    quota_remaining: float | None = None
-    quota_limit: float | None = None
     restarts: int = 0  # times a supervisor (the tmux runner pane) started this run again
     eta_seconds: float | None = None
     db_bytes: int = 0
@@ -76,6 +73,12 @@ class ProgressSnapshot:
     source: str | None = None  # the route this run fetches from now: v1 or v3 (None: not yet)
     # verified and open windows by the route that filled them, as the database holds them
     window_sources: dict[str, int] = field(default_factory=dict)
+    # the API's monthly quota (x-ratelimit-limit/remaining-stacks-month), as it last said
+    quota_limit: float | None = None
+    quota_remaining: float | None = None
+    requests_needed: int | None = None  # about what the rest of the range needs (v1's total)
+    max_requests: int | None = None  # this run's budget (--max-requests)
+    in_flight_limit: int | None = None  # requests the run may have in flight now
     schema: int = SNAPSHOT_SCHEMA
 
     @property

@@ -29,10 +29,17 @@ MaxPages = typer.Option(
 MaxIterations = typer.Option(
     None, "--max-iterations", help="Stop after N iterations; 0 = until the target.  [default: 0]"
 )
+MaxRequests = typer.Option(
+    None,
+    "--max-requests",
+    help="Send at most N requests in this run, then stop with the completed windows committed "
+    "(exit 3); default none.",
+)
 Concurrency = typer.Option(
     None,
     "--concurrency",
-    help=f"Requests in flight at once.  [default: {defaults.CONCURRENCY}]",
+    help="Requests in flight at most; how many are in flight follows the rate limit and the "
+    f"latency under it.  [default: {defaults.CONCURRENCY}]",
 )
 Rpm = typer.Option(
     None, "--rpm", help="Fix the request rate (per minute) instead of following the API's headers."

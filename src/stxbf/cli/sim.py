@@ -48,6 +48,12 @@ PerSecond = typer.Option(
     help="Requests per second per client (0 = off, -1 = ceil(rpm/60)*3 like a burst cap).",
 )
 LatencyMs = typer.Option(0, "--latency-ms", min=0, help="Added latency per response.")
+LatencyShape = typer.Option(
+    "even",
+    "--latency-shape",
+    help="How latency varies: `even` (within 20 % of --latency-ms) or `lognormal` "
+    "(that mean, a long tail).",
+)
 FaultRate = typer.Option(0, "--fault-rate", min=0, max=1, help="Share of requests faulted, 0..1.")
 FaultKinds = typer.Option(
     "",
@@ -69,6 +75,7 @@ RateHeadersChoice = Literal["full", "second", "minute", "generic", "generic-poli
 GenericWindowChoice = Literal["minute", "second"]
 RateResetChoice = Literal["delta", "unix"]
 V1Choice = Literal["on", "deprecated", "gone"]
+LatencyShapeChoice = Literal["even", "lognormal"]  # simulator.config.LATENCY_SHAPES
 
 RateHeaders = typer.Option("full", "--rate-headers", help="Rate-limit headers sent.")
 GenericWindow = typer.Option(
@@ -111,6 +118,7 @@ def serve(
     rpm: int = Rpm,
     per_second: int = PerSecond,
     latency_ms: float = LatencyMs,
+    latency_shape: LatencyShapeChoice = LatencyShape,
     fault_rate: float = FaultRate,
     fault_kinds: str = FaultKinds,
     stall_seconds: float = StallSeconds,
@@ -144,6 +152,7 @@ def serve(
             rpm=rpm or None,
             per_second=_burst_cap(rpm) if per_second < 0 else per_second or None,
             latency_ms=latency_ms,
+            latency_shape=latency_shape,
             fault_rate=fault_rate,
             fault_kinds=parse_fault_kinds(fault_kinds),
             stall_seconds=stall_seconds,

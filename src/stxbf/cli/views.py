@@ -32,6 +32,17 @@ def render_report(report: RunReport) -> None:
             f"{plural(snap.counters.errors, 'error')}",
             soft_wrap=True,
         )
+    if snap is not None and snap.quota_remaining is not None:
+        of = f" of {snap.quota_limit:,.0f}" if snap.quota_limit is not None else ""
+        needed = (
+            f"; the rest of the range needs about {snap.requests_needed:,}"
+            if snap.requests_needed
+            else ""
+        )
+        target.print(
+            f"Monthly quota: {snap.quota_remaining:,.0f}{of} requests left{needed}",
+            soft_wrap=True,
+        )
     checked = report.verification
     if checked is not None:
         target.print(

@@ -26,10 +26,11 @@ from tenacity import (
 )
 
 from stxbf import defaults
-from stxbf.errors import ApiUnreachable, QuotaExhausted
+from stxbf.errors import ApiUnreachable, QuotaExhausted, RequestBudgetSpent
 from stxbf.fetch.client import ApiClient, RateLimited, RawResponse, Response
 from stxbf.fetch.connections import Transient
 from stxbf.fetch.first_contact import NoAnswerYet, first_contact_hint, first_contact_limits
+from stxbf.fetch.inflight import InFlight
 from stxbf.fetch.pacer import Pacer
 from stxbf.models import PAGE_LIMIT, MalformedPage, Page
 from stxbf.state import Counters
@@ -84,6 +85,10 @@ class _RetryWave:
     timer: asyncio.TimerHandle | None = None
 
 
+def _loop_time() -> float:
+    return asyncio.get_running_loop().time()
+
+
 class PageSource:
     """`await source.page(...)` returns a parsed page or raises a fatal FetchError."""
 
@@ -94,9 +99,14 @@ class PageSource:
         *,
         give_up_after: float,
         stats: FetchStats | None = None,
+        concurrency: int = defaults.CONCURRENCY,
+        max_requests: int | None = None,
     ) -> None:
         self.client = client
         self.pacer = pacer
+        # the in-flight limit every request of every route waits for, `concurrency` its cap
+        self.inflight = InFlight(concurrency, lambda: pacer.rate_rps, clock=_loop_time)
+        self.max_requests = max_requests  # this process sends no more than this, if set
         self.give_up_after = give_up_after
         self.stats = stats if stats is not None else FetchStats()
         self._waves: dict[str, _RetryWave] = {}
@@ -219,7 +229,29 @@ class PageSource:
         take: Callable[[R], T],
         limits: Mapping[str, float],
     ) -> T:
+        await self.inflight.acquire()
+        try:
+            return await self._in_slot(send, take, limits)
+        finally:
+            self.inflight.release()
+
+    async def _in_slot(
+        self,
+        send: Callable[[Mapping[str, float]], Awaitable[R]],
+        take: Callable[[R], T],
+        limits: Mapping[str, float],
+    ) -> T:
+        """`_once` with an in-flight slot held: wait for the pacer, send, take the answer."""
+        clock = asyncio.get_running_loop().time  # latency in the loop's own time
+        queued = clock()
         await self.pacer.acquire()
+        sent = clock()
+        self.inflight.on_send(sent - queued)
+        if self.max_requests is not None and self.stats.requests >= self.max_requests:
+            raise RequestBudgetSpent(
+                f"request budget spent: {self.stats.requests:,} requests sent "
+                f"(--max-requests {self.max_requests:,})"
+            )
         self.stats.requests += 1
         self.in_flight += 1
         try:
@@ -237,10 +269,12 @@ class PageSource:
         except Transient as exc:
             self.stats.errors += 1
             self._note_failure(exc.reason)
+            self.inflight.on_failure()  # a 5xx, a timeout, a drop: the API struggles
             raise
         finally:
             self.in_flight -= 1
         self.pacer.observe(response.status, response.headers)
+        self.inflight.on_answer(clock() - sent)
         try:
             value = take(response)
         except Transient as exc:

@@ -99,10 +99,12 @@ class WindowPass(Generic[E]):
         """Cut the next window from the newest end of the pending gaps: (start, end, is_head).
 
         The part at or after `head_start` is one head window, however long; any other window
-        is at most `span` seconds. The rest of the gap goes back on the stack.
+        is at most `span` seconds, and never reaches across `settle_start` (its older part can
+        be verified now: a window that straddles it would stay `open`, to be fetched again). The
+        rest of the gap goes back on the stack.
         """
         start, end = self.pending.pop()
-        head_start = self.head_start
+        head_start, settle_start = self.head_start, self.settle_start
         is_head = head_start is not None and end >= head_start
         if is_head and head_start is not None and start < head_start:
             self.pending.append((start, head_start - 1))
@@ -110,6 +112,9 @@ class WindowPass(Generic[E]):
         elif not is_head and end - start + 1 > span:
             self.pending.append((start, end - span))
             start = end - span + 1
+        if not is_head and settle_start is not None and start < settle_start <= end:
+            self.pending.append((start, settle_start - 1))
+            start = settle_start
         return start, end, is_head
 
     def settles(self, end: int, *, is_head: bool) -> bool:

@@ -78,6 +78,14 @@ def progress_line(report: StatusReport) -> str:
     return f"Progress: {days_text(report)}"
 
 
+def quota_text(report: StatusReport) -> str:
+    """`148,210 of 150,000 requests left (at 14:02 UTC)`: what the API's headers said last."""
+    assert report.quota_remaining is not None
+    of = f" of {report.quota_limit:,.0f}" if report.quota_limit is not None else ""
+    when = f" (at {clock(report.quota_at)})" if report.quota_at is not None else ""
+    return f"{report.quota_remaining:,.0f}{of} requests left{when}"
+
+
 def rate_text(report: StatusReport) -> str:
     if report.rate_rpm is None:
         return "—"

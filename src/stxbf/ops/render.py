@@ -24,6 +24,7 @@ from stxbf.ops.formats import (
     fmt_time,
     last_error_of,
     progress_line,
+    quota_text,
     rate_and_eta,
     target_text,
 )
@@ -123,6 +124,8 @@ def _figures(report: StatusReport, now: float) -> Table:
     grid.add_row("Database", Text(f"{fmt_bytes(report.db_bytes)}  {report.db_path}"))
     running = report.runner.alive
     grid.add_row("Target", target_text(report.target_days, report.run_target_days, running=running))
+    if report.quota_remaining is not None:
+        grid.add_row("Monthly quota", quota_text(report))
     if report.runner.alive:
         rate, eta = rate_and_eta(report, now)
         grid.add_row("Rate", rate)

@@ -85,8 +85,6 @@ class StatusReport:
     rate_limited_until: float | None = None
     rate_limited_reason: str | None = None
     restarts: int | None = None
-    quota_remaining: float | None = None  # the API's monthly quota left, as it last said
-    quota_limit: float | None = None
     reason: str | None = None  # why the state is what it is (stalled, rate-limited, a problem)
     hint: str | None = None  # what to do about it (a damaged database)
     counters: dict[str, int] | None = None
@@ -96,6 +94,10 @@ class StatusReport:
     # verified and open windows by the route that filled them: {"v1": n, "v3": m}
     sources: dict[str, int] = field(default_factory=dict)
     run_source: str | None = None  # the route the current (or last) run fetches from: v1 | v3
+    # the API's monthly quota as the current (or last) run last heard it, and when
+    quota_limit: float | None = None
+    quota_remaining: float | None = None
+    quota_at: float | None = None
     notes: list[str] = field(default_factory=list)
     schema: int = SCHEMA
 
@@ -137,7 +139,7 @@ def _copy(report: StatusReport, source: object, names: tuple[str, ...]) -> None:
 _SNAPSHOT_FIELDS = (
     "wallets", "earliest_tx_time", "latest_tx_time", "rate_rpm", "limit_rpm", "eta_seconds",
     "backoff_until", "last_error", "last_error_at", "last_progress_at", "consecutive_failures",
-    "rate_limited_until", "rate_limited_reason", "restarts", "quota_remaining", "quota_limit",
+    "rate_limited_until", "rate_limited_reason", "restarts",
 )  # fmt: skip
 _FACTS_FIELDS = (
     "transactions", "wallets", "earliest_tx_time", "latest_tx_time", "db_bytes", "last_run",
@@ -164,6 +166,14 @@ def _from_snapshot(report: StatusReport, snap: ProgressSnapshot) -> None:
     report.counters = asdict(snap.counters)
     report.sources = dict(snap.window_sources)
     report.run_source = snap.source
+    _quota_from(report, snap)
+
+
+def _quota_from(report: StatusReport, snap: ProgressSnapshot) -> None:
+    """The monthly quota a run heard of last: it outlives the run (the next is planned by it)."""
+    if snap.quota_remaining is not None:
+        report.quota_limit, report.quota_remaining = snap.quota_limit, snap.quota_remaining
+        report.quota_at = snap.updated_at
 
 
 def _from_facts(report: StatusReport, facts: StoredFacts, *, now: float) -> None:
@@ -268,6 +278,7 @@ def _idle(
         report.run_target_days = facts.target_days
         if snap is not None:
             report.run_source = snap.source
+            _quota_from(report, snap)
     elif snap is not None:
         _from_snapshot(report, snap)
     else:

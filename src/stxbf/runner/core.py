@@ -22,6 +22,7 @@ from stxbf.errors import (
     ApiNotStacks,
     ExitCode,
     QuotaExhausted,
+    RequestBudgetSpent,
     StoreError,
     StxbfError,
 )
@@ -150,6 +151,7 @@ class Runner:
         log.info("source: %s (%s), setting %s", sources.name, sources.route, p.source)
         state.plan.advance(self.clock())
         await preflight(sources, state.plan)
+        self.progress.log_plan()
         self.progress.warn_if_quota_short()
         self.run_id = await db.call(
             lambda store: store.start_run(
@@ -163,6 +165,10 @@ class Runner:
         committer = Committer(db, state, self.clock)
         try:
             return await self._iterate(db, sources, committer)
+        except RequestBudgetSpent as exc:
+            # the windows in flight are given up; every completed one is committed
+            await committer.drain()
+            return self._budget_spent(exc.message)
         finally:
             await committer.close()
 
@@ -182,12 +188,15 @@ class Runner:
                     if await self._forget_duplicated_once(db):
                         continue
                     return await self._verify_then_reach(db, sources)
+                budget = self._page_budget()
+                if budget <= 0:
+                    return self._budget_spent(None)
                 self._log_iteration(gaps, sources)
                 try:
                     result = await engine.run_pass(
                         gaps,
                         head_start=plan.head_start,
-                        page_budget=self.params.max_pages,
+                        page_budget=budget,
                         settle_start=plan.settle_start,
                     )
                 except (ApiGone, ApiNotStacks) as exc:
@@ -219,6 +228,8 @@ class Runner:
             if await self._forget_duplicated_once(db):
                 return None
             return await self._verify_then_reach(db, sources)
+        if self._page_budget() <= 0:
+            return self._budget_spent(None)
         max_iterations = self.params.max_iterations
         if max_iterations and self.state.iteration >= max_iterations:
             return RunReport(
@@ -233,6 +244,26 @@ class Runner:
                 "no window could be verified in this iteration; run again later",
             )
         return None
+
+    def _page_budget(self) -> int:
+        """Pages the next pass may ask for: `--max-pages`, and what `--max-requests` leaves
+        (no new window is opened past it, so the open ones can finish within the budget)."""
+        budget = self.params.max_requests
+        if budget is None:
+            return self.params.max_pages
+        return min(self.params.max_pages, budget - self.stats.requests)
+
+    def _budget_spent(self, message: str | None) -> RunReport:
+        budget = self.params.max_requests
+        if message is None:
+            message = (
+                f"request budget spent: {self.stats.requests:,} requests sent "
+                f"(--max-requests {budget:,})"
+            )
+        return RunReport(
+            ExitCode.INCOMPLETE,
+            f"{message}; completed windows are committed, `stxbf run` continues from them",
+        )
 
     async def _forget_duplicated_once(self, db: StoreThread) -> bool:
         """Once a run, before it reports the target reached (see `forget_duplicated`)."""

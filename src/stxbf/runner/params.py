@@ -30,6 +30,7 @@ class RunParams:
     settle_hours: float = defaults.SETTLE_HOURS
     verify: bool = False
     source: str = "auto"  # auto | v1 | v3 (see `Sources.may_switch`)
+    max_requests: int | None = None  # requests this run may send (None: no budget)
 
 
 @dataclass

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -147,6 +148,28 @@ class Progress:
         if self.view is not None:
             self.view.update(snapshot)
 
+    def log_plan(self) -> None:
+        """At the start: the requests the range needs, against the monthly quota left and this
+        run's budget, so a small quota is seen coming (150,000 a month is ~3.7 years of
+        backfill, and a nightly cron spends it too)."""
+        parts = []
+        needed = self.requests_needed()
+        if needed is not None:
+            parts.append(f"the range needs about {needed:,} requests")
+        pacer = self.pacer
+        if pacer is not None and pacer.month_remaining is not None:
+            of = f" of {int(pacer.month_limit):,}" if pacer.month_limit is not None else ""
+            parts.append(f"monthly quota left: {int(pacer.month_remaining):,}{of}")
+        if self.params.max_requests is not None:
+            parts.append(f"this run may send {self.params.max_requests:,} (--max-requests)")
+        if parts:
+            log.info("plan: %s", "; ".join(parts))
+
+    def requests_needed(self) -> int | None:
+        """Requests the rest of the range needs, about: its pages (v1 asks the total)."""
+        pages = self._remaining_pages()
+        return None if pages is None else math.ceil(pages)
+
     def warn_if_quota_short(self) -> None:
         """Once a run: the monthly quota left is smaller than what the rest of the range needs."""
         pacer = self.pacer
@@ -211,11 +234,16 @@ class Progress:
             eta_seconds=self._eta(rate),
             db_bytes=figures.db_bytes,
             restarts=self.params.restarts,
-            quota_remaining=self.pacer.month_remaining if self.pacer is not None else None,
-            quota_limit=self.pacer.month_limit if self.pacer is not None else None,
             exit_code=None if state.exit_code is None else int(state.exit_code),
             source=self.sources.name if self.sources is not None else None,
             window_sources=dict(sorted(figures.window_sources.items())),
+            quota_limit=self.pacer.month_limit if self.pacer is not None else None,
+            quota_remaining=self.pacer.month_remaining if self.pacer is not None else None,
+            requests_needed=self.requests_needed(),
+            max_requests=self.params.max_requests,
+            in_flight_limit=(
+                self.sources.pages.inflight.limit() if self.sources is not None else None
+            ),
         )
 
     def _backoff_until(self) -> float | None:

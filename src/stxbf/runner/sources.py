@@ -53,7 +53,12 @@ class Sources:
             transport=transport,
         )
         self.pages = PageSource(
-            self.client, self.pacer, give_up_after=params.give_up_after, stats=stats
+            self.client,
+            self.pacer,
+            give_up_after=params.give_up_after,
+            stats=stats,
+            concurrency=params.concurrency,
+            max_requests=params.max_requests,
         )
         self.name = "v3" if params.source == "v3" else "v1"
         self._stats = stats
@@ -86,6 +91,7 @@ class Sources:
             concurrency=self.params.concurrency,
             on_window=on_window,
             initial_span=initial_span,
+            in_flight_limit=self.pages.inflight.limit,
         )
 
     def may_switch(self, exc: BaseException) -> bool:

@@ -177,6 +177,7 @@ class Verifier:
 
     async def _recount_all(self, checks: list[WindowCheck]) -> list[ChangedWindow | None]:
         # newest first: the v3 source reads the burn-block list downwards once
+        # the page source's in-flight limit sizes the re-counts; this only bounds the tasks
         slots = asyncio.Semaphore(self.params.concurrency)
         ordered = sorted(checks, key=lambda c: -c.start_time)
         tasks = [asyncio.ensure_future(self._recount(check, slots)) for check in ordered]

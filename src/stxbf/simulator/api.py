@@ -11,6 +11,7 @@ latency, seeded faults) and the route table behind it; the routes live in `v1.py
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Mapping
 from functools import cached_property
 from urllib.parse import parse_qsl, urlsplit
@@ -18,7 +19,7 @@ from urllib.parse import parse_qsl, urlsplit
 import orjson
 
 from stxbf.simulator import admin, v1, v3
-from stxbf.simulator.config import OFFSET_FAULTS
+from stxbf.simulator.config import LOGNORMAL_SIGMA, OFFSET_FAULTS
 from stxbf.simulator.controls import ClientState, SimControls
 from stxbf.simulator.responses import (
     Action,
@@ -239,6 +240,9 @@ class SimApi(SimControls):
         latency = self.config.latency_ms / 1000.0
         if latency <= 0:
             return 0.0
+        if self.config.latency_shape == "lognormal":
+            sigma = LOGNORMAL_SIGMA
+            return self._jitter_rng.lognormvariate(math.log(latency) - sigma**2 / 2, sigma)
         jitter = self.config.jitter
         return max(0.0, latency + self._jitter_rng.uniform(-jitter, jitter))
 

@@ -33,6 +33,10 @@ OUTAGE_MODES: tuple[str, ...] = ("refuse", "drop", "503")
 # src/api/deprecation-plugin.ts): served plainly, served with `Warning: 299`, or `410 Gone`
 V1_STATES: tuple[str, ...] = ("on", "deprecated", "gone")
 DEFAULT_API_KEY = "sim-key"
+# how a response's latency is drawn around `latency_ms`: evenly within the jitter, or from a
+# lognormal of that mean (a long tail, as Hiro's filtered /extended/v1/tx answers have)
+LATENCY_SHAPES: tuple[str, ...] = ("even", "lognormal")
+LOGNORMAL_SIGMA = 0.8  # the tail: the 99th percentile is ~4.5 times the mean
 
 
 def check_loopback(host: str) -> None:
@@ -118,6 +122,7 @@ class SimConfig:
     # latency and seeded faults
     latency_ms: float = 0.0
     jitter_ms: float | None = None
+    latency_shape: str = "even"  # see LATENCY_SHAPES
     fault_rate: float = 0.0
     fault_kinds: tuple[str, ...] = FAULT_KINDS
     stall_seconds: float = 60.0
@@ -134,6 +139,8 @@ class SimConfig:
         if not 0 < lo <= hi or self.tenure_seconds <= 0:
             raise ValueError("block_seconds must be 0 < lo <= hi and tenure_seconds > 0")
         parse_fault_kinds(",".join(self.fault_kinds))
+        if self.latency_shape not in LATENCY_SHAPES:
+            raise ValueError(f"latency_shape must be one of {', '.join(LATENCY_SHAPES)}")
         if self.v1 not in V1_STATES:
             raise ValueError(f"v1 must be one of {', '.join(V1_STATES)}")
         if self.v1_gone_after is not None and self.v1_gone_after < 0:

@@ -4,6 +4,7 @@ by the source's cursor walks, so the runner drives v3 exactly as it drives the v
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,11 +23,11 @@ from stxbf.fetch.windows import (
 class V3Engine(WindowEngine):
     """Windows are cut from `gaps` newest first, at `head_start` (the head window is `open`)
     and at a span that adapts to hold about `target_window_rows` (None: the span stays
-    `initial_span`); up to `windows_in_flight` of them are open at once (each walked by up to
-    `concurrency` cursors; the next is prepared while the current ones walk), and each completed
-    window goes to `on_window` in completion order (newest first among those that finish
-    together). An `incomplete` window is counted but not handed on: it has no rows, and
-    committing it would empty its range."""
+    `initial_span`); `windows_in_flight` of them are open at once, more when the in-flight limit
+    needs them (each walked by `walks_per_window` cursors; the next is prepared while the current
+    ones walk), and each completed window goes to `on_window` in completion order (newest first
+    among those that finish together). An `incomplete` window is counted but not handed on: it
+    has no rows, and committing it would empty its range."""
 
     def __init__(
         self,
@@ -76,9 +77,12 @@ class _V3Pass(WindowPass[V3Engine]):
         prepares at a time), so a window's walks, which end together, are followed at once by
         the next one's."""
         source = self.engine.source
-        return len(self.tasks) < self.engine.windows_in_flight and (
+        limit = source.requests.inflight.limit()  # requests in flight: walks, one page each
+        walks = source.walks_per_window()
+        windows = max(self.engine.windows_in_flight, math.ceil(limit / walks) + 1)
+        return len(self.tasks) < windows and (
             not self.tasks
-            or (source.preparing == 0 and source.active_walks < 2 * source.concurrency)
+            or (source.preparing == 0 and source.active_walks < max(2 * walks, limit))
         )
 
     async def fill(self) -> None:

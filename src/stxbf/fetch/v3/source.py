@@ -23,6 +23,7 @@ from stxbf.state import utc_iso
 
 log = logging.getLogger(__name__)
 
+MAX_WALKS_PER_WINDOW = 32
 BURN_TIME_SLACK = 7200  # Bitcoin's 2 h future limit; see the package docstring, point 3
 
 _BURN_HEIGHT = TX_COLUMN_NAMES.index("burn_block_height")
@@ -72,7 +73,7 @@ class V3Source:
         self.routes = V3Requests(self.requests)
         self.stats = self.routes.stats
         self.v3 = self.routes.v3
-        self.concurrency = max(1, concurrency)
+        self.concurrency = max(1, concurrency)  # walks per window, at least
         self.page_limit = page_limit
         self.min_span_pages = min_span_pages
         self.max_attempts = max_attempts
@@ -82,6 +83,12 @@ class V3Source:
         self.preparing = 0  # windows reading burn blocks / an anchor (no walk yet)
         self.active_walks = 0
         self.progress = asyncio.Event()  # set when a preparation or a walk ends
+
+    def walks_per_window(self) -> int:
+        """Cursors per window: `concurrency`, more when the in-flight limit is high (a walk is
+        one request at a time; a window cut into more walks keeps fewer windows in memory)."""
+        wanted = self.requests.inflight.limit() // 2
+        return max(self.concurrency, min(MAX_WALKS_PER_WINDOW, wanted))
 
     async def window(self, start: int, end: int, *, is_head: bool = False) -> CompletedWindow:
         """The window's txs, proven by count; `incomplete` (no rows) if it cannot be proven."""
@@ -129,7 +136,7 @@ class V3Source:
         spans = cut(
             plan.blocks,
             plan.top,
-            walks=self.concurrency,
+            walks=self.walks_per_window(),
             min_pages=self.min_span_pages,
             page_limit=self.page_limit,
         )
