@@ -147,7 +147,7 @@ def test_verify_leaves_the_settle_period_equal_to_the_api_after_a_reorg(tmp_path
     assert report.windows_changed == 0  # a verified window's count and first row did not move
     assert report.windows_reopened > 0
     assert (report.rows_added, report.rows_removed) == (added, orphaned)
-    assert "open or incomplete window(s) fetched again" in report.message
+    assert "open or incomplete window" in report.message
     assert difference(api, tmp_path / "db") == (set(), set())
     with Store.open(tmp_path / "db" / "data" / "stxbf.duckdb", read_only=True) as store:
         states = {window.state for window in store.windows()}

@@ -136,9 +136,9 @@ async def load_coverage(db: StoreThread, state: RunState) -> None:
     )
     if reopened:
         log.info(
-            "reopened %d window(s) of the last run's head and %g h settle period (%s .. %s) to "
+            "reopened %s of the last run's head and %g h settle period (%s .. %s) to "
             "fetch again; their stored rows count until each is replaced",
-            len(reopened),
+            plural(len(reopened), "window"),
             state.plan.settle_hours,
             utc_iso(reopened[0].start),
             utc_iso(reopened[-1].end),
@@ -166,9 +166,9 @@ async def forget_duplicated(db: StoreThread, state: RunState) -> bool:
     if not spans:
         return False
     log.warning(
-        "%d window(s) hold transactions also stored in another window (moved by the API "
-        "since they were fetched): fetching them again",
-        len(spans),
+        "%s transactions also stored in another window (moved by the API since they "
+        "were fetched): fetching them again",
+        "1 window holds" if len(spans) == 1 else f"{len(spans):,} windows hold",
     )
     await db.call(Store.forget_windows, spans)
     state.coverage.forget(spans)

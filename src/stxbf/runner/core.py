@@ -234,7 +234,7 @@ class Runner:
         if max_iterations and self.state.iteration >= max_iterations:
             return RunReport(
                 ExitCode.INCOMPLETE,
-                f"stopped after {self.state.iteration} iteration(s) before the target; "
+                f"stopped after {plural(self.state.iteration, 'iteration')} before the target; "
                 "run again to continue",
             )
         if result.windows_verified + result.windows_settling == 0:
@@ -348,9 +348,9 @@ class Runner:
 
     def _log_iteration(self, gaps: list[tuple[int, int]], sources: Sources) -> None:
         log.info(
-            "iteration %d: %d gap(s) to fetch in %s .. %s from %s (%s)",
+            "iteration %d: %s to fetch in %s .. %s from %s (%s)",
             self.state.iteration,
-            len(gaps),
+            plural(len(gaps), "gap"),
             utc_iso(gaps[0][0]),
             utc_iso(gaps[-1][1]),
             sources.name,

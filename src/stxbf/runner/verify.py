@@ -29,10 +29,14 @@ from stxbf.runner.plan import RangePlan
 from stxbf.runner.progress import RunState
 from stxbf.runner.sources import Sources
 from stxbf.runner.storethread import StoreThread
-from stxbf.state import utc_iso
+from stxbf.state import plural, utc_iso
 from stxbf.store import Store, WindowCheck, damaged_hint
 
 log = logging.getLogger(__name__)
+
+
+def _tables(tables: list[str]) -> str:
+    return ("table " if len(tables) == 1 else "tables ") + ", ".join(tables)
 
 
 def find_damage(store: Store) -> VerifyReport | None:
@@ -45,17 +49,17 @@ def find_damage(store: Store) -> VerifyReport | None:
     more = f" and {len(windows) - 3} more" if len(windows) > 3 else ""
     where = f"; windows to fetch again: {shown}{more}" if windows else ""
     log.error(
-        "database %s is damaged: table(s) %s fail their checksums%s",
+        "database %s is damaged: %s fail their checksums%s",
         store.path,
-        ", ".join(tables),
+        _tables(tables),
         where,
     )
     return VerifyReport(
         damaged_tables=tables,
         damaged_windows=windows,
         exit_code=int(DatabaseCorrupt.exit_code),
-        message=f"database damaged: table(s) {', '.join(tables)} fail their checksums"
-        f"{f' in {len(windows)} window(s)' if windows else ''}",
+        message=f"database damaged: {_tables(tables)} fail their checksums"
+        + (f" in {plural(len(windows), 'window')}" if windows else ""),
     )
 
 
@@ -100,7 +104,7 @@ class Verifier:
         checks = await self.db.call(Store.window_checks)
         unproven = await self.db.call(_unproven_spans) if reopen else []
         requests_before = self.stats.requests
-        log.info("verify: re-counting %d verified window(s)", len(checks))
+        log.info("verify: re-counting %s", plural(len(checks), "verified window"))
         checked_at = self.clock()
         try:
             outcomes = await self._recount_all(checks)
@@ -132,9 +136,9 @@ class Verifier:
             )
         if unproven:
             log.info(
-                "verify: fetching again %d open or incomplete window(s) (the head and the %g h "
-                "settle period, where a reorg changes rows without changing counts)",
-                len(unproven),
+                "verify: fetching again %s (the head and the %g h settle period, where a reorg "
+                "changes rows without changing counts)",
+                plural(len(unproven), "open or incomplete window"),
                 self.params.settle_hours,
             )
             report.windows_reopened = len(unproven)
@@ -151,18 +155,18 @@ class Verifier:
         if self.stop.requested:
             report.exit_code = int(ExitCode.INTERRUPTED)
             report.message = (
-                f"interrupted: {report.windows_changed} changed window(s) found; those fetched "
-                "again so far are committed, `stxbf verify` finds the rest"
+                f"interrupted: {plural(report.windows_changed, 'changed window')} found; those "
+                "fetched again so far are committed, `stxbf verify` finds the rest"
             )
             return
         reopened = (
-            f", {report.windows_reopened} open or incomplete window(s) fetched again"
+            f", {plural(report.windows_reopened, 'open or incomplete window')} fetched again"
             if report.windows_reopened
             else ""
         )
         report.message = (
-            f"verified {report.windows_checked} window(s): {report.windows_changed} changed"
-            f"{reopened}, {report.rows_added} row(s) added, {report.rows_removed} removed"
+            f"verified {plural(report.windows_checked, 'window')}: {report.windows_changed} changed"
+            f"{reopened}, {plural(report.rows_added, 'row')} added, {report.rows_removed} removed"
         )
         if report.windows_incomplete:
             report.message += f", {report.windows_incomplete} still inconsistent"
@@ -170,8 +174,9 @@ class Verifier:
         if report.not_stored:
             start, end = report.not_stored[-1]
             report.message += (
-                f"; not stored yet, left to `stxbf run`: {len(report.not_stored)} stretch(es) of "
-                f"the range, the newest {utc_iso(start)} .. {utc_iso(end)}"
+                "; not stored yet, left to `stxbf run`: "
+                f"{plural(len(report.not_stored), 'stretch', 'stretches')} of the range, "
+                f"the newest {utc_iso(start)} .. {utc_iso(end)}"
             )
         log.info("verify: %s (%d requests)", report.message, report.requests)
 
