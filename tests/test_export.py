@@ -180,6 +180,30 @@ def test_a_second_export_with_nothing_changed_touches_no_file(
     assert files(out) == before
 
 
+def test_an_export_leaves_only_the_dataset_and_its_manifest(
+    thirty_days: Path, tmp_path: Path
+) -> None:
+    """No lock file or temporary file stays in DIR: a sync to object storage copies only data
+    (and a lock file that an export touches would change DIR with nothing to export)."""
+    out = tmp_path / "out"
+    export_parquet(db_of(thirty_days), out)
+    assert {name for name in files(out) if not name.startswith("transactions/")} == {
+        "manifest.json"
+    }
+    assert {p.name for p in out.iterdir()} == {"manifest.json", "transactions"}
+
+
+def test_a_second_export_into_the_same_directory_is_refused_at_once(
+    thirty_days: Path, tmp_path: Path
+) -> None:
+    from stxbf.errors import LockHeld
+    from stxbf.store.export import ExportDir
+
+    out = tmp_path / "out"
+    with ExportDir(out).locked(), pytest.raises(LockHeld, match="another stxbf export"):
+        export_parquet(db_of(thirty_days), out)
+
+
 def test_full_rewrites_every_day(thirty_days: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     first = export_parquet(db_of(thirty_days), out)

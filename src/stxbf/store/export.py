@@ -25,6 +25,7 @@ stops, reporting the days it left for next time.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -49,7 +50,6 @@ TABLE = "transactions"
 FILE_NAME = "data.parquet"
 MANIFEST_NAME = "manifest.json"
 TEMP_DIR = ".stxbf-tmp"  # hidden: Spark, Trino and a `*/*.parquet` glob never look inside
-LOCK_NAME = ".stxbf-export.lock"  # one export at a time into a directory
 LAYOUT = 1  # the manifest's and the files' shape; another value rewrites every day
 # How `checksum` is made; another value rewrites every day. DuckDB's hash() is not promised to
 # stay the same across its releases, so its version is part of the name: an upgrade rewrites
@@ -224,10 +224,10 @@ class ExportDir:
         """Refuse a DIR that is a file, or one holding things an export did not write."""
         if self.root.exists() and not self.root.is_dir():
             raise ConfigError(f"export directory {self.root} is a file")
-        ours = (self.manifest_path, self.root / LOCK_NAME)  # the lock: a first export killed
-        if not self.root.is_dir() or any(path.exists() for path in ours):
+        if not self.root.is_dir() or self.manifest_path.exists():
             return
-        foreign = [p.name for p in self.root.iterdir() if p.name not in (TEMP_DIR, LOCK_NAME)]
+        # a first export killed before its manifest left only its table and temporary dirs
+        foreign = [p.name for p in self.root.iterdir() if p.name not in (TABLE, TEMP_DIR)]
         if foreign:
             raise ConfigError(
                 f"{self.root} is not empty and holds no stxbf export ({', '.join(foreign[:3])}): "
@@ -236,24 +236,27 @@ class ExportDir:
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
-        """Hold DIR's lock (a second export into it fails at once) with a fresh temporary dir."""
-        from filelock import FileLock, Timeout
+        """Hold DIR's lock (a second export into it fails at once) with a fresh temporary dir.
 
+        The lock is an flock on DIR itself, not a lock file: an export with nothing to do must
+        touch no file (filelock truncates its file on every acquire on Python 3.10), and the
+        kernel drops it with the process, so a killed export leaves nothing to clean up."""
         try:
             self.table.mkdir(parents=True, exist_ok=True)
-            lock = FileLock(str(self.root / LOCK_NAME))
-            lock.acquire(timeout=0)
+            handle = os.open(self.root, os.O_RDONLY)
         except OSError as exc:
             raise StoreError(f"cannot write to {self.root}: {exc.strerror}") from None
-        except Timeout:
-            raise LockHeld(f"another stxbf export is writing to {self.root}") from None
         try:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise LockHeld(f"another stxbf export is writing to {self.root}") from None
             shutil.rmtree(self.temp, ignore_errors=True)  # what a crashed export left
             self.temp.mkdir()
             yield
         finally:
             shutil.rmtree(self.temp, ignore_errors=True)
-            lock.release()
+            os.close(handle)
 
     def partition(self, name: str) -> Path:
         return self.table / f"date={name}" / FILE_NAME
