@@ -124,10 +124,12 @@ def test_verify_settles_a_reorg_older_than_the_settle_period(tmp_path: Path) -> 
     )
     # one request per verified window, the pages of the changed one, and the open windows (the
     # head and the settle period, fetched again whole: one page each, the chain's last 30 h
-    # being empty)
-    assert report.requests == report.windows_checked + report.windows_reopened + sum(
+    # being empty); the head may take one more when the wall clock the simulator and the verify
+    # share has moved on a second since the run (seen on a loaded machine)
+    least = report.windows_checked + report.windows_reopened + sum(
         1 + (change.api_total - 1) // 50 for change in report.changed
     )
+    assert least <= report.requests <= least + 1
     assert difference(api, tmp_path / "db") == (set(), set())
     again = verify(api, tmp_path / "db")
     assert (again.windows_changed, again.rows_added, again.rows_removed) == (0, 0, 0)
