@@ -218,3 +218,15 @@ def read_session_record(path: Path) -> SessionRecord | None:
     if not isinstance(record.options, dict):
         return replace(record, options={})
     return record
+
+
+def file_key(db_path: Path) -> list[Any]:
+    """Changes whenever the database (or its WAL) is written, replaced or damaged."""
+    key: list[Any] = []
+    for path in (db_path, Path(f"{db_path}.wal")):
+        try:
+            st = path.stat()
+            key += [st.st_mtime_ns, st.st_size, st.st_ino]
+        except OSError:
+            key += [None]
+    return key

@@ -21,6 +21,7 @@ from typing import Any
 
 from stxbf.codes import COVERING_STATES, WindowState
 from stxbf.errors import DatabaseEmpty
+from stxbf.paths import file_key
 
 CACHE_SCHEMA = 1
 
@@ -98,18 +99,6 @@ def read_facts(db_path: Path) -> StoredFacts | None:
             ),
         )
     return facts
-
-
-def file_key(db_path: Path) -> list[Any]:
-    """Changes whenever the database (or its WAL) is written, replaced or damaged."""
-    key: list[Any] = []
-    for path in (db_path, Path(f"{db_path}.wal")):
-        try:
-            st = path.stat()
-            key += [st.st_mtime_ns, st.st_size, st.st_ino]
-        except OSError:
-            key += [None]
-    return key
 
 
 @dataclass

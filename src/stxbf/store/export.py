@@ -40,6 +40,7 @@ import duckdb
 from stxbf.codes import WindowState
 from stxbf.errors import ConfigError, DatabaseBusy, DatabaseEmpty, LockHeld, StoreError
 from stxbf.models import TX_COLUMNS
+from stxbf.paths import file_key
 from stxbf.store import coverage
 from stxbf.store.connection import connect
 from stxbf.store.faults import store_error
@@ -362,18 +363,6 @@ def _open_reader(db_path: Path, patience: float = OPEN_PATIENCE) -> duckdb.DuckD
     return con
 
 
-def _file_key(db_path: Path) -> list[Any]:
-    """Changes whenever the database (or its WAL) is written."""
-    key: list[Any] = []
-    for path in (db_path, Path(f"{db_path}.wal")):
-        try:
-            st = path.stat()
-            key += [st.st_mtime_ns, st.st_size, st.st_ino]
-        except OSError:
-            key.append(None)
-    return key
-
-
 ProgressCallback = Callable[[int, int], None]  # (days done, days to write)
 
 
@@ -465,9 +454,9 @@ class _Export:
                 fingerprints = day_fingerprints(con)
                 verified = verified_days(coverage.read(con))
                 columns = output_columns(con, select_sql(stored_columns(con)))
-                return fingerprints, verified, columns, _file_key(self.db_path)
+                return fingerprints, verified, columns, file_key(self.db_path)
         except DatabaseEmpty:
-            return {}, set(), [], _file_key(self.db_path)
+            return {}, set(), [], file_key(self.db_path)
 
     def write_days(
         self, to_write: list[tuple[int, int, str, bool]], key: list[Any], hold_seconds: float
@@ -482,7 +471,7 @@ class _Export:
                 report.stopped_for_run = True
                 return
             with contextlib.closing(con):
-                if _file_key(self.db_path) != key:
+                if file_key(self.db_path) != key:
                     report.stopped_for_run = True
                     return
                 held, select = self.clock(), select_sql(stored_columns(con))
