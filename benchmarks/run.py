@@ -1135,6 +1135,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--stxbf-src", help="tiers: run `stxbf run` from this checkout (a before figure)"
     )
+    parser.add_argument(
+        "--tiers",
+        help="tiers: comma list of the tiers to run (e.g. Scale; default: every one)",
+    )
     parser.add_argument("--bulk-url", help="an external unthrottled API instead of a simulator")
     parser.add_argument("--bulk-days", type=float, help="days of its history to backfill")
     args = parser.parse_args(argv)

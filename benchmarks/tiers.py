@@ -10,6 +10,7 @@ once, and stxbf's peak RSS.
     python benchmarks/run.py --sections tiers               # every cell (~12 min)
     python benchmarks/run.py --sections tiers --quick       # three cells (~4 min)
     python benchmarks/run.py --sections tiers --stxbf-src /path/to/old/checkout   # before
+    python benchmarks/run.py --sections tiers --tiers Scale    # one tier's cells (~4 min)
 
 `--stxbf-src` runs `stxbf run` from another source tree (its `src/` first on PYTHONPATH) against
 the same simulator, for a before → after table.
@@ -69,7 +70,11 @@ def section_tiers(p: Profile, work: Path, args: argparse.Namespace) -> dict[str,
     source = getattr(args, "stxbf_src", None)
     extra_env = {"PYTHONPATH": str(Path(source).resolve() / "src")} if source else None
     rows: dict[str, Any] = {}
+    wanted = getattr(args, "tiers", None)
+    tiers = {t.strip().lower() for t in wanted.split(",")} if wanted else None
     for cell in CELLS[p.name]:
+        if tiers is not None and cell.tier.lower() not in tiers:
+            continue
         name = f"{cell.tier} {cell.rpm}/min, {cell.latency_ms} ms"
         rows[name] = _run_cell(cell, work / "tiers" / f"{cell.rpm}-{cell.latency_ms}", extra_env)
         row = rows[name]
