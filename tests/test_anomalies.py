@@ -126,8 +126,10 @@ def test_verify_settles_a_reorg_older_than_the_settle_period(tmp_path: Path) -> 
     # head and the settle period, fetched again whole: one page each, the chain's last 30 h
     # being empty); the head may take one more when the wall clock the simulator and the verify
     # share has moved on a second since the run (seen on a loaded machine)
-    least = report.windows_checked + report.windows_reopened + sum(
-        1 + (change.api_total - 1) // 50 for change in report.changed
+    least = (
+        report.windows_checked
+        + report.windows_reopened
+        + sum(1 + (change.api_total - 1) // 50 for change in report.changed)
     )
     assert least <= report.requests <= least + 1
     assert difference(api, tmp_path / "db") == (set(), set())

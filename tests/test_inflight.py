@@ -109,3 +109,18 @@ def test_slots_go_first_come_first_served_and_a_cancelled_waiter_keeps_none() ->
         return order
 
     assert asyncio.run(scenario()) == ["a", "c"]
+
+
+def test_requests_backing_off_leave_the_engine_pages_to_start() -> None:
+    """Failures cut what is on the wire, not what an engine may start: a page waiting out its
+    retry's backoff holds no slot, and with one slot left the wire would stand idle."""
+    inflight, clock = controller(100.0, 0.001)
+    for _ in range(20):  # an API failing every other request, round trip after round trip
+        inflight.active = inflight.limit()
+        inflight.on_failure()
+        clock.now += 1.0
+    assert inflight.limit() == 1
+    assert inflight.started() == 16  # the slots, not the engine, keep the wire at 1
+    assert controller(25 / 60, 0.6)[0].started() == 16  # no key: started, but one on the wire
+    assert controller(3000 / 60, 0.6)[0].started() == math.ceil(30 + 2 * math.sqrt(30))
+    assert InFlight(4, lambda: 100.0).started() == 4  # never past --concurrency

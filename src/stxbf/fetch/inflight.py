@@ -110,6 +110,14 @@ class InFlight:
             wanted = min(wanted, math.floor(self.error_limit))
         return max(1, min(self.cap, wanted))
 
+    def started(self) -> int:
+        """Requests an engine may have started (on the wire, waiting for a slot or for a retry):
+        the limit, and never fewer than `UNTHROTTLED` (or the cap). A request that failed waits
+        out its backoff holding no slot; with the limit cut to 1 by failures, one such request
+        would otherwise leave the wire idle for seconds (15 % faults took a run past 300 s).
+        The slots still bound what is on the wire."""
+        return max(self.limit(), min(self.cap, UNTHROTTLED))
+
     # -- what the requests tell it -------------------------------------------------------------
 
     def on_send(self, waited: float) -> None:
