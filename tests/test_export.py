@@ -449,7 +449,8 @@ def test_a_run_that_starts_during_an_export_gets_the_database(tmp_path: Path) ->
     from stxbf.runner.storethread import open_store
 
     db, out = tmp_path / "stxbf.duckdb", tmp_path / "out"
-    many_days(db, days=500, per_day=50)  # many more days than one 2-second hold writes
+    many_days(db, days=1500, per_day=50)  # many more days than one 2-second hold writes (500 took
+    # one hold on an idle machine, and the export finished before the run came)
     proc = spawn("export", str(out), "--json", env=cron_env(STXBF_DB=str(db)))
     retry_until(
         lambda: any((out / "transactions").glob("date=*/data.parquet")) or proc.poll() is not None,
