@@ -103,7 +103,7 @@ async def backfill(
             result.rows[row[0]] = row
 
     engine = Engine(
-        source, concurrency=cap, on_window=on_window, in_flight_limit=source.inflight.limit
+        source, concurrency=cap, on_window=on_window, max_started=source.inflight.started
     )
     summary = api.chain.summary()
     start, end = int(summary["genesis_time"]), int(summary["end_time"])  # type: ignore[call-overload]

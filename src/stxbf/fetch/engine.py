@@ -83,9 +83,9 @@ class _Window:
 
 
 class Engine(WindowEngine):
-    """The v1 engine: each window paged by offset, up to `in_flight_limit()` requests in flight
-    across windows (the source's `InFlight` sizes it; `concurrency` when none is given), each
-    pass a `_Pass`."""
+    """The v1 engine: each window paged by offset, up to `max_started()` pages started across
+    windows (the source's `InFlight.started`: its slots bound what is on the wire; `concurrency`
+    when none is given), each pass a `_Pass`."""
 
     def __init__(
         self,
@@ -100,7 +100,7 @@ class Engine(WindowEngine):
         max_window_attempts: int = 5,
         max_short_retries: int = 3,
         max_open_windows: int | None = None,
-        in_flight_limit: Callable[[], int] | None = None,
+        max_started: Callable[[], int] | None = None,
     ) -> None:
         super().__init__(
             on_window=on_window, initial_span=initial_span, target_window_rows=target_window_rows
@@ -111,7 +111,7 @@ class Engine(WindowEngine):
         self.max_window_rows = max_window_rows
         self.max_window_attempts = max_window_attempts
         self.max_short_retries = max_short_retries
-        self.in_flight_limit = in_flight_limit or (lambda: concurrency)
+        self.max_started = max_started or (lambda: concurrency)
         self._max_open_windows = max_open_windows
         self._seq = itertools.count()
         self.in_flight = 0
@@ -120,7 +120,7 @@ class Engine(WindowEngine):
     def max_open_windows(self) -> int:
         """Small windows hold few rows, and large ones fill the queue on their own, so this
         bounds memory while keeping enough windows open to feed every request slot."""
-        return self._max_open_windows or self.in_flight_limit() + 4
+        return self._max_open_windows or self.max_started() + 4
 
     def next_seq(self) -> int:
         """Windows are numbered across passes: the lower number is paged first."""
@@ -219,9 +219,9 @@ class _Pass(WindowPass[Engine]):
     # -- requests ---------------------------------------------------------------------------------
 
     def dispatch(self) -> None:
-        """Send queued pages until the in-flight limit is reached or nothing is queued."""
+        """Start queued pages until `max_started` are out or nothing is queued."""
         engine = self.engine
-        limit = engine.in_flight_limit()
+        limit = engine.max_started()
         while len(self.tasks) < limit:
             # Open the next window before the queue runs dry, so its sizing page is back by
             # the time the current windows' last pages have gone out.

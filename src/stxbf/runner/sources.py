@@ -91,7 +91,7 @@ class Sources:
             concurrency=self.params.concurrency,
             on_window=on_window,
             initial_span=initial_span,
-            in_flight_limit=self.pages.inflight.started,
+            max_started=self.pages.inflight.started,
         )
 
     def may_switch(self, exc: BaseException) -> bool:
