@@ -329,7 +329,7 @@ class RateStyle:
 
     The set is Hiro's documented one (hirosystems/docs `rate-limits.mdx`,
     `response-headers.mdx`; see src/stxbf/simulator/ratelimit.py) and the one
-    tests/test_rate_styles.py asserts on; here at Hiro's own figures (500/min, a 20/s cap).
+    tests/fetch/test_rate_styles.py asserts on; here at Hiro's own figures (500/min, a 20/s cap).
     """
 
     sends: str  # what the API answers with, for the table
@@ -527,7 +527,8 @@ def _first_request_t(curve: list[tuple[float, int]]) -> float | None:
 
 def steady_rate(curve: list[tuple[float, int]], warm_up: float) -> float | None:
     """Requests a second after the warm-up, until 95 % of them were sent (the last few windows
-    drain with fewer requests left than may be in flight), as tests/test_rate_styles.py reads it."""
+    drain with fewer requests left than may be in flight), as tests/fetch/test_rate_styles.py reads
+    it."""
     first = _first_request_t(curve)
     if first is None:
         return None

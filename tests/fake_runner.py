@@ -24,8 +24,8 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from stxbf import state
-from stxbf.state import DAY, Counters, ProgressSnapshot
+from stxbf import snapshot
+from stxbf.snapshot import DAY, Counters, ProgressSnapshot
 
 
 @contextlib.contextmanager
@@ -92,14 +92,14 @@ def main() -> int:
                 snap.transactions_stored = 100 * done
                 snap.updated_at = time.time()
                 snap.counters.requests += 1
-                state.publish(progress_path, snap)
+                snapshot.publish(progress_path, snap)
             tick += 1
             time.sleep(0.2)
         code = 130 if stop["signal"] else 0
         snap.phase = "interrupted" if stop["signal"] else "finished"
         snap.exit_code = code
         snap.updated_at = time.time()
-        state.publish(progress_path, snap)
+        snapshot.publish(progress_path, snap)
         if stop["signal"]:
             db.with_name(db.name + ".checkpointed").write_text(stop["signal"], encoding="utf-8")
             print(f"stopping ({stop['signal']}): checkpointed", flush=True)

@@ -25,12 +25,12 @@ import httpx
 import orjson
 from filelock import FileLock
 
-from stxbf import state
+from stxbf import snapshot
 from stxbf.models import BURN_TIME_INDEX, TX_COLUMN_NAMES, Page, Row
-from stxbf.ops.process import RunnerState, runner_info_path
-from stxbf.ops.status import StatusReport
+from stxbf.process import RunnerState, runner_info_path
+from stxbf.report.status import StatusReport
 from stxbf.runner import RunParams
-from stxbf.state import DAY, ProgressSnapshot
+from stxbf.snapshot import DAY, ProgressSnapshot
 from stxbf.store import Store, WindowRecord
 
 # -- an in-memory chain --------------------------------------------------------------------------
@@ -265,7 +265,7 @@ def publish_running(db: Path, *, age: float) -> FileLock:
     info = {"pid": os.getpid(), "started_at": time.time() - 60, "host": os.uname().nodename}
     runner_info_path(db).write_text(json.dumps(info))
     now = time.time()
-    state.publish(
+    snapshot.publish(
         db.with_name(db.name + ".progress.json"),
         ProgressSnapshot(
             pid=os.getpid(), started_at=now - 60, updated_at=now - age, phase="fetching",

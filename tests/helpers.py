@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from stxbf.state import ProgressSnapshot, read
+from stxbf.snapshot import ProgressSnapshot, read
 
 T = TypeVar("T")
 

@@ -19,7 +19,7 @@ from stxbf.errors import ExitCode
 from stxbf.settings import load_settings
 from stxbf.simulator import SimServer, run_in_thread
 from stxbf.simulator.config import FAULT_KINDS, OFFSET_FAULTS
-from stxbf.state import read
+from stxbf.snapshot import read
 from stxbf.store import Store
 from tests.checks import (
     SMALL,
@@ -61,8 +61,8 @@ def test_exactly_the_simulators_transactions_for_30_days(
 
 def test_exact_under_every_fault_kind_and_never_early_after_429(isolated_env: Path) -> None:
     """Every transport fault at 15 %. The offset faults (`duplicate`, `shift`) have their own
-    tests (tests/test_window_edges.py): at 15 % of pages nearly every 100-page window of this run
-    would fail its count, and an iteration that verifies no window ends the run incomplete."""
+    tests (tests/fetch/test_window_edges.py): at 15 % of pages nearly every 100-page window of this
+    run would fail its count, and an iteration that verifies no window ends the run incomplete."""
     kinds = tuple(kind for kind in FAULT_KINDS if kind not in OFFSET_FAULTS)
     config = SMALL.with_(fault_rate=0.15, fault_kinds=kinds, stall_seconds=3.0, rpm=6000, seed=12)
     with run_in_thread(config) as sim:

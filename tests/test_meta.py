@@ -164,12 +164,21 @@ FORBIDDEN = [
     ("stxbf.simulator", "stxbf.fetch", "the simulator is independent of the client"),
     ("stxbf.simulator", "stxbf.store", "the simulator is independent of the store"),
     ("stxbf.simulator", "stxbf.runner", "the simulator is independent of the runner"),
-    ("stxbf.ops", "stxbf.runner", "ops reads what a run leaves (files, database), not the runner"),
-    ("stxbf.ops", "stxbf.fetch", "ops never talks to the API"),
-    ("stxbf.ops", "stxbf.store", "ops reads the database through ops.database only"),
+    ("stxbf.report", "stxbf.runner", "a report reads what a run leaves (files, database)"),
+    ("stxbf.report", "stxbf.fetch", "a report never talks to the API"),
+    ("stxbf.report", "stxbf.store", "a report reads the database through report.database only"),
+    ("stxbf.report", "stxbf.session", "a report reads the session's records, not its code"),
+    (
+        "stxbf.session",
+        "stxbf.runner",
+        "the session starts `stxbf run` as a process, not in-process",
+    ),
+    ("stxbf.session", "stxbf.fetch", "the session never talks to the API"),
+    ("stxbf.session", "stxbf.store", "the session never opens the database"),
+    ("stxbf.session", "stxbf.report", "the session acts; reporting on it is report's job"),
 ]
 
-ALLOWED = {("stxbf.ops.database", "stxbf.store")}  # (importer, forbidden target): the exception
+ALLOWED = {("stxbf.report.database", "stxbf.store")}  # (importer, forbidden target): the exception
 
 # Packages whose inside is their own: everything else imports the package's face only.
 FACES = ("stxbf.store", "stxbf.runner")
@@ -238,6 +247,53 @@ def test_imports_point_one_way() -> None:
     assert list(violations()) == []
 
 
+# Modules at the top of the package are the floor every package stands on: they import no package.
+PACKAGES = ("stxbf.cli", "stxbf.fetch", "stxbf.store", "stxbf.runner", "stxbf.session")
+PACKAGES += ("stxbf.report", "stxbf.simulator")
+
+
+def test_the_floor_imports_no_package() -> None:
+    top = [name for name in MODULES if name.count(".") == 1 and not within(name, PACKAGES)]
+    floor = [name for name in top if name != "stxbf.__main__"]  # an entry point, as cli is
+    assert "stxbf.words" in floor
+    wrong = [(m, i) for m in floor for i in sorted(MODULES[m]) if within(i, PACKAGES)]
+    assert wrong == []
+
+
+def import_cycles() -> list[list[str]]:
+    """Every loop of imports between modules, `TYPE_CHECKING` imports counted: a package's face
+    (`__init__`) re-exporting its own modules is the only import that may point back up."""
+    graph = {
+        name: {i for i in imports if i in MODULES and not within(name, i) and i != name}
+        for name, imports in MODULES.items()
+    }
+    cycles: list[list[str]] = []
+    state: dict[str, int] = {}  # 1 on the current path, 2 done
+
+    def visit(node: str, path: list[str]) -> None:
+        state[node] = 1
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                cycles.append([*path[path.index(nxt) :], nxt])
+            elif nxt not in state:
+                visit(nxt, [*path, nxt])
+        state[node] = 2
+
+    for name in sorted(graph):
+        if name not in state:
+            visit(name, [name])
+    return cycles
+
+
+def test_the_import_graph_has_no_cycle() -> None:
+    assert import_cycles() == []
+
+
+def test_the_cycle_finder_sees_a_cycle(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(MODULES, "stxbf.words", {*MODULES["stxbf.words"], "stxbf.cli.formats"})
+    assert any("stxbf.words" in cycle for cycle in import_cycles())
+
+
 # --- `stxbf --help` is instant --------------------------------------------------------------------
 
 HEAVY = ("httpx", "duckdb", "libtmux", "prometheus_client")
@@ -300,52 +356,36 @@ def test_ci_script_fails_fast() -> None:
     assert last.strip() == ci_test_command()
 
 
-def test_nox_tests_session_runs_plain_pytest() -> None:
-    """`nox -s tests` runs the same pytest (no extra options) as the README's command."""
-    noxfile = (ROOT / "noxfile.py").read_text(encoding="utf-8")
-    assert 'session.run("pytest", *session.posargs)' in noxfile
-    assert readme_test_command().endswith("pytest")
-
-
-def test_nox_quick_session_is_the_documented_quick_loop() -> None:
-    """`nox -s quick` runs `pytest -m "not slow"`, and the README tells developers so."""
-    noxfile = (ROOT / "noxfile.py").read_text(encoding="utf-8")
-    assert 'session.run("pytest", "-m", "not slow", *session.posargs)' in noxfile
-    readme = README.read_text(encoding="utf-8")
-    assert "nox -s quick" in readme and 'pytest -m "not slow"' in readme
-
-
 # --- the tests' own layout: shared code lives in helpers, never in another test module -----------
 
 TESTS = ROOT / "tests"
 
 
+def module_of(path: Path) -> str:
+    return ".".join(path.relative_to(ROOT).with_suffix("").parts)
+
+
 def default_suite_modules() -> list[Path]:
-    return sorted(path for path in TESTS.glob("*.py") if path.name != "__init__.py")
+    found = TESTS.rglob("*.py")
+    return sorted(p for p in found if p.name != "__init__.py" and "torture" not in p.parts)
 
 
-@pytest.mark.parametrize("path", default_suite_modules(), ids=lambda path: path.name)
+@pytest.mark.parametrize(
+    "path", default_suite_modules(), ids=lambda path: str(path.relative_to(TESTS))
+)
 def test_no_test_module_imports_another_or_the_torture_package(path: Path) -> None:
     """Shared code lives in tests/helpers.py, tests/checks.py and tests/fakes.py: importing a test
     module runs its collection-time code and couples tests; the default suite never loads
     tests/torture (`crash_run` runs its crashpoint.py as a script)."""
     bad = [
         name
-        for name in imported_modules(path, f"tests.{path.stem}")
+        for name in imported_modules(path, module_of(path))
         if name.startswith(("tests.test_", "tests.torture")) or name == "tests.torture"
     ]
     assert not bad, f"{path.name} imports {bad}"
 
 
 # --- changelog ------------------------------------------------------------------------------------
-
-
-def test_changelog_has_unreleased_section() -> None:
-    text = CHANGELOG.read_text(encoding="utf-8")
-    assert re.search(r"^## \[Unreleased\]$", text, re.M)
-    unreleased = text.split("## [Unreleased]", 1)[1].split("\n## ", 1)[0]
-    assert re.search(r"^### (Added|Changed|Deprecated|Removed|Fixed|Security)$", unreleased, re.M)
-    assert re.search(r"^- \S", unreleased, re.M)
 
 
 # --- the exit-code tables in docs/cli.md are the registry's ---------------------------------------

@@ -28,7 +28,7 @@ from stxbf.defaults import DEGRADED_FAILURES
 from stxbf.errors import ExitCode
 from stxbf.settings import load_settings
 from stxbf.simulator import SimConfig, SimServer, SimTransport, run_in_thread
-from stxbf.state import read
+from stxbf.snapshot import read
 from stxbf.store import Store
 from tests.checks import (
     Recorder,

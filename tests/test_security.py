@@ -265,23 +265,23 @@ def test_tmux_run_keeps_the_key_secret_and_hostile_names_inert(server: Any, tmp_
 
 
 def _watch_the_key_while_it_runs(server: Any, started: Any, home: Path) -> None:
-    from stxbf.ops import tmux as ops_tmux
+    from stxbf.session import tmux as session_tmux
 
     assert started.returncode == 0, started.stderr
     assert KEY not in started.stdout + started.stderr
 
     def runner_finished() -> Any:
-        info = ops_tmux.describe_session(server, HOSTILE_SESSION)
+        info = session_tmux.describe_session(server, HOSTILE_SESSION)
         runner = info.pane("runner") if info else None
         return runner if runner is not None and runner.dead else None
 
     seen_running = False
     for _ in range(200):  # while it runs: argv, panes and tmux's environment
         assert processes_mentioning(KEY) == []
-        info = ops_tmux.describe_session(server, HOSTILE_SESSION)
+        info = session_tmux.describe_session(server, HOSTILE_SESSION)
         assert info is not None
         for pane in info.panes:
-            assert KEY not in ops_tmux.capture(server, pane.pane_id, lines=2000)
+            assert KEY not in session_tmux.capture(server, pane.pane_id, lines=2000)
         for scope in (("-g",), ("-t", str(info.session_id))):
             assert KEY not in "\n".join(server.cmd("show-environment", *scope).stdout)
         seen_running = seen_running or (home.parent / "home" / "stxbf.duckdb.runner.json").exists()

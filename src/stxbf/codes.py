@@ -204,3 +204,10 @@ def usage_exit_code(command_path: str) -> int:
     if any(command_path.startswith(name) for name in MONITOR_COMMANDS):
         return int(ExitCode.MONITOR_USAGE)
     return int(ExitCode.USAGE)
+
+
+class SupervisorState(StrEnum):
+    """What the supervisor record says it is doing."""
+
+    RUNNING = "running"  # starting or running the run
+    WAITING = "waiting"  # between two tries, until `restart_at`

@@ -46,7 +46,7 @@ class DataPaths:
 
     @property
     def progress(self) -> Path:
-        """The snapshot the runner publishes about once a second (stxbf.state)."""
+        """The snapshot the runner publishes about once a second (stxbf.snapshot)."""
         return self._beside_db(PROGRESS_SUFFIX)
 
     @property

@@ -62,7 +62,7 @@ class Trigger:
 
 
 def install(trigger: Trigger) -> None:
-    from stxbf import state
+    from stxbf import snapshot
     from stxbf.fetch.client import ApiClient
     from stxbf.fetch.pacer import Pacer
     from stxbf.fetch.pages import PageSource
@@ -134,7 +134,7 @@ def install(trigger: Trigger) -> None:
 
     Pacer.on_429 = crashing_on_429  # type: ignore[method-assign]
 
-    publish = state.publish
+    publish = snapshot.publish
 
     def crashing_publish(path: Path, snapshot: Any) -> None:
         if trigger.hit("publish"):

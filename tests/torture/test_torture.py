@@ -34,7 +34,7 @@ import pytest
 
 from stxbf.errors import ExitCode
 from stxbf.simulator import SimConfig, SimServer, run_in_thread
-from stxbf.state import read
+from stxbf.snapshot import read
 from stxbf.store import Store
 from tests.checks import Recorder, assert_range_exact, assert_verified_exact, verified_spans
 from tests.helpers import (
@@ -413,7 +413,7 @@ def test_status_health_logs_hammered_by_six_threads(isolated_env: Path, figures:
 def test_cron_firing_every_second_while_a_tmux_run_is_active(
     server: Any, isolated_env: Path, figures: Any
 ) -> None:
-    from stxbf.ops import tmux as ops_tmux
+    from stxbf.session import tmux as session_tmux
 
     env = cron_env(STXBF_TMUX_SOCKET=str(server.socket_name))
     with run_in_thread(BIG.with_(days=8)) as sim:
@@ -426,7 +426,7 @@ def test_cron_firing_every_second_while_a_tmux_run_is_active(
         fired = 0
 
         def runner_dead() -> bool:
-            info = ops_tmux.describe_session(server, "stx-backfill")
+            info = session_tmux.describe_session(server, "stx-backfill")
             pane = info.pane("runner") if info else None
             return pane is None or pane.dead
 
@@ -440,7 +440,7 @@ def test_cron_firing_every_second_while_a_tmux_run_is_active(
             fired += 1
             time.sleep(1.0)
         retry_until(runner_dead, timeout=600, interval=1.0)
-        info = ops_tmux.describe_session(server, "stx-backfill")
+        info = session_tmux.describe_session(server, "stx-backfill")
         assert info is not None and info.pane("runner").dead_status == 0  # type: ignore[union-attr]
         assert_range_exact(db_of(isolated_env), sim)
     figures("cron runs refused", fired)

@@ -113,7 +113,7 @@ def reader_gone() -> bool:
 
 def session_target(settings: Settings) -> tuple[str, str | None]:
     """(session name, socket name): flags or env first, else the session record, else defaults."""
-    from stxbf.ops.session import locate_session
+    from stxbf.session.backfill import locate_session
 
     return locate_session(
         settings.paths,

@@ -104,7 +104,7 @@ def _program() -> str:
 def _show_status(demo_home: Path, days: int) -> None:
     """What `STXBF_HOME=<demo> STXBF_TARGET_DAYS=<days> stxbf status` prints."""
     from stxbf.cli.status import show_status
-    from stxbf.ops.status import build_status, status_files
+    from stxbf.report.status import build_status, status_files
     from stxbf.settings import load_settings
 
     settings = load_settings(home=demo_home, target_days=days)

@@ -85,7 +85,7 @@ def execute_export(
     """Refuse while a run holds the database (DuckDB lets one process open it); else export,
     giving the file back as soon as a run starts."""
     from stxbf.errors import DatabaseBusy
-    from stxbf.ops.process import lock_holder
+    from stxbf.process import lock_holder
     from stxbf.store import export_parquet
 
     def run_waiting() -> bool:

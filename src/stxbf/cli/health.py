@@ -28,7 +28,7 @@ from stxbf.codes import Verdict
 from stxbf.errors import ConfigError
 
 if TYPE_CHECKING:
-    from stxbf.ops.health import HealthReport
+    from stxbf.report.health import HealthReport
 
 _VERDICT_STYLES: dict[str, str] = {  # keyed by Verdict (a str)
     Verdict.HEALTHY: "bold green",
@@ -91,10 +91,10 @@ def _check(
 ) -> HealthReport:
     """The health report; settings that cannot be loaded are its configuration error."""
     from stxbf.cli.common import session_target
-    from stxbf.ops.database import DatabaseCache, summary_cache_path
-    from stxbf.ops.health import build_health, config_error
-    from stxbf.ops.status import status_files
-    from stxbf.ops.tmux import session_exists
+    from stxbf.report.database import DatabaseCache, summary_cache_path
+    from stxbf.report.health import build_health, config_error
+    from stxbf.report.status import status_files
+    from stxbf.session.tmux import session_exists
     from stxbf.settings import load_settings
 
     try:
@@ -119,8 +119,8 @@ def _check(
 
 
 def _render_health(report: HealthReport) -> None:
-    from stxbf.ops.formats import target_text
-    from stxbf.ops.health import CheckStatus
+    from stxbf.cli.formats import target_text
+    from stxbf.report.health import CheckStatus
 
     marks = {
         CheckStatus.OK: ("✓", "green"),

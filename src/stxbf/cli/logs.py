@@ -9,7 +9,7 @@ from rich.text import Text
 
 from stxbf.cli.common import console, err_console, reader_gone
 from stxbf.cli.options import Home, LogLevelChoice
-from stxbf.ops.logs import LEVEL_STYLES, follow, line_level, log_size, tail
+from stxbf.logs import LEVEL_STYLES, follow, line_level, log_size, tail
 
 
 def logs(

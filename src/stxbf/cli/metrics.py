@@ -41,10 +41,10 @@ def metrics(
     not be written, 64 usage or configuration error.
     """
     from stxbf import __version__
-    from stxbf.ops.database import DatabaseCache, summary_cache_path
-    from stxbf.ops.health import build_health, config_error
-    from stxbf.ops.metrics import build_metrics, render_metrics, write_textfile
-    from stxbf.ops.status import status_files
+    from stxbf.report.database import DatabaseCache, summary_cache_path
+    from stxbf.report.health import build_health, config_error
+    from stxbf.report.metrics import build_metrics, render_metrics, write_textfile
+    from stxbf.report.status import status_files
     from stxbf.settings import load_settings
 
     problem: ConfigError | None = None

@@ -33,7 +33,7 @@ from stxbf.cli.options import (
 from stxbf.cli.run_end import ending_of, log_run_end, on_signal, stop_signals, stop_view
 from stxbf.cli.views import LiveView, PlainView, render_report
 from stxbf.errors import StxbfError
-from stxbf.state import plural
+from stxbf.words import plural
 
 if TYPE_CHECKING:
     from stxbf.runner import RunParams, RunReport
@@ -98,7 +98,7 @@ def execute_and_record(settings: Settings, *, verify: bool = False) -> RunReport
     both are 1. So the run writes its outcome, with the error's class and whether a later try can
     fix it, to the file the supervisor names in its environment.
     """
-    from stxbf.ops.supervise import OUTCOME_ENV, Outcome, write_outcome
+    from stxbf.session.supervise import OUTCOME_ENV, Outcome, write_outcome
 
     outcome_file = os.environ.get(OUTCOME_ENV)
     try:
@@ -141,7 +141,7 @@ def params_from(settings: Settings, *, verify: bool = False) -> RunParams:
 
 def supervisor_restarts() -> int:
     """How many times the supervisor has started this run again (0 when not supervised)."""
-    from stxbf.ops.supervise import RESTARTS_ENV
+    from stxbf.session.supervise import RESTARTS_ENV
 
     try:
         return max(0, int(os.environ.get(RESTARTS_ENV, "0")))
@@ -159,7 +159,7 @@ def execute(
     """Set up the data dir, logging and signals, then run the backfill on a fresh event loop."""
     import asyncio
 
-    from stxbf.ops.logs import configure_logging
+    from stxbf.logs import configure_logging
     from stxbf.paths import prepare_home
     from stxbf.runner import Runner
 

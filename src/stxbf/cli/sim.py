@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Literal
 import typer
 
 from stxbf.cli.common import WholeSummaries
-from stxbf.state import utc_iso
+from stxbf.words import utc_iso
 
 if TYPE_CHECKING:
     from stxbf.simulator import SimApi, SimConfig

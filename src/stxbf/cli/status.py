@@ -22,7 +22,7 @@ from stxbf.codes import ExitCode, StatusState
 from stxbf.errors import ConfigError, StxbfError
 
 if TYPE_CHECKING:
-    from stxbf.ops.status import StatusReport
+    from stxbf.report.status import StatusReport
     from stxbf.settings import Settings
 
 AsJson = typer.Option(
@@ -52,7 +52,7 @@ def status(
     Exit code: 0 complete or reached chain start, 3 incomplete, 5 running, 6 stalled, 7 not started,
     65 database problem, 69 degraded, 75 rate-limited, 64 usage error.
     """
-    from stxbf.ops.database import DatabaseCache, summary_cache_path
+    from stxbf.report.database import DatabaseCache, summary_cache_path
     from stxbf.settings import load_settings
 
     try:
@@ -77,7 +77,7 @@ def status(
 
 def status_builder(settings: Settings, *, stall_seconds: float) -> Callable[..., StatusReport]:
     """`build_status` judged against the settings' target; `stxbf metrics` shares it."""
-    from stxbf.ops.status import build_status, status_files
+    from stxbf.report.status import build_status, status_files
 
     return functools.partial(
         build_status,
@@ -107,8 +107,8 @@ def _fail(exc: StxbfError, code: ExitCode, *, as_json: bool) -> NoReturn:
 
 def show_status(report: StatusReport) -> None:
     """What `stxbf status` prints on a terminal: the view, then when and where windows came from."""
-    from stxbf.ops.formats import fmt_duration
-    from stxbf.ops.render import render_status
+    from stxbf.cli.render import render_status
+    from stxbf.words import fmt_duration
 
     strip_width = console.width if console.is_terminal else 80  # a chart, not a line to unwrap
     console.print(render_status(report, width=strip_width))
@@ -125,7 +125,7 @@ def _watch(
     build: Callable[[], StatusReport], *, log_path: Path, interval: float, as_json: bool
 ) -> None:
     """Redraw until Ctrl+C or until the reader of a pipe leaves; `--json`: NDJSON lines."""
-    from stxbf.ops.monitor import run_monitor
+    from stxbf.cli.monitor import run_monitor
 
     with contextlib.suppress(KeyboardInterrupt):
         run_monitor(

@@ -28,7 +28,7 @@ from stxbf.cli.options import (
     SourceChoice,
 )
 from stxbf.errors import ExitCode, StoreError, StxbfError
-from stxbf.state import utc_iso
+from stxbf.words import utc_iso
 
 if TYPE_CHECKING:
     from stxbf.runner import VerifyReport
@@ -88,7 +88,7 @@ def execute_verify(settings: Settings, *, transport: Any = None) -> VerifyReport
     import signal
 
     from stxbf.cli.run import params_from
-    from stxbf.ops.logs import configure_logging
+    from stxbf.logs import configure_logging
     from stxbf.runner import Runner
 
     params = params_from(settings)

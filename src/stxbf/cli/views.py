@@ -13,11 +13,11 @@ from rich.text import Text
 
 from stxbf.cli.common import console, err_console
 from stxbf.codes import Phase
-from stxbf.state import plural, utc_iso
+from stxbf.words import plural, utc_iso
 
 if TYPE_CHECKING:
     from stxbf.runner import RunReport
-    from stxbf.state import ProgressSnapshot
+    from stxbf.snapshot import ProgressSnapshot
 
 
 def render_report(report: RunReport) -> None:
@@ -83,7 +83,7 @@ def _not_progressing(snap: ProgressSnapshot, now: float) -> str | None:
 
 
 def _eta_text(snap: ProgressSnapshot, stalled: str | None) -> str:
-    from stxbf.ops.formats import fmt_duration
+    from stxbf.words import fmt_duration
 
     if snap.phase == Phase.FINISHED:
         return "done"
@@ -175,7 +175,7 @@ class LiveView:
         from rich.progress_bar import ProgressBar
         from rich.table import Table
 
-        from stxbf.ops.formats import describe_last_error
+        from stxbf.cli.formats import describe_last_error
 
         snap = self._snap
         if snap is None:

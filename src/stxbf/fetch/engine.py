@@ -39,7 +39,7 @@ from stxbf.fetch.windows import (
     WindowPass,
 )
 from stxbf.models import PAGE_LIMIT, Page, Row
-from stxbf.state import utc_iso
+from stxbf.words import utc_iso
 
 log = logging.getLogger(__name__)
 SPLIT_WAYS = 8  # pieces an oversized window is cut into at least: 8 round trips narrow 16M s

@@ -33,7 +33,7 @@ from stxbf.fetch.first_contact import NoAnswerYet, first_contact_hint, first_con
 from stxbf.fetch.inflight import InFlight
 from stxbf.fetch.pacer import Pacer
 from stxbf.models import PAGE_LIMIT, MalformedPage, Page
-from stxbf.state import Counters
+from stxbf.snapshot import Counters
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 
 from stxbf.errors import QuotaExhausted
-from stxbf.state import utc_iso
+from stxbf.words import utc_iso
 
 SECOND = 1.0
 MINUTE = 60.0

@@ -19,8 +19,8 @@ from stxbf.runner.coverage import Coverage, Span
 from stxbf.runner.progress import RunState
 from stxbf.runner.sources import OnWindow
 from stxbf.runner.storethread import StoreThread
-from stxbf.state import plural, utc_iso
 from stxbf.store import Store, WindowRecord
+from stxbf.words import plural, utc_iso
 
 log = logging.getLogger(__name__)
 

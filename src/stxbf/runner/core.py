@@ -43,8 +43,8 @@ from stxbf.runner.progress import Progress, RunState
 from stxbf.runner.sources import Sources
 from stxbf.runner.storethread import StoreThread
 from stxbf.runner.verify import Verifier, find_damage, refuse_damaged_file
-from stxbf.state import plural, utc_iso
 from stxbf.store import Store
+from stxbf.words import plural, utc_iso
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from stxbf.state import day_coverage
+from stxbf.snapshot import day_coverage
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,7 @@ from typing import Protocol
 
 from stxbf import defaults
 from stxbf.errors import ExitCode
-from stxbf.state import ProgressSnapshot
+from stxbf.snapshot import ProgressSnapshot
 
 
 @dataclass(frozen=True)

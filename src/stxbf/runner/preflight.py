@@ -14,7 +14,7 @@ from stxbf.models import BURN_TIME_INDEX
 from stxbf.models_v3 import parse_burn_block_page
 from stxbf.runner.plan import RangePlan
 from stxbf.runner.sources import Sources
-from stxbf.state import utc_iso
+from stxbf.words import utc_iso
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from stxbf.runner.params import ProgressView, RunParams
 from stxbf.runner.plan import RangePlan
 from stxbf.runner.sources import Sources
 from stxbf.runner.storethread import StoreThread
-from stxbf.state import ProgressSnapshot, publish
+from stxbf.snapshot import ProgressSnapshot, publish
 from stxbf.store import Store, StoreSummary
 
 log = logging.getLogger(__name__)

@@ -29,8 +29,8 @@ from stxbf.runner.plan import RangePlan
 from stxbf.runner.progress import RunState
 from stxbf.runner.sources import Sources
 from stxbf.runner.storethread import StoreThread
-from stxbf.state import plural, utc_iso
 from stxbf.store import Store, WindowCheck, damaged_hint
+from stxbf.words import plural, utc_iso
 
 log = logging.getLogger(__name__)
 

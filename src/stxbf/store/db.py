@@ -19,9 +19,9 @@ import orjson
 
 from stxbf.codes import WindowState
 from stxbf.models import Row
-from stxbf.store import coverage, figures, integrity, runs, transactions
+from stxbf.store import checkpoints, figures, integrity, runs, transactions
+from stxbf.store.checkpoints import Span, WindowCheck, WindowRecord
 from stxbf.store.connection import connect, delete_meta, read_meta, transaction, write_meta
-from stxbf.store.coverage import Span, WindowCheck, WindowRecord
 from stxbf.store.faults import as_store_error, damaged_hint, store_error
 from stxbf.store.figures import StoreSummary
 from stxbf.store.schema import check_and_migrate
@@ -88,12 +88,12 @@ class Store:
 
     @as_store_error()
     def windows(self, state: WindowState | None = None) -> list[WindowRecord]:
-        return coverage.read(self._con, state)
+        return checkpoints.read(self._con, state)
 
     @as_store_error()
     def window_sources(self) -> dict[str, int]:
         """Verified and open windows by the route that filled them (`status --json`)."""
-        return coverage.sources(self._con)
+        return checkpoints.sources(self._con)
 
     # a write error, or damage: replacing a range reads it first, so damage shows up here too
     @as_store_error("cannot write to", catch=(duckdb.Error, orjson.JSONEncodeError))
@@ -105,7 +105,7 @@ class Store:
         """
         with self.transaction():
             stored = transactions.replace_range(self._con, window.start_time, window.end_time, rows)
-            coverage.record(self._con, window, stored)
+            checkpoints.record(self._con, window, stored)
         return stored
 
     def replace_window(self, window: WindowRecord, rows: Sequence[Row]) -> Replaced:
@@ -124,7 +124,7 @@ class Store:
     @as_store_error()
     def window_checks(self) -> list[WindowCheck]:
         """Each verified window with its stored count and first row, in one range join."""
-        return coverage.checks(self._con)
+        return checkpoints.checks(self._con)
 
     @as_store_error()
     def mark_checked(self, spans: Sequence[Span], at: float) -> None:
@@ -132,12 +132,12 @@ class Store:
         if not spans:
             return
         with self.transaction():
-            coverage.mark_checked(self._con, spans, at)
+            checkpoints.mark_checked(self._con, spans, at)
 
     @as_store_error()
     def oldest_check(self) -> float | None:
         """When the least recently fetched or re-counted verified window was last looked at."""
-        return coverage.oldest_check(self._con)
+        return checkpoints.oldest_check(self._con)
 
     @as_store_error()
     def duplicated_windows(self) -> list[Span]:
@@ -148,7 +148,7 @@ class Store:
     def forget_windows(self, spans: Sequence[Span]) -> None:
         """Drop these windows' checkpoints, so that the next pass fetches them again."""
         with self.transaction():
-            coverage.forget(self._con, spans)
+            checkpoints.forget(self._con, spans)
 
     # -- integrity ---------------------------------------------------------------------------
 

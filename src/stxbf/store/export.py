@@ -41,7 +41,7 @@ from stxbf.codes import WindowState
 from stxbf.errors import ConfigError, DatabaseBusy, DatabaseEmpty, LockHeld, StoreError
 from stxbf.models import TX_COLUMNS
 from stxbf.paths import file_key
-from stxbf.store import coverage
+from stxbf.store import checkpoints
 from stxbf.store.connection import connect
 from stxbf.store.faults import store_error
 from stxbf.store.schema import check_and_migrate
@@ -148,7 +148,7 @@ def day_fingerprints(con: duckdb.DuckDBPyConnection) -> dict[int, tuple[int, str
     return {int(day): (int(count), f"{int(digest):016x}") for day, count, digest in rows}
 
 
-def verified_days(windows: list[coverage.WindowRecord]) -> set[int]:
+def verified_days(windows: list[checkpoints.WindowRecord]) -> set[int]:
     """The UTC days that lie wholly inside verified windows (windows never overlap)."""
     spans = sorted((w.start_time, w.end_time) for w in windows if w.state == WindowState.VERIFIED)
     merged: list[list[int]] = []
@@ -452,7 +452,7 @@ class _Export:
         try:
             with contextlib.closing(_open_reader(self.db_path)) as con:
                 fingerprints = day_fingerprints(con)
-                verified = verified_days(coverage.read(con))
+                verified = verified_days(checkpoints.read(con))
                 columns = output_columns(con, select_sql(stored_columns(con)))
                 return fingerprints, verified, columns, file_key(self.db_path)
         except DatabaseEmpty:

@@ -11,9 +11,9 @@ from pathlib import Path
 import duckdb
 
 from stxbf.errors import DatabaseCorrupt
-from stxbf.store import coverage
+from stxbf.store import checkpoints
+from stxbf.store.checkpoints import Span
 from stxbf.store.connection import table_names
-from stxbf.store.coverage import Span
 from stxbf.store.faults import describe
 
 
@@ -41,7 +41,7 @@ def damaged_tables(con: duckdb.DuckDBPyConnection, path: Path | None) -> list[st
 def damaged_windows(con: duckdb.DuckDBPyConnection, path: Path | None) -> list[Span]:
     """(start, end) of each window whose rows cannot be read back: fetch those again."""
     try:
-        spans = coverage.spans(con)
+        spans = checkpoints.spans(con)
     except duckdb.Error as exc:
         raise DatabaseCorrupt(
             f"database {path}: the window checkpoints cannot be read ({describe(exc)})"

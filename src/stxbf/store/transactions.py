@@ -16,7 +16,7 @@ import duckdb
 import orjson
 
 from stxbf.models import TX_COLUMN_NAMES, TX_COLUMNS, Row
-from stxbf.store.coverage import Span
+from stxbf.store.checkpoints import Span
 
 # HUGEINT values (u128 token amounts) travel as decimal strings: JSON numbers stop at 64 bits.
 _AS_TEXT = frozenset(i for i, (_, kind) in enumerate(TX_COLUMNS) if kind == "HUGEINT")

@@ -3,7 +3,7 @@
 Bare `stxbf tmux` attaches to the session, creating it first if needed; `start`, `attach`,
 `stop`, `restart` and `status` do one thing each, one module each. `start`, `restart` (and bare
 `stxbf tmux`) take every option of `stxbf run` (stxbf.cli.passthrough); the work is done in
-stxbf.ops.session.
+stxbf.session.backfill.
 
 Which session: `--socket-name` / `--session-name` (or STXBF_TMUX_SOCKET / STXBF_SESSION_NAME)
 when given, else what `stxbf tmux start` recorded beside the database, else tmux's default server
@@ -57,8 +57,8 @@ def tmux(
     the runner pane has ended with an error).
     """
     from stxbf.cli.passthrough import split_run_options
-    from stxbf.ops.tmux import attach as attach_to
-    from stxbf.ops.tmux import find_session
+    from stxbf.session.tmux import attach as attach_to
+    from stxbf.session.tmux import find_session
 
     ctx.obj = {"session_name": session_name, "tmux_socket": socket_name}
     if ctx.invoked_subcommand is not None:

@@ -21,8 +21,8 @@ def attach(
     db: Path | None = Db,
 ) -> None:
     """Attach to the running session (fails if it does not exist)."""
-    from stxbf.ops.tmux import attach as attach_to
-    from stxbf.ops.tmux import attach_hint, find_session
+    from stxbf.session.tmux import attach as attach_to
+    from stxbf.session.tmux import attach_hint, find_session
 
     _, name, _, server = locate(ctx, session_name, socket_name, home, db)
     if find_session(server, name) is None:

@@ -60,7 +60,7 @@ def locate(
 
 def server_for(socket: str | None, session_name: str) -> Server:
     """The tmux server, once the session name is known to be one tmux accepts."""
-    from stxbf.ops.tmux import get_server, validate_session_name
+    from stxbf.session.tmux import get_server, validate_session_name
 
     validate_session_name(session_name)
     return get_server(socket)

@@ -30,8 +30,8 @@ def restart(
 
     The remedy for a stalled backfill. Takes every option of `stxbf run`, as `start` does.
     """
-    from stxbf.ops.session import stop_backfill
-    from stxbf.ops.tmux import find_session
+    from stxbf.session.backfill import stop_backfill
+    from stxbf.session.tmux import find_session
 
     values = {"inhibit": inhibit, "interval": interval, **run_options}
     plan = plan_start(ctx, session_name=session_name, socket_name=socket_name, values=values)

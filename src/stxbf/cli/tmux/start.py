@@ -25,7 +25,7 @@ from stxbf.cli.tmux.common import (
 )
 
 if TYPE_CHECKING:
-    from stxbf.ops.startup import Startup
+    from stxbf.session.startup import Startup
     from stxbf.settings import Settings
 
 Detach = typer.Option(False, "--detach", "-d", help="Never attach (for scripts and cron).")
@@ -83,7 +83,7 @@ def plan_start(
     usual order (env > config file > default). `values` are the run options and the start
     options a later start repeats (`inhibit`, `interval`), as parsed."""
     from stxbf.cli.passthrough import split_run_options
-    from stxbf.ops.session import recorded_session
+    from stxbf.session.backfill import recorded_session
 
     given = {name: value for name, value in values.items() if _given(ctx, name)}
     located = tmux_settings(ctx, **{k: v for k, v in given.items() if k in LOCATING_OPTIONS})
@@ -131,11 +131,11 @@ def _jsonable(value: Any) -> Any:
 def start_backfill_here(plan: StartPlan, *, startup_timeout: float, attach_after: bool) -> None:
     """Start the session for the plan; attach, or else report how the runner's start went."""
     from stxbf.cli.passthrough import run_flags
-    from stxbf.ops.inhibit import choose_inhibitor
-    from stxbf.ops.session import monitor_argv, start_backfill
-    from stxbf.ops.startup import watch_startup
-    from stxbf.ops.tmux import attach, attach_hint
     from stxbf.paths import prepare_home
+    from stxbf.session.backfill import monitor_argv, start_backfill
+    from stxbf.session.inhibit import choose_inhibitor
+    from stxbf.session.startup import watch_startup
+    from stxbf.session.tmux import attach, attach_hint
 
     settings = plan.settings
     name, socket, paths = settings.session_name, settings.tmux_socket, settings.paths
@@ -197,7 +197,7 @@ def _render_startup(
     startup: Startup, settings: Settings, *, timeout: float, tmux_hint: str
 ) -> None:
     """What the runner did first; a runner that ended before any progress ends `start` too."""
-    from stxbf.ops.startup import StartupState
+    from stxbf.session.startup import StartupState
 
     name, socket = settings.session_name, settings.tmux_socket
     attach_cmd = stxbf_hint(settings, "attach", name, socket)

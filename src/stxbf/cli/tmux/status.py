@@ -1,7 +1,7 @@
 """`stxbf tmux status`: the session, its panes and the runner's real state; `--json` for scripts.
 
 Exit code: 0 running (or finished with the target reached), 1 no session, 8 the runner pane has
-ended with an error or was killed (stxbf.ops.session.TMUX_STATES).
+ended with an error or was killed (stxbf.session.backfill.TMUX_STATES).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from stxbf.cli.tmux.common import locate, say, stxbf_hint
 if TYPE_CHECKING:
     from libtmux import Server
 
-    from stxbf.ops.session import TmuxStatus
+    from stxbf.session.backfill import TmuxStatus
     from stxbf.settings import Settings
 
 AsJson = typer.Option(False, "--json", help="Print as one JSON object.")
@@ -57,13 +57,13 @@ def status(
 
 
 def tmux_status(settings: Settings, name: str, socket: str | None, server: Server) -> TmuxStatus:
-    from stxbf.ops.session import build_tmux_status
+    from stxbf.session.backfill import build_tmux_status
 
     return build_tmux_status(server, session_name=name, socket_name=socket, paths=settings.paths)
 
 
 def _render_status(report: TmuxStatus) -> None:
-    from stxbf.ops.formats import fmt_duration
+    from stxbf.words import fmt_duration
 
     info, now = report.session, report.checked_at
     assert info is not None
@@ -95,7 +95,7 @@ def _render_status(report: TmuxStatus) -> None:
 
 
 def _render_runner(report: TmuxStatus) -> None:
-    from stxbf.ops.formats import fmt_duration
+    from stxbf.words import fmt_duration
 
     runner = report.runner
     if runner.pid is None:

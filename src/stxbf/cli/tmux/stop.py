@@ -28,8 +28,8 @@ def stop(
     Exit code 0 when it stopped, and also when there was nothing to stop (it says so), so that
     `stxbf tmux stop && stxbf tmux start` works whether or not the session still runs.
     """
-    from stxbf.ops.session import stop_backfill
-    from stxbf.ops.tmux import find_session
+    from stxbf.session.backfill import stop_backfill
+    from stxbf.session.tmux import find_session
 
     settings, name, socket, server = locate(ctx, session_name, socket_name, home, db)
     if find_session(server, name) is None:

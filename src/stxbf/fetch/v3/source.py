@@ -19,7 +19,7 @@ from stxbf.fetch.v3.walk import walk
 from stxbf.fetch.windows import CompletedWindow
 from stxbf.models import PAGE_LIMIT, TX_COLUMN_NAMES, Row
 from stxbf.models_v3 import BurnBlock
-from stxbf.state import utc_iso
+from stxbf.words import utc_iso
 
 log = logging.getLogger(__name__)
 

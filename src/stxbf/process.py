@@ -1,0 +1,240 @@
+"""Is a runner alive? Asked of the kernel (/proc, /proc/locks) and the runner's own files.
+
+DuckDB lets no other process open a database a runner is writing, so status and health must
+decide whether a runner is alive without touching the lock or the database: the lock file's
+holder (from /proc/locks), the runner's pid file, the progress snapshot's pid, each checked
+against a recycled pid by the process's start time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from stxbf.codes import TERMINAL_PHASES, SupervisorState
+from stxbf.paths import SupervisorRecord, read_supervisor_record
+from stxbf.snapshot import ProgressSnapshot
+
+# -- /proc/<pid>/stat, parsed here only ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProcStat:
+    """The fields of /proc/<pid>/stat that stxbf uses (see proc(5))."""
+
+    state: str  # R, S, D, Z (zombie), X (dead), ...
+    ppid: int
+    start_ticks: int  # clock ticks after boot
+
+
+def proc_stat(pid: int) -> ProcStat | None:
+    """/proc/<pid>/stat, or None where there is no /proc or no such process.
+
+    The command name (field 2) may hold spaces and parentheses, so the fields are counted from
+    the last ")".
+    """
+    try:
+        after_name = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return ProcStat(
+            state=after_name[0], ppid=int(after_name[1]), start_ticks=int(after_name[19])
+        )
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _boot_time() -> int | None:
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        for line in Path("/proc/stat").read_text().splitlines():
+            if line.startswith("btime "):
+                return int(line.split()[1])
+    return None
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether `pid` is a live process (zombies count as dead)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OSError:
+        return False
+    stat = proc_stat(pid)
+    return stat is None or stat.state not in ("Z", "X")
+
+
+def process_start_time(pid: int) -> float | None:
+    """When `pid` started (unix time), where /proc tells; guards against a recycled pid."""
+    stat, boot = proc_stat(pid), _boot_time()
+    if stat is None or boot is None:
+        return None
+    return boot + stat.start_ticks / os.sysconf("SC_CLK_TCK")
+
+
+def parent_pid(pid: int) -> int | None:
+    """The parent of `pid`: from /proc, else from `ps` (macOS)."""
+    stat = proc_stat(pid)
+    if stat is not None:
+        return stat.ppid
+    try:
+        out = subprocess.run(
+            ["ps", "-o", "ppid=", "-p", str(pid)], capture_output=True, text=True, check=False
+        ).stdout
+        return int(out.strip())
+    except (OSError, ValueError):
+        return None
+
+
+def is_descendant(pid: int, ancestor: int) -> bool:
+    """Whether `ancestor` is `pid` or one of its parents (64 levels at most)."""
+    current: int | None = pid
+    for _ in range(64):
+        if current is None or current <= 1:
+            return False
+        if current == ancestor:
+            return True
+        current = parent_pid(current)
+    return False
+
+
+def lock_holder(lock_path: Path) -> int | bool | None:
+    """The pid holding the flock on `lock_path`, False when nobody does, None when we cannot tell.
+
+    Reads /proc/locks (Linux) instead of trying to acquire the lock: a probe that takes the lock
+    even for a microsecond could make a runner starting at that moment fail with "lock held".
+    """
+    try:
+        st = lock_path.stat()
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return None
+    try:
+        text = Path("/proc/locks").read_text()
+    except OSError:
+        return None
+    wanted = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    for line in text.splitlines():
+        parts = line.split()
+        # "1: FLOCK  ADVISORY  WRITE 4234 fe:00:2148928 0 EOF" (blocked waiters have "->")
+        if len(parts) >= 6 and parts[1] != "->" and parts[5] == wanted:
+            with contextlib.suppress(ValueError):
+                return int(parts[4])
+    return False
+
+
+# -- the runner's pid file ----------------------------------------------------------------------
+
+
+def runner_info_path(db_path: Path) -> Path:
+    """`<db>.runner.json`: the runner's pid file, written while it holds the lock."""
+    from stxbf.paths import DataPaths
+
+    return DataPaths(home=db_path.parent, db=db_path).runner_record
+
+
+@dataclass(frozen=True)
+class RunnerInfo:
+    pid: int
+    started_at: float
+    host: str = ""
+
+
+def read_runner_info(path: Path) -> RunnerInfo | None:
+    from stxbf.paths import read_runner_record
+
+    record = read_runner_record(path)
+    if record is None:
+        return None
+    return RunnerInfo(pid=record.pid, started_at=record.started_at, host=record.host)
+
+
+# -- putting it together ------------------------------------------------------------------------
+
+
+@dataclass
+class RunnerState:
+    """What we know about the runner process, whichever way we found out."""
+
+    alive: bool = False
+    pid: int | None = None
+    found_by: str = "none"  # lock | pid-file | progress | none
+    started_at: float | None = None
+    host: str | None = None
+    phase: str | None = None
+    heartbeat_age: float | None = None
+    exit_code: int | None = None
+
+
+def _pid_matches(pid: int, started_at: float | None) -> bool:
+    if not pid_alive(pid):
+        return False
+    if started_at:
+        began = process_start_time(pid)
+        if began is not None and began > started_at + 2.0:
+            return False  # the pid was recycled by a newer process
+    return True
+
+
+def detect_runner(
+    *,
+    lock_path: Path,
+    info_path: Path,
+    snapshot: ProgressSnapshot | None,
+    now: float,
+) -> RunnerState:
+    """Decide whether a runner is alive without touching the lock or the database."""
+    info = read_runner_info(info_path)
+    result = RunnerState()
+    if snapshot is not None:
+        result.phase = snapshot.phase
+        result.heartbeat_age = max(0.0, now - snapshot.updated_at)
+        result.exit_code = snapshot.exit_code
+    holder = lock_holder(lock_path)
+    if isinstance(holder, int) and not isinstance(holder, bool):
+        result.alive, result.pid, result.found_by = True, holder, "lock"
+    elif info is not None and info.host and info.host != socket.gethostname():
+        # A runner on another host (shared filesystem): only its heartbeat can tell.
+        fresh = snapshot is not None and snapshot.phase not in TERMINAL_PHASES
+        result.alive, result.pid, result.found_by = fresh, info.pid, "pid-file"
+    elif info is not None and _pid_matches(info.pid, info.started_at):
+        result.alive, result.pid, result.found_by = True, info.pid, "pid-file"
+    elif (
+        snapshot is not None
+        and snapshot.phase not in TERMINAL_PHASES
+        and _pid_matches(snapshot.pid, snapshot.started_at)
+    ):
+        result.alive, result.pid, result.found_by = True, snapshot.pid, "progress"
+    if info is not None:
+        result.pid = result.pid or info.pid
+        result.started_at = info.started_at
+        result.host = info.host or None
+    if snapshot is not None and (result.pid in (None, snapshot.pid)):
+        result.pid = snapshot.pid
+        result.started_at = result.started_at or snapshot.started_at
+    return result
+
+
+def active_supervisor(record_path: Path) -> SupervisorRecord | None:
+    """The record of a live supervisor (waiting to restart, or starting / running the run)."""
+    record = read_supervisor_record(record_path)
+    if record is None or not pid_alive(record.pid):
+        return None
+    return record
+
+
+def describe_wait(record: SupervisorRecord, now: float) -> str:
+    """One line for health and tmux status: what failed, since when, when the next try is."""
+    since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(record.failing_since or now))
+    if record.state != SupervisorState.WAITING:
+        return f"failing since {since}; restart {record.restarts} is starting"
+    next_try = max(0.0, (record.restart_at or now) - now)
+    return f"failing since {since} ({record.reason}); restart {record.restarts} in {next_try:.0f} s"

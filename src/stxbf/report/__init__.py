@@ -1,0 +1,1 @@
+"""Reporting on a backfill: the status and health reports, built from what a run leaves behind."""

@@ -1,0 +1,349 @@
+"""Where a backfill stands, as a model: `stxbf status`, `health` and the monitor all read this.
+
+DuckDB lets no other process open a database a runner is writing, not even read-only. So the
+builder first asks whether a runner is alive (`ops.process`) and, if so, reads only the snapshot
+the runner publishes every second. The database itself is read (`ops.database`, read-only and
+cached) only when no runner holds it.
+
+Whether a live runner is running, degraded, stalled or rate-limited is decided once, by
+`ops.activity.judge_activity`, for status and health alike; a rate and an ETA are reported only
+while pages arrive (`not_progressing` below), in the JSON as on screen.
+
+The target is the one the operator configured (flag > STXBF_TARGET_DAYS > config file > 365, as
+`stxbf run` resolves it), never the last run's: a year left half done and then topped up nightly
+by `run --target-days 7` must not read as complete. The run's own target is only shown.
+
+Which days count as covered is `ops.coverage`'s rule.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, TypedDict
+
+from stxbf import defaults, snapshot
+from stxbf.codes import STATUS_STATES, TERMINAL_PHASES, Phase, StatusState
+from stxbf.errors import DatabaseBusy, StoreError
+from stxbf.paths import DataPaths
+from stxbf.process import RunnerState, detect_runner, runner_info_path
+from stxbf.report.activity import judge_activity
+from stxbf.report.database import DatabaseCache, StoredFacts, read_facts_cached
+from stxbf.report.days import (
+    DAY_BEFORE_CHAIN,
+    DAY_MISSING,
+    DAY_PARTIAL,
+    DAY_VERIFIED,
+    strip_from_fractions,
+    strip_from_windows,
+)
+from stxbf.snapshot import DAY, ProgressSnapshot
+from stxbf.words import clock, days_count
+
+SCHEMA = 1
+
+
+@dataclass
+class StatusReport:
+    """Everything `stxbf status --json` prints. Field names are a stable interface (schema 1)."""
+
+    state: str
+    label: str
+    exit_code: int
+    source: str  # progress (runner's snapshot) | database | none
+    checked_at: float
+    db_path: str
+    target_days: int  # the configured target every day count is judged against
+    run_target_days: int | None = None  # the current (or last) run's own target, for information
+    days_verified: int = 0  # includes days_before_chain: provably empty, so covered
+    days_partial: int = 0
+    days_missing: int = 0
+    days_before_chain: int = 0
+    percent: float = 0.0
+    range_start: int | None = None
+    range_end: int | None = None
+    chain_start: int | None = None
+    coverage: str = (
+        ""  # one char per day, oldest first: V verified, p partial, . missing, - pre-chain
+    )
+    transactions: int | None = None
+    wallets: int | None = None
+    earliest_tx_time: int | None = None
+    latest_tx_time: int | None = None
+    db_bytes: int | None = None
+    runner: RunnerState = field(default_factory=RunnerState)
+    rate_rpm: float | None = None
+    limit_rpm: float | None = None
+    eta_seconds: float | None = None
+    backoff_until: float | None = None
+    last_error: str | None = None
+    last_error_at: float | None = None
+    last_progress_at: float | None = None
+    consecutive_failures: int | None = None
+    rate_limited_until: float | None = None
+    rate_limited_reason: str | None = None
+    restarts: int | None = None
+    reason: str | None = None  # why the state is what it is (stalled, rate-limited, a problem)
+    hint: str | None = None  # what to do about it (a damaged database)
+    counters: dict[str, int] | None = None
+    last_run: dict[str, Any] | None = None
+    # unix time of the least recent fetch or `stxbf verify` re-count of a verified window
+    oldest_check_at: float | None = None
+    # verified and open windows by the route that filled them: {"v1": n, "v3": m}
+    sources: dict[str, int] = field(default_factory=dict)
+    run_source: str | None = None  # the route the current (or last) run fetches from: v1 | v3
+    # the API's monthly quota as the current (or last) run last heard it, and when
+    quota_limit: float | None = None
+    quota_remaining: float | None = None
+    quota_at: float | None = None
+    notes: list[str] = field(default_factory=list)
+    schema: int = SCHEMA
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# -- the model ---------------------------------------------------------------------------------
+
+
+def _fill_coverage(report: StatusReport, coverage: str) -> None:
+    report.coverage = coverage
+    report.days_before_chain = coverage.count(DAY_BEFORE_CHAIN)
+    report.days_verified = coverage.count(DAY_VERIFIED) + report.days_before_chain
+    report.days_partial = coverage.count(DAY_PARTIAL)
+    report.days_missing = coverage.count(DAY_MISSING)
+    report.percent = round(100.0 * report.days_verified / max(1, report.target_days), 1)
+
+
+def _set_state(report: StatusReport, state: StatusState) -> None:
+    outcome = STATUS_STATES[state]
+    report.state, report.label, report.exit_code = str(state), outcome.label, outcome.exit_code
+
+
+def _finished_state(report: StatusReport) -> StatusState:
+    if report.days_verified < report.target_days:
+        return StatusState.INCOMPLETE
+    if report.days_before_chain:
+        return StatusState.REACHED_CHAIN_START
+    return StatusState.COMPLETE
+
+
+def _copy(report: StatusReport, source: object, names: tuple[str, ...]) -> None:
+    for name in names:
+        setattr(report, name, getattr(source, name))
+
+
+# The report fields a progress snapshot and the stored facts fill under the same name.
+_SNAPSHOT_FIELDS = (
+    "wallets", "earliest_tx_time", "latest_tx_time", "rate_rpm", "limit_rpm", "eta_seconds",
+    "backoff_until", "last_error", "last_error_at", "last_progress_at", "consecutive_failures",
+    "rate_limited_until", "rate_limited_reason", "restarts",
+)  # fmt: skip
+_FACTS_FIELDS = (
+    "transactions", "wallets", "earliest_tx_time", "latest_tx_time", "db_bytes", "last_run",
+    "oldest_check_at",
+)  # fmt: skip
+
+
+def _from_snapshot(report: StatusReport, snap: ProgressSnapshot) -> None:
+    report.source = "progress"
+    days = report.target_days
+    start = snap.range_end - days * DAY + 1 if days != snap.target_days else snap.range_start
+    report.range_start, report.range_end, report.chain_start = (
+        start,
+        snap.range_end,
+        snap.chain_start,
+    )
+    strip = strip_from_fractions(
+        snap.coverage, days=days, start=start, end=snap.range_end, chain_start=snap.chain_start
+    )
+    _fill_coverage(report, strip)
+    _copy(report, snap, _SNAPSHOT_FIELDS)
+    report.transactions = snap.transactions_stored
+    report.db_bytes = snap.db_bytes or None
+    report.counters = asdict(snap.counters)
+    report.sources = dict(snap.window_sources)
+    report.run_source = snap.source
+    _quota_from(report, snap)
+
+
+def _quota_from(report: StatusReport, snap: ProgressSnapshot) -> None:
+    """The monthly quota a run heard of last: it outlives the run (the next is planned by it)."""
+    if snap.quota_remaining is not None:
+        report.quota_limit, report.quota_remaining = snap.quota_limit, snap.quota_remaining
+        report.quota_at = snap.updated_at
+
+
+def _from_facts(report: StatusReport, facts: StoredFacts, *, now: float) -> None:
+    days = report.target_days
+    end = facts.range_end if facts.range_end is not None else int(now)
+    start = (
+        facts.range_start
+        if (facts.range_start is not None and facts.target_days == days)
+        else end - days * DAY + 1
+    )
+    report.source = "database"
+    report.range_start, report.range_end, report.chain_start = start, end, facts.chain_start
+    strip = strip_from_windows(
+        facts.windows, days=days, start=start, end=end, chain_start=facts.chain_start
+    )
+    _fill_coverage(report, strip)
+    _copy(report, facts, _FACTS_FIELDS)
+    report.sources = dict(facts.sources)
+
+
+# -- building it -------------------------------------------------------------------------------
+
+
+class StatusFiles(TypedDict):
+    """The files `build_status` (and `build_health`) read, as their keyword arguments."""
+
+    db_path: Path
+    progress_path: Path
+    lock_path: Path
+    runner_path: Path
+
+
+def status_files(paths: DataPaths) -> StatusFiles:
+    return StatusFiles(
+        db_path=paths.db,
+        progress_path=paths.progress,
+        lock_path=paths.lock,
+        runner_path=paths.runner_record,
+    )
+
+
+def build_status(
+    *,
+    db_path: Path,
+    progress_path: Path,
+    lock_path: Path,
+    target_days: int,
+    runner_path: Path | None = None,
+    stall_seconds: float = defaults.STALL_SECONDS,
+    now: float | None = None,
+    cache: DatabaseCache | None = None,
+) -> StatusReport:
+    """Build the status model against `target_days`; never opens the database while a runner is
+    alive. A database that cannot be read gives the `database_problem` state with the store's hint.
+    """
+    now = time.time() if now is None else now
+    snap = snapshot.read(progress_path)
+    info_path = runner_path or runner_info_path(db_path)
+    runner = detect_runner(lock_path=lock_path, info_path=info_path, snapshot=snap, now=now)
+    report = StatusReport(
+        state="",
+        label="",
+        exit_code=0,
+        source="none",
+        checked_at=now,
+        db_path=str(db_path),
+        target_days=target_days,
+        runner=runner,
+    )
+    _set_state(report, StatusState.NOT_STARTED)
+    _fill_coverage(report, DAY_MISSING * target_days)
+    if runner.alive:
+        _running(report, snap, stall_seconds=stall_seconds, now=now)
+        return report
+    try:
+        facts = read_facts_cached(db_path, cache)
+    except DatabaseBusy:
+        # A runner took the database between our check and our open: use its snapshot.
+        report.runner.alive = True
+        _running(report, snap, stall_seconds=stall_seconds, now=now)
+        return report
+    except StoreError as exc:
+        _set_state(report, StatusState.DATABASE_PROBLEM)
+        report.reason, report.hint = exc.message, exc.hint
+        return report
+    _idle(report, snap, facts, now=now)
+    return report
+
+
+def _idle(
+    report: StatusReport,
+    snap: ProgressSnapshot | None,
+    facts: StoredFacts | None,
+    *,
+    now: float,
+) -> None:
+    """No runner: the database's facts (else the last snapshot's), and how the last run ended."""
+    if snap is not None:
+        report.notes += _last_run_notes(snap, now)
+    if facts is not None and facts.has_data:
+        _from_facts(report, facts, now=now)
+        report.run_target_days = facts.target_days
+        if snap is not None:
+            report.run_source = snap.source
+            _quota_from(report, snap)
+    elif snap is not None:
+        _from_snapshot(report, snap)
+    else:
+        return
+    if snap is not None and report.run_target_days is None:
+        report.run_target_days = snap.target_days
+    _set_state(report, _finished_state(report))
+    _note_other_target(report, "last run")
+
+
+def _note_other_target(report: StatusReport, which: str) -> None:
+    """Say so when the run's own target is not the one judged: the days differ on purpose."""
+    run_days = report.run_target_days
+    if run_days is None or run_days == report.target_days:
+        return
+    judged = days_count(report.target_days)
+    report.notes.append(
+        f"the {which} targeted {days_count(run_days)}; this status judges {judged} "
+        "(--target-days, STXBF_TARGET_DAYS or target_days in the config file)"
+    )
+
+
+def _last_run_notes(snap: ProgressSnapshot, now: float) -> list[str]:
+    notes = []
+    if snap.phase not in TERMINAL_PHASES:
+        notes.append(f"the last run (pid {snap.pid}) ended without finishing: crashed or killed")
+    if snap.rate_limited_until and snap.rate_limited_until > now:
+        what = snap.rate_limited_reason or "a stated limit"
+        notes.append(
+            f"the last run stopped on {what}; it resets at {clock(snap.rate_limited_until)}"
+        )
+    return notes
+
+
+def _running(
+    report: StatusReport, snap: ProgressSnapshot | None, *, stall_seconds: float, now: float
+) -> None:
+    own = snap if snap is not None and report.runner.pid in (None, snap.pid) else None
+    if own is not None:
+        _from_snapshot(report, own)
+        report.run_target_days = own.target_days
+    activity = judge_activity(own, report.runner, stall_seconds=stall_seconds, now=now)
+    _set_state(report, activity.state)
+    report.reason = activity.reason
+    if activity.state is StatusState.RATE_LIMITED and own is not None and own.rate_limited_until:
+        report.label = f"Rate-limited until {clock(own.rate_limited_until)}"
+    if not_progressing(report, now) is not None:  # the past's rate and ETA are not today's
+        report.rate_rpm = report.eta_seconds = None
+    if activity.state is not StatusState.RUNNING or own is None:
+        report.notes.append(activity.reason)
+    _note_other_target(report, "running backfill")
+
+
+def not_progressing(report: StatusReport, now: float) -> str | None:
+    """Why a live runner is making no progress (stalled, degraded, rate-limited, backing off), or
+    None while it is. A rate and an ETA are only true while pages arrive: otherwise they describe
+    the past, so the status model drops them (JSON `null`) whenever this gives a reason.
+    """
+    if report.state == StatusState.STALLED:
+        return "stalled"
+    if report.state == StatusState.DEGRADED:
+        return "degraded"
+    if report.state == StatusState.RATE_LIMITED:
+        return "rate-limited"
+    if report.backoff_until is not None and report.backoff_until > now:
+        return "backing off"
+    if report.runner.phase == Phase.BACKING_OFF:
+        return "backing off"
+    return None
