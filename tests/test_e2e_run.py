@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from stxbf.cli.run import execute
-from stxbf.errors import ExitCode
+from stxbf.codes import ExitCode
 from stxbf.settings import load_settings
 from stxbf.simulator import SimServer, run_in_thread
 from stxbf.simulator.config import FAULT_KINDS, OFFSET_FAULTS

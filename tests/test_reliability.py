@@ -24,8 +24,8 @@ import httpx
 import pytest
 
 from stxbf.cli.run import execute
+from stxbf.codes import ExitCode
 from stxbf.defaults import DEGRADED_FAILURES
-from stxbf.errors import ExitCode
 from stxbf.settings import load_settings
 from stxbf.simulator import SimConfig, SimServer, SimTransport, run_in_thread
 from stxbf.snapshot import read

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from stxbf.errors import ExitCode
+from stxbf.codes import ExitCode
 from stxbf.simulator import SimConfig, SimServer, run_in_thread
 from tests.checks import Recorder, assert_range_exact, tree_modes
 from tests.helpers import (

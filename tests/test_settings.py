@@ -11,7 +11,8 @@ from typing import Any, NamedTuple
 
 import pytest
 
-from stxbf.errors import ConfigError, ExitCode
+from stxbf.codes import ExitCode
+from stxbf.errors import ConfigError
 from stxbf.settings import DEFAULT_API_URL, check_key_transport, config_file_path, load_settings
 
 SECRET = "hiro-test-key-5f1e2d"

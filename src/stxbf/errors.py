@@ -5,10 +5,11 @@
     ├── LockHeld               another run owns the data           exit 4
     ├── FetchError             the API could not be used           exit 1
     │   ├── ApiUnreachable     DNS, refused, timed out for too long
+    │   ├── RequestBudgetSpent --max-requests reached               exit 3
     │   ├── ApiRejected        401/403/404/400: a request we must not repeat
-    │   ├── ApiGone            410: the v1 route is switched off
+    │   │   └── ApiGone        410: the v1 route is switched off
+    │   ├── ApiNotStacks       the answer is not the Stacks API's shape
     │   └── QuotaExhausted     a quota ran out until a stated time   exit 75
-    │   └── ApiNotStacks       the answer is not the Stacks API's shape
     ├── StoreError             the database cannot be used         exit 1
     │   ├── DatabaseCorrupt    damaged, truncated, empty, or not ours exit 65
     │   ├── DatabaseEmpty      a DuckDB file no run has written to yet
@@ -23,7 +24,7 @@ themselves, and every command's table of them, live in `stxbf.codes`.
 
 from __future__ import annotations
 
-from stxbf.codes import ExitCode as ExitCode  # re-exported: commands import it from here
+from stxbf.codes import ExitCode
 
 
 class StxbfError(Exception):

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from stxbf.cli.run import execute
-from stxbf.errors import DatabaseCorrupt, ExitCode
+from stxbf.codes import ExitCode
+from stxbf.errors import DatabaseCorrupt
 from stxbf.report.status import build_status
 from stxbf.settings import load_settings
 from stxbf.simulator import SimConfig, run_in_thread

@@ -21,7 +21,8 @@ from typing import Any, NamedTuple
 import httpx
 import pytest
 
-from stxbf.errors import ExitCode, QuotaExhausted
+from stxbf.codes import ExitCode
+from stxbf.errors import QuotaExhausted
 from stxbf.runner import Runner, RunParams, RunReport
 from stxbf.simulator import SimConfig
 from stxbf.simulator.api import SimApi

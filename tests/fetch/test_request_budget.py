@@ -15,7 +15,7 @@ import pytest
 from rich.console import Console
 
 from stxbf.cli.render import render_status
-from stxbf.errors import ExitCode
+from stxbf.codes import ExitCode
 from stxbf.report.status import build_status
 from stxbf.runner import Runner
 from stxbf.snapshot import read

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import orjson
 
-from stxbf.errors import ExitCode
+from stxbf.codes import ExitCode
 from stxbf.runner import Runner
 from stxbf.runner.plan import HEAD_SETTLE_SECONDS
 from stxbf.simulator import SimApi, SimConfig

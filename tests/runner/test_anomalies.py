@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from stxbf.codes import WindowState
-from stxbf.errors import ExitCode
+from stxbf.codes import ExitCode, WindowState
 from stxbf.runner import Runner, RunReport, VerifyReport
 from stxbf.runner.verify import not_stored
 from stxbf.simulator import SimApi, SimConfig

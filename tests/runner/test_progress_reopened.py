@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from stxbf.errors import ExitCode
+from stxbf.codes import ExitCode
 from stxbf.report.status import build_status
 from stxbf.runner import Runner
 from stxbf.runner.commits import load_coverage

@@ -15,7 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from stxbf.errors import ApiGone, ApiUnreachable, ExitCode, QuotaExhausted
+from stxbf.codes import ExitCode
+from stxbf.errors import ApiGone, ApiUnreachable, QuotaExhausted
 from stxbf.fetch.client import ApiClient
 from stxbf.fetch.pacer import Pacer
 from stxbf.fetch.pages import PageSource

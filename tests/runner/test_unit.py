@@ -9,7 +9,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from stxbf.errors import ExitCode, LockHeld, QuotaExhausted
+from stxbf.codes import ExitCode
+from stxbf.errors import LockHeld, QuotaExhausted
 from stxbf.models import BURN_TIME_INDEX
 from stxbf.runner import Runner, gaps_between, run_lock
 from stxbf.snapshot import read

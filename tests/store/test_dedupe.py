@@ -7,7 +7,7 @@ from pathlib import Path
 
 import duckdb
 
-from stxbf.errors import ExitCode
+from stxbf.codes import ExitCode
 from stxbf.models import BURN_TIME_INDEX, TX_COLUMN_NAMES
 from stxbf.runner import Runner
 from stxbf.store import Store, WindowRecord

@@ -32,7 +32,7 @@ from typing import Any
 
 import pytest
 
-from stxbf.errors import ExitCode
+from stxbf.codes import ExitCode
 from stxbf.simulator import SimConfig, SimServer, run_in_thread
 from stxbf.snapshot import read
 from stxbf.store import Store

@@ -18,7 +18,8 @@ import typer
 
 from stxbf.cli.common import console, stdout_is_terminal
 from stxbf.cli.options import Db, Home
-from stxbf.errors import ExitCode, LockHeld, StxbfError
+from stxbf.codes import ExitCode
+from stxbf.errors import LockHeld, StxbfError
 
 if TYPE_CHECKING:
     from stxbf.store import ExportReport

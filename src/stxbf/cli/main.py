@@ -17,8 +17,8 @@ import typer
 from stxbf import __version__
 from stxbf.cli import demo, export, health, logs, metrics, run, sim, status, tmux, verify
 from stxbf.cli.common import ReaderMayLeave, WholeSummaries, console, err_console
-from stxbf.codes import usage_exit_code
-from stxbf.errors import ExitCode, StxbfError
+from stxbf.codes import ExitCode, usage_exit_code
+from stxbf.errors import StxbfError
 
 app = typer.Typer(
     name="stxbf",

@@ -21,7 +21,8 @@ log = logging.getLogger("stxbf.cli")
 
 def ending_of(exc: BaseException) -> tuple[int, str]:
     """The exit code and reason main() will report for an exception that ends the run."""
-    from stxbf.errors import ExitCode, LockHeld, StxbfError
+    from stxbf.codes import ExitCode
+    from stxbf.errors import LockHeld, StxbfError
 
     if isinstance(exc, LockHeld):
         return int(exc.exit_code), f"refused: {exc.message}"
@@ -51,7 +52,7 @@ def log_run_end(code: int, reason: str, console_handler: logging.Handler | None 
     The screen gets its own report (render_report, or main's error line), so the console handler
     is detached first: the end line is for the log file only.
     """
-    from stxbf.errors import ExitCode
+    from stxbf.codes import ExitCode
 
     if console_handler is not None:
         logging.getLogger("stxbf").removeHandler(console_handler)

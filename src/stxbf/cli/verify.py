@@ -27,7 +27,8 @@ from stxbf.cli.options import (
     Source,
     SourceChoice,
 )
-from stxbf.errors import ExitCode, StoreError, StxbfError
+from stxbf.codes import ExitCode
+from stxbf.errors import StoreError, StxbfError
 from stxbf.words import utc_iso
 
 if TYPE_CHECKING:

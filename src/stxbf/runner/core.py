@@ -16,11 +16,10 @@ from typing import Any
 
 import httpx
 
-from stxbf.codes import Phase
+from stxbf.codes import ExitCode, Phase
 from stxbf.errors import (
     ApiGone,
     ApiNotStacks,
-    ExitCode,
     QuotaExhausted,
     RequestBudgetSpent,
     StoreError,

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Protocol
 
 from stxbf import defaults
-from stxbf.errors import ExitCode
+from stxbf.codes import ExitCode
 from stxbf.snapshot import ProgressSnapshot
 
 

@@ -13,8 +13,8 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from stxbf.codes import Phase
-from stxbf.errors import ExitCode, QuotaExhausted
+from stxbf.codes import ExitCode, Phase
+from stxbf.errors import QuotaExhausted
 from stxbf.fetch.pacer import Pacer
 from stxbf.fetch.pages import FetchStats
 from stxbf.models import BURN_TIME_INDEX, PAGE_LIMIT, Row

@@ -17,8 +17,8 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-from stxbf.codes import Phase, WindowState
-from stxbf.errors import ApiGone, ApiNotStacks, DatabaseCorrupt, ExitCode
+from stxbf.codes import ExitCode, Phase, WindowState
+from stxbf.errors import ApiGone, ApiNotStacks, DatabaseCorrupt
 from stxbf.fetch.pages import FetchStats
 from stxbf.fetch.windows import MAX_SPAN, CompletedWindow
 from stxbf.runner.commits import window_record

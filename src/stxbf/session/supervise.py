@@ -35,8 +35,8 @@ from types import FrameType
 from typing import Any
 
 from stxbf import snapshot
-from stxbf.codes import SupervisorState
-from stxbf.errors import ExitCode, QuotaExhausted, StxbfError, retryable
+from stxbf.codes import ExitCode, SupervisorState
+from stxbf.errors import QuotaExhausted, StxbfError, retryable
 from stxbf.paths import DataPaths, SupervisorRecord, remove_record, write_supervisor_record
 
 logger = logging.getLogger("stxbf.session.supervise")  # also when run as __main__
