@@ -1,8 +1,11 @@
-"""The HTTP client at the edges (respx): each answer the API can give, classified."""
+"""The HTTP client: each answer the API can give, classified (respx at the edges), and what it
+does itself now that it talks to httpx transports directly (the proxy, the headers, the
+timeouts, gzip, the connections over real HTTP)."""
 
 from __future__ import annotations
 
 import asyncio
+import gzip
 import logging
 
 import httpx
@@ -11,8 +14,8 @@ import pytest
 import respx
 
 from stxbf.errors import ApiGone, ApiNotStacks, ApiRejected
-from stxbf.fetch.client import ApiClient, RateLimited
-from stxbf.fetch.connections import Transient
+from stxbf.fetch.client import ApiClient, RateLimited, Transient, environment_proxy
+from stxbf.simulator import SimConfig, run_in_thread
 
 BASE = "https://api.example.test"
 TX = f"{BASE}/extended/v1/tx"
@@ -164,67 +167,83 @@ def test_deprecation_warning_is_logged_once(caplog: pytest.LogCaptureFixture) ->
     assert len(warnings) == 1
 
 
-def _page_source(give_up_after: float = 30.0):  # type: ignore[no-untyped-def]
-    from stxbf.fetch.pacer import Pacer
-    from stxbf.fetch.pages import PageSource
+# -- what the client does itself: proxy, headers, timeouts, gzip, connections ---------------------
 
-    return PageSource(ApiClient(BASE), Pacer(rpm=None), give_up_after=give_up_after)
+PAGE = orjson.dumps({"limit": 50, "offset": 0, "total": 0, "results": []})
 
 
-@respx.mock
-def test_a_retry_after_longer_than_give_up_after_stops_at_once_as_a_quota() -> None:
-    from stxbf.errors import QuotaExhausted
+@pytest.mark.parametrize(
+    ("env", "url", "expected"),
+    [
+        ({}, "https://api.hiro.so", None),
+        ({"HTTPS_PROXY": "http://proxy:3128"}, "https://api.hiro.so", "http://proxy:3128"),
+        ({"https_proxy": "http://proxy:3128"}, "http://127.0.0.1:3999", None),
+        ({"ALL_PROXY": "http://proxy:3128"}, "http://api.local:3999", "http://proxy:3128"),
+        (
+            {"HTTPS_PROXY": "http://proxy:3128", "NO_PROXY": "hiro.so"},
+            "https://api.hiro.so",
+            None,
+        ),
+    ],
+    ids=["none", "https-proxy", "scheme-mismatch", "all-proxy", "no-proxy-wins"],
+)
+def test_the_proxy_comes_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], url: str, expected: str | None
+) -> None:
+    for name in ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert environment_proxy(url) == expected
 
-    route = respx.get(TX).mock(return_value=httpx.Response(429, headers={"retry-after": "3600"}))
-    source = _page_source(give_up_after=60)
-    with pytest.raises(QuotaExhausted) as caught:
-        asyncio.run(source.page(start_time=1, end_time=5))
-    assert route.call_count == 1  # no waiting out an hour, no second request
-    assert caught.value.quota == "retry-after"
-    assert caught.value.resets_at is not None
-    assert "resets at" in caught.value.message and "3600 s" in caught.value.message
 
+def test_headers_timeouts_and_gzip() -> None:
+    seen: list[httpx.Request] = []
 
-@respx.mock
-def test_a_429_from_a_used_up_monthly_quota_names_it_and_its_reset() -> None:
-    from stxbf.errors import QuotaExhausted
-
-    respx.get(TX).mock(
-        return_value=httpx.Response(
-            429,
-            headers={
-                "retry-after": "86400",
-                "x-ratelimit-limit-stacks-month": "1000000",
-                "x-ratelimit-remaining-stacks-month": "0",
-            },
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(
+            200, headers={"content-encoding": "gzip"}, content=gzip.compress(PAGE)
         )
+
+    async def go() -> object:
+        async with ApiClient(
+            "https://api.example.test",
+            api_key="k",
+            timeout=7.0,
+            transport=httpx.MockTransport(handler),
+        ) as client:
+            return await client.tx_page(start_time=0, end_time=5, offset=100)
+
+    response = asyncio.run(go())
+    assert response.page.total == 0  # type: ignore[attr-defined]
+    request = seen[0]
+    assert request.url.host == "api.example.test" and request.url.path == "/extended/v1/tx"
+    assert dict(request.url.params) == {
+        "limit": "50",
+        "offset": "100",
+        "order": "asc",
+        "sort_by": "block_height",
+        "exclude_function_args": "true",
+        "start_time": "1",
+        "end_time": "5",
+    }
+    assert "gzip" in request.headers["accept-encoding"]
+    assert request.headers["x-api-key"] == "k" and request.headers["user-agent"].startswith(
+        "stxbf/"
     )
-    with pytest.raises(QuotaExhausted) as caught:
-        asyncio.run(_page_source(give_up_after=600).page(start_time=1, end_time=5))
-    assert caught.value.quota == "month"
-    assert "monthly request quota" in caught.value.message
-    assert "resets at" in caught.value.message
+    assert request.extensions["timeout"]["read"] == 7.0
 
 
-@respx.mock
-def test_the_last_unit_of_the_monthly_quota_keeps_its_page_and_one_more_asks_the_reset() -> None:
-    from stxbf.errors import QuotaExhausted
+def test_connections_are_reused_and_bounded_over_real_http() -> None:
+    async def go(url: str) -> None:
+        async with ApiClient(url, max_connections=3) as client:
+            await asyncio.gather(*(client.tx_page(offset=i * 50) for i in range(30)))
+            assert 1 <= len(client._owned) <= 3
 
-    body = {"limit": 50, "offset": 0, "total": 1, "results": [TRANSFER]}
-    respx.get(TX).mock(
-        side_effect=[
-            httpx.Response(200, json=body, headers={"x-ratelimit-remaining-stacks-month": "0"}),
-            httpx.Response(
-                429, headers={"retry-after": "7200", "x-ratelimit-remaining-stacks-month": "0"}
-            ),
-        ]
-    )
-    source = _page_source()
-    page = asyncio.run(source.page(start_time=1, end_time=5))
-    assert len(page.rows) == 1
-    with pytest.raises(QuotaExhausted) as caught:
-        asyncio.run(source.page(start_time=1, end_time=5))
-    assert "resets at" in caught.value.message
-    with pytest.raises(QuotaExhausted):  # and nothing more is sent
-        asyncio.run(source.page(start_time=1, end_time=5))
-    assert source.stats.requests == 2
+    with run_in_thread(SimConfig(days=1, tx_per_day=2000, seed=4)) as sim:
+        asyncio.run(go(sim.url))
+        stats = sim.api.stats()
+    assert stats["connections_total"] <= 3
+    assert stats["max_in_flight"] <= 3

@@ -1,23 +1,31 @@
-"""The HTTP client: one method per endpoint, one request per call, every outcome classified.
+"""The HTTP client of one Stacks API: one method per route, one GET per call, and every outcome
+classified.
 
-Retrying is the caller's business (see `pages.py`); this module only says what happened:
-a `Page`, a `RateLimited`, a `Transient` (worth retrying), or a fatal `FetchError`. How a GET
-travels (pooled transports, timeouts, the proxy) is `connections.py`'s.
+Retrying is the caller's business (see `pages.py`). This module only says what happened: a page,
+a `RateLimited`, a `Transient` (worth retrying), or a fatal `FetchError`.
+
+Requests go straight to httpx transports, up to `max_connections` of them with one connection
+each, handed out most-recently-used first. One pooled `httpx.AsyncClient` cost more CPU than the
+request: httpcore checks every pooled connection on every request (a socket poll and a
+getpeername each), and the client adds URL merging, cookie extraction, auth and redirect layers
+that a GET of one JSON page needs none of. What the client did and we still need is done here:
+the headers (gzip included), the timeouts, and the proxy from the environment.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, NoReturn
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import httpx
 
 from stxbf import __version__
 from stxbf.errors import ApiGone, ApiNotStacks, ApiRejected
-from stxbf.fetch.connections import Connections, Transient
 from stxbf.models import PAGE_LIMIT, MalformedPage, Page, parse_page
 
 log = logging.getLogger(__name__)
@@ -25,7 +33,22 @@ log = logging.getLogger(__name__)
 TX_LIST_PATH = "/extended/v1/tx"
 
 
+class Transient(Exception):
+    """A failure worth retrying: a 5xx, a timeout, a dropped connection, or a truncated or
+    non-JSON body."""
+
+    def __init__(self, reason: str, *, connect: bool = False, no_answer: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.connect = connect  # could not reach the API at all
+        # No HTTP answer came back (refused, timed out, TLS failed, dropped): before the API has
+        # answered once, that points at the URL (scheme, host, port) or a proxy, not an outage.
+        self.no_answer = no_answer or connect
+
+
 class RateLimited(Exception):
+    """The API answered 429. `retry_after` is how long it asked us to wait, if it said."""
+
     def __init__(self, retry_after: float | None, headers: Mapping[str, str] | None = None) -> None:
         super().__init__(f"429 Too Many Requests (retry-after {retry_after})")
         self.retry_after = retry_after
@@ -33,7 +56,9 @@ class RateLimited(Exception):
 
 
 @dataclass(frozen=True, slots=True)
-class Response:
+class PageResponse:
+    """A 200 answer of `/extended/v1/tx`, with its body parsed into a page."""
+
     status: int
     headers: Mapping[str, str]
     page: Page | None = None
@@ -41,15 +66,39 @@ class Response:
 
 @dataclass(frozen=True, slots=True)
 class RawResponse:
-    """A 200 answer of any JSON route, body undecoded (the caller's parser says if it is whole)."""
+    """A 200 answer of any other JSON route, its body undecoded: the caller's parser says
+    whether it is whole."""
 
     status: int
     headers: Mapping[str, str]
     body: bytes
 
 
-class ApiClient(Connections):
-    """Talks to one Stacks API base URL. The key travels only in the `x-api-key` header."""
+def environment_proxy(url: str) -> str | None:
+    """Return the proxy the environment names for `url` (HTTPS_PROXY, ALL_PROXY and so on, with
+    NO_PROXY winning), as `httpx.AsyncClient(trust_env=True)` would use it."""
+    import urllib.request
+
+    parts = urlsplit(url)
+    proxies = urllib.request.getproxies_environment()
+    proxy = proxies.get(parts.scheme) or proxies.get("all")
+    bypass = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]
+    if not proxy or bypass(parts.netloc):
+        return None
+    return proxy
+
+
+def describe_transport_error(exc: httpx.TransportError) -> str:
+    """Return the first line of a transport error, short enough for a log line."""
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0][:200]
+
+
+class ApiClient:
+    """Sends GETs to one Stacks API base URL. The key travels only in the `x-api-key` header.
+
+    `transport` replaces every pooled transport with one: tests pass the simulator or a mock.
+    """
 
     def __init__(
         self,
@@ -60,6 +109,7 @@ class ApiClient(Connections):
         max_connections: int = 16,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
+        self.base_url = base_url.rstrip("/")
         headers = {
             "user-agent": f"stxbf/{__version__}",
             "accept": "application/json",
@@ -68,13 +118,15 @@ class ApiClient(Connections):
         }
         if api_key:
             headers["x-api-key"] = api_key
-        super().__init__(
-            base_url,
-            headers=headers,
-            timeout=timeout,
-            max_connections=max_connections,
-            transport=transport,
-        )
+        self._headers = httpx.Headers(headers)
+        self._extensions = {"timeout": httpx.Timeout(timeout, connect=min(timeout, 10.0)).as_dict()}
+        self._whole_timeout = timeout * 2
+        self._shared = transport
+        self._proxy = None if transport is not None else environment_proxy(self.base_url)
+        self._ssl: ssl.SSLContext | None = None  # one CA bundle load, not one per connection
+        self._slots = asyncio.Semaphore(max(1, max_connections))
+        self._idle: list[httpx.AsyncBaseTransport] = []
+        self._owned: list[httpx.AsyncBaseTransport] = []
         self._warned_deprecation = False
 
     async def __aenter__(self) -> ApiClient:
@@ -82,6 +134,20 @@ class ApiClient(Connections):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+    @property
+    def proxy(self) -> str | None:
+        """The proxy that requests go through (from the environment), if any."""
+        return self._proxy
+
+    async def aclose(self) -> None:
+        owned, self._owned, self._idle = self._owned, [], []
+        for transport in owned:
+            await transport.aclose()
+        if self._shared is not None:
+            await self._shared.aclose()
+
+    # -- the routes -------------------------------------------------------------------------------
 
     async def tx_page(
         self,
@@ -94,10 +160,11 @@ class ApiClient(Connections):
         sort_by: str = "block_height",
         timeout: float | None = None,
         connect_timeout: float | None = None,
-    ) -> Response:
-        """GET /extended/v1/tx for one page. start/end are inclusive burn_block_time bounds.
+    ) -> PageResponse:
+        """GET one page of /extended/v1/tx. `start_time` and `end_time` are inclusive
+        burn_block_time bounds.
 
-        `timeout` / `connect_timeout` shorten this request's limits (the first contact).
+        `timeout` and `connect_timeout` shorten this request's limits (the first contact does).
         """
         params: dict[str, Any] = {
             "limit": limit,
@@ -123,9 +190,11 @@ class ApiClient(Connections):
         timeout: float | None = None,
         connect_timeout: float | None = None,
     ) -> RawResponse:
-        """GET any route (the v2/v3 routes of the v3 source): a 200 comes back as it is; every
-        other outcome raises what `tx_page` raises (RateLimited, Transient, ApiGone, ...), and a
-        404 names the route that is missing."""
+        """GET any route (the v3 source reads the v2 and v3 routes this way).
+
+        A 200 comes back as it is. Every other outcome raises what `tx_page` raises
+        (RateLimited, Transient, ApiGone, ...), and a 404 names the route that is missing.
+        """
         response, body = await self._send(path, dict(params or {}), timeout, connect_timeout)
         if response.status_code == 200:
             return RawResponse(200, response.headers, body)
@@ -135,6 +204,112 @@ class ApiClient(Connections):
             )
         self._warn_if_deprecated(response)
         self._raise_for_status(response, body)
+
+    # -- one GET on the wire ----------------------------------------------------------------------
+
+    async def _send(
+        self,
+        path: str,
+        params: dict[str, Any],
+        timeout: float | None,
+        connect_timeout: float | None,
+    ) -> tuple[httpx.Response, bytes]:
+        """Send one GET and turn every failure to get an answer into a `Transient`.
+
+        `timeout` and `connect_timeout` shorten this request's limits (the first contact does).
+        """
+        headers_seen: list[bool] = []
+        try:
+            # The timeout bounds each read; this bounds the whole answer (a body that drips).
+            extensions = self._extensions
+            whole = self._whole_timeout
+            if timeout is not None or connect_timeout is not None:
+                read = min(timeout or whole, whole / 2)
+                connect = min(connect_timeout or read, read)
+                extensions = {"timeout": httpx.Timeout(read, connect=connect).as_dict()}
+                whole = read * 2
+            answer = self._round_trip(path, params, extensions, headers_seen)
+            response = await asyncio.wait_for(answer, timeout=whole)
+            return response, response.content
+        except asyncio.TimeoutError:
+            if headers_seen:  # a body that drips: an answer, however slow
+                raise Transient("timed out (the whole response took too long)") from None
+            # No header yet: on a loaded machine this deadline can beat httpx's own timeout.
+            raise Transient("timed out (no answer)", no_answer=True) from None
+        except httpx.TimeoutException as exc:
+            raise Transient(f"timed out ({type(exc).__name__})", no_answer=True) from None
+        except httpx.ConnectError as exc:
+            raise Transient(self._describe_connect_error(exc), connect=True) from None
+        except httpx.TransportError as exc:
+            reason = f"connection failed: {describe_transport_error(exc)}"
+            raise Transient(reason, no_answer=True) from None
+
+    async def _round_trip(
+        self,
+        path: str,
+        params: dict[str, Any],
+        extensions: dict[str, Any],
+        headers_seen: list[bool],
+    ) -> httpx.Response:
+        """Send one GET on an idle transport and return the response read and closed, so that
+        its connection is free again. `headers_seen` gets True once the status line and the
+        headers have arrived."""
+        request = httpx.Request(
+            "GET",
+            f"{self.base_url}{path}?{urlencode(params)}",
+            headers=self._headers,
+            extensions=extensions,
+        )
+        async with self._slots:
+            transport = self._idle.pop() if self._idle else self._new_transport()
+            try:
+                response = await transport.handle_async_request(request)
+                headers_seen.append(True)
+                try:
+                    await response.aread()
+                finally:
+                    await response.aclose()
+                return response
+            finally:
+                self._idle.append(transport)
+
+    def _new_transport(self) -> httpx.AsyncBaseTransport:
+        """Open one more transport of one connection (or hand out the shared one of a test)."""
+        if self._shared is not None:
+            return self._shared
+        if self._ssl is None:
+            self._ssl = httpx.create_ssl_context()
+        transport = httpx.AsyncHTTPTransport(
+            verify=self._ssl,
+            limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
+            proxy=self._proxy,
+        )
+        self._owned.append(transport)
+        return transport
+
+    def _describe_connect_error(self, exc: httpx.ConnectError) -> str:
+        """Say why no connection was made: a host that does not resolve, a port where nothing
+        listens, or the transport's own words."""
+        import socket
+
+        parts = urlsplit(self.base_url)
+        host = parts.hostname or "?"
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        causes: list[BaseException] = []
+        cause: BaseException | None = exc
+        while cause is not None and len(causes) < 5:
+            causes.append(cause)
+            cause = cause.__cause__ or cause.__context__
+        if any(isinstance(c, socket.gaierror) for c in causes) or any(
+            isinstance(a, socket.gaierror) for c in causes for a in getattr(c, "args", ())
+        ):
+            return f"cannot resolve host {host!r}"
+        text = describe_transport_error(exc)
+        if "All connection attempts failed" in text or "refused" in text.lower():
+            return f"connection refused by {host}:{port} (nothing listening?)"
+        return f"cannot connect to {host}:{port}: {text}"
+
+    # -- what an answer means ---------------------------------------------------------------------
 
     def _warn_if_deprecated(self, response: httpx.Response) -> None:
         """Say once that the API announces the v1 route's end (a `299` warning header)."""
@@ -153,8 +328,8 @@ class ApiClient(Connections):
                 headers["warning"],
             )
 
-    def _classify(self, response: httpx.Response, body: bytes) -> Response:
-        """A v1 page's answer: the parsed page, or what its status means, raised."""
+    def _classify(self, response: httpx.Response, body: bytes) -> PageResponse:
+        """Return a v1 page's answer parsed, or raise what its status means."""
         self._warn_if_deprecated(response)
         if response.status_code != 200:
             self._raise_for_status(response, body)
@@ -163,10 +338,11 @@ class ApiClient(Connections):
         except MalformedPage as exc:
             kind = response.headers.get("content-type", "").split(";")[0]
             raise Transient(f"bad page body ({kind or 'no content-type'}): {exc}") from None
-        return Response(response.status_code, response.headers, page)
+        return PageResponse(response.status_code, response.headers, page)
 
     def _raise_for_status(self, response: httpx.Response, body: bytes) -> NoReturn:
-        """What an answer other than 200 means: retry it (RateLimited, Transient) or stop."""
+        """Raise what an answer other than 200 means: retry it (RateLimited, Transient), or
+        stop with an error that says what to fix."""
         status = response.status_code
         headers = response.headers
         if status == 429:
@@ -208,9 +384,12 @@ class ApiClient(Connections):
 
 
 def _error_text(body: bytes) -> str:
-    """The useful part of an error body. The API's are Fastify's
+    """Return the useful part of an error body.
+
+    The API's error bodies are Fastify's
     `{"statusCode":400,"code":"…","error":"Bad Request","message":"…"}` (src/api/init.ts):
-    `error` is only the status phrase, `message` says what was wrong."""
+    `error` is only the status phrase, and `message` says what was wrong.
+    """
     try:
         import orjson
 

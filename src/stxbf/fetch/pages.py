@@ -24,12 +24,11 @@ from tenacity import (
     wait_exponential,
     wait_random,
 )
+from tenacity.stop import stop_base
 
 from stxbf import defaults
 from stxbf.errors import ApiUnreachable, QuotaExhausted, RequestBudgetSpent
-from stxbf.fetch.client import ApiClient, RateLimited, RawResponse, Response
-from stxbf.fetch.connections import Transient
-from stxbf.fetch.first_contact import NoAnswerYet, first_contact_hint, first_contact_limits
+from stxbf.fetch.client import ApiClient, PageResponse, RateLimited, RawResponse, Transient
 from stxbf.fetch.inflight import InFlight
 from stxbf.fetch.pacer import Pacer
 from stxbf.models import PAGE_LIMIT, MalformedPage, Page
@@ -38,7 +37,7 @@ from stxbf.snapshot import Counters
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-R = TypeVar("R", Response, RawResponse)
+R = TypeVar("R", PageResponse, RawResponse)
 
 _backoff = wait_exponential(multiplier=0.5, max=30.0) + wait_random(0.0, 1.0)
 
@@ -85,6 +84,60 @@ class _RetryWave:
     timer: asyncio.TimerHandle | None = None
 
 
+# The first contact of a run: until the API has answered once, requests get short timeouts, and
+# tries that get no answer at all (a wrong scheme, host or port, or a proxy that swallows the
+# request) end the run in seconds with a hint, not after --give-up-after of waiting out an outage.
+FIRST_CONTACT_TIMEOUT = 10.0
+FIRST_CONTACT_CONNECT_TIMEOUT = 5.0
+
+
+class NoAnswerYet(stop_base):
+    """A tenacity stop condition: stop once `attempts` tries in a row got no HTTP answer at all,
+    unless one did answer (`attempts` None: never stop). A refused connection, a timeout, a TLS
+    failure and a dropped connection all count as no answer."""
+
+    def __init__(self, attempts: int | None) -> None:
+        self.attempts = attempts
+        self.answered = False
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        if self.attempts is None or retry_state.outcome is None:
+            return False
+        exc = retry_state.outcome.exception()
+        if not (isinstance(exc, Transient) and exc.no_answer):
+            self.answered = True  # a status code or a body: the URL is right, wait it out
+        return not self.answered and retry_state.attempt_number >= self.attempts
+
+
+def first_contact_hint(base_url: str, proxy: str | None) -> str:
+    """Say what to check when nothing at `base_url` ever answered (a proxy's credentials are not
+    shown)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(base_url)
+    other = "http" if parts.scheme == "https" else "https"
+    hint = (
+        f"Nothing at {base_url} answered. Check the scheme (http or https: "
+        f"{other}://{parts.netloc} instead?), the host and the port"
+    )
+    if proxy:
+        proxy_parts = urlsplit(proxy)
+        proxy = f"{proxy_parts.scheme}://{proxy_parts.hostname}" + (
+            f":{proxy_parts.port}" if proxy_parts.port else ""
+        )
+        hint += f", and the proxy {proxy} (HTTPS_PROXY/HTTP_PROXY/ALL_PROXY; NO_PROXY skips it)"
+    else:
+        hint += ", and whether a proxy is needed (HTTPS_PROXY)"
+    return hint + "."
+
+
+def first_contact_limits(first_contact: bool) -> dict[str, float]:
+    """Return the shorter timeouts of a request sent before the API has answered once."""
+    if not first_contact:
+        return {}
+    return {"timeout": FIRST_CONTACT_TIMEOUT, "connect_timeout": FIRST_CONTACT_CONNECT_TIMEOUT}
+
+
 def _loop_time() -> float:
     return asyncio.get_running_loop().time()
 
@@ -126,7 +179,7 @@ class PageSource:
     ) -> Page:
         """One `/extended/v1/tx` page, through `request` (retries, pacing, first contact)."""
 
-        async def send(limits: Mapping[str, float]) -> Response:
+        async def send(limits: Mapping[str, float]) -> PageResponse:
             return await self.client.tx_page(
                 offset=offset,
                 limit=limit,
@@ -137,7 +190,7 @@ class PageSource:
                 **limits,
             )
 
-        def take_page(response: Response) -> Page:
+        def take_page(response: PageResponse) -> Page:
             assert response.page is not None
             self.stats.transactions += len(response.page.rows)
             return response.page
