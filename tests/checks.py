@@ -50,7 +50,7 @@ class Request:
 
     def v3_burn_time(self, chain: Chain) -> int | None:
         """The burn time of the Stacks block a v3 tx page starts at (its cursor's height): a walk
-        asks only for pages inside its window's blocks (fetch/v3/walk.py)."""
+        asks only for pages inside its window's blocks (fetch/v3/source.py)."""
         cursor = self.params.get("cursor")
         if self.path != "/extended/v3/transactions" or not cursor:
             return None

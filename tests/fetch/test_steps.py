@@ -112,20 +112,20 @@ def burn_blocks(counts: list[int], stacks_per_burn: int = 2) -> list[BurnBlock]:
     ]
 
 
-def test_spans_cover_every_burn_block_on_adjacent_heights() -> None:
+def test_height_ranges_cover_every_burn_block_on_adjacent_heights() -> None:
     blocks = burn_blocks([100] * 20)
-    spans = cut(blocks, 500, walks=4, min_pages=1, page_limit=50)
-    assert [b for span in spans for b in span.blocks] == blocks
-    assert spans[0].top == 500 and spans[-1].bottom == 500 - 2 * 20 + 1
-    assert all(upper.bottom == lower.top + 1 for upper, lower in itertools.pairwise(spans))
-    assert sum(span.expected for span in spans) == 2000
-    first = spans[0]
-    assert first.ranges[blocks[0].height] == (499, 500)
+    ranges = cut(blocks, 500, walks=4, min_pages=1, page_limit=50)
+    assert [b for heights in ranges for b in heights.blocks] == blocks
+    assert ranges[0].top == 500 and ranges[-1].bottom == 500 - 2 * 20 + 1
+    assert all(upper.bottom == lower.top + 1 for upper, lower in itertools.pairwise(ranges))
+    assert sum(heights.expected for heights in ranges) == 2000
+    first = ranges[0]
+    assert first.block_heights[blocks[0].height] == (499, 500)
 
 
 def test_no_small_walk_is_left_at_the_end() -> None:
-    spans = cut(burn_blocks([50] * 9), 100, walks=2, min_pages=1, page_limit=50)
-    assert [span.expected for span in spans] == [250, 200]
+    ranges = cut(burn_blocks([50] * 9), 100, walks=2, min_pages=1, page_limit=50)
+    assert [heights.expected for heights in ranges] == [250, 200]
     single = cut(burn_blocks([50] * 3), 100, walks=8, min_pages=8, page_limit=50)
     assert len(single) == 1
 

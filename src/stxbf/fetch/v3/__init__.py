@@ -32,12 +32,13 @@ Why the mapping is exact:
    blocks, and a window that stays inconsistent is returned `incomplete` (never short).
 
 Many walks are in flight at once: the window's heights are cut at burn-block boundaries into
-sub-spans, each walked downwards by its own cursor.
+height ranges, each walked downwards by its own cursor.
 
-The package, one job a module: `routes` (the v2/v3 requests, counted), `burn_blocks` (the
-burn-block list read as far as a window needs), `heights` (burn blocks placed on Stacks heights
-and cut into spans), `walk` (one cursor walk, proven by count), `source` (a window: all of that,
-and the rows kept), `engine` (`V3Engine`: windows cut and run like the v1 engine's).
+Each module of the package does one job. `routes` sends the v2 and v3 requests and counts them.
+`burn_blocks` reads the burn-block list as far as a window needs. `heights` places burn blocks on
+Stacks heights and cuts them into height ranges. `source` fetches a window: it does all of that,
+walks each height range with a cursor (proven by count), and keeps the window's rows. `engine`
+(`V3Engine`) cuts and runs the windows as the v1 engine does.
 """
 
 from stxbf.fetch.v3.engine import V3Engine

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
-from stxbf.fetch.v3.routes import BURN_PAGE_LIMIT, Inconsistent, V3Requests
+from stxbf.fetch.v3.routes import BURN_PAGE_LIMIT, Inconsistent, V3Routes
 from stxbf.models_v3 import BurnBlock
 
 
@@ -29,8 +29,8 @@ class BurnBlockList:
     """The region of the list read so far. Hold `lock` around `cover`: windows in flight at
     once share the region, and each reads it as it moves."""
 
-    def __init__(self, requests: V3Requests, *, slack: int) -> None:
-        self.requests = requests
+    def __init__(self, routes: V3Routes, *, slack: int) -> None:
+        self.routes = routes
         self.slack = slack
         self.region = Region()
         self.lock = asyncio.Lock()
@@ -70,7 +70,7 @@ class BurnBlockList:
         """The region at the bottom of the list, reaching the chain's first burn block. The
         list's `total` names the bottom page: two requests instead of a seek (~15 one after the
         other); burn blocks arriving meanwhile are read by `_extend`."""
-        total = await self.requests.burn_block_count()
+        total = await self.routes.burn_block_count()
         offset = max(0, total - BURN_PAGE_LIMIT)
         page = await self._page(offset)
         region = Region(list(page), offset, at_tip=offset == 0)
@@ -90,7 +90,7 @@ class BurnBlockList:
         region.at_tip = region.top_offset == 0
 
     async def _page(self, offset: int) -> list[BurnBlock]:
-        page = await self.requests.burn_page(offset)
+        page = await self.routes.burn_page(offset)
         if len(page) >= 2:
             spread = (page[0].time - page[-1].time) / (len(page) - 1)
             self._gap = min(3600.0, max(60.0, spread))

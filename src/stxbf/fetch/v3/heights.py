@@ -1,4 +1,5 @@
-"""Burn blocks placed on Stacks heights, and cut into spans that one cursor walk each covers.
+"""Burn blocks are placed on Stacks heights here, and cut into height ranges that one cursor walk
+each covers.
 
 Each listed burn block owns one contiguous run of Stacks heights (its `stacks_blocks`, newest
 first), the runs follow each other in list order, so one known height places them all (see the
@@ -11,20 +12,20 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from stxbf.fetch.v3.routes import Inconsistent, V3Requests
+from stxbf.fetch.v3.routes import Inconsistent, V3Routes
 from stxbf.models_v3 import BurnBlock
 
 CUT_LOOKAHEAD = 12  # burn blocks past a walk's target where its end may move
 
 
 @dataclass(frozen=True)
-class Span:
-    """Adjacent burn blocks walked by one cursor: Stacks heights [bottom, top]."""
+class HeightRange:
+    """The Stacks heights [bottom, top] of adjacent burn blocks, walked by one cursor."""
 
     blocks: tuple[BurnBlock, ...]  # newest first
     top: int
     bottom: int
-    ranges: Mapping[int, tuple[int, int]]  # burn height -> its Stacks heights (low, high)
+    block_heights: Mapping[int, tuple[int, int]]  # burn height -> its Stacks heights (low, high)
 
     @property
     def expected(self) -> int:
@@ -35,8 +36,8 @@ class Anchors:
     """Stacks heights known by block hash (a lookup, or any tx seen before): what places the
     heights of every burn block near one of them without another request."""
 
-    def __init__(self, requests: V3Requests) -> None:
-        self.requests = requests
+    def __init__(self, routes: V3Routes) -> None:
+        self.routes = routes
         self._heights: dict[str, int] = {}
 
     def note(self, block_hash: str, height: int) -> None:
@@ -71,7 +72,7 @@ class Anchors:
         if known is not None:
             return known
         block_hash = blocks[index].stacks_blocks[0]
-        block = await self.requests.block(block_hash)
+        block = await self.routes.block(block_hash)
         if block.burn_block_height != blocks[index].height:
             raise Inconsistent(f"block {block_hash} is not in burn block {blocks[index].height}")
         self.note(block_hash, block.height)
@@ -80,29 +81,32 @@ class Anchors:
 
 def cut(
     blocks: Sequence[BurnBlock], top: int, *, walks: int, min_pages: int, page_limit: int
-) -> list[Span]:
+) -> list[HeightRange]:
     """Adjacent burn blocks, the newest of them at Stacks height `top`, grouped into about
-    `walks` spans of at least `min_pages` pages each."""
+    `walks` height ranges of at least `min_pages` pages each."""
     counts = [b.total_tx_count for b in blocks]
     target = max(min_pages * page_limit, math.ceil(sum(counts) / walks))
-    spans: list[Span] = []
+    ranges: list[HeightRange] = []
     height, first = top, 0
     for end in _cut_points(counts, target, page_limit):
         group = blocks[first:end]
-        ranges: dict[int, tuple[int, int]] = {}
-        span_top = height
+        block_heights: dict[int, tuple[int, int]] = {}
+        range_top = height
         for block in group:
-            ranges[block.height] = (height - len(block.stacks_blocks) + 1, height)
+            block_heights[block.height] = (height - len(block.stacks_blocks) + 1, height)
             height -= len(block.stacks_blocks)
-        spans.append(Span(tuple(group), span_top, height + 1, ranges))
+        ranges.append(HeightRange(tuple(group), range_top, height + 1, block_heights))
         first = end
-    return spans
+    return ranges
 
 
 def _cut_points(counts: Sequence[int], target: int, page_limit: int) -> list[int]:
-    """Where each span ends (exclusive indexes). Each walk ends with a page cut to its remaining
-    count, a request that carries less than a full page; so each cut is placed, among the next
-    few burn blocks past the target, where the walk's count is closest to whole pages."""
+    """Return where each height range ends (exclusive indexes).
+
+    Each walk ends with a page cut to its remaining count, a request that carries less than a
+    full page. So each cut is placed, among the next few burn blocks past the target, where the
+    walk's count is closest to whole pages.
+    """
     total = sum(counts)
     cuts: list[int] = []
     start = 0

@@ -50,7 +50,7 @@ class V3Stats:
         return self.burn_pages + self.block_lookups
 
 
-class V3Requests:
+class V3Routes:
     """The routes over the shared request path (`PageSource`: pacing, retries, 429s, quotas)."""
 
     def __init__(self, requests: PageSource) -> None:
@@ -103,7 +103,7 @@ class V3Requests:
         self.v3.block_lookups += 1
         return await self._fetch(f"{BLOCKS_PATH}/{block_hash}", {}, parse_block)
 
-    async def tx_page(self, cursor: str, limit: int) -> SummaryPage:
+    async def summary_page(self, cursor: str, limit: int) -> SummaryPage:
         """`limit` txs from `cursor` down; a short page before the chain's end is asked again."""
 
         def short(page: SummaryPage) -> str | None:

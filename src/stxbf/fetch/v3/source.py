@@ -1,10 +1,23 @@
-"""A burn-time window fetched from the v3 routes: its burn blocks read, placed on Stacks heights,
-cut into spans, each span walked, and the rows kept proven against the burn blocks' counts."""
+"""A burn-time window fetched from the v3 routes: its burn blocks are read, placed on Stacks
+heights and cut into height ranges; each range is walked by its own cursor, and the rows kept are
+proven against the burn blocks' counts.
+
+One cursor walk goes down `/extended/v3/transactions` over a range of Stacks heights and is
+proven by count: every tx must sit in its burn block's heights, and every burn block's txs must
+number its `total_tx_count`. A walk starts at `TOP:2147483647:32767` and asks for pages that end
+exactly at its bottom (its count is known). `TOP:0:0` would do for Nakamoto blocks
+(resolveTransactionCursor in `src/datastore/v3/helpers.ts` turns a cursor naming no tx into
+`(TOP, I32_MAX, 0x7fff)`), but before Nakamoto a microblock tx can sit exactly at `(TOP, 0, 0)`
+and the walk would skip the rest of block TOP; the explicit key includes every tx of block TOP,
+always. (Nothing larger: the parts reach PostgreSQL as they are and tx_index is a smallint;
+`TOP:0:32768` is a 500 on v9.)
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -13,12 +26,11 @@ from stxbf.fetch.client import ApiClient
 from stxbf.fetch.pacer import Pacer
 from stxbf.fetch.pages import FetchStats, PageSource
 from stxbf.fetch.v3.burn_blocks import BurnBlockList
-from stxbf.fetch.v3.heights import Anchors, Span, cut
-from stxbf.fetch.v3.routes import Inconsistent, V3Requests
-from stxbf.fetch.v3.walk import walk
+from stxbf.fetch.v3.heights import Anchors, HeightRange, cut
+from stxbf.fetch.v3.routes import Inconsistent, V3Routes
 from stxbf.fetch.windows import CompletedWindow
 from stxbf.models import PAGE_LIMIT, TX_COLUMN_NAMES, Row
-from stxbf.models_v3 import BurnBlock
+from stxbf.models_v3 import BurnBlock, SummaryPage
 from stxbf.words import utc_iso
 
 log = logging.getLogger(__name__)
@@ -28,6 +40,9 @@ BURN_TIME_SLACK = 7200  # Bitcoin's 2 h future limit; see the package docstring,
 
 _BURN_HEIGHT = TX_COLUMN_NAMES.index("burn_block_height")
 _BURN_TIME = TX_COLUMN_NAMES.index("burn_block_time")
+_HASH = TX_COLUMN_NAMES.index("block_hash")
+I32_MAX = 2_147_483_647  # a cursor's microblock_sequence: a Nakamoto tx's, the largest there is
+MAX_TX_INDEX = 0x7FFF  # a cursor's tx_index: the largest smallint
 
 
 @dataclass(frozen=True)
@@ -61,7 +76,7 @@ class V3Source:
         stats: FetchStats | None = None,
         page_limit: int = PAGE_LIMIT,
         burn_time_slack: int = BURN_TIME_SLACK,
-        min_span_pages: int = 8,
+        min_walk_pages: int = 8,
         max_attempts: int = 4,
         requests: PageSource | None = None,
     ) -> None:
@@ -70,12 +85,12 @@ class V3Source:
         self.requests = requests or PageSource(
             client, pacer, give_up_after=give_up_after, stats=stats
         )
-        self.routes = V3Requests(self.requests)
+        self.routes = V3Routes(self.requests)
         self.stats = self.routes.stats
         self.v3 = self.routes.v3
         self.concurrency = max(1, concurrency)  # walks per window, at least
         self.page_limit = page_limit
-        self.min_span_pages = min_span_pages
+        self.min_walk_pages = min_walk_pages
         self.max_attempts = max_attempts
         self.burn_blocks = BurnBlockList(self.routes, slack=burn_time_slack)
         self.anchors = Anchors(self.routes)
@@ -133,14 +148,14 @@ class V3Source:
         plan = await self._plan(start, end, fresh=fresh)
         if not plan.blocks:
             return [], 0, plan.proven
-        spans = cut(
+        ranges = cut(
             plan.blocks,
             plan.top,
             walks=self.walks_per_window(),
-            min_pages=self.min_span_pages,
+            min_pages=self.min_walk_pages,
             page_limit=self.page_limit,
         )
-        walked = await asyncio.gather(*(self._walk_verified(span) for span in spans))
+        walked = await asyncio.gather(*(self._walk_verified(heights) for heights in ranges))
         rows = _keep(plan.blocks, walked, start, end)
         expected = plan.expected(start, end)
         if len(rows) != expected or len({row[0] for row in rows}) != expected:
@@ -170,18 +185,18 @@ class V3Source:
             self.preparing -= 1
             self.progress.set()
 
-    async def _walk_verified(self, span: Span) -> list[Row]:
-        """Walk `span`, and once more if the walk disagrees (a page read mid-reorg, a replica
+    async def _walk_verified(self, heights: HeightRange) -> list[Row]:
+        """Walk `heights`, and once more if the walk disagrees (a page read mid-reorg, a replica
         behind); a second disagreement re-reads the whole window."""
         self.active_walks += 1
         try:
             try:
-                return await walk(span, self.routes, self.anchors, self.page_limit)
+                return await _walk(heights, self.routes, self.anchors, self.page_limit)
             except Inconsistent as exc:
                 self.v3.rewalks += 1
-                log.info("re-walking heights %d..%d: %s", span.bottom, span.top, exc)
+                log.info("re-walking heights %d..%d: %s", heights.bottom, heights.top, exc)
             try:
-                return await walk(span, self.routes, self.anchors, self.page_limit)
+                return await _walk(heights, self.routes, self.anchors, self.page_limit)
             except Inconsistent:
                 self.v3.rewalks += 1
                 raise
@@ -197,8 +212,8 @@ def _keep(
     time is not its burn block's (point 1 of the package docstring)."""
     times = {b.height: b.time for b in blocks}
     rows: list[Row] = []
-    for span_rows in walked:
-        for row in span_rows:
+    for walk_rows in walked:
+        for row in walk_rows:
             burn_height, burn_time = row[_BURN_HEIGHT], row[_BURN_TIME]
             if burn_time != times[burn_height]:
                 raise Inconsistent(
@@ -208,3 +223,44 @@ def _keep(
             if start <= burn_time <= end:
                 rows.append(row)
     return rows
+
+
+async def _walk(
+    heights: HeightRange, routes: V3Routes, anchors: Anchors, page_limit: int
+) -> list[Row]:
+    """Return the txs of `heights`, newest first, from one cursor walk down the v3 route; raise
+    `Inconsistent` when a page or a count disagrees with the burn blocks."""
+    remaining = heights.expected
+    cursor = f"{heights.top}:{I32_MAX}:{MAX_TX_INDEX}"
+    rows: list[Row] = []
+    counts: Counter[int] = Counter()
+    while remaining > 0:
+        page = await routes.summary_page(cursor, min(page_limit, remaining))
+        if not page.rows:
+            raise Inconsistent(f"no transactions below {cursor}, {remaining} expected")
+        _take(heights, page, rows, counts)
+        # the page's lowest tx places the next (older) window's heights without a lookup
+        anchors.note(page.rows[-1][_HASH], page.keys[-1].block_height)
+        remaining -= len(page.rows)
+        if remaining > 0:
+            if page.next_cursor is None:
+                raise Inconsistent(f"the chain ended {remaining} transactions early")
+            cursor = page.next_cursor
+    wrong = [b.height for b in heights.blocks if counts[b.height] != b.total_tx_count]
+    if wrong or len({row[0] for row in rows}) != len(rows):
+        raise Inconsistent(f"counts differ from total_tx_count in burn blocks {wrong[:5]}")
+    return rows
+
+
+def _take(heights: HeightRange, page: SummaryPage, rows: list[Row], counts: Counter[int]) -> None:
+    """Add the page's rows to `rows`, counted by burn block, each checked against its burn
+    block's heights."""
+    for row, key in zip(page.rows, page.keys, strict=True):
+        low_high = heights.block_heights.get(key.burn_block_height)
+        if low_high is None or not low_high[0] <= key.block_height <= low_high[1]:
+            raise Inconsistent(
+                f"tx at height {key.block_height} (burn {key.burn_block_height}) "
+                f"outside heights {heights.bottom}..{heights.top}"
+            )
+        counts[key.burn_block_height] += 1
+        rows.append(row)
