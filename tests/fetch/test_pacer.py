@@ -322,7 +322,7 @@ def test_cost_counts_against_the_monthly_quota() -> None:
         200,
         {"x-ratelimit-cost-stacks": "3", "x-ratelimit-remaining-stacks-month": "2"},
     )
-    assert pacer.quota is not None
+    assert pacer.exhausted is not None
 
 
 def test_workers_waiting_at_an_assumed_rate_go_as_soon_as_a_faster_one_is_learned() -> None:

@@ -1,4 +1,5 @@
-"""The window engine: cut a time range into windows, page them all at once, prove each complete.
+"""The v1 engine cuts a time range into windows, pages them all at once, and proves each one
+complete.
 
 A window is an inclusive `burn_block_time` range [start, end]. Its first page (offset 0) sizes it
 with the API's `total`; all of its remaining offsets are then queued at once, so the shared pool of
@@ -46,6 +47,8 @@ SPLIT_WAYS = 8  # pieces an oversized window is cut into at least: 8 round trips
 
 
 class PageFetcher(Protocol):
+    """What the engine needs of `pages.PageSource`: one v1 page, however long it takes."""
+
     async def page(
         self,
         *,
@@ -58,6 +61,8 @@ class PageFetcher(Protocol):
 
 @dataclass(eq=False)
 class _Window:
+    """Holds one open window's state while its pages are asked for and taken in."""
+
     start: int
     end: int
     seq: int
@@ -73,6 +78,7 @@ class _Window:
     suspect: str | None = None
 
     def reset(self) -> None:
+        """Forget what was gathered, so the window is fetched again from its sizing page."""
         self.generation += 1
         self.total = None
         self.rows.clear()
@@ -83,9 +89,11 @@ class _Window:
 
 
 class Engine(WindowEngine):
-    """The v1 engine: each window paged by offset, up to `max_started()` pages started across
-    windows (the source's `InFlight.started`: its slots bound what is on the wire; `concurrency`
-    when none is given), each pass a `_Pass`."""
+    """Pages each window by offset, with up to `max_started()` pages started across windows.
+
+    `max_started` is the source's `InFlight.started`, whose slots bound what is on the wire
+    (`concurrency` when none is given). Each pass is a `_Pass`.
+    """
 
     def __init__(
         self,
@@ -118,24 +126,28 @@ class Engine(WindowEngine):
 
     @property
     def max_open_windows(self) -> int:
-        """Small windows hold few rows, and large ones fill the queue on their own, so this
-        bounds memory while keeping enough windows open to feed every request slot."""
+        """Return how many windows may be open at once. Small windows hold few rows, and large
+        ones fill the queue on their own, so this bounds memory while keeping enough windows
+        open to feed every request slot."""
         return self._max_open_windows or self.max_started() + 4
 
     def next_seq(self) -> int:
-        """Windows are numbered across passes: the lower number is paged first."""
+        """Return the next window number. Windows are numbered across passes, and the lower
+        number is paged first."""
         return next(self._seq)
 
     def learn_density(self, total: int, window: _Window) -> None:
-        """Size the next windows from this one's density (the head's is not typical)."""
+        """Size the next windows from this one's density (the head's density is not
+        typical)."""
         if not window.is_head:
             self.learn_span(window.end - window.start + 1, total)
 
 
 def split_range(start: int, end: int, span: int) -> list[tuple[int, int]]:
-    """An oversized window's range as it goes back on the stack (oldest piece first: the newest
-    is cut next): whole when the learned span already cuts it into `SPLIT_WAYS` or more, else
-    in `SPLIT_WAYS` pieces, all sized in the next round trip.
+    """Return an oversized window's range as it goes back on the stack, oldest piece first (the
+    newest is cut next). It stays whole when the learned span already cuts it into `SPLIT_WAYS`
+    pieces or more; otherwise it goes back in `SPLIT_WAYS` pieces, all sized in the next round
+    trip.
 
     The rows of a window often share one burn time (since Nakamoto a tenure's do), so the
     density of a window says little of where in it they are: cut only by the density, a range
@@ -152,7 +164,7 @@ def split_range(start: int, end: int, span: int) -> list[tuple[int, int]]:
 
 @dataclass(eq=False)
 class _Pass(WindowPass[Engine]):
-    """One pass over a set of gaps: its state, and one method per step.
+    """Holds one pass over a set of gaps: its state, and one method per step.
 
     `run` loops over `dispatch` (open windows, send their queued pages up to the concurrency)
     and `receive` (hand each answered page to `handle`). A window's pages wait in a heap ordered
@@ -183,6 +195,8 @@ class _Pass(WindowPass[Engine]):
     # -- opening and scheduling windows ---------------------------------------------------------
 
     def can_open(self) -> bool:
+        """Tell whether another window may be opened: one is left, and neither the page budget
+        nor the bound on open windows says no."""
         return (
             bool(self.pending)
             and self.result.pages < self.page_budget
@@ -206,14 +220,15 @@ class _Pass(WindowPass[Engine]):
         heapq.heappush(self.heap, (offset > 0, window.seq, offset, window.generation, window))
 
     def schedule_to(self, window: _Window, total: int) -> None:
-        """Queue every offset of `window` below `total` not queued yet."""
+        """Queue every offset of `window` below `total` that is not queued yet."""
         limit = self.engine.page_limit
         for offset in range(window.scheduled_upto, total, limit):
             self.push(window, offset)
         window.scheduled_upto = max(window.scheduled_upto, math.ceil(total / limit) * limit)
 
     def is_current(self, window: _Window, generation: int) -> bool:
-        """A page asked for before its window restarted or closed is no longer wanted."""
+        """Tell whether a page is still wanted: one asked for before its window restarted or
+        closed is not."""
         return generation == window.generation and window in self.open_windows
 
     # -- requests ---------------------------------------------------------------------------------
@@ -275,9 +290,10 @@ class _Pass(WindowPass[Engine]):
             await self.verify(window)
 
     def split_if_oversized(self, window: _Window, total: int) -> bool:
-        """A sizing page too large for shallow offsets closes its window and puts its range back
-        on the stack, to be cut again with the span just learned, and into `SPLIT_WAYS` pieces
-        at least (`split_range`). Never the head, nor one second."""
+        """Close a window whose sizing page is too large for shallow offsets, and put its range
+        back on the stack, to be cut again with the span just learned and into `SPLIT_WAYS`
+        pieces at least (`split_range`). The head and a one-second window are never split.
+        Return True when the window was split."""
         engine = self.engine
         if total <= engine.max_window_rows or window.end <= window.start or window.is_head:
             return False
@@ -289,15 +305,17 @@ class _Pass(WindowPass[Engine]):
         return True
 
     def size(self, window: _Window, total: int) -> None:
-        """The sizing page sets the window's total; queue all of its remaining offsets at once."""
+        """Set the window's total from its sizing page, and queue all of its remaining offsets
+        at once."""
         self.engine.learn_density(total, window)
         window.total = total
         window.scheduled_upto = self.engine.page_limit
         self.schedule_to(window, total)
 
     def follow_total(self, window: _Window, total: int) -> None:
-        """A later page's total: the head grew while we paged it (page the new offsets too), or
-        it fell, which only a reorg or an inconsistent replica explains (the window is suspect)."""
+        """Follow the total of a later page. If it grew, the head grew while we paged it, and
+        the new offsets are paged too. If it fell, only a reorg or an inconsistent replica
+        explains it, and the window is suspect."""
         assert window.total is not None
         if total > window.total:
             window.total = total
@@ -306,8 +324,9 @@ class _Pass(WindowPass[Engine]):
             window.suspect = f"total fell from {window.total} to {total}"
 
     def ask_again_if_short(self, window: _Window, offset: int, page: Page) -> bool:
-        """A page with fewer rows than its offset should hold is queued again, up to
-        `max_short_retries` times; then the window is suspect. True when queued again."""
+        """Queue a page again when it holds fewer rows than its offset should, up to
+        `max_short_retries` times; after that the window is suspect. Return True when the page
+        was queued again."""
         expected = min(self.engine.page_limit, max(0, page.total - offset))
         if len(page.rows) >= expected or window.suspect is not None:
             return False
@@ -325,12 +344,14 @@ class _Pass(WindowPass[Engine]):
     # -- verifying and finishing a window -------------------------------------------------------
 
     def final_state(self, window: _Window) -> WindowState:
-        """A proven window is `open` while the chain may still change it, `verified` after."""
+        """Return the state of a proven window: `open` while the chain may still change it, and
+        `verified` after that."""
         settling = self.settles(window.end, is_head=window.is_head)
         return WindowState.OPEN if window.is_head or settling else WindowState.VERIFIED
 
     async def verify(self, window: _Window) -> None:
-        """Every page is in: the window is complete when its distinct tx_ids equal the total."""
+        """Verify a window whose pages are all in: it is complete when its distinct tx_ids equal
+        the total."""
         count = len(window.rows)
         if count == window.total and window.suspect is None:
             await self.finish(window, self.final_state(window))

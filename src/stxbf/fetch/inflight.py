@@ -1,4 +1,5 @@
-"""How many requests may be in flight: enough to keep the pacer's rate fed, and no more.
+"""This module decides how many requests may be in flight: enough to keep the pacer's rate fed,
+and no more.
 
 A rate of R requests a second whose answers take L seconds needs R * L requests on the wire
 (Little's law), and one more waiting at the pacer when its slot comes. A fixed number reached
@@ -49,8 +50,11 @@ UNTHROTTLED = 16  # in flight when the API states no limit (or the cap, if lower
 
 
 class InFlight:
-    """The in-flight limit and its slots. `rate` returns the pacer's requests/s (None: no limit
-    stated, `UNTHROTTLED` applies); `cap` is `--concurrency`."""
+    """Holds the in-flight limit and hands out its slots.
+
+    `rate` returns the pacer's requests per second, or None when the API states no limit (then
+    `UNTHROTTLED` applies). `cap` is `--concurrency`.
+    """
 
     def __init__(
         self,
@@ -77,7 +81,7 @@ class InFlight:
     # -- the limit ----------------------------------------------------------------------------
 
     def latency(self) -> float:
-        """The mean latency of the recent answers (seconds)."""
+        """Return the mean latency of the recent answers, in seconds."""
         if self._mean is None:
             self._read_latencies()
         assert self._mean is not None
@@ -92,7 +96,8 @@ class InFlight:
         self._slow = ordered[min(len(ordered) - 1, int(len(ordered) * SLOW_PERCENTILE))]
 
     def sized(self) -> int:
-        """The limit from the rate and the latency alone (no boost, no failures)."""
+        """Return the limit that the rate and the latency alone call for (no boost, no
+        failures)."""
         rate = self._rate()
         if rate is None:
             return UNTHROTTLED
@@ -104,25 +109,27 @@ class InFlight:
         return max(1, math.ceil(on_wire + SPREAD * math.sqrt(on_wire)))
 
     def limit(self) -> int:
-        """Requests that may be in flight now."""
+        """Return how many requests may be in flight now."""
         wanted = self.sized() + math.floor(self.boost)
         if self.error_limit is not None:
             wanted = min(wanted, math.floor(self.error_limit))
         return max(1, min(self.cap, wanted))
 
     def started(self) -> int:
-        """Requests an engine may have started (on the wire, waiting for a slot or for a retry):
-        the limit, and never fewer than `UNTHROTTLED` (or the cap). A request that failed waits
-        out its backoff holding no slot; with the limit cut to 1 by failures, one such request
-        would otherwise leave the wire idle for seconds (15 % faults took a run past 300 s).
-        The slots still bound what is on the wire."""
+        """Return how many requests an engine may have started (on the wire, or waiting for a
+        slot or for a retry): the limit, and never fewer than `UNTHROTTLED` (or the cap).
+
+        A request that failed waits out its backoff holding no slot; with the limit cut to 1 by
+        failures, one such request would otherwise leave the wire idle for seconds (15 % faults
+        took a run past 300 s). The slots still bound what is on the wire.
+        """
         return max(self.limit(), min(self.cap, UNTHROTTLED))
 
     # -- what the requests tell it -------------------------------------------------------------
 
     def on_send(self, waited: float) -> None:
-        """A request left the pacer after `waited` seconds: had it found the pacer idle while
-        every slot was taken, one more slot would have fed it."""
+        """Note that a request left the pacer after `waited` seconds. If it found the pacer idle
+        while every slot was taken, one more slot would have fed it, and the limit grows."""
         rate = self._rate()
         if rate is None:
             return
@@ -139,7 +146,7 @@ class InFlight:
             self.boost = min(float(self.cap), self.boost + 1.0)
 
     def on_answer(self, latency: float) -> None:
-        """An answer came back in `latency` seconds (any status the API chose to send)."""
+        """Note that an answer came back in `latency` seconds (whatever its status)."""
         self._latencies.append(latency)
         self._failed.append(False)
         self._mean = None
@@ -150,8 +157,8 @@ class InFlight:
         self._wake()
 
     def on_failure(self) -> None:
-        """A 5xx, a timeout or a dropped connection: cut, while failures are a tenth of the
-        recent outcomes, at most once per round trip."""
+        """Note a 5xx, a timeout or a dropped connection. While failures are a tenth of the
+        recent outcomes, the limit is cut, at most once per round trip."""
         self._failed.append(True)
         if sum(self._failed) < FAILING_SHARE * OUTCOMES:
             return

@@ -1,4 +1,5 @@
-"""Proactive pacing shared by every worker: even spacing at the API's rate, and a hard gate.
+"""The pacer spaces every request evenly at the API's rate, and holds all of them behind a gate
+while the API has asked for a pause.
 
 Requests leave one slot apart (no bursts, so per-second caps hold too); a late one is made up by
 the next ones, never faster than a second's worth of slots allows. The rate comes from the
@@ -8,9 +9,9 @@ rate, which then climbs back slowly; a used-up window closes it until that windo
 used-up monthly quota stops every request (`QuotaExhausted`). Nothing is sent while the gate is
 closed.
 
-Why not aiolimiter: its leaky bucket cannot change rate while waiters are queued, and it has no
-"not before" gate, which is the one promise we must keep after a 429. This is ~100 lines of pure
-logic with an injectable clock, tested without I/O.
+We do not use aiolimiter: its leaky bucket cannot change rate while waiters are queued, and it
+has no "not before" gate, which is the one promise we must keep after a 429. This is ~100 lines
+of pure logic with an injectable clock, tested without I/O.
 """
 
 from __future__ import annotations
@@ -46,14 +47,15 @@ MIN_RPS = 0.05
 REPLAN_SECONDS = 0.25  # a waiter looks again this often for a faster rate learned meanwhile
 PROBE_WAIT = 60.0  # seconds the others wait for the quota probe's answer
 SPACING_TOLERANCE = 0.0005  # seconds a send may come early on the last one (loop jitter)
-SPAN_SECONDS = 1.0  # the shortest window an API states: no span this long may hold a burst
+SHORTEST_WINDOW = 1.0  # seconds: the shortest window an API states, which must never hold a burst
 CATCH_UP_GAP = 0.5  # of a spacing: the closest a send making up for a late one may follow it
 SENT_MEMORY = 60.0  # seconds of send times kept (the achieved rate's window)
 INFERRED_CEILING_TTL = 60.0  # an API that states no limit gets unthrottled again after this
 
 
 class Pacer:
-    """Hands out send slots. `rpm=None` and not `fixed` means: learn the rate from the API."""
+    """Hands out send slots to every request. With `rpm=None` and `fixed` false, it learns the
+    rate from the API's headers."""
 
     def __init__(
         self,
@@ -82,8 +84,8 @@ class Pacer:
         self.cost = 1.0  # what the API said the last request cost
         self.month_limit: float | None = None
         self.month_remaining: float | None = None
-        self.quota: QuotaExhausted | None = None  # set once a quota is used up: nothing more
-        self.quota_detail: str | None = None
+        self.exhausted: QuotaExhausted | None = None  # set once a quota is used up: nothing more
+        self.exhausted_detail: str | None = None
         # One more request may learn a used-up quota's reset from its 429: "ready" to go,
         # "sent" (the others wait for its answer, PROBE_WAIT at most), or "none".
         self._quota_probe = "none"
@@ -98,7 +100,7 @@ class Pacer:
         return None if self.rate_rps is None else self.rate_rps * 60.0
 
     def achieved_rpm(self, window: float = 60.0) -> float:
-        """Requests sent over the last `window` seconds, as a per-minute rate."""
+        """Return the requests sent over the last `window` seconds, as a per-minute rate."""
         now = self._clock()
         while self.sent and self.sent[0] < now - window:
             self.sent.popleft()
@@ -108,8 +110,8 @@ class Pacer:
         return len(self.sent) * 60.0 / span
 
     def _sending_rps(self, now: float, window: float = 10.0) -> float:
-        """Requests/s over the last `window` seconds, over the span they were actually sent in
-        (at least a second), not the displayed rate's smoothed five."""
+        """Return the requests per second of the last `window` seconds, taken over the time
+        they were actually sent in (at least a second), not over the displayed rate's five."""
         recent = [t for t in self.sent if t >= now - window]
         if not recent:
             return 0.0
@@ -119,12 +121,13 @@ class Pacer:
         return max(0.0, self.gate_until - self._clock())
 
     async def acquire(self) -> None:
-        """Wait for this caller's slot; never returns while the gate is closed.
+        """Wait for this caller's slot. It never returns while the gate is closed.
 
-        Raises QuotaExhausted once a quota is used up: no request could succeed before it resets.
+        It raises QuotaExhausted once a quota is used up: no request could succeed before it
+        resets.
         """
         while True:
-            if self.quota is not None:
+            if self.exhausted is not None:
                 if self._quota_probe == "ready":
                     self._quota_probe, self._probe_sent_at = "sent", self._clock()
                 elif (
@@ -133,7 +136,7 @@ class Pacer:
                     await self._sleep(0.05)
                     continue
                 else:
-                    raise self.quota
+                    raise self.exhausted
             now = self._clock()
             if now < self.gate_until:
                 await self._sleep(self.gate_until - now)
@@ -161,7 +164,7 @@ class Pacer:
             self.sent.popleft()
 
     def _not_before(self, spacing: float) -> float:
-        """The earliest a booked slot may leave, given what was sent before it.
+        """Return the earliest time a booked slot may leave, given what was sent before it.
 
         A send that left late (a sleep overshot, the loop was busy) is made up by the next ones.
         Held to one spacing after the last send, every late send would push all later ones
@@ -169,20 +172,22 @@ class Pacer:
         the making up from becoming a burst, after a stall too (when several booked slots lie
         in the past):
         - no send closer than `CATCH_UP_GAP` of a spacing to the one before it;
-        - the `n` sends the pace allows in `SPAN_SECONDS` span at least `n` spacings, as evenly
-          spaced ones would, so a per-second window never sees more than the pace. The room
-          a request delayed on its way needs is in the pace itself (`ratelimit.JITTER_SECONDS`).
+        - the `n` sends the pace allows in `SHORTEST_WINDOW` seconds span at least `n`
+          spacings, as evenly spaced ones would, so a per-second window never sees more than
+          the pace. The room that a request delayed on its way needs is in the pace itself
+          (`ratelimit.JITTER_SECONDS`).
         """
         if not self.sent:
             return float("-inf")
         earliest = self.sent[-1] + spacing * CATCH_UP_GAP
-        n = max(1, math.ceil(SPAN_SECONDS / spacing - 1e-9))
+        n = max(1, math.ceil(SHORTEST_WINDOW / spacing - 1e-9))
         if len(self.sent) >= n:
             earliest = max(earliest, self.sent[-n] + n * spacing)
         return earliest
 
     def observe(self, status: int, headers: Mapping[str, str]) -> None:
-        """Learn from a response: the stated ceilings, a window or quota already used up."""
+        """Learn from a response: the ceilings it states, and any window or quota it shows used
+        up."""
         now = self._clock()
         rate = read_rate_headers(headers)
         self._generic.observe(rate.reset_seconds, now)
@@ -242,7 +247,8 @@ class Pacer:
     def _gate_on_used_up_window(
         self, rate: RateHeaders, windows: tuple[WindowLimit, ...], now: float
     ) -> None:
-        """A window with nothing left (another client shares the key, or jitter filled it).
+        """Hold the next sends back when a window has nothing left (another client shares the
+        key, or jitter filled it).
 
         A window the generic triple describes, longer than a second, reopens at its reset: the
         gate stays closed until then. Any other frees a slot within one request's spacing: the
@@ -284,11 +290,11 @@ class Pacer:
             return
         self.month_remaining = rate.month_remaining
         if rate.month_remaining >= rate.cost:
-            if self.quota is not None and self.quota.quota == "month":
-                self.quota = None  # it has reset (a probe found room again)
+            if self.exhausted is not None and self.exhausted.quota == "month":
+                self.exhausted = None  # it has reset (a probe found room again)
             self._quota_probe = "none"
             return
-        if self.quota is not None:
+        if self.exhausted is not None:
             self._quota_probe = "none"  # the probe (or another request) was answered
         else:
             limit = f" of {rate.month_limit:g}" if rate.month_limit is not None else ""
@@ -302,9 +308,10 @@ class Pacer:
             self._quota_probe = "ready"
 
     def exhaust(self, what: str, *, quota: str, resets_at: float | None = None) -> None:
-        """From now on every `acquire` raises: `what` ran out (until `resets_at`, if known)."""
-        self.quota_detail = what
-        self.quota = quota_error(what, quota=quota, resets_at=resets_at)
+        """Make every later `acquire` raise, because `what` ran out (until `resets_at`, if
+        known)."""
+        self.exhausted_detail = what
+        self.exhausted = quota_error(what, quota=quota, resets_at=resets_at)
 
     def _inferred_expired(self, now: float) -> bool:
         return (

@@ -1,8 +1,11 @@
-"""One page, however long it takes: pacing, retries with jittered backoff, and a bounded give-up.
+"""The one request path of both sources: every request, of any route, is paced, retried with
+jittered backoff, and given up only after a bounded time.
 
-Every attempt waits for the shared pacer first, so a retry can never jump a 429's retry-after.
-tenacity drives the loop; a request is abandoned only after `give_up_after` seconds of failures,
-and then the run ends with a clear error while everything already committed stays committed.
+Every attempt waits for an in-flight slot and the shared pacer first, so a retry can never jump
+a 429's retry-after. tenacity drives the loop. A request is abandoned only after `give_up_after`
+seconds of failures, and then the run ends with a clear error while everything already committed
+stays committed. The first contact of a run is the exception: until the API has answered once,
+a few tries that get no answer at all end the run in seconds (see `NoAnswerYet`).
 """
 
 from __future__ import annotations
@@ -44,6 +47,8 @@ _backoff = wait_exponential(multiplier=0.5, max=30.0) + wait_random(0.0, 1.0)
 
 @dataclass
 class FetchStats:
+    """Counts what this process's requests did, for the progress snapshot and for status."""
+
     requests: int = 0
     pages: int = 0
     transactions: int = 0
@@ -58,7 +63,8 @@ class FetchStats:
     backoff_until: float | None = None  # wall clock, while an error backoff is running
 
     def counters(self, *, windows_verified: int, windows_refetched: int) -> Counters:
-        """The progress snapshot's counters: this process's requests, with the run's windows."""
+        """Return the progress snapshot's counters: this process's requests, with the run's
+        windows."""
         return Counters(
             requests=self.requests,
             pages=self.pages,
@@ -78,6 +84,8 @@ RETRY_WAVE_SECONDS = 2.0
 
 @dataclass
 class _RetryWave:
+    """Counts the failures of one kind within `RETRY_WAVE_SECONDS`, logged as one line."""
+
     count: int = 0
     max_attempt: int = 0
     persistent: bool = False
@@ -143,7 +151,8 @@ def _loop_time() -> float:
 
 
 class PageSource:
-    """`await source.page(...)` returns a parsed page or raises a fatal FetchError."""
+    """Sends every request of a run through one path: in-flight slots, the pacer, retries, 429s
+    and quotas. `await source.page(...)` returns a parsed page or raises a fatal FetchError."""
 
     def __init__(
         self,
@@ -177,7 +186,8 @@ class PageSource:
         give_up_after: float | None = None,
         connect_attempts: int | None = None,
     ) -> Page:
-        """One `/extended/v1/tx` page, through `request` (retries, pacing, first contact)."""
+        """Fetch one `/extended/v1/tx` page through `request` (retries, pacing, first
+        contact)."""
 
         async def send(limits: Mapping[str, float]) -> PageResponse:
             return await self.client.tx_page(
@@ -209,8 +219,11 @@ class PageSource:
         give_up_after: float | None = None,
         connect_attempts: int | None = None,
     ) -> T:
-        """Any other GET (the v3 source's v2/v3 routes): `parse` turns the body into a value
-        (MalformedPage: retried), `check` names a defect worth asking again for (a short page)."""
+        """Fetch any other route (the v3 source's v2 and v3 routes) through `request`.
+
+        `parse` turns the body into a value (a MalformedPage is retried), and `check` names a
+        defect worth asking again for (a short page).
+        """
 
         async def send(limits: Mapping[str, float]) -> RawResponse:
             return await self.client.get(path, params, **limits)
@@ -238,8 +251,7 @@ class PageSource:
         give_up_after: float | None = None,
         connect_attempts: int | None = None,
     ) -> T:
-        """The one request path of both sources: retry until `take` accepts an answer, or for
-        `give_up_after` seconds.
+        """Send until `take` accepts an answer, retrying for `give_up_after` seconds at most.
 
         `connect_attempts` marks the first contact of a run: until the API answers, requests get
         short timeouts and `connect_attempts` tries without any answer (refused, timed out, TLS
@@ -294,7 +306,7 @@ class PageSource:
         take: Callable[[R], T],
         limits: Mapping[str, float],
     ) -> T:
-        """`_once` with an in-flight slot held: wait for the pacer, send, take the answer."""
+        """Wait for the pacer, send, and take the answer, with an in-flight slot held."""
         clock = asyncio.get_running_loop().time  # latency in the loop's own time
         queued = clock()
         await self.pacer.acquire()
@@ -314,7 +326,7 @@ class PageSource:
             self.pacer.observe(429, exc.headers)  # a used-up quota shows in a 429's headers
             self.pacer.on_429(exc.retry_after)
             self._note_failure(str(exc))
-            if self.pacer.quota is not None or (
+            if self.pacer.exhausted is not None or (
                 exc.retry_after is not None and exc.retry_after > self.give_up_after
             ):
                 raise self._quota_exhausted(exc.retry_after) from None
@@ -343,11 +355,11 @@ class PageSource:
         return value
 
     def _quota_exhausted(self, retry_after: float | None) -> QuotaExhausted:
-        """A 429 from a used-up monthly quota, or one that asks for a longer wait than the run
-        may fail for: a quota, not a burst. Its retry-after says when it resets."""
+        """Return the error for a 429 that is a quota, not a burst: a used-up monthly quota, or
+        a wait longer than the run may fail for. Its retry-after says when it resets."""
         resets_at = None if retry_after is None else time.time() + retry_after
-        if self.pacer.quota is not None and self.pacer.quota_detail is not None:
-            self.pacer.exhaust(self.pacer.quota_detail, quota="month", resets_at=resets_at)
+        if self.pacer.exhausted is not None and self.pacer.exhausted_detail is not None:
+            self.pacer.exhaust(self.pacer.exhausted_detail, quota="month", resets_at=resets_at)
         else:
             self.pacer.exhaust(
                 f"the API's rate limit asks for a wait of {retry_after:g} s (retry-after), "
@@ -355,8 +367,8 @@ class PageSource:
                 quota="retry-after",
                 resets_at=resets_at,
             )
-        assert self.pacer.quota is not None
-        return self.pacer.quota
+        assert self.pacer.exhausted is not None
+        return self.pacer.exhausted
 
     def _note_failure(self, reason: str) -> None:
         if not self.stats.consecutive_failures:
@@ -366,8 +378,8 @@ class PageSource:
         self.stats.last_error_at = time.time()
 
     def _note_recovery(self) -> None:
-        """Once an outage ends (the streak status calls degraded), say so: the first answer after
-        it resets the streak, so the requests answered after it log nothing."""
+        """Log the end of an outage (a streak that status calls degraded). The first answer
+        after it resets the streak, so the requests answered after it log nothing."""
         failures, since = self.stats.consecutive_failures, self.stats.failing_since
         if not failures or since is None:
             return
@@ -414,7 +426,8 @@ class PageSource:
         wave.persistent = wave.persistent or persistent
 
     def flush_retry_log(self) -> None:
-        """Log the waves still being counted (before the run's last line, or a give-up)."""
+        """Log the waves still being counted (before the run's last line, or before a
+        give-up)."""
         for reason in list(self._waves):
             self._flush_wave(reason)
 

@@ -1,4 +1,5 @@
-"""What an API's rate-limit headers say, window by window. Pure: no I/O, no clock of its own.
+"""This module reads what an API's rate-limit headers say, window by window. It is pure: it does
+no I/O and has no clock of its own.
 
 Hiro documents two families (hirosystems/docs `rate-limits.mdx`, `response-headers.mdx`):
 
@@ -44,7 +45,7 @@ SHORT_RESET = SECOND + RESET_ROUNDING  # what a per-second window's reset can re
 
 @dataclass(frozen=True, slots=True)
 class WindowLimit:
-    """One stated ceiling: `limit` cost units per `window` seconds."""
+    """One ceiling the API states: `limit` cost units per `window` seconds."""
 
     window: float
     limit: float
@@ -63,7 +64,8 @@ class WindowLimit:
 
 @dataclass(frozen=True, slots=True)
 class RateHeaders:
-    """Everything one response said about limits. None = not stated."""
+    """Everything one response said about limits. A field is None when the response did not
+    state it."""
 
     second: WindowLimit | None = None
     minute: WindowLimit | None = None
@@ -77,12 +79,13 @@ class RateHeaders:
 
     @property
     def paces(self) -> bool:
-        """A limit to pace by is stated (a quota alone is not one)."""
+        """Tell whether a limit to pace by is stated (a quota alone is not one)."""
         return any(value is not None for value in (self.second, self.minute, self.generic_limit))
 
 
 def header_number(value: str | None) -> float | None:
-    """The first number of a header (`"40"`, `"40, 40;w=1"`, `"500;w=60"`); None if absent."""
+    """Return the first number of a header (`"40"`, `"40, 40;w=1"`, `"500;w=60"`), or None if
+    there is none."""
     if not value:
         return None
     head = value.split(",")[0].split(";")[0].strip()
@@ -93,7 +96,7 @@ def header_number(value: str | None) -> float | None:
 
 
 def _policy_window(policy: str | None) -> float | None:
-    """`ratelimit-policy: 500;w=60` → 60.0 (the first policy's window)."""
+    """Return the window of the first policy in `ratelimit-policy` (`500;w=60` gives 60.0)."""
     if not policy:
         return None
     for part in policy.split(",")[0].split(";")[1:]:
@@ -118,7 +121,8 @@ def _server_now(headers: Mapping[str, str]) -> float | None:
 def reset_delta(
     value: str | None, headers: Mapping[str, str], now: float | None = None
 ) -> float | None:
-    """Seconds until `ratelimit-reset`, whichever form it was sent in; never negative."""
+    """Return the seconds until `ratelimit-reset`, whichever form it was sent in. The result is
+    never negative."""
     number = header_number(value)
     if number is None:
         return None
@@ -131,6 +135,8 @@ def reset_delta(
 
 
 def read_rate_headers(headers: Mapping[str, str]) -> RateHeaders:
+    """Read every limit one response states, the explicit and the generic ones alike."""
+
     def explicit(window: float, name: str) -> WindowLimit | None:
         limit = header_number(headers.get(f"x-ratelimit-limit-stacks-{name}"))
         if limit is None or limit <= 0:
@@ -179,7 +185,7 @@ class GenericWindow:
             self._short_samples += 1
 
     def window(self) -> float | None:
-        """The inferred window, or None while the evidence is not in."""
+        """Return the inferred window, or None while the evidence is not in."""
         if self.longest_reset > SHORT_RESET:
             # Resets are whole seconds, rounded up (a Unix time even from the next second).
             return next(
@@ -198,13 +204,14 @@ class GenericWindow:
 
 @dataclass(frozen=True, slots=True)
 class LearnedLimits:
-    """The limits a client should pace by: every window whose meaning is known."""
+    """Holds the limits a client should pace by: every window whose meaning is known."""
 
     windows: tuple[WindowLimit, ...]
     cost: float
 
     def pace(self, safety: float) -> float | None:
-        """Requests (of the last seen cost) per second that keep every known window unfilled.
+        """Return the requests per second (of the last seen cost) that keep every known window
+        from filling up.
 
         Each window keeps `1 - safety` of its limit free, and `HEADROOM` requests where that is
         more (up to 3 %): 1.5 % of a minute's 500 is room enough, of a second's 40 it is not.
@@ -236,7 +243,7 @@ class LearnedLimits:
 def known_windows(
     rate: RateHeaders, inferred_generic_window: float | None
 ) -> tuple[WindowLimit, ...]:
-    """The explicit windows, plus the generic limit when its window is known.
+    """Return the explicit windows, and the generic limit too when its window is known.
 
     The generic limit's window: `ratelimit-policy` if sent; else an explicit header with the same
     limit; else what `GenericWindow` inferred. While that inference waits for evidence the
@@ -268,7 +275,8 @@ def known_windows(
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """Seconds to wait from a `retry-after` header: delta-seconds or an HTTP date."""
+    """Return the seconds to wait that a `retry-after` header names, as delta-seconds or as an
+    HTTP date."""
     if not value:
         return None
     number = header_number(value)
@@ -282,7 +290,8 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
 
 
 def quota_error(what: str, *, quota: str, resets_at: float | None) -> QuotaExhausted:
-    """The one message for a used-up quota: which one, and when it resets if the API said."""
+    """Build the error for a used-up quota. Its message says which quota, and when it resets if
+    the API said."""
     if resets_at is None:
         when = "the API did not say when it resets"
     else:

@@ -1,5 +1,6 @@
-"""What both engines (v1 pages, v3 cursor walks) share: how a pass cuts its windows, what a
-completed window and a pass's result are, and the span learned from the windows' density.
+"""This module holds what both engines (v1 pages, v3 cursor walks) share: how a pass cuts its
+windows, what a completed window and a pass's result are, and the span learned from the windows'
+density.
 
 The runner drives either engine through `WindowEngine`'s interface (`run_pass`, `stop`,
 `stopping`; each engine adds `in_flight`) and commits every `CompletedWindow` the same way, so
@@ -26,6 +27,8 @@ E = TypeVar("E", bound="WindowEngine")
 
 @dataclass(frozen=True, slots=True)
 class CompletedWindow:
+    """A window an engine has finished: its rows, and the state the runner commits it in."""
+
     start: int
     end: int
     total: int
@@ -36,6 +39,8 @@ class CompletedWindow:
 
 @dataclass
 class PassResult:
+    """Counts what one pass over the gaps did, and says why it ended."""
+
     windows_done: int = 0
     windows_verified: int = 0  # done and final (the head window is done but never final)
     windows_settling: int = 0  # done, older than the head, still inside the settle period
@@ -46,7 +51,7 @@ class PassResult:
 
     @property
     def finished(self) -> bool:
-        """Every window of the range was completed in this pass."""
+        """Tell whether every window of the range was completed in this pass."""
         return not (self.budget_exhausted or self.stopped or self.windows_incomplete)
 
     def count(self, state: WindowState, *, settling: bool) -> None:
@@ -61,9 +66,9 @@ class PassResult:
 
 @dataclass(eq=False)
 class WindowPass(Generic[E]):
-    """What every pass over a set of gaps holds: its engine, the gaps (a stack: windows are cut
-    from the newest end), where the head and the settle period start, the page budget, and the
-    result. Each engine's pass adds its own state and `run`."""
+    """Holds what every pass over a set of gaps needs: its engine, the gaps (a stack: windows
+    are cut from the newest end), where the head and the settle period start, the page budget,
+    and the result. Each engine's pass adds its own state and `run`."""
 
     engine: E
     gaps: InitVar[list[tuple[int, int]]]
@@ -83,8 +88,9 @@ class WindowPass(Generic[E]):
     async def watching(
         self, tasks: Collection[asyncio.Future[Any]]
     ) -> AsyncIterator[asyncio.Future[Any]]:
-        """A future that ends when the engine is asked to stop; on the way out, the tasks still
-        in `tasks` (the pass's requests or windows in flight) are cancelled and awaited."""
+        """Yield a future that ends when the engine is asked to stop. On the way out, the tasks
+        still in `tasks` (the pass's requests or windows in flight) are cancelled and
+        awaited."""
         stop_waiter: asyncio.Future[Any] = asyncio.ensure_future(self.engine.wait_stopping())
         try:
             yield stop_waiter
@@ -118,13 +124,14 @@ class WindowPass(Generic[E]):
         return start, end, is_head
 
     def settles(self, end: int, *, is_head: bool) -> bool:
-        """A window older than the head that ends inside the settle period stays `open`: the
-        chain may still add to it (an extended tenure, a late Bitcoin timestamp) or take from it
-        (a reorg), so the next run fetches it again."""
+        """Tell whether a window older than the head stays `open` because it ends inside the
+        settle period. The chain may still add to such a window (an extended tenure, a late
+        Bitcoin timestamp) or take from it (a reorg), so the next run fetches it again."""
         return not is_head and self.settle_start is not None and end >= self.settle_start
 
     def conclude(self, *, unfinished: bool) -> PassResult:
-        """The result, once the pass returns: stopped, or out of budget with windows left."""
+        """Return the result once the pass ends: stopped, or out of budget with windows
+        left."""
         self.result.stopped = self.engine.stopping
         self.result.budget_exhausted = unfinished and not self.result.stopped
         return self.result

@@ -1,4 +1,5 @@
-"""The burn-block list (`/extended/v2/burn-blocks`, newest first) read as far as a window needs.
+"""This module reads the burn-block list (`/extended/v2/burn-blocks`, newest first) as far as a
+window needs.
 
 A window [start, end] of burn time is covered by the burn blocks from one later than
 `end + slack` (or the tip) down to one earlier than `start - slack` (or the chain's first): burn
@@ -17,7 +18,8 @@ from stxbf.models_v3 import BurnBlock
 
 @dataclass
 class Region:
-    """Burn blocks adjacent in the API's list (newest first), and where the first one was."""
+    """Holds burn blocks adjacent in the API's list (newest first), and where the first one
+    was."""
 
     blocks: list[BurnBlock] = field(default_factory=list)
     top_offset: int = 0
@@ -26,8 +28,8 @@ class Region:
 
 
 class BurnBlockList:
-    """The region of the list read so far. Hold `lock` around `cover`: windows in flight at
-    once share the region, and each reads it as it moves."""
+    """Keeps the region of the list read so far. Hold `lock` around `cover`: the windows in
+    flight at once share the region, and each reads it as it moves."""
 
     def __init__(self, routes: V3Routes, *, slack: int) -> None:
         self.routes = routes
@@ -37,20 +39,20 @@ class BurnBlockList:
         self._gap = 600.0  # seconds between listed burn blocks, learned from pages
 
     def forget(self) -> None:
-        """Read the list anew (the cached region disagreed with a walk)."""
+        """Drop the cached region, so the list is read anew (it disagreed with a walk)."""
         self.region = Region()
 
     async def window_total(self, start: int, end: int) -> int:
-        """How many transactions the burn blocks say [start, end] holds: the sum of
+        """Return how many transactions the burn blocks say [start, end] holds: the sum of
         `total_tx_count` over the burn blocks whose time is inside."""
         async with self.lock:
             region = await self.cover(start, end)
             return sum(b.total_tx_count for b in region.blocks if start <= b.time <= end)
 
     async def oldest_time(self) -> int | None:
-        """burn_block_time of the chain's oldest transaction (None: the API lists none), read
-        at the bottom of the list. Burn times run backwards by less than the slack, so the
-        oldest is among the bottom burn blocks that span it."""
+        """Return the burn_block_time of the chain's oldest transaction, read at the bottom of
+        the list (None when the API lists none). Burn times run backwards by less than the
+        slack, so the oldest is among the bottom burn blocks within the slack of it."""
         async with self.lock:
             region = await self._bottom()
             blocks = [b for b in region.blocks if b.total_tx_count > 0]
@@ -67,9 +69,11 @@ class BurnBlockList:
         return min((b.time for b in blocks), default=None)
 
     async def _bottom(self) -> Region:
-        """The region at the bottom of the list, reaching the chain's first burn block. The
-        list's `total` names the bottom page: two requests instead of a seek (~15 one after the
-        other); burn blocks arriving meanwhile are read by `_extend`."""
+        """Read the region at the bottom of the list, down to the chain's first burn block.
+
+        The list's `total` names the bottom page: two requests instead of a seek (~15 one after
+        the other). Burn blocks that arrive meanwhile are read by `_extend`.
+        """
         total = await self.routes.burn_block_count()
         offset = max(0, total - BURN_PAGE_LIMIT)
         page = await self._page(offset)
@@ -90,6 +94,7 @@ class BurnBlockList:
         region.at_tip = region.top_offset == 0
 
     async def _page(self, offset: int) -> list[BurnBlock]:
+        """Read one page of the list, and learn the time between burn blocks from it."""
         page = await self.routes.burn_page(offset)
         if len(page) >= 2:
             spread = (page[0].time - page[-1].time) / (len(page) - 1)
@@ -97,8 +102,9 @@ class BurnBlockList:
         return page
 
     async def cover(self, start: int, end: int) -> Region:
-        """The region from a block later than end+slack (or the tip) down to one earlier than
-        start-slack (or the chain's first), read anew when the cached one does not reach up."""
+        """Return the region from a block later than end+slack (or the tip) down to one earlier
+        than start-slack (or the chain's first). It is read anew when the cached one does not
+        reach up that far."""
         region = self.region
         if not any(b.time > end + self.slack for b in region.blocks):
             region = self.region = await self._seek(end + self.slack)
@@ -119,7 +125,7 @@ class BurnBlockList:
         return region
 
     async def _seek(self, after: int) -> Region:
-        """The deepest page whose first burn block is later than `after`, found by interpolating
+        """Find the deepest page whose first burn block is later than `after`, by interpolating
         offsets from the times read (bounded by a bisection when a guess lands past the end)."""
         page = await self._page(0)
         best_offset, best = 0, page

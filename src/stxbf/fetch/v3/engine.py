@@ -1,5 +1,6 @@
-"""`WindowEngine` over a `V3Source`: windows cut newest first, a few open at once, each fetched
-by the source's cursor walks, so the runner drives v3 exactly as it drives the v1 engine."""
+"""The v3 engine is a `WindowEngine` over a `V3Source`. It cuts windows newest first, keeps a
+few open at once, and has each fetched by the source's cursor walks, so the runner drives v3
+exactly as it drives the v1 engine."""
 
 from __future__ import annotations
 
@@ -21,13 +22,16 @@ from stxbf.fetch.windows import (
 
 
 class V3Engine(WindowEngine):
-    """Windows are cut from `gaps` newest first, at `head_start` (the head window is `open`)
-    and at a span that adapts to hold about `target_window_rows` (None: the span stays
-    `initial_span`); `windows_in_flight` of them are open at once, more when the in-flight limit
-    needs them (each walked by `walks_per_window` cursors; the next is prepared while the current
-    ones walk), and each completed window goes to `on_window` in completion order (newest first
-    among those that finish together). An `incomplete` window is counted but not handed on: it
-    has no rows, and committing it would empty its range."""
+    """Fetches the windows of a pass from a `V3Source`, several at once.
+
+    Windows are cut from `gaps` newest first, at `head_start` (the head window is `open`) and at
+    a span that adapts to hold about `target_window_rows` (with None, the span stays
+    `initial_span`). `windows_in_flight` of them are open at once, more when the in-flight limit
+    needs them: each is walked by `walks_per_window` cursors, and the next is prepared while the
+    current ones walk. Each completed window goes to `on_window` in completion order (newest
+    first among those that finish together). An `incomplete` window is counted but not handed
+    on: it has no rows, and committing it would empty its range.
+    """
 
     def __init__(
         self,
@@ -49,15 +53,16 @@ class V3Engine(WindowEngine):
         return self.source.requests.in_flight
 
     def learn_density(self, window: CompletedWindow) -> None:
-        """Size the next windows from this one's density (an open window's is not final)."""
+        """Size the next windows from this one's density (an open window's density is not
+        final)."""
         if window.state != WindowState.OPEN:
             self.learn_span(window.end - window.start + 1, window.total)
 
 
 @dataclass(eq=False)
 class _V3Pass(WindowPass[V3Engine]):
-    """One pass: `run` loops over `fill` (open windows while the source has slots to spare)
-    and `receive` (hand each finished window to `take`)."""
+    """Holds one pass. `run` loops over `fill` (which opens windows while the source has slots
+    to spare) and `receive` (which hands each finished window to `take`)."""
 
     # in the order the windows were opened (newest first): a dict keeps it, a set would not
     tasks: dict[asyncio.Future[CompletedWindow], None] = field(default_factory=dict, init=False)
@@ -73,9 +78,9 @@ class _V3Pass(WindowPass[V3Engine]):
         return self.conclude(unfinished=bool(self.pending or self.tasks))
 
     def wants_another(self) -> bool:
-        """The next window reads its burn blocks while this one's walks still run (one window
-        prepares at a time), so a window's walks, which end together, are followed at once by
-        the next one's."""
+        """Tell whether to open another window. The next window reads its burn blocks while
+        this one's walks still run (one window prepares at a time), so a window's walks, which
+        end together, are followed at once by the next one's."""
         source = self.engine.source
         limit = source.requests.inflight.limit()  # requests in flight: walks, one page each
         walks = source.walks_per_window()
@@ -86,7 +91,7 @@ class _V3Pass(WindowPass[V3Engine]):
         )
 
     async def fill(self) -> None:
-        """Open windows while `wants_another` says so and the budget allows."""
+        """Open windows while `wants_another` says so and the budget allows it."""
         while self.wants_another():
             if not self.open_next():
                 return
@@ -123,9 +128,9 @@ class _V3Pass(WindowPass[V3Engine]):
             await self.take(finished.result(), settling=finished in self.settling)
 
     async def take(self, window: CompletedWindow, *, settling: bool) -> None:
-        """Count a finished window; hand it on unless it is incomplete: nothing to commit, its
-        (empty) rows would replace what the range holds, so the range stays a gap and the next
-        run fetches it again."""
+        """Count a finished window, and hand it on unless it is incomplete. An incomplete
+        window has nothing to commit: its (empty) rows would replace what the range holds, so
+        the range stays a gap and the next run fetches it again."""
         self.result.pages += window.pages
         self.result.count(window.state, settling=settling)
         if window.state == WindowState.INCOMPLETE:

@@ -29,12 +29,14 @@ class HeightRange:
 
     @property
     def expected(self) -> int:
+        """Return how many txs the walk must find: the burn blocks' `total_tx_count`, summed."""
         return sum(b.total_tx_count for b in self.blocks)
 
 
 class Anchors:
-    """Stacks heights known by block hash (a lookup, or any tx seen before): what places the
-    heights of every burn block near one of them without another request."""
+    """Remembers Stacks heights by block hash (from a lookup, or from any tx seen before), so
+    that the heights of every burn block near one of them are placed without another
+    request."""
 
     def __init__(self, routes: V3Routes) -> None:
         self.routes = routes
@@ -47,7 +49,8 @@ class Anchors:
         self._heights.clear()
 
     def _known(self, blocks: Sequence[BurnBlock], index: int) -> int | None:
-        """The top height of `blocks[index]` from an anchor in it, above it, or below it."""
+        """Return the top height of `blocks[index]`, placed by an anchor in it, above it, or
+        below it (None when no anchor is near)."""
         above = 0  # Stacks blocks between an anchored burn block's top and ours
         for i in range(index, -1, -1):
             if i < index:
@@ -66,8 +69,8 @@ class Anchors:
         return None
 
     async def top_height(self, blocks: Sequence[BurnBlock], index: int) -> int:
-        """The Stacks height of the newest block of `blocks[index]`, looked up if no anchor
-        places it."""
+        """Return the Stacks height of the newest block of `blocks[index]`, looked up when no
+        anchor places it."""
         known = self._known(blocks, index)
         if known is not None:
             return known
@@ -82,8 +85,8 @@ class Anchors:
 def cut(
     blocks: Sequence[BurnBlock], top: int, *, walks: int, min_pages: int, page_limit: int
 ) -> list[HeightRange]:
-    """Adjacent burn blocks, the newest of them at Stacks height `top`, grouped into about
-    `walks` height ranges of at least `min_pages` pages each."""
+    """Group adjacent burn blocks, the newest of them at Stacks height `top`, into about `walks`
+    height ranges of at least `min_pages` pages each."""
     counts = [b.total_tx_count for b in blocks]
     target = max(min_pages * page_limit, math.ceil(sum(counts) / walks))
     ranges: list[HeightRange] = []

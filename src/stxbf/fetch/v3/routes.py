@@ -1,5 +1,6 @@
-"""The v2/v3 routes the v3 source reads: one method per route, each request counted by kind
-and into the window that asked, and `Inconsistent`, what a disagreement between answers raises.
+"""The v2 and v3 routes that the v3 source reads, with one method per route. Each request is
+counted by kind and into the window that asked for it. `Inconsistent` is what a disagreement
+between answers raises.
 """
 
 from __future__ import annotations
@@ -32,12 +33,14 @@ _WINDOW_PAGES: ContextVar[list[int] | None] = ContextVar("v3_window_pages", defa
 
 
 class Inconsistent(Exception):
-    """The walk disagrees with the burn blocks (a count, a height, a time): do it again."""
+    """Raised when a walk disagrees with the burn blocks (a count, a height, a time): the walk
+    or the window is done again."""
 
 
 @dataclass
 class V3Stats:
-    """Requests by kind: tx pages carry the data, the rest is the cost of proving it."""
+    """Counts the requests by kind: tx pages carry the data, and the rest is the cost of
+    proving it."""
 
     tx_pages: int = 0
     burn_pages: int = 0
@@ -47,11 +50,13 @@ class V3Stats:
 
     @property
     def overhead_requests(self) -> int:
+        """Return the requests that carried no transactions."""
         return self.burn_pages + self.block_lookups
 
 
 class V3Routes:
-    """The routes over the shared request path (`PageSource`: pacing, retries, 429s, quotas)."""
+    """Sends the v2 and v3 requests over the shared request path (`PageSource`: pacing,
+    retries, 429s, quotas)."""
 
     def __init__(self, requests: PageSource) -> None:
         self.requests = requests
@@ -61,7 +66,8 @@ class V3Routes:
     @staticmethod
     @contextlib.contextmanager
     def window_pages() -> Iterator[list[int]]:
-        """Count every answer the current task (and the tasks it starts) uses into `[n]`."""
+        """Count every answer that the current task (and the tasks it starts) uses into the
+        list's one item."""
         pages = [0]
         token = _WINDOW_PAGES.set(pages)
         try:
@@ -76,7 +82,8 @@ class V3Routes:
         parse: Callable[[bytes], T],
         check: Callable[[T], str | None] | None = None,
     ) -> T:
-        """`PageSource.fetch`, counted into the window whose walk asked (see `window_pages`)."""
+        """Fetch through `PageSource.fetch`, and count the answer into the window whose walk
+        asked for it (see `window_pages`)."""
         value = await self.requests.fetch(path, params, parse, check)
         window_pages = _WINDOW_PAGES.get()
         if window_pages is not None:
@@ -84,7 +91,7 @@ class V3Routes:
         return value
 
     async def burn_page(self, offset: int) -> list[BurnBlock]:
-        """One page of the burn-block list, newest first."""
+        """Fetch one page of the burn-block list, newest first."""
         self.v3.burn_pages += 1
         return await self._fetch(
             BURN_BLOCKS_PATH,
@@ -93,18 +100,19 @@ class V3Routes:
         )
 
     async def burn_block_count(self) -> int:
-        """How many burn blocks the list holds (its `total`)."""
+        """Return how many burn blocks the list holds (its `total`)."""
         return await self._fetch(
             BURN_BLOCKS_PATH, {"limit": 1, "offset": 0}, parse_burn_block_total
         )
 
     async def block(self, block_hash: str) -> Block:
-        """One Stacks block, by hash: its height anchors a burn block's heights."""
+        """Fetch one Stacks block by hash: its height anchors a burn block's heights."""
         self.v3.block_lookups += 1
         return await self._fetch(f"{BLOCKS_PATH}/{block_hash}", {}, parse_block)
 
     async def summary_page(self, cursor: str, limit: int) -> SummaryPage:
-        """`limit` txs from `cursor` down; a short page before the chain's end is asked again."""
+        """Fetch `limit` txs from `cursor` down. A short page before the chain's end is asked
+        for again."""
 
         def short(page: SummaryPage) -> str | None:
             if len(page.rows) < limit and page.next_cursor is not None:

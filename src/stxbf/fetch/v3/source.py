@@ -47,19 +47,21 @@ MAX_TX_INDEX = 0x7FFF  # a cursor's tx_index: the largest smallint
 
 @dataclass(frozen=True)
 class _Plan:
-    """What a window's walks need: its burn blocks (the window's and those between), where they
-    start on Stacks heights, and whether a burn block later than the window bounds its top."""
+    """Holds what a window's walks need: its burn blocks (the window's and those between),
+    where they start on Stacks heights, and whether a burn block later than the window bounds
+    its top."""
 
     blocks: Sequence[BurnBlock]  # newest first
     top: int
     proven: bool
 
     def expected(self, start: int, end: int) -> int:
+        """Return how many txs the burn blocks say [start, end] holds."""
         return sum(b.total_tx_count for b in self.blocks if start <= b.time <= end)
 
 
 class V3Source:
-    """Fetch inclusive burn-time windows from the v3/v2 routes, each proven by count.
+    """Fetches inclusive burn-time windows from the v3 and v2 routes, each proven by count.
 
     `window(start, end)` returns a `CompletedWindow` (start, end, total, rows, state, pages) that
     the runner commits exactly as it commits the v1 engine's. Windows may be fetched concurrently
@@ -100,13 +102,15 @@ class V3Source:
         self.progress = asyncio.Event()  # set when a preparation or a walk ends
 
     def walks_per_window(self) -> int:
-        """Cursors per window: `concurrency`, more when the in-flight limit is high (a walk is
-        one request at a time; a window cut into more walks keeps fewer windows in memory)."""
+        """Return the cursors to walk a window with: `concurrency`, or more when the in-flight
+        limit is high (a walk is one request at a time, and a window cut into more walks keeps
+        fewer windows in memory)."""
         wanted = self.requests.inflight.limit() // 2
         return max(self.concurrency, min(MAX_WALKS_PER_WINDOW, wanted))
 
     async def window(self, start: int, end: int, *, is_head: bool = False) -> CompletedWindow:
-        """The window's txs, proven by count; `incomplete` (no rows) if it cannot be proven."""
+        """Return the window's txs, proven by count, or an `incomplete` window (no rows) if it
+        cannot be proven."""
         with self.routes.window_pages() as pages:
             reason = ""
             for attempt in range(self.max_attempts):
@@ -134,17 +138,18 @@ class V3Source:
             return CompletedWindow(start, end, -1, [], WindowState.INCOMPLETE, pages[0])
 
     async def window_total(self, start: int, end: int) -> int:
-        """How many transactions the burn blocks say [start, end] holds (`stxbf verify` on v3).
-        Asked newest first, the windows share the burn-block pages read."""
+        """Return how many transactions the burn blocks say [start, end] holds (`stxbf verify`
+        on v3). Asked newest first, the windows share the burn-block pages read."""
         return await self.burn_blocks.window_total(start, end)
 
     async def oldest_transaction_time(self) -> int | None:
-        """burn_block_time of the chain's oldest transaction (None: the API lists none): the
-        run's preflight when `/extended/v1/tx` is gone."""
+        """Return the burn_block_time of the chain's oldest transaction (None when the API lists
+        none). The run's preflight asks this when `/extended/v1/tx` is gone."""
         return await self.burn_blocks.oldest_time()
 
     async def _attempt(self, start: int, end: int, *, fresh: bool) -> tuple[list[Row], int, bool]:
-        """(rows, their proven count, whether the window's top is proven, not just the tip)."""
+        """Fetch the window once. Return its rows, their proven count, and whether the window's
+        top is proven (not just bounded by the tip)."""
         plan = await self._plan(start, end, fresh=fresh)
         if not plan.blocks:
             return [], 0, plan.proven
@@ -164,7 +169,7 @@ class V3Source:
 
     async def _plan(self, start: int, end: int, *, fresh: bool) -> _Plan:
         """Read the window's burn blocks and place them on Stacks heights (what V3Engine sees
-        as `preparing`); `fresh` reads both anew."""
+        as `preparing`). With `fresh`, both are read anew."""
         self.preparing += 1
         try:
             async with self.burn_blocks.lock:
@@ -208,8 +213,8 @@ class V3Source:
 def _keep(
     blocks: Sequence[BurnBlock], walked: Sequence[list[Row]], start: int, end: int
 ) -> list[Row]:
-    """The walked rows whose burn time is inside [start, end]; `Inconsistent` when a row's burn
-    time is not its burn block's (point 1 of the package docstring)."""
+    """Return the walked rows whose burn time is inside [start, end]. Raise `Inconsistent` when
+    a row's burn time is not its burn block's (point 1 of the package docstring)."""
     times = {b.height: b.time for b in blocks}
     rows: list[Row] = []
     for walk_rows in walked:
