@@ -108,7 +108,7 @@ def main() -> None:
             ids, source = asyncio.run(
                 run_v3(api, start, end, int(args.span_hours * 3600), args.target_rows)
             )
-            stats = source.v3
+            stats = source.v3_stats
             overhead = stats.overhead_requests / stats.tx_pages
             detail = (
                 f" (tx pages {stats.tx_pages}, burn-block pages {stats.burn_pages}, "

@@ -85,7 +85,7 @@ def test_many_random_windows_are_exactly_the_v1_set() -> None:
     assert_exact(api.chain, done)
     for window in done:  # the v1 ground truth agrees too (sorted burn times here)
         assert {row[0] for row in window.rows} == set(api.chain.tx_ids(window.start, window.end))
-    assert source.v3.rewalks == source.v3.rebuilds == 0
+    assert source.v3_stats.rewalks == source.v3_stats.rebuilds == 0
 
 
 def test_windows_run_concurrently_share_the_pacer_and_stay_exact() -> None:
@@ -164,7 +164,7 @@ def test_a_walk_that_skips_a_block_is_walked_again() -> None:
     source = make_source(api, Tamper(api, skip_first_block))
     times = api.chain.tenure_burn_time
     done = fetch_all(source, [(times[20], times[60])])
-    assert spoiled and source.v3.rewalks >= 1
+    assert spoiled and source.v3_stats.rewalks >= 1
     assert_exact(api.chain, done)
 
 
@@ -185,7 +185,7 @@ def test_a_count_that_never_matches_leaves_the_window_incomplete_not_short() -> 
     source = make_source(api, Tamper(api, inflate))
     done = fetch_all(source, [(times[30], times[50]), (times[5], times[10])])
     assert done[0].state == "incomplete" and done[0].rows == []
-    assert source.v3.rebuilds >= 1
+    assert source.v3_stats.rebuilds >= 1
     assert_exact(api.chain, done[1:])  # the windows that can be proven still are
 
 

@@ -61,7 +61,7 @@ class V3Routes:
     def __init__(self, requests: PageSource) -> None:
         self.requests = requests
         self.stats: FetchStats = requests.stats
-        self.v3 = V3Stats()
+        self.v3_stats = V3Stats()
 
     @staticmethod
     @contextlib.contextmanager
@@ -92,7 +92,7 @@ class V3Routes:
 
     async def burn_page(self, offset: int) -> list[BurnBlock]:
         """Fetch one page of the burn-block list, newest first."""
-        self.v3.burn_pages += 1
+        self.v3_stats.burn_pages += 1
         return await self._fetch(
             BURN_BLOCKS_PATH,
             {"limit": BURN_PAGE_LIMIT, "offset": offset},
@@ -107,7 +107,7 @@ class V3Routes:
 
     async def block(self, block_hash: str) -> Block:
         """Fetch one Stacks block by hash: its height anchors a burn block's heights."""
-        self.v3.block_lookups += 1
+        self.v3_stats.block_lookups += 1
         return await self._fetch(f"{BLOCKS_PATH}/{block_hash}", {}, parse_block)
 
     async def summary_page(self, cursor: str, limit: int) -> SummaryPage:
@@ -121,7 +121,7 @@ class V3Routes:
                 return f"page longer than asked ({len(page.rows)} of {limit})"
             return None
 
-        self.v3.tx_pages += 1
+        self.v3_stats.tx_pages += 1
         page = await self._fetch(
             V3_TX_PATH, {"limit": limit, "cursor": cursor}, parse_summary_page, short
         )

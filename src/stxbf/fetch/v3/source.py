@@ -89,7 +89,7 @@ class V3Source:
         )
         self.routes = V3Routes(self.requests)
         self.stats = self.routes.stats
-        self.v3 = self.routes.v3
+        self.v3_stats = self.routes.v3_stats
         self.concurrency = max(1, concurrency)  # walks per window, at least
         self.page_limit = page_limit
         self.min_walk_pages = min_walk_pages
@@ -118,7 +118,7 @@ class V3Source:
                     rows, total, proven = await self._attempt(start, end, fresh=attempt > 0)
                 except Inconsistent as exc:
                     reason = str(exc)
-                    self.v3.rebuilds += 1
+                    self.v3_stats.rebuilds += 1
                     log.info(
                         "re-reading window %s .. %s (attempt %d): %s",
                         utc_iso(start),
@@ -198,12 +198,12 @@ class V3Source:
             try:
                 return await _walk(heights, self.routes, self.anchors, self.page_limit)
             except Inconsistent as exc:
-                self.v3.rewalks += 1
+                self.v3_stats.rewalks += 1
                 log.info("re-walking heights %d..%d: %s", heights.bottom, heights.top, exc)
             try:
                 return await _walk(heights, self.routes, self.anchors, self.page_limit)
             except Inconsistent:
-                self.v3.rewalks += 1
+                self.v3_stats.rewalks += 1
                 raise
         finally:
             self.active_walks -= 1
