@@ -1,4 +1,5 @@
-"""The HTTP client: each answer the API can give, classified (respx at the edges), and what it
+"""The HTTP client: each answer the API can give, classified on the v1 route and on any other
+route (`get`, with respx or a mock transport at the edges), and what it
 does itself now that it talks to httpx transports directly (the proxy, the headers, the
 timeouts, gzip, the connections over real HTTP)."""
 
@@ -138,6 +139,23 @@ def test_every_answer_is_classified(
     assert text in str(caught.value)
     if isinstance(caught.value, RateLimited):
         assert caught.value.retry_after == 9
+
+
+@pytest.mark.parametrize(
+    ("status", "error"),
+    [(404, "ApiNotStacks"), (410, "ApiGone"), (403, "ApiRejected"), (503, "Transient")],
+    ids=["404", "410", "403", "503"],
+)
+def test_client_get_classifies_answers_like_tx_page(status: int, error: str) -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(status, json={"statusCode": status, "message": "nope"})
+
+    client = ApiClient("http://api", transport=httpx.MockTransport(answer))
+    with pytest.raises(Exception) as caught:
+        asyncio.run(client.get("/extended/v2/burn-blocks", {"limit": 1}))
+    assert type(caught.value).__name__ == error
+    if status == 404:
+        assert "/extended/v2/burn-blocks" in str(caught.value)
 
 
 @respx.mock

@@ -263,23 +263,6 @@ def test_v3_engine_page_budget_and_stop() -> None:
     assert result.stopped and not result.finished and stopper.in_flight == 0
 
 
-@pytest.mark.parametrize(
-    ("status", "error"),
-    [(404, "ApiNotStacks"), (410, "ApiGone"), (403, "ApiRejected"), (503, "Transient")],
-    ids=["404", "410", "403", "503"],
-)
-def test_client_get_classifies_answers_like_tx_page(status: int, error: str) -> None:
-    def answer(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(status, json={"statusCode": status, "message": "nope"})
-
-    client = ApiClient("http://api", transport=httpx.MockTransport(answer))
-    with pytest.raises(Exception) as caught:
-        asyncio.run(client.get("/extended/v2/burn-blocks", {"limit": 1}))
-    assert type(caught.value).__name__ == error
-    if status == 404:
-        assert "/extended/v2/burn-blocks" in str(caught.value)
-
-
 def test_one_database_filled_by_v1_and_v3_in_turn_holds_each_tx_once() -> None:
     """Windows are keyed by burn time alike: a database started on v1 goes on with v3 and back,
     and the table ends up exactly the chain's, without a duplicate."""
