@@ -1,7 +1,7 @@
 """The HTTP client: each answer the API can give, classified on the v1 route and on any other
-route (`get`, with respx or a mock transport at the edges), and what it
-does itself now that it talks to httpx transports directly (the proxy, the headers, the
-timeouts, gzip, the connections over real HTTP)."""
+route (`get`), with respx or a mock transport at the edges; and what the client does itself now
+that it talks to httpx transports directly (the proxy, the headers, the timeouts, gzip, the
+connections over real HTTP)."""
 
 from __future__ import annotations
 
