@@ -140,7 +140,7 @@ def test_https_to_a_plain_http_port_gives_up_after_three_attempts(isolated_env: 
     assert error.hint is not None and "http://" in error.hint  # the scheme to try instead
 
 
-# -- the retry policy itself, without waiting -----------------------------------------------------
+# -- the first contact's retry policy itself, without waiting -------------------------------------
 
 
 def source_over(handler: httpx.MockTransport, give_up_after: float) -> PageSource:
