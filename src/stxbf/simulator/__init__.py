@@ -23,7 +23,7 @@ The front ends
 """
 
 from stxbf.simulator.api import SimApi
-from stxbf.simulator.chain import Chain
+from stxbf.simulator.chain import KINDS, Chain
 from stxbf.simulator.config import (
     FAULT_KINDS,
     OUTAGE_MODES,
@@ -32,7 +32,6 @@ from stxbf.simulator.config import (
     parse_fault_kinds,
     parse_instant,
 )
-from stxbf.simulator.ledger import KINDS
 from stxbf.simulator.ratelimit import GENERIC_WINDOWS, RATE_HEADER_STYLES, RESET_FORMATS
 from stxbf.simulator.responses import Action, Response
 from stxbf.simulator.server import SimServer, run_in_thread, serve_forever

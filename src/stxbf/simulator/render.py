@@ -14,14 +14,14 @@ from __future__ import annotations
 import hashlib
 import random
 
-from stxbf.simulator.ledger import (
+from stxbf.simulator.chain import (
     CONTRACT_CALL,
     FEE_LADDER,
     GENESIS_BLOCK_HEIGHT,
     GENESIS_BURN_HEIGHT,
     TENURE_CHANGE,
     TOKEN_TRANSFER,
-    Ledger,
+    Chain,
 )
 from stxbf.simulator.tx_parts import (
     CALL_TAILS,
@@ -50,7 +50,7 @@ from stxbf.simulator.tx_parts import (
 class Renderer:
     """Renders tx `i` of a chain as a JSON object (str); one per chain, not thread-safe."""
 
-    def __init__(self, chain: Ledger, *, block_cache: int = 4096) -> None:
+    def __init__(self, chain: Chain, *, block_cache: int = 4096) -> None:
         self.chain = chain
         rng = random.Random(f"render:{chain.seed}")
         self.senders = [address(rng) for _ in range(N_SENDERS)]

@@ -13,8 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from stxbf.simulator.chain import Chain
-from stxbf.simulator.ledger import API_TX_TYPES, KINDS, SORT_KEYS
+from stxbf.simulator.chain import API_TX_TYPES, KINDS, SORT_KEYS, Chain
 from stxbf.simulator.query import all_values, bool_param, enum_error, int_param
 from stxbf.simulator.render import Renderer
 from stxbf.simulator.responses import (

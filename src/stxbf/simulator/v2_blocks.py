@@ -19,8 +19,7 @@ from bisect import bisect_right
 from typing import Any
 from weakref import WeakKeyDictionary
 
-from stxbf.simulator.chain import Chain
-from stxbf.simulator.ledger import GENESIS_BLOCK_HEIGHT, GENESIS_BURN_HEIGHT
+from stxbf.simulator.chain import GENESIS_BLOCK_HEIGHT, GENESIS_BURN_HEIGHT, Chain
 from stxbf.simulator.render import Renderer
 from stxbf.simulator.responses import Missing
 from stxbf.simulator.tx_parts import iso

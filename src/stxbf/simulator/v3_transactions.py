@@ -18,8 +18,7 @@ from typing import Any
 
 import orjson
 
-from stxbf.simulator.chain import Chain
-from stxbf.simulator.ledger import GENESIS_BLOCK_HEIGHT
+from stxbf.simulator.chain import GENESIS_BLOCK_HEIGHT, Chain
 from stxbf.simulator.render import Renderer
 from stxbf.simulator.v2_blocks import block_end, index_hash
 
