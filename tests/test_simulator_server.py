@@ -365,7 +365,8 @@ def test_pipelined_requests_are_answered_in_order(sim: SimServer) -> None:
     requests = b"".join(
         b"GET /extended/v1/tx?limit=1&offset=%d HTTP/1.1\r\nhost: x\r\n\r\n" % k for k in range(3)
     )
-    received = _exchange(sim, requests + b"GET /_sim/v1 HTTP/1.1\r\nconnection: close\r\n\r\n")
+    last = b"GET /_sim/v1 HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
+    received = _exchange(sim, requests + last)
     assert _status_lines(received) == ["HTTP/1.1 200 OK"] * 4
     offsets = [int(part.split(b",")[0]) for part in received.split(b'"offset":')[1:]]
     assert offsets == [0, 1, 2]

@@ -12,33 +12,30 @@ import asyncio
 import logging
 import time
 from email.utils import formatdate
+from functools import cache
+from http import HTTPStatus
 
 from stxbf.simulator.api import SimApi
 from stxbf.simulator.responses import Action, Response
 
 log = logging.getLogger(__name__)
 
-_REASONS = {
-    200: "OK",
-    400: "Bad Request",
-    401: "Unauthorized",
-    403: "Forbidden",
-    404: "Not Found",
-    405: "Method Not Allowed",
-    410: "Gone",
-    413: "Payload Too Large",
-    429: "Too Many Requests",
-    431: "Request Header Fields Too Large",
-    500: "Internal Server Error",
-    502: "Bad Gateway",
-    503: "Service Unavailable",
-    504: "Gateway Timeout",
-}
 _MAX_HEAD = 64 * 1024
 _date_cache: tuple[int, bytes] = (0, b"")
 
 
+@cache
+def _status_line(status: int) -> bytes:
+    """Return the status line of a code, with the standard reason phrase (http.HTTPStatus)."""
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:  # a code the standard library does not know keeps the line valid
+        phrase = "Unknown"
+    return b"HTTP/1.1 %d %s\r\n" % (status, phrase.encode())
+
+
 def _date_header() -> bytes:
+    """Return the Date header's value, formatted once a second rather than once a request."""
     global _date_cache
     now = int(time.time())
     if _date_cache[0] != now:
@@ -172,7 +169,7 @@ class Connection(asyncio.Protocol):
             return
         body = response.body
         head = [
-            b"HTTP/1.1 %d %s\r\n" % (response.status, _REASONS.get(response.status, "OK").encode()),
+            _status_line(response.status),
             b"date: " + _date_header() + b"\r\n",
             b"content-length: %d\r\n" % len(body),
             b"connection: keep-alive\r\n" if keep_alive else b"connection: close\r\n",
