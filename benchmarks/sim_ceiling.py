@@ -45,25 +45,32 @@ CURRENT = "current"
 
 
 def _listener_class(which: str) -> Any:
-    """Return the Listener class of this checkout, or of the revision `which` (read with git)."""
+    """Return the Listener class of this checkout, or of the revision `which` (read with git).
+
+    The listener had a module of its own (listener.py) until it joined server.py.
+    """
     if which == CURRENT:
-        from stxbf.simulator.listener import Listener
+        from stxbf.simulator.server import Listener
 
         return Listener
-    source = subprocess.run(
-        ["git", "show", f"{which}:src/stxbf/simulator/listener.py"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    for module in ("listener", "server"):
+        shown = subprocess.run(
+            ["git", "show", f"{which}:src/stxbf/simulator/{module}.py"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        )
+        if shown.returncode == 0 and "class Listener" in shown.stdout:
+            break
+    else:
+        raise SystemExit(f"no simulator listener at {which}")
     path = Path(tempfile.mkdtemp()) / f"listener_{which}.py"
-    path.write_text(source)
+    path.write_text(shown.stdout)
     spec = importlib.util.spec_from_file_location(f"listener_{which}", path)
     assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.Listener
+    module_object = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module_object)
+    return module_object.Listener
 
 
 def serve(which: str, days: float, tx_per_day: int) -> None:

@@ -3,7 +3,7 @@
 `SimApi` holds everything a request can see or change: the chain and its clock, the rate policy,
 the v1 route's state, faults and outages, the page cache, one record per client, and the counters
 `/_sim/stats` reports. `handle` answers one request. There are no sockets here: the asyncio server
-(`listener.py`) and the httpx transport (`transport.py`) are two front ends that carry out the
+(`server.py`) and the httpx transport (`transport.py`) are two front ends that carry out the
 `Response`, including its `action` for the faults that need a transport (drop the connection,
 stall, truncate the body, refuse connections).
 
