@@ -57,8 +57,8 @@ _Route = Callable[[Controls, dict[str, str], float], Response]
 def route(sim: Controls, method: str, path: str, params: dict[str, str], now: float) -> Response:
     """Answer one `/_sim/` request; the caller holds the simulator's lock.
 
-    Raises BadRequest, or ValueError for a value that does not parse or a setting refused;
-    the caller answers both with a 400.
+    Raises BadRequest, or ValueError for a value that does not parse or a setting the
+    simulator refuses; the caller answers both with a 400.
     """
     if method == "GET" and path in _GETS:
         return _GETS[path](sim, params, now)
@@ -138,7 +138,11 @@ def _advance(sim: Controls, params: dict[str, str], now: float) -> Response:
 
 
 def _anomaly(sim: Controls, params: dict[str, str], now: float) -> Response:
-    """POST /_sim/anomaly?kind=extend|earlier|reorg|late (see the Chain's methods)."""
+    """Make the chain misbehave as `kind` says: extend, earlier, reorg or late.
+
+    Each kind calls one of the Chain's anomaly methods, whose docstrings say what the real
+    chain does that the kind models.
+    """
     kind = params.get("kind") or ""
     chain = sim.chain
     added: Any

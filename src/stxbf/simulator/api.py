@@ -57,13 +57,16 @@ MALFORMED_BODY = (
 
 
 def mask_key(key: str) -> str:
-    """How a key appears in stats: never the key itself, yet distinct per key."""
+    """Return how a key appears in the stats: never the key itself, yet distinct per key."""
     return f"key:{key[:3]}…{hashlib.blake2b(key.encode(), digest_size=3).hexdigest()}"
 
 
 @dataclass
 class ClientState:
-    """One client (API key, else IP): its rate windows and the early-request audit."""
+    """Hold one client's rate windows and the audit of its early requests.
+
+    A client is an API key, or an IP address when the request carries no key.
+    """
 
     windows: ClientWindows = field(default_factory=ClientWindows)
     blocked_from: float = 0.0  # when the first unexpired 429 left the server
@@ -88,7 +91,10 @@ def _chain_for(config: SimConfig) -> Chain:
 
 
 class SimApi:
-    """The handler and all its run-time state; thread-safe, with one lock around each request."""
+    """Answer the simulated API's requests, and hold all the state they see and change.
+
+    It is thread-safe: one lock is held around each request and each control.
+    """
 
     def __init__(
         self,
@@ -171,8 +177,11 @@ class SimApi:
         client: str = "127.0.0.1",
         now: float | None = None,
     ) -> Response:
-        """Answer one request. `headers` keys are lower-case; `now` is wall time (default: the
-        `clock`'s)."""
+        """Answer one request, at wall time `now` (by default the `clock`'s).
+
+        `headers` has lower-case keys. The `/_sim/` routes are answered first and bypass the
+        pipeline; every other request passes it and is counted in the stats.
+        """
         now = self.clock() if now is None else now
         split = urlsplit(target)
         path = split.path
@@ -237,7 +246,10 @@ class SimApi:
         return Response(503, [], b"", action=action)
 
     def _check_key(self, key: str | None) -> Response | None:
-        """401 without a key, 403 with an unknown one, when keys are required."""
+        """Refuse a request with 401 when it has no key and 403 when its key is unknown.
+
+        Nothing is refused while the config does not require a key.
+        """
         if not self.config.require_key:
             return None
         if not key:
@@ -256,7 +268,7 @@ class SimApi:
         return state
 
     def _style_counters(self) -> dict[str, int]:
-        """The counters of the rate-header style in force (benchmarks compare styles)."""
+        """Return the counters of the rate-header style in force (benchmarks compare styles)."""
         counters = self.by_style.get(self.policy.style)
         if counters is None:
             counters = self.by_style[self.policy.style] = dict.fromkeys(
@@ -272,7 +284,10 @@ class SimApi:
         retry_after: int,
         reason: str | None,
     ) -> Response:
-        """The 429 of a request over a limit (the monthly quota says so in its message)."""
+        """Answer a request over a limit with a 429, and remember its retry-after deadline.
+
+        When the monthly quota is what refused it, the message says so.
+        """
         self._block(state, sent_at, retry_after)
         self.rate_limited += 1
         state.rate_limited += 1
@@ -286,7 +301,10 @@ class SimApi:
         return error(429, message)
 
     def _block(self, state: ClientState, sent_at: float, retry_after: int) -> None:
-        """Remember a 429's deadline: requests arriving before it (after a grace) are early."""
+        """Remember a 429's deadline, so that requests arriving before it count as early.
+
+        A request within `early_grace` of the first 429 was already in flight and is not early.
+        """
         if sent_at >= state.blocked_until:
             state.blocked_from = sent_at
         state.blocked_until = max(state.blocked_until, sent_at + retry_after)
@@ -301,7 +319,10 @@ class SimApi:
         now: float,
         delay: float,
     ) -> Response:
-        """An admitted request: a seeded fault, or the route's answer (perhaps spoiled)."""
+        """Answer an admitted request with a seeded fault, or with the route's answer.
+
+        Some faults (truncate, short) spoil a real page, and the offset faults move it.
+        """
         kind, fault = self._draw_fault(state, now, delay)
         if fault is not None:
             return fault
@@ -317,9 +338,12 @@ class SimApi:
     def _moved_page(
         self, method: str, path: str, params: dict[str, str], query: str, kind: str
     ) -> Response:
-        """A v1 page read from an offset 1-3 rows off (earlier: `duplicate`, later: `shift`) and
-        labelled with the offset asked for, as when rows arrive or leave before the offset
-        between two pages of a live list. Other routes (v3 pages by cursor) answer plainly."""
+        """Answer a v1 page from an offset 1 to 3 rows off, labelled with the offset asked for.
+
+        Rows that arrive or leave before the offset between two pages of a live list move every
+        later page: an earlier offset repeats rows (`duplicate`), a later one skips them
+        (`shift`). Other routes, such as v3 pages by cursor, answer plainly.
+        """
         offset = params.get("offset", "0")
         if path not in v1.TX_LIST_PATHS or not offset.isdigit():
             return self._route(method, path, params, query)
@@ -362,7 +386,11 @@ class SimApi:
     def _draw_fault(
         self, state: ClientState, now: float, delay: float
     ) -> tuple[str | None, Response | None]:
-        """(kind, response): a response replaces the answer; truncate/short spoil a real page."""
+        """Draw whether this request fails, and how: return the kind and the response, if any.
+
+        A response replaces the route's answer; truncate, short and the offset faults return no
+        response, because they spoil or move the real page instead.
+        """
         if self.fault_rate <= 0 or not self.fault_kinds:
             return None, None
         rng = self._fault_rng
@@ -417,7 +445,10 @@ class SimApi:
             )
 
     def advance(self, seconds: float, now: float | None = None) -> int:
-        """Move the chain's clock forward (growth catches up at once); return txs added."""
+        """Move the chain's clock forward by `seconds`, and return the transactions added.
+
+        A growing chain catches up at once; a frozen one adds nothing.
+        """
         with self._lock:
             return self.advance_locked(seconds, time.time() if now is None else now)
 
@@ -437,11 +468,11 @@ class SimApi:
         rate_generic_window: str | None = None,
         rate_reset: str | None = None,
     ) -> None:
-        """Change the limits in force (the names are SimConfig's).
+        """Change the limits in force (the arguments have SimConfig's names).
 
-        `rpm` and `per_second` are always set (None = off); the other arguments keep their value
-        when None. A combination that cannot hold (RatePolicy.validate) raises ValueError and
-        changes nothing.
+        `rpm` and `per_second` are always set (None turns them off); the other arguments keep
+        their value when None. A combination that cannot hold (RatePolicy.validate) raises
+        ValueError and changes nothing.
         """
         old = self.policy
         new = RatePolicy(
@@ -458,13 +489,13 @@ class SimApi:
         self.policy = new
 
     def count_v1_request(self) -> None:
-        """One more request to the v1 tx list; past `v1_gone_after` of them the route is gone."""
+        """Count a request to the v1 tx list; past `v1_gone_after` of them the route is gone."""
         self.v1_served += 1
         if self.v1_gone_after is not None and self.v1_served > self.v1_gone_after:
             self.v1_state = "gone"
 
     def set_v1(self, state: str) -> None:
-        """Switch `/extended/v1/tx` on, to deprecated (Warning: 299) or gone (410), at once."""
+        """Switch `/extended/v1/tx` on, to deprecated (Warning: 299) or to gone (410), at once."""
         if state not in V1_STATES:
             raise ValueError(f"state must be one of {', '.join(V1_STATES)}")
         self.v1_state = state
@@ -478,7 +509,7 @@ class SimApi:
     # ---- what the simulator knows -----------------------------------------------------------
 
     def limits(self) -> dict[str, Any]:
-        """The limits in force, under SimConfig's names (POST /_sim/limits answers these)."""
+        """Return the limits in force under SimConfig's names (POST /_sim/limits answers these)."""
         policy = self.policy
         return {
             "rpm": policy.rpm,
@@ -494,7 +525,11 @@ class SimApi:
     def truth(
         self, start_time: int | None = None, end_time: int | None = None, *, ids: bool = False
     ) -> dict[str, Any]:
-        """What a complete backfill of the inclusive burn-time range must hold."""
+        """Return what a complete backfill of the inclusive burn-time range must hold.
+
+        That is the count of canonical transactions, the digest of their ids and, with `ids`,
+        the ids themselves.
+        """
         chain = self.chain
         result: dict[str, Any] = {
             "start_time": start_time,

@@ -89,12 +89,12 @@ def _poisson(rng: random.Random, lam: float) -> int:
 
 
 class Chain:
-    """The simulated chain: its arrays, their growth and anomalies, and every read over them.
+    """Hold the simulated chain's arrays, grow them, break their order, and answer reads.
 
-    `end_time` is the chain's "now" at build time (default: wall time), and the history starts
-    `days` before it. After that, regular transactions arrive at `growth` a second (0 keeps the
-    chain frozen) when `advance(now)` is called. `tenures_at` lists burn times that get a Bitcoin
-    block (a tenure) of their own, deterministically.
+    `end_time` is the chain's "now" at build time (default: wall time), and the history
+    starts `days` before it. After that, regular transactions arrive at `growth` a second
+    (0 keeps the chain frozen) whenever `advance(now)` is called. `tenures_at` lists burn
+    times that get a Bitcoin block (a tenure) of their own, deterministically.
     """
 
     def __init__(
@@ -172,7 +172,7 @@ class Chain:
         return bisect_right(self.block_first_tx, i) - 1
 
     def tx_digest(self, i: int) -> bytes:
-        """64 seeded bytes for tx `i`: the first 32 are its tx_id, the rest feed its fields."""
+        """Return 64 seeded bytes for transaction `i`: its tx_id, then the bytes its fields use."""
         return hashlib.blake2b(i.to_bytes(6, "big"), digest_size=64, key=self.key).digest()
 
     def tx_id(self, i: int) -> str:
@@ -185,13 +185,14 @@ class Chain:
 
     @property
     def ordered(self) -> bool:
-        """Whether burn_block_time still never decreases along canonical index order."""
+        """Tell whether burn_block_time still never decreases along canonical order."""
         return not self.anomalies
 
     def tx_range(self, start_time: int | None = None, end_time: int | None = None) -> range:
-        """Indices of txs with start_time <= burn_block_time <= end_time (0/None = unbounded).
+        """Return the indices of the transactions from `start_time` to `end_time`, inclusive.
 
-        Only while the chain is `ordered`; otherwise use `tx_indices`.
+        A bound of 0 or None leaves that side open. This works only while the chain is
+        `ordered`; `tx_indices` works always.
         """
         assert self.ordered, "burn-time order is broken: use tx_indices"
         with self._lock:
@@ -205,7 +206,7 @@ class Chain:
     def tx_indices(
         self, start_time: int | None = None, end_time: int | None = None
     ) -> Sequence[int]:
-        """Canonical txs with start_time <= burn_block_time <= end_time, in chain order."""
+        """Return the canonical transactions from `start_time` to `end_time`, in chain order."""
         if self.ordered:
             return self.tx_range(start_time, end_time)
         with self._lock:
@@ -215,7 +216,7 @@ class Chain:
             return sorted(idx[lo:hi])
 
     def _burn_index(self) -> tuple[int, list[int], list[int]]:
-        """Canonical txs sorted by (burn_block_time, index); rebuilt when the chain changed."""
+        """Sort the canonical transactions by (burn_block_time, index), once per chain version."""
         cached = self._by_burn
         if cached is not None and cached[0] == self.version:
             return cached
@@ -230,15 +231,14 @@ class Chain:
         return self._by_burn
 
     def tx_ids(self, start_time: int | None = None, end_time: int | None = None) -> list[str]:
-        """Every canonical tx_id whose burn_block_time is within the inclusive range, in chain
-        order."""
+        """Return every canonical tx_id whose burn_block_time is in the range, in chain order."""
         return [self.tx_id(i) for i in self.tx_indices(start_time, end_time)]
 
     def count(self, start_time: int | None = None, end_time: int | None = None) -> int:
         return len(self.tx_indices(start_time, end_time))
 
     def digest(self, start_time: int | None = None, end_time: int | None = None) -> str:
-        """sha256 hex of the range's tx_ids, sorted, one per line (newline-terminated)."""
+        """Return the sha256 of the range's tx_ids, sorted, each followed by a newline."""
         ids = sorted(self.tx_ids(start_time, end_time))
         return hashlib.sha256("".join(f"{tx_id}\n" for tx_id in ids).encode()).hexdigest()
 
@@ -273,7 +273,10 @@ class Chain:
         offset: int = 0,
         limit: int = 20,
     ) -> tuple[int, list[int]]:
-        """(total, tx indices of the page) for one list query; O(log n) plus the page."""
+        """Return the total and the page's transaction indices for one list query.
+
+        While the chain is ordered this costs O(log n) plus the page, whatever the offset.
+        """
         if not self.ordered:
             return self._select_unordered(
                 start_time, end_time, sort_by, descending, kinds, offset, limit
@@ -312,8 +315,10 @@ class Chain:
         offset: int,
         limit: int,
     ) -> tuple[int, list[int]]:
-        """`select` once burn-time order is broken: filter, then sort by the API's keys (the
-        sort key, then block_height and tx_index: pg-store.ts getTxList)."""
+        """Select a page once burn-time order is broken: filter, then sort by the API's keys.
+
+        The keys are the sort key, then block_height and tx_index (pg-store.ts getTxList).
+        """
         indices: Sequence[int] = self.tx_indices(start_time, end_time)
         if kinds is not None:
             wanted = set(kinds)
@@ -327,13 +332,16 @@ class Chain:
         return len(ordered), ordered[offset : offset + limit]
 
     def _base_rate(self) -> float:
-        """Regular transactions per second that make `tx_per_day` with the system ones."""
+        """Return the regular transactions a second that make `tx_per_day` with the system ones."""
         system_per_day = 2 * 86400.0 / self.tenure_seconds
         return (self.tx_per_day - system_per_day) / 86400.0
 
     def _build_history(self, extended: float) -> None:
-        """Generate from genesis to `end_time`; with `extended` seconds, the head tenure was
-        elected that long ago and extended ever since."""
+        """Generate the chain from genesis to `end_time`.
+
+        With `extended` seconds, the head tenure was elected that long ago and has been
+        extended ever since.
+        """
         if extended:
             self._advance(self.end_time - extended)
             self._next_tenure_at = math.inf
@@ -349,7 +357,7 @@ class Chain:
         return self.growth > 0
 
     def advance(self, now: float) -> int:
-        """Append every block due by `now` (chain time); return how many txs were added."""
+        """Append every block due by `now` (chain time), and return how many transactions came."""
         if not self.growing or (now < self._next_block_at and now < self._next_tenure_at):
             return 0
         with self._lock:
@@ -422,14 +430,14 @@ class Chain:
     # ---- anomalies (the module docstring) ----------------------------------------------------
 
     def extend_tenure(self, seconds: float) -> int:
-        """The current tenure is extended for `seconds`: its blocks keep its first burn time.
+        """Extend the current tenure by `seconds`: its new blocks keep its first burn time.
 
         Since Nakamoto a block's burn_block_time is the time of the Bitcoin block that elected
-        its tenure (stacks-core passes the tenure's `burn_header_timestamp` to `append_block`),
-        so when Bitcoin is slow or sortitions are empty, hours of blocks share one old time.
-        A growing chain postpones its next tenure; a frozen one gets the blocks at once, at the
-        chain's base rate. Order is kept (the newest tenure has the latest burn time), unless an
-        earlier anomaly broke it. Returns the transactions added.
+        its tenure (stacks-core passes the tenure's `burn_header_timestamp` to
+        `append_block`), so when Bitcoin is slow or sortitions are empty, hours of blocks share
+        one old time. A growing chain postpones its next tenure; a frozen one gets the blocks
+        at once, at the chain's base rate. Order is kept (the newest tenure has the latest burn
+        time), unless an earlier anomaly broke it. Returns the transactions added.
         """
         with self._lock:
             if self.growing:
@@ -441,11 +449,12 @@ class Chain:
             return added
 
     def stamp_earlier(self, seconds_before: float, duration: float = 600.0) -> int:
-        """A new tenure whose Bitcoin block is stamped `seconds_before` its predecessor's.
+        """Open a tenure whose Bitcoin block is stamped `seconds_before` its predecessor's.
 
         Bitcoin only requires a block's time to exceed the median of the previous 11 (about an
         hour back), so a tenure can carry an earlier burn_block_time than the one before it:
-        its transactions land in a window that may already be verified. Returns txs added.
+        its transactions land in a window that may already be verified. Returns the
+        transactions added.
         """
         with self._lock:
             previous = self.tenure_burn_time[-1] if self.n_tenures else int(self.clock)
@@ -458,12 +467,12 @@ class Chain:
             return added
 
     def reorg(self, blocks: int, replacement_txs: int | None = None) -> tuple[int, int]:
-        """The last `blocks` blocks become non-canonical; new blocks of other txs replace them.
+        """Make the last `blocks` blocks non-canonical, and replace them with blocks of new txs.
 
         The API's lists and totals count canonical transactions only (stacks-blockchain-api
         src/datastore/pg-store.ts getTxList filters `canonical = true`), so the orphaned ones
         disappear from every answer. The replacement blocks keep the orphaned blocks' tenures
-        (same burn_block_time) and get new heights (this model never reuses a height).
+        (the same burn_block_time) and get new heights (this model never reuses a height).
         Returns (transactions orphaned, transactions added).
         """
         with self._lock:
@@ -485,9 +494,9 @@ class Chain:
             return len(orphaned), added
 
     def late_insert(self, burn_time: int, transactions: int) -> int:
-        """A new block under an old burn_block_time: `transactions` appear in an old window.
+        """Add a block of `transactions` under an old burn_block_time, into an old window.
 
-        It joins the tenure whose burn time is the latest at or before `burn_time`.
+        The block joins the tenure whose burn time is the latest at or before `burn_time`.
         """
         with self._lock:
             candidates = [(t, k) for k, t in enumerate(self.tenure_burn_time) if t <= burn_time]
@@ -504,7 +513,7 @@ class Chain:
         self.version += 1
 
     def _emit_blocks(self, start: float, end: float) -> int:
-        """Blocks from `start` to `end` in the current tenure at the chain's base rate."""
+        """Emit blocks from `start` to `end` in the current tenure, at the chain's base rate."""
         rng = self._anomaly_rng
         lo, hi = self.block_seconds
         rate = max(self._rate, self._base_rate())
@@ -517,7 +526,7 @@ class Chain:
         return len(self) - before
 
     def _emit_regular_block(self, at: float, count: int, tenure: int) -> int:
-        """One block of `count` regular transactions in `tenure` (which may be an old one)."""
+        """Emit one block of `count` regular transactions in `tenure`, which may be an old one."""
         if count <= 0:
             return 0
         pending = self._tenure_pending

@@ -143,7 +143,10 @@ _C32_TABLE = bytes(ord(C32[b % 32]) for b in range(256))
 
 
 def address(rng: random.Random, prefix: str = "SP") -> str:
-    """A c32-looking mainnet address (41 chars); not checksummed, nobody here verifies it."""
+    """Return a c32-looking mainnet address of 41 characters.
+
+    It is not checksummed, since nothing here verifies one.
+    """
     return prefix + rng.randbytes(39).translate(_C32_TABLE).decode()
 
 
@@ -152,7 +155,10 @@ _SECONDS = tuple(f"{s:02d}.000Z" for s in range(60))
 
 
 def iso(ts: int) -> str:
-    """`2025-06-15T11:16:16.000Z`, as Hiro writes it (JavaScript's toISOString), fast."""
+    """Format a time as Hiro does (JavaScript's toISOString): `2025-06-15T11:16:16.000Z`.
+
+    The minute's prefix is cached, since consecutive transactions share it.
+    """
     minute, secs = divmod(ts, 60)
     prefix = _MINUTES.get(minute)
     if prefix is None:
@@ -168,7 +174,10 @@ def iso(ts: int) -> str:
 
 
 class Renderer:
-    """Renders tx `i` of a chain as a JSON object (str); one per chain, not thread-safe."""
+    """Render transaction `i` of a chain as a JSON object (a str).
+
+    There is one renderer per chain, and it is not thread-safe: its caches are unguarded.
+    """
 
     def __init__(self, chain: Chain, *, block_cache: int = 4096) -> None:
         self.chain = chain
@@ -216,7 +225,7 @@ class Renderer:
         return cached
 
     def _tenure_fields(self, tenure: int) -> tuple[str, str]:
-        """(burn fields, the same time as parent_burn_* fields) of a tenure."""
+        """Return a tenure's burn fields, and the same time as the parent_burn_* fields."""
         cached = self._tenures.get(tenure)
         if cached is None:
             burn_time = self.chain.tenure_burn_time[tenure]
@@ -257,7 +266,7 @@ class Renderer:
     # ---- per tx -----------------------------------------------------------------------------
 
     def render(self, i: int, b: int | None = None, *, exclude_function_args: bool = False) -> str:
-        """Tx `i` (in block `b`, looked up when not given) as one JSON object.
+        """Render transaction `i` (in block `b`, looked up when not given) as one JSON object.
 
         `exclude_function_args` leaves `function_args` out of a contract call altogether, as
         db-controller.ts parseContractCallMetadata does for `?exclude_function_args=true`.
@@ -377,7 +386,7 @@ class Renderer:
         )
 
     def _tenure_change(self, b: int, tenure: int, digest: bytes) -> str:
-        """The tenure's opening tenure_change (a block was found)."""
+        """Render the tenure_change that opens a tenure (its cause: a block was found)."""
         first_block = self.chain.tenure_first_block
         prev_blocks = b - first_block[tenure - 1] if tenure else 1
         return (
@@ -391,9 +400,12 @@ class Renderer:
         )
 
     def _tenure_extend(self, i: int, b: int, tenure: int, digest: bytes) -> tuple[int, str]:
-        """(earlier extends in the tenure, payload) of a tenure extend: stacks-core
-        TenureChangeCause, with the API's cause strings (db-controller.ts
-        getTxTenureChangeCauseString); same tenure, blocks counted from its start."""
+        """Return how many extends the tenure had before, and the payload of this one.
+
+        The causes are stacks-core's TenureChangeCause, written as the API writes them
+        (db-controller.ts getTxTenureChangeCauseString); the tenure stays the same, and its
+        blocks are counted from its start.
+        """
         chain = self.chain
         extends = sum(
             1
@@ -413,7 +425,10 @@ class Renderer:
         return extends, payload
 
     def _coinbase(self, digest: bytes) -> str:
-        """A Nakamoto coinbase: vrf_proof always, alt_recipient now and then (db-controller.ts)."""
+        """Render a Nakamoto coinbase: a vrf_proof always, an alt_recipient now and then.
+
+        The fields are db-controller.ts's.
+        """
         if digest[52] < 24:
             alt = self.senders[(digest[53] << 8 | digest[54]) % N_SENDERS]
             if digest[55] & 1:
@@ -432,7 +447,7 @@ class Renderer:
         return hashlib.blake2b(raw, key=self.chain.key, digest_size=20).hexdigest()
 
     def page(self, indices: list[int], *, exclude_function_args: bool = False) -> list[str]:
-        """Render a page; consecutive indices reuse the block lookup."""
+        """Render a page of transactions; consecutive indices reuse the block lookup."""
         out = []
         chain = self.chain
         firsts = chain.block_first_tx

@@ -56,7 +56,11 @@ def _date_header() -> bytes:
 
 
 class Connection(asyncio.Protocol):
-    """One client connection: parse requests, answer them one at a time, in order."""
+    """Serve one client connection: parse its requests, and answer them one at a time.
+
+    A request that arrives while another is being answered waits in the buffer, so
+    answers go out in the order of the requests (pipelining included).
+    """
 
     def __init__(self, server: Listener) -> None:
         self.server = server
@@ -206,7 +210,10 @@ class Connection(asyncio.Protocol):
 
 
 class Listener:
-    """The listening socket(s) and the open connections; can stop listening for an outage."""
+    """Hold the listening sockets and the open connections.
+
+    It can stop listening for a while: that is how a refusing outage looks to a client.
+    """
 
     def __init__(self, api: SimApi, host: str, port: int) -> None:
         self.api = api
@@ -224,7 +231,10 @@ class Listener:
         self.port = self.server.sockets[0].getsockname()[1]
 
     def pause_listening(self, seconds: float, keep: Connection | None = None) -> None:
-        """Outage: stop accepting (connection refused), drop idle keep-alive connections."""
+        """Refuse connections for `seconds`, and drop the idle keep-alive connections.
+
+        The connection that asked for the outage (`keep`) gets its answer first.
+        """
         if self.server is not None:
             self.server.close()
             self.server = None
@@ -262,7 +272,10 @@ def _url(host: str, port: int) -> str:
 
 
 class SimServer:
-    """A running simulator in a background thread (see `run_in_thread`)."""
+    """Run a simulator in a background thread, and control it from the test's thread.
+
+    `run_in_thread` starts and stops one; its conveniences do what the `/_sim/` routes do.
+    """
 
     def __init__(self, config: SimConfig, api: SimApi | None = None) -> None:
         check_loopback(config.host)
@@ -325,22 +338,28 @@ class SimServer:
     def set_limits(
         self, *, rpm: int | None = None, per_second: int | None = None, **more: Any
     ) -> None:
-        """Like POST /_sim/limits; `more` takes SimApi.set_limits' other keywords."""
+        """Change the limits, as POST /_sim/limits does.
+
+        `more` takes SimApi.set_limits' other keywords.
+        """
         self.api.set_limits(rpm=rpm, per_second=per_second, **more)
 
     def set_v1(self, state: str) -> None:
-        """Like POST /_sim/v1?state=…: on, deprecated or gone, from the next request on."""
+        """Switch the v1 route on, to deprecated or to gone from the next request on.
+
+        This is what POST /_sim/v1?state=… does.
+        """
         self.api.set_v1(state)
 
     def outage(self, seconds: float, mode: str = "refuse") -> None:
-        """Like POST /_sim/outage: in refuse mode, stop listening for `seconds`."""
+        """Start an outage as POST /_sim/outage does; refusing, stop listening for `seconds`."""
         self.api.outage(seconds, mode=mode)
         if mode == "refuse" and self._loop is not None and self._server is not None:
             server = self._server
             self._loop.call_soon_threadsafe(server.pause_listening, seconds)
 
     def advance(self, seconds: float) -> int:
-        """Jump the chain clock forward `seconds` (needs growth > 0 to add anything)."""
+        """Move the chain's clock forward by `seconds`; only a growing chain adds blocks."""
         return self.api.advance(seconds)
 
     def truth(self, start_time: int | None = None, end_time: int | None = None) -> dict[str, Any]:
@@ -349,7 +368,11 @@ class SimServer:
 
 @contextlib.contextmanager
 def run_in_thread(config: SimConfig | None = None, **changes: Any) -> Iterator[SimServer]:
-    """`with run_in_thread(SimConfig(days=2)) as sim: httpx.get(sim.url + "/extended/v1/tx")`."""
+    """Serve a simulator from a background thread for the length of a `with` block.
+
+    For example, `with run_in_thread(SimConfig(days=2)) as sim:
+    httpx.get(sim.url + "/extended/v1/tx")`.
+    """
     config = (config or SimConfig()).with_(**changes) if changes else (config or SimConfig())
     sim = SimServer(config).start()
     try:
@@ -359,7 +382,7 @@ def run_in_thread(config: SimConfig | None = None, **changes: Any) -> Iterator[S
 
 
 def serve_forever(config: SimConfig, on_ready: Callable[[str, SimApi], None] | None = None) -> None:
-    """Serve in this thread until SIGINT/SIGTERM (the CLI's `stxbf sim serve`)."""
+    """Serve in this thread until SIGINT or SIGTERM (the CLI's `stxbf sim serve`)."""
     check_loopback(config.host)
     api = SimApi(config)
 

@@ -64,12 +64,17 @@ _INTEGER = re.compile(r"^-?[0-9]+$")
 
 
 def handles(path: str) -> bool:
+    """Tell whether a path is one of the v2 or v3 routes this module answers."""
     return path.startswith(("/extended/v3/", "/extended/v2/"))
 
 
 def _check_column_ranges(cursor: str) -> None:
-    """The cursor's parts go to PostgreSQL as they are: block_height and microblock_sequence
-    are `integer`, tx_index `smallint`; a larger value fails the query (a 500, seen on v9)."""
+    """Fail as PostgreSQL does when a cursor's part overflows its column.
+
+    The parts go to the database as they are: block_height and microblock_sequence are
+    `integer`, tx_index is `smallint`, and a larger value fails the query (a 500, as seen
+    on v9).
+    """
     height, micro, index = (int(part) for part in cursor.split(":"))
     for value, kind, top in ((height, "integer", I32_MAX), (micro, "integer", I32_MAX)):
         if value > top:
@@ -81,7 +86,10 @@ def _check_column_ranges(cursor: str) -> None:
 def route(
     chain: Chain, renderer: Renderer, method: str, path: str, params: Mapping[str, str]
 ) -> Response:
-    """Answer one v2/v3 request (the caller holds the API's lock and applied limits/faults)."""
+    """Answer one v2 or v3 request.
+
+    The caller holds the API's lock and has applied the limits and faults.
+    """
     if method not in ("GET", "HEAD"):  # Fastify: no such route for that method
         message = f"Route {method}:{path} not found"
         return fastify_error(404, {"error": "Not Found", "message": message})
@@ -151,7 +159,10 @@ def _offset(params: Mapping[str, str]) -> int:
 
 
 def _height_or_hash(raw: str) -> int | str:
-    """`latest`, a height, or a 64-hex hash (`src/api/routes/v2/schemas.ts` parseBlockParam)."""
+    """Read a `:height_or_hash` parameter: `latest`, a height, or a 64-hex hash.
+
+    The checks are `src/api/routes/v2/schemas.ts` parseBlockParam's.
+    """
     if raw == "latest":
         return raw
     if _INTEGER.match(raw) and int(raw) >= 0:
@@ -169,8 +180,11 @@ def _height_or_hash(raw: str) -> int | str:
 
 
 class TxView:
-    """The chain's transactions keyed as the v3 route keys them: every tx here has
-    microblock_sequence I32_MAX (no microblocks after Nakamoto)."""
+    """Key the chain's transactions as the v3 route keys them.
+
+    Every transaction here has microblock_sequence I32_MAX: there are no microblocks
+    after Nakamoto.
+    """
 
     def __init__(self, chain: Chain, renderer: Renderer) -> None:
         self.chain = chain
@@ -183,7 +197,7 @@ class TxView:
         return f"{GENESIS_BLOCK_HEIGHT + b}:{I32_MAX}:{i - chain.block_first_tx[b]}"
 
     def _position(self, height: int, micro: int, index: int) -> int:
-        """How many txs have a key <= (height, micro, index); every tx here has micro I32_MAX."""
+        """Count the transactions whose key is at or below (height, micro, index)."""
         b = height - GENESIS_BLOCK_HEIGHT
         if b < 0:
             return 0
@@ -230,7 +244,7 @@ class TxView:
         }
 
     def summary(self, i: int) -> dict[str, Any]:
-        """Tx `i` as a TransactionSummary (`src/api/serializers/v3/transactions.ts`)."""
+        """Render transaction `i` as a TransactionSummary (serializers/v3/transactions.ts)."""
         tx = orjson.loads(self.renderer.render(i))
         b = tx["block_height"] - GENESIS_BLOCK_HEIGHT
         sponsored = tx.get("sponsored") and tx.get("sponsor_address") is not None
@@ -283,7 +297,7 @@ class TxView:
 
 
 def _memo_repr(memo: str) -> str:
-    """@stacks/codec memoToString: the bytes without trailing NULs, as UTF-8."""
+    """Decode a memo as @stacks/codec memoToString does: without trailing NULs, as UTF-8."""
     raw = bytes.fromhex(memo.removeprefix("0x"))
     return raw.rstrip(b"\x00").decode("utf-8", "replace")
 
@@ -305,12 +319,12 @@ def burn_hash(chain: Chain, tenure: int) -> str:
 
 
 def block_end(chain: Chain, b: int) -> int:
-    """One past block `b`'s last tx index."""
+    """Return one past the index of block `b`'s last transaction."""
     return chain.block_first_tx[b + 1] if b + 1 < chain.n_blocks else len(chain)
 
 
 class BlockView:
-    """The chain's blocks and burn blocks as the v2 routes show them."""
+    """Show the chain's blocks and burn blocks as the v2 routes do."""
 
     def __init__(self, chain: Chain, renderer: Renderer) -> None:
         self.chain = chain
@@ -322,7 +336,7 @@ class BlockView:
         return block_end(self.chain, b) - self.chain.block_first_tx[b]
 
     def _burn_fields(self, tenure: int) -> dict[str, Any]:
-        """The fields a block and a burn block share: the tenure's Bitcoin block."""
+        """Return the fields a block and a burn block share: those of the tenure's Bitcoin block."""
         burn_time = self.chain.tenure_burn_time[tenure]
         return {
             "burn_block_time": burn_time,
@@ -332,7 +346,9 @@ class BlockView:
         }
 
     def block_json(self, b: int) -> dict[str, Any]:
-        """A NakamotoBlock (`src/api/routes/v2/helpers.ts` parseDbNakamotoBlock)."""
+        """Render block `b` as a NakamotoBlock (`src/api/routes/v2/helpers.ts`
+        parseDbNakamotoBlock).
+        """
         chain = self.chain
         tenure = chain.block_tenure[b]
         block_time = chain.block_time[b]
@@ -370,7 +386,10 @@ class BlockView:
         return b
 
     def _block_by_hash(self, wanted: str) -> int:
-        """Block by hash or index hash, from an index kept per chain and extended as it grows."""
+        """Find a block by its hash or index hash.
+
+        The index is kept per chain and extended as the chain grows.
+        """
         chain = self.chain
         built, index = _HASH_INDEX.get(chain, (0, {}))
         for b in range(built, chain.n_blocks):
@@ -383,7 +402,10 @@ class BlockView:
         return self.block_json(self._find_block(which))
 
     def block_at(self, timestamp: int) -> dict[str, Any]:
-        """The newest block with block_time <= timestamp (block_time never decreases here)."""
+        """Return the newest block whose block_time is at or before `timestamp`.
+
+        Block times never decrease here, so a bisection finds it.
+        """
         b = bisect_right(self.chain.block_time, timestamp) - 1
         if b < 0:
             raise Missing("No block found at or before the given timestamp")
@@ -420,12 +442,12 @@ class BlockView:
     # ---- burn blocks ------------------------------------------------------------------------
 
     def _tenures_with_blocks(self) -> int:
-        """Tenures that hold a Stacks block (the newest may have opened without one yet)."""
+        """Count the tenures that hold a Stacks block; the newest may have opened without one."""
         chain = self.chain
         return chain.block_tenure[-1] + 1 if chain.n_blocks else 0
 
     def burn_block_json(self, tenure: int) -> dict[str, Any]:
-        """A BurnBlock (`src/api/routes/v2/helpers.ts` parseDbBurnBlock)."""
+        """Render a tenure as a BurnBlock (`src/api/routes/v2/helpers.ts` parseDbBurnBlock)."""
         chain = self.chain
         first = chain.tenure_first_block[tenure]
         end = (
