@@ -55,6 +55,9 @@ def _date_header() -> bytes:
     return _date_cache[1]
 
 
+# ---- the HTTP/1.1 front end -------------------------------------------------------------------
+
+
 class Connection(asyncio.Protocol):
     """Serve one client connection: parse its requests, and answer them one at a time.
 
@@ -265,6 +268,9 @@ class Listener:
             conn.abort()
         if self.server is not None:
             await self.server.wait_closed()
+
+
+# ---- running a simulator ----------------------------------------------------------------------
 
 
 def _url(host: str, port: int) -> str:

@@ -216,8 +216,6 @@ class TxView:
             return False
         return self.chain.block_first_tx[b] + index < block_end(self.chain, b)
 
-    # ---- /extended/v3/transactions ----------------------------------------------------------
-
     def transactions(self, limit: int, cursor: str | None) -> dict[str, Any]:
         n = len(self.chain)
         top = n
