@@ -4,11 +4,12 @@
 `serve_forever` serves in the foreground for the CLI (`stxbf sim serve`).
 
 Each connection is a bare asyncio Protocol that parses just enough HTTP/1.1 for httpx and curl:
-a web framework, the standard library's http.server, or h11 (measured at 0.81 of this parser's
-pages per CPU second, benchmarks/sim_ceiling.py) would make the simulator the bottleneck of the
-benchmarks it exists to run. Latency is a `call_later`, so a slow answer never holds up other
-connections, and the answers on one connection go out in the order their requests came. The
-listener can stop accepting for a while: that is how a refusing outage looks to a client.
+a web framework, the standard library's http.server, or h11 would make the simulator the
+bottleneck of the benchmarks it exists to run (h11 served 0.78 to 0.81 of this parser's pages per
+CPU second: benchmarks/sim_ceiling.py, docs/performance.md). Latency is a `call_later`, so a
+slow answer never holds up other connections, and the answers on one connection go out in the
+order their requests came. The listener can stop accepting for a while: that is how a refusing
+outage looks to a client.
 """
 
 from __future__ import annotations
