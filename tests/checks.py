@@ -21,7 +21,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from stxbf.simulator import Chain, SimConfig, SimServer
-from stxbf.simulator.ledger import GENESIS_BLOCK_HEIGHT
+from stxbf.simulator.chain import GENESIS_BLOCK_HEIGHT
 from stxbf.store import Store
 
 PAGE_LIMIT = 50

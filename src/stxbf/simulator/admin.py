@@ -1,27 +1,64 @@
 """The `/_sim/` control routes: read the simulator's state, or change it while it serves.
 
-They are exempt from limits, faults and outages (the handler answers them first), and a bad
-parameter is a 400 in Fastify's validation shape, as on the API's own routes.
+`SimApi.handle` answers them before anything else, so they are exempt from limits, faults and
+outages, and a bad parameter is a 400 in Fastify's validation shape, as on the API's own routes.
+Each route calls one of the control methods tests call directly. `Controls` names the part of
+`SimApi` the routes use, so that this module needs nothing of the handler that imports it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
+from stxbf.simulator.chain import Chain
 from stxbf.simulator.config import OUTAGE_MODES
-from stxbf.simulator.controls import SimControls
 from stxbf.simulator.query import int_param
+from stxbf.simulator.ratelimit import RatePolicy
 from stxbf.simulator.responses import BadRequest, Response, error, json_response
 
-_Route = Callable[[SimControls, dict[str, str], float], Response]
+
+class Controls(Protocol):
+    """The state and control methods of `SimApi` that the `/_sim/` routes read and call."""
+
+    chain: Chain
+    policy: RatePolicy
+    v1_state: str
+    fault_rate: float
+    fault_kinds: tuple[str, ...]
+
+    def stats_locked(self, now: float) -> dict[str, Any]: ...
+    def limits(self) -> dict[str, Any]: ...
+    def truth(
+        self, start_time: int | None = None, end_time: int | None = None, *, ids: bool = False
+    ) -> dict[str, Any]: ...
+    def set_v1(self, state: str) -> None: ...
+    def outage(self, seconds: float, *, mode: str = "refuse", now: float | None = None) -> None: ...
+    def set_faults(self, rate: float, kinds: str | tuple[str, ...] | None = None) -> None: ...
+    def set_limits(
+        self,
+        *,
+        rpm: int | None = None,
+        per_second: int | None = None,
+        month_quota: int | None = None,
+        month_seconds: float | None = None,
+        request_cost: int | None = None,
+        rate_headers: str | None = None,
+        rate_generic_window: str | None = None,
+        rate_reset: str | None = None,
+    ) -> None: ...
+    def advance_locked(self, seconds: float, now: float) -> int: ...
+    def reset_locked(self) -> None: ...
 
 
-def route(sim: SimControls, method: str, path: str, params: dict[str, str], now: float) -> Response:
+_Route = Callable[[Controls, dict[str, str], float], Response]
+
+
+def route(sim: Controls, method: str, path: str, params: dict[str, str], now: float) -> Response:
     """Answer one `/_sim/` request; the caller holds the simulator's lock.
 
-    Raises BadRequest, or ValueError for a value that does not parse or a setting refused;
-    the caller answers both with a 400.
+    Raises BadRequest, or ValueError for a value that does not parse or a setting the
+    simulator refuses; the caller answers both with a 400.
     """
     if method == "GET" and path in _GETS:
         return _GETS[path](sim, params, now)
@@ -36,33 +73,33 @@ def route(sim: SimControls, method: str, path: str, params: dict[str, str], now:
 # ---- GET ------------------------------------------------------------------------------------
 
 
-def _stats(sim: SimControls, params: dict[str, str], now: float) -> Response:
+def _stats(sim: Controls, params: dict[str, str], now: float) -> Response:
     return json_response(200, sim.stats_locked(now))
 
 
-def _chain(sim: SimControls, params: dict[str, str], now: float) -> Response:
+def _chain(sim: Controls, params: dict[str, str], now: float) -> Response:
     return json_response(200, sim.chain.summary())
 
 
-def _truth(sim: SimControls, params: dict[str, str], now: float) -> Response:
+def _truth(sim: Controls, params: dict[str, str], now: float) -> Response:
     start = int_param(params, "start_time", None) or None
     end = int_param(params, "end_time", None) or None
     return json_response(200, sim.truth(start, end, ids=params.get("ids") in ("1", "true")))
 
 
-def _v1(sim: SimControls, params: dict[str, str], now: float) -> Response:
+def _v1(sim: Controls, params: dict[str, str], now: float) -> Response:
     return json_response(200, {"v1": sim.v1_state})
 
 
 # ---- POST -----------------------------------------------------------------------------------
 
 
-def _set_v1(sim: SimControls, params: dict[str, str], now: float) -> Response:
+def _set_v1(sim: Controls, params: dict[str, str], now: float) -> Response:
     sim.set_v1(params.get("state") or "")
     return _v1(sim, params, now)
 
 
-def _outage(sim: SimControls, params: dict[str, str], now: float) -> Response:
+def _outage(sim: Controls, params: dict[str, str], now: float) -> Response:
     seconds = float(params.get("seconds") or 0)
     mode = params.get("mode") or "refuse"
     if mode not in OUTAGE_MODES:
@@ -74,12 +111,12 @@ def _outage(sim: SimControls, params: dict[str, str], now: float) -> Response:
     return response
 
 
-def _faults(sim: SimControls, params: dict[str, str], now: float) -> Response:
+def _faults(sim: Controls, params: dict[str, str], now: float) -> Response:
     sim.set_faults(float(params.get("rate") or 0), params.get("kinds"))
     return json_response(200, {"rate": sim.fault_rate, "kinds": list(sim.fault_kinds)})
 
 
-def _limits(sim: SimControls, params: dict[str, str], now: float) -> Response:
+def _limits(sim: Controls, params: dict[str, str], now: float) -> Response:
     policy = sim.policy
     month_seconds = float(params.get("month_seconds") or policy.month_seconds)
     sim.set_limits(
@@ -95,13 +132,17 @@ def _limits(sim: SimControls, params: dict[str, str], now: float) -> Response:
     return json_response(200, sim.limits())
 
 
-def _advance(sim: SimControls, params: dict[str, str], now: float) -> Response:
+def _advance(sim: Controls, params: dict[str, str], now: float) -> Response:
     added = sim.advance_locked(float(params.get("seconds") or 0), now)
     return json_response(200, {"added": added, "chain": sim.chain.summary()})
 
 
-def _anomaly(sim: SimControls, params: dict[str, str], now: float) -> Response:
-    """POST /_sim/anomaly?kind=extend|earlier|reorg|late (see the Chain's methods)."""
+def _anomaly(sim: Controls, params: dict[str, str], now: float) -> Response:
+    """Make the chain misbehave as `kind` says: extend, earlier, reorg or late.
+
+    Each kind calls one of the Chain's anomaly methods, whose docstrings say what the real
+    chain does that the kind models.
+    """
     kind = params.get("kind") or ""
     chain = sim.chain
     added: Any
@@ -122,7 +163,7 @@ def _anomaly(sim: SimControls, params: dict[str, str], now: float) -> Response:
     return json_response(200, {"kind": kind, "result": added, "chain": chain.summary()})
 
 
-def _reset(sim: SimControls, params: dict[str, str], now: float) -> Response:
+def _reset(sim: Controls, params: dict[str, str], now: float) -> Response:
     sim.reset_locked()
     return json_response(200, {"reset": True})
 

@@ -1,4 +1,5 @@
-"""Every knob of the simulator in one frozen dataclass, shared by the CLI, server and tests."""
+"""Every knob of the simulator lives in one frozen dataclass, which the CLI, the server and the
+tests share, so a setting has one name and one check wherever it is given."""
 
 from __future__ import annotations
 
@@ -40,13 +41,13 @@ LOGNORMAL_SIGMA = 0.8  # the tail: the 99th percentile is ~4.5 times the mean
 
 
 def check_loopback(host: str) -> None:
-    """The simulator listens on loopback only: it serves anyone who can reach it."""
+    """Refuse a host that is not loopback: the simulator serves anyone who can reach it."""
     if host not in LOOPBACK_HOSTS:
         raise ValueError(f"the simulator binds loopback only, not {host!r}")
 
 
 def parse_fault_kinds(text: str | None) -> tuple[str, ...]:
-    """`"500,drop"` → `("500", "drop")`; empty or None means every kind."""
+    """Split a list such as `"500,drop"` into fault kinds; empty or None means every kind."""
     if not text:
         return FAULT_KINDS
     kinds = tuple(dict.fromkeys(part.strip().lower() for part in text.split(",") if part.strip()))
@@ -59,8 +60,11 @@ def parse_fault_kinds(text: str | None) -> tuple[str, ...]:
 
 
 def parse_instant(text: str) -> float:
-    """`--now`: unix seconds (`1796083200`) or ISO 8601 (`2026-12-01T00:00:00Z`; UTC unless an
-    offset is given), as unix seconds. Raises ValueError with a message that names both forms."""
+    """Read `--now` as unix seconds: `1796083200`, or ISO 8601 (`2026-12-01T00:00:00Z`).
+
+    An ISO time without an offset is UTC. A value of neither form raises ValueError with
+    a message that names both.
+    """
     text = text.strip()
     with contextlib.suppress(ValueError):
         seconds = float(text)
@@ -78,12 +82,13 @@ def parse_instant(text: str) -> float:
 
 @dataclass(frozen=True)
 class SimConfig:
-    """A simulated Hiro API: the chain it serves, and how (un)kindly it serves it.
+    """Describe a simulated Hiro API: the chain it serves, and how (un)kindly it serves it.
 
-    Times are unix seconds. `end_time=None` means "now" when the chain is built; `growth` keeps
-    appending blocks after that (regular transactions per second, 0 = a frozen chain). Every
-    block time follows from `seed` and `end_time` (genesis is `days` before it), so two chains
-    with the same seed and a fixed `end_time` (`stxbf sim serve --now`) are the same chain.
+    Times are unix seconds. `end_time=None` means "now" when the chain is built; `growth`
+    keeps appending blocks after that (regular transactions a second, 0 for a frozen
+    chain). Every block time follows from `seed` and `end_time` (genesis is `days` before
+    it), so two chains with the same seed and a fixed `end_time` (`stxbf sim serve --now`)
+    are the same chain.
     """
 
     # the chain
@@ -151,7 +156,7 @@ class SimConfig:
         return replace(self, **changes)
 
     def rate_policy(self) -> RatePolicy:
-        """The limits as the rate limiter takes them (None → 0 = off)."""
+        """Return the limits as the rate limiter takes them (None becomes 0, off)."""
         return RatePolicy(
             rpm=self.rpm or 0,
             per_second=self.per_second or 0,
@@ -165,7 +170,7 @@ class SimConfig:
 
     @property
     def v1_state(self) -> str:
-        """`v1`, with the older `v1_gone` / `deprecation` switches folded in."""
+        """Return `v1`, with the older `v1_gone` and `deprecation` switches folded in."""
         if self.v1_gone or self.v1 == "gone":
             return "gone"
         if self.deprecation or self.v1 == "deprecated":
@@ -174,6 +179,6 @@ class SimConfig:
 
     @property
     def jitter(self) -> float:
-        """Seconds of jitter around the latency: 20 % of it unless set."""
+        """Return the seconds of jitter around the latency: 20 % of it unless set."""
         jitter_ms = self.latency_ms * 0.2 if self.jitter_ms is None else self.jitter_ms
         return max(0.0, jitter_ms) / 1000.0

@@ -1,7 +1,7 @@
-"""Paging through sorted index arrays without materialising their merge.
+"""Pages through sorted index arrays are found without building their merge.
 
 A `type` filter or `sort_by=fee` page is a slice of several sorted arrays merged in index order
-(one per tx kind, or per (kind, fee) bucket); these functions find that slice by counting and
+(one per tx kind, or per (kind, fee) bucket). These functions find that slice by counting and
 bisecting, so a deep page costs O(log n) per array instead of a walk from the first result.
 """
 
@@ -23,7 +23,10 @@ def page_segments(
     offset: int,
     limit: int,
 ) -> tuple[int, list[int]]:
-    """Page through segments in order; each segment is sorted arrays merged in index order."""
+    """Return the total and one page of segments taken in order.
+
+    Each segment is a list of sorted arrays whose values are merged in index order.
+    """
     counted: list[tuple[_Bounds, int]] = []
     total = 0
     for seg in segments:
@@ -46,7 +49,11 @@ def page_segments(
 
 
 def _take(bounds: _Bounds, skip: int, take: int, descending: bool) -> list[int]:
-    """The `take` merged values after skipping `skip`, ascending or descending."""
+    """Return `take` merged values after skipping `skip`, ascending or descending.
+
+    It bisects for the value that exactly `skip` values precede, instead of merging from
+    the start, so a deep page costs no more than the first.
+    """
     live = [(arr, a, b) for arr, a, b in bounds if b > a]
     if len(live) == 1:
         arr, a, b = live[0]

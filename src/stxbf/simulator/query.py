@@ -1,5 +1,5 @@
-"""Query-string parameters checked the way the real API's schemas (TypeBox + Ajv with
-coerceTypes) check them, with the same messages; a bad one raises `BadRequest`."""
+"""Query-string parameters are checked here the way the real API's schemas (TypeBox, and Ajv
+with coerceTypes) check them, with the same messages; a bad one raises `BadRequest`."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ def int_param(
     minimum: int | None = 0,
     maximum: int | None = None,
 ) -> int | None:
-    """An integer query parameter, validated as Ajv (coerceTypes) does, with its messages."""
+    """Read an integer query parameter as Ajv (with coerceTypes) does, with its messages."""
     raw = params.get(name)
     if raw is None or raw == "":
         return default
@@ -40,7 +40,7 @@ def int_param(
 
 
 def bool_param(params: Mapping[str, str], name: str) -> bool:
-    """A boolean query parameter: Ajv coerces only the strings "true" and "false"."""
+    """Read a boolean query parameter: Ajv coerces only the strings "true" and "false"."""
     raw = params.get(name)
     if raw is None:
         return False
@@ -50,11 +50,14 @@ def bool_param(params: Mapping[str, str], name: str) -> bool:
 
 
 def enum_error(path: str, allowed: tuple[str, ...]) -> BadRequest:
-    """TypeBox's Type.Enum is an anyOf of constants: Ajv reports each branch, then the anyOf."""
+    """Return Ajv's error for a value outside a TypeBox Type.Enum.
+
+    Type.Enum is an anyOf of constants, so Ajv reports each branch, then the anyOf.
+    """
     branches = [f"querystring/{path} must be equal to constant"] * len(allowed)
     return BadRequest(", ".join([*branches, f"querystring/{path} must match a schema in anyOf"]))
 
 
 def all_values(query: str, name: str) -> list[str]:
-    """Every value of a repeated parameter (`type=a&type=b`), in order."""
+    """Return every value of a repeated parameter (`type=a&type=b`), in order."""
     return [value for key, value in parse_qsl(query, keep_blank_values=True) if key == name]

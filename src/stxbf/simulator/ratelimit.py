@@ -42,7 +42,7 @@ _STYLE_GENERIC: dict[str, str | None] = {
 
 @dataclass
 class Window:
-    """A sliding window of `seconds`, counting cost units: (sent_at, cost) entries."""
+    """Count cost units in a sliding window of `seconds`, as (sent_at, cost) entries."""
 
     seconds: float
     entries: deque[tuple[float, int]] = field(default_factory=deque)
@@ -58,7 +58,7 @@ class Window:
         self.used += cost
 
     def wait_for(self, now: float, cost: int, limit: int) -> float:
-        """Seconds until `cost` more units fit under `limit` (0 = they fit now)."""
+        """Return the seconds until `cost` more units fit under `limit` (0 when they fit now)."""
         excess = self.used + cost - limit
         if excess <= 0:
             return 0.0
@@ -69,12 +69,15 @@ class Window:
         return self.seconds  # unreachable while cost <= limit
 
     def reset_in(self, now: float) -> float:
-        """Seconds until the oldest entry leaves (a full window when empty)."""
+        """Return the seconds until the oldest entry leaves (a full window when it is empty)."""
         return self.entries[0][0] + self.seconds - now if self.entries else self.seconds
 
 
 def month_bounds(now: float, period_seconds: float) -> tuple[int, float]:
-    """(period id, when it ends): fixed periods of `period_seconds`, or the UTC calendar month."""
+    """Return the period a moment falls in, and when that period ends.
+
+    A period is `period_seconds` long when given, else the UTC calendar month.
+    """
     if period_seconds > 0:
         period = math.floor(now / period_seconds)
         return period, (period + 1) * period_seconds
@@ -87,7 +90,7 @@ def month_bounds(now: float, period_seconds: float) -> tuple[int, float]:
 
 @dataclass
 class ClientWindows:
-    """One client's (API key's or IP's) windows and monthly usage."""
+    """Hold one client's windows and monthly usage (per API key, else per IP)."""
 
     minute: Window = field(default_factory=lambda: Window(60.0))
     second: Window = field(default_factory=lambda: Window(1.0))
@@ -97,7 +100,7 @@ class ClientWindows:
 
 @dataclass
 class RatePolicy:
-    """The limits in force (0 = off) and how they are announced; mutable at run time."""
+    """Hold the limits in force (0 is off) and how they are announced; they change at run time."""
 
     rpm: int = 0
     per_second: int = 0
@@ -140,10 +143,10 @@ class RatePolicy:
     def admit(
         self, client: ClientWindows, now: float
     ) -> tuple[int | None, str | None, list[tuple[str, str]]]:
-        """(retry_after or None, which limit refused, headers) for one request at `now`.
+        """Admit or refuse one request at `now`: return (retry_after or None, reason, headers).
 
-        Order: the monthly quota first (its retry-after runs to the period's end), then the
-        minute, then the second window. An admitted request spends `cost` units in each.
+        The monthly quota is checked first (its retry-after runs to the period's end), then
+        the minute, then the second window. An admitted request spends `cost` units in each.
         """
         if not self.active:
             return None, None, []

@@ -1,56 +1,185 @@
 """How a simulated transaction looks on the wire: Hiro's `/extended/v1/tx` JSON, written by hand.
 
-Deliberately independent of `stxbf.models`: this file spells the API's shape the way Hiro does
+Deliberately independent of `stxbf.models`: this module spells the API's shape the way Hiro does
 (amounts and fee_rate as strings, tx_result as {hex, repr}, one payload object per tx_type), so a
 drift between client and API fails a test instead of passing on both sides.
 
-Speed matters (tens of thousands of txs a second): the fields a Stacks block shares are rendered
-once per block and cached; each tx is one f-string over pre-escaped pools of addresses and
-contracts, with its variable fields taken from its 64-byte seeded digest.
+Speed matters (tens of thousands of transactions a second). The fixed pieces a transaction is
+assembled from (pre-escaped JSON outcomes and execution-cost tails, the contract vocabulary,
+c32-looking addresses, Hiro's ISO timestamps) are built once at import. The fields a Stacks block
+shares are rendered once per block and cached, and each transaction is then one f-string over
+pools of addresses and contracts, with its variable fields taken from its 64-byte seeded digest.
 """
 
 from __future__ import annotations
 
 import hashlib
 import random
+from datetime import datetime, timezone
 
-from stxbf.simulator.ledger import (
+import orjson
+
+from stxbf.simulator.chain import (
     CONTRACT_CALL,
     FEE_LADDER,
     GENESIS_BLOCK_HEIGHT,
     GENESIS_BURN_HEIGHT,
     TENURE_CHANGE,
     TOKEN_TRANSFER,
-    Ledger,
+    Chain,
 )
-from stxbf.simulator.tx_parts import (
-    CALL_TAILS,
-    DEPLOY_TAIL,
-    EXTEND_CAUSES,
-    FAILED_OUTCOMES,
-    FUNCTIONS,
-    MINER_NONCE_STRIDE,
-    N_SENDERS,
-    OK_TRUE,
-    POWERS,
-    PROBLEMATIC,
-    PROBLEMATIC_PER_MILLE,
-    SOURCES,
-    SUCCESS,
-    TRANSFER_FAILED,
-    TRANSFER_OK,
-    WORDS,
-    ZERO_MEMO,
-    address,
-    iso,
-    json_text,
+
+# ---- the fixed pieces of a transaction ---------------------------------------------------------
+
+C32 = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+N_SENDERS = (
+    20011  # prime; sender = i % N_SENDERS, nonce = i // N_SENDERS + base: (sender, nonce) unique
 )
+WORDS = (
+    "amm-pool",
+    "sbtc-token",
+    "stacking-dao",
+    "bns-v2",
+    "nft-marketplace",
+    "velar-router",
+    "alex-vault",
+    "arkadiko-swap",
+    "zest-borrow",
+    "bitflow-stableswap",
+    "pox-4-pool",
+    "usda-token",
+    "welsh-token",
+    "leo-token",
+    "granite-lending",
+    "charisma-dex",
+)
+FUNCTIONS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
+    ("swap-x-for-y", (("dx", "uint"), ("min-dy", "uint"))),
+    ("swap-y-for-x", (("dy", "uint"), ("min-dx", "uint"))),
+    ("transfer", (("amount", "uint"), ("recipient", "principal"))),
+    ("deposit", (("amount", "uint"),)),
+    ("withdraw", (("amount", "uint"),)),
+    ("claim-rewards", (("cycle", "uint"),)),
+    ("delegate-stx", (("amount-ustx", "uint"), ("delegate-to", "principal"))),
+    ("mint", (("recipient", "principal"),)),
+    ("list-asset", (("token-id", "uint"), ("price", "uint"))),
+    ("add-liquidity", (("dx", "uint"), ("dy", "uint"))),
+)
+SOURCES = (
+    ';; token\n(define-fungible-token token)\n(define-read-only (get-name) (ok "Token"))\n'
+    "(define-public (transfer (amount uint) (sender principal) (recipient principal))\n"
+    "  (begin (asserts! (is-eq tx-sender sender) (err u4))\n"
+    "         (ft-transfer? token amount sender recipient)))\n",
+    ";; counter\n(define-data-var counter uint u0)\n"
+    "(define-public (increment) (ok (var-set counter (+ (var-get counter) u1))))\n"
+    "(define-read-only (get-counter) (var-get counter))\n",
+    ";; nft\n(define-non-fungible-token item uint)\n(define-data-var last-id uint u0)\n"
+    "(define-public (mint (recipient principal))\n"
+    "  (let ((id (+ (var-get last-id) u1)))\n"
+    "    (try! (nft-mint? item id recipient)) (var-set last-id id) (ok id)))\n",
+)
+OK_TRUE = '{"hex":"0x0703","repr":"(ok true)"}'
+ERR_RESULTS = (
+    '{"hex":"0x080100000000000000000000000000000001","repr":"(err u1)"}',
+    '{"hex":"0x080100000000000000000000000000000004","repr":"(err u4)"}',
+    '{"hex":"0x0809","repr":"(err none)"}',
+)
+ZERO_MEMO = "0x" + "00" * 34
+POWERS = tuple(10 ** (2 + k) for k in range(8))
+# a miner's nonces per tenure it wins: tenure change, coinbase, then its tenure extends
+MINER_NONCE_STRIDE = 4096
+# time-based extends are the common kind; the per-dimension ones (SIP-034) are rarer
+EXTEND_CAUSES = (
+    *("extended",) * 5,
+    "extended_runtime",
+    "extended_read_count",
+    "extended_read_length",
+    "extended_write_count",
+    "extended_write_length",
+)
+
+
+def _outcome(status: str, result: str) -> str:
+    return f'"tx_status":"{status}","tx_result":{result},'
+
+
+def _tail(events: int, read: int, read_len: int, runtime: int, write: int, write_len: int) -> str:
+    return (
+        f'"event_count":{events},"execution_cost_read_count":{read},'
+        f'"execution_cost_read_length":{read_len},"execution_cost_runtime":{runtime},'
+        f'"execution_cost_write_count":{write},"execution_cost_write_length":{write_len},'
+    )
+
+
+SUCCESS = _outcome("success", OK_TRUE)
+# mined but skipped: the block marked it problematic (src/datastore/common.ts ProblematicSkipped)
+PROBLEMATIC = _outcome("problematic_skipped", '{"hex":"0x0809","repr":"(err none)"}')
+PROBLEMATIC_PER_MILLE = 2
+FAILED_OUTCOMES = (
+    _outcome("abort_by_response", ERR_RESULTS[0]),
+    _outcome("abort_by_response", ERR_RESULTS[1]),
+    _outcome("abort_by_post_condition", OK_TRUE),
+    _outcome("abort_by_response", ERR_RESULTS[2]),
+    _outcome("abort_by_post_condition", OK_TRUE),
+)
+TRANSFER_OK = _tail(1, 0, 0, 0, 0, 0)
+TRANSFER_FAILED = _tail(0, 0, 0, 0, 0, 0)
+DEPLOY_TAIL = _tail(0, 0, 0, 1_500_000, 9, 4_200)
+# per read count: [failed (no events), then 0..11 events]
+CALL_TAILS = tuple(
+    tuple(
+        _tail(events, reads, reads * 1731, reads * 29_113 + 4_000, reads // 3, reads * 97)
+        for events in (0, *range(12))
+    )
+    for reads in range(5, 65)
+)
+
+
+def json_text(value: object) -> str:
+    return orjson.dumps(value).decode()
+
+
+_C32_TABLE = bytes(ord(C32[b % 32]) for b in range(256))
+
+
+def address(rng: random.Random, prefix: str = "SP") -> str:
+    """Return a c32-looking mainnet address of 41 characters.
+
+    It is not checksummed, since nothing here verifies one.
+    """
+    return prefix + rng.randbytes(39).translate(_C32_TABLE).decode()
+
+
+_MINUTES: dict[int, str] = {}
+_SECONDS = tuple(f"{s:02d}.000Z" for s in range(60))
+
+
+def iso(ts: int) -> str:
+    """Format a time as Hiro does (JavaScript's toISOString): `2025-06-15T11:16:16.000Z`.
+
+    The minute's prefix is cached, since consecutive transactions share it.
+    """
+    minute, secs = divmod(ts, 60)
+    prefix = _MINUTES.get(minute)
+    if prefix is None:
+        moment = datetime.fromtimestamp(minute * 60, tz=timezone.utc)
+        prefix = moment.strftime("%Y-%m-%dT%H:%M:")
+        if len(_MINUTES) > 200_000:
+            _MINUTES.clear()
+        _MINUTES[minute] = prefix
+    return prefix + _SECONDS[secs]
+
+
+# ---- the renderer ----------------------------------------------------------------------------
 
 
 class Renderer:
-    """Renders tx `i` of a chain as a JSON object (str); one per chain, not thread-safe."""
+    """Render transaction `i` of a chain as a JSON object (a str).
 
-    def __init__(self, chain: Ledger, *, block_cache: int = 4096) -> None:
+    There is one renderer per chain, and it is not thread-safe: its caches are unguarded.
+    """
+
+    def __init__(self, chain: Chain, *, block_cache: int = 4096) -> None:
         self.chain = chain
         rng = random.Random(f"render:{chain.seed}")
         self.senders = [address(rng) for _ in range(N_SENDERS)]
@@ -96,7 +225,7 @@ class Renderer:
         return cached
 
     def _tenure_fields(self, tenure: int) -> tuple[str, str]:
-        """(burn fields, the same time as parent_burn_* fields) of a tenure."""
+        """Return a tenure's burn fields, and the same time as the parent_burn_* fields."""
         cached = self._tenures.get(tenure)
         if cached is None:
             burn_time = self.chain.tenure_burn_time[tenure]
@@ -137,7 +266,7 @@ class Renderer:
     # ---- per tx -----------------------------------------------------------------------------
 
     def render(self, i: int, b: int | None = None, *, exclude_function_args: bool = False) -> str:
-        """Tx `i` (in block `b`, looked up when not given) as one JSON object.
+        """Render transaction `i` (in block `b`, looked up when not given) as one JSON object.
 
         `exclude_function_args` leaves `function_args` out of a contract call altogether, as
         db-controller.ts parseContractCallMetadata does for `?exclude_function_args=true`.
@@ -257,7 +386,7 @@ class Renderer:
         )
 
     def _tenure_change(self, b: int, tenure: int, digest: bytes) -> str:
-        """The tenure's opening tenure_change (a block was found)."""
+        """Render the tenure_change that opens a tenure (its cause: a block was found)."""
         first_block = self.chain.tenure_first_block
         prev_blocks = b - first_block[tenure - 1] if tenure else 1
         return (
@@ -271,9 +400,12 @@ class Renderer:
         )
 
     def _tenure_extend(self, i: int, b: int, tenure: int, digest: bytes) -> tuple[int, str]:
-        """(earlier extends in the tenure, payload) of a tenure extend: stacks-core
-        TenureChangeCause, with the API's cause strings (db-controller.ts
-        getTxTenureChangeCauseString); same tenure, blocks counted from its start."""
+        """Return how many extends the tenure had before, and the payload of this one.
+
+        The causes are stacks-core's TenureChangeCause, written as the API writes them
+        (db-controller.ts getTxTenureChangeCauseString); the tenure stays the same, and its
+        blocks are counted from its start.
+        """
         chain = self.chain
         extends = sum(
             1
@@ -293,7 +425,10 @@ class Renderer:
         return extends, payload
 
     def _coinbase(self, digest: bytes) -> str:
-        """A Nakamoto coinbase: vrf_proof always, alt_recipient now and then (db-controller.ts)."""
+        """Render a Nakamoto coinbase: a vrf_proof always, an alt_recipient now and then.
+
+        The fields are db-controller.ts's.
+        """
         if digest[52] < 24:
             alt = self.senders[(digest[53] << 8 | digest[54]) % N_SENDERS]
             if digest[55] & 1:
@@ -312,7 +447,7 @@ class Renderer:
         return hashlib.blake2b(raw, key=self.chain.key, digest_size=20).hexdigest()
 
     def page(self, indices: list[int], *, exclude_function_args: bool = False) -> list[str]:
-        """Render a page; consecutive indices reuse the block lookup."""
+        """Render a page of transactions; consecutive indices reuse the block lookup."""
         out = []
         chain = self.chain
         firsts = chain.block_first_tx

@@ -1,5 +1,6 @@
-"""What a route hands the front ends: a `Response` (with an `Action` for faults that need a
-transport), and the error answers of Fastify, the framework the real API runs on.
+"""A route hands the front ends a `Response`, with an `Action` for the faults that need a
+transport; this module also writes the error answers of Fastify, the framework the real API runs
+on.
 
 Every route module builds its answers here, so the front ends and the routes share one vocabulary
 and no route module needs the handler that calls it.
@@ -17,7 +18,7 @@ JSON_TYPE = "application/json; charset=utf-8"
 
 
 class Action(enum.Enum):
-    """What the transport does besides (or instead of) writing the response."""
+    """Say what the front end does besides (or instead of) writing the response."""
 
     SEND = "send"
     DROP = "drop"  # close the connection, no response
@@ -28,6 +29,12 @@ class Action(enum.Enum):
 
 @dataclass
 class Response:
+    """Carry a route's answer to the front end, with what the front end must do with it.
+
+    `delay` is latency the front end waits out without blocking other requests; `action`,
+    `stall_seconds` and `pause_listening` are faults only a transport can carry out.
+    """
+
     status: int
     headers: list[tuple[str, str]]
     body: bytes
@@ -48,21 +55,25 @@ def json_response(
 
 
 def error(status: int, message: str) -> Response:
-    """The simulator's own plain error shape (limits, auth, outages, injected faults)."""
+    """Answer with the simulator's own plain error shape.
+
+    Limits, keys, outages and injected faults use it; the routes use Fastify's shapes.
+    """
     return json_response(status, {"error": message})
 
 
 def fastify_error(status: int, payload: dict[str, Any]) -> Response:
-    """An error Fastify serialises from a thrown error: `statusCode` first, then the fields."""
+    """Answer as Fastify serialises a thrown error: `statusCode` first, then the fields."""
     return json_response(status, {"statusCode": status, **payload})
 
 
 def bad_request(message: str) -> Response:
-    """Fastify's answer to a request its (TypeBox/Ajv) schema rejects.
+    """Answer as Fastify does a request its (TypeBox and Ajv) schema rejects.
 
     Fastify 5 serialises the error as {statusCode, code, error, message}; its default
     schemaErrorFormatter writes `<dataVar><instancePath> <ajv message>`, e.g.
-    `querystring/limit must be <= 50` (stacks-blockchain-api tests/api/datastore/other.test.ts).
+    `querystring/limit must be <= 50` (stacks-blockchain-api
+    tests/api/datastore/other.test.ts).
     """
     return fastify_error(
         400, {"code": "FST_ERR_VALIDATION", "error": "Bad Request", "message": message}
@@ -70,7 +81,7 @@ def bad_request(message: str) -> Response:
 
 
 def route_not_found(method: str, path: str) -> Response:
-    """Fastify's default 404 for a route it does not have (its own field order)."""
+    """Answer as Fastify's default 404 does for a route it does not have (its field order)."""
     payload = {
         "message": f"Route {method}:{path} not found",
         "error": "Not Found",
@@ -80,28 +91,28 @@ def route_not_found(method: str, path: str) -> Response:
 
 
 class RouteError(Exception):
-    """An error a route raises; `response()` is the answer Fastify would give for it."""
+    """Signal an error from a route; `response()` is the answer Fastify would give for it."""
 
     def response(self) -> Response:
         raise NotImplementedError
 
 
 class BadRequest(RouteError):
-    """A request the schema rejects: 400 FST_ERR_VALIDATION with this message."""
+    """Signal a request the schema rejects: a 400 FST_ERR_VALIDATION with this message."""
 
     def response(self) -> Response:
         return bad_request(str(self))
 
 
 class Missing(RouteError):
-    """A thing the route looked up and did not find: 404 with this message."""
+    """Signal a thing the route looked up and did not find: a 404 with this message."""
 
     def response(self) -> Response:
         return fastify_error(404, {"error": "Not Found", "message": str(self)})
 
 
 class DatabaseError(RouteError):
-    """500 with PostgreSQL's code and message, as Fastify passes it on."""
+    """Signal a PostgreSQL error, which Fastify passes on as a 500 with its code."""
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)

@@ -20,7 +20,7 @@ from stxbf.simulator.responses import Action, Response
 
 
 class _TruncatedStream(httpx.AsyncByteStream, httpx.SyncByteStream):
-    """Yields part of the body, then fails the way a peer closing mid-body does."""
+    """Yield part of the body, then fail the way a peer that closes mid-body makes httpx fail."""
 
     def __init__(self, part: bytes) -> None:
         self.part = part
@@ -40,10 +40,10 @@ class _TruncatedStream(httpx.AsyncByteStream, httpx.SyncByteStream):
 
 
 class SimTransport(httpx.AsyncBaseTransport, httpx.BaseTransport):
-    """Answer httpx requests from a `SimApi` in-process (sync and async clients alike).
+    """Answer httpx requests from a `SimApi` in-process, for sync and async clients alike.
 
-    `clock` supplies wall time (inject a fake one to test rate limits and growth); `client` is
-    the address the rate limiter sees when no x-api-key header is sent.
+    `clock` supplies wall time (inject a fake one to test rate limits and growth), and
+    `client` is the address the rate limiter sees when no x-api-key header is sent.
     """
 
     def __init__(

@@ -13,8 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from stxbf.simulator.chain import Chain
-from stxbf.simulator.ledger import API_TX_TYPES, KINDS, SORT_KEYS
+from stxbf.simulator.chain import API_TX_TYPES, KINDS, SORT_KEYS, Chain
 from stxbf.simulator.query import all_values, bool_param, enum_error, int_param
 from stxbf.simulator.render import Renderer
 from stxbf.simulator.responses import (
@@ -38,7 +37,10 @@ STATUS_PATHS = frozenset({"/extended", "/extended/", "/extended/v1/status"})
 
 
 class PageCache:
-    """LRU of rendered page bodies, bounded in bytes (retries and re-reads are free)."""
+    """Keep rendered page bodies, least recently used first out, bounded in bytes.
+
+    Retries and re-reads of a page then cost nothing.
+    """
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
@@ -65,7 +67,7 @@ class PageCache:
 
 @dataclass(frozen=True)
 class ListQuery:
-    """One valid list query; hashable, so it keys the page cache (with the chain's version)."""
+    """Hold one valid list query; it is hashable, so it keys the page cache."""
 
     offset: int
     limit: int
@@ -78,7 +80,7 @@ class ListQuery:
 
 
 def parse_list_query(params: Mapping[str, str], query: str) -> ListQuery:
-    """Check the parameters in the schema's order, as Ajv stops at the first error.
+    """Check the parameters in the schema's order, since Ajv stops at the first error.
 
     `limit=0` means the default (pagination.ts getPagingQueryLimit: `if (!limitOverride)`).
     """
@@ -108,7 +110,7 @@ def parse_list_query(params: Mapping[str, str], query: str) -> ListQuery:
 
 
 class TxList:
-    """The v1 list route over one chain: validation, paging, the page cache, deprecation."""
+    """Serve the v1 list route over one chain: validation, paging, the page cache, deprecation."""
 
     def __init__(self, chain: Chain, renderer: Renderer, cache: PageCache) -> None:
         self.chain = chain
@@ -118,7 +120,7 @@ class TxList:
     def route(
         self, method: str, path: str, params: Mapping[str, str], query: str, state: str
     ) -> Response:
-        """Answer the route in v1 `state` (on, deprecated or gone)."""
+        """Answer the route in the v1 `state` given (on, deprecated or gone)."""
         if method not in ("GET", "HEAD"):
             return route_not_found(method, path)
         if state == "gone":  # onRequest hook: before validation and the handler
@@ -133,7 +135,7 @@ class TxList:
         return response
 
     def page(self, q: ListQuery) -> Response:
-        """One page as Hiro writes it, from the cache when the chain has not changed since."""
+        """Answer one page as Hiro writes it, from the cache while the chain has not changed."""
         chain = self.chain
         cache_key = (q, chain.version)
         cached = self.cache.get(cache_key)
@@ -160,7 +162,7 @@ class TxList:
 
 
 def status(chain: Chain, renderer: Renderer) -> Response:
-    """`/extended/v1/status`: the server's readiness and the chain tip."""
+    """Answer `/extended/v1/status` with the server's readiness and the chain tip."""
     summary = chain.summary()
     tip_block = len(chain.block_time) - 1
     tip = {

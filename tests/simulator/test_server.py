@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from typing import NamedTuple
 
@@ -161,19 +162,6 @@ def test_outage_refuses_connections_then_recovers(faulty: SimServer) -> None:
     retry_until(answers, interval=0.1, what="the simulator to listen again")
 
 
-def test_throughput_sanity(sim: SimServer) -> None:
-    """Many pages through one keep-alive connection; prints the rate, asserts only correctness."""
-    pages = 300
-    started = time.perf_counter()
-    with httpx.Client(base_url=sim.url) as client:
-        for k in range(pages):
-            response = client.get("/extended/v1/tx", params={"limit": 50, "offset": 50 * k})
-            assert response.status_code == 200
-    elapsed = time.perf_counter() - started
-    print(f"simulator served {pages / elapsed:.0f} pages/s to one httpx client")
-    assert sim.stats()["pages"] >= pages
-
-
 def test_refuses_non_loopback_hosts() -> None:
     with pytest.raises(ValueError, match="loopback"):
         SimConfig(host="0.0.0.0")
@@ -314,3 +302,93 @@ def test_server_set_limits_takes_every_knob() -> None:
         assert int(headers["ratelimit-reset"]) > 1_000_000_000
         assert headers["x-ratelimit-remaining-stacks-month"] == "998"
         assert sim.stats()["limits"]["rate_headers"] == "generic-policy"
+
+
+# ---- HTTP/1.1 framing at its edges (raw sockets: what httpx never sends) ----------------------
+
+
+def _exchange(sim: SimServer, raw: bytes, *, wait_close: bool = True) -> bytes:
+    """Send raw bytes on a fresh connection and read what the simulator answers until it closes
+    the connection (or, for a keep-alive answer, until the read times out)."""
+    with socket.create_connection((sim.host, sim.port), timeout=5) as conn:
+        conn.sendall(raw)
+        received = b""
+        conn.settimeout(5 if wait_close else 0.5)
+        while True:
+            try:
+                chunk = conn.recv(65536)
+            except TimeoutError:
+                break
+            if not chunk:
+                break
+            received += chunk
+        return received
+
+
+def _status_lines(received: bytes) -> list[str]:
+    """The status lines in what came back (a pipelined answer follows the last body at once)."""
+    return re.findall(r"HTTP/1\.1 \d{3} [^\r]*", received.decode("latin-1"))
+
+
+def test_a_bad_request_line_gets_a_400_and_the_connection_closes(sim: SimServer) -> None:
+    received = _exchange(sim, b"NONSENSE\r\n\r\n")
+    assert _status_lines(received) == ["HTTP/1.1 400 Bad Request"]
+    assert b"\r\nconnection: close\r\n" in received.lower()
+
+
+def test_a_bad_content_length_gets_a_400(sim: SimServer) -> None:
+    received = _exchange(sim, b"POST /_sim/reset HTTP/1.1\r\nhost: x\r\ncontent-length: x\r\n\r\n")
+    assert _status_lines(received) == ["HTTP/1.1 400 Bad Request"]
+
+
+def test_an_oversized_head_gets_a_431(sim: SimServer) -> None:
+    head = b"GET /extended/v1/tx HTTP/1.1\r\nhost: x\r\n" + b"x-pad: " + b"a" * 70_000
+    received = _exchange(sim, head)
+    assert _status_lines(received) == ["HTTP/1.1 431 Request Header Fields Too Large"]
+
+
+def test_pipelined_requests_are_answered_in_order(sim: SimServer) -> None:
+    requests = b"".join(
+        b"GET /extended/v1/tx?limit=1&offset=%d HTTP/1.1\r\nhost: x\r\n\r\n" % k for k in range(3)
+    )
+    last = b"GET /_sim/v1 HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
+    received = _exchange(sim, requests + last)
+    assert _status_lines(received) == ["HTTP/1.1 200 OK"] * 4
+    offsets = [int(part.split(b",")[0]) for part in received.split(b'"offset":')[1:]]
+    assert offsets == [0, 1, 2]
+    assert received.endswith(b'{"v1":"on"}')
+
+
+def test_a_request_body_is_read_and_ignored(sim: SimServer) -> None:
+    received = _exchange(
+        sim,
+        b"POST /_sim/faults?rate=0 HTTP/1.1\r\nhost: x\r\ncontent-length: 5\r\n\r\nhello"
+        b"GET /_sim/v1 HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+    )
+    assert _status_lines(received) == ["HTTP/1.1 200 OK"] * 2
+    assert received.endswith(b'{"v1":"on"}')
+
+
+def test_head_gets_the_length_without_the_body(sim: SimServer) -> None:
+    received = _exchange(
+        sim, b"HEAD /extended/v1/tx?limit=1 HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
+    )
+    head, _, body = received.partition(b"\r\n\r\n")
+    assert _status_lines(received) == ["HTTP/1.1 200 OK"]
+    assert int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0]) > 100
+    assert body == b""
+
+
+def test_an_http_1_0_request_is_answered_and_closed(sim: SimServer) -> None:
+    received = _exchange(sim, b"GET /_sim/v1 HTTP/1.0\r\n\r\n")
+    assert _status_lines(received) == ["HTTP/1.1 200 OK"]
+    assert b"\r\nconnection: close\r\n" in received.lower()
+    assert received.endswith(b'{"v1":"on"}')
+
+
+def test_a_schema_400_carries_its_reason_phrase(sim: SimServer) -> None:
+    """Every status the simulator sends has the standard phrase (http.HTTPStatus's)."""
+    received = _exchange(
+        sim, b"GET /extended/v1/tx?limit=99 HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
+    )
+    assert _status_lines(received) == ["HTTP/1.1 400 Bad Request"]
