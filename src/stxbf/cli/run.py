@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import logging
 import os
-import signal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
 
 from stxbf.cli.common import stdout_is_terminal
+from stxbf.cli.driver import Driver, params_from
 from stxbf.cli.options import (
     ApiUrl,
     Concurrency,
@@ -30,16 +29,13 @@ from stxbf.cli.options import (
     TargetDays,
     Verify,
 )
-from stxbf.cli.run_end import ending_of, log_run_end, on_signal, stop_signals, stop_view
 from stxbf.cli.views import LiveView, PlainView, render_report
 from stxbf.errors import StxbfError
 from stxbf.words import plural
 
 if TYPE_CHECKING:
-    from stxbf.runner import RunParams, RunReport
+    from stxbf.runner import RunReport
     from stxbf.settings import Settings
-
-log = logging.getLogger("stxbf.cli")
 
 
 def run(
@@ -112,43 +108,6 @@ def execute_and_record(settings: Settings, *, verify: bool = False) -> RunReport
     return report
 
 
-def params_from(settings: Settings, *, verify: bool = False) -> RunParams:
-    from stxbf.runner import RunParams
-    from stxbf.settings import check_key_transport
-
-    check_key_transport(settings)
-    return RunParams(
-        api_url=settings.api_url,
-        api_key=settings.api_key.get_secret_value() if settings.api_key else None,
-        db_path=settings.db_path,
-        lock_path=settings.lock_path,
-        progress_path=settings.progress_path,
-        runner_path=settings.runner_path,
-        target_days=settings.target_days,
-        max_pages=settings.max_pages,
-        max_iterations=settings.max_iterations,
-        max_requests=settings.max_requests,
-        concurrency=settings.concurrency,
-        rpm=settings.rpm,
-        request_timeout=settings.request_timeout,
-        give_up_after=settings.give_up_after,
-        restarts=supervisor_restarts(),
-        settle_hours=settings.settle_hours,
-        source=settings.source,
-        verify=verify,
-    )
-
-
-def supervisor_restarts() -> int:
-    """How many times the supervisor has started this run again (0 when not supervised)."""
-    from stxbf.session.supervise import RESTARTS_ENV
-
-    try:
-        return max(0, int(os.environ.get(RESTARTS_ENV, "0")))
-    except ValueError:
-        return 0
-
-
 def execute(
     settings: Settings,
     *,
@@ -156,52 +115,14 @@ def execute(
     interactive: bool | None = None,
     verify: bool = False,
 ) -> RunReport:
-    """Set up the data dir, logging and signals, then run the backfill on a fresh event loop."""
-    import asyncio
-
-    from stxbf.logs import configure_logging
-    from stxbf.paths import prepare_home
+    """Run the backfill in the foreground: the live panel on a terminal, a plain line without."""
     from stxbf.runner import Runner
 
     params = params_from(settings, verify=verify)
-    os.umask(0o077)  # everything stxbf creates in its data dir is the user's alone
-    prepare_home(settings.home)
     interactive = stdout_is_terminal() if interactive is None else interactive
     view = LiveView() if interactive else PlainView()
-    secret = [params.api_key] if params.api_key else []
-    console_handler = view.log_handler()
-    configure_logging(
-        settings.log_path, level=settings.log_level, console=console_handler, secrets=secret
+    days = plural(params.target_days, "day")
+    started = f"{days} from {params.api_url} into {params.db_path}"
+    return Driver("run", view).drive(
+        settings, params, Runner.run, started=started, transport=transport
     )
-    log.info(
-        "stxbf run (pid %d) started: %s from %s into %s",
-        os.getpid(),
-        plural(params.target_days, "day"),
-        params.api_url,
-        params.db_path,
-    )
-    try:
-        runner = Runner(params, transport=transport, view=view)
-
-        async def main() -> RunReport:
-            loop = asyncio.get_running_loop()
-            signals = stop_signals()
-            for signum in signals:
-                loop.add_signal_handler(signum, on_signal, runner, signal.Signals(signum).name)
-            try:
-                return await runner.run()
-            finally:
-                for signum in signals:
-                    loop.remove_signal_handler(signum)
-
-        view.start()
-        try:
-            report = asyncio.run(main())
-        finally:
-            stop_view(view)
-    except BaseException as exc:
-        code, reason = ending_of(exc)
-        log_run_end(code, reason, console_handler)
-        raise
-    log_run_end(int(report.exit_code), report.message, console_handler)
-    return report
