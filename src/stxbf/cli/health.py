@@ -119,7 +119,7 @@ def _check(
 
 
 def _render_health(report: HealthReport) -> None:
-    from stxbf.cli.formats import target_text
+    from stxbf.cli.render import target_text
     from stxbf.report.health import CheckStatus
 
     marks = {

@@ -16,8 +16,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from stxbf.cli.formats import days_text, last_error_of, rate_and_eta
-from stxbf.cli.render import render_dashboard
+from stxbf.cli.render import days_text, last_error_of, rate_and_eta, render_dashboard
 from stxbf.errors import StxbfError
 from stxbf.logs import tail
 from stxbf.report.status import SCHEMA, StatusReport

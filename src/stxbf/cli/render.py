@@ -1,4 +1,9 @@
-"""Drawing a `StatusReport` with rich: the `stxbf status` view and the live monitor's dashboard."""
+"""How a `StatusReport` reads on screen: the words for its figures, the `stxbf status` view and
+the live monitor's dashboard, drawn with rich.
+
+The words (days, the target, the quota, the rate and ETA, the last error) are plain strings, so
+that `status`, `health`, the monitor's dashboard and its plain lines word each thing alike.
+"""
 
 from __future__ import annotations
 
@@ -13,19 +18,11 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from stxbf.cli.formats import (
-    days_text,
-    last_error_of,
-    progress_line,
-    quota_text,
-    rate_and_eta,
-    target_text,
-)
 from stxbf.codes import StatusState
 from stxbf.logs import LEVEL_STYLES, line_level
 from stxbf.report.days import DAY_BEFORE_CHAIN, DAY_MISSING, DAY_PARTIAL, DAY_VERIFIED
-from stxbf.report.status import StatusReport
-from stxbf.words import days_count, fmt_bytes, fmt_count, fmt_duration, fmt_time, plural
+from stxbf.report.status import StatusReport, not_progressing
+from stxbf.words import clock, days_count, fmt_bytes, fmt_count, fmt_duration, fmt_time, plural
 
 STRIP_GLYPHS = {
     DAY_VERIFIED: ("█", "green"),
@@ -45,6 +42,69 @@ STATE_STYLES: dict[str, str] = {  # keyed by StatusState (a str)
     StatusState.NOT_STARTED: "dim",
 }
 _WORST_FIRST = (DAY_MISSING, DAY_PARTIAL, DAY_BEFORE_CHAIN, DAY_VERIFIED)
+
+
+# -- words: how figures read on every screen -----------------------------------------------
+
+
+def days_text(report: StatusReport) -> str:
+    """`12/30 days (40.0%)`: how far the backfill is, worded the same on every screen."""
+    return f"{report.days_verified}/{report.target_days} days ({report.percent:.1f}%)"
+
+
+def target_text(target_days: int, run_target_days: int | None, *, running: bool = False) -> str:
+    """`365 days (last run: 7 days)`: the target judged, and the run's own when it is known."""
+    if run_target_days is None:
+        return days_count(target_days)
+    if run_target_days == target_days:
+        return f"{days_count(target_days)} (as {'this run' if running else 'the last run'})"
+    which = "this run" if running else "last run"
+    return f"{days_count(target_days)} ({which}: {days_count(run_target_days)})"
+
+
+def quota_text(report: StatusReport) -> str:
+    """`148,210 of 150,000 requests left (at 14:02 UTC)`: what the API's headers said last."""
+    assert report.quota_remaining is not None
+    of = f" of {report.quota_limit:,.0f}" if report.quota_limit is not None else ""
+    when = f" (at {clock(report.quota_at)})" if report.quota_at is not None else ""
+    return f"{report.quota_remaining:,.0f}{of} requests left{when}"
+
+
+def rate_text(report: StatusReport) -> str:
+    if report.rate_rpm is None:
+        return "—"
+    limit = f" (limit {report.limit_rpm:.0f})" if report.limit_rpm else " (no limit)"
+    return f"{report.rate_rpm:.0f} requests/min{limit}"
+
+
+def rate_and_eta(report: StatusReport, now: float) -> tuple[str, str]:
+    """The rate and ETA to show: dashes (and why) while no progress is being made."""
+    why = not_progressing(report, now)
+    if why is not None:
+        return f"— ({why})", f"— ({why})"
+    return rate_text(report), fmt_duration(report.eta_seconds)
+
+
+def describe_last_error(
+    error: str, error_at: float | None, progress_at: float | None, now: float
+) -> tuple[str, bool]:
+    """`HTTP 503 from the API (2m 10s ago, recovered)`, and whether pages arrived since."""
+    recovered = error_at is not None and progress_at is not None and progress_at > error_at
+    notes = []
+    if error_at is not None:
+        notes.append(f"{fmt_duration(max(0.0, now - error_at))} ago")
+    if recovered:
+        notes.append("recovered")
+    return (f"{error} ({', '.join(notes)})" if notes else error), recovered
+
+
+def last_error_of(report: StatusReport, now: float) -> tuple[str, bool] | None:
+    """The report's last error as `describe_last_error` words it, or None when there is none."""
+    if not report.last_error:
+        return None
+    return describe_last_error(
+        report.last_error, report.last_error_at, report.last_progress_at, now
+    )
 
 
 # -- the coverage strip ------------------------------------------------------------------------
@@ -149,7 +209,7 @@ def render_status(report: StatusReport, *, width: int, now: float | None = None)
     """The `stxbf status` view: the progress and status lines first (scripts grep them), then
     the figures and the coverage strip."""
     now = time.time() if now is None else now
-    head = Text(progress_line(report) + "\n")
+    head = Text(f"Progress: {days_text(report)}\n")  # scripts grep this line
     head.append_text(_state_line(report))
     if report.state == StatusState.NOT_STARTED:
         hint = "No backfill yet: start one with `stxbf tmux` (or `stxbf run` in the foreground)."

@@ -175,7 +175,7 @@ class LiveView:
         from rich.progress_bar import ProgressBar
         from rich.table import Table
 
-        from stxbf.cli.formats import describe_last_error
+        from stxbf.cli.render import describe_last_error
 
         snap = self._snap
         if snap is None:
