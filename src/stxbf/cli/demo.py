@@ -31,8 +31,7 @@ def demo(
     backfills DAYS of its history into a demo data directory with the real progress display, and
     prints what `stxbf status` says. Nothing leaves this machine; your real data is not touched.
     """
-    from stxbf.cli.run import execute
-    from stxbf.cli.views import render_report
+    from stxbf.cli.run import execute, render_report
     from stxbf.paths import DataPaths
     from stxbf.settings import load_settings
     from stxbf.simulator import SimConfig, run_in_thread

@@ -19,11 +19,11 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from stxbf.cli.common import err_console
-from stxbf.cli.views import LiveView, PlainView
 
 if TYPE_CHECKING:
     from stxbf.runner import Runner, RunParams
     from stxbf.settings import Settings
+    from stxbf.snapshot import ProgressSnapshot
 
 log = logging.getLogger("stxbf.cli")
 
@@ -39,6 +39,18 @@ class Report(Protocol):
 
 
 R = TypeVar("R", bound=Report)
+
+
+class View(Protocol):
+    """What a command shows while it works: `stxbf run`'s live panel or its plain line."""
+
+    def log_handler(self) -> logging.Handler: ...
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def update(self, snap: ProgressSnapshot) -> None: ...
 
 
 def params_from(settings: Settings, *, verify: bool = False) -> RunParams:
@@ -96,7 +108,7 @@ class Driver:
     only the log file gets the records.
     """
 
-    def __init__(self, command: str, view: LiveView | PlainView | None = None) -> None:
+    def __init__(self, command: str, view: View | None = None) -> None:
         self.command = command
         self.view = view
         self.console_handler: logging.Handler | None = None
