@@ -102,7 +102,7 @@ def run_flags(settings: Settings, run_only: Mapping[str, Any]) -> list[str]:
             value = run_only.get(name)
             if value == option.default:
                 value = None
-        flags += _render(option, value)
+        flags += _option_argv(option, value)
     return flags
 
 
@@ -113,7 +113,7 @@ def option_flags(values: Mapping[str, Any]) -> list[str]:
     for name, value in values.items():
         option = by_name.get(name)
         if option is not None:
-            flags += _render(option, value)
+            flags += _option_argv(option, value)
         elif value is not None:
             flags += [f"--{name.replace('_', '-')}", _text(value)]
     return flags
@@ -126,7 +126,9 @@ def _setting(settings: Settings, name: str) -> Any:
     return value.absolute() if isinstance(value, Path) else value
 
 
-def _render(option: Any, value: Any) -> list[str]:
+def _option_argv(option: Any, value: Any) -> list[str]:
+    """Return the argv words that give `option` this value: none for None, the flag alone (or
+    its `--no-` form) for a boolean, the option once per item for a list."""
     if value is None:
         return []
     if option.is_flag:
