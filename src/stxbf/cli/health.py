@@ -89,7 +89,7 @@ def _check(
     home: Path | None,
     db: Path | None,
 ) -> HealthReport:
-    """The health report; settings that cannot be loaded are its configuration error."""
+    """Build the health report. Settings that cannot be loaded become its configuration error."""
     from stxbf.cli.common import session_target
     from stxbf.report.database import DatabaseCache, summary_cache_path
     from stxbf.report.health import build_health, config_error

@@ -140,7 +140,7 @@ _GAUGES = (
 
 @dataclass
 class Metrics:
-    """The families `stxbf metrics` prints, in order."""
+    """Holds the metric families `stxbf metrics` prints, in the order they are printed."""
 
     families: list[Metric] = field(default_factory=list)
     db: str = ""
@@ -175,7 +175,8 @@ class Metrics:
 def build_metrics(
     status: StatusReport | None, health: HealthReport, *, db: str, version: str
 ) -> Metrics:
-    """The families for one data directory. `status` is None when the settings failed to load."""
+    """Build the families for one data directory; `status` is None when the settings failed to
+    load, and then only the health verdict and the info series are written."""
     out = Metrics(db=db)
     if status is not None:
         _status_families(out, status)

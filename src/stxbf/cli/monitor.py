@@ -1,8 +1,8 @@
-"""The live monitor: the tmux session's bottom pane, or `stxbf status --watch`.
+"""The live monitor, which the tmux session's bottom pane and `stxbf status --watch` run.
 
 It only ever reads: the runner's progress snapshot while it runs, the database (briefly,
 read-only) when nothing runs, and the log file. It never takes the database lock from a runner.
-On a terminal it redraws a dashboard (`ops.render`); into a pipe or a file, where a live panel
+On a terminal it redraws a dashboard (`cli/render.py`); into a pipe or a file, where a live panel
 cannot redraw, it prints one plain line per refresh.
 """
 
@@ -26,7 +26,7 @@ Frame = Callable[[StatusReport | None, str | None], None]  # draws (report, or t
 
 
 def plain_line(report: StatusReport | None, *, error: str | None, now: float) -> str:
-    """One line per refresh for `status --watch` without a terminal (a pipe, a log file)."""
+    """Return the line `status --watch` prints per refresh without a terminal (a pipe, a log)."""
     stamp = datetime.fromtimestamp(now, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     if report is None:
         return f"{stamp} cannot read status: {error}"
@@ -50,9 +50,10 @@ def run_monitor(
     as_json: bool = False,
     stop: Callable[[], bool] = lambda: False,
 ) -> None:
-    """Redraw every `interval` seconds until interrupted, `stop()` (the reader has left) or
-    `iterations` frames (for tests). `as_json`: one JSON object a line per refresh (NDJSON),
-    the object `stxbf status --json` prints, flushed so a reader sees each at once."""
+    """Redraw every `interval` seconds until interrupted, until `stop()` says the reader has left,
+    or for `iterations` frames (in tests). With `as_json` it prints, per refresh, the object
+    `stxbf status --json` prints on one line (NDJSON), flushed so that a reader sees each at once.
+    """
     from rich.live import Live
 
     if as_json:
@@ -91,7 +92,8 @@ def run_monitor(
 
 
 def _error_record(error: str | None) -> dict[str, object]:
-    """A refresh whose report could not be built, in the shape of `status --json`'s errors."""
+    """Return the record of a refresh whose report could not be built, shaped as the errors of
+    `status --json`."""
     return {"schema": SCHEMA, "state": "error", "error": error}
 
 
@@ -102,7 +104,7 @@ def _every(
     frame: Frame,
     stop: Callable[[], bool],
 ) -> None:
-    """Build and draw a frame, then sleep; a report that cannot be built is drawn as its error."""
+    """Build and draw a frame, then sleep. A report that cannot be built is drawn as its error."""
     count = 0
     while (iterations is None or count < iterations) and not stop():
         try:

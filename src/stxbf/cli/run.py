@@ -100,7 +100,7 @@ def run(
 
 
 def execute_and_record(settings: Settings, *, verify: bool = False) -> RunReport:
-    """Run; under a supervisor (the tmux runner pane), also leave it the outcome to decide on.
+    """Run the backfill; under a supervisor (the tmux runner pane), also leave it the outcome.
 
     An exit code alone cannot tell an API outage (worth another try) from a database error (not):
     both are 1. So the run writes its outcome, with the error's class and whether a later try can
@@ -178,7 +178,7 @@ def render_report(report: RunReport) -> None:
 
 
 def progress_line(snap: ProgressSnapshot) -> str:
-    """The line a run without a terminal prints every 30 s (cron mail, a log)."""
+    """Return the line a run without a terminal prints every 30 s (into cron mail, a log)."""
     limit = f"{snap.limit_rpm:.0f}" if snap.limit_rpm else "∞"
     # The database's total and the range's are different things: side by side, not a fraction.
     expected = f" (range ~{snap.expected_total:,})" if snap.expected_total is not None else ""
@@ -195,7 +195,8 @@ def progress_line(snap: ProgressSnapshot) -> str:
 
 
 def _not_progressing(snap: ProgressSnapshot, now: float) -> str | None:
-    """Why no pages are arriving (then a rate and an ETA would describe the past), or None."""
+    """Say why no pages are arriving, or return None while they are. A rate and an ETA would
+    describe the past then, so the view shows the reason instead."""
     if snap.phase == Phase.BACKING_OFF or (
         snap.backoff_until is not None and snap.backoff_until > now
     ):
@@ -214,13 +215,13 @@ def _eta_text(snap: ProgressSnapshot, stalled: str | None) -> str:
 
 
 def iso_time(moment: datetime) -> Text:
-    """The runner pane's log time, as the log file and every message write it (state.utc_iso),
-    not rich's locale-dependent `[12/07/26 14:18:25]`."""
+    """Write the runner pane's log time as the log file and every message write it (utc_iso),
+    not as rich's locale-dependent `[12/07/26 14:18:25]`."""
     return Text(utc_iso(moment.timestamp()))
 
 
 class OneLineFormatter(logging.Formatter):
-    """Console records stay one line: a traceback goes to the log file only (never the screen)."""
+    """Formats console records on one line; a traceback goes to the log file, never the screen."""
 
     def format(self, record: logging.LogRecord) -> str:
         saved = record.exc_info, record.exc_text, record.stack_info
@@ -232,7 +233,7 @@ class OneLineFormatter(logging.Formatter):
 
 
 class PlainView:
-    """Without a terminal (cron): a timestamped line every 30 s, no control codes."""
+    """Shows a run without a terminal (cron): a timestamped line every 30 s, no control codes."""
 
     interval = 30.0
 
@@ -263,7 +264,7 @@ class PlainView:
 
 
 class LiveView:
-    """On a terminal: a rich live panel (days, transactions, rate vs limit, ETA)."""
+    """Shows a run on a terminal as a rich live panel: days, transactions, rate and limit, ETA."""
 
     def __init__(self) -> None:
         from rich.live import Live

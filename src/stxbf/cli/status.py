@@ -76,7 +76,7 @@ def status(
 
 
 def status_builder(settings: Settings, *, stall_seconds: float) -> Callable[..., StatusReport]:
-    """`build_status` judged against the settings' target; `stxbf metrics` shares it."""
+    """Return `build_status` bound to the settings' files and target (`stxbf metrics` too)."""
     from stxbf.report.status import build_status, status_files
 
     return functools.partial(
@@ -98,7 +98,8 @@ def _show(report: StatusReport, *, as_json: bool) -> NoReturn:
 
 
 def _fail(exc: StxbfError, code: ExitCode, *, as_json: bool) -> NoReturn:
-    """An error of `status` itself: one line on stderr, and with `--json` still one JSON object."""
+    """Report an error of `status` itself as one line on stderr, and with `--json` as one JSON
+    object too."""
     if as_json:
         record = {"schema": 1, "state": "error", "exit_code": int(code), "error": exc.message}
         typer.echo(json.dumps({**record, "hint": exc.hint}, indent=2))
@@ -106,7 +107,7 @@ def _fail(exc: StxbfError, code: ExitCode, *, as_json: bool) -> NoReturn:
 
 
 def show_status(report: StatusReport) -> None:
-    """What `stxbf status` prints on a terminal: the view, then when and where windows came from."""
+    """Print the `stxbf status` view, then when windows were checked and where they came from."""
     from stxbf.cli.render import render_status
     from stxbf.words import fmt_duration
 
@@ -124,7 +125,7 @@ def show_status(report: StatusReport) -> None:
 def _watch(
     build: Callable[[], StatusReport], *, log_path: Path, interval: float, as_json: bool
 ) -> None:
-    """Redraw until Ctrl+C or until the reader of a pipe leaves; `--json`: NDJSON lines."""
+    """Redraw until Ctrl+C or until the reader of a pipe leaves; with `--json`, print NDJSON."""
     from stxbf.cli.monitor import run_monitor
 
     with contextlib.suppress(KeyboardInterrupt):

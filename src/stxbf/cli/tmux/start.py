@@ -60,7 +60,7 @@ LOCATING_OPTIONS = ("home", "db")
 
 @dataclass(frozen=True)
 class StartPlan:
-    """What a start runs with: the given options over the last start's (SessionRecord)."""
+    """Holds what a start runs with: the options given now over the last start's (SessionRecord)."""
 
     settings: Settings  # with the session and socket decided
     run_only: dict[str, Any]
@@ -79,7 +79,7 @@ def plan_start(
     socket_name: str | None,
     values: dict[str, Any],
 ) -> StartPlan:
-    """The settings and options of a start: flags given now, else the last start's, else the
+    """Resolve the settings and options of a start: flags given now, else the last start's, else the
     usual order (env > config file > default). `values` are the run options and the start
     options a later start repeats (`inhibit`, `interval`), as parsed."""
     from stxbf.cli.tmux.passthrough import split_run_options
@@ -119,7 +119,7 @@ def plan_start(
 
 
 def _given(ctx: typer.Context, name: str) -> bool:
-    """Whether `name` was given on this command line (not its default, nor the environment)."""
+    """Return whether `name` was given on this command line (not by default or the environment)."""
     source = ctx.get_parameter_source(name)
     return source is not None and source.name == "COMMANDLINE"
 
@@ -196,7 +196,7 @@ def _say_what_is_reused(plan: StartPlan) -> None:
 def _render_startup(
     startup: Startup, settings: Settings, *, timeout: float, tmux_hint: str
 ) -> None:
-    """What the runner did first; a runner that ended before any progress ends `start` too."""
+    """Print what the runner did first; a runner that ended before any progress ends `start` too."""
     from stxbf.session.startup import StartupState
 
     name, socket = settings.session_name, settings.tmux_socket
