@@ -8,7 +8,7 @@ import json
 
 from rich.console import Console
 
-from stxbf.cli.monitor import run_monitor
+from stxbf.cli.status import run_monitor
 from tests.fakes import running_report
 from tests.helpers import spawn
 

@@ -11,7 +11,7 @@ import time
 import pytest
 from rich.console import Console
 
-from stxbf.cli.views import LiveView, progress_line
+from stxbf.cli.run import LiveView, progress_line
 from stxbf.snapshot import Counters, ProgressSnapshot
 from stxbf.words import plural, utc_iso
 

@@ -15,7 +15,7 @@ import pytest
 import typer.main
 
 from stxbf.cli.main import app
-from stxbf.cli.passthrough import run_command, run_flags, run_options, split_run_options
+from stxbf.cli.tmux.passthrough import run_command, run_flags, run_options, split_run_options
 from stxbf.paths import DataPaths
 from stxbf.session.backfill import runner_argv
 from stxbf.session.inhibit import Inhibitor

@@ -493,7 +493,7 @@ def test_health_judges_the_configured_target(  # type: ignore[no-untyped-def]
 def test_the_target_line_names_the_runs_own(
     target: int, run_target: int | None, running: bool, text: str
 ) -> None:
-    from stxbf.cli.formats import target_text
+    from stxbf.cli.render import target_text
 
     assert target_text(target, run_target, running=running) == text
 

@@ -12,7 +12,7 @@ import pytest
 from rich.console import Console
 
 from stxbf.cli.render import render_dashboard, render_status
-from stxbf.cli.views import LiveView, progress_line
+from stxbf.cli.run import LiveView, progress_line
 from stxbf.snapshot import Counters, ProgressSnapshot
 from tests.fakes import running_report
 

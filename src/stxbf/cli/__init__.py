@@ -1,1 +1,2 @@
-"""The `stxbf` command line: one module per command group, each thin over a library module."""
+"""The `stxbf` command line. Each command (or command group) has its own module, which parses
+the options, calls one library function, and renders the result."""

@@ -1,4 +1,5 @@
-"""Shared pieces of the command modules: the consoles, and which tmux session a command is about."""
+"""Pieces that several command modules share: the consoles they print to, the help layout, the
+standard output a reader may close early, and which tmux session a command is about."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ TRAILING_SPACES = re.compile(r"[ \t]+(?=\n)")
 
 
 class OutputConsole(Console):
-    """rich's Console; into a file or a pipe it neither wraps lines nor pads them with spaces."""
+    """A rich Console that neither wraps nor pads lines when it writes into a file or a pipe."""
 
     @property
     def size(self) -> ConsoleDimensions:
@@ -46,8 +47,11 @@ err_console = OutputConsole(stderr=True, highlight=False, soft_wrap=True)
 
 
 class WholeSummaries(TyperGroup):
-    """A command group whose help lists each command's whole first sentence, wrapped, where
-    click cuts it at the width ("Backfill transactions into DuckDB until the range is...")."""
+    """A command group whose help lists the whole first sentence of each command, wrapped.
+
+    Click would cut the sentence at the width ("Backfill transactions into DuckDB until the
+    range is..."), which leaves the reader guessing.
+    """
 
     def format_commands(self, ctx: Any, formatter: Any) -> None:
         rows = [
@@ -65,7 +69,7 @@ def stdout_is_terminal() -> bool:
 
 
 class ReaderMayLeave:
-    """Standard output for a reader that may close its end early (`stxbf health | head -1`).
+    """Wraps standard output for a reader that may close its end early (`stxbf health | head -1`).
 
     The first write into a closed pipe points the file descriptor at /dev/null and is dropped,
     so the command still completes and exits with the code it decides (often after its last
@@ -107,12 +111,13 @@ class ReaderMayLeave:
 
 
 def reader_gone() -> bool:
-    """Whether the reader of standard output has closed its end (see ReaderMayLeave)."""
+    """Return whether the reader of standard output has closed its end (see ReaderMayLeave)."""
     return isinstance(sys.stdout, ReaderMayLeave) and sys.stdout.gone
 
 
 def session_target(settings: Settings) -> tuple[str, str | None]:
-    """(session name, socket name): flags or env first, else the session record, else defaults."""
+    """Return the (session name, socket name) a command is about: the flags or the environment
+    first, else the session record beside the database, else the defaults."""
     from stxbf.session.backfill import locate_session
 
     return locate_session(

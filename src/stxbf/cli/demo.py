@@ -31,8 +31,7 @@ def demo(
     backfills DAYS of its history into a demo data directory with the real progress display, and
     prints what `stxbf status` says. Nothing leaves this machine; your real data is not touched.
     """
-    from stxbf.cli.run import execute
-    from stxbf.cli.views import render_report
+    from stxbf.cli.run import execute, render_report
     from stxbf.paths import DataPaths
     from stxbf.settings import load_settings
     from stxbf.simulator import SimConfig, run_in_thread
@@ -69,8 +68,9 @@ def demo(
 
 
 def look_around(demo_home: Path, days: int) -> str:
-    """Commands to paste, one a line: the variables exported first so that every one sees them
-    (the target too: status and health judge the configured target, not the last run's)."""
+    """Return the commands to paste, one a line. The variables are exported first so that every
+    command sees them, the target too, because status and health judge the configured target
+    rather than the last run's."""
     import shlex
 
     program = _program()
@@ -87,7 +87,7 @@ def look_around(demo_home: Path, days: int) -> str:
 
 
 def _program() -> str:
-    """`stxbf` when the shell finds it; else the path this one ran from (`.venv/bin/stxbf`)."""
+    """Return `stxbf` when the shell finds it, else the path it ran from (`.venv/bin/stxbf`)."""
     import os
     import shlex
     import shutil
@@ -102,7 +102,7 @@ def _program() -> str:
 
 
 def _show_status(demo_home: Path, days: int) -> None:
-    """What `STXBF_HOME=<demo> STXBF_TARGET_DAYS=<days> stxbf status` prints."""
+    """Print what `STXBF_HOME=<demo> STXBF_TARGET_DAYS=<days> stxbf status` would print."""
     from stxbf.cli.status import show_status
     from stxbf.report.status import build_status, status_files
     from stxbf.settings import load_settings

@@ -83,8 +83,8 @@ def execute_export(
     include_unverified: bool,
     show_progress: bool,
 ) -> ExportReport:
-    """Refuse while a run holds the database (DuckDB lets one process open it); else export,
-    giving the file back as soon as a run starts."""
+    """Export, or refuse while a run holds the database, because DuckDB lets one process open
+    it. The export gives the file back as soon as a run starts."""
     from stxbf.errors import DatabaseBusy
     from stxbf.process import lock_holder
     from stxbf.store import export_parquet
@@ -122,7 +122,7 @@ def _run_holds(db_path: Path, directory: Path, holder: Any) -> LockHeld:
 
 @contextmanager
 def _progress(show: bool) -> Iterator[Callable[[int, int], None] | None]:
-    """A rich bar of days written on a terminal; nothing at all otherwise (cron, pipes)."""
+    """Return a rich bar of the days written on a terminal, and nothing otherwise (cron, pipes)."""
     if not show:
         yield None
         return
@@ -145,7 +145,7 @@ def _progress(show: bool) -> Iterator[Callable[[int, int], None] | None]:
 
 
 def _render_export(report: ExportReport) -> None:
-    """One line: what was written, kept and removed, what DIR holds, what was left for later."""
+    """Print one line: what was written, kept and removed, what DIR holds, what was left."""
     megabytes = report.bytes_exported / 1_000_000
     line = (
         f"Exported to {report.directory}: {report.days_written:,} days written, "

@@ -89,7 +89,7 @@ def _check(
     home: Path | None,
     db: Path | None,
 ) -> HealthReport:
-    """The health report; settings that cannot be loaded are its configuration error."""
+    """Build the health report. Settings that cannot be loaded become its configuration error."""
     from stxbf.cli.common import session_target
     from stxbf.report.database import DatabaseCache, summary_cache_path
     from stxbf.report.health import build_health, config_error
@@ -119,7 +119,7 @@ def _check(
 
 
 def _render_health(report: HealthReport) -> None:
-    from stxbf.cli.formats import target_text
+    from stxbf.cli.render import target_text
     from stxbf.report.health import CheckStatus
 
     marks = {

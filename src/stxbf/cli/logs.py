@@ -46,7 +46,7 @@ def logs(
 
 
 def _print(line: str, current: str) -> str:
-    """Print one line in its record's colour; continuation lines keep the record's level."""
+    """Print one line in its record's colour; a continuation line keeps the record's level."""
     level = line_level(line) or current
     console.print(Text(line, style=LEVEL_STYLES.get(level, "")), soft_wrap=True)
     return level

@@ -1,4 +1,5 @@
-"""The `stxbf` entry point: registers the command groups and turns StxbfError into exit codes.
+"""The `stxbf` entry point. It registers the commands and turns every StxbfError into one line
+on stderr and its exit code.
 
 Heavy libraries (httpx, duckdb, libtmux) are imported inside the commands that use them, so
 `stxbf --help` and shell completion stay instant.
@@ -64,7 +65,7 @@ app.add_typer(sim.app, name="sim")
 
 
 def main() -> None:
-    """Run the app; every failure ends as one line on stderr and a documented exit code.
+    """Run the app, ending every failure as one line on stderr and a documented exit code.
 
     A reader that closes the pipe early (`stxbf health | head -1`, under `set -o pipefail`)
     changes nothing: the command exits with the code it would have, and stderr stays quiet.
@@ -116,8 +117,9 @@ def _main() -> None:
 
 
 def _command_path(args: list[str]) -> str:
-    """The command an error without a context belongs to (`stxbf run --verify=true` fails while
-    `run`'s options are parsed): the subcommand names at the start of the arguments."""
+    """Return the command that an error without a context belongs to, from the subcommand names
+    at the start of the arguments (`stxbf run --verify=true` fails while run's options are
+    parsed, before click has a context)."""
     command = typer.main.get_command(app)
     path = ["stxbf"]
     for arg in args:
@@ -132,8 +134,8 @@ def _command_path(args: list[str]) -> str:
 
 
 def _usage_message(exc: Exception) -> str:
-    """A bad value worded as the settings word it: `invalid --source: must be one of auto, v1,
-    v3 (got 'v9')`, whether a flag, a variable or the config file gave it."""
+    """Word a bad value as the settings word it (`invalid --source: must be one of auto, v1,
+    v3 (got 'v9')`), whether a flag, a variable or the config file gave it."""
     from pydantic import ValidationError
 
     param = getattr(exc, "param", None)

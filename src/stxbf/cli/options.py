@@ -1,5 +1,5 @@
-"""The options several commands share, declared once; their help texts name the defaults from
-`stxbf.defaults`, the module the settings read them from too.
+"""The options that several commands share, declared once. Their help texts name the defaults
+from `stxbf.defaults`, the module the settings read them from too.
 
 A setting's option has no default of its own (None: the environment or the config file may
 give one), so its help names the default in the words Typer uses for the others, `[default: X]`,

@@ -1,4 +1,9 @@
-"""Drawing a `StatusReport` with rich: the `stxbf status` view and the live monitor's dashboard."""
+"""How a `StatusReport` reads on screen: the words for its figures, the `stxbf status` view and
+the live monitor's dashboard, drawn with rich.
+
+The words (days, the target, the quota, the rate and ETA, the last error) are plain strings, so
+that `status`, `health`, the monitor's dashboard and its plain lines word each thing alike.
+"""
 
 from __future__ import annotations
 
@@ -13,19 +18,11 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from stxbf.cli.formats import (
-    days_text,
-    last_error_of,
-    progress_line,
-    quota_text,
-    rate_and_eta,
-    target_text,
-)
 from stxbf.codes import StatusState
 from stxbf.logs import LEVEL_STYLES, line_level
 from stxbf.report.days import DAY_BEFORE_CHAIN, DAY_MISSING, DAY_PARTIAL, DAY_VERIFIED
-from stxbf.report.status import StatusReport
-from stxbf.words import days_count, fmt_bytes, fmt_count, fmt_duration, fmt_time, plural
+from stxbf.report.status import StatusReport, not_progressing
+from stxbf.words import clock, days_count, fmt_bytes, fmt_count, fmt_duration, fmt_time, plural
 
 STRIP_GLYPHS = {
     DAY_VERIFIED: ("█", "green"),
@@ -47,11 +44,78 @@ STATE_STYLES: dict[str, str] = {  # keyed by StatusState (a str)
 _WORST_FIRST = (DAY_MISSING, DAY_PARTIAL, DAY_BEFORE_CHAIN, DAY_VERIFIED)
 
 
+# -- words: how figures read on every screen -----------------------------------------------
+
+
+def days_text(report: StatusReport) -> str:
+    """Say how far the backfill is (`12/30 days (40.0%)`), in the same words on every screen."""
+    return f"{report.days_verified}/{report.target_days} days ({report.percent:.1f}%)"
+
+
+def target_text(target_days: int, run_target_days: int | None, *, running: bool = False) -> str:
+    """Say which target is judged, and the run's own when it is known: `365 days (last run: 7
+    days)`."""
+    if run_target_days is None:
+        return days_count(target_days)
+    if run_target_days == target_days:
+        return f"{days_count(target_days)} (as {'this run' if running else 'the last run'})"
+    which = "this run" if running else "last run"
+    return f"{days_count(target_days)} ({which}: {days_count(run_target_days)})"
+
+
+def quota_text(report: StatusReport) -> str:
+    """Say what the API's headers said last of the quota: `148,210 of 150,000 requests left (at
+    14:02 UTC)`."""
+    assert report.quota_remaining is not None
+    of = f" of {report.quota_limit:,.0f}" if report.quota_limit is not None else ""
+    when = f" (at {clock(report.quota_at)})" if report.quota_at is not None else ""
+    return f"{report.quota_remaining:,.0f}{of} requests left{when}"
+
+
+def rate_text(report: StatusReport) -> str:
+    if report.rate_rpm is None:
+        return "—"
+    limit = f" (limit {report.limit_rpm:.0f})" if report.limit_rpm else " (no limit)"
+    return f"{report.rate_rpm:.0f} requests/min{limit}"
+
+
+def rate_and_eta(report: StatusReport, now: float) -> tuple[str, str]:
+    """Return the rate and ETA to show, or dashes and the reason while no progress is made."""
+    why = not_progressing(report, now)
+    if why is not None:
+        return f"— ({why})", f"— ({why})"
+    return rate_text(report), fmt_duration(report.eta_seconds)
+
+
+def describe_last_error(
+    error: str, error_at: float | None, progress_at: float | None, now: float
+) -> tuple[str, bool]:
+    """Word the last error with its age (`HTTP 503 from the API (2m 10s ago, recovered)`), and
+    return with it whether pages arrived since."""
+    recovered = error_at is not None and progress_at is not None and progress_at > error_at
+    notes = []
+    if error_at is not None:
+        notes.append(f"{fmt_duration(max(0.0, now - error_at))} ago")
+    if recovered:
+        notes.append("recovered")
+    return (f"{error} ({', '.join(notes)})" if notes else error), recovered
+
+
+def last_error_of(report: StatusReport, now: float) -> tuple[str, bool] | None:
+    """Return the report's last error as `describe_last_error` words it, or None if it has none."""
+    if not report.last_error:
+        return None
+    return describe_last_error(
+        report.last_error, report.last_error_at, report.last_progress_at, now
+    )
+
+
 # -- the coverage strip ------------------------------------------------------------------------
 
 
 def coverage_strip(coverage: str, *, width: int, max_rows: int = 4) -> Text:
-    """One glyph per day, oldest first; long ranges fold several days into one glyph (the worst)."""
+    """Draw one glyph per day, oldest first. A long range folds several days into one glyph,
+    which shows the worst of them."""
     width = max(10, width)
     per_glyph = max(1, math.ceil(len(coverage) / (width * max_rows)))
     text = Text()
@@ -90,7 +154,7 @@ def _state_line(report: StatusReport) -> Text:
 
 
 def _last_error(report: StatusReport, now: float, prefix: str = "") -> Text | None:
-    """The last error, dim once pages arrived after it, else red."""
+    """Draw the last error dim once pages arrived after it, and red until then."""
     found = last_error_of(report, now)
     if found is None:
         return None
@@ -99,7 +163,7 @@ def _last_error(report: StatusReport, now: float, prefix: str = "") -> Text | No
 
 
 def _backing_off(report: StatusReport, now: float) -> float | None:
-    """Seconds left of a retry-after gate, or None when there is none."""
+    """Return the seconds left of a retry-after wait, or None when there is none."""
     if report.backoff_until is not None and report.backoff_until > now:
         return report.backoff_until - now
     return None
@@ -146,10 +210,10 @@ def _figures(report: StatusReport, now: float) -> Table:
 
 
 def render_status(report: StatusReport, *, width: int, now: float | None = None) -> RenderableType:
-    """The `stxbf status` view: the progress and status lines first (scripts grep them), then
-    the figures and the coverage strip."""
+    """Draw the `stxbf status` view: the progress and status lines first, because scripts grep
+    them, then the figures and the coverage strip."""
     now = time.time() if now is None else now
-    head = Text(progress_line(report) + "\n")
+    head = Text(f"Progress: {days_text(report)}\n")  # scripts grep this line
     head.append_text(_state_line(report))
     if report.state == StatusState.NOT_STARTED:
         hint = "No backfill yet: start one with `stxbf tmux` (or `stxbf run` in the foreground)."
@@ -182,7 +246,7 @@ def render_log_lines(lines: Sequence[str]) -> Text:
 
 
 def _dashboard_report(report: StatusReport, *, width: int, now: float) -> list[RenderableType]:
-    """The dashboard's report part: progress bar, state, figures, errors, notes, the strip."""
+    """Draw the dashboard's report: progress bar, state, figures, errors, notes and the strip."""
     bar = Table.grid(padding=(0, 1))
     bar.add_column(ratio=1)
     bar.add_column(no_wrap=True)
@@ -224,7 +288,7 @@ def render_dashboard(
     interval: float,
     now: float | None = None,
 ) -> RenderableType:
-    """The monitor's frame: the report, then as many recent log lines as the height leaves room."""
+    """Draw the monitor's frame: the report, then as many recent log lines as the height allows."""
     now = time.time() if now is None else now
     parts: list[RenderableType] = []
     if error is not None:

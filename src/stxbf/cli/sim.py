@@ -171,7 +171,7 @@ def serve(
 
 
 def _burst_cap(rpm: int) -> int | None:
-    """`--per-second -1`: three seconds' worth of the minute rate, or off without one."""
+    """Resolve `--per-second -1` to three seconds' worth of the minute rate, or off without one."""
     return math.ceil(rpm / 60) * 3 if rpm else None
 
 
@@ -183,7 +183,7 @@ def _check_numbers(
     fault_rate: float,
     stall_seconds: float,
 ) -> None:
-    """What Typer's range checks miss: `nan` and `inf`, and a chain too large to hold."""
+    """Refuse what Typer's range checks miss: `nan` and `inf`, and a chain too large to hold."""
     from stxbf.errors import ConfigError
 
     floats = {
@@ -205,7 +205,7 @@ def _check_numbers(
 
 @contextlib.contextmanager
 def _config_errors(flag: str | None = None) -> Iterator[None]:
-    """A setting SimConfig refuses (ValueError) is a usage error with its message."""
+    """Turn a setting that SimConfig refuses (a ValueError) into a usage error with its message."""
     from stxbf.errors import ConfigError
 
     try:
@@ -232,7 +232,7 @@ def _serve(config: SimConfig) -> None:
 
 
 def _describe(config: SimConfig, transactions: int) -> str:
-    """The ready line's summary of what is served and how."""
+    """Return the ready line's summary of what is served and how."""
     parts = [f"{transactions} txs over {config.days:g} days, seed {config.seed}"]
     if config.end_time is not None:
         parts.append(f"ending {utc_iso(config.end_time)}")

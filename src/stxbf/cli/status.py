@@ -1,4 +1,10 @@
-"""`stxbf status`: how far the backfill is, answered even while `stxbf run` writes (and `--watch`).
+"""`stxbf status`: how far the backfill is, answered even while `stxbf run` writes, and with
+`--watch` the live monitor that the tmux session's bottom pane runs.
+
+The monitor only ever reads: the runner's progress snapshot while it runs, the database (briefly,
+read-only) when nothing runs, and the log file. It never takes the database lock from a runner.
+On a terminal it redraws a dashboard (`cli/render.py`); into a pipe or a file, where a live panel
+cannot redraw, it prints one plain line per refresh.
 
 Exit codes (for `stxbf status && build-dashboards`), from stxbf.codes: 0 complete (or reached the
 chain's start), 3 incomplete, 5 running, 6 stalled, 7 not started, 65 database problem,
@@ -10,11 +16,14 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import time
 from collections.abc import Callable
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 import typer
+from rich.console import Console
 
 from stxbf.cli.common import console, reader_gone
 from stxbf.cli.options import Db, Home, JudgedTargetDays, StallSeconds
@@ -76,7 +85,7 @@ def status(
 
 
 def status_builder(settings: Settings, *, stall_seconds: float) -> Callable[..., StatusReport]:
-    """`build_status` judged against the settings' target; `stxbf metrics` shares it."""
+    """Return `build_status` bound to the settings' files and target (`stxbf metrics` too)."""
     from stxbf.report.status import build_status, status_files
 
     return functools.partial(
@@ -98,7 +107,8 @@ def _show(report: StatusReport, *, as_json: bool) -> NoReturn:
 
 
 def _fail(exc: StxbfError, code: ExitCode, *, as_json: bool) -> NoReturn:
-    """An error of `status` itself: one line on stderr, and with `--json` still one JSON object."""
+    """Report an error of `status` itself as one line on stderr, and with `--json` as one JSON
+    object too."""
     if as_json:
         record = {"schema": 1, "state": "error", "exit_code": int(code), "error": exc.message}
         typer.echo(json.dumps({**record, "hint": exc.hint}, indent=2))
@@ -106,7 +116,7 @@ def _fail(exc: StxbfError, code: ExitCode, *, as_json: bool) -> NoReturn:
 
 
 def show_status(report: StatusReport) -> None:
-    """What `stxbf status` prints on a terminal: the view, then when and where windows came from."""
+    """Print the `stxbf status` view, then when windows were checked and where they came from."""
     from stxbf.cli.render import render_status
     from stxbf.words import fmt_duration
 
@@ -124,9 +134,7 @@ def show_status(report: StatusReport) -> None:
 def _watch(
     build: Callable[[], StatusReport], *, log_path: Path, interval: float, as_json: bool
 ) -> None:
-    """Redraw until Ctrl+C or until the reader of a pipe leaves; `--json`: NDJSON lines."""
-    from stxbf.cli.monitor import run_monitor
-
+    """Redraw until Ctrl+C or until the reader of a pipe leaves; with `--json`, print NDJSON."""
     with contextlib.suppress(KeyboardInterrupt):
         run_monitor(
             build,
@@ -136,3 +144,110 @@ def _watch(
             as_json=as_json,
             stop=reader_gone,
         )
+
+
+# -- the live monitor (`--watch`) ---------------------------------------------------------------
+
+
+Frame = Callable[["StatusReport | None", "str | None"], None]  # draws the report, or the error
+
+
+def plain_line(report: StatusReport | None, *, error: str | None, now: float) -> str:
+    """Return the line `status --watch` prints per refresh without a terminal (a pipe, a log)."""
+    from stxbf.cli.render import days_text, last_error_of, rate_and_eta
+    from stxbf.words import fmt_count
+
+    stamp = datetime.fromtimestamp(now, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if report is None:
+        return f"{stamp} cannot read status: {error}"
+    parts = [days_text(report), report.label, f"{fmt_count(report.transactions)} tx"]
+    if report.runner.alive:
+        rate, eta = rate_and_eta(report, now)
+        parts += [f"rate {rate}", f"ETA {eta}"]
+    if (last := last_error_of(report, now)) is not None:
+        parts.append(f"last error {last[0]}")
+    return f"{stamp} " + " · ".join(parts)
+
+
+def run_monitor(
+    build: Callable[[], StatusReport],
+    *,
+    log_path: Path | None,
+    console: Console,
+    interval: float = 10.0,
+    iterations: int | None = None,
+    log_lines: int = 30,
+    as_json: bool = False,
+    stop: Callable[[], bool] = lambda: False,
+) -> None:
+    """Redraw every `interval` seconds until interrupted, until `stop()` says the reader has left,
+    or for `iterations` frames (in tests). With `as_json` it prints, per refresh, the object
+    `stxbf status --json` prints on one line (NDJSON), flushed so that a reader sees each at once.
+    """
+    from rich.live import Live
+
+    from stxbf.cli.render import render_dashboard
+    from stxbf.logs import tail
+
+    if as_json:
+
+        def print_json(report: StatusReport | None, error: str | None) -> None:
+            record = report.to_dict() if report is not None else _error_record(error)
+            console.file.write(json.dumps(record) + "\n")
+            console.file.flush()
+
+        _every(interval, iterations, build, print_json, stop)
+        return
+    if not console.is_terminal:
+
+        def print_line(report: StatusReport | None, error: str | None) -> None:
+            line = plain_line(report, error=error, now=time.time())
+            console.print(line, markup=False, highlight=False, soft_wrap=True)
+            console.file.flush()
+
+        _every(interval, iterations, build, print_line, stop)
+        return
+    with Live(console=console, auto_refresh=False, vertical_overflow="crop") as live:
+
+        def redraw(report: StatusReport | None, error: str | None) -> None:
+            lines = tail(log_path, log_lines) if log_path is not None else []
+            dashboard = render_dashboard(
+                report,
+                error=error,
+                log_lines=lines,
+                width=console.width,
+                height=console.height,
+                interval=interval,
+            )
+            live.update(dashboard, refresh=True)
+
+        _every(interval, iterations, build, redraw, stop)
+
+
+def _error_record(error: str | None) -> dict[str, object]:
+    """Return the record of a refresh whose report could not be built, shaped as the errors of
+    `status --json`."""
+    from stxbf.report.status import SCHEMA
+
+    return {"schema": SCHEMA, "state": "error", "error": error}
+
+
+def _every(
+    interval: float,
+    iterations: int | None,
+    build: Callable[[], StatusReport],
+    frame: Frame,
+    stop: Callable[[], bool],
+) -> None:
+    """Build and draw a frame, then sleep. A report that cannot be built is drawn as its error."""
+    count = 0
+    while (iterations is None or count < iterations) and not stop():
+        try:
+            report, error = build(), None
+        except StxbfError as exc:
+            report, error = None, exc.message
+        frame(report, error)
+        count += 1
+        if (iterations is not None and count >= iterations) or stop():
+            break
+        time.sleep(interval)

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
 
 from stxbf.cli.common import console, err_console
+from stxbf.cli.driver import Driver, params_from
 from stxbf.cli.options import (
     ApiUrl,
     Concurrency,
@@ -34,8 +34,6 @@ from stxbf.words import utc_iso
 if TYPE_CHECKING:
     from stxbf.runner import VerifyReport
     from stxbf.settings import Settings
-
-log = logging.getLogger("stxbf.cli")
 
 
 def verify(
@@ -84,35 +82,16 @@ def verify(
 
 
 def execute_verify(settings: Settings, *, transport: Any = None) -> VerifyReport:
-    """Log to the data dir's log file and run the verification on a fresh event loop."""
-    import asyncio
-    import signal
-
-    from stxbf.cli.run import params_from
-    from stxbf.logs import configure_logging
+    """Verify in the foreground, as `stxbf run` runs: same log, same signals, same end line."""
     from stxbf.runner import Runner
 
     params = params_from(settings)
-    if not params.db_path.is_file():
+    if not params.db_path.is_file():  # said before the data directory or the log is touched
         raise StoreError(f"no database at {params.db_path} yet (no backfill has run)")
-    secret = [params.api_key] if params.api_key else []
-    configure_logging(settings.log_path, level=settings.log_level, console=None, secrets=secret)
-    log.info("stxbf verify: %s against %s", params.db_path, params.api_url)
-    runner = Runner(params, transport=transport)
-
-    async def main() -> VerifyReport:
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, runner.request_stop, signal.Signals(signum).name)
-        try:
-            return await runner.verify()
-        finally:
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                loop.remove_signal_handler(signum)
-
-    report = asyncio.run(main())
-    log.info("stxbf verify finished: exit %d, %s", report.exit_code, report.message)
-    return report
+    started = f"{params.db_path} against {params.api_url}"
+    return Driver("verify").drive(
+        settings, params, Runner.verify, started=started, transport=transport
+    )
 
 
 def report_dict(report: VerifyReport) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 Bare `stxbf tmux` attaches to the session, creating it first if needed; `start`, `attach`,
 `stop`, `restart` and `status` do one thing each, one module each. `start`, `restart` (and bare
-`stxbf tmux`) take every option of `stxbf run` (stxbf.cli.passthrough); the work is done in
+`stxbf tmux`) take every option of `stxbf run` (stxbf.cli.tmux.passthrough); the work is done in
 stxbf.session.backfill.
 
 Which session: `--socket-name` / `--session-name` (or STXBF_TMUX_SOCKET / STXBF_SESSION_NAME)
@@ -19,7 +19,6 @@ import typer
 
 from stxbf.cli.common import WholeSummaries, session_target
 from stxbf.cli.options import SessionName, SocketName
-from stxbf.cli.passthrough import with_run_options
 from stxbf.cli.tmux import attach, restart, start, status, stop
 from stxbf.cli.tmux.common import (
     Inhibit,
@@ -31,6 +30,7 @@ from stxbf.cli.tmux.common import (
     stxbf_hint,
     tmux_settings,
 )
+from stxbf.cli.tmux.passthrough import with_run_options
 
 app = typer.Typer(
     help="Run the backfill in tmux: survives SSH disconnects; runner on top, live monitor below.",
@@ -56,7 +56,7 @@ def tmux(
     without a terminal, creates the session detached, or reports the runner's state (exit 8 when
     the runner pane has ended with an error).
     """
-    from stxbf.cli.passthrough import split_run_options
+    from stxbf.cli.tmux.passthrough import split_run_options
     from stxbf.session.tmux import attach as attach_to
     from stxbf.session.tmux import find_session
 

@@ -1,5 +1,5 @@
-"""What the `stxbf tmux` commands share: their options, the settings and session they are
-about, the hints they print."""
+"""Pieces that the `stxbf tmux` commands share: their options, the settings and the session
+they are about, and the hints they print."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ StartupTimeout = typer.Option(
 
 
 def tmux_settings(ctx: typer.Context, **given: Any) -> Settings:
-    """Settings with the session and socket given here or to `stxbf tmux` itself."""
+    """Load the settings with the session and socket given here or to `stxbf tmux` itself."""
     from stxbf.settings import load_settings
 
     parent = ctx.obj if isinstance(ctx.obj, dict) else {}
@@ -50,7 +50,7 @@ def locate(
     home: Path | None,
     db: Path | None,
 ) -> tuple[Settings, str, str | None, Server]:
-    """The settings, and the session this command is about (see `session_target`)."""
+    """Return the settings and the session this command is about (see `session_target`)."""
     settings = tmux_settings(
         ctx, session_name=session_name, tmux_socket=socket_name, home=home, db=db
     )
@@ -59,7 +59,7 @@ def locate(
 
 
 def server_for(socket: str | None, session_name: str) -> Server:
-    """The tmux server, once the session name is known to be one tmux accepts."""
+    """Return the tmux server, once the session name is known to be one that tmux accepts."""
     from stxbf.session.tmux import get_server, validate_session_name
 
     validate_session_name(session_name)
@@ -67,7 +67,7 @@ def server_for(socket: str | None, session_name: str) -> Server:
 
 
 def stxbf_hint(settings: Settings, command: str, name: str, socket: str | None) -> str:
-    """`stxbf tmux <command>` with every option needed to reach this same session and data."""
+    """Return `stxbf tmux <command>` with every option needed to reach this session and data."""
     from stxbf.settings import Settings as Defaults
     from stxbf.settings import default_home
 

@@ -7,8 +7,8 @@ from typing import Any
 import typer
 
 from stxbf.cli.options import SessionName, SocketName
-from stxbf.cli.passthrough import with_run_options
 from stxbf.cli.tmux.common import Inhibit, Interval, StartupTimeout, say, server_for
+from stxbf.cli.tmux.passthrough import with_run_options
 from stxbf.cli.tmux.start import Detach, plan_start, start_backfill_here
 from stxbf.cli.tmux.stop import Timeout
 

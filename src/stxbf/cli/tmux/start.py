@@ -12,7 +12,6 @@ import typer
 
 from stxbf.cli.common import err_console, session_target
 from stxbf.cli.options import SessionName, SocketName
-from stxbf.cli.passthrough import with_run_options
 from stxbf.cli.tmux.common import (
     Inhibit,
     InhibitChoice,
@@ -23,6 +22,7 @@ from stxbf.cli.tmux.common import (
     stxbf_hint,
     tmux_settings,
 )
+from stxbf.cli.tmux.passthrough import with_run_options
 
 if TYPE_CHECKING:
     from stxbf.session.startup import Startup
@@ -60,7 +60,7 @@ LOCATING_OPTIONS = ("home", "db")
 
 @dataclass(frozen=True)
 class StartPlan:
-    """What a start runs with: the given options over the last start's (SessionRecord)."""
+    """Holds what a start runs with: the options given now over the last start's (SessionRecord)."""
 
     settings: Settings  # with the session and socket decided
     run_only: dict[str, Any]
@@ -79,10 +79,10 @@ def plan_start(
     socket_name: str | None,
     values: dict[str, Any],
 ) -> StartPlan:
-    """The settings and options of a start: flags given now, else the last start's, else the
+    """Resolve the settings and options of a start: flags given now, else the last start's, else the
     usual order (env > config file > default). `values` are the run options and the start
     options a later start repeats (`inhibit`, `interval`), as parsed."""
-    from stxbf.cli.passthrough import split_run_options
+    from stxbf.cli.tmux.passthrough import split_run_options
     from stxbf.session.backfill import recorded_session
 
     given = {name: value for name, value in values.items() if _given(ctx, name)}
@@ -119,7 +119,7 @@ def plan_start(
 
 
 def _given(ctx: typer.Context, name: str) -> bool:
-    """Whether `name` was given on this command line (not its default, nor the environment)."""
+    """Return whether `name` was given on this command line (not by default or the environment)."""
     source = ctx.get_parameter_source(name)
     return source is not None and source.name == "COMMANDLINE"
 
@@ -130,7 +130,7 @@ def _jsonable(value: Any) -> Any:
 
 def start_backfill_here(plan: StartPlan, *, startup_timeout: float, attach_after: bool) -> None:
     """Start the session for the plan; attach, or else report how the runner's start went."""
-    from stxbf.cli.passthrough import run_flags
+    from stxbf.cli.tmux.passthrough import run_flags
     from stxbf.paths import prepare_home
     from stxbf.session.backfill import monitor_argv, start_backfill
     from stxbf.session.inhibit import choose_inhibitor
@@ -177,7 +177,7 @@ def start_backfill_here(plan: StartPlan, *, startup_timeout: float, attach_after
 
 def _say_what_is_reused(plan: StartPlan) -> None:
     """Name the last start's options this start repeats, and a key it no longer has."""
-    from stxbf.cli.passthrough import option_flags
+    from stxbf.cli.tmux.passthrough import option_flags
 
     words = plan.where + option_flags(plan.reused)
     if words:
@@ -196,7 +196,7 @@ def _say_what_is_reused(plan: StartPlan) -> None:
 def _render_startup(
     startup: Startup, settings: Settings, *, timeout: float, tmux_hint: str
 ) -> None:
-    """What the runner did first; a runner that ended before any progress ends `start` too."""
+    """Print what the runner did first; a runner that ended before any progress ends `start` too."""
     from stxbf.session.startup import StartupState
 
     name, socket = settings.session_name, settings.tmux_socket

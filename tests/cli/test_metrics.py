@@ -20,10 +20,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from stxbf import codes, snapshot
+from stxbf.cli.metrics import build_metrics, render_metrics, write_textfile
 from stxbf.codes import STATUS_STATES, VERDICTS, Outcome
 from stxbf.errors import QuotaExhausted
 from stxbf.report.health import HealthReport
-from stxbf.report.metrics import build_metrics, render_metrics, write_textfile
 from stxbf.runner import Runner
 from stxbf.simulator import SimConfig, run_in_thread
 from stxbf.simulator.api import SimApi

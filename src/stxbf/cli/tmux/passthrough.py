@@ -1,4 +1,4 @@
-"""`stxbf run`'s options, reused: declared once on `run`, accepted by `stxbf tmux`, passed on.
+"""The options of `stxbf run`, declared once on `run`, which `stxbf tmux` accepts and passes on.
 
 The tmux commands take every option of `stxbf run` by copying run's signature, and the runner
 pane gets them back as flags generated from run's own click options. A new run option therefore
@@ -22,7 +22,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def run_parameters() -> list[inspect.Parameter]:
-    """The parameters of `stxbf run`, with their annotations resolved (Typer reads them)."""
+    """Return the parameters of `stxbf run` with their annotations resolved, as Typer reads them."""
     from stxbf.cli.run import run
 
     hints = get_type_hints(run)
@@ -58,7 +58,7 @@ def with_run_options(command: F) -> F:
 
 
 def run_command() -> Any:
-    """`stxbf run` as click sees it: its options, flags and defaults (typer vendors click)."""
+    """Return `stxbf run` as click sees it, with its options, flags and defaults."""
     import typer
     import typer.main
 
@@ -70,7 +70,7 @@ def run_command() -> Any:
 
 
 def run_options() -> list[Any]:
-    """Every option of `stxbf run` a user can give (hidden ones are internal): click Options."""
+    """Return every option of `stxbf run` that a user can give (hidden ones are internal)."""
     return [
         param
         for param in run_command().params
@@ -79,7 +79,7 @@ def run_options() -> list[Any]:
 
 
 def split_run_options(values: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(settings overrides, run-only options) from the run options a command received."""
+    """Split the run options a command received into (settings overrides, run-only options)."""
     from stxbf.settings import Settings
 
     names = {option.name for option in run_options()}
@@ -92,7 +92,8 @@ def split_run_options(values: Mapping[str, Any]) -> tuple[dict[str, Any], dict[s
 
 
 def run_flags(settings: Settings, run_only: Mapping[str, Any]) -> list[str]:
-    """`stxbf run` flags that reproduce `settings` and the run-only options, whatever the env."""
+    """Return the `stxbf run` flags that reproduce `settings` and the run-only options, whatever
+    the environment of the tmux server."""
     flags: list[str] = []
     for option in run_options():
         name = str(option.name)
@@ -102,18 +103,18 @@ def run_flags(settings: Settings, run_only: Mapping[str, Any]) -> list[str]:
             value = run_only.get(name)
             if value == option.default:
                 value = None
-        flags += _render(option, value)
+        flags += _option_argv(option, value)
     return flags
 
 
 def option_flags(values: Mapping[str, Any]) -> list[str]:
-    """The flags that give these options (run options and `start`'s own, by parameter name)."""
+    """Return the flags that give these options (run's and `start`'s own, by parameter name)."""
     by_name = {str(option.name): option for option in run_options()}
     flags: list[str] = []
     for name, value in values.items():
         option = by_name.get(name)
         if option is not None:
-            flags += _render(option, value)
+            flags += _option_argv(option, value)
         elif value is not None:
             flags += [f"--{name.replace('_', '-')}", _text(value)]
     return flags
@@ -126,7 +127,9 @@ def _setting(settings: Settings, name: str) -> Any:
     return value.absolute() if isinstance(value, Path) else value
 
 
-def _render(option: Any, value: Any) -> list[str]:
+def _option_argv(option: Any, value: Any) -> list[str]:
+    """Return the argv words that give `option` this value: none for None, the flag alone (or
+    its `--no-` form) for a boolean, the option once per item for a list."""
     if value is None:
         return []
     if option.is_flag:

@@ -1,4 +1,5 @@
-"""Every way `stxbf run` can end leaves ONE last log line naming the exit code and the reason.
+"""Every way `stxbf run` or `stxbf verify` can end leaves ONE last log line naming the exit code
+and the reason (cli/driver.py drives both).
 
 An operator who left a run in tmux, or a cron job, reads `stxbf logs` afterwards: the screen is
 gone, so the log must say how the run ended.
@@ -143,7 +144,7 @@ def test_a_run_refused_by_the_lock_says_so_right_after_its_start_line(
 def test_a_second_signal_logs_the_end_before_it_exits(
     isolated_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from stxbf.cli import run_end
+    from stxbf.cli.driver import Driver
     from stxbf.logs import configure_logging
 
     class Exited(Exception):
@@ -157,11 +158,11 @@ def test_a_second_signal_logs_the_end_before_it_exits(
             pass
 
     configure_logging(isolated_env / "logs" / "stxbf.log")
-    monkeypatch.setattr(run_end, "_signals_seen", 0)
     monkeypatch.setattr(os, "_exit", fake_exit)
-    run_end.on_signal(FakeRunner(), "SIGTERM")
+    driver = Driver("run")
+    driver.on_signal(FakeRunner(), "SIGTERM")
     with pytest.raises(Exited):
-        run_end.on_signal(FakeRunner(), "SIGTERM")
+        driver.on_signal(FakeRunner(), "SIGTERM")
     assert_ends_with(isolated_env, 130, "second SIGTERM")
 
 
@@ -251,3 +252,64 @@ def test_under_nohup_a_hang_up_does_not_stop_the_run(isolated_env: Path) -> None
     records = assert_ends_with_pid(isolated_env, proc.pid, 130)
     assert not any("SIGHUP" in line for line in records)
     assert any("stopping (SIGTERM" in line for line in records)
+
+
+# -- `stxbf verify` ends as `stxbf run` does (one driver) ------------------------------------------
+
+VERIFY_END_LINE = re.compile(r"stxbf verify \(pid (\d+)\) ended: exit (\d+) \(\w+\): (.+)$")
+
+
+def verify_while_the_api_fails(
+    home: Path, signals: Callable[[subprocess.Popen[str]], None]
+) -> list[str]:
+    """Back up a day, then start `stxbf verify` while the API answers 503 (its re-counts retry),
+    send it `signals` once it re-counts, and return the log's records after it ended."""
+    from stxbf.cli.run import execute
+    from stxbf.settings import load_settings
+    from tests.helpers import spawn
+
+    with run_in_thread(SimConfig(days=3, tx_per_day=200, seed=5)) as sim:
+        settings = load_settings(api_url=sim.url, target_days=1)
+        assert execute(settings, interactive=False).exit_code == ExitCode.OK
+        sim.outage(120, mode="503")  # reachable but failing: verify keeps retrying
+        proc = spawn(
+            "verify",
+            "--api-url",
+            sim.url,
+            preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL),
+        )
+
+        def recounting() -> bool:
+            if proc.poll() is not None:
+                raise AssertionError(f"verify ended (exit {proc.returncode}) before re-counting")
+            return any("verify: re-counting" in line for line in log_records(home))
+
+        retry_until(recounting, interval=0.1)
+        signals(proc)
+        proc.communicate(timeout=60)
+    assert proc.returncode == 130, log_records(home)
+    records = log_records(home)
+    match = VERIFY_END_LINE.search(records[-1])
+    assert match is not None, records
+    assert (int(match.group(1)), int(match.group(2))) == (proc.pid, 130)
+    return records
+
+
+@pytest.mark.slow  # `python -m stxbf verify`: seconds
+def test_a_hang_up_stops_verify_and_the_log_says_so_last(isolated_env: Path) -> None:
+    """`tmux kill-session` or a closed SSH terminal stops a verify cleanly, as it stops a run."""
+    records = verify_while_the_api_fails(isolated_env, lambda proc: proc.send_signal(signal.SIGHUP))
+    assert any("stopping (SIGHUP" in line for line in records)
+
+
+@pytest.mark.slow  # `python -m stxbf verify`: seconds
+def test_a_second_signal_ends_verify_at_once_and_the_log_says_so_last(isolated_env: Path) -> None:
+    def two_signals(proc: subprocess.Popen[str]) -> None:
+        # held stopped, so both are pending together and neither can end it before the other
+        proc.send_signal(signal.SIGSTOP)
+        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signal.SIGCONT)
+
+    records = verify_while_the_api_fails(isolated_env, two_signals)
+    assert "second SIG" in records[-1] and "stopped at once" in records[-1]
