@@ -18,7 +18,8 @@ import duckdb
 from stxbf.codes import WindowState
 from stxbf.store.schema import LEGACY_SOURCE
 
-Span = tuple[int, int]  # (start_time, end_time), inclusive
+# A stretch of burn_block_time, (start_time, end_time), both ends inclusive: a window's bounds.
+TimeRange = tuple[int, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +69,7 @@ def read(con: duckdb.DuckDBPyConnection, state: WindowState | None = None) -> li
     ]
 
 
-def spans(con: duckdb.DuckDBPyConnection) -> list[Span]:
+def ranges(con: duckdb.DuckDBPyConnection) -> list[TimeRange]:
     rows = con.execute("SELECT start_time, end_time FROM windows ORDER BY start_time").fetchall()
     return [(int(start), int(end)) for start, end in rows]
 
@@ -113,8 +114,8 @@ def record(con: duckdb.DuckDBPyConnection, window: WindowRecord, stored: int) ->
     )
 
 
-def forget(con: duckdb.DuckDBPyConnection, spans: Sequence[Span]) -> None:
-    for start, end in spans:
+def forget(con: duckdb.DuckDBPyConnection, ranges: Sequence[TimeRange]) -> None:
+    for start, end in ranges:
         con.execute("DELETE FROM windows WHERE start_time = ? AND end_time = ?", [start, end])
 
 
@@ -136,10 +137,10 @@ def checks(con: duckdb.DuckDBPyConnection) -> list[WindowCheck]:
     return [WindowCheck(int(a), int(b), int(c), int(d), e) for a, b, c, d, e in rows]
 
 
-def mark_checked(con: duckdb.DuckDBPyConnection, spans: Sequence[Span], at: float) -> None:
+def mark_checked(con: duckdb.DuckDBPyConnection, ranges: Sequence[TimeRange], at: float) -> None:
     con.executemany(
         "UPDATE windows SET checked_at = ? WHERE start_time = ? AND end_time = ?",
-        [[at, start, end] for start, end in spans],
+        [[at, start, end] for start, end in ranges],
     )
 
 

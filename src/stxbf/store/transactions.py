@@ -16,7 +16,7 @@ import duckdb
 import orjson
 
 from stxbf.models import TX_COLUMN_NAMES, TX_COLUMNS, Row
-from stxbf.store.checkpoints import Span
+from stxbf.store.checkpoints import TimeRange
 
 # HUGEINT values (u128 token amounts) travel as decimal strings: JSON numbers stop at 64 bits.
 _AS_TEXT = frozenset(i for i, (_, kind) in enumerate(TX_COLUMNS) if kind == "HUGEINT")
@@ -83,7 +83,7 @@ def tx_ids(
     return {row[0] for row in con.execute(sql, params).fetchall()}
 
 
-def duplicated_windows(con: duckdb.DuckDBPyConnection) -> list[Span]:
+def duplicated_windows(con: duckdb.DuckDBPyConnection) -> list[TimeRange]:
     """(start, end) of each window holding a tx_id that is stored more than once.
 
     With no index on tx_id, the write path keeps it unique: a window's rows are keyed by tx_id,
