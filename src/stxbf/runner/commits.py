@@ -16,8 +16,8 @@ from stxbf.codes import COVERING_STATES, WindowState
 from stxbf.errors import StoreError, StxbfError
 from stxbf.fetch.windows import CompletedWindow
 from stxbf.runner.coverage import Coverage, Span
-from stxbf.runner.progress import RunState
-from stxbf.runner.sources import OnWindow
+from stxbf.runner.request_path import OnWindow
+from stxbf.runner.state import RunState
 from stxbf.runner.storethread import StoreThread
 from stxbf.store import Store, WindowRecord
 from stxbf.words import plural, utc_iso
@@ -40,7 +40,7 @@ def window_record(window: CompletedWindow, source: str) -> WindowRecord:
 
 
 class Committer:
-    """The database writer of a pass: `on_window(route)` feeds it, `drain()` waits for it."""
+    """The database writer of a pass: `on_window(source)` feeds it, `drain()` waits for it."""
 
     def __init__(self, db: StoreThread, state: RunState, clock: Callable[[], float]) -> None:
         self.db = db
@@ -49,11 +49,11 @@ class Committer:
         self._queue: asyncio.Queue[tuple[CompletedWindow, str] | None] = asyncio.Queue(maxsize=2)
         self._task = asyncio.create_task(self._commit_loop())
 
-    def on_window(self, route: str) -> OnWindow:
+    def on_window(self, source: str) -> OnWindow:
         async def on_window(window: CompletedWindow) -> None:
             # Wait for room in the queue, unless the committer dies meanwhile (a full disk):
             # then its error ends the pass instead of a wait that never ends.
-            put = asyncio.ensure_future(self._queue.put((window, route)))
+            put = asyncio.ensure_future(self._queue.put((window, source)))
             await asyncio.wait([put, self._task], return_when=asyncio.FIRST_COMPLETED)
             if self._task.done():
                 put.cancel()
@@ -79,11 +79,11 @@ class Committer:
             try:
                 if item is None:
                     return
-                window, route = item
+                window, source = item
                 stored = await self.db.call(
-                    Store.commit_window, window_record(window, route), window.rows
+                    Store.commit_window, window_record(window, source), window.rows
                 )
-                self._note(window, stored, route)
+                self._note(window, stored, source)
                 self.state.figures.window_sources = await self.db.call(Store.window_sources)
                 if self.clock() - last_wallets > WALLETS_INTERVAL:
                     last_wallets = self.clock()
@@ -91,7 +91,7 @@ class Committer:
             finally:
                 self._queue.task_done()
 
-    def _note(self, window: CompletedWindow, stored: int, route: str) -> None:
+    def _note(self, window: CompletedWindow, stored: int, source: str) -> None:
         state = self.state
         state.last_commit_at = self.clock()
         final = window.state if stored == window.total else WindowState.INCOMPLETE
@@ -109,7 +109,7 @@ class Committer:
             final,
             plural(stored, "transaction"),
             plural(window.pages, "page"),
-            route,
+            source,
         )
 
 

@@ -29,7 +29,7 @@ class RunParams:
     restarts: int = 0  # times a supervisor started this run again (published in the snapshot)
     settle_hours: float = defaults.SETTLE_HOURS
     verify: bool = False
-    source: str = "auto"  # auto | v1 | v3 (see `Sources.may_switch`)
+    source: str = "auto"  # auto | v1 | v3 (see `RequestPath.may_switch`)
     max_requests: int | None = None  # requests this run may send (None: no budget)
 
 

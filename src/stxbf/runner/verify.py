@@ -22,12 +22,11 @@ from stxbf.errors import ApiGone, ApiNotStacks, DatabaseCorrupt
 from stxbf.fetch.pages import FetchStats
 from stxbf.fetch.windows import MAX_SPAN, CompletedWindow
 from stxbf.runner.commits import window_record
-from stxbf.runner.control import StopSignal
 from stxbf.runner.coverage import gaps_between
 from stxbf.runner.params import ChangedWindow, RunParams, VerifyReport
 from stxbf.runner.plan import RangePlan
-from stxbf.runner.progress import RunState
-from stxbf.runner.sources import Sources
+from stxbf.runner.request_path import RequestPath
+from stxbf.runner.state import RunState, StopSignal
 from stxbf.runner.storethread import StoreThread
 from stxbf.store import Store, WindowCheck, damaged_hint
 from stxbf.words import plural, utc_iso
@@ -80,7 +79,7 @@ class Verifier:
     def __init__(
         self,
         params: RunParams,
-        sources: Sources,
+        request_path: RequestPath,
         db: StoreThread,
         state: RunState,
         stop: StopSignal,
@@ -89,7 +88,7 @@ class Verifier:
         clock: Callable[[], float],
     ) -> None:
         self.params = params
-        self.sources = sources
+        self.request_path = request_path
         self.db = db
         self.state = state
         self.stop = stop
@@ -109,9 +108,9 @@ class Verifier:
         try:
             outcomes = await self._recount_all(checks)
         except (ApiGone, ApiNotStacks) as exc:
-            if not self.sources.may_switch(exc):
+            if not self.request_path.may_switch(exc):
                 raise
-            self.sources.switch_to_v3(exc)
+            self.request_path.switch_to_v3(exc)
             outcomes = await self._recount_all(checks)
         if self.stop.requested:
             report.exit_code = int(ExitCode.INTERRUPTED)
@@ -198,15 +197,15 @@ class Verifier:
         async with slots:
             if self.stop.requested:
                 return None  # not checked: its checked_at stays as it was
-            if self.sources.name == "v3":
+            if self.request_path.source == "v3":
                 # v3 has no time filter: the window's burn blocks give its count; no first row
                 # to compare (a reorg that keeps the count goes unseen, as on v1 when it also
                 # keeps the first row; the settle period covers it)
-                v3 = self.sources.v3()
+                v3 = self.request_path.v3()
                 total = await v3.window_total(check.start_time, check.end_time)
                 first = check.first_tx_id
             else:
-                page = await self.sources.pages.page(
+                page = await self.request_path.pages.page(
                     start_time=check.start_time, end_time=check.end_time, limit=1
                 )
                 total, first = page.total, (page.rows[0][0] if page.rows else None)
@@ -223,7 +222,7 @@ class Verifier:
         period (or the head) stay `open`, as a run would store them."""
 
         async def replace(window: CompletedWindow) -> None:
-            record = window_record(window, self.sources.name)
+            record = window_record(window, self.request_path.source)
             replaced = await self.db.call(Store.replace_window, record, window.rows)
             report.rows_added += replaced.added
             report.rows_removed += replaced.removed
@@ -233,7 +232,7 @@ class Verifier:
 
         # One window per changed window where its density allows (the engine splits larger ones).
         widest = max(end - start + 1 for start, end in spans)
-        engine = self.sources.engine(replace, initial_span=min(widest, MAX_SPAN))
+        engine = self.request_path.engine(replace, initial_span=min(widest, MAX_SPAN))
         # Windows ending in the settle period or the head's last hours stay `open`; they are
         # not cut at the head's start (a stored window keeps its bounds where its density allows).
         plan = RangePlan(self.params.target_days, self.params.settle_hours)
