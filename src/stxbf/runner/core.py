@@ -68,9 +68,7 @@ class Runner:
         self.transport = transport
         self.clock = clock
         self.stats = FetchStats()
-        now = int(clock())  # the range is planned by the preflight; until then it is empty
-        plan = RangePlan(params.target_days, params.settle_hours, range_start=now, range_end=now)
-        self.state = RunState(plan=plan)
+        self.state = RunState(plan=RangePlan.of(params, clock()))
         self.publisher = SnapshotPublisher(params, self.state, self.stats, clock=clock, view=view)
         self.stop = StopSignal()
         self.run_id: int | None = None  # set once the preflight passed and the run is recorded
@@ -160,7 +158,7 @@ class Runner:
                 pid=os.getpid(),
                 started_at=self.publisher.started_at,
                 api_url=p.api_url,
-                target_days=p.target_days,
+                target_days=state.plan.target_days,
             )
         )
         await record_before_chain_start(db, state, request_path.source)
@@ -302,7 +300,7 @@ class Runner:
                 f"target reached at the chain's start ({utc_iso(chain_start)}): "
                 "the API has no older transactions",
             )
-        days = plural(self.params.target_days, "day")
+        days = plural(self.state.plan.target_days, "day")
         return RunReport(ExitCode.OK, f"target reached: {days} verified")
 
     # -- verify ------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ stacks-blockchain-api src/datastore/pg-store.ts getTxList filters `canonical = t
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -24,7 +25,6 @@ from stxbf.fetch.windows import MAX_SPAN, CompletedWindow
 from stxbf.runner.commits import window_record
 from stxbf.runner.coverage import gaps_between
 from stxbf.runner.params import ChangedWindow, RunParams, VerifyReport
-from stxbf.runner.plan import RangePlan
 from stxbf.runner.request_path import RequestPath
 from stxbf.runner.state import RunState, StopSignal
 from stxbf.runner.storethread import StoreThread
@@ -138,7 +138,7 @@ class Verifier:
                 "verify: fetching again %s (the head and the %g h settle period, where a reorg "
                 "changes rows without changing counts)",
                 plural(len(unproven), "open or incomplete window"),
-                self.params.settle_hours,
+                self.state.plan.settle_hours,
             )
             report.windows_reopened = len(unproven)
         if report.changed or unproven:
@@ -235,7 +235,7 @@ class Verifier:
         engine = self.request_path.engine(replace, initial_span=min(widest, MAX_SPAN))
         # Windows ending in the settle period or the head's last hours stay `open`; they are
         # not cut at the head's start (a stored window keeps its bounds where its density allows).
-        plan = RangePlan(self.params.target_days, self.params.settle_hours)
+        plan = dataclasses.replace(self.state.plan)  # the run's plan stays as it is
         plan.advance(self.clock())
         settle_start = min(plan.head_start, plan.settle_start or plan.head_start)
         with self.stop.watching(engine):
