@@ -1,4 +1,5 @@
-"""The windows table: which `burn_block_time` ranges the store holds, and how far each is proven.
+"""The windows table records which `burn_block_time` ranges the store holds, and how far each
+is proven.
 
 A window's row says how many transactions the API counted for it, how many distinct tx_ids are
 stored, and its `WindowState`; `checked_at` is when it was last fetched or re-counted and `source`
@@ -36,7 +37,8 @@ class WindowRecord:
 
 @dataclass(frozen=True, slots=True)
 class WindowCheck:
-    """What the store holds for a verified window, to compare with the API's one-row answer."""
+    """What the store holds for a verified window, which `stxbf verify` compares with the API's
+    one-row answer for the same range."""
 
     start_time: int
     end_time: int
@@ -75,7 +77,7 @@ def ranges(con: duckdb.DuckDBPyConnection) -> list[TimeRange]:
 
 
 def sources(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
-    """Verified and open windows by the route that filled them."""
+    """Count the verified and open windows by the source that filled them."""
     # an older file opened read-only has no source column: every window in it came from v1
     source = "coalesce(source, ?)" if _has_column(con, "source") else "?"
     rows = con.execute(
@@ -120,7 +122,7 @@ def forget(con: duckdb.DuckDBPyConnection, ranges: Sequence[TimeRange]) -> None:
 
 
 def checks(con: duckdb.DuckDBPyConnection) -> list[WindowCheck]:
-    """Each verified window with its stored count and first row, in one range join."""
+    """Return each verified window with its stored count and first row, read in one range join."""
     rows = con.execute(
         """
         SELECT w.start_time, w.end_time, w.api_total, count(t.tx_id),

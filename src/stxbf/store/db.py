@@ -72,7 +72,7 @@ class Store:
 
     @classmethod
     def open(cls, path: Path | str, *, read_only: bool = False) -> Store:
-        """Open (creating and migrating when writable) the database at `path` or ":memory:"."""
+        """Open the database at `path` (or ":memory:"), creating and migrating it when writable."""
         con, target = connect(path, read_only=read_only)
         try:
             con.execute("SET enable_progress_bar = false")  # a migration's bar in the log pane
@@ -125,7 +125,7 @@ class Store:
 
     @as_store_error()
     def window_sources(self) -> dict[str, int]:
-        """Verified and open windows by the route that filled them (`status --json`)."""
+        """Count the verified and open windows by the source that filled them (`status --json`)."""
         return checkpoints.sources(self._con)
 
     # a write error, or damage: replacing a range reads it first, so damage shows up here too
@@ -142,7 +142,9 @@ class Store:
         return stored
 
     def replace_window(self, window: WindowRecord, rows: Sequence[Row]) -> Replaced:
-        """`commit_window`, also counting the rows it added and removed (for `stxbf verify`).
+        """Commit the window as `commit_window` does, and count the rows it added and removed.
+
+        `stxbf verify` reports those counts.
 
         Rows whose transaction the API no longer lists (no longer canonical) disappear.
         """
@@ -151,12 +153,12 @@ class Store:
 
     @as_store_error()
     def tx_ids(self, start_time: int | None = None, end_time: int | None = None) -> set[str]:
-        """Every stored tx_id, optionally within a burn_block_time range."""
+        """Return every stored tx_id, or those within a burn_block_time range."""
         return transactions.tx_ids(self._con, start_time, end_time)
 
     @as_store_error()
     def window_checks(self) -> list[WindowCheck]:
-        """Each verified window with its stored count and first row, in one range join."""
+        """Return each verified window with its stored count and first row, read in one join."""
         return checkpoints.checks(self._con)
 
     @as_store_error()
@@ -169,12 +171,13 @@ class Store:
 
     @as_store_error()
     def oldest_check(self) -> float | None:
-        """When the least recently fetched or re-counted verified window was last looked at."""
+        """Return when the verified window looked at least recently was last fetched or
+        re-counted."""
         return checkpoints.oldest_check(self._con)
 
     @as_store_error()
     def duplicated_windows(self) -> list[TimeRange]:
-        """(start, end) of each window holding a tx_id that is stored more than once."""
+        """Return the bounds of each window that holds a tx_id stored more than once."""
         return transactions.duplicated_windows(self._con)
 
     @as_store_error()
@@ -269,7 +272,7 @@ class Store:
 
     @as_store_error()
     def saved_summary(self) -> StoreSummary | None:
-        """The summary a run saved, or None when there is none or the data changed since."""
+        """Return the summary a run saved, or None when there is none or the data changed since."""
         return figures.saved(self._con, self.path)
 
     def file_bytes(self) -> int:
