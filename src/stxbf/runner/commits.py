@@ -1,4 +1,5 @@
-"""Committing completed windows: rows and checkpoint in one transaction, in completion order.
+"""This module commits completed windows, rows and checkpoint in one transaction each, in the
+order they complete.
 
 The engine hands each window over through a queue of two, so at most two completed windows wait
 for the database while the next ones are fetched.
@@ -40,7 +41,11 @@ def window_record(window: CompletedWindow, source: str) -> WindowRecord:
 
 
 class Committer:
-    """The database writer of a pass: `on_window(source)` feeds it, `drain()` waits for it."""
+    """Writes a pass's completed windows to the database while the next ones are fetched.
+
+    The engine hands it windows through `on_window(source)`, and `drain()` waits until every one
+    handed over is committed.
+    """
 
     def __init__(self, db: StoreThread, state: RunState, clock: Callable[[], float]) -> None:
         self.db = db
@@ -63,7 +68,7 @@ class Committer:
         return on_window
 
     async def drain(self) -> None:
-        """Wait until every queued window is committed; re-raise if the writer died instead."""
+        """Wait until every queued window is committed, or re-raise the error the writer died of."""
         await _drain(self._queue, self._task)
 
     async def close(self) -> None:
@@ -122,8 +127,11 @@ async def _drain(queue: asyncio.Queue[Any], consumer: asyncio.Task[None]) -> Non
 
 
 async def load_coverage(db: StoreThread, state: RunState) -> None:
-    """The verified windows of earlier runs, and the chain's start they found. Their `open`
-    windows are reopened: fetched again, and counted as stored until then (Coverage)."""
+    """Load the windows earlier runs verified, and the chain's start they found, into the state.
+
+    Their `open` windows are reopened: they are fetched again, and their rows count as stored
+    until then (see `Coverage`).
+    """
     records = await db.call(Store.windows)
     reopened = [Span(r.start_time, r.end_time) for r in records if r.state == WindowState.OPEN]
     state.coverage = Coverage(
@@ -149,7 +157,7 @@ async def load_coverage(db: StoreThread, state: RunState) -> None:
 
 
 async def record_before_chain_start(db: StoreThread, state: RunState, source: str) -> None:
-    """The stretch before the chain's first transaction is empty, and provably so."""
+    """Record the stretch before the chain's first transaction as verified: it is provably empty."""
     before = state.plan.before_chain_start()
     if before is None or not state.coverage.gaps(*before):
         return
@@ -160,8 +168,10 @@ async def record_before_chain_start(db: StoreThread, state: RunState, source: st
 
 
 async def forget_duplicated(db: StoreThread, state: RunState) -> bool:
-    """Windows that share a tx_id with another (see `Store.duplicated_windows`) lose their
-    checkpoint, so the next iteration fetches them again."""
+    """Drop the checkpoints of windows that share a tx_id with another, and tell whether any did.
+
+    The next iteration fetches those windows again (see `Store.duplicated_windows`).
+    """
     spans = await db.call(Store.duplicated_windows)
     if not spans:
         return False

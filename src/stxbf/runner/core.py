@@ -1,7 +1,7 @@
-"""The run's lifecycle: lock, open, check, plan, iterate passes, verify, end.
+"""`Runner` drives a run through its lifecycle: lock, open, check, plan, passes, verify, end.
 
-Each job lives in its own module; this one only orders them and turns their outcome into an exit
-code and a closing snapshot.
+Each step's work lives in its own module; this one orders the steps, holds the one-writer lock
+(`run_lock`), and turns their outcome into an exit code and a closing snapshot.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ END_PHASES = {ExitCode.OK: Phase.FINISHED, ExitCode.INTERRUPTED: Phase.INTERRUPT
 
 
 class Runner:
-    """One `stxbf run` (`run()`) or `stxbf verify` (`verify()`) over one database."""
+    """Runs one `stxbf run` (`run()`) or one `stxbf verify` (`verify()`) over one database."""
 
     def __init__(
         self,
@@ -134,7 +134,7 @@ class Runner:
         self.publisher.publish()
 
     def _run_figures(self) -> dict[str, Any]:
-        """What the runs table records of this run when it ends."""
+        """Return what the runs table records of this run when it ends."""
         state, stats = self.state, self.stats
         return {
             "ended_at": self.clock(),
@@ -175,7 +175,8 @@ class Runner:
     async def _iterate(
         self, db: StoreThread, request_path: RequestPath, committer: Committer
     ) -> RunReport:
-        """Plan the gaps, run a pass over them, until the range is covered or a limit stops it."""
+        """Plan the gaps and run a pass over them, until the range is covered or a limit stops
+        the run."""
         state, plan = self.state, self.state.plan
         engine = request_path.engine(committer.on_window(request_path.source))
         with contextlib.ExitStack() as watched:
@@ -220,7 +221,7 @@ class Runner:
     async def _after_pass(
         self, db: StoreThread, request_path: RequestPath, result: PassResult
     ) -> RunReport | None:
-        """How the run goes on after a pass: None for another iteration, else its report."""
+        """Decide how the run goes on after a pass: None for another iteration, else its report."""
         if result.stopped:
             return RunReport(
                 ExitCode.INTERRUPTED,
@@ -248,8 +249,8 @@ class Runner:
         return None
 
     def _page_budget(self) -> int:
-        """Pages the next pass may ask for: `--max-pages`, and what `--max-requests` leaves
-        (no new window is opened past it, so the open ones can finish within the budget)."""
+        """Return the pages the next pass may ask for: `--max-pages`, or less when `--max-requests`
+        leaves less (no new window is opened past it, so the open ones can finish within it)."""
         budget = self.params.max_requests
         if budget is None:
             return self.params.max_pages
@@ -268,7 +269,7 @@ class Runner:
         )
 
     async def _forget_duplicated_once(self, db: StoreThread) -> bool:
-        """Once a run, before it reports the target reached (see `forget_duplicated`)."""
+        """Audit the table for duplicates once a run, before it reports the target reached."""
         if self._audited:
             return False
         self._audited = True
@@ -306,7 +307,7 @@ class Runner:
     # -- verify ------------------------------------------------------------------------------
 
     async def verify(self) -> VerifyReport:
-        """`stxbf verify`: read every stored block, then re-count every verified window.
+        """Run `stxbf verify`: read every stored block, then re-count every verified window.
 
         Holds the run lock (it rewrites the windows that changed). A damaged file is reported,
         with the windows to fetch again, and nothing is requested.
@@ -372,7 +373,10 @@ class Runner:
 
 @contextlib.contextmanager
 def run_lock(lock_path: Path, runner_path: Path, db_path: Path) -> Iterator[None]:
-    """Hold the one-writer lock; a second run fails at once, naming the holder's pid."""
+    """Hold the one-writer lock on a database, and the record that names its holder.
+
+    A second run fails at once with `LockHeld`, naming the holder's pid.
+    """
     from filelock import FileLock, Timeout
 
     lock_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)

@@ -1,4 +1,5 @@
-"""What a run is asked to do (`RunParams`), and what it reports (`RunReport`, `VerifyReport`)."""
+"""This module holds what a run is asked to do (`RunParams`) and what it reports (`RunReport`,
+`VerifyReport`)."""
 
 from __future__ import annotations
 
@@ -73,6 +74,6 @@ class RunReport:
 
 
 class ProgressView(Protocol):
-    """Where the live snapshot goes besides the progress file (a terminal display, or nothing)."""
+    """Receives the live snapshot besides the progress file: a terminal display, or nothing."""
 
     def update(self, snapshot: ProgressSnapshot) -> None: ...

@@ -1,4 +1,5 @@
-"""Before the first window: where the chain's history begins, and how much the range holds.
+"""The preflight asks, before the first window, where the chain's history begins and how much
+the range holds.
 
 The first request is also the first contact: a wrong URL or a silent port ends the run in
 seconds (`connect_attempts=3`), before anything is written.
@@ -20,7 +21,7 @@ log = logging.getLogger(__name__)
 
 
 async def preflight(request_path: RequestPath, plan: RangePlan) -> None:
-    """Ask the current route about the planned range; `auto` moves to v3 if v1 is gone."""
+    """Ask the source in use about the planned range; under `auto`, move to v3 if v1 is gone."""
     if request_path.source == "v1":
         try:
             await _preflight_v1(request_path, plan)
@@ -43,7 +44,7 @@ def _note_chain_start(plan: RangePlan, first: int) -> None:
 
 
 async def _preflight_v1(request_path: RequestPath, plan: RangePlan) -> None:
-    """Two one-row requests: where the chain's history begins, and how much the range holds."""
+    """Ask v1, in one-row requests, where the chain's history begins and what the range holds."""
     first = await _oldest_transaction_time(request_path, plan)
     if first is not None:
         _note_chain_start(plan, first)
@@ -63,7 +64,8 @@ async def _preflight_v1(request_path: RequestPath, plan: RangePlan) -> None:
 
 
 async def _oldest_transaction_time(request_path: RequestPath, plan: RangePlan) -> int | None:
-    """burn_block_time of the API's oldest transaction (past the range's end if it has none)."""
+    """Return the burn_block_time of the API's oldest transaction (past the range's end if it
+    has none)."""
     try:
         oldest = await request_path.pages.page(
             start_time=None,
@@ -98,7 +100,7 @@ async def _oldest_transaction_time(request_path: RequestPath, plan: RangePlan) -
 
 
 async def _preflight_v3(request_path: RequestPath, plan: RangePlan) -> None:
-    """The chain's start from the bottom of the burn-block list (no v1 needed).
+    """Find the chain's start from the bottom of the burn-block list, without v1.
 
     The range's total stays unknown (no ETA): v3's `total` is the chain's, and summing the
     burn blocks' `total_tx_count` over a year would take ~1,750 requests before the first

@@ -30,11 +30,12 @@ COVERAGE_PACE_SECONDS = 30.0  # of fetching before an ETA is told from the range
 
 
 class CoveragePace:
-    """An ETA where the range's total is unknown (v3 does not ask it up front): the seconds
-    of the range still uncovered, over the pace this run has been covering them at.
+    """Tells an ETA where the range's total is unknown (v3 does not ask it up front).
 
-    Rougher than the pages left at the achieved rate (busy days take longer than quiet ones),
-    but every request a window costs is in it: v3's burn-block pages and cursor walks alike.
+    The ETA is the seconds of the range still uncovered, over the pace this run has been
+    covering them at. It is rougher than the pages left at the achieved rate (busy days take
+    longer than quiet ones), but every request a window costs is in it: v3's burn-block pages
+    and cursor walks alike.
     """
 
     def __init__(self) -> None:
@@ -53,7 +54,8 @@ class CoveragePace:
 
 
 class SnapshotPublisher:
-    """Builds and publishes the snapshot; warns once when the monthly quota will not last."""
+    """Builds the run's snapshot and publishes it, and warns once when the monthly quota will
+    not last."""
 
     def __init__(
         self,
@@ -94,9 +96,12 @@ class SnapshotPublisher:
             self.view.update(snapshot)
 
     def log_plan(self) -> None:
-        """At the start: the requests the range needs, against the monthly quota left and this
-        run's budget, so a small quota is seen coming (150,000 a month is ~3.7 years of
-        backfill, and a nightly cron spends it too)."""
+        """Log, at the start, the requests the range needs against the monthly quota left and
+        this run's budget.
+
+        A small quota is then seen coming: 150,000 a month is ~3.7 years of backfill, and a
+        nightly cron spends it too.
+        """
         parts = []
         needed = self.requests_needed()
         if needed is not None:
@@ -111,12 +116,14 @@ class SnapshotPublisher:
             log.info("plan: %s", "; ".join(parts))
 
     def requests_needed(self) -> int | None:
-        """Requests the rest of the range needs, about: its pages (v1 asks the total)."""
+        """Return about how many requests the rest of the range needs (its pages), when the
+        range's total is known (v1 asks it)."""
         pages = self._remaining_pages()
         return None if pages is None else math.ceil(pages)
 
     def warn_if_quota_short(self) -> None:
-        """Once a run: the monthly quota left is smaller than what the rest of the range needs."""
+        """Warn, once a run, when the monthly quota left is smaller than the rest of the range
+        needs."""
         pacer = self.pacer
         if self._quota_warned or pacer is None or pacer.month_remaining is None:
             return
@@ -192,7 +199,7 @@ class SnapshotPublisher:
         )
 
     def _backoff_until(self) -> float | None:
-        """An error backoff, or the pacer's gate (a stated limit), whichever ends later."""
+        """Return when the error backoff or the pacer's gate (a stated limit) ends, the later."""
         backoff_until = self.stats.backoff_until
         if self.pacer is not None and self.pacer.gate_remaining() > 0:
             gate = self.clock() + self.pacer.gate_remaining()
@@ -200,7 +207,7 @@ class SnapshotPublisher:
         return backoff_until
 
     def _rate_limited(self) -> tuple[float | None, str | None]:
-        """Until when, and why, the run waits out a limit the API stated (not a stall)."""
+        """Return until when, and why, the run waits out a limit the API stated (not a stall)."""
         if self.state.quota is not None:
             return self.state.quota.resets_at, self.state.quota.message
         pacer = self.pacer
@@ -216,7 +223,8 @@ class SnapshotPublisher:
         return max(0, plan.expected_total - done) / PAGE_LIMIT
 
     def _eta(self, rate_rpm: float) -> float | None:
-        """The pages left at the achieved rate; without the range's total, the coverage's pace."""
+        """Return the ETA: the pages left at the achieved rate, or, without the range's total,
+        the coverage's pace."""
         remaining_pages = self._remaining_pages()
         if remaining_pages is not None:
             return remaining_pages / (rate_rpm / 60.0) if rate_rpm > 0 else None

@@ -27,7 +27,8 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class StoreFigures:
-    """What the database holds: read from it exactly now and then, counted up in between."""
+    """Counts what the database holds: read exactly from it now and then, and counted up from
+    the commits in between."""
 
     transactions: int = 0
     wallets: int | None = None
@@ -44,7 +45,7 @@ class StoreFigures:
         self.db_bytes = summary.db_bytes
 
     async def refresh(self, db: StoreThread, *, wallets: bool, save: bool = False) -> None:
-        """Read the exact figures; `save` keeps them for idle `status`/`health` to read back."""
+        """Read the exact figures; with `save`, keep them for an idle `status`/`health` to read."""
         summary = await db.call(
             Store.save_summary if save else lambda store: store.summary(wallets=wallets)
         )
@@ -52,7 +53,7 @@ class StoreFigures:
         self.window_sources = await db.call(Store.window_sources)
 
     def count(self, rows: list[Row]) -> None:
-        """Rows just committed (the next exact read corrects a window fetched again)."""
+        """Count rows just committed; the next exact read corrects a window fetched again."""
         self.transactions += len(rows)
         if rows:
             times = [row[BURN_TIME_INDEX] for row in rows]
@@ -63,7 +64,7 @@ class StoreFigures:
 
 @dataclass
 class RunState:
-    """The run's own state, shared by its parts: the plan, the coverage, the phase."""
+    """Holds what the run knows of itself: the plan, the coverage, the figures, the phase."""
 
     plan: RangePlan
     coverage: Coverage = field(default_factory=Coverage)
@@ -82,7 +83,11 @@ class Stoppable(Protocol):
 
 
 class StopSignal:
-    """Set once; engines started after it are stopped as they start (`watching`)."""
+    """Carries a stop request from a signal handler to whichever engine is at work.
+
+    It is set once. Before any engine runs, the request cancels the run's task; an engine that
+    starts after it (`watching`) is stopped as it starts.
+    """
 
     def __init__(self) -> None:
         self.requested = False
@@ -90,7 +95,7 @@ class StopSignal:
         self._engines: list[Stoppable] = []
 
     def request(self, reason: str) -> None:
-        """Signal-safe: called from the event loop's signal handler."""
+        """Stop every engine at work, or cancel the task; safe to call from a signal handler."""
         if self.requested:
             return
         self.requested = True
@@ -103,7 +108,7 @@ class StopSignal:
 
     @contextlib.contextmanager
     def watching(self, engine: Stoppable) -> Iterator[None]:
-        """`engine` is at work inside this block: a stop request stops it."""
+        """Mark `engine` as at work inside this block, so that a stop request stops it."""
         if self.requested:
             engine.stop()
         self._engines.append(engine)

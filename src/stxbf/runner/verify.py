@@ -1,6 +1,7 @@
-"""Re-counting stored windows against the API, and reading every block of the file.
+"""This module re-counts stored windows against the API, and reads every block of the file.
 
-One `limit=1` request per verified window: its `total` and first row against ours. Windows whose
+Each verified window costs one `limit=1` request, whose `total` and first row are compared with
+the stored ones. Windows whose
 total or first row changed are fetched again, replacing their rows in one transaction each. A
 reorg that swaps rows while keeping both the count and the first row goes unseen by this check;
 the settle period covers the part of the chain where that happens (a reorg deeper than
@@ -39,7 +40,10 @@ def _tables(tables: list[str]) -> str:
 
 
 def find_damage(store: Store) -> VerifyReport | None:
-    """Read every block of the file (DuckDB checks each one's checksum as it loads it)."""
+    """Read every block of the file, and report the damage found, or None when there is none.
+
+    DuckDB checks each block's checksum as it loads it.
+    """
     tables = store.read_every_block()
     if not tables:
         return None
@@ -63,7 +67,10 @@ def find_damage(store: Store) -> VerifyReport | None:
 
 
 async def refuse_damaged_file(db: StoreThread, db_path: Path) -> None:
-    """`run` never builds on a damaged file: one full scan first (~2 s on a year, 2.2M rows)."""
+    """Raise `DatabaseCorrupt` when the file is damaged, so that `run` never builds on it.
+
+    The full scan takes ~2 s on a year (2.2M rows).
+    """
     damage = await db.call(find_damage)
     if damage is None:
         return
@@ -96,8 +103,11 @@ class Verifier:
         self.clock = clock
 
     async def run(self, *, reopen: bool = False) -> VerifyReport:
-        """Re-count the verified windows; with `reopen` (`stxbf verify`), also fetch the open
-        and incomplete ones again (`run --verify` has just fetched them)."""
+        """Re-count the verified windows, and fetch again those that changed.
+
+        With `reopen` (`stxbf verify`) the open and incomplete windows are fetched again too;
+        `run --verify` has just fetched them.
+        """
         report = VerifyReport()
         self.state.phase = Phase.VERIFYING
         checks = await self.db.call(Store.window_checks)
@@ -218,8 +228,10 @@ class Verifier:
         return ChangedWindow(check.start_time, check.end_time, total, check.rows_stored, reason)
 
     async def _refetch(self, report: VerifyReport, spans: list[tuple[int, int]]) -> None:
-        """Fetch these windows again whole, replacing their rows. Those still inside the settle
-        period (or the head) stay `open`, as a run would store them."""
+        """Fetch these windows again whole, replacing their rows.
+
+        Those still inside the settle period (or the head) stay `open`, as a run stores them.
+        """
 
         async def replace(window: CompletedWindow) -> None:
             record = window_record(window, self.request_path.source)
@@ -250,13 +262,13 @@ class Verifier:
 
 
 def _unproven_spans(store: Store) -> list[tuple[int, int]]:
-    """The windows a run would fetch again: open (head, settle period) and incomplete ones."""
+    """Return the windows a run would fetch again: open (head, settle period) and incomplete."""
     unproven = (WindowState.OPEN, WindowState.INCOMPLETE)
     return [(w.start_time, w.end_time) for w in store.windows() if w.state in unproven]
 
 
 def not_stored(store: Store, now: int) -> list[tuple[int, int]]:
-    """What no window holds between the last run's range start (or the chain's) and now."""
+    """Return what no window holds between the last run's range start (or the chain's) and now."""
     range_start, chain_start = store.get_meta("range_start"), store.get_meta("chain_start")
     if range_start is None:
         return []
