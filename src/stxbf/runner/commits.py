@@ -172,14 +172,14 @@ async def forget_duplicated(db: StoreThread, state: RunState) -> bool:
 
     The next iteration fetches those windows again (see `Store.duplicated_windows`).
     """
-    spans = await db.call(Store.duplicated_windows)
-    if not spans:
+    duplicated = await db.call(Store.duplicated_windows)
+    if not duplicated:
         return False
     log.warning(
         "%s transactions also stored in another window (moved by the API since they "
         "were fetched): fetching them again",
-        "1 window holds" if len(spans) == 1 else f"{len(spans):,} windows hold",
+        "1 window holds" if len(duplicated) == 1 else f"{len(duplicated):,} windows hold",
     )
-    await db.call(Store.forget_windows, spans)
-    state.coverage.forget(spans)
+    await db.call(Store.forget_windows, duplicated)
+    state.coverage.forget(duplicated)
     return True

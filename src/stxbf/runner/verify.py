@@ -111,7 +111,7 @@ class Verifier:
         report = VerifyReport()
         self.state.phase = Phase.VERIFYING
         checks = await self.db.call(Store.window_checks)
-        unproven = await self.db.call(_unproven_spans) if reopen else []
+        unproven = await self.db.call(_unproven_windows) if reopen else []
         requests_before = self.stats.requests
         log.info("verify: re-counting %s", plural(len(checks), "verified window"))
         checked_at = self.clock()
@@ -129,11 +129,11 @@ class Verifier:
         report.windows_checked = len(checks)
         report.changed = [outcome for outcome in outcomes if outcome is not None]
         report.windows_changed = len(report.changed)
-        changed_spans = {(c.start_time, c.end_time) for c in report.changed}
+        changed_bounds = {(c.start_time, c.end_time) for c in report.changed}
         unchanged = [
             (c.start_time, c.end_time)
             for c in checks
-            if (c.start_time, c.end_time) not in changed_spans
+            if (c.start_time, c.end_time) not in changed_bounds
         ]
         await self.db.call(Store.mark_checked, unchanged, checked_at)
         for change in report.changed:
@@ -152,7 +152,7 @@ class Verifier:
             )
             report.windows_reopened = len(unproven)
         if report.changed or unproven:
-            await self._refetch(report, sorted(changed_spans | set(unproven)))
+            await self._refetch(report, sorted(changed_bounds | set(unproven)))
         if reopen:
             report.not_stored = await self.db.call(not_stored, int(self.clock()))
         report.requests = self.stats.requests - requests_before
@@ -227,7 +227,7 @@ class Verifier:
             return None
         return ChangedWindow(check.start_time, check.end_time, total, check.rows_stored, reason)
 
-    async def _refetch(self, report: VerifyReport, spans: list[tuple[int, int]]) -> None:
+    async def _refetch(self, report: VerifyReport, windows: list[tuple[int, int]]) -> None:
         """Fetch these windows again whole, replacing their rows.
 
         Those still inside the settle period (or the head) stay `open`, as a run stores them.
@@ -243,7 +243,7 @@ class Verifier:
             self.state.windows_refetched += 1
 
         # One window per changed window where its density allows (the engine splits larger ones).
-        widest = max(end - start + 1 for start, end in spans)
+        widest = max(end - start + 1 for start, end in windows)
         engine = self.request_path.engine(replace, initial_span=min(widest, MAX_SPAN))
         # Windows ending in the settle period or the head's last hours stay `open`; they are
         # not cut at the head's start (a stored window keeps its bounds where its density allows).
@@ -252,7 +252,7 @@ class Verifier:
         settle_start = min(plan.head_start, plan.settle_start or plan.head_start)
         with self.stop.watching(engine):
             result = await engine.run_pass(
-                spans,
+                windows,
                 head_start=None,
                 page_budget=max(self.params.max_pages, 1),
                 settle_start=settle_start,
@@ -261,7 +261,7 @@ class Verifier:
             report.windows_incomplete += max(1, result.windows_incomplete)
 
 
-def _unproven_spans(store: Store) -> list[tuple[int, int]]:
+def _unproven_windows(store: Store) -> list[tuple[int, int]]:
     """Return the windows a run would fetch again: open (head, settle period) and incomplete."""
     unproven = (WindowState.OPEN, WindowState.INCOMPLETE)
     return [(w.start_time, w.end_time) for w in store.windows() if w.state in unproven]
