@@ -14,10 +14,10 @@ from stxbf.fetch.pages import FetchStats
 from stxbf.fetch.windows import CompletedWindow
 from stxbf.models import BURN_TIME_INDEX
 from stxbf.runner.commits import Committer, forget_duplicated, record_before_chain_start
-from stxbf.runner.control import StopSignal
 from stxbf.runner.coverage import Coverage, Span, gaps_between
 from stxbf.runner.plan import HEAD_SETTLE_SECONDS, RangePlan
-from stxbf.runner.progress import CoveragePace, Progress, RunState
+from stxbf.runner.publisher import CoveragePace, SnapshotPublisher
+from stxbf.runner.state import RunState, StopSignal
 from stxbf.runner.storethread import StoreThread
 from stxbf.snapshot import DAY
 from stxbf.store import Store
@@ -163,7 +163,7 @@ def test_the_snapshot_says_backing_off_and_gives_no_eta_without_a_total(tmp_path
     stats.backoff_until = NOW + 30
     state = RunState(plan=RangePlan(target_days=1, settle_hours=0), phase=Phase.FETCHING)
     state.plan.advance(NOW)
-    progress = Progress(params(tmp_path), state, stats, clock=lambda: float(NOW))
+    progress = SnapshotPublisher(params(tmp_path), state, stats, clock=lambda: float(NOW))
     snapshot = progress.snapshot()
     assert snapshot.phase == "backing_off"
     assert snapshot.eta_seconds is None and snapshot.backoff_until == NOW + 30
@@ -179,7 +179,7 @@ def test_without_a_total_the_eta_is_the_uncovered_range_at_the_pace_it_is_covere
     clock = [float(NOW)]
     state = RunState(plan=RangePlan(target_days=10, settle_hours=0), phase=Phase.FETCHING)
     state.plan.advance(NOW)
-    progress = Progress(params(tmp_path), state, FetchStats(), clock=lambda: clock[0])
+    progress = SnapshotPublisher(params(tmp_path), state, FetchStats(), clock=lambda: clock[0])
     plan = state.plan
     assert progress.snapshot().eta_seconds is None  # fetching begins: nothing to go by yet
     clock[0] += 60

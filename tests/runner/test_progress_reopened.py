@@ -21,7 +21,7 @@ from stxbf.runner import Runner
 from stxbf.runner.commits import load_coverage
 from stxbf.runner.coverage import Coverage, Span
 from stxbf.runner.plan import RangePlan
-from stxbf.runner.progress import RunState
+from stxbf.runner.state import RunState
 from stxbf.runner.storethread import StoreThread
 from stxbf.simulator import SimApi, SimConfig
 from stxbf.simulator.transport import SimTransport

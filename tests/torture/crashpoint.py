@@ -66,7 +66,7 @@ def install(trigger: Trigger) -> None:
     from stxbf.fetch.client import ApiClient
     from stxbf.fetch.pacer import Pacer
     from stxbf.fetch.pages import PageSource
-    from stxbf.runner import progress
+    from stxbf.runner import publisher
     from stxbf.store.db import Store
 
     tx_page = ApiClient.tx_page
@@ -144,7 +144,7 @@ def install(trigger: Trigger) -> None:
             die()
         publish(path, snapshot)
 
-    progress.publish = crashing_publish  # type: ignore[attr-defined]
+    publisher.publish = crashing_publish  # type: ignore[attr-defined]
 
 
 def main() -> None:

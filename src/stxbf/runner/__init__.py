@@ -13,18 +13,18 @@ monotonic, and a Bitcoin reorg makes Stacks blocks non-canonical (the API's list
 drop their transactions: stacks-blockchain-api src/datastore/pg-store.ts getTxList counts
 `canonical = true` rows only). Older windows are re-counted by `stxbf verify` (`Runner.verify`).
 
-The modules: `core` (the lifecycle), `plan` (the range), `preflight`, `sources` (v1/v3 and the one
-request path), `commits` (the database writer), `coverage` (what is proven), `verify`,
-`progress` (the published snapshot), `storethread` (the store's own thread), `lock`, `control`
-(stopping from a signal), `params` (what a run is asked and answers).
+The modules: `core` (`Runner`, the lifecycle, and the one-writer lock), `plan` (the range),
+`preflight`, `request_path` (the one request path, and the source v1 or v3 it asks), `commits`
+(the database writer), `coverage` (what is proven), `verify`, `state` (what the run's parts
+share, and the stop signal), `publisher` (the snapshot published every second), `storethread`
+(the thread every database call runs on), `params` (what a run is asked and answers).
 
 Memory stays flat: at most a few windows are open, and at most two completed windows wait for
 their commit.
 """
 
-from stxbf.runner.core import Runner
+from stxbf.runner.core import Runner, run_lock
 from stxbf.runner.coverage import Span, gaps_between
-from stxbf.runner.lock import run_lock
 from stxbf.runner.params import ChangedWindow, ProgressView, RunParams, RunReport, VerifyReport
 
 __all__ = [

@@ -1,4 +1,5 @@
-"""Committing completed windows: rows and checkpoint in one transaction, in completion order.
+"""This module commits completed windows, rows and checkpoint in one transaction each, in the
+order they complete.
 
 The engine hands each window over through a queue of two, so at most two completed windows wait
 for the database while the next ones are fetched.
@@ -16,8 +17,8 @@ from stxbf.codes import COVERING_STATES, WindowState
 from stxbf.errors import StoreError, StxbfError
 from stxbf.fetch.windows import CompletedWindow
 from stxbf.runner.coverage import Coverage, Span
-from stxbf.runner.progress import RunState
-from stxbf.runner.sources import OnWindow
+from stxbf.runner.request_path import OnWindow
+from stxbf.runner.state import RunState
 from stxbf.runner.storethread import StoreThread
 from stxbf.store import Store, WindowRecord
 from stxbf.words import plural, utc_iso
@@ -40,7 +41,11 @@ def window_record(window: CompletedWindow, source: str) -> WindowRecord:
 
 
 class Committer:
-    """The database writer of a pass: `on_window(route)` feeds it, `drain()` waits for it."""
+    """Writes a pass's completed windows to the database while the next ones are fetched.
+
+    The engine hands it windows through `on_window(source)`, and `drain()` waits until every one
+    handed over is committed.
+    """
 
     def __init__(self, db: StoreThread, state: RunState, clock: Callable[[], float]) -> None:
         self.db = db
@@ -49,11 +54,11 @@ class Committer:
         self._queue: asyncio.Queue[tuple[CompletedWindow, str] | None] = asyncio.Queue(maxsize=2)
         self._task = asyncio.create_task(self._commit_loop())
 
-    def on_window(self, route: str) -> OnWindow:
+    def on_window(self, source: str) -> OnWindow:
         async def on_window(window: CompletedWindow) -> None:
             # Wait for room in the queue, unless the committer dies meanwhile (a full disk):
             # then its error ends the pass instead of a wait that never ends.
-            put = asyncio.ensure_future(self._queue.put((window, route)))
+            put = asyncio.ensure_future(self._queue.put((window, source)))
             await asyncio.wait([put, self._task], return_when=asyncio.FIRST_COMPLETED)
             if self._task.done():
                 put.cancel()
@@ -63,7 +68,7 @@ class Committer:
         return on_window
 
     async def drain(self) -> None:
-        """Wait until every queued window is committed; re-raise if the writer died instead."""
+        """Wait until every queued window is committed, or re-raise the error the writer died of."""
         await _drain(self._queue, self._task)
 
     async def close(self) -> None:
@@ -79,11 +84,11 @@ class Committer:
             try:
                 if item is None:
                     return
-                window, route = item
+                window, source = item
                 stored = await self.db.call(
-                    Store.commit_window, window_record(window, route), window.rows
+                    Store.commit_window, window_record(window, source), window.rows
                 )
-                self._note(window, stored, route)
+                self._note(window, stored, source)
                 self.state.figures.window_sources = await self.db.call(Store.window_sources)
                 if self.clock() - last_wallets > WALLETS_INTERVAL:
                     last_wallets = self.clock()
@@ -91,7 +96,7 @@ class Committer:
             finally:
                 self._queue.task_done()
 
-    def _note(self, window: CompletedWindow, stored: int, route: str) -> None:
+    def _note(self, window: CompletedWindow, stored: int, source: str) -> None:
         state = self.state
         state.last_commit_at = self.clock()
         final = window.state if stored == window.total else WindowState.INCOMPLETE
@@ -109,7 +114,7 @@ class Committer:
             final,
             plural(stored, "transaction"),
             plural(window.pages, "page"),
-            route,
+            source,
         )
 
 
@@ -122,8 +127,11 @@ async def _drain(queue: asyncio.Queue[Any], consumer: asyncio.Task[None]) -> Non
 
 
 async def load_coverage(db: StoreThread, state: RunState) -> None:
-    """The verified windows of earlier runs, and the chain's start they found. Their `open`
-    windows are reopened: fetched again, and counted as stored until then (Coverage)."""
+    """Load the windows earlier runs verified, and the chain's start they found, into the state.
+
+    Their `open` windows are reopened: they are fetched again, and their rows count as stored
+    until then (see `Coverage`).
+    """
     records = await db.call(Store.windows)
     reopened = [Span(r.start_time, r.end_time) for r in records if r.state == WindowState.OPEN]
     state.coverage = Coverage(
@@ -149,7 +157,7 @@ async def load_coverage(db: StoreThread, state: RunState) -> None:
 
 
 async def record_before_chain_start(db: StoreThread, state: RunState, source: str) -> None:
-    """The stretch before the chain's first transaction is empty, and provably so."""
+    """Record the stretch before the chain's first transaction as verified: it is provably empty."""
     before = state.plan.before_chain_start()
     if before is None or not state.coverage.gaps(*before):
         return
@@ -160,16 +168,18 @@ async def record_before_chain_start(db: StoreThread, state: RunState, source: st
 
 
 async def forget_duplicated(db: StoreThread, state: RunState) -> bool:
-    """Windows that share a tx_id with another (see `Store.duplicated_windows`) lose their
-    checkpoint, so the next iteration fetches them again."""
-    spans = await db.call(Store.duplicated_windows)
-    if not spans:
+    """Drop the checkpoints of windows that share a tx_id with another, and tell whether any did.
+
+    The next iteration fetches those windows again (see `Store.duplicated_windows`).
+    """
+    duplicated = await db.call(Store.duplicated_windows)
+    if not duplicated:
         return False
     log.warning(
         "%s transactions also stored in another window (moved by the API since they "
         "were fetched): fetching them again",
-        "1 window holds" if len(spans) == 1 else f"{len(spans):,} windows hold",
+        "1 window holds" if len(duplicated) == 1 else f"{len(duplicated):,} windows hold",
     )
-    await db.call(Store.forget_windows, spans)
-    state.coverage.forget(spans)
+    await db.call(Store.forget_windows, duplicated)
+    state.coverage.forget(duplicated)
     return True

@@ -1,7 +1,7 @@
-"""The run's lifecycle: lock, open, check, plan, iterate passes, verify, end.
+"""`Runner` drives a run through its lifecycle: lock, open, check, plan, passes, verify, end.
 
-Each job lives in its own module; this one only orders them and turns their outcome into an exit
-code and a closing snapshot.
+Each step's work lives in its own module; this one orders the steps, holds the one-writer lock
+(`run_lock`), and turns their outcome into an exit code and a closing snapshot.
 """
 
 from __future__ import annotations
@@ -10,8 +10,10 @@ import asyncio
 import contextlib
 import logging
 import os
+import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,6 +22,7 @@ from stxbf.codes import ExitCode, Phase
 from stxbf.errors import (
     ApiGone,
     ApiNotStacks,
+    LockHeld,
     QuotaExhausted,
     RequestBudgetSpent,
     StoreError,
@@ -27,19 +30,19 @@ from stxbf.errors import (
 )
 from stxbf.fetch.pages import FetchStats
 from stxbf.fetch.windows import PassResult
+from stxbf.paths import read_runner_record, remove_record, this_runner, write_runner_record
 from stxbf.runner.commits import (
     Committer,
     forget_duplicated,
     load_coverage,
     record_before_chain_start,
 )
-from stxbf.runner.control import StopSignal
-from stxbf.runner.lock import run_lock
 from stxbf.runner.params import ProgressView, RunParams, RunReport, VerifyReport
 from stxbf.runner.plan import RangePlan
 from stxbf.runner.preflight import preflight
-from stxbf.runner.progress import Progress, RunState
-from stxbf.runner.sources import Sources
+from stxbf.runner.publisher import SnapshotPublisher
+from stxbf.runner.request_path import RequestPath
+from stxbf.runner.state import RunState, StopSignal
 from stxbf.runner.storethread import StoreThread
 from stxbf.runner.verify import Verifier, find_damage, refuse_damaged_file
 from stxbf.store import Store
@@ -51,7 +54,7 @@ END_PHASES = {ExitCode.OK: Phase.FINISHED, ExitCode.INTERRUPTED: Phase.INTERRUPT
 
 
 class Runner:
-    """One `stxbf run` (`run()`) or `stxbf verify` (`verify()`) over one database."""
+    """Runs one `stxbf run` (`run()`) or one `stxbf verify` (`verify()`) over one database."""
 
     def __init__(
         self,
@@ -65,10 +68,8 @@ class Runner:
         self.transport = transport
         self.clock = clock
         self.stats = FetchStats()
-        now = int(clock())  # the range is planned by the preflight; until then it is empty
-        plan = RangePlan(params.target_days, params.settle_hours, range_start=now, range_end=now)
-        self.state = RunState(plan=plan)
-        self.progress = Progress(params, self.state, self.stats, clock=clock, view=view)
+        self.state = RunState(plan=RangePlan.of(params, clock()))
+        self.publisher = SnapshotPublisher(params, self.state, self.stats, clock=clock, view=view)
         self.stop = StopSignal()
         self.run_id: int | None = None  # set once the preflight passed and the run is recorded
         self._audited = False  # the duplicate audit runs once per run
@@ -95,11 +96,11 @@ class Runner:
         await refuse_damaged_file(db, self.params.db_path)
         await load_coverage(db, self.state)
         await self.state.figures.refresh(db, wallets=True)
-        sources = self._open_sources()
-        publisher = asyncio.create_task(self.progress.publish_loop())
+        request_path = self._open_request_path()
+        publisher = asyncio.create_task(self.publisher.publish_loop())
         state = self.state
         try:
-            report = await self._passes(db, sources)
+            report = await self._passes(db, request_path)
         except asyncio.CancelledError:
             report = RunReport(ExitCode.INTERRUPTED, "interrupted before the backfill started")
         except StxbfError as exc:
@@ -109,31 +110,31 @@ class Runner:
             if isinstance(exc, QuotaExhausted):
                 state.quota = exc
             state.exit_code = exc.exit_code
-            await self._finish(db, sources, publisher)
+            await self._finish(db, request_path, publisher)
             raise
         state.exit_code = report.exit_code
         state.phase = END_PHASES.get(report.exit_code, Phase.STOPPED)
-        await self._finish(db, sources, publisher)
-        report.snapshot = self.progress.snapshot()
+        await self._finish(db, request_path, publisher)
+        report.snapshot = self.publisher.snapshot()
         return report
 
     async def _finish(
-        self, db: StoreThread, sources: Sources, publisher: asyncio.Task[None]
+        self, db: StoreThread, request_path: RequestPath, publisher: asyncio.Task[None]
     ) -> None:
         publisher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await publisher
-        await sources.aclose()
+        await request_path.aclose()
         run_id = self.run_id
         if run_id is not None:  # else the API failed before anything was written
             with contextlib.suppress(Exception):  # the error that ended the run stays the one
                 await self.state.figures.refresh(db, wallets=True, save=True)
             with contextlib.suppress(Exception):
                 await db.call(lambda store: store.end_run(run_id, **self._run_figures()))
-        self.progress.publish()
+        self.publisher.publish()
 
     def _run_figures(self) -> dict[str, Any]:
-        """What the runs table records of this run when it ends."""
+        """Return what the runs table records of this run when it ends."""
         state, stats = self.state, self.stats
         return {
             "ended_at": self.clock(),
@@ -145,25 +146,25 @@ class Runner:
             "exit_code": int(state.exit_code if state.exit_code is not None else 1),
         }
 
-    async def _passes(self, db: StoreThread, sources: Sources) -> RunReport:
+    async def _passes(self, db: StoreThread, request_path: RequestPath) -> RunReport:
         p, state = self.params, self.state
-        log.info("source: %s (%s), setting %s", sources.name, sources.route, p.source)
+        log.info("source: %s (%s), setting %s", request_path.source, request_path.route, p.source)
         state.plan.advance(self.clock())
-        await preflight(sources, state.plan)
-        self.progress.log_plan()
-        self.progress.warn_if_quota_short()
+        await preflight(request_path, state.plan)
+        self.publisher.log_plan()
+        self.publisher.warn_if_quota_short()
         self.run_id = await db.call(
             lambda store: store.start_run(
                 pid=os.getpid(),
-                started_at=self.progress.started_at,
+                started_at=self.publisher.started_at,
                 api_url=p.api_url,
-                target_days=p.target_days,
+                target_days=state.plan.target_days,
             )
         )
-        await record_before_chain_start(db, state, sources.name)
+        await record_before_chain_start(db, state, request_path.source)
         committer = Committer(db, state, self.clock)
         try:
-            return await self._iterate(db, sources, committer)
+            return await self._iterate(db, request_path, committer)
         except RequestBudgetSpent as exc:
             # the windows in flight are given up; every completed one is committed
             await committer.drain()
@@ -171,10 +172,13 @@ class Runner:
         finally:
             await committer.close()
 
-    async def _iterate(self, db: StoreThread, sources: Sources, committer: Committer) -> RunReport:
-        """Plan the gaps, run a pass over them, until the range is covered or a limit stops it."""
+    async def _iterate(
+        self, db: StoreThread, request_path: RequestPath, committer: Committer
+    ) -> RunReport:
+        """Plan the gaps and run a pass over them, until the range is covered or a limit stops
+        the run."""
         state, plan = self.state, self.state.plan
-        engine = sources.engine(committer.on_window(sources.name))
+        engine = request_path.engine(committer.on_window(request_path.source))
         with contextlib.ExitStack() as watched:
             watched.enter_context(self.stop.watching(engine))
             state.phase = Phase.FETCHING
@@ -186,11 +190,11 @@ class Runner:
                 if not gaps:
                     if await self._forget_duplicated_once(db):
                         continue
-                    return await self._verify_then_reach(db, sources)
+                    return await self._verify_then_reach(db, request_path)
                 budget = self._page_budget()
                 if budget <= 0:
                     return self._budget_spent(None)
-                self._log_iteration(gaps, sources)
+                self._log_iteration(gaps, request_path)
                 try:
                     result = await engine.run_pass(
                         gaps,
@@ -199,25 +203,25 @@ class Runner:
                         settle_start=plan.settle_start,
                     )
                 except (ApiGone, ApiNotStacks) as exc:
-                    if not sources.may_switch(exc):
+                    if not request_path.may_switch(exc):
                         raise
                     # the windows completed so far are committed; the gaps are planned again
                     # from the checkpoints, so no verified window is fetched twice
                     await committer.drain()
-                    sources.switch_to_v3(exc)
-                    engine = sources.engine(committer.on_window(sources.name))
+                    request_path.switch_to_v3(exc)
+                    engine = request_path.engine(committer.on_window(request_path.source))
                     watched.enter_context(self.stop.watching(engine))
                     continue
                 await committer.drain()
                 self._log_pass(result)
-                report = await self._after_pass(db, sources, result)
+                report = await self._after_pass(db, request_path, result)
                 if report is not None:
                     return report
 
     async def _after_pass(
-        self, db: StoreThread, sources: Sources, result: PassResult
+        self, db: StoreThread, request_path: RequestPath, result: PassResult
     ) -> RunReport | None:
-        """How the run goes on after a pass: None for another iteration, else its report."""
+        """Decide how the run goes on after a pass: None for another iteration, else its report."""
         if result.stopped:
             return RunReport(
                 ExitCode.INTERRUPTED,
@@ -226,7 +230,7 @@ class Runner:
         if result.finished:
             if await self._forget_duplicated_once(db):
                 return None
-            return await self._verify_then_reach(db, sources)
+            return await self._verify_then_reach(db, request_path)
         if self._page_budget() <= 0:
             return self._budget_spent(None)
         max_iterations = self.params.max_iterations
@@ -245,8 +249,8 @@ class Runner:
         return None
 
     def _page_budget(self) -> int:
-        """Pages the next pass may ask for: `--max-pages`, and what `--max-requests` leaves
-        (no new window is opened past it, so the open ones can finish within the budget)."""
+        """Return the pages the next pass may ask for: `--max-pages`, or less when `--max-requests`
+        leaves less (no new window is opened past it, so the open ones can finish within it)."""
         budget = self.params.max_requests
         if budget is None:
             return self.params.max_pages
@@ -265,17 +269,17 @@ class Runner:
         )
 
     async def _forget_duplicated_once(self, db: StoreThread) -> bool:
-        """Once a run, before it reports the target reached (see `forget_duplicated`)."""
+        """Audit the table for duplicates once a run, before it reports the target reached."""
         if self._audited:
             return False
         self._audited = True
         return await forget_duplicated(db, self.state)
 
-    async def _verify_then_reach(self, db: StoreThread, sources: Sources) -> RunReport:
+    async def _verify_then_reach(self, db: StoreThread, request_path: RequestPath) -> RunReport:
         if not self.params.verify or self._verified:
             return self._reached()
         self._verified = True
-        report = await self._verifier(db, sources).run()
+        report = await self._verifier(db, request_path).run()
         if report.exit_code == ExitCode.INTERRUPTED:
             return RunReport(ExitCode.INTERRUPTED, report.message, verification=report)
         if report.windows_incomplete:
@@ -297,13 +301,13 @@ class Runner:
                 f"target reached at the chain's start ({utc_iso(chain_start)}): "
                 "the API has no older transactions",
             )
-        days = plural(self.params.target_days, "day")
+        days = plural(self.state.plan.target_days, "day")
         return RunReport(ExitCode.OK, f"target reached: {days} verified")
 
     # -- verify ------------------------------------------------------------------------------
 
     async def verify(self) -> VerifyReport:
-        """`stxbf verify`: read every stored block, then re-count every verified window.
+        """Run `stxbf verify`: read every stored block, then re-count every verified window.
 
         Holds the run lock (it rewrites the windows that changed). A damaged file is reported,
         with the windows to fetch again, and nothing is requested.
@@ -313,47 +317,47 @@ class Runner:
             raise StoreError(f"no database at {p.db_path} yet (no backfill has run)")
         with run_lock(p.lock_path, p.runner_path, p.db_path):
             db = await StoreThread.open(p.db_path)
-            sources: Sources | None = None
+            request_path: RequestPath | None = None
             damage: VerifyReport | None = None
             try:
                 self.stop.task = asyncio.current_task()
                 damage = await db.call(find_damage)
                 if damage is not None:
                     return damage
-                sources = self._open_sources()
+                request_path = self._open_request_path()
                 try:
-                    return await self._verifier(db, sources).run(reopen=True)
+                    return await self._verifier(db, request_path).run(reopen=True)
                 except asyncio.CancelledError:
                     report = VerifyReport(exit_code=int(ExitCode.INTERRUPTED))
                     report.message = "interrupted: windows re-fetched so far are committed"
                     return report
             finally:
-                if sources is not None:
-                    await sources.aclose()
+                if request_path is not None:
+                    await request_path.aclose()
                 # a damaged file is left exactly as it was found
                 await db.close(checkpoint=damage is None)
 
     # -- parts -------------------------------------------------------------------------------
 
-    def _open_sources(self) -> Sources:
-        sources = Sources(self.params, self.stats, self.transport)
-        self.progress.sources = sources
-        return sources
+    def _open_request_path(self) -> RequestPath:
+        request_path = RequestPath(self.params, self.stats, self.transport)
+        self.publisher.request_path = request_path
+        return request_path
 
-    def _verifier(self, db: StoreThread, sources: Sources) -> Verifier:
+    def _verifier(self, db: StoreThread, request_path: RequestPath) -> Verifier:
         return Verifier(
-            self.params, sources, db, self.state, self.stop, stats=self.stats, clock=self.clock
+            self.params, request_path, db, self.state, self.stop, stats=self.stats, clock=self.clock
         )
 
-    def _log_iteration(self, gaps: list[tuple[int, int]], sources: Sources) -> None:
+    def _log_iteration(self, gaps: list[tuple[int, int]], request_path: RequestPath) -> None:
         log.info(
             "iteration %d: %s to fetch in %s .. %s from %s (%s)",
             self.state.iteration,
             plural(len(gaps), "gap"),
             utc_iso(gaps[0][0]),
             utc_iso(gaps[-1][1]),
-            sources.name,
-            sources.route,
+            request_path.source,
+            request_path.route,
         )
 
     def _log_pass(self, result: PassResult) -> None:
@@ -365,6 +369,35 @@ class Runner:
             plural(result.pages, "page"),
             " (page budget reached)" if result.budget_exhausted else "",
         )
+
+
+@contextlib.contextmanager
+def run_lock(lock_path: Path, runner_path: Path, db_path: Path) -> Iterator[None]:
+    """Hold the one-writer lock on a database, and the record that names its holder.
+
+    A second run fails at once with `LockHeld`, naming the holder's pid.
+    """
+    from filelock import FileLock, Timeout
+
+    lock_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    lock = FileLock(str(lock_path), mode=0o600)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        record = read_runner_record(runner_path)
+        pid = record.pid if record is not None else None
+        holder = f" (pid {pid})" if pid else ""
+        raise LockHeld(
+            f"another stxbf run{holder} is already backfilling into {db_path}; "
+            "watch it with `stxbf status`",
+            pid=pid,
+        ) from None
+    try:
+        write_runner_record(runner_path, this_runner(socket.gethostname()))
+        yield
+    finally:
+        remove_record(runner_path)
+        lock.release()
 
 
 def _save_meta(store: Store, meta: dict[str, Any]) -> None:

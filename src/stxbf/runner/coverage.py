@@ -1,4 +1,5 @@
-"""Which parts of the range are stored and proven: what the planner's gaps are made of."""
+"""`Coverage` tracks which parts of the range are stored and proven, and so which gaps the
+planner hands to the engine."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ class Span:
 def gaps_between(
     range_start: int, range_end: int, covered: Iterable[tuple[int, int]]
 ) -> list[tuple[int, int]]:
-    """The parts of [range_start, range_end] not inside any covered (inclusive) interval."""
+    """Return the parts of [range_start, range_end] outside every covered (inclusive) interval."""
     gaps: list[tuple[int, int]] = []
     cursor = range_start
     for start, end in sorted(covered):
@@ -44,7 +45,8 @@ def gaps_between(
 
 
 class Coverage:
-    """The spans proven (`verified`) or fetched and still settling (`open`) in this run.
+    """Holds the spans this run knows as proven (`verified`) or fetched and still settling
+    (`open`).
 
     A committed window replaces every span it overlaps, so a window fetched again (its rows
     moved, or it was incomplete) never counts twice.
@@ -69,12 +71,14 @@ class Coverage:
         return gaps_between(start, end, self.bounds())
 
     def uncovered_seconds(self, start: int, end: int) -> int:
-        """How much of [start, end] no span covers yet."""
+        """Return how many seconds of [start, end] no span covers yet."""
         return sum(gap_end - gap_start + 1 for gap_start, gap_end in self.gaps(start, end))
 
     def commit(self, start: int, end: int, replacement: Span | None) -> None:
-        """The window [start, end] was committed: it supersedes what it overlaps (of a reopened
-        window, only the part it covers: the rest still waits, stored)."""
+        """Note that the window [start, end] was committed: it supersedes the spans it overlaps.
+
+        Of a reopened window it supersedes only the part it covers; the rest still waits, stored.
+        """
         self._spans = [span for span in self._spans if not span.overlaps(start, end)]
         if replacement is not None:
             self._spans.append(replacement)
@@ -91,17 +95,17 @@ class Coverage:
         self._spans = [span for span in self._spans if span.bounds not in forgotten]
 
     def api_total_within(self, start: int, end: int) -> int:
-        """The API's totals of the spans that touch [start, end]: what is done of the range."""
+        """Sum the API's totals of the spans that touch [start, end]: what is done of the range."""
         return sum(span.api_total for span in self._spans if span.overlaps(start, end))
 
     def days(self, range_start: int, range_end: int) -> list[float]:
-        """The share of each day stored: verified, open, and reopened windows alike."""
+        """Return the share of each day stored, counting verified, open and reopened windows."""
         stored = self.bounds() + [span.bounds for span in self._reopened]
         return day_coverage(stored, range_start, range_end)
 
 
 def _outside(span: Span, start: int, end: int) -> list[Span]:
-    """The parts of `span` outside [start, end]."""
+    """Return the parts of `span` outside [start, end]."""
     if not span.overlaps(start, end):
         return [span]
     parts = []

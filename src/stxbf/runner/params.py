@@ -1,4 +1,5 @@
-"""What a run is asked to do (`RunParams`), and what it reports (`RunReport`, `VerifyReport`)."""
+"""This module holds what a run is asked to do (`RunParams`) and what it reports (`RunReport`,
+`VerifyReport`)."""
 
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ class RunParams:
     restarts: int = 0  # times a supervisor started this run again (published in the snapshot)
     settle_hours: float = defaults.SETTLE_HOURS
     verify: bool = False
-    source: str = "auto"  # auto | v1 | v3 (see `Sources.may_switch`)
+    source: str = "auto"  # auto | v1 | v3 (see `RequestPath.may_switch`)
     max_requests: int | None = None  # requests this run may send (None: no budget)
 
 
@@ -73,6 +74,6 @@ class RunReport:
 
 
 class ProgressView(Protocol):
-    """Where the live snapshot goes besides the progress file (a terminal display, or nothing)."""
+    """Receives the live snapshot besides the progress file: a terminal display, or nothing."""
 
     def update(self, snapshot: ProgressSnapshot) -> None: ...

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from stxbf.runner.params import RunParams
 from stxbf.snapshot import DAY
 
 HEAD_SETTLE_SECONDS = 2 * 3600  # a tenure can keep adding blocks under one burn time this long
@@ -12,11 +13,14 @@ HEAD_SETTLE_SECONDS = 2 * 3600  # a tenure can keep adding blocks under one burn
 
 @dataclass
 class RangePlan:
-    """[range_start, range_end] = the last `target_days` up to now, planned again each iteration.
+    """The range [range_start, range_end]: the last `target_days` up to now, planned again each
+    iteration.
 
-    `chain_start` is the API's oldest transaction when it lies inside the range (nothing older
-    exists, so the target is reached there); `expected_total` is the API's count for the range
-    (v1 only; it feeds the ETA and the quota warning).
+    It is made once per run from the run's parameters (`of`), and every part of the run reads
+    `target_days` and `settle_hours` from it. `chain_start` is the API's oldest transaction when
+    it lies inside the range (nothing older exists, so the target is reached there);
+    `expected_total` is the API's count for the range (v1 only; it feeds the ETA and the quota
+    warning).
     """
 
     target_days: int
@@ -26,7 +30,14 @@ class RangePlan:
     chain_start: int | None = None
     expected_total: int | None = None
 
+    @classmethod
+    def of(cls, params: RunParams, now: float) -> RangePlan:
+        """Return the plan of a run asked for `params`: empty at `now` until the preflight."""
+        start = int(now)
+        return cls(params.target_days, params.settle_hours, range_start=start, range_end=start)
+
     def advance(self, now: float) -> None:
+        """Move the range's end to `now`, keeping its length."""
         self.range_end = int(now)
         self.range_start = self.range_end - self.target_days * DAY + 1
 

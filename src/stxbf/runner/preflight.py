@@ -1,4 +1,5 @@
-"""Before the first window: where the chain's history begins, and how much the range holds.
+"""The preflight asks, before the first window, where the chain's history begins and how much
+the range holds.
 
 The first request is also the first contact: a wrong URL or a silent port ends the run in
 seconds (`connect_attempts=3`), before anything is written.
@@ -13,23 +14,23 @@ from stxbf.fetch.v3 import BURN_BLOCKS_PATH
 from stxbf.models import BURN_TIME_INDEX
 from stxbf.models_v3 import parse_burn_block_page
 from stxbf.runner.plan import RangePlan
-from stxbf.runner.sources import Sources
+from stxbf.runner.request_path import RequestPath
 from stxbf.words import utc_iso
 
 log = logging.getLogger(__name__)
 
 
-async def preflight(sources: Sources, plan: RangePlan) -> None:
-    """Ask the current route about the planned range; `auto` moves to v3 if v1 is gone."""
-    if sources.name == "v1":
+async def preflight(request_path: RequestPath, plan: RangePlan) -> None:
+    """Ask the source in use about the planned range; under `auto`, move to v3 if v1 is gone."""
+    if request_path.source == "v1":
         try:
-            await _preflight_v1(sources, plan)
+            await _preflight_v1(request_path, plan)
             return
         except (ApiGone, ApiNotStacks) as exc:
-            if not sources.may_switch(exc):
+            if not request_path.may_switch(exc):
                 raise
-            sources.switch_to_v3(exc)
-    await _preflight_v3(sources, plan)
+            request_path.switch_to_v3(exc)
+    await _preflight_v3(request_path, plan)
 
 
 def _note_chain_start(plan: RangePlan, first: int) -> None:
@@ -42,16 +43,16 @@ def _note_chain_start(plan: RangePlan, first: int) -> None:
         )
 
 
-async def _preflight_v1(sources: Sources, plan: RangePlan) -> None:
-    """Two one-row requests: where the chain's history begins, and how much the range holds."""
-    first = await _oldest_transaction_time(sources, plan)
+async def _preflight_v1(request_path: RequestPath, plan: RangePlan) -> None:
+    """Ask v1, in one-row requests, where the chain's history begins and what the range holds."""
+    first = await _oldest_transaction_time(request_path, plan)
     if first is not None:
         _note_chain_start(plan, first)
-    sized = await sources.pages.page(
+    sized = await request_path.pages.page(
         start_time=plan.effective_start,
         end_time=plan.range_end,
         limit=1,
-        give_up_after=sources.params.give_up_after,
+        give_up_after=request_path.params.give_up_after,
     )
     plan.expected_total = sized.total
     log.info(
@@ -62,16 +63,17 @@ async def _preflight_v1(sources: Sources, plan: RangePlan) -> None:
     )
 
 
-async def _oldest_transaction_time(sources: Sources, plan: RangePlan) -> int | None:
-    """burn_block_time of the API's oldest transaction (past the range's end if it has none)."""
+async def _oldest_transaction_time(request_path: RequestPath, plan: RangePlan) -> int | None:
+    """Return the burn_block_time of the API's oldest transaction (past the range's end if it
+    has none)."""
     try:
-        oldest = await sources.pages.page(
+        oldest = await request_path.pages.page(
             start_time=None,
             end_time=None,
             limit=1,
             order="asc",
             sort_by="burn_block_time",
-            give_up_after=sources.params.give_up_after,
+            give_up_after=request_path.params.give_up_after,
             connect_attempts=3,
         )
     except ApiRejected as exc:
@@ -88,7 +90,7 @@ async def _oldest_transaction_time(sources: Sources, plan: RangePlan) -> int | N
     if first > plan.range_start:
         # Trust, but count: nothing may exist between the range's start and that row, or the
         # API did not sort as asked and there is no chain start inside the range.
-        before = await sources.pages.page(
+        before = await request_path.pages.page(
             start_time=plan.range_start, end_time=first - 1, limit=1, give_up_after=None
         )
         if before.total:
@@ -97,22 +99,22 @@ async def _oldest_transaction_time(sources: Sources, plan: RangePlan) -> int | N
     return first
 
 
-async def _preflight_v3(sources: Sources, plan: RangePlan) -> None:
-    """The chain's start from the bottom of the burn-block list (no v1 needed).
+async def _preflight_v3(request_path: RequestPath, plan: RangePlan) -> None:
+    """Find the chain's start from the bottom of the burn-block list, without v1.
 
     The range's total stays unknown (no ETA): v3's `total` is the chain's, and summing the
     burn blocks' `total_tx_count` over a year would take ~1,750 requests before the first
     window; each window is still proven by its own count.
     """
     # The first contact, with v1's fail-fast rule: a wrong URL ends the run in seconds.
-    await sources.pages.fetch(
+    await request_path.pages.fetch(
         BURN_BLOCKS_PATH,
         {"limit": 1},
         parse_burn_block_page,
-        give_up_after=sources.params.give_up_after,
+        give_up_after=request_path.params.give_up_after,
         connect_attempts=3,
     )
-    first = await sources.v3().oldest_transaction_time()
+    first = await request_path.v3().oldest_transaction_time()
     if first is None:
         log.warning("the API reports no transactions at all")
         first = plan.range_end + 1

@@ -1,7 +1,8 @@
-"""The open store and the one thread that touches it.
+"""`StoreThread` holds the open store and runs every call to it on one thread of its own.
 
-DuckDB writes run on a dedicated thread, so a commit never stalls the requests in flight on the
-event loop; every part of the run reaches the store through `StoreThread.call`.
+DuckDB's work runs on that thread, so that a commit never stalls the requests in flight on the
+event loop. Every part of the run (the lifecycle, the writer, the verifier, the figures) reaches
+the store through `StoreThread.call`.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ T = TypeVar("T")
 
 
 class StoreThread:
-    """`await db.call(Store.commit_window, record, rows)` runs on the store's own thread."""
+    """Runs calls on the store on its one thread: `await db.call(Store.commit_window, ...)`."""
 
     def __init__(self, store: Store, executor: ThreadPoolExecutor) -> None:
         self.store = store
@@ -45,8 +46,11 @@ class StoreThread:
         )
 
     async def close(self, *, checkpoint: bool) -> None:
-        """Close the file; `checkpoint=False` leaves it exactly as it was (nothing was written,
-        or it is damaged)."""
+        """Close the file and stop the thread.
+
+        `checkpoint=False` leaves the file exactly as it was, when nothing was written or it is
+        damaged.
+        """
 
         def close(store: Store) -> None:
             if checkpoint:
@@ -60,7 +64,8 @@ class StoreThread:
 
 
 def open_store(path: Path, patience: float = 5.0) -> Store:
-    """Open for writing; a reader (`status` with no run alive) may hold the file for a moment."""
+    """Open the store for writing, waiting up to `patience` seconds while a reader (`status`
+    with no run alive) holds the file for a moment."""
     deadline = time.monotonic() + patience
     while True:
         try:

@@ -1,6 +1,7 @@
-"""Re-counting stored windows against the API, and reading every block of the file.
+"""This module re-counts stored windows against the API, and reads every block of the file.
 
-One `limit=1` request per verified window: its `total` and first row against ours. Windows whose
+Each verified window costs one `limit=1` request, whose `total` and first row are compared with
+the stored ones. Windows whose
 total or first row changed are fetched again, replacing their rows in one transaction each. A
 reorg that swaps rows while keeping both the count and the first row goes unseen by this check;
 the settle period covers the part of the chain where that happens (a reorg deeper than
@@ -13,6 +14,7 @@ stacks-blockchain-api src/datastore/pg-store.ts getTxList filters `canonical = t
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -22,12 +24,10 @@ from stxbf.errors import ApiGone, ApiNotStacks, DatabaseCorrupt
 from stxbf.fetch.pages import FetchStats
 from stxbf.fetch.windows import MAX_SPAN, CompletedWindow
 from stxbf.runner.commits import window_record
-from stxbf.runner.control import StopSignal
 from stxbf.runner.coverage import gaps_between
 from stxbf.runner.params import ChangedWindow, RunParams, VerifyReport
-from stxbf.runner.plan import RangePlan
-from stxbf.runner.progress import RunState
-from stxbf.runner.sources import Sources
+from stxbf.runner.request_path import RequestPath
+from stxbf.runner.state import RunState, StopSignal
 from stxbf.runner.storethread import StoreThread
 from stxbf.store import Store, WindowCheck, damaged_hint
 from stxbf.words import plural, utc_iso
@@ -40,7 +40,10 @@ def _tables(tables: list[str]) -> str:
 
 
 def find_damage(store: Store) -> VerifyReport | None:
-    """Read every block of the file (DuckDB checks each one's checksum as it loads it)."""
+    """Read every block of the file, and report the damage found, or None when there is none.
+
+    DuckDB checks each block's checksum as it loads it.
+    """
     tables = store.read_every_block()
     if not tables:
         return None
@@ -64,7 +67,10 @@ def find_damage(store: Store) -> VerifyReport | None:
 
 
 async def refuse_damaged_file(db: StoreThread, db_path: Path) -> None:
-    """`run` never builds on a damaged file: one full scan first (~2 s on a year, 2.2M rows)."""
+    """Raise `DatabaseCorrupt` when the file is damaged, so that `run` never builds on it.
+
+    The full scan takes ~2 s on a year (2.2M rows).
+    """
     damage = await db.call(find_damage)
     if damage is None:
         return
@@ -80,7 +86,7 @@ class Verifier:
     def __init__(
         self,
         params: RunParams,
-        sources: Sources,
+        request_path: RequestPath,
         db: StoreThread,
         state: RunState,
         stop: StopSignal,
@@ -89,7 +95,7 @@ class Verifier:
         clock: Callable[[], float],
     ) -> None:
         self.params = params
-        self.sources = sources
+        self.request_path = request_path
         self.db = db
         self.state = state
         self.stop = stop
@@ -97,21 +103,24 @@ class Verifier:
         self.clock = clock
 
     async def run(self, *, reopen: bool = False) -> VerifyReport:
-        """Re-count the verified windows; with `reopen` (`stxbf verify`), also fetch the open
-        and incomplete ones again (`run --verify` has just fetched them)."""
+        """Re-count the verified windows, and fetch again those that changed.
+
+        With `reopen` (`stxbf verify`) the open and incomplete windows are fetched again too;
+        `run --verify` has just fetched them.
+        """
         report = VerifyReport()
         self.state.phase = Phase.VERIFYING
         checks = await self.db.call(Store.window_checks)
-        unproven = await self.db.call(_unproven_spans) if reopen else []
+        unproven = await self.db.call(_unproven_windows) if reopen else []
         requests_before = self.stats.requests
         log.info("verify: re-counting %s", plural(len(checks), "verified window"))
         checked_at = self.clock()
         try:
             outcomes = await self._recount_all(checks)
         except (ApiGone, ApiNotStacks) as exc:
-            if not self.sources.may_switch(exc):
+            if not self.request_path.may_switch(exc):
                 raise
-            self.sources.switch_to_v3(exc)
+            self.request_path.switch_to_v3(exc)
             outcomes = await self._recount_all(checks)
         if self.stop.requested:
             report.exit_code = int(ExitCode.INTERRUPTED)
@@ -120,11 +129,11 @@ class Verifier:
         report.windows_checked = len(checks)
         report.changed = [outcome for outcome in outcomes if outcome is not None]
         report.windows_changed = len(report.changed)
-        changed_spans = {(c.start_time, c.end_time) for c in report.changed}
+        changed_bounds = {(c.start_time, c.end_time) for c in report.changed}
         unchanged = [
             (c.start_time, c.end_time)
             for c in checks
-            if (c.start_time, c.end_time) not in changed_spans
+            if (c.start_time, c.end_time) not in changed_bounds
         ]
         await self.db.call(Store.mark_checked, unchanged, checked_at)
         for change in report.changed:
@@ -139,11 +148,11 @@ class Verifier:
                 "verify: fetching again %s (the head and the %g h settle period, where a reorg "
                 "changes rows without changing counts)",
                 plural(len(unproven), "open or incomplete window"),
-                self.params.settle_hours,
+                self.state.plan.settle_hours,
             )
             report.windows_reopened = len(unproven)
         if report.changed or unproven:
-            await self._refetch(report, sorted(changed_spans | set(unproven)))
+            await self._refetch(report, sorted(changed_bounds | set(unproven)))
         if reopen:
             report.not_stored = await self.db.call(not_stored, int(self.clock()))
         report.requests = self.stats.requests - requests_before
@@ -198,15 +207,15 @@ class Verifier:
         async with slots:
             if self.stop.requested:
                 return None  # not checked: its checked_at stays as it was
-            if self.sources.name == "v3":
+            if self.request_path.source == "v3":
                 # v3 has no time filter: the window's burn blocks give its count; no first row
                 # to compare (a reorg that keeps the count goes unseen, as on v1 when it also
                 # keeps the first row; the settle period covers it)
-                v3 = self.sources.v3()
+                v3 = self.request_path.v3()
                 total = await v3.window_total(check.start_time, check.end_time)
                 first = check.first_tx_id
             else:
-                page = await self.sources.pages.page(
+                page = await self.request_path.pages.page(
                     start_time=check.start_time, end_time=check.end_time, limit=1
                 )
                 total, first = page.total, (page.rows[0][0] if page.rows else None)
@@ -218,12 +227,14 @@ class Verifier:
             return None
         return ChangedWindow(check.start_time, check.end_time, total, check.rows_stored, reason)
 
-    async def _refetch(self, report: VerifyReport, spans: list[tuple[int, int]]) -> None:
-        """Fetch these windows again whole, replacing their rows. Those still inside the settle
-        period (or the head) stay `open`, as a run would store them."""
+    async def _refetch(self, report: VerifyReport, windows: list[tuple[int, int]]) -> None:
+        """Fetch these windows again whole, replacing their rows.
+
+        Those still inside the settle period (or the head) stay `open`, as a run stores them.
+        """
 
         async def replace(window: CompletedWindow) -> None:
-            record = window_record(window, self.sources.name)
+            record = window_record(window, self.request_path.source)
             replaced = await self.db.call(Store.replace_window, record, window.rows)
             report.rows_added += replaced.added
             report.rows_removed += replaced.removed
@@ -232,16 +243,16 @@ class Verifier:
             self.state.windows_refetched += 1
 
         # One window per changed window where its density allows (the engine splits larger ones).
-        widest = max(end - start + 1 for start, end in spans)
-        engine = self.sources.engine(replace, initial_span=min(widest, MAX_SPAN))
+        widest = max(end - start + 1 for start, end in windows)
+        engine = self.request_path.engine(replace, initial_span=min(widest, MAX_SPAN))
         # Windows ending in the settle period or the head's last hours stay `open`; they are
         # not cut at the head's start (a stored window keeps its bounds where its density allows).
-        plan = RangePlan(self.params.target_days, self.params.settle_hours)
+        plan = dataclasses.replace(self.state.plan)  # the run's plan stays as it is
         plan.advance(self.clock())
         settle_start = min(plan.head_start, plan.settle_start or plan.head_start)
         with self.stop.watching(engine):
             result = await engine.run_pass(
-                spans,
+                windows,
                 head_start=None,
                 page_budget=max(self.params.max_pages, 1),
                 settle_start=settle_start,
@@ -250,14 +261,14 @@ class Verifier:
             report.windows_incomplete += max(1, result.windows_incomplete)
 
 
-def _unproven_spans(store: Store) -> list[tuple[int, int]]:
-    """The windows a run would fetch again: open (head, settle period) and incomplete ones."""
+def _unproven_windows(store: Store) -> list[tuple[int, int]]:
+    """Return the windows a run would fetch again: open (head, settle period) and incomplete."""
     unproven = (WindowState.OPEN, WindowState.INCOMPLETE)
     return [(w.start_time, w.end_time) for w in store.windows() if w.state in unproven]
 
 
 def not_stored(store: Store, now: int) -> list[tuple[int, int]]:
-    """What no window holds between the last run's range start (or the chain's) and now."""
+    """Return what no window holds between the last run's range start (or the chain's) and now."""
     range_start, chain_start = store.get_meta("range_start"), store.get_meta("chain_start")
     if range_start is None:
         return []

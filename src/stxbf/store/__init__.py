@@ -1,4 +1,6 @@
-"""The DuckDB file: transactions, the window checkpoints that prove them complete, run history."""
+"""The DuckDB file: it holds the transactions, the window checkpoints that prove them complete,
+and the history of runs. `Store` (db.py) is the one object the rest of stxbf uses to reach it.
+"""
 
 from stxbf.store.db import (
     Replaced,

@@ -1,4 +1,5 @@
-"""The windows table: which `burn_block_time` ranges the store holds, and how far each is proven.
+"""The windows table records which `burn_block_time` ranges the store holds, and how far each
+is proven.
 
 A window's row says how many transactions the API counted for it, how many distinct tx_ids are
 stored, and its `WindowState`; `checked_at` is when it was last fetched or re-counted and `source`
@@ -18,7 +19,8 @@ import duckdb
 from stxbf.codes import WindowState
 from stxbf.store.schema import LEGACY_SOURCE
 
-Span = tuple[int, int]  # (start_time, end_time), inclusive
+# A stretch of burn_block_time, (start_time, end_time), both ends inclusive: a window's bounds.
+TimeRange = tuple[int, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +37,8 @@ class WindowRecord:
 
 @dataclass(frozen=True, slots=True)
 class WindowCheck:
-    """What the store holds for a verified window, to compare with the API's one-row answer."""
+    """What the store holds for a verified window, which `stxbf verify` compares with the API's
+    one-row answer for the same range."""
 
     start_time: int
     end_time: int
@@ -68,13 +71,13 @@ def read(con: duckdb.DuckDBPyConnection, state: WindowState | None = None) -> li
     ]
 
 
-def spans(con: duckdb.DuckDBPyConnection) -> list[Span]:
+def ranges(con: duckdb.DuckDBPyConnection) -> list[TimeRange]:
     rows = con.execute("SELECT start_time, end_time FROM windows ORDER BY start_time").fetchall()
     return [(int(start), int(end)) for start, end in rows]
 
 
 def sources(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
-    """Verified and open windows by the route that filled them."""
+    """Count the verified and open windows by the source that filled them."""
     # an older file opened read-only has no source column: every window in it came from v1
     source = "coalesce(source, ?)" if _has_column(con, "source") else "?"
     rows = con.execute(
@@ -113,13 +116,13 @@ def record(con: duckdb.DuckDBPyConnection, window: WindowRecord, stored: int) ->
     )
 
 
-def forget(con: duckdb.DuckDBPyConnection, spans: Sequence[Span]) -> None:
-    for start, end in spans:
+def forget(con: duckdb.DuckDBPyConnection, ranges: Sequence[TimeRange]) -> None:
+    for start, end in ranges:
         con.execute("DELETE FROM windows WHERE start_time = ? AND end_time = ?", [start, end])
 
 
 def checks(con: duckdb.DuckDBPyConnection) -> list[WindowCheck]:
-    """Each verified window with its stored count and first row, in one range join."""
+    """Return each verified window with its stored count and first row, read in one range join."""
     rows = con.execute(
         """
         SELECT w.start_time, w.end_time, w.api_total, count(t.tx_id),
@@ -136,10 +139,10 @@ def checks(con: duckdb.DuckDBPyConnection) -> list[WindowCheck]:
     return [WindowCheck(int(a), int(b), int(c), int(d), e) for a, b, c, d, e in rows]
 
 
-def mark_checked(con: duckdb.DuckDBPyConnection, spans: Sequence[Span], at: float) -> None:
+def mark_checked(con: duckdb.DuckDBPyConnection, ranges: Sequence[TimeRange], at: float) -> None:
     con.executemany(
         "UPDATE windows SET checked_at = ? WHERE start_time = ? AND end_time = ?",
-        [[at, start, end] for start, end in spans],
+        [[at, start, end] for start, end in ranges],
     )
 
 

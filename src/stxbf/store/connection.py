@@ -1,7 +1,8 @@
-"""The DuckDB connection: opening a file stxbf may use, transactions, and the `meta` table.
+"""This module opens the DuckDB connection, after refusing files stxbf must not use, and
+provides transactions and the `meta` table's reads and writes.
 
-DuckDB's memory is capped (`MEMORY_LIMIT`), so a long backfill keeps a flat footprint; what does
-not fit is re-read.
+DuckDB's memory is capped (`MEMORY_LIMIT`), so that a long backfill keeps a flat footprint; what
+does not fit is read again from the file.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ CHECKPOINT_THRESHOLD = "128MB"
 
 
 def connect(path: Path | str, *, read_only: bool) -> tuple[duckdb.DuckDBPyConnection, Path | None]:
-    """A connection to the file at `path` (None as the path for ":memory:"), nothing read yet."""
+    """Connect to the file at `path`, and return the connection with the path (None for
+    ":memory:"); nothing is read from the file yet."""
     memory = str(path) == ":memory:"
     target = None if memory else Path(path)
     if target is not None:
@@ -51,7 +53,8 @@ def connect(path: Path | str, *, read_only: bool) -> tuple[duckdb.DuckDBPyConnec
 
 
 def _check_target(target: Path, *, read_only: bool) -> None:
-    """Refuse what DuckDB would refuse less clearly; a writer creates the directory (private)."""
+    """Refuse what DuckDB would refuse less clearly, and create the directory (private) for a
+    writer."""
     if target.is_dir():
         raise ConfigError(f"database path {target} is a directory, not a file")
     if read_only and not target.exists():

@@ -1,10 +1,12 @@
-"""`Store`: the one object the rest of stxbf holds to read and write the DuckDB file.
+"""`Store` is the one object the rest of stxbf holds to read and write the DuckDB file.
 
-It keeps the connection and turns DuckDB's errors into `StoreError`s; each table's work lives in
-its own module (`coverage`, `transactions`, `runs`, `figures`, `integrity`), given the connection.
-A window's transactions and its checkpoint row commit in a single transaction, so a crash leaves
-either both or neither. Re-committing a window first deletes what the database held for that
-`burn_block_time` range: refetching is idempotent and a window's rows are exactly the API's answer.
+It keeps the connection and turns DuckDB's errors into `StoreError`s. The work on the windows
+and transactions tables, and the summary figures, lives in modules of their own (`checkpoints`,
+`transactions`, `figures`), each given the connection; the run records and the damage scan are
+a few statements each and are written here. A window's transactions and its checkpoint row
+commit in a single transaction, so a crash leaves either both or neither. Re-committing a window
+first deletes what the database held for that `burn_block_time` range, so fetching a window again
+is idempotent and its rows are exactly the API's answer.
 """
 
 from __future__ import annotations
@@ -18,19 +20,50 @@ import duckdb
 import orjson
 
 from stxbf.codes import WindowState
+from stxbf.errors import DatabaseCorrupt
 from stxbf.models import Row
-from stxbf.store import checkpoints, figures, integrity, runs, transactions
-from stxbf.store.checkpoints import Span, WindowCheck, WindowRecord
-from stxbf.store.connection import connect, delete_meta, read_meta, transaction, write_meta
-from stxbf.store.faults import as_store_error, damaged_hint, store_error
+from stxbf.store import checkpoints, figures, transactions
+from stxbf.store.checkpoints import TimeRange, WindowCheck, WindowRecord
+from stxbf.store.connection import (
+    connect,
+    delete_meta,
+    read_meta,
+    table_names,
+    transaction,
+    write_meta,
+)
+from stxbf.store.faults import as_store_error, damaged_hint, describe, store_error
 from stxbf.store.figures import StoreSummary
 from stxbf.store.schema import check_and_migrate
 from stxbf.store.transactions import Replaced
 
 __all__ = ["Replaced", "Store", "StoreSummary", "WindowCheck", "WindowRecord", "damaged_hint"]
 
+# The columns of the runs table a run may set: their names go into the SQL text, so only these pass.
+RUN_COLUMNS = frozenset(
+    (
+        "pid",
+        "started_at",
+        "ended_at",
+        "api_url",
+        "target_days",
+        "range_start",
+        "range_end",
+        "requests",
+        "pages",
+        "transactions_fetched",
+        "exit_code",
+    )
+)
+
 
 class Store:
+    """An open DuckDB file (or ":memory:"): its windows, transactions, run records and figures.
+
+    Every public method raises a `StoreError` (or `DatabaseCorrupt`) naming the file instead of
+    a DuckDB error, so a command can print one line and exit with the matching code.
+    """
+
     def __init__(self, con: duckdb.DuckDBPyConnection, path: Path | None) -> None:
         self._con = con
         self.path = path
@@ -39,7 +72,7 @@ class Store:
 
     @classmethod
     def open(cls, path: Path | str, *, read_only: bool = False) -> Store:
-        """Open (creating and migrating when writable) the database at `path` or ":memory:"."""
+        """Open the database at `path` (or ":memory:"), creating and migrating it when writable."""
         con, target = connect(path, read_only=read_only)
         try:
             con.execute("SET enable_progress_bar = false")  # a migration's bar in the log pane
@@ -92,7 +125,7 @@ class Store:
 
     @as_store_error()
     def window_sources(self) -> dict[str, int]:
-        """Verified and open windows by the route that filled them (`status --json`)."""
+        """Count the verified and open windows by the source that filled them (`status --json`)."""
         return checkpoints.sources(self._con)
 
     # a write error, or damage: replacing a range reads it first, so damage shows up here too
@@ -109,7 +142,9 @@ class Store:
         return stored
 
     def replace_window(self, window: WindowRecord, rows: Sequence[Row]) -> Replaced:
-        """`commit_window`, also counting the rows it added and removed (for `stxbf verify`).
+        """Commit the window as `commit_window` does, and count the rows it added and removed.
+
+        `stxbf verify` reports those counts.
 
         Rows whose transaction the API no longer lists (no longer canonical) disappear.
         """
@@ -118,61 +153,109 @@ class Store:
 
     @as_store_error()
     def tx_ids(self, start_time: int | None = None, end_time: int | None = None) -> set[str]:
-        """Every stored tx_id, optionally within a burn_block_time range."""
+        """Return every stored tx_id, or those within a burn_block_time range."""
         return transactions.tx_ids(self._con, start_time, end_time)
 
     @as_store_error()
     def window_checks(self) -> list[WindowCheck]:
-        """Each verified window with its stored count and first row, in one range join."""
+        """Return each verified window with its stored count and first row, read in one join."""
         return checkpoints.checks(self._con)
 
     @as_store_error()
-    def mark_checked(self, spans: Sequence[Span], at: float) -> None:
+    def mark_checked(self, ranges: Sequence[TimeRange], at: float) -> None:
         """Record that these windows were re-counted against the API at `at`."""
-        if not spans:
+        if not ranges:
             return
         with self.transaction():
-            checkpoints.mark_checked(self._con, spans, at)
+            checkpoints.mark_checked(self._con, ranges, at)
 
     @as_store_error()
     def oldest_check(self) -> float | None:
-        """When the least recently fetched or re-counted verified window was last looked at."""
+        """Return when the verified window looked at least recently was last fetched or
+        re-counted."""
         return checkpoints.oldest_check(self._con)
 
     @as_store_error()
-    def duplicated_windows(self) -> list[Span]:
-        """(start, end) of each window holding a tx_id that is stored more than once."""
+    def duplicated_windows(self) -> list[TimeRange]:
+        """Return the bounds of each window that holds a tx_id stored more than once."""
         return transactions.duplicated_windows(self._con)
 
     @as_store_error()
-    def forget_windows(self, spans: Sequence[Span]) -> None:
+    def forget_windows(self, ranges: Sequence[TimeRange]) -> None:
         """Drop these windows' checkpoints, so that the next pass fetches them again."""
         with self.transaction():
-            checkpoints.forget(self._con, spans)
+            checkpoints.forget(self._con, ranges)
 
-    # -- integrity ---------------------------------------------------------------------------
+    # -- the damage scan ---------------------------------------------------------------------
+    # DuckDB verifies a block's checksum whenever it loads it from disk, but queries load only
+    # what they need, so damage in rows that nothing reads stays unseen until a full scan.
 
     def read_every_block(self) -> list[str]:
-        """Read every column of every table; return the tables whose blocks fail to load."""
-        return integrity.damaged_tables(self._con, self.path)
+        """Read every column of every table, and return the tables whose blocks fail to load."""
+        try:
+            tables = table_names(self._con)
+        except duckdb.Error as exc:
+            raise DatabaseCorrupt(f"database {self.path}: {describe(exc)}") from None
+        damaged: list[str] = []
+        for table in tables:
+            try:
+                self._con.execute(_scan_sql(table)).fetchall()
+            except duckdb.Error:
+                damaged.append(table)
+        return damaged
 
-    def damaged_windows(self) -> list[Span]:
-        """(start, end) of each window whose rows cannot be read back: fetch those again."""
-        return integrity.damaged_windows(self._con, self.path)
+    def damaged_windows(self) -> list[TimeRange]:
+        """Return the bounds of each window whose rows cannot be read back, to fetch them again."""
+        try:
+            ranges = checkpoints.ranges(self._con)
+        except duckdb.Error as exc:
+            raise DatabaseCorrupt(
+                f"database {self.path}: the window checkpoints cannot be read ({describe(exc)})"
+            ) from None
+        sql = _scan_sql("transactions", "WHERE burn_block_time BETWEEN $start AND $end")
+        damaged = []
+        for start, end in ranges:
+            try:
+                self._con.execute(sql, {"start": start, "end": end}).fetchall()
+            except duckdb.Error:
+                damaged.append((start, end))
+        return damaged
 
-    # -- runs --------------------------------------------------------------------------------
+    # -- run records: one row per `stxbf run`, started and ended by the runner ----------------
 
     @as_store_error()
     def start_run(self, **fields: Any) -> int:
-        return runs.start(self._con, fields)
+        """Record a run that starts now, and return its id (one more than the last)."""
+        _check_run_columns(fields)
+        row = self._con.execute("SELECT coalesce(max(run_id), 0) + 1 FROM runs").fetchone()
+        run_id = int(row[0]) if row else 1
+        names = ["run_id", *fields]
+        placeholders = ", ".join("?" for _ in names)
+        self._con.execute(
+            f"INSERT INTO runs ({', '.join(names)}) VALUES ({placeholders})",  # noqa: S608
+            [run_id, *fields.values()],
+        )
+        return run_id
 
     @as_store_error()
     def end_run(self, run_id: int, **fields: Any) -> None:
-        runs.end(self._con, run_id, fields)
+        """Record what the run `run_id` did, as it ends."""
+        _check_run_columns(fields)
+        assignments = ", ".join(f"{name} = ?" for name in fields)
+        self._con.execute(
+            f"UPDATE runs SET {assignments} WHERE run_id = ?",  # noqa: S608
+            [*fields.values(), run_id],
+        )
 
     @as_store_error()
     def last_run(self) -> dict[str, Any] | None:
-        return runs.last(self._con)
+        """Return the newest run's record by column name, or None when no run was recorded."""
+        cursor = self._con.execute("SELECT * FROM runs ORDER BY run_id DESC LIMIT 1")
+        row = cursor.fetchone()
+        if row is None:
+            return None
+        names = [column[0] for column in cursor.description or []]
+        return dict(zip(names, row, strict=True))
 
     # -- figures -----------------------------------------------------------------------------
 
@@ -189,8 +272,20 @@ class Store:
 
     @as_store_error()
     def saved_summary(self) -> StoreSummary | None:
-        """The summary a run saved, or None when there is none or the data changed since."""
+        """Return the summary a run saved, or None when there is none or the data changed since."""
         return figures.saved(self._con, self.path)
 
     def file_bytes(self) -> int:
         return figures.file_bytes(self.path)
+
+
+def _scan_sql(table: str, where: str = "") -> str:
+    # bit_xor(hash(...)) of every column: DuckDB must load, and so checksum, every block
+    # (a count(*) or min/max could be answered from metadata without touching the data).
+    return f'SELECT bit_xor(hash(COLUMNS(*))) FROM "{table}" {where}'  # noqa: S608
+
+
+def _check_run_columns(fields: dict[str, Any]) -> None:
+    unknown = set(fields) - RUN_COLUMNS
+    if unknown:
+        raise ValueError(f"not columns of runs: {sorted(unknown)}")

@@ -1,4 +1,5 @@
-"""Day-partitioned Parquet for other engines: `DIR/transactions/date=YYYY-MM-DD/data.parquet`.
+"""This module exports the transactions as Parquet partitioned by day, for other engines to read:
+`DIR/transactions/date=YYYY-MM-DD/data.parquet`.
 
 One file per UTC day of `burn_block_time`, written by DuckDB itself (`COPY … (FORMAT parquet)`:
 no pyarrow at run time), zstd, rows sorted by (block_height, tx_index) so each file's statistics
@@ -64,8 +65,8 @@ OPEN_PATIENCE = 5.0  # seconds to wait for a reader (`status`) that holds the fi
 
 
 def select_sql(stored: set[str]) -> str:
-    """The SELECT that makes a day's rows: every column of `TX_COLUMNS` with its type, and two
-    timestamps. HUGEINT would reach Parquet as DOUBLE; DECIMAL(38, 0) holds every STX amount
+    """Return the SELECT that makes a day's rows: every column of `TX_COLUMNS` with its type,
+    and two timestamps. HUGEINT would reach Parquet as DOUBLE; DECIMAL(38, 0) holds every STX amount
     exactly. A column an older, unmigrated file lacks (opened read-only, it stays as it is) is
     written as NULL, so every export has the same columns."""
     columns = []
@@ -130,12 +131,12 @@ class ExportReport:
 
 
 def day_name(day: int) -> str:
-    """YYYY-MM-DD of the UTC day number `day` (days since 1970-01-01)."""
+    """Return the date (YYYY-MM-DD) of the UTC day number `day`, counted from 1970-01-01."""
     return time.strftime("%Y-%m-%d", time.gmtime(day * DAY))
 
 
 def day_fingerprints(con: duckdb.DuckDBPyConnection) -> dict[int, tuple[int, str]]:
-    """(rows, checksum) of every UTC day holding transactions, in one pass over the table.
+    """Return (rows, checksum) of every UTC day holding transactions, in one pass over the table.
 
     The checksum is the XOR of each whole row's hash: any value that changes, any row added or
     removed, changes it (a reorg that keeps a tx_id but moves it to another block too); the
@@ -149,7 +150,7 @@ def day_fingerprints(con: duckdb.DuckDBPyConnection) -> dict[int, tuple[int, str
 
 
 def verified_days(windows: list[checkpoints.WindowRecord]) -> set[int]:
-    """The UTC days that lie wholly inside verified windows (windows never overlap)."""
+    """Return the UTC days that lie wholly inside verified windows (windows never overlap)."""
     spans = sorted((w.start_time, w.end_time) for w in windows if w.state == WindowState.VERIFIED)
     merged: list[list[int]] = []
     for start, end in spans:
@@ -263,7 +264,7 @@ class ExportDir:
         return self.table / f"date={name}" / FILE_NAME
 
     def days_on_disk(self) -> dict[str, int | None]:
-        """Each partition directory's day and its file's size (None: no file in it)."""
+        """Return each partition directory's day and its file's size (None when it holds none)."""
         found: dict[str, int | None] = {}
         for folder in self.table.glob("date=*") if self.table.is_dir() else []:
             try:
@@ -273,7 +274,8 @@ class ExportDir:
         return found
 
     def read_manifest(self) -> dict[str, DayEntry]:
-        """The days the last export recorded; empty (everything is rewritten) when unreadable."""
+        """Return the days the last export recorded, or none (so every day is written again)
+        when the manifest cannot be read."""
         try:
             data = json.loads(self.manifest_path.read_text(encoding="utf-8"))
             if data.get("layout") != LAYOUT or data.get("checksum") != CHECKSUM:
@@ -301,7 +303,8 @@ class ExportDir:
         self._replace_with_text(self.manifest_path, text)
 
     def _replace_with_text(self, target: Path, text: str) -> None:
-        """Write beside, then rename; readable as the Parquet files are (the umask decides)."""
+        """Write beside the file, then rename it into place, readable as the Parquet files are
+        (the umask decides)."""
         staged = self.temp / f"{target.name}.{os.getpid()}"
         try:
             with open(staged, "w", encoding="utf-8") as handle:
@@ -337,13 +340,13 @@ def write_day(con: duckdb.DuckDBPyConnection, select: str, day: int, where: Expo
 
 
 def output_columns(con: duckdb.DuckDBPyConnection, select: str) -> list[dict[str, str]]:
-    """The exported columns and their DuckDB types, for the manifest's readers."""
+    """Return the exported columns and their DuckDB types, which the manifest tells its readers."""
     described = con.execute(f"DESCRIBE {select}").fetchall()
     return [{"name": str(row[0]), "type": str(row[1])} for row in described]
 
 
 def _open_reader(db_path: Path, patience: float = OPEN_PATIENCE) -> duckdb.DuckDBPyConnection:
-    """A read-only connection; a reader holding the file for a moment (`status`) is waited for."""
+    """Open a read-only connection, waiting while a reader (`status`) holds the file a moment."""
     deadline = time.monotonic() + patience
     while True:
         try:
@@ -448,7 +451,8 @@ class _Export:
     def read_database(
         self,
     ) -> tuple[dict[int, tuple[int, str]], set[int], list[dict[str, str]], list[Any]]:
-        """Each day's fingerprint, the verified days, the columns, and the file's key, at once."""
+        """Read each day's fingerprint, the verified days, the columns and the file's key in one
+        hold of the database."""
         try:
             with contextlib.closing(_open_reader(self.db_path)) as con:
                 fingerprints = day_fingerprints(con)
@@ -495,8 +499,8 @@ class _Export:
 def _recorded(
     days: dict[str, DayEntry], manifest: dict[str, DayEntry], removed: list[str]
 ) -> dict[str, DayEntry]:
-    """The manifest's days: those written or kept now, and the old entry of each day not reached
-    (it still describes that day's file on disk)."""
+    """Return the manifest's days: those written or kept now, and the old entry of each day not
+    reached (it still describes that day's file on disk)."""
     left = {name: entry for name, entry in manifest.items() if name not in days}
     return {**{name: e for name, e in left.items() if name not in removed}, **days}
 

@@ -1,4 +1,5 @@
-"""What DuckDB's errors mean to an operator: a damaged file, or one statement that failed.
+"""This module tells an operator what DuckDB's errors mean: a damaged file, or one statement
+that failed.
 
 Every public `Store` method ends in a `StoreError` (or its `DatabaseCorrupt`) naming the file, so
 a command prints one line and its exit code says which of the two it was.
@@ -26,7 +27,8 @@ _DAMAGE_MARKERS = (
 
 
 def describe(exc: BaseException) -> str:
-    """The first line of an error's text: DuckDB's messages go on with context nobody needs."""
+    """Return the first line of an error's text, since DuckDB's messages go on with context
+    nobody needs."""
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
@@ -36,7 +38,7 @@ def is_damage(exc: BaseException) -> bool:
 
 
 def damaged_hint(path: Path | None) -> str:
-    """What to do with a file DuckDB cannot read: nothing in it can be trusted or repaired."""
+    """Say what to do with a file DuckDB cannot read: nothing in it can be trusted or repaired."""
     where = path if path is not None else "the database"
     return (
         f"move it aside (mv {where} {where}.damaged); `stxbf run` then starts a new database "
@@ -49,7 +51,8 @@ def damaged(path: Path | None, exc: BaseException) -> DatabaseCorrupt:
 
 
 def store_error(path: Path | None, exc: BaseException, doing: str = "") -> StoreError:
-    """The error to raise for `exc`: `DatabaseCorrupt` when its text says the file is damaged.
+    """Return the error to raise for `exc`: `DatabaseCorrupt` when its text says the file is
+    damaged, else a `StoreError`.
 
     `doing` says what failed ("cannot write to", "cannot open"); without it the line names only
     the database.
@@ -70,7 +73,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 def as_store_error(
     doing: str = "", catch: tuple[type[BaseException], ...] = (duckdb.Error,)
 ) -> Callable[[F], F]:
-    """A method's DuckDB errors (a failed spill, an invalidated database) become one line."""
+    """Turn a method's DuckDB errors (a failed spill, an invalidated database) into a
+    `StoreError` of one line that names the file."""
 
     def decorate(method: F) -> F:
         @functools.wraps(method)

@@ -1,4 +1,5 @@
-"""What the store holds, in figures: transactions, distinct senders, first and last time, bytes.
+"""This module counts what the store holds: transactions, distinct senders, the first and last
+times, and the bytes on disk.
 
 What an idle `status`/`health` shows changes only while a run writes. Counting distinct senders
 over a year (2M rows) took ~1 s per call, so a run saves its summary in `meta` and readers take
@@ -30,7 +31,7 @@ class StoreSummary:
 
 
 def file_bytes(path: Path | None) -> int:
-    """The database file and its write-ahead log, as they stand on disk (0 in memory)."""
+    """Return the bytes of the database file and its write-ahead log on disk (0 in memory)."""
     if path is None:
         return 0
     total = 0
@@ -61,7 +62,8 @@ def count(con: duckdb.DuckDBPyConnection, path: Path | None, *, wallets: bool) -
 
 
 def _content_stamp(con: duckdb.DuckDBPyConnection) -> str:
-    """Changes whenever a window is committed or forgotten (any stxbf version does both)."""
+    """Return a stamp that changes whenever a window is committed or forgotten (every stxbf
+    version does both), so that a saved summary is known to be stale."""
     windows = con.execute(
         "SELECT count(*), coalesce(max(fetched_at), 0), coalesce(sum(rows_stored), 0) FROM windows"
     ).fetchone()
@@ -83,7 +85,7 @@ def save(con: duckdb.DuckDBPyConnection, summary: StoreSummary) -> None:
 
 
 def saved(con: duckdb.DuckDBPyConnection, path: Path | None) -> StoreSummary | None:
-    """The summary a run saved, or None when there is none or the data changed since."""
+    """Return the summary a run saved, or None when there is none or the data changed since."""
     raw = read_meta(con, SUMMARY_KEY)
     if raw is None:
         return None

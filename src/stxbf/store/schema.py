@@ -1,4 +1,5 @@
-"""DDL and migrations. The schema version lives in `meta`; a newer file is refused.
+"""This module creates the tables and migrates older files. The schema version lives in `meta`,
+and a file of a newer version is refused.
 
 Version 2 drops the PRIMARY KEY index on `transactions.tx_id`; the column and its meaning stay.
 A tx_id is still stored once: a window's rows are keyed by tx_id before they are written, each

@@ -1,4 +1,5 @@
-"""The transactions table: a window's rows replace its whole range; duplicates are audited.
+"""The transactions table: a window's rows replace its whole range, and an audit finds any
+tx_id stored twice.
 
 A window's rows travel to DuckDB as one JSON array per column (orjson builds them in ~2 ms for
 4,000 rows), which DuckDB parses itself, without the GIL. Binding Python lists as LIST parameters
@@ -16,7 +17,7 @@ import duckdb
 import orjson
 
 from stxbf.models import TX_COLUMN_NAMES, TX_COLUMNS, Row
-from stxbf.store.checkpoints import Span
+from stxbf.store.checkpoints import TimeRange
 
 # HUGEINT values (u128 token amounts) travel as decimal strings: JSON numbers stop at 64 bits.
 _AS_TEXT = frozenset(i for i, (_, kind) in enumerate(TX_COLUMNS) if kind == "HUGEINT")
@@ -41,13 +42,14 @@ class Replaced:
 
     @classmethod
     def between(cls, before: set[str], rows: Sequence[Row], stored: int) -> Replaced:
-        """Compared in Python: a re-fetched window holds a few thousand tx_ids at most."""
+        """Compare the tx_ids before and after in Python: a window fetched again holds a few
+        thousand at most."""
         after = {row[0] for row in rows}
         return cls(stored=stored, added=len(after - before), removed=len(before - after))
 
 
 def _column_payloads(rows: Sequence[Row]) -> list[str]:
-    """One JSON array per column, in TX_COLUMNS order."""
+    """Return one JSON array per column, in TX_COLUMNS order."""
     payloads = []
     for i, column in enumerate(zip(*rows, strict=True)):
         values: Any = column
@@ -83,8 +85,8 @@ def tx_ids(
     return {row[0] for row in con.execute(sql, params).fetchall()}
 
 
-def duplicated_windows(con: duckdb.DuckDBPyConnection) -> list[Span]:
-    """(start, end) of each window holding a tx_id that is stored more than once.
+def duplicated_windows(con: duckdb.DuckDBPyConnection) -> list[TimeRange]:
+    """Return the bounds of each window that holds a tx_id stored more than once.
 
     With no index on tx_id, the write path keeps it unique: a window's rows are keyed by tx_id,
     and each commit replaces its whole burn_block_time range. Only an API that moves a

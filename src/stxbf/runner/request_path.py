@@ -1,9 +1,10 @@
-"""The source seam: which route the transactions come from, and the one request path under it.
+"""The run's one request path to the API, and the source (v1 or v3) whose route it asks.
 
-v1 (`/extended/v1/tx`, a burn-time filter and an exact `total` per window) while it answers;
-v3 (`/extended/v3/transactions`, a cursor walk proven by the burn blocks' counts) when asked for,
-or under `auto` once v1 is switched off. Both engines take gaps and hand back `CompletedWindow`s
-that are committed alike, so planning, checkpoints and commits do not know the route.
+The source is v1 (`/extended/v1/tx`, a burn-time filter and an exact `total` per window) while
+that route answers, and v3 (`/extended/v3/transactions`, cursor walks proven by the burn blocks'
+counts) when asked for, or under `auto` once v1 is switched off. Both engines take gaps and hand
+back `CompletedWindow`s that are committed alike, so the planning, the checkpoints and the
+commits never need to know which source filled a window.
 """
 
 from __future__ import annotations
@@ -32,9 +33,13 @@ OnWindow = Callable[[CompletedWindow], Awaitable[None]]
 AnyEngine = Engine | V3Engine
 
 
-class Sources:
-    """The run's one request path (the pacer at the API's stated rate or `--rpm`, the client, the
-    retrying page source every route goes through) and the route in use on it."""
+class RequestPath:
+    """Sends every request of a run, and knows which source's route the transactions come from.
+
+    Every request goes through one pacer (at the API's stated rate, or `--rpm`), one client and
+    one retrying page source, whatever the source: so a switch from v1 to v3 keeps the learned
+    rate limit, the request counters and the in-flight limit.
+    """
 
     def __init__(
         self,
@@ -60,16 +65,17 @@ class Sources:
             concurrency=params.concurrency,
             max_requests=params.max_requests,
         )
-        self.name = "v3" if params.source == "v3" else "v1"
+        self.source = "v3" if params.source == "v3" else "v1"
         self._stats = stats
         self._v3: V3Source | None = None
 
     @property
     def route(self) -> str:
-        return ROUTES[self.name]
+        """The API path of the source in use (logged, so that an operator sees which it is)."""
+        return ROUTES[self.source]
 
     def v3(self) -> V3Source:
-        """The v3 source, on the same request path (pacer, retries, quota, counters) as v1."""
+        """Return the v3 source, built once on the same pacer, retries, quota and counters."""
         if self._v3 is None:
             self._v3 = V3Source(
                 self.client,
@@ -82,9 +88,12 @@ class Sources:
         return self._v3
 
     def engine(self, on_window: OnWindow, *, initial_span: int = INITIAL_SPAN) -> AnyEngine:
-        """The current route's engine; `initial_span` is its first window's width (it learns
-        the rest from the density it meets)."""
-        if self.name == "v3":
+        """Build the engine of the source in use, handing each completed window to `on_window`.
+
+        `initial_span` is the width of its first window; the engine learns the rest from the
+        density it meets.
+        """
+        if self.source == "v3":
             return V3Engine(self.v3(), on_window=on_window, initial_span=initial_span)
         return Engine(
             self.pages,
@@ -95,16 +104,20 @@ class Sources:
         )
 
     def may_switch(self, exc: BaseException) -> bool:
-        """`auto` leaves v1 for good when its route is switched off (410, the deprecation
-        plugin of stacks-blockchain-api src/api/deprecation-plugin.ts) or missing (a 404 on
-        /extended/v1/tx: an API without the v1 routes)."""
-        if self.params.source != "auto" or self.name != "v1":
+        """Tell whether `exc` lets `auto` leave v1 for v3, for the rest of the run.
+
+        It does when v1's route is switched off (a 410 from the deprecation plugin,
+        stacks-blockchain-api src/api/deprecation-plugin.ts) or missing (a 404 on /extended/v1/tx
+        from an API without the v1 routes).
+        """
+        if self.params.source != "auto" or self.source != "v1":
             return False
         if isinstance(exc, ApiGone):
             return True
         return isinstance(exc, ApiNotStacks) and exc.missing_route == TX_LIST_PATH
 
     def switch_to_v3(self, exc: StxbfError) -> None:
+        """Use v3 from now on, and say why in one warning."""
         why = (
             "answered 410 Gone (switched off)"
             if isinstance(exc, ApiGone)
@@ -117,8 +130,9 @@ class Sources:
             why,
             V3_TX_PATH,
         )
-        self.name = "v3"
+        self.source = "v3"
 
     async def aclose(self) -> None:
-        self.pages.flush_retry_log()  # retries still being counted are logged before the end
+        """Log the retries still being counted, then close the client's connections."""
+        self.pages.flush_retry_log()
         await self.client.aclose()

@@ -1,7 +1,9 @@
-"""What a run knows of itself, and the snapshot of it published every second.
+"""The snapshot of a run, built from its state and published about once a second.
 
-The snapshot goes to the progress file (`stxbf status`, `health` and the tmux monitor read it)
-and to the terminal view; it is built from the run's state, the fetch counters and the pacer.
+The snapshot goes to the progress file, which `stxbf status`, `health` and the tmux monitor read
+while the run holds the database, and to the terminal view. It is built from the run's state,
+the fetch counters and the pacer; the ETA comes from the pages left, or, where the range's total
+is unknown (v3), from the pace at which the range is being covered.
 """
 
 from __future__ import annotations
@@ -11,20 +13,15 @@ import logging
 import math
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
-from stxbf.codes import ExitCode, Phase
-from stxbf.errors import QuotaExhausted
+from stxbf.codes import Phase
 from stxbf.fetch.pacer import Pacer
 from stxbf.fetch.pages import FetchStats
-from stxbf.models import BURN_TIME_INDEX, PAGE_LIMIT, Row
-from stxbf.runner.coverage import Coverage
+from stxbf.models import PAGE_LIMIT
 from stxbf.runner.params import ProgressView, RunParams
-from stxbf.runner.plan import RangePlan
-from stxbf.runner.sources import Sources
-from stxbf.runner.storethread import StoreThread
+from stxbf.runner.request_path import RequestPath
+from stxbf.runner.state import RunState
 from stxbf.snapshot import ProgressSnapshot, publish
-from stxbf.store import Store, StoreSummary
 
 log = logging.getLogger(__name__)
 
@@ -33,11 +30,12 @@ COVERAGE_PACE_SECONDS = 30.0  # of fetching before an ETA is told from the range
 
 
 class CoveragePace:
-    """An ETA where the range's total is unknown (v3 does not ask it up front): the seconds
-    of the range still uncovered, over the pace this run has been covering them at.
+    """Tells an ETA where the range's total is unknown (v3 does not ask it up front).
 
-    Rougher than the pages left at the achieved rate (busy days take longer than quiet ones),
-    but every request a window costs is in it: v3's burn-block pages and cursor walks alike.
+    The ETA is the seconds of the range still uncovered, over the pace this run has been
+    covering them at. It is rougher than the pages left at the achieved rate (busy days take
+    longer than quiet ones), but every request a window costs is in it: v3's burn-block pages
+    and cursor walks alike.
     """
 
     def __init__(self) -> None:
@@ -55,60 +53,9 @@ class CoveragePace:
         return uncovered / (covered / elapsed)
 
 
-@dataclass
-class StoreFigures:
-    """What the database holds: read from it exactly now and then, counted up in between."""
-
-    transactions: int = 0
-    wallets: int | None = None
-    earliest: int | None = None
-    latest: int | None = None
-    db_bytes: int = 0
-    window_sources: dict[str, int] = field(default_factory=dict)  # windows by route
-
-    def take(self, summary: StoreSummary, *, wallets: bool) -> None:
-        self.transactions = summary.transactions
-        if wallets:
-            self.wallets = summary.wallets
-        self.earliest, self.latest = summary.earliest_tx_time, summary.latest_tx_time
-        self.db_bytes = summary.db_bytes
-
-    async def refresh(self, db: StoreThread, *, wallets: bool, save: bool = False) -> None:
-        """Read the exact figures; `save` keeps them for idle `status`/`health` to read back."""
-        summary = await db.call(
-            Store.save_summary if save else lambda store: store.summary(wallets=wallets)
-        )
-        self.take(summary, wallets=wallets)
-        self.window_sources = await db.call(Store.window_sources)
-
-    def count(self, rows: list[Row]) -> None:
-        """Rows just committed (the next exact read corrects a window fetched again)."""
-        self.transactions += len(rows)
-        if rows:
-            times = [row[BURN_TIME_INDEX] for row in rows]
-            low, high = min(times), max(times)
-            self.earliest = low if self.earliest is None else min(self.earliest, low)
-            self.latest = high if self.latest is None else max(self.latest, high)
-
-
-@dataclass
-class RunState:
-    """The run's own state, shared by its parts: the plan, the coverage, the phase."""
-
-    plan: RangePlan
-    coverage: Coverage = field(default_factory=Coverage)
-    figures: StoreFigures = field(default_factory=StoreFigures)
-    phase: Phase = Phase.STARTING
-    iteration: int = 0
-    windows_verified: int = 0  # final windows committed by this process
-    windows_refetched: int = 0  # windows fetched again because the API's answer changed
-    last_commit_at: float | None = None
-    quota: QuotaExhausted | None = None  # the quota that ended the run, if one did
-    exit_code: ExitCode | None = None
-
-
-class Progress:
-    """Builds and publishes the snapshot; warns once when the monthly quota will not last."""
+class SnapshotPublisher:
+    """Builds the run's snapshot and publishes it, and warns once when the monthly quota will
+    not last."""
 
     def __init__(
         self,
@@ -125,13 +72,13 @@ class Progress:
         self.clock = clock
         self.view = view
         self.started_at = clock()
-        self.sources: Sources | None = None  # set once the run opens its request path
+        self.request_path: RequestPath | None = None  # set once the run opens its request path
         self._quota_warned = False
         self._coverage_pace = CoveragePace()
 
     @property
     def pacer(self) -> Pacer | None:
-        return self.sources.pacer if self.sources is not None else None
+        return self.request_path.pacer if self.request_path is not None else None
 
     async def publish_loop(self) -> None:
         while True:
@@ -149,9 +96,12 @@ class Progress:
             self.view.update(snapshot)
 
     def log_plan(self) -> None:
-        """At the start: the requests the range needs, against the monthly quota left and this
-        run's budget, so a small quota is seen coming (150,000 a month is ~3.7 years of
-        backfill, and a nightly cron spends it too)."""
+        """Log, at the start, the requests the range needs against the monthly quota left and
+        this run's budget.
+
+        A small quota is then seen coming: 150,000 a month is ~3.7 years of backfill, and a
+        nightly cron spends it too.
+        """
         parts = []
         needed = self.requests_needed()
         if needed is not None:
@@ -166,12 +116,14 @@ class Progress:
             log.info("plan: %s", "; ".join(parts))
 
     def requests_needed(self) -> int | None:
-        """Requests the rest of the range needs, about: its pages (v1 asks the total)."""
+        """Return about how many requests the rest of the range needs (its pages), when the
+        range's total is known (v1 asks it)."""
         pages = self._remaining_pages()
         return None if pages is None else math.ceil(pages)
 
     def warn_if_quota_short(self) -> None:
-        """Once a run: the monthly quota left is smaller than what the rest of the range needs."""
+        """Warn, once a run, when the monthly quota left is smaller than the rest of the range
+        needs."""
         pacer = self.pacer
         if self._quota_warned or pacer is None or pacer.month_remaining is None:
             return
@@ -235,19 +187,19 @@ class Progress:
             db_bytes=figures.db_bytes,
             restarts=self.params.restarts,
             exit_code=None if state.exit_code is None else int(state.exit_code),
-            source=self.sources.name if self.sources is not None else None,
+            source=self.request_path.source if self.request_path is not None else None,
             window_sources=dict(sorted(figures.window_sources.items())),
             quota_limit=self.pacer.month_limit if self.pacer is not None else None,
             quota_remaining=self.pacer.month_remaining if self.pacer is not None else None,
             requests_needed=self.requests_needed(),
             max_requests=self.params.max_requests,
             in_flight_limit=(
-                self.sources.pages.inflight.limit() if self.sources is not None else None
+                self.request_path.pages.inflight.limit() if self.request_path is not None else None
             ),
         )
 
     def _backoff_until(self) -> float | None:
-        """An error backoff, or the pacer's gate (a stated limit), whichever ends later."""
+        """Return when the error backoff or the pacer's gate (a stated limit) ends, the later."""
         backoff_until = self.stats.backoff_until
         if self.pacer is not None and self.pacer.gate_remaining() > 0:
             gate = self.clock() + self.pacer.gate_remaining()
@@ -255,7 +207,7 @@ class Progress:
         return backoff_until
 
     def _rate_limited(self) -> tuple[float | None, str | None]:
-        """Until when, and why, the run waits out a limit the API stated (not a stall)."""
+        """Return until when, and why, the run waits out a limit the API stated (not a stall)."""
         if self.state.quota is not None:
             return self.state.quota.resets_at, self.state.quota.message
         pacer = self.pacer
@@ -271,7 +223,8 @@ class Progress:
         return max(0, plan.expected_total - done) / PAGE_LIMIT
 
     def _eta(self, rate_rpm: float) -> float | None:
-        """The pages left at the achieved rate; without the range's total, the coverage's pace."""
+        """Return the ETA: the pages left at the achieved rate, or, without the range's total,
+        the coverage's pace."""
         remaining_pages = self._remaining_pages()
         if remaining_pages is not None:
             return remaining_pages / (rate_rpm / 60.0) if rate_rpm > 0 else None
