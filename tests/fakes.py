@@ -27,7 +27,8 @@ from filelock import FileLock
 
 from stxbf import snapshot
 from stxbf.models import BURN_TIME_INDEX, TX_COLUMN_NAMES, Page, Row
-from stxbf.process import RunnerState, runner_info_path
+from stxbf.paths import DataPaths
+from stxbf.process import RunnerState
 from stxbf.report.status import StatusReport
 from stxbf.runner import RunParams
 from stxbf.snapshot import DAY, ProgressSnapshot
@@ -207,13 +208,9 @@ def tx_row(tx_id: str, when: int, sender: str) -> tuple[Any, ...]:
     )  # fmt: skip
 
 
-def paths(tmp_path: Path) -> dict[str, Path]:
-    db = tmp_path / "stxbf.duckdb"
-    return {
-        "db_path": db,
-        "progress_path": db.with_name(db.name + ".progress.json"),
-        "lock_path": db.with_name(db.name + ".lock"),
-    }
+def paths(tmp_path: Path) -> DataPaths:
+    """The files of a backfill whose data directory is `tmp_path` (database `stxbf.duckdb`)."""
+    return DataPaths.of(tmp_path)
 
 
 def day(n: int) -> tuple[int, int]:
@@ -263,7 +260,7 @@ def publish_running(db: Path, *, age: float) -> FileLock:
     lock = FileLock(str(db.with_name(db.name + ".lock")))
     lock.acquire(timeout=0)
     info = {"pid": os.getpid(), "started_at": time.time() - 60, "host": os.uname().nodename}
-    runner_info_path(db).write_text(json.dumps(info))
+    DataPaths.of(db.parent, db).runner_record.write_text(json.dumps(info))
     now = time.time()
     snapshot.publish(
         db.with_name(db.name + ".progress.json"),

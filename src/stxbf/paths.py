@@ -23,6 +23,7 @@ PROGRESS_SUFFIX = ".progress.json"
 RUNNER_SUFFIX = ".runner.json"
 SESSION_SUFFIX = ".tmux.json"
 SUPERVISOR_SUFFIX = ".supervisor.json"
+SUMMARY_SUFFIX = ".summary.json"
 DEFAULT_DB_NAME = "stxbf.duckdb"
 
 
@@ -63,6 +64,11 @@ class DataPaths:
     def supervisor_record(self) -> Path:
         """What the tmux pane's supervisor is doing: running the run, or waiting to restart it."""
         return self._beside_db(SUPERVISOR_SUFFIX)
+
+    @property
+    def summary(self) -> Path:
+        """The database's facts as the idle commands last read them (stxbf.report.database)."""
+        return self._beside_db(SUMMARY_SUFFIX)
 
     @property
     def logs_dir(self) -> Path:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from stxbf.codes import TERMINAL_PHASES, SupervisorState
-from stxbf.paths import SupervisorRecord, read_supervisor_record
+from stxbf.paths import DataPaths, SupervisorRecord, read_runner_record, read_supervisor_record
 from stxbf.snapshot import ProgressSnapshot
 
 # -- /proc/<pid>/stat, parsed here only ---------------------------------------------------------
@@ -131,32 +131,6 @@ def lock_holder(lock_path: Path) -> int | bool | None:
     return False
 
 
-# -- the runner's pid file ----------------------------------------------------------------------
-
-
-def runner_info_path(db_path: Path) -> Path:
-    """`<db>.runner.json`: the runner's pid file, written while it holds the lock."""
-    from stxbf.paths import DataPaths
-
-    return DataPaths(home=db_path.parent, db=db_path).runner_record
-
-
-@dataclass(frozen=True)
-class RunnerInfo:
-    pid: int
-    started_at: float
-    host: str = ""
-
-
-def read_runner_info(path: Path) -> RunnerInfo | None:
-    from stxbf.paths import read_runner_record
-
-    record = read_runner_record(path)
-    if record is None:
-        return None
-    return RunnerInfo(pid=record.pid, started_at=record.started_at, host=record.host)
-
-
 # -- putting it together ------------------------------------------------------------------------
 
 
@@ -185,47 +159,43 @@ def _pid_matches(pid: int, started_at: float | None) -> bool:
 
 
 def detect_runner(
-    *,
-    lock_path: Path,
-    info_path: Path,
-    snapshot: ProgressSnapshot | None,
-    now: float,
+    paths: DataPaths, *, snapshot: ProgressSnapshot | None, now: float
 ) -> RunnerState:
     """Decide whether a runner is alive without touching the lock or the database."""
-    info = read_runner_info(info_path)
+    record = read_runner_record(paths.runner_record)
     result = RunnerState()
     if snapshot is not None:
         result.phase = snapshot.phase
         result.heartbeat_age = max(0.0, now - snapshot.updated_at)
         result.exit_code = snapshot.exit_code
-    holder = lock_holder(lock_path)
+    holder = lock_holder(paths.lock)
     if isinstance(holder, int) and not isinstance(holder, bool):
         result.alive, result.pid, result.found_by = True, holder, "lock"
-    elif info is not None and info.host and info.host != socket.gethostname():
+    elif record is not None and record.host and record.host != socket.gethostname():
         # A runner on another host (shared filesystem): only its heartbeat can tell.
         fresh = snapshot is not None and snapshot.phase not in TERMINAL_PHASES
-        result.alive, result.pid, result.found_by = fresh, info.pid, "pid-file"
-    elif info is not None and _pid_matches(info.pid, info.started_at):
-        result.alive, result.pid, result.found_by = True, info.pid, "pid-file"
+        result.alive, result.pid, result.found_by = fresh, record.pid, "pid-file"
+    elif record is not None and _pid_matches(record.pid, record.started_at):
+        result.alive, result.pid, result.found_by = True, record.pid, "pid-file"
     elif (
         snapshot is not None
         and snapshot.phase not in TERMINAL_PHASES
         and _pid_matches(snapshot.pid, snapshot.started_at)
     ):
         result.alive, result.pid, result.found_by = True, snapshot.pid, "progress"
-    if info is not None:
-        result.pid = result.pid or info.pid
-        result.started_at = info.started_at
-        result.host = info.host or None
+    if record is not None:
+        result.pid = result.pid or record.pid
+        result.started_at = record.started_at
+        result.host = record.host or None
     if snapshot is not None and (result.pid in (None, snapshot.pid)):
         result.pid = snapshot.pid
         result.started_at = result.started_at or snapshot.started_at
     return result
 
 
-def active_supervisor(record_path: Path) -> SupervisorRecord | None:
+def active_supervisor(paths: DataPaths) -> SupervisorRecord | None:
     """The record of a live supervisor (waiting to restart, or starting / running the run)."""
-    record = read_supervisor_record(record_path)
+    record = read_supervisor_record(paths.supervisor_record)
     if record is None or not pid_alive(record.pid):
         return None
     return record

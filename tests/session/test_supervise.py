@@ -334,7 +334,7 @@ def test_the_wait_is_recorded_and_the_record_removed_at_the_end(tmp_path: Path) 
     real_sleep = clock.sleep
 
     def sleep_and_look(seconds: float) -> None:
-        seen.append(active_supervisor(runs.paths.supervisor_record))
+        seen.append(active_supervisor(runs.paths))
         real_sleep(seconds)
 
     sup.sleep = sleep_and_look
@@ -359,10 +359,7 @@ def test_health_calls_an_outage_between_tries_stalled_not_stopped(tmp_path: Path
             restart_at=1300.0, reason="ApiUnreachable",
         ),
     )  # fmt: skip
-    report = build_health(
-        db_path=paths.db, progress_path=paths.progress, lock_path=paths.lock, target_days=3,
-        now=1200.0,
-    )  # fmt: skip
+    report = build_health(paths, target_days=3, now=1200.0)
     assert (report.verdict, report.exit_code) == ("stalled", 2)
     assert "failing since" in report.reasons[0] and "restart 3 in 100 s" in report.reasons[0]
 
@@ -376,9 +373,7 @@ def test_status_json_shows_the_restart_count(tmp_path: Path) -> None:
         range_start=0, range_end=1, restarts=5,
     )  # fmt: skip
     snapshot.publish(paths.progress, snap)
-    report = build_status(
-        db_path=paths.db, progress_path=paths.progress, lock_path=paths.lock, target_days=1
-    )
+    report = build_status(paths, target_days=1)
     assert report.to_dict()["restarts"] == 5
 
 

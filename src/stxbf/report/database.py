@@ -50,10 +50,6 @@ class StoredFacts:
         return bool(self.windows) or self.transactions > 0
 
 
-def summary_cache_path(db_path: Path) -> Path:
-    return db_path.with_name(db_path.name + ".summary.json")
-
-
 def _int_or_none(value: str | None) -> int | None:
     try:
         return None if value is None else int(float(value))

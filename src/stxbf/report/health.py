@@ -1,14 +1,14 @@
-"""`stxbf health`: a list of checks, each ok / warn / fail with a reason, and one verdict.
+"""`stxbf health` as a model: checks, each ok, warn or fail with a reason, and one verdict.
 
-Verdicts and their exit codes come from `stxbf.codes`: 0 healthy, 1 not running, 2 stalled,
+The verdicts and their exit codes come from `stxbf.codes`: 0 healthy, 1 not running, 2 stalled,
 3 database problem, 4 configuration error, 69 degraded, 75 rate-limited. Whether a live runner is
-degraded, stalled or rate-limited is the status model's judgement (`ops.activity.judge_activity`),
-not decided again here; so is the target, the configured one (`build_status`). A warning (a high
-429 rate, low disk, no tmux session) is reported but does not change the verdict; a failed check
-decides it, worst first.
+degraded, stalled or rate-limited is the status model's judgement
+(`stxbf.report.status.judge_activity`), which this module takes as it is rather than deciding it
+again; so is the target, which is the configured one. A warning (a high 429 rate, low disk, no
+tmux session) is reported but does not change the verdict; a failed check decides it, worst first.
 
-A backfill that is complete, whose last run ended well, needs no runner: healthy, unless
-`expect_running` (the tmux workflow, where a runner should always be there).
+A backfill that is complete, and whose last run ended well, needs no runner, so it is healthy,
+unless `expect_running` is set (the tmux workflow, where a runner should always be there).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from stxbf import defaults
 from stxbf.codes import VERDICTS as VERDICT_OUTCOMES
 from stxbf.codes import ExitCode, StatusState, StrEnum, Verdict
 from stxbf.paths import DataPaths, SupervisorRecord
+from stxbf.process import active_supervisor, describe_wait
 from stxbf.report.database import DatabaseCache
 from stxbf.report.status import StatusReport, build_status
 from stxbf.words import plural
@@ -184,16 +185,8 @@ def _last_run_code(report: StatusReport) -> int | None:
     return int(code) if isinstance(code, (int, float)) else None
 
 
-def _active_supervisor(db_path: Path) -> SupervisorRecord | None:
-    from stxbf.process import active_supervisor
-
-    return active_supervisor(DataPaths(home=db_path.parent, db=db_path).supervisor_record)
-
-
 def _check_supervised(supervisor: SupervisorRecord, found: _Findings, now: float) -> None:
     """Between two tries of the tmux supervisor: an outage, not a backfill left alone."""
-    from stxbf.process import describe_wait
-
     if supervisor.failing_since is not None:
         detail = "the API is failing: " + describe_wait(supervisor, now)
         found.add(Check("process", FAIL, f"no run alive; {detail}"), Verdict.STALLED, detail)
@@ -235,12 +228,9 @@ def _check_idle(
 
 
 def build_health(
+    paths: DataPaths,
     *,
-    db_path: Path,
-    progress_path: Path,
-    lock_path: Path,
     target_days: int,
-    runner_path: Path | None = None,
     stall_seconds: float = defaults.STALL_SECONDS,
     expect_running: bool = False,
     tmux_probe: Callable[[], bool | None] | None = None,
@@ -254,30 +244,27 @@ def build_health(
     """
     now = time.time() if now is None else now
     found = _Findings()
-    config = _check_config(db_path)
+    config = _check_config(paths.db)
     report: StatusReport | None = None
     if config.status == FAIL:
         found.add(config, Verdict.CONFIG_ERROR)
     else:
         found.add(config)
         report = status or build_status(
-            db_path=db_path,
-            progress_path=progress_path,
-            lock_path=lock_path,
+            paths,
             target_days=target_days,
-            runner_path=runner_path,
             stall_seconds=stall_seconds,
             now=now,
             cache=cache,
         )
         if report.runner.alive:
-            _check_runner(report, found, db_path, now)
-        elif (supervisor := _active_supervisor(db_path)) is not None:
+            _check_runner(report, found, paths.db, now)
+        elif (supervisor := active_supervisor(paths)) is not None:
             _check_supervised(supervisor, found, now)
         else:
-            _check_idle(report, found, db_path, expect_running=expect_running)
+            _check_idle(report, found, paths.db, expect_running=expect_running)
         found.add(_check_errors(report, now))
-    disk = _check_disk(db_path)
+    disk = _check_disk(paths.db)
     if disk.status == FAIL:
         found.add(disk, Verdict.DATABASE_PROBLEM, f"disk almost full: {disk.detail}")
     else:

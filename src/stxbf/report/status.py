@@ -1,34 +1,32 @@
-"""Where a backfill stands, as a model: `stxbf status`, `health` and the monitor all read this.
+"""Where a backfill stands, as a model that `stxbf status`, `stxbf health` and the monitor all read.
 
-DuckDB lets no other process open a database a runner is writing, not even read-only. So the
-builder first asks whether a runner is alive (`ops.process`) and, if so, reads only the snapshot
-the runner publishes every second. The database itself is read (`ops.database`, read-only and
-cached) only when no runner holds it.
+DuckDB lets no other process open a database that a runner is writing, not even read-only. So
+`build_status` first asks whether a runner is alive (`stxbf.process`) and, if one is, reads only
+the snapshot that the runner publishes every second. It reads the database itself (through
+`stxbf.report.database`, read-only and cached) only when no runner holds it.
 
-Whether a live runner is running, degraded, stalled or rate-limited is decided once, by
-`ops.activity.judge_activity`, for status and health alike; a rate and an ETA are reported only
-while pages arrive (`not_progressing` below), in the JSON as on screen.
+This module also holds the one rule, `judge_activity`, that decides whether a live runner is
+running, degraded, stalled or rate-limited, so that status and health cannot disagree. A rate and
+an ETA are reported only while pages arrive (`not_progressing` below), in the JSON as on screen.
 
 The target is the one the operator configured (flag > STXBF_TARGET_DAYS > config file > 365, as
 `stxbf run` resolves it), never the last run's: a year left half done and then topped up nightly
 by `run --target-days 7` must not read as complete. The run's own target is only shown.
 
-Which days count as covered is `ops.coverage`'s rule.
+Which days count as covered is decided by `stxbf.report.days`.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any
 
 from stxbf import defaults, snapshot
 from stxbf.codes import STATUS_STATES, TERMINAL_PHASES, Phase, StatusState
 from stxbf.errors import DatabaseBusy, StoreError
 from stxbf.paths import DataPaths
-from stxbf.process import RunnerState, detect_runner, runner_info_path
-from stxbf.report.activity import judge_activity
+from stxbf.process import RunnerState, detect_runner
 from stxbf.report.database import DatabaseCache, StoredFacts, read_facts_cached
 from stxbf.report.days import (
     DAY_BEFORE_CHAIN,
@@ -39,7 +37,7 @@ from stxbf.report.days import (
     strip_from_windows,
 )
 from stxbf.snapshot import DAY, ProgressSnapshot
-from stxbf.words import clock, days_count
+from stxbf.words import clock, days_count, plural
 
 SCHEMA = 1
 
@@ -102,6 +100,117 @@ class StatusReport:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+# -- whether a live runner is making progress ----------------------------------------------------
+#
+# Stalled means no progress (no page arrived, no window committed) for `stall_seconds`, not a
+# missing heartbeat: a runner can publish every second while every request fails. Waiting out a
+# limit that the API stated (a retry-after, a used-up window, a quota) is its own state, not a
+# stall. Degraded comes first: when the requests keep failing (an outage), for the last
+# `DEGRADED_FAILURES` of them or for `DEGRADED_SECONDS` with no page between (stxbf.defaults), a
+# monitor can warn long before the stall limit pages anyone.
+
+
+@dataclass(frozen=True)
+class Activity:
+    """What a live runner is doing (RUNNING, DEGRADED, STALLED or RATE_LIMITED), and why."""
+
+    state: StatusState
+    reason: str
+
+
+def _waits_on(snap: ProgressSnapshot, now: float) -> str:
+    """What a runner without progress is waiting for, as far as its snapshot says."""
+    parts = []
+    if snap.consecutive_failures:
+        failures = f"{plural(snap.consecutive_failures, 'failure')} in a row"
+        parts.append(f"{failures}, last: {snap.last_error}" if snap.last_error else failures)
+    elif (
+        snap.last_error
+        and snap.last_error_at
+        and snap.last_error_at >= (snap.last_progress_at or 0)
+    ):
+        parts.append(f"last error: {snap.last_error}")
+    if snap.backoff_until is not None and snap.backoff_until > now:
+        parts.append(f"a retry-after gate until {clock(snap.backoff_until)}")
+    return "; ".join(parts) or f"phase {snap.phase}, no error reported"
+
+
+def _stalled(quiet: float, limit: float, what: str, then: str = "") -> Activity | None:
+    """Stalled once `what` has been quiet longer than `limit`, worded `what N s (limit L s)then`."""
+    if quiet <= limit:
+        return None
+    return Activity(StatusState.STALLED, f"{what} {quiet:.0f} s (limit {limit:.0f} s){then}")
+
+
+def _degraded(snap: ProgressSnapshot, reference: float, now: float) -> Activity | None:
+    """An outage as the snapshot shows it, worded `backing off: 111 failures in a row for 41 s,
+    last page 31 s ago, last error: connection refused`; None while requests succeed."""
+    failures = snap.consecutive_failures
+    if not failures:
+        return None
+    failing = max(0.0, now - (snap.failing_since or reference))
+    if failures < defaults.DEGRADED_FAILURES and failing < defaults.DEGRADED_SECONDS:
+        return None
+    backing_off = snap.phase == Phase.BACKING_OFF or (
+        snap.backoff_until is not None and snap.backoff_until > now
+    )
+    what = "backing off" if backing_off else "requests failing"
+    row = "failure in a row" if failures == 1 else "failures in a row"
+    parts = [f"{what}: {failures} {row} for {failing:.0f} s"]
+    if snap.last_progress_at is not None:
+        parts.append(f"last page {max(0.0, now - snap.last_progress_at):.0f} s ago")
+    else:
+        parts.append("no page yet")
+    if snap.last_error:
+        parts.append(f"last error: {snap.last_error}")
+    return Activity(StatusState.DEGRADED, ", ".join(parts))
+
+
+def judge_activity(
+    snap: ProgressSnapshot | None, runner: RunnerState, *, stall_seconds: float, now: float
+) -> Activity:
+    """Running, degraded, stalled or rate-limited: the rule `status` and `health` share.
+
+    A snapshot without `last_progress_at` (written by an older stxbf, or before the first page)
+    falls back to its start when no page has arrived yet, else to the heartbeat.
+    """
+    if snap is None:
+        since = now - (runner.started_at or now)
+        quiet = f"the runner has published no progress in the {since:.0f} s since it started"
+        if since > stall_seconds:
+            return Activity(StatusState.STALLED, f"{quiet} (limit {stall_seconds:.0f} s)")
+        return Activity(StatusState.RUNNING, "the runner has not published progress yet")
+    hung = _stalled(
+        max(0.0, now - snap.updated_at),
+        stall_seconds,
+        "no progress heartbeat for",
+        ": the runner is alive but not publishing (hung?)",
+    )
+    if hung is not None:
+        return hung
+    if snap.rate_limited_until is not None and snap.rate_limited_until > now:
+        what = snap.rate_limited_reason or "a stated rate limit"
+        return Activity(
+            StatusState.RATE_LIMITED,
+            f"rate-limited until {clock(snap.rate_limited_until)}: waiting out {what}",
+        )
+    reference = snap.last_progress_at
+    if reference is None:
+        reference = snap.started_at if snap.counters.pages == 0 else snap.updated_at
+    idle = max(0.0, now - reference)
+    waiting = _stalled(
+        idle,
+        stall_seconds,
+        "no page has arrived and no window was committed for",
+        f"; waiting on: {_waits_on(snap, now)}" if idle > stall_seconds else "",
+    )
+    if waiting is not None:
+        return waiting
+    return _degraded(snap, reference, now) or Activity(
+        StatusState.RUNNING, "runner alive and making progress"
+    )
 
 
 # -- the model ---------------------------------------------------------------------------------
@@ -196,49 +305,29 @@ def _from_facts(report: StatusReport, facts: StoredFacts, *, now: float) -> None
 # -- building it -------------------------------------------------------------------------------
 
 
-class StatusFiles(TypedDict):
-    """The files `build_status` (and `build_health`) read, as their keyword arguments."""
-
-    db_path: Path
-    progress_path: Path
-    lock_path: Path
-    runner_path: Path
-
-
-def status_files(paths: DataPaths) -> StatusFiles:
-    return StatusFiles(
-        db_path=paths.db,
-        progress_path=paths.progress,
-        lock_path=paths.lock,
-        runner_path=paths.runner_record,
-    )
-
-
 def build_status(
+    paths: DataPaths,
     *,
-    db_path: Path,
-    progress_path: Path,
-    lock_path: Path,
     target_days: int,
-    runner_path: Path | None = None,
     stall_seconds: float = defaults.STALL_SECONDS,
     now: float | None = None,
     cache: DatabaseCache | None = None,
 ) -> StatusReport:
-    """Build the status model against `target_days`; never opens the database while a runner is
-    alive. A database that cannot be read gives the `database_problem` state with the store's hint.
+    """Build the status model of the backfill in `paths`, judged against `target_days`.
+
+    It never opens the database while a runner is alive. A database that cannot be read gives
+    the `database_problem` state, with the store's hint.
     """
     now = time.time() if now is None else now
-    snap = snapshot.read(progress_path)
-    info_path = runner_path or runner_info_path(db_path)
-    runner = detect_runner(lock_path=lock_path, info_path=info_path, snapshot=snap, now=now)
+    snap = snapshot.read(paths.progress)
+    runner = detect_runner(paths, snapshot=snap, now=now)
     report = StatusReport(
         state="",
         label="",
         exit_code=0,
         source="none",
         checked_at=now,
-        db_path=str(db_path),
+        db_path=str(paths.db),
         target_days=target_days,
         runner=runner,
     )
@@ -248,7 +337,7 @@ def build_status(
         _running(report, snap, stall_seconds=stall_seconds, now=now)
         return report
     try:
-        facts = read_facts_cached(db_path, cache)
+        facts = read_facts_cached(paths.db, cache)
     except DatabaseBusy:
         # A runner took the database between our check and our open: use its snapshot.
         report.runner.alive = True

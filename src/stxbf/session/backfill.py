@@ -57,10 +57,7 @@ KEY_WAIT_SECONDS = 15.0
 def runner_state(paths: DataPaths, *, now: float | None = None) -> RunnerState:
     """Whether a run holds this database, from its lock, runner record and snapshot."""
     return detect_runner(
-        lock_path=paths.lock,
-        info_path=paths.runner_record,
-        snapshot=snapshot.read(paths.progress),
-        now=time.time() if now is None else now,
+        paths, snapshot=snapshot.read(paths.progress), now=time.time() if now is None else now
     )
 
 
@@ -245,7 +242,7 @@ def build_tmux_status(
     label = TMUX_STATES[key].label
     if key == TmuxState.RUNNER_EXITED:
         label += f" with code {pane.dead_status}" if pane and pane.dead_status is not None else ""
-    supervisor = active_supervisor(paths.supervisor_record) if key == TmuxState.RUNNING else None
+    supervisor = active_supervisor(paths) if key == TmuxState.RUNNING else None
     if supervisor is not None and supervisor.failing_since is not None and not runner.alive:
         label = "waiting to restart the run: " + describe_wait(supervisor, now)
     return TmuxStatus(
