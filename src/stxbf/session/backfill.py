@@ -9,8 +9,10 @@ is made of. The runner pane runs
 so the API key travels through a file the launcher deletes at once (stxbf.session.launch), the sleep
 inhibitor lasts as long as the supervisor, and the supervisor starts the run again after an outage
 (stxbf.session.supervise). `start_backfill` also writes the session record beside the database, so
-`attach`, `status`, `stop` and `health` find the socket and session without flags. Watching the
-run come up is `stxbf.session.startup`'s job.
+`attach`, `status`, `stop` and `health` find the socket and session without flags.
+`watch_startup` then waits until the run has heard from the API or its pane has ended, so that
+`stxbf tmux start` shows a wrong URL, port or key at once, with the runner's last lines, instead
+of in a pane that nobody is looking at.
 
 Every function takes the libtmux `Server` and explicit paths, never the Settings object.
 """
@@ -20,8 +22,8 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,11 +39,14 @@ from stxbf.paths import (
 from stxbf.process import RunnerState, active_supervisor, describe_wait, detect_runner
 from stxbf.session.inhibit import Inhibitor
 from stxbf.session.launch import remove_stale_key_files, write_key_file
+from stxbf.session.supervise import api_has_answered
 from stxbf.session.tmux import (
     SessionInfo,
     StopResult,
+    capture,
     describe_session,
     find_session,
+    pane_exit,
     start_session,
     stop_session,
 )
@@ -302,3 +307,62 @@ def stop_backfill(
     )
     remove_stale_key_files(paths.run_dir)
     return result
+
+
+# -- watching it start --------------------------------------------------------------------------
+
+STARTUP_TIMEOUT = 120.0
+LAST_LINES = 15
+
+
+class StartupState(StrEnum):
+    PROGRESSING = "progressing"  # the API answered and the run is backfilling
+    FINISHED = "finished"  # it ended at once with exit 0: the target was already reached
+    DIED = "died"  # it ended with an error before any progress
+    STARTING = "starting"  # still trying to reach the API when the wait ran out
+
+
+@dataclass
+class Startup:
+    """How the runner's first moments went: it made progress, ended, or is still starting."""
+
+    state: StartupState
+    exit_code: int | None = None
+    last_lines: list[str] = field(default_factory=list)
+
+
+def watch_startup(
+    server: Server,
+    pane_id: str,
+    paths: DataPaths,
+    *,
+    since: float,
+    timeout: float = STARTUP_TIMEOUT,
+    poll: float = 0.2,
+    clock: Callable[[], float] = time.monotonic,
+) -> Startup:
+    """Wait until the run has heard from the API (a snapshot past its preflight) or its pane ended.
+
+    A snapshot alone is not enough: a run publishes one while it still tries to reach the API.
+    """
+    deadline = clock() + timeout
+    while True:
+        finished, code = pane_exit(server, pane_id)
+        if finished:
+            if code == 0:
+                return Startup(StartupState.FINISHED, 0)
+            return Startup(StartupState.DIED, code, last_lines(server, pane_id))
+        snap = snapshot.read(paths.progress)
+        if snap is not None and snap.started_at >= since - 1 and api_has_answered(snap):
+            return Startup(StartupState.PROGRESSING)
+        if clock() >= deadline:
+            return Startup(StartupState.STARTING)
+        time.sleep(poll)
+
+
+def last_lines(server: Server, pane_id: str, count: int = LAST_LINES) -> list[str]:
+    """The pane's last non-blank lines, without tmux's own "Pane is dead" banner."""
+    text = capture(server, pane_id, lines=500)
+    lines = [line.rstrip() for line in text.splitlines()]
+    lines = [line for line in lines if line and not line.startswith("Pane is dead")]
+    return lines[-count:]
