@@ -130,10 +130,18 @@ class SessionRecord:
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    """Replace `path` atomically; the data directory is created (private) on first use."""
+    """Replace `path` atomically with a file that only this user can read.
+
+    The data directory is created (private) on first use. The file is created 0600 whatever the
+    umask, because `stxbf tmux start` writes the session record from the user's shell, whose
+    umask (often 022) would otherwise let other users read it.
+    """
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data), encoding="utf-8")
+    tmp.unlink(missing_ok=True)  # a file left by a crash would keep its old mode
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(json.dumps(data))
     os.replace(tmp, path)
 
 
