@@ -80,8 +80,12 @@ class DataPaths:
 
     @property
     def run_dir(self) -> Path:
-        """Short-lived hand-off files: the API key for a tmux runner, a run's outcome."""
+        """Short-lived hand-off files: the API key for a tmux runner, how a run ended."""
         return self.home / "run"
+
+    def run_ending(self, supervisor_pid: int) -> Path:
+        """Where the run started by this supervisor writes how it ended (a `RunEnding`)."""
+        return self.run_dir / f"outcome.{supervisor_pid}.json"
 
 
 def prepare_home(home: Path) -> None:

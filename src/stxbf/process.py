@@ -158,38 +158,36 @@ def _pid_matches(pid: int, started_at: float | None) -> bool:
     return True
 
 
-def detect_runner(
-    paths: DataPaths, *, snapshot: ProgressSnapshot | None, now: float
-) -> RunnerState:
+def detect_runner(paths: DataPaths, *, snap: ProgressSnapshot | None, now: float) -> RunnerState:
     """Decide whether a runner is alive without touching the lock or the database."""
     record = read_runner_record(paths.runner_record)
     result = RunnerState()
-    if snapshot is not None:
-        result.phase = snapshot.phase
-        result.heartbeat_age = max(0.0, now - snapshot.updated_at)
-        result.exit_code = snapshot.exit_code
+    if snap is not None:
+        result.phase = snap.phase
+        result.heartbeat_age = max(0.0, now - snap.updated_at)
+        result.exit_code = snap.exit_code
     holder = lock_holder(paths.lock)
     if isinstance(holder, int) and not isinstance(holder, bool):
         result.alive, result.pid, result.found_by = True, holder, "lock"
     elif record is not None and record.host and record.host != socket.gethostname():
         # A runner on another host (shared filesystem): only its heartbeat can tell.
-        fresh = snapshot is not None and snapshot.phase not in TERMINAL_PHASES
+        fresh = snap is not None and snap.phase not in TERMINAL_PHASES
         result.alive, result.pid, result.found_by = fresh, record.pid, "pid-file"
     elif record is not None and _pid_matches(record.pid, record.started_at):
         result.alive, result.pid, result.found_by = True, record.pid, "pid-file"
     elif (
-        snapshot is not None
-        and snapshot.phase not in TERMINAL_PHASES
-        and _pid_matches(snapshot.pid, snapshot.started_at)
+        snap is not None
+        and snap.phase not in TERMINAL_PHASES
+        and _pid_matches(snap.pid, snap.started_at)
     ):
-        result.alive, result.pid, result.found_by = True, snapshot.pid, "progress"
+        result.alive, result.pid, result.found_by = True, snap.pid, "progress"
     if record is not None:
         result.pid = result.pid or record.pid
         result.started_at = record.started_at
         result.host = record.host or None
-    if snapshot is not None and (result.pid in (None, snapshot.pid)):
-        result.pid = snapshot.pid
-        result.started_at = result.started_at or snapshot.started_at
+    if snap is not None and (result.pid in (None, snap.pid)):
+        result.pid = snap.pid
+        result.started_at = result.started_at or snap.started_at
     return result
 
 

@@ -167,7 +167,7 @@ def test_recycled_pid_in_a_stale_pid_file_is_not_a_runner(tmp_path: Path) -> Non
     p = DataPaths.of(tmp_path, tmp_path / "db")
     # our own (live) pid, but a pid file claiming the runner started long before we did
     p.runner_record.write_text(json.dumps({"pid": os.getpid(), "started_at": 1_000.0, "host": ""}))
-    runner = detect_runner(p, snapshot=None, now=time.time())
+    runner = detect_runner(p, snap=None, now=time.time())
     assert not runner.alive
     assert pid_alive(os.getpid())
 

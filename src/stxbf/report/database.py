@@ -128,7 +128,7 @@ class DatabaseCache:
         self.key, self.facts = key, facts
         return True, facts
 
-    def store(self, key: list[Any], facts: StoredFacts | None) -> None:
+    def save(self, key: list[Any], facts: StoredFacts | None) -> None:
         self.key, self.facts = key, facts
         if self.path is None:
             return
@@ -159,5 +159,5 @@ def read_facts_cached(db_path: Path, cache: DatabaseCache | None) -> StoredFacts
         return facts
     facts = read_facts(db_path)
     if file_key(db_path) == key:  # a run that began meanwhile would make the facts stale
-        cache.store(key, facts)
+        cache.save(key, facts)
     return facts

@@ -320,7 +320,7 @@ def build_status(
     """
     now = time.time() if now is None else now
     snap = snapshot.read(paths.progress)
-    runner = detect_runner(paths, snapshot=snap, now=now)
+    runner = detect_runner(paths, snap=snap, now=now)
     report = StatusReport(
         state="",
         label="",

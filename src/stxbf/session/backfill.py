@@ -62,7 +62,7 @@ KEY_WAIT_SECONDS = 15.0
 def runner_state(paths: DataPaths, *, now: float | None = None) -> RunnerState:
     """Whether a run holds this database, from its lock, runner record and snapshot."""
     return detect_runner(
-        paths, snapshot=snapshot.read(paths.progress), now=time.time() if now is None else now
+        paths, snap=snapshot.read(paths.progress), now=time.time() if now is None else now
     )
 
 

@@ -138,7 +138,7 @@ def session_exists(socket_name: str | None, name: str) -> bool | None:
     return find_session(server, name) is not None
 
 
-def tmux(server: Server, *args: str) -> list[str]:
+def tmux_command(server: Server, *args: str) -> list[str]:
     """Run one tmux command on `server`; anything on its stderr is an OpsError."""
     result = server.cmd(*args)
     if result.stderr:
@@ -171,7 +171,7 @@ def attach(server: Server, session_name: str, *, environ: Mapping[str, str] | No
     inside = current_tmux_socket(environ)
     if inside is not None:
         if _same_path(inside, socket_path(server.socket_name)):
-            tmux(server, "switch-client", "-t", f"={session_name}")
+            tmux_command(server, "switch-client", "-t", f"={session_name}")
             return 0
         raise OpsError(
             "you are inside another tmux server; detach first (Ctrl+B D), then run: "
@@ -235,7 +235,7 @@ def _format_literal(text: str) -> str:
 
 def tag_session(server: Server, session: Session, tags: Mapping[str, str]) -> None:
     for key, value in tags.items():
-        tmux(server, "set-option", "-t", str(session.session_id), TAG_PREFIX + key, value)
+        tmux_command(server, "set-option", "-t", str(session.session_id), TAG_PREFIX + key, value)
 
 
 def session_tags(server: Server, session: Session) -> dict[str, str]:
@@ -301,8 +301,9 @@ def start_session(
         }
         tag_session(server, session, {**own_tags, **(tags or {})})
         script = runner_script(runner_argv, notes=runner_notes)
-        tmux(server, "respawn-pane", "-k", "-t", str(runner_pane.pane_id), "/bin/sh", "-c", script)
-        tmux(server, "respawn-pane", "-k", "-t", str(monitor_pane.pane_id), *monitor_argv)
+        respawn = ["respawn-pane", "-k", "-t"]
+        tmux_command(server, *respawn, str(runner_pane.pane_id), "/bin/sh", "-c", script)
+        tmux_command(server, *respawn, str(monitor_pane.pane_id), *monitor_argv)
         runner_pane.select()
     logger.info("started tmux session %s (runner %s)", session_name, runner_pane.pane_id)
     return session
