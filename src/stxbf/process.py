@@ -1,9 +1,9 @@
-"""Is a runner alive? Asked of the kernel (/proc, /proc/locks) and the runner's own files.
+"""Whether a runner is alive, as the kernel (/proc, /proc/locks) and the runner's own files tell.
 
-DuckDB lets no other process open a database a runner is writing, so status and health must
-decide whether a runner is alive without touching the lock or the database: the lock file's
-holder (from /proc/locks), the runner's pid file, the progress snapshot's pid, each checked
-against a recycled pid by the process's start time.
+DuckDB lets no other process open a database that a runner is writing, so status and health must
+decide whether a runner is alive without touching the lock or the database. They look at the
+lock file's holder (from /proc/locks), the runner record and the progress snapshot's pid, and
+check each pid against the process's start time, because a pid may have been recycled.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from stxbf.snapshot import ProgressSnapshot
 
 @dataclass(frozen=True)
 class ProcStat:
-    """The fields of /proc/<pid>/stat that stxbf uses (see proc(5))."""
+    """Hold the fields of /proc/<pid>/stat that stxbf uses (see proc(5))."""
 
     state: str  # R, S, D, Z (zombie), X (dead), ...
     ppid: int
@@ -33,10 +33,10 @@ class ProcStat:
 
 
 def proc_stat(pid: int) -> ProcStat | None:
-    """/proc/<pid>/stat, or None where there is no /proc or no such process.
+    """Read /proc/<pid>/stat, or return None where there is no /proc or no such process.
 
-    The command name (field 2) may hold spaces and parentheses, so the fields are counted from
-    the last ")".
+    The command name (field 2) may hold spaces and parentheses, so the fields are counted from the
+    last ")".
     """
     try:
         after_name = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -56,7 +56,7 @@ def _boot_time() -> int | None:
 
 
 def pid_alive(pid: int) -> bool:
-    """Whether `pid` is a live process (zombies count as dead)."""
+    """Tell whether `pid` is a live process; a zombie counts as dead."""
     if pid <= 0:
         return False
     try:
@@ -72,7 +72,7 @@ def pid_alive(pid: int) -> bool:
 
 
 def process_start_time(pid: int) -> float | None:
-    """When `pid` started (unix time), where /proc tells; guards against a recycled pid."""
+    """Return when `pid` started (unix time) where /proc tells, to guard against a recycled pid."""
     stat, boot = proc_stat(pid), _boot_time()
     if stat is None or boot is None:
         return None
@@ -80,7 +80,7 @@ def process_start_time(pid: int) -> float | None:
 
 
 def parent_pid(pid: int) -> int | None:
-    """The parent of `pid`: from /proc, else from `ps` (macOS)."""
+    """Return the parent of `pid`, from /proc or else from `ps` (macOS)."""
     stat = proc_stat(pid)
     if stat is not None:
         return stat.ppid
@@ -94,7 +94,7 @@ def parent_pid(pid: int) -> int | None:
 
 
 def is_descendant(pid: int, ancestor: int) -> bool:
-    """Whether `ancestor` is `pid` or one of its parents (64 levels at most)."""
+    """Tell whether `ancestor` is `pid` or one of its parents, looking 64 levels up at most."""
     current: int | None = pid
     for _ in range(64):
         if current is None or current <= 1:
@@ -106,10 +106,10 @@ def is_descendant(pid: int, ancestor: int) -> bool:
 
 
 def lock_holder(lock_path: Path) -> int | bool | None:
-    """The pid holding the flock on `lock_path`, False when nobody does, None when we cannot tell.
+    """Return the pid holding the flock on `lock_path`: False if nobody does, None if unknown.
 
-    Reads /proc/locks (Linux) instead of trying to acquire the lock: a probe that takes the lock
-    even for a microsecond could make a runner starting at that moment fail with "lock held".
+    It reads /proc/locks instead of trying to acquire the lock: a probe that takes the lock even for
+    a microsecond could make a runner that starts at that moment fail with "lock held".
     """
     try:
         st = lock_path.stat()
@@ -136,7 +136,7 @@ def lock_holder(lock_path: Path) -> int | bool | None:
 
 @dataclass
 class RunnerState:
-    """What we know about the runner process, whichever way we found out."""
+    """Hold what we know about the runner process, whichever way we found out."""
 
     alive: bool = False
     pid: int | None = None
@@ -192,7 +192,7 @@ def detect_runner(paths: DataPaths, *, snap: ProgressSnapshot | None, now: float
 
 
 def active_supervisor(paths: DataPaths) -> SupervisorRecord | None:
-    """The record of a live supervisor (waiting to restart, or starting / running the run)."""
+    """Return the record of a live supervisor (waiting to restart, or running the run), or None."""
     record = read_supervisor_record(paths.supervisor_record)
     if record is None or not pid_alive(record.pid):
         return None
@@ -200,7 +200,7 @@ def active_supervisor(paths: DataPaths) -> SupervisorRecord | None:
 
 
 def describe_wait(record: SupervisorRecord, now: float) -> str:
-    """One line for health and tmux status: what failed, since when, when the next try is."""
+    """Say in one line what failed, since when, and when the next try is (health, tmux status)."""
     since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(record.failing_since or now))
     if record.state != SupervisorState.WAITING:
         return f"failing since {since}; restart {record.restarts} is starting"
