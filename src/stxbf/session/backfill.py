@@ -60,7 +60,7 @@ KEY_WAIT_SECONDS = 15.0
 
 
 def runner_state(paths: DataPaths, *, now: float | None = None) -> RunnerState:
-    """Whether a run holds this database, from its lock, runner record and snapshot."""
+    """Tell whether a run holds this database, from its lock, its runner record and its snapshot."""
     return detect_runner(
         paths, snap=snapshot.read(paths.progress), now=time.time() if now is None else now
     )
@@ -77,7 +77,7 @@ def runner_argv(
     key_file: Path | None = None,
     python: str = sys.executable,
 ) -> list[str]:
-    """launcher (key) → inhibitor → supervisor → `stxbf run` with every run flag."""
+    """Build the runner pane's command: launcher (key), inhibitor, supervisor, then `stxbf run`."""
     launch = [python, "-m", "stxbf.session.launch"]
     if key_file is not None:
         launch += ["--key-file", str(key_file)]
@@ -89,6 +89,7 @@ def runner_argv(
 def monitor_argv(
     paths: DataPaths, *, target_days: int, interval: float, python: str = sys.executable
 ) -> list[str]:
+    """Build the monitor pane's command: `stxbf status --watch` on the same database and target."""
     return [
         python, "-m", "stxbf", "status", "--watch", "--interval", f"{interval:g}",
         "--home", str(paths.home.absolute()), "--db", str(paths.db.absolute()),
@@ -98,6 +99,8 @@ def monitor_argv(
 
 @dataclass
 class Started:
+    """Say how `start_backfill` went: the session, its runner pane, whether the key was taken."""
+
     session_name: str
     runner_pane: str
     started_at: float
@@ -118,8 +121,11 @@ def start_backfill(
     start_directory: Path,
     options: Mapping[str, Any] | None = None,
 ) -> Started:
-    """Create the session (runner on top, monitor below) and record where it is, and with
-    which `options` (see SessionRecord) it was started."""
+    """Create the session (runner on top, monitor below) and record where it is.
+
+    The session record also keeps the `options` (see SessionRecord) that this start was given, so
+    that a later start with no flags repeats it.
+    """
     if find_session(server, session_name) is not None:
         raise OpsError(f"Session '{session_name}' already exists. Use 'attach' to reconnect.")
     runner = runner_state(paths)
@@ -170,7 +176,7 @@ def start_backfill(
 
 
 def wait_for_key_pickup(key_file: Path, *, timeout: float = KEY_WAIT_SECONDS) -> bool:
-    """The launcher deletes the key file as it reads it; never leave it behind."""
+    """Wait until the launcher has read and deleted the key file; never leave the file behind."""
     deadline = time.monotonic() + timeout
     while key_file.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -184,6 +190,8 @@ def wait_for_key_pickup(key_file: Path, *, timeout: float = KEY_WAIT_SECONDS) ->
 
 
 class TmuxState(StrEnum):
+    """Name the states of `stxbf tmux status`, each with its label and exit code in TMUX_STATES."""
+
     RUNNING = "running"
     FINISHED = "finished"
     NO_SESSION = "no_session"
@@ -201,7 +209,7 @@ TMUX_STATES: dict[TmuxState, Outcome] = {
 
 @dataclass
 class TmuxStatus:
-    """`stxbf tmux status` as data: `--json` dumps it, the CLI draws it."""
+    """Hold `stxbf tmux status` as data: `--json` dumps it, and the CLI draws it."""
 
     state: str
     label: str
@@ -230,7 +238,7 @@ def build_tmux_status(
     paths: DataPaths,
     now: float | None = None,
 ) -> TmuxStatus:
-    """The session and the runner's real state: an ended runner pane is never "running"."""
+    """Describe the session and the runner's real state; an ended runner pane is never "running"."""
     now = time.time() if now is None else now
     info = describe_session(server, session_name)
     db = Path(info.tags["db"]) if info and info.tags.get("db") else paths.db
@@ -271,7 +279,7 @@ def build_tmux_status(
 
 
 def recorded_session(paths: DataPaths) -> SessionRecord | None:
-    """The socket and session `stxbf tmux start` recorded for this database, if any."""
+    """Return the socket and session that `stxbf tmux start` recorded for this database, if any."""
     return read_session_record(paths.session_record)
 
 
@@ -283,7 +291,7 @@ def locate_session(
     name_given: bool,
     socket_given: bool,
 ) -> tuple[str, str | None]:
-    """(session, socket): what the user gave, else what `start` recorded, else the defaults."""
+    """Return (session, socket): as given, else as `start` recorded them, else the defaults."""
     record = recorded_session(paths)
     if record is not None:
         session_name = session_name if name_given else record.session_name
@@ -294,10 +302,11 @@ def locate_session(
 def stop_backfill(
     server: Server, *, session_name: str, paths: DataPaths, timeout: float
 ) -> StopResult:
-    """Stop the run so it checkpoints (the supervisor then ends too), close the session.
+    """Stop the run so that it checkpoints (the supervisor then ends too), and close the session.
 
-    The session record stays: a later `stxbf tmux start` (or `restart`) finds the socket and the
-    options of this session there."""
+    The session record stays, so a later `stxbf tmux start` (or `restart`) finds the socket and the
+    options of this session there.
+    """
     info = describe_session(server, session_name)
     if info is not None and info.tags.get("db"):
         paths = DataPaths.of(paths.home, Path(info.tags["db"]))
@@ -316,6 +325,8 @@ LAST_LINES = 15
 
 
 class StartupState(StrEnum):
+    """Name the ways a runner's first moments can go."""
+
     PROGRESSING = "progressing"  # the API answered and the run is backfilling
     FINISHED = "finished"  # it ended at once with exit 0: the target was already reached
     DIED = "died"  # it ended with an error before any progress
@@ -324,7 +335,7 @@ class StartupState(StrEnum):
 
 @dataclass
 class Startup:
-    """How the runner's first moments went: it made progress, ended, or is still starting."""
+    """Say how the runner's first moments went: it made progress, ended, or is still starting."""
 
     state: StartupState
     exit_code: int | None = None
@@ -341,7 +352,7 @@ def watch_startup(
     poll: float = 0.2,
     clock: Callable[[], float] = time.monotonic,
 ) -> Startup:
-    """Wait until the run has heard from the API (a snapshot past its preflight) or its pane ended.
+    """Wait until the run has heard from the API (its snapshot is past preflight) or has ended.
 
     A snapshot alone is not enough: a run publishes one while it still tries to reach the API.
     """
@@ -361,7 +372,7 @@ def watch_startup(
 
 
 def last_lines(server: Server, pane_id: str, count: int = LAST_LINES) -> list[str]:
-    """The pane's last non-blank lines, without tmux's own "Pane is dead" banner."""
+    """Return the pane's last non-blank lines, without tmux's own "Pane is dead" banner."""
     text = capture(server, pane_id, lines=500)
     lines = [line.rstrip() for line in text.splitlines()]
     lines = [line for line in lines if line and not line.startswith("Pane is dead")]

@@ -1,4 +1,4 @@
-"""Keep an unattended backfill going through API outages: the tmux runner pane's supervisor.
+"""The `python -m stxbf.session.supervise` entry point: restart the tmux runner after outages.
 
     python -m stxbf.session.supervise --home DIR --db FILE -- python -m stxbf run …
 
@@ -89,7 +89,7 @@ def read_run_ending(path: Path) -> RunEnding | None:
 
 
 def api_has_answered(snap: snapshot.ProgressSnapshot | None) -> bool:
-    """Whether this run's snapshot shows the API answering (its preflight passed, pages came)."""
+    """Tell whether this run's snapshot shows that the API answered (preflight done, pages came)."""
     if snap is None:
         return False
     return (
@@ -102,6 +102,8 @@ def api_has_answered(snap: snapshot.ProgressSnapshot | None) -> bool:
 
 @dataclass(frozen=True)
 class Decision:
+    """Say whether the supervisor starts the run again, why, and until when it waits for a quota."""
+
     retry: bool
     reason: str
     wait_until: float | None = None  # a quota reset to wait for, instead of the backoff
@@ -110,7 +112,7 @@ class Decision:
 def decide(
     code: int, ending: RunEnding | None, *, answered: bool, snap: snapshot.ProgressSnapshot | None
 ) -> Decision:
-    """Start the run again? Only for an outage or a quota, and only once the API has answered."""
+    """Decide whether to start the run again: after an outage or a quota, once the API answered."""
     if code == ExitCode.OK:
         return Decision(False, "target reached")
     if code == ExitCode.INTERRUPTED:
@@ -128,13 +130,17 @@ def decide(
 
 
 def backoff(step: int, rng: Callable[[], float] = random.random) -> float:
-    """10 s doubling per consecutive failure, capped at 5 min, jittered so restarts spread out."""
+    """Return the wait before restart `step`: 10 s doubling to 5 min, jittered to spread them."""
     base = min(MAX_DELAY, FIRST_DELAY * 2 ** max(0, step))
     return float(base * (1 - JITTER + 2 * JITTER * rng()))
 
 
 class Supervisor:
-    """Runs `argv` until it ends for good; the injectable parts let tests run it without waiting."""
+    """Run `argv` again and again until it ends for good.
+
+    The process, clock, sleep and randomness are injectable, so that tests run the loop without
+    waiting.
+    """
 
     def __init__(
         self,
@@ -157,7 +163,7 @@ class Supervisor:
         self.child: Any = None
 
     def request_stop(self, signum: int) -> None:
-        """A stop (Ctrl+C, `stxbf tmux stop`) ends the loop: the run in progress checkpoints."""
+        """End the loop on a stop (Ctrl+C, `stxbf tmux stop`); the run in progress checkpoints."""
         self.stopping = True
         if signum == signal.SIGTERM and self.child is not None:
             # SIGINT from the terminal reaches the run too (same process group); SIGTERM is sent
@@ -166,7 +172,7 @@ class Supervisor:
                 self.child.send_signal(signal.SIGTERM)
 
     def run(self) -> int:
-        """Run until the run ends for good; the supervisor record says what it does meanwhile."""
+        """Run until the run ends for good; the supervisor record says what the loop is doing."""
         try:
             return self._loop()
         finally:
@@ -231,7 +237,7 @@ class Supervisor:
                 return int(ExitCode.INTERRUPTED)
 
     def _wait(self, seconds: float) -> bool:
-        """Sleep in slices; False when a stop came meanwhile."""
+        """Sleep in slices, and return False when a stop came meanwhile."""
         deadline = self.clock() + seconds
         while not self.stopping:
             left = deadline - self.clock()
@@ -242,15 +248,17 @@ class Supervisor:
 
 
 def _exit_code(returncode: int) -> int:
-    """A shell's view of it: killed by signal n is 128 + n."""
+    """Return the exit code as a shell reports it: a run killed by signal n exits 128 + n."""
     return 128 - returncode if returncode < 0 else returncode
 
 
 def _say(line: str) -> None:
+    """Print a line to the pane, where the operator reads why the run is restarted."""
     print(line, file=sys.stderr, flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Parse `--home`, `--db` and the command after `--`, then supervise that command."""
     import argparse
 
     from stxbf.logs import configure_logging

@@ -50,7 +50,7 @@ logger = logging.getLogger(__name__)
 def install_command(
     *, platform: str | None = None, which: Callable[[str], str | None] | None = None
 ) -> str:
-    """The command that installs tmux on this OS."""
+    """Return the command that installs tmux on this OS."""
     platform = sys.platform if platform is None else platform
     which = shutil.which if which is None else which
     if platform == "darwin":
@@ -70,7 +70,7 @@ def install_command(
 
 
 def ensure_tmux(*, which: Callable[[str], str | None] | None = None) -> str:
-    """The tmux binary's path, or TmuxMissing with the install command for this OS."""
+    """Return the tmux binary's path, or raise TmuxMissing with the install command for this OS."""
     which = shutil.which if which is None else which
     path = which("tmux")
     if path is None:
@@ -79,7 +79,7 @@ def ensure_tmux(*, which: Callable[[str], str | None] | None = None) -> str:
 
 
 def validate_session_name(name: str) -> str:
-    """Refuse names tmux rejects or misreads (`:` and `.` split a session:window.pane target)."""
+    """Refuse names that tmux rejects or misreads (`:` and `.` split a window.pane target)."""
     problem = None
     if not name or not name.strip():
         problem = "it is empty"
@@ -97,7 +97,7 @@ def validate_session_name(name: str) -> str:
 
 
 def get_server(socket_name: str | None) -> Server:
-    """A handle on the tmux server (the default one, or the private `-L socket_name` one)."""
+    """Return a handle on the tmux server: the default one, or the private `-L socket_name` one."""
     from libtmux import Server
 
     ensure_tmux()
@@ -105,7 +105,7 @@ def get_server(socket_name: str | None) -> Server:
 
 
 def socket_path(socket_name: str | None) -> Path:
-    """Where tmux puts the socket for `-L socket_name` (what $TMUX names when inside it)."""
+    """Return where tmux puts the socket for `-L socket_name` (what $TMUX names inside it)."""
     base = Path(os.environ.get("TMUX_TMPDIR") or "/tmp")  # noqa: S108 - tmux's own default
     return base / f"tmux-{os.geteuid()}" / (socket_name or "default")
 
@@ -119,7 +119,7 @@ def _socket_args(server: Server) -> list[str]:
 
 
 def find_session(server: Server, name: str) -> Session | None:
-    """The session named exactly `name` (tmux's own lookup would also accept a prefix)."""
+    """Return the session named exactly `name`; tmux's own lookup would also accept a prefix."""
     from libtmux.exc import LibTmuxException
 
     try:
@@ -130,7 +130,7 @@ def find_session(server: Server, name: str) -> Session | None:
 
 
 def session_exists(socket_name: str | None, name: str) -> bool | None:
-    """Whether the session exists; None when tmux is not installed (never starts a server)."""
+    """Tell whether the session exists, or None when tmux is not installed; never start a server."""
     try:
         server = get_server(socket_name)
     except TmuxMissing:
@@ -139,7 +139,7 @@ def session_exists(socket_name: str | None, name: str) -> bool | None:
 
 
 def tmux_command(server: Server, *args: str) -> list[str]:
-    """Run one tmux command on `server`; anything on its stderr is an OpsError."""
+    """Run one tmux command on `server`; anything on its stderr is raised as an OpsError."""
     result = server.cmd(*args)
     if result.stderr:
         raise OpsError(f"tmux {args[0]} failed: {' '.join(result.stderr).strip()}")
@@ -147,7 +147,7 @@ def tmux_command(server: Server, *args: str) -> list[str]:
 
 
 def current_tmux_socket(environ: Mapping[str, str]) -> Path | None:
-    """The socket of the tmux server we are running inside, if any ($TMUX = socket,pid,session)."""
+    """Return the socket of the tmux server we run inside, if any ($TMUX = socket,pid,session)."""
     value = environ.get("TMUX")
     return Path(value.split(",", 1)[0]) if value else None
 
@@ -182,7 +182,7 @@ def attach(server: Server, session_name: str, *, environ: Mapping[str, str] | No
 
 
 def attach_hint(server: Server, session_name: str) -> str:
-    """The command a user types to attach (shown when we cannot attach for them)."""
+    """Return the command a user types to attach, shown when we cannot attach for them."""
     return shlex.join(_attach_argv(server, session_name))
 
 
@@ -199,7 +199,7 @@ TAG_PREFIX = "@stxbf_"  # session user options: db, inhibitor, runner_pane, moni
 
 
 def runner_script(argv: Sequence[str], *, notes: Sequence[str] = ()) -> str:
-    """The runner pane's /bin/sh script: run, then print the exit code under the final summary.
+    """Return the runner pane's /bin/sh script: run, then print the exit code under the summary.
 
     `trap : INT` lets Ctrl+C reach the runner (which checkpoints) while the shell survives to say
     how it ended; a no-op trap, unlike an ignored signal, is not inherited by the runner.
@@ -220,7 +220,7 @@ def runner_script(argv: Sequence[str], *, notes: Sequence[str] = ()) -> str:
 
 @contextlib.contextmanager
 def _environ_without_secrets() -> Iterator[None]:
-    """Hide the API key from the tmux client we spawn: a server it starts copies it to all panes."""
+    """Hide the API key from the tmux client: a server it starts would copy it to all panes."""
     saved = {name: os.environ.pop(name) for name in API_KEY_ENV_NAMES if name in os.environ}
     try:
         yield
@@ -229,16 +229,18 @@ def _environ_without_secrets() -> Iterator[None]:
 
 
 def _format_literal(text: str) -> str:
-    """Escape `#` for tmux arguments it expands as formats (`-c DIR`): `#(cmd)` would run cmd."""
+    """Escape `#` in arguments that tmux expands as formats (`-c DIR`), where `#(cmd)` runs cmd."""
     return text.replace("#", "##")
 
 
 def tag_session(server: Server, session: Session, tags: Mapping[str, str]) -> None:
+    """Write the session's tags as tmux user options (`@stxbf_*`)."""
     for key, value in tags.items():
         tmux_command(server, "set-option", "-t", str(session.session_id), TAG_PREFIX + key, value)
 
 
 def session_tags(server: Server, session: Session) -> dict[str, str]:
+    """Read the session's tags back from its tmux user options (`@stxbf_*`)."""
     lines = server.cmd("show-options", "-t", str(session.session_id)).stdout
     tags: dict[str, str] = {}
     for line in lines:
@@ -261,11 +263,11 @@ def start_session(
     tags: Mapping[str, str] | None = None,
     size: tuple[int, int] = DETACHED_SIZE,
 ) -> Session:
-    """Create the session detached: runner on top (60%), monitor below (40%).
+    """Create the session detached, with the runner on top (60%) and the monitor below (40%).
 
-    The panes start with the default shell, the window gets `remain-on-exit`, and only then are
-    both panes respawned with their commands, so even a runner that fails at once stays readable.
-    Raises OpsError when a session of that name exists.
+    The panes start with the default shell, the window gets `remain-on-exit`, and only then are both
+    panes respawned with their commands, so that even a runner that fails at once stays readable.
+    It raises OpsError when a session of that name exists.
     """
     from libtmux.constants import PaneDirection
     from libtmux.exc import LibTmuxException
@@ -317,6 +319,8 @@ EXIT_LINE = re.compile(r"\[stxbf run exited with code (\d+)")
 
 @dataclass
 class PaneInfo:
+    """Describe one pane of the session: its role, size, process and how its command ended."""
+
     index: int
     role: str  # runner | monitor | other
     pane_id: str
@@ -330,6 +334,8 @@ class PaneInfo:
 
 @dataclass
 class SessionInfo:
+    """Describe the session as tmux shows it: its panes and its tags."""
+
     name: str
     session_id: str
     created: float | None
@@ -338,10 +344,11 @@ class SessionInfo:
     tags: dict[str, str] = field(default_factory=dict)
 
     def pane(self, role: str) -> PaneInfo | None:
+        """Return the pane that plays `role` (runner, monitor), if there is one."""
         return next((p for p in self.panes if p.role == role), None)
 
     def runner_pane(self) -> PaneInfo | None:
-        """The runner's pane: the tagged one, else the first (a session whose tags are lost)."""
+        """Return the runner's pane: the tagged one, else the first (when the tags are lost)."""
         return self.pane("runner") or (self.panes[0] if self.panes else None)
 
 
@@ -353,6 +360,7 @@ def _int(value: Any) -> int | None:
 
 
 def describe_session(server: Server, session_name: str) -> SessionInfo | None:
+    """Read the session back from tmux, or return None when there is no such session."""
     session = find_session(server, session_name)
     if session is None:
         return None
@@ -386,7 +394,7 @@ def describe_session(server: Server, session_name: str) -> SessionInfo | None:
 
 
 def capture(server: Server, pane_id: str, *, lines: int = 0) -> str:
-    """The pane's visible text (plus `lines` of scrollback)."""
+    """Return the pane's visible text, plus `lines` of scrollback."""
     args = ["capture-pane", "-p", "-J", "-t", pane_id]
     if lines:
         args += ["-S", f"-{lines}"]
@@ -394,7 +402,7 @@ def capture(server: Server, pane_id: str, *, lines: int = 0) -> str:
 
 
 def pane_exit(server: Server, pane_id: str, *, settle: float = 0.5) -> tuple[bool, int | None]:
-    """(finished, exit code) of a pane; a pane that is gone counts as finished with no code.
+    """Return (finished, exit code) of a pane; a pane that is gone counts as finished with no code.
 
     tmux marks a pane dead when its terminal closes and learns the exit status when it reaps the
     process; tmux 3.3 can leave that status unknown for a long while (the reaping races the close).
@@ -429,6 +437,8 @@ def pane_exit(server: Server, pane_id: str, *, settle: float = 0.5) -> tuple[boo
 
 @dataclass
 class StopResult:
+    """Say how a stop went: what was signalled, how the runner ended, and whether it was forced."""
+
     session_name: str
     runner_pid: int | None = None
     signalled: str | None = None  # SIGINT | keys (Ctrl+C sent to the pane) | None (nothing to stop)
@@ -449,8 +459,8 @@ def stop_session(
 ) -> StopResult:
     """Stop the runner so it checkpoints (SIGINT, as Ctrl+C would), wait, then kill the session.
 
-    `runner_pid` (from the runner's pid file) is signalled only if it runs inside this session's
-    runner pane: a run on the same data started elsewhere is left alone.
+    `runner_pid` (from the runner record) is signalled only if it runs inside this session's runner
+    pane: a run on the same data started elsewhere is left alone.
     """
     info = describe_session(server, session_name)
     if info is None:
@@ -471,7 +481,7 @@ def stop_session(
 
 
 def _interrupt(server: Server, pane: PaneInfo, runner_pid: int | None, result: StopResult) -> None:
-    """SIGINT to the runner when it runs in this pane, else Ctrl+C typed into the pane."""
+    """Send SIGINT to the runner when it runs in this pane, else type Ctrl+C into the pane."""
     from libtmux import Pane
 
     if runner_pid is not None and pid_alive(runner_pid):
@@ -496,7 +506,7 @@ def _await_exit(
     term_grace: float,
     poll: float,
 ) -> None:
-    """Wait for the pane to end; SIGTERM our runner after `timeout`; give up after `term_grace`."""
+    """Wait for the pane to end, SIGTERM our runner after `timeout`, give up after `term_grace`."""
     if not _ended_within(server, pane_id, timeout, poll) and result.runner_pid is not None:
         result.forced = True
         result.notes.append(f"runner did not stop within {timeout:.0f} s: sent SIGTERM")
@@ -512,6 +522,7 @@ def _await_exit(
 
 
 def _ended_within(server: Server, pane_id: str, seconds: float, poll: float) -> bool:
+    """Poll the pane for `seconds`, and tell whether its command has ended."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if pane_exit(server, pane_id)[0]:
