@@ -38,6 +38,8 @@ RECENT_ERROR_SECONDS = 300.0
 
 
 class CheckStatus(StrEnum):
+    """Name how a check came out: only a failed check decides the verdict."""
+
     OK = "ok"
     WARN = "warn"  # reported; does not change the verdict
     FAIL = "fail"  # decides the verdict
@@ -49,6 +51,8 @@ OK, WARN, FAIL, SKIP = CheckStatus.OK, CheckStatus.WARN, CheckStatus.FAIL, Check
 
 @dataclass
 class Check:
+    """Hold one check of `stxbf health`: its name, how it came out, and why."""
+
     name: str  # config | process | progress | errors | database | disk | tmux
     status: CheckStatus
     detail: str
@@ -56,7 +60,7 @@ class Check:
 
 @dataclass
 class HealthReport:
-    """Everything `stxbf health --json` prints (schema 1)."""
+    """Hold everything `stxbf health --json` prints (schema 1)."""
 
     verdict: str
     exit_code: int
@@ -78,18 +82,19 @@ class HealthReport:
 
 @dataclass
 class _Findings:
-    """The checks made so far, and the verdicts (each with its reason) that they call for."""
+    """Collect the checks made so far, and the verdicts (each with a reason) they call for."""
 
     checks: list[Check] = field(default_factory=list)
     verdicts: list[tuple[Verdict, str]] = field(default_factory=list)
 
     def add(self, check: Check, verdict: Verdict | None = None, reason: str = "") -> None:
+        """Add a check, and the verdict it calls for if any (the check's detail is the reason)."""
         self.checks.append(check)
         if verdict is not None:
             self.verdicts.append((verdict, reason or check.detail))
 
     def decide(self, healthy_reason: str) -> tuple[Verdict, list[str]]:
-        """The worst verdict found and its reasons first, then the others' reasons."""
+        """Return the worst verdict found, with its reasons first and then the others' reasons."""
         for verdict in VERDICT_OUTCOMES:  # worst first
             hits = [reason for found, reason in self.verdicts if found == verdict]
             if hits:
@@ -99,6 +104,7 @@ class _Findings:
 
 
 def _check_config(db_path: Path) -> Check:
+    """Check that the database path is usable: not a directory, and under a writable directory."""
     if db_path.is_dir():
         return Check("config", FAIL, f"database path {db_path} is a directory")
     parent = next((p for p in [db_path.parent, *db_path.parents] if p.exists()), None)
@@ -108,6 +114,7 @@ def _check_config(db_path: Path) -> Check:
 
 
 def _check_disk(db_path: Path) -> Check:
+    """Check the free space by the database: a warning below 1 GiB, a failure below 100 MiB."""
     where = next((p for p in [db_path.parent, *db_path.parents] if p.exists()), Path("/"))
     try:
         free = shutil.disk_usage(where).free
@@ -122,6 +129,7 @@ def _check_disk(db_path: Path) -> Check:
 
 
 def _check_errors(report: StatusReport, now: float) -> Check:
+    """Check the share of errors and 429s among the requests, and any recent error."""
     counters = report.counters or {}
     requests = int(counters.get("requests", 0))
     bad = int(counters.get("errors", 0)) + int(counters.get("responses_429", 0))
@@ -150,7 +158,7 @@ def _check_errors(report: StatusReport, now: float) -> Check:
 
 
 def _check_runner(report: StatusReport, found: _Findings, db_path: Path, now: float) -> None:
-    """A live runner: the process, its progress (judged by the status model), the database."""
+    """Check a live runner: its process, its progress (judged by the status model), the database."""
     runner = report.runner
     how = {"lock": "holds the lock", "pid-file": "pid file", "progress": "progress file"}
     by = how.get(runner.found_by, runner.found_by)
@@ -178,7 +186,7 @@ def _check_runner(report: StatusReport, found: _Findings, db_path: Path, now: fl
 
 
 def _last_run_code(report: StatusReport) -> int | None:
-    """The exit code the last run ended with: its snapshot's, else the database's run record."""
+    """Return the last run's exit code: its snapshot's, else the database's run record."""
     if report.runner.exit_code is not None:
         return report.runner.exit_code
     code = (report.last_run or {}).get("exit_code")
@@ -186,7 +194,7 @@ def _last_run_code(report: StatusReport) -> int | None:
 
 
 def _check_supervised(supervisor: SupervisorRecord, found: _Findings, now: float) -> None:
-    """Between two tries of the tmux supervisor: an outage, not a backfill left alone."""
+    """Check a backfill between two tries of the tmux supervisor: an outage, not one left alone."""
     if supervisor.failing_since is not None:
         detail = "the API is failing: " + describe_wait(supervisor, now)
         found.add(Check("process", FAIL, f"no run alive; {detail}"), Verdict.STALLED, detail)
@@ -198,7 +206,9 @@ def _check_supervised(supervisor: SupervisorRecord, found: _Findings, now: float
 def _check_idle(
     report: StatusReport, found: _Findings, db_path: Path, *, expect_running: bool
 ) -> None:
-    """No live runner: fine for a complete backfill whose last run ended well (cron, done)."""
+    """Check a backfill with no live runner, which is fine when it is complete and its last run
+    ended well (cron, done).
+    """
     last_code = _last_run_code(report)
     ended = ""
     if report.runner.phase is not None or last_code is not None:
@@ -238,9 +248,10 @@ def build_health(
     cache: DatabaseCache | None = None,
     status: StatusReport | None = None,
 ) -> HealthReport:
-    """Run every check. `tmux_probe` says whether the session exists (None: tmux unavailable).
+    """Run every check and decide the verdict.
 
-    A `status` already built (`stxbf metrics` prints both) is judged as it is, not built again.
+    `tmux_probe` says whether the session exists (None: tmux is not installed). A `status` that is
+    already built (`stxbf metrics` prints both) is judged as it is rather than built again.
     """
     now = time.time() if now is None else now
     found = _Findings()
@@ -276,13 +287,14 @@ def build_health(
 
 
 def config_error(message: str, *, now: float | None = None) -> HealthReport:
-    """The report when the settings themselves cannot be loaded."""
+    """Return the report for settings that cannot be loaded at all."""
     found = _Findings()
     found.add(Check("config", FAIL, message), Verdict.CONFIG_ERROR)
     return _decide(None, found, time.time() if now is None else now)
 
 
 def _decide(report: StatusReport | None, found: _Findings, now: float) -> HealthReport:
+    """Turn the findings into the report: the worst verdict, its exit code and the reasons."""
     runner_alive = report is not None and report.runner.alive
     healthy_reason = (
         "runner alive and making progress" if runner_alive else "complete, no runner needed"
@@ -305,6 +317,7 @@ def _decide(report: StatusReport | None, found: _Findings, now: float) -> Health
 
 
 def _check_tmux(present: bool | None, *, runner_alive: bool) -> Check:
+    """Check that the tmux session is there; its absence is only a warning."""
     if present is None:
         return Check("tmux", SKIP, "tmux is not installed")
     if present:

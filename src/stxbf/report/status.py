@@ -44,7 +44,7 @@ SCHEMA = 1
 
 @dataclass
 class StatusReport:
-    """Everything `stxbf status --json` prints. Field names are a stable interface (schema 1)."""
+    """Hold everything `stxbf status --json` prints; its field names are an interface (schema 1)."""
 
     state: str
     label: str
@@ -121,7 +121,7 @@ class Activity:
 
 
 def _waits_on(snap: ProgressSnapshot, now: float) -> str:
-    """What a runner without progress is waiting for, as far as its snapshot says."""
+    """Say what a runner without progress is waiting for, as far as its snapshot tells."""
     parts = []
     if snap.consecutive_failures:
         failures = f"{plural(snap.consecutive_failures, 'failure')} in a row"
@@ -138,15 +138,18 @@ def _waits_on(snap: ProgressSnapshot, now: float) -> str:
 
 
 def _stalled(quiet: float, limit: float, what: str, then: str = "") -> Activity | None:
-    """Stalled once `what` has been quiet longer than `limit`, worded `what N s (limit L s)then`."""
+    """Judge stalled once `what` was quiet over `limit`, worded `what N s (limit L s)then`."""
     if quiet <= limit:
         return None
     return Activity(StatusState.STALLED, f"{what} {quiet:.0f} s (limit {limit:.0f} s){then}")
 
 
 def _degraded(snap: ProgressSnapshot, reference: float, now: float) -> Activity | None:
-    """An outage as the snapshot shows it, worded `backing off: 111 failures in a row for 41 s,
-    last page 31 s ago, last error: connection refused`; None while requests succeed."""
+    """Judge an outage from the snapshot, or return None while requests succeed.
+
+    The reason reads like `backing off: 111 failures in a row for 41 s, last page 31 s ago, last
+    error: connection refused`.
+    """
     failures = snap.consecutive_failures
     if not failures:
         return None
@@ -171,10 +174,10 @@ def _degraded(snap: ProgressSnapshot, reference: float, now: float) -> Activity 
 def judge_activity(
     snap: ProgressSnapshot | None, runner: RunnerState, *, stall_seconds: float, now: float
 ) -> Activity:
-    """Running, degraded, stalled or rate-limited: the rule `status` and `health` share.
+    """Judge a live runner running, degraded, stalled or rate-limited, for status and health.
 
     A snapshot without `last_progress_at` (written by an older stxbf, or before the first page)
-    falls back to its start when no page has arrived yet, else to the heartbeat.
+    falls back to its start when no page has arrived yet, and else to its heartbeat.
     """
     if snap is None:
         since = now - (runner.started_at or now)
@@ -217,6 +220,7 @@ def judge_activity(
 
 
 def _fill_coverage(report: StatusReport, coverage: str) -> None:
+    """Set the coverage strip and the day counts and percentage that follow from it."""
     report.coverage = coverage
     report.days_before_chain = coverage.count(DAY_BEFORE_CHAIN)
     report.days_verified = coverage.count(DAY_VERIFIED) + report.days_before_chain
@@ -226,11 +230,13 @@ def _fill_coverage(report: StatusReport, coverage: str) -> None:
 
 
 def _set_state(report: StatusReport, state: StatusState) -> None:
+    """Set the state with its label and exit code from the registry (`stxbf.codes`)."""
     outcome = STATUS_STATES[state]
     report.state, report.label, report.exit_code = str(state), outcome.label, outcome.exit_code
 
 
 def _finished_state(report: StatusReport) -> StatusState:
+    """Return the state of a backfill that no runner is working on: complete or incomplete."""
     if report.days_verified < report.target_days:
         return StatusState.INCOMPLETE
     if report.days_before_chain:
@@ -239,6 +245,7 @@ def _finished_state(report: StatusReport) -> StatusState:
 
 
 def _copy(report: StatusReport, source: object, names: tuple[str, ...]) -> None:
+    """Copy the fields named `names` from a snapshot or the stored facts onto the report."""
     for name in names:
         setattr(report, name, getattr(source, name))
 
@@ -256,6 +263,7 @@ _FACTS_FIELDS = (
 
 
 def _from_snapshot(report: StatusReport, snap: ProgressSnapshot) -> None:
+    """Fill the report from a runner's progress snapshot, judged against the configured target."""
     report.source = "progress"
     days = report.target_days
     start = snap.range_end - days * DAY + 1 if days != snap.target_days else snap.range_start
@@ -278,13 +286,14 @@ def _from_snapshot(report: StatusReport, snap: ProgressSnapshot) -> None:
 
 
 def _quota_from(report: StatusReport, snap: ProgressSnapshot) -> None:
-    """The monthly quota a run heard of last: it outlives the run (the next is planned by it)."""
+    """Copy the monthly quota a run heard of last; it outlives the run (and plans the next one)."""
     if snap.quota_remaining is not None:
         report.quota_limit, report.quota_remaining = snap.quota_limit, snap.quota_remaining
         report.quota_at = snap.updated_at
 
 
 def _from_facts(report: StatusReport, facts: StoredFacts, *, now: float) -> None:
+    """Fill the report from the database's facts, judged against the configured target."""
     days = report.target_days
     end = facts.range_end if facts.range_end is not None else int(now)
     start = (
@@ -358,7 +367,9 @@ def _idle(
     *,
     now: float,
 ) -> None:
-    """No runner: the database's facts (else the last snapshot's), and how the last run ended."""
+    """Fill the report when no runner is alive: from the database's facts (else from the last
+    snapshot), with notes on how the last run ended.
+    """
     if snap is not None:
         report.notes += _last_run_notes(snap, now)
     if facts is not None and facts.has_data:
@@ -378,7 +389,7 @@ def _idle(
 
 
 def _note_other_target(report: StatusReport, which: str) -> None:
-    """Say so when the run's own target is not the one judged: the days differ on purpose."""
+    """Say so when the run's own target is not the one judged, since the day counts then differ."""
     run_days = report.run_target_days
     if run_days is None or run_days == report.target_days:
         return
@@ -390,6 +401,7 @@ def _note_other_target(report: StatusReport, which: str) -> None:
 
 
 def _last_run_notes(snap: ProgressSnapshot, now: float) -> list[str]:
+    """Say how the last run ended when that matters: it crashed, or it stopped on a stated limit."""
     notes = []
     if snap.phase not in TERMINAL_PHASES:
         notes.append(f"the last run (pid {snap.pid}) ended without finishing: crashed or killed")
@@ -404,6 +416,7 @@ def _last_run_notes(snap: ProgressSnapshot, now: float) -> list[str]:
 def _running(
     report: StatusReport, snap: ProgressSnapshot | None, *, stall_seconds: float, now: float
 ) -> None:
+    """Fill the report for a live runner from its own snapshot, and judge what it is doing."""
     own = snap if snap is not None and report.runner.pid in (None, snap.pid) else None
     if own is not None:
         _from_snapshot(report, own)
@@ -421,9 +434,10 @@ def _running(
 
 
 def not_progressing(report: StatusReport, now: float) -> str | None:
-    """Why a live runner is making no progress (stalled, degraded, rate-limited, backing off), or
-    None while it is. A rate and an ETA are only true while pages arrive: otherwise they describe
-    the past, so the status model drops them (JSON `null`) whenever this gives a reason.
+    """Say why a live runner is making no progress, or return None while it is.
+
+    The reasons are stalled, degraded, rate-limited and backing off. A rate and an ETA are only true
+    while pages arrive, so the status model drops them (JSON `null`) whenever this gives a reason.
     """
     if report.state == StatusState.STALLED:
         return "stalled"
