@@ -28,7 +28,7 @@ from filelock import FileLock
 from stxbf import snapshot
 from stxbf.models import BURN_TIME_INDEX, TX_COLUMN_NAMES, Page, Row
 from stxbf.paths import DataPaths
-from stxbf.process import RunnerState
+from stxbf.process import RunnerProcess
 from stxbf.report.status import StatusReport
 from stxbf.runner import RunParams
 from stxbf.snapshot import DAY, ProgressSnapshot
@@ -286,7 +286,7 @@ def running_report(days: int) -> StatusReport:
         percent=100.0 * days / 30,
         coverage="V" * days + "." * (30 - days),
         transactions=1234 * days,
-        runner=RunnerState(alive=True, pid=42, phase="fetching", heartbeat_age=1.0),
+        runner=RunnerProcess(alive=True, pid=42, phase="fetching", heartbeat_age=1.0),
         rate_rpm=480.0,
         limit_rpm=500.0,
         eta_seconds=600.0,

@@ -135,8 +135,12 @@ def lock_holder(lock_path: Path) -> int | bool | None:
 
 
 @dataclass
-class RunnerState:
-    """Hold what we know about the runner process, whichever way we found out."""
+class RunnerProcess:
+    """Hold what we know about the runner process, whichever way we found out.
+
+    Its liveness comes from the kernel and the runner record; its phase, heartbeat and exit code
+    come from its snapshot.
+    """
 
     alive: bool = False
     pid: int | None = None
@@ -158,10 +162,10 @@ def _pid_matches(pid: int, started_at: float | None) -> bool:
     return True
 
 
-def detect_runner(paths: DataPaths, *, snap: ProgressSnapshot | None, now: float) -> RunnerState:
+def detect_runner(paths: DataPaths, *, snap: ProgressSnapshot | None, now: float) -> RunnerProcess:
     """Decide whether a runner is alive without touching the lock or the database."""
     record = read_runner_record(paths.runner_record)
-    result = RunnerState()
+    result = RunnerProcess()
     if snap is not None:
         result.phase = snap.phase
         result.heartbeat_age = max(0.0, now - snap.updated_at)

@@ -26,7 +26,7 @@ from stxbf import defaults, snapshot
 from stxbf.codes import STATUS_STATES, TERMINAL_PHASES, Phase, StatusState
 from stxbf.errors import DatabaseBusy, StoreError
 from stxbf.paths import DataPaths
-from stxbf.process import RunnerState, detect_runner
+from stxbf.process import RunnerProcess, detect_runner
 from stxbf.report.database import DatabaseCache, StoredFacts, read_facts_cached
 from stxbf.report.days import (
     DAY_BEFORE_CHAIN,
@@ -70,7 +70,7 @@ class StatusReport:
     earliest_tx_time: int | None = None
     latest_tx_time: int | None = None
     db_bytes: int | None = None
-    runner: RunnerState = field(default_factory=RunnerState)
+    runner: RunnerProcess = field(default_factory=RunnerProcess)
     rate_rpm: float | None = None
     limit_rpm: float | None = None
     eta_seconds: float | None = None
@@ -172,7 +172,7 @@ def _degraded(snap: ProgressSnapshot, reference: float, now: float) -> Activity 
 
 
 def judge_activity(
-    snap: ProgressSnapshot | None, runner: RunnerState, *, stall_seconds: float, now: float
+    snap: ProgressSnapshot | None, runner: RunnerProcess, *, stall_seconds: float, now: float
 ) -> Activity:
     """Judge a live runner running, degraded, stalled or rate-limited, for status and health.
 

@@ -36,7 +36,7 @@ from stxbf.paths import (
     read_session_record,
     write_session_record,
 )
-from stxbf.process import RunnerState, active_supervisor, describe_wait, detect_runner
+from stxbf.process import RunnerProcess, active_supervisor, describe_wait, detect_runner
 from stxbf.session.inhibit import Inhibitor
 from stxbf.session.launch import remove_stale_key_files, write_key_file
 from stxbf.session.supervise import api_has_answered
@@ -59,7 +59,7 @@ logger = logging.getLogger(__name__)
 KEY_WAIT_SECONDS = 15.0
 
 
-def runner_state(paths: DataPaths, *, now: float | None = None) -> RunnerState:
+def runner_process(paths: DataPaths, *, now: float | None = None) -> RunnerProcess:
     """Tell whether a run holds this database, from its lock, its runner record and its snapshot."""
     return detect_runner(
         paths, snap=snapshot.read(paths.progress), now=time.time() if now is None else now
@@ -128,7 +128,7 @@ def start_backfill(
     """
     if find_session(server, session_name) is not None:
         raise OpsError(f"Session '{session_name}' already exists. Use 'attach' to reconnect.")
-    runner = runner_state(paths)
+    runner = runner_process(paths)
     if runner.alive:
         raise LockHeld(
             f"another stxbf run (pid {runner.pid}) is already backfilling into {paths.db}; "
@@ -219,7 +219,7 @@ class TmuxStatus:
     db_path: str
     checked_at: float
     session: SessionInfo | None
-    runner: RunnerState
+    runner: RunnerProcess
     runner_exit: int | None = None  # the runner pane's exit code, once it has ended
     runner_uptime: float | None = None
     restarts: int = 0
@@ -243,7 +243,7 @@ def build_tmux_status(
     info = describe_session(server, session_name)
     db = Path(info.tags["db"]) if info and info.tags.get("db") else paths.db
     paths = DataPaths.of(paths.home, db)
-    runner = runner_state(paths, now=now)
+    runner = runner_process(paths, now=now)
     snap = snapshot.read(paths.progress)
     pane = info.runner_pane() if info is not None else None
     if info is None:
@@ -310,7 +310,7 @@ def stop_backfill(
     info = describe_session(server, session_name)
     if info is not None and info.tags.get("db"):
         paths = DataPaths.of(paths.home, Path(info.tags["db"]))
-    runner = runner_state(paths)
+    runner = runner_process(paths)
     result = stop_session(
         server, session_name, runner_pid=runner.pid if runner.alive else None, timeout=timeout
     )
