@@ -257,13 +257,14 @@ def damage(path: Path) -> None:
 
 def publish_running(db: Path, *, age: float) -> FileLock:
     db.parent.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(db.with_name(db.name + ".lock")))
+    files = DataPaths.of(db.parent, db)
+    lock = FileLock(str(files.lock))
     lock.acquire(timeout=0)
     info = {"pid": os.getpid(), "started_at": time.time() - 60, "host": os.uname().nodename}
-    DataPaths.of(db.parent, db).runner_record.write_text(json.dumps(info))
+    files.runner_record.write_text(json.dumps(info))
     now = time.time()
     snapshot.publish(
-        db.with_name(db.name + ".progress.json"),
+        files.progress,
         ProgressSnapshot(
             pid=os.getpid(), started_at=now - 60, updated_at=now - age, phase="fetching",
             api_url="http://127.0.0.1:1", target_days=10, range_start=int(now) - 10 * DAY + 1,
