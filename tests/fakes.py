@@ -27,7 +27,8 @@ from filelock import FileLock
 
 from stxbf import snapshot
 from stxbf.models import BURN_TIME_INDEX, TX_COLUMN_NAMES, Page, Row
-from stxbf.process import RunnerState, runner_info_path
+from stxbf.paths import DataPaths
+from stxbf.process import RunnerProcess
 from stxbf.report.status import StatusReport
 from stxbf.runner import RunParams
 from stxbf.snapshot import DAY, ProgressSnapshot
@@ -207,13 +208,9 @@ def tx_row(tx_id: str, when: int, sender: str) -> tuple[Any, ...]:
     )  # fmt: skip
 
 
-def paths(tmp_path: Path) -> dict[str, Path]:
-    db = tmp_path / "stxbf.duckdb"
-    return {
-        "db_path": db,
-        "progress_path": db.with_name(db.name + ".progress.json"),
-        "lock_path": db.with_name(db.name + ".lock"),
-    }
+def paths(tmp_path: Path) -> DataPaths:
+    """The files of a backfill whose data directory is `tmp_path` (database `stxbf.duckdb`)."""
+    return DataPaths.of(tmp_path)
 
 
 def day(n: int) -> tuple[int, int]:
@@ -260,13 +257,14 @@ def damage(path: Path) -> None:
 
 def publish_running(db: Path, *, age: float) -> FileLock:
     db.parent.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(db.with_name(db.name + ".lock")))
+    files = DataPaths.of(db.parent, db)
+    lock = FileLock(str(files.lock))
     lock.acquire(timeout=0)
     info = {"pid": os.getpid(), "started_at": time.time() - 60, "host": os.uname().nodename}
-    runner_info_path(db).write_text(json.dumps(info))
+    files.runner_record.write_text(json.dumps(info))
     now = time.time()
     snapshot.publish(
-        db.with_name(db.name + ".progress.json"),
+        files.progress,
         ProgressSnapshot(
             pid=os.getpid(), started_at=now - 60, updated_at=now - age, phase="fetching",
             api_url="http://127.0.0.1:1", target_days=10, range_start=int(now) - 10 * DAY + 1,
@@ -289,7 +287,7 @@ def running_report(days: int) -> StatusReport:
         percent=100.0 * days / 30,
         coverage="V" * days + "." * (30 - days),
         transactions=1234 * days,
-        runner=RunnerState(alive=True, pid=42, phase="fetching", heartbeat_age=1.0),
+        runner=RunnerProcess(alive=True, pid=42, phase="fetching", heartbeat_age=1.0),
         rate_rpm=480.0,
         limit_rpm=500.0,
         eta_seconds=600.0,

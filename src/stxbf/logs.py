@@ -23,7 +23,7 @@ BACKUP_COUNT = 5
 
 
 class RedactSecrets(logging.Filter):
-    """Replace each secret with `***` in the formatted message (defence in depth)."""
+    """Replace each secret with `***` in the formatted message, as a defence in depth."""
 
     def __init__(self, secrets: Iterable[str]) -> None:
         super().__init__()
@@ -46,7 +46,7 @@ def configure_logging(
     console: logging.Handler | None = None,
     secrets: Iterable[str] = (),
 ) -> None:
-    """Attach the rotating file handler (and an optional console handler) to the `stxbf` logger."""
+    """Attach the rotating file handler (and a console handler, if given) to the `stxbf` logger."""
     logger = logging.getLogger("stxbf")
     logger.setLevel(level.upper())
     for old in list(logger.handlers):
@@ -82,13 +82,13 @@ _LEVEL_RE = re.compile(r"^\S+ (DEBUG|INFO|WARNING|ERROR|CRITICAL)\b")
 
 
 def line_level(line: str) -> str | None:
-    """The level of a record's first line; None for a continuation line (a traceback)."""
+    """Return the level of a record's first line, or None for a continuation line (a traceback)."""
     match = _LEVEL_RE.match(line)
     return match.group(1) if match else None
 
 
 def _records(lines: Iterable[str]) -> list[list[str]]:
-    """Group lines into records: a record's continuation lines (tracebacks) stay with it."""
+    """Group lines into records, so that a record's continuation lines (tracebacks) stay with it."""
     records: list[list[str]] = []
     for line in lines:
         if line_level(line) is None and records:
@@ -117,7 +117,7 @@ def _read_lines(path: Path) -> list[str]:
 
 
 def tail(path: Path, lines: int = 50, *, level: str | None = None) -> list[str]:
-    """The last `lines` records at `level` or above (older rotated files fill in when needed)."""
+    """Return the last `lines` records at `level` or above, from older rotated files if need be."""
     keep = _at_least(level)
     picked: list[list[str]] = []
     for candidate in [path, *(Path(f"{path}.{i}") for i in range(1, BACKUP_COUNT + 1))]:
@@ -132,7 +132,7 @@ def tail(path: Path, lines: int = 50, *, level: str | None = None) -> list[str]:
 
 
 def _rotation_chain(path: Path) -> list[tuple[Path, os.stat_result]]:
-    """The log's files oldest first (`path.5` … `path.1`, then `path`); absent ones left out."""
+    """List the log's files oldest first (`path.5` … `path.1`, then `path`), if they exist."""
     chain: list[tuple[Path, os.stat_result]] = []
     for candidate in [*(Path(f"{path}.{i}") for i in range(BACKUP_COUNT, 0, -1)), path]:
         try:
@@ -143,10 +143,13 @@ def _rotation_chain(path: Path) -> list[tuple[Path, os.stat_result]]:
 
 
 def _open_after(path: Path, done: os.stat_result | None) -> TextIO | None:
-    """Open the log file written after the one `done` describes (None: `path` itself), found by
-    inode in the rotation chain. If that file has left the chain (rotated past the last backup,
-    or deleted), the next is the oldest file last written after it. None: nothing to open yet,
-    or the chain moved between the listing and the open (the caller polls again)."""
+    """Open the log file written after the one `done` describes (None: `path` itself).
+
+    The file is found by its inode in the rotation chain. If that file has left the chain (rotated
+    past the last backup, or deleted), the next is the oldest file last written after it. It returns
+    None when there is nothing to open yet, or when the chain moved between the listing and the
+    open, so that the caller polls again.
+    """
     if done is None:
         target, expected = path, None
     else:
@@ -235,7 +238,7 @@ def follow(
 
 
 def log_size(path: Path) -> int:
-    """The log's current size: follow from here after printing a tail."""
+    """Return the log's current size, so that `follow` can start where a printed tail ended."""
     try:
         return path.stat().st_size
     except OSError:

@@ -1,9 +1,11 @@
-"""The data directory's files, named in one place: database, lock, progress, runner record, logs.
+"""The data directory's files, each named in one place, and the records kept beside the database.
 
-Every file a run leaves beside its database is `<db>` plus a suffix, so two databases in one data
-directory never share a lock or a progress file. `DataPaths` names them; the runner record (who
-holds the lock, and in which tmux session it runs) and the tmux session record are read and
-written only here, so the writer and its readers cannot drift apart.
+Every file that a run leaves beside its database is named `<db>` plus a suffix, so two databases
+in one data directory never share a lock or a progress file. `DataPaths` names them all and is
+the one value that is passed around to say which backfill a command is about. The records (who
+holds the lock, which tmux session runs the backfill, what its supervisor is doing) are read and
+written only here, each by its own record type, so that the writer and its readers cannot drift
+apart.
 """
 
 from __future__ import annotations
@@ -23,12 +25,13 @@ PROGRESS_SUFFIX = ".progress.json"
 RUNNER_SUFFIX = ".runner.json"
 SESSION_SUFFIX = ".tmux.json"
 SUPERVISOR_SUFFIX = ".supervisor.json"
+SUMMARY_SUFFIX = ".summary.json"
 DEFAULT_DB_NAME = "stxbf.duckdb"
 
 
 @dataclass(frozen=True)
 class DataPaths:
-    """Where one backfill keeps its files (`home` holds logs and key hand-offs, `db` the rest)."""
+    """Name every file of one backfill: `home` holds the logs and hand-off files, `db` the rest."""
 
     home: Path
     db: Path
@@ -46,23 +49,28 @@ class DataPaths:
 
     @property
     def progress(self) -> Path:
-        """The snapshot the runner publishes about once a second (stxbf.snapshot)."""
+        """Name the snapshot that the runner publishes about once a second (stxbf.snapshot)."""
         return self._beside_db(PROGRESS_SUFFIX)
 
     @property
     def runner_record(self) -> Path:
-        """Who holds the lock: pid, start time, host, tmux pane (JSON, only while it runs)."""
+        """Name the record of who holds the lock (pid, start time, host, tmux pane)."""
         return self._beside_db(RUNNER_SUFFIX)
 
     @property
     def session_record(self) -> Path:
-        """Which tmux server and session run this backfill (written by `stxbf tmux start`)."""
+        """Name the record of the tmux server and session that run this backfill."""
         return self._beside_db(SESSION_SUFFIX)
 
     @property
     def supervisor_record(self) -> Path:
-        """What the tmux pane's supervisor is doing: running the run, or waiting to restart it."""
+        """Name the record of what the tmux pane's supervisor is doing: running, or waiting."""
         return self._beside_db(SUPERVISOR_SUFFIX)
+
+    @property
+    def summary(self) -> Path:
+        """Name the cache of the database's facts that the idle commands keep."""
+        return self._beside_db(SUMMARY_SUFFIX)
 
     @property
     def logs_dir(self) -> Path:
@@ -74,15 +82,19 @@ class DataPaths:
 
     @property
     def run_dir(self) -> Path:
-        """Short-lived hand-off files: the API key for a tmux runner, a run's outcome."""
+        """Name the directory of short-lived hand-offs: a tmux runner's API key, how a run ended."""
         return self.home / "run"
+
+    def run_ending(self, supervisor_pid: int) -> Path:
+        """Name the file where the run of this supervisor writes how it ended (a `RunEnding`)."""
+        return self.run_dir / f"outcome.{supervisor_pid}.json"
 
 
 def prepare_home(home: Path) -> None:
     """Create the data directory (private), or say in one line why it cannot be used.
 
-    `stxbf run` calls this before it writes anything, and `stxbf tmux start` before any tmux
-    server exists, so both refuse an unusable directory with the same usage error (exit 2).
+    `stxbf run` calls this before it writes anything, and `stxbf tmux start` calls it before any
+    tmux server exists, so both refuse an unusable directory with the same usage error (exit 2).
     """
     if home.exists() and not home.is_dir():
         raise ConfigError(f"data directory {home} is a file, not a directory")
@@ -99,6 +111,8 @@ def prepare_home(home: Path) -> None:
 
 @dataclass(frozen=True)
 class RunnerRecord:
+    """Say which process holds the lock, so that status can tell a live runner from a stale file."""
+
     pid: int
     started_at: float
     host: str = ""
@@ -124,10 +138,18 @@ class SessionRecord:
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    """Replace `path` atomically; the data directory is created (private) on first use."""
+    """Replace `path` atomically with a file that only this user can read.
+
+    The data directory is created (private) on first use. The file is created 0600 whatever the
+    umask, because `stxbf tmux start` writes the session record from the user's shell, whose
+    umask (often 022) would otherwise let other users read it.
+    """
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data), encoding="utf-8")
+    tmp.unlink(missing_ok=True)  # a file left by a crash would keep its old mode
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(json.dumps(data))
     os.replace(tmp, path)
 
 
@@ -160,7 +182,7 @@ def read_runner_record(path: Path) -> RunnerRecord | None:
 
 
 def this_runner(host: str) -> RunnerRecord:
-    """The record for the current process (tmux tells a process its pane through the env)."""
+    """Make the record of this process; tmux tells a process its pane through the environment."""
     return RunnerRecord(
         pid=os.getpid(),
         started_at=time.time(),
@@ -171,12 +193,15 @@ def this_runner(host: str) -> RunnerRecord:
 
 
 def remove_record(path: Path) -> None:
+    """Delete a record, if it is there: a record that outlived its process only misleads readers."""
     with contextlib.suppress(OSError):
         path.unlink()
 
 
 @dataclass(frozen=True)
 class SupervisorRecord:
+    """Say what the tmux pane's supervisor is doing, so that health can report the outage."""
+
     pid: int
     state: str  # running | waiting
     restarts: int = 0
@@ -221,7 +246,7 @@ def read_session_record(path: Path) -> SessionRecord | None:
 
 
 def file_key(db_path: Path) -> list[Any]:
-    """Changes whenever the database (or its WAL) is written, replaced or damaged."""
+    """Return a key that changes when the database or its WAL is written, replaced or damaged."""
     key: list[Any] = []
     for path in (db_path, Path(f"{db_path}.wal")):
         try:

@@ -1,9 +1,9 @@
-"""Is a runner alive? Asked of the kernel (/proc, /proc/locks) and the runner's own files.
+"""Whether a runner is alive, as the kernel (/proc, /proc/locks) and the runner's own files tell.
 
-DuckDB lets no other process open a database a runner is writing, so status and health must
-decide whether a runner is alive without touching the lock or the database: the lock file's
-holder (from /proc/locks), the runner's pid file, the progress snapshot's pid, each checked
-against a recycled pid by the process's start time.
+DuckDB lets no other process open a database that a runner is writing, so status and health must
+decide whether a runner is alive without touching the lock or the database. They look at the
+lock file's holder (from /proc/locks), the runner record and the progress snapshot's pid, and
+check each pid against the process's start time, because a pid may have been recycled.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from stxbf.codes import TERMINAL_PHASES, SupervisorState
-from stxbf.paths import SupervisorRecord, read_supervisor_record
+from stxbf.paths import DataPaths, SupervisorRecord, read_runner_record, read_supervisor_record
 from stxbf.snapshot import ProgressSnapshot
 
 # -- /proc/<pid>/stat, parsed here only ---------------------------------------------------------
@@ -25,7 +25,7 @@ from stxbf.snapshot import ProgressSnapshot
 
 @dataclass(frozen=True)
 class ProcStat:
-    """The fields of /proc/<pid>/stat that stxbf uses (see proc(5))."""
+    """Hold the fields of /proc/<pid>/stat that stxbf uses (see proc(5))."""
 
     state: str  # R, S, D, Z (zombie), X (dead), ...
     ppid: int
@@ -33,10 +33,10 @@ class ProcStat:
 
 
 def proc_stat(pid: int) -> ProcStat | None:
-    """/proc/<pid>/stat, or None where there is no /proc or no such process.
+    """Read /proc/<pid>/stat, or return None where there is no /proc or no such process.
 
-    The command name (field 2) may hold spaces and parentheses, so the fields are counted from
-    the last ")".
+    The command name (field 2) may hold spaces and parentheses, so the fields are counted from the
+    last ")".
     """
     try:
         after_name = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -56,7 +56,7 @@ def _boot_time() -> int | None:
 
 
 def pid_alive(pid: int) -> bool:
-    """Whether `pid` is a live process (zombies count as dead)."""
+    """Tell whether `pid` is a live process; a zombie counts as dead."""
     if pid <= 0:
         return False
     try:
@@ -72,7 +72,7 @@ def pid_alive(pid: int) -> bool:
 
 
 def process_start_time(pid: int) -> float | None:
-    """When `pid` started (unix time), where /proc tells; guards against a recycled pid."""
+    """Return when `pid` started (unix time) where /proc tells, to guard against a recycled pid."""
     stat, boot = proc_stat(pid), _boot_time()
     if stat is None or boot is None:
         return None
@@ -80,7 +80,7 @@ def process_start_time(pid: int) -> float | None:
 
 
 def parent_pid(pid: int) -> int | None:
-    """The parent of `pid`: from /proc, else from `ps` (macOS)."""
+    """Return the parent of `pid`, from /proc or else from `ps` (macOS)."""
     stat = proc_stat(pid)
     if stat is not None:
         return stat.ppid
@@ -94,7 +94,7 @@ def parent_pid(pid: int) -> int | None:
 
 
 def is_descendant(pid: int, ancestor: int) -> bool:
-    """Whether `ancestor` is `pid` or one of its parents (64 levels at most)."""
+    """Tell whether `ancestor` is `pid` or one of its parents, looking 64 levels up at most."""
     current: int | None = pid
     for _ in range(64):
         if current is None or current <= 1:
@@ -106,10 +106,10 @@ def is_descendant(pid: int, ancestor: int) -> bool:
 
 
 def lock_holder(lock_path: Path) -> int | bool | None:
-    """The pid holding the flock on `lock_path`, False when nobody does, None when we cannot tell.
+    """Return the pid holding the flock on `lock_path`: False if nobody does, None if unknown.
 
-    Reads /proc/locks (Linux) instead of trying to acquire the lock: a probe that takes the lock
-    even for a microsecond could make a runner starting at that moment fail with "lock held".
+    It reads /proc/locks instead of trying to acquire the lock: a probe that takes the lock even for
+    a microsecond could make a runner that starts at that moment fail with "lock held".
     """
     try:
         st = lock_path.stat()
@@ -131,38 +131,16 @@ def lock_holder(lock_path: Path) -> int | bool | None:
     return False
 
 
-# -- the runner's pid file ----------------------------------------------------------------------
-
-
-def runner_info_path(db_path: Path) -> Path:
-    """`<db>.runner.json`: the runner's pid file, written while it holds the lock."""
-    from stxbf.paths import DataPaths
-
-    return DataPaths(home=db_path.parent, db=db_path).runner_record
-
-
-@dataclass(frozen=True)
-class RunnerInfo:
-    pid: int
-    started_at: float
-    host: str = ""
-
-
-def read_runner_info(path: Path) -> RunnerInfo | None:
-    from stxbf.paths import read_runner_record
-
-    record = read_runner_record(path)
-    if record is None:
-        return None
-    return RunnerInfo(pid=record.pid, started_at=record.started_at, host=record.host)
-
-
 # -- putting it together ------------------------------------------------------------------------
 
 
 @dataclass
-class RunnerState:
-    """What we know about the runner process, whichever way we found out."""
+class RunnerProcess:
+    """Hold what we know about the runner process, whichever way we found out.
+
+    Its liveness comes from the kernel and the runner record; its phase, heartbeat and exit code
+    come from its snapshot.
+    """
 
     alive: bool = False
     pid: int | None = None
@@ -184,55 +162,49 @@ def _pid_matches(pid: int, started_at: float | None) -> bool:
     return True
 
 
-def detect_runner(
-    *,
-    lock_path: Path,
-    info_path: Path,
-    snapshot: ProgressSnapshot | None,
-    now: float,
-) -> RunnerState:
+def detect_runner(paths: DataPaths, *, snap: ProgressSnapshot | None, now: float) -> RunnerProcess:
     """Decide whether a runner is alive without touching the lock or the database."""
-    info = read_runner_info(info_path)
-    result = RunnerState()
-    if snapshot is not None:
-        result.phase = snapshot.phase
-        result.heartbeat_age = max(0.0, now - snapshot.updated_at)
-        result.exit_code = snapshot.exit_code
-    holder = lock_holder(lock_path)
+    record = read_runner_record(paths.runner_record)
+    result = RunnerProcess()
+    if snap is not None:
+        result.phase = snap.phase
+        result.heartbeat_age = max(0.0, now - snap.updated_at)
+        result.exit_code = snap.exit_code
+    holder = lock_holder(paths.lock)
     if isinstance(holder, int) and not isinstance(holder, bool):
         result.alive, result.pid, result.found_by = True, holder, "lock"
-    elif info is not None and info.host and info.host != socket.gethostname():
+    elif record is not None and record.host and record.host != socket.gethostname():
         # A runner on another host (shared filesystem): only its heartbeat can tell.
-        fresh = snapshot is not None and snapshot.phase not in TERMINAL_PHASES
-        result.alive, result.pid, result.found_by = fresh, info.pid, "pid-file"
-    elif info is not None and _pid_matches(info.pid, info.started_at):
-        result.alive, result.pid, result.found_by = True, info.pid, "pid-file"
+        fresh = snap is not None and snap.phase not in TERMINAL_PHASES
+        result.alive, result.pid, result.found_by = fresh, record.pid, "pid-file"
+    elif record is not None and _pid_matches(record.pid, record.started_at):
+        result.alive, result.pid, result.found_by = True, record.pid, "pid-file"
     elif (
-        snapshot is not None
-        and snapshot.phase not in TERMINAL_PHASES
-        and _pid_matches(snapshot.pid, snapshot.started_at)
+        snap is not None
+        and snap.phase not in TERMINAL_PHASES
+        and _pid_matches(snap.pid, snap.started_at)
     ):
-        result.alive, result.pid, result.found_by = True, snapshot.pid, "progress"
-    if info is not None:
-        result.pid = result.pid or info.pid
-        result.started_at = info.started_at
-        result.host = info.host or None
-    if snapshot is not None and (result.pid in (None, snapshot.pid)):
-        result.pid = snapshot.pid
-        result.started_at = result.started_at or snapshot.started_at
+        result.alive, result.pid, result.found_by = True, snap.pid, "progress"
+    if record is not None:
+        result.pid = result.pid or record.pid
+        result.started_at = record.started_at
+        result.host = record.host or None
+    if snap is not None and (result.pid in (None, snap.pid)):
+        result.pid = snap.pid
+        result.started_at = result.started_at or snap.started_at
     return result
 
 
-def active_supervisor(record_path: Path) -> SupervisorRecord | None:
-    """The record of a live supervisor (waiting to restart, or starting / running the run)."""
-    record = read_supervisor_record(record_path)
+def active_supervisor(paths: DataPaths) -> SupervisorRecord | None:
+    """Return the record of a live supervisor (waiting to restart, or running the run), or None."""
+    record = read_supervisor_record(paths.supervisor_record)
     if record is None or not pid_alive(record.pid):
         return None
     return record
 
 
 def describe_wait(record: SupervisorRecord, now: float) -> str:
-    """One line for health and tmux status: what failed, since when, when the next try is."""
+    """Say in one line what failed, since when, and when the next try is (health, tmux status)."""
     since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(record.failing_since or now))
     if record.state != SupervisorState.WAITING:
         return f"failing since {since}; restart {record.restarts} is starting"

@@ -245,9 +245,9 @@ def test_the_status_is_built_once_and_health_judges_that_one(  # type: ignore[no
     built = []
     real = stxbf.report.status.build_status
 
-    def counted(**kwargs: Any) -> Any:
+    def counted(*args: Any, **kwargs: Any) -> Any:
         built.append(kwargs)
-        return real(**kwargs)
+        return real(*args, **kwargs)
 
     monkeypatch.setattr(stxbf.report.status, "build_status", counted)
     monkeypatch.setattr(stxbf.report.health, "build_status", counted)

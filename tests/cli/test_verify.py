@@ -10,6 +10,7 @@ import pytest
 from stxbf.cli.run import execute
 from stxbf.codes import ExitCode
 from stxbf.errors import DatabaseCorrupt
+from stxbf.paths import DataPaths
 from stxbf.report.status import build_status
 from stxbf.settings import load_settings
 from stxbf.simulator import SimConfig, run_in_thread
@@ -35,9 +36,7 @@ def test_verify_counts_every_window_and_prints_json(isolated_env: Path) -> None:
     assert (report["rows_added"], report["rows_removed"]) == (4, 0)
     assert report["windows_checked"] > 1 and report["damaged_windows"] == []
     status = build_status(
-        db_path=isolated_env / "stxbf.duckdb",
-        progress_path=isolated_env / "stxbf.duckdb.progress.json",
-        lock_path=isolated_env / "stxbf.duckdb.lock",
+        DataPaths.of(isolated_env),
         target_days=2,
     )
     assert status.oldest_check_at is not None

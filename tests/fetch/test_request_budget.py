@@ -16,6 +16,7 @@ from rich.console import Console
 
 from stxbf.cli.render import render_status
 from stxbf.codes import ExitCode
+from stxbf.paths import DataPaths
 from stxbf.report.status import build_status
 from stxbf.runner import Runner
 from stxbf.snapshot import read
@@ -78,10 +79,7 @@ def test_status_shows_the_quota_the_last_run_heard_of(tmp_path: Path) -> None:
     assert snapshot is not None
     assert snapshot.quota_limit == MONTH and snapshot.quota_remaining == 120_000 - len(sent)
     status = build_status(
-        db_path=p.db_path,
-        progress_path=p.progress_path,
-        lock_path=p.lock_path,
-        runner_path=p.runner_path,
+        DataPaths.of(p.db_path.parent, p.db_path),
         target_days=3,
     )
     assert status.quota_remaining == 120_000 - len(sent) and status.quota_limit == MONTH

@@ -25,7 +25,8 @@ from stxbf.codes import (
     StatusState,
     Verdict,
 )
-from stxbf.process import proc_stat, runner_info_path
+from stxbf.paths import DataPaths
+from stxbf.process import proc_stat
 from stxbf.report.health import build_health
 from stxbf.report.status import build_status
 from stxbf.snapshot import DAY, Counters, ProgressSnapshot
@@ -172,11 +173,11 @@ LIVE_CASES = {
 }
 
 
-def hold_runner_lock(p: dict[str, Path]) -> FileLock:
-    lock = FileLock(str(p["lock_path"]))
+def hold_runner_lock(p: DataPaths) -> FileLock:
+    lock = FileLock(str(p.lock))
     lock.acquire(timeout=0)
     info = {"pid": os.getpid(), "started_at": time.time() - 60, "host": os.uname().nodename}
-    runner_info_path(p["db_path"]).write_text(json.dumps(info))
+    p.runner_record.write_text(json.dumps(info))
     return lock
 
 
@@ -188,11 +189,11 @@ def test_status_and_health_judge_a_live_runner_alike(tmp_path: Path, case: Live)
         key: (now + value if key.endswith(("_at", "_until")) and value is not None else value)
         for key, value in case.changes.items()
     }
-    snapshot.publish(p["progress_path"], live_snapshot(now, **changes))
+    snapshot.publish(p.progress, live_snapshot(now, **changes))
     lock = hold_runner_lock(p)
     try:
-        status = build_status(**p, target_days=10, stall_seconds=15, now=now)
-        health = build_health(**p, target_days=10, stall_seconds=15, now=now)
+        status = build_status(p, target_days=10, stall_seconds=15, now=now)
+        health = build_health(p, target_days=10, stall_seconds=15, now=now)
     finally:
         lock.release()
     assert status.state == case.state
@@ -206,14 +207,10 @@ def test_status_and_health_judge_a_live_runner_alike(tmp_path: Path, case: Live)
 def test_rate_limited_has_its_own_code_and_label(tmp_path: Path, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     db = tmp_path / "stxbf-home" / "stxbf.duckdb"
     db.parent.mkdir(parents=True)
-    p = {
-        "db_path": db,
-        "progress_path": db.with_name(db.name + ".progress.json"),
-        "lock_path": db.with_name(db.name + ".lock"),
-    }
+    p = DataPaths.of(db.parent)
     now = time.time()
     snap = live_snapshot(now, rate_limited_until=now + 600, rate_limited_reason="monthly quota")
-    snapshot.publish(p["progress_path"], snap)
+    snapshot.publish(p.progress, snap)
     lock = hold_runner_lock(p)
     try:
         code, out, _ = run_cli(["status"], capsys, monkeypatch)
@@ -229,11 +226,11 @@ def test_rate_limited_has_its_own_code_and_label(tmp_path: Path, capsys, monkeyp
 def test_health_takes_the_status_judgement(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """build_health does not re-derive stalled: change the rule, and health follows it."""
     from stxbf.report import status as status_module
-    from stxbf.report.activity import Activity
+    from stxbf.report.status import Activity
 
     p = paths(tmp_path)
     now = time.time()
-    snapshot.publish(p["progress_path"], live_snapshot(now))
+    snapshot.publish(p.progress, live_snapshot(now))
     monkeypatch.setattr(
         status_module,
         "judge_activity",
@@ -241,7 +238,7 @@ def test_health_takes_the_status_judgement(tmp_path: Path, monkeypatch: pytest.M
     )
     lock = hold_runner_lock(p)
     try:
-        health = build_health(**p, target_days=10, now=now)
+        health = build_health(p, target_days=10, now=now)
     finally:
         lock.release()
     assert health.verdict == "stalled"
@@ -278,10 +275,10 @@ IDLE_CASES = {
 def test_health_with_no_runner(tmp_path: Path, case: Idle) -> None:
     p = paths(tmp_path)
     windows = [(day(0)[0], END, "verified")] if case.complete else [(day(5)[0], END, "verified")]
-    make_db(p["db_path"], windows)
+    make_db(p.db, windows)
     if case.last_exit is not None:
-        record_run(p["db_path"], case.last_exit)
-    report = build_health(**p, target_days=10, expect_running=case.expect_running)
+        record_run(p.db, case.last_exit)
+    report = build_health(p, target_days=10, expect_running=case.expect_running)
     assert (report.verdict, report.exit_code) == (case.verdict, case.code)
     if case.verdict == "healthy":
         assert report.reasons == ["complete, no runner needed"]
@@ -348,27 +345,27 @@ def test_idle_status_does_not_count_senders_when_a_summary_is_saved(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     p = paths(tmp_path)
-    make_db(p["db_path"], [(day(0)[0], END, "verified")])
-    with Store.open(p["db_path"]) as store:
+    make_db(p.db, [(day(0)[0], END, "verified")])
+    with Store.open(p.db) as store:
         store.save_summary()
 
     def no_counting(self: Store, **_: Any) -> Any:
         raise AssertionError("summary() recomputed over every row")
 
     monkeypatch.setattr(Store, "summary", no_counting)
-    report = build_status(**p, target_days=10, now=END + 100)
+    report = build_status(p, target_days=10, now=END + 100)
     assert (report.state, report.transactions, report.wallets) == ("complete", 2, 2)
 
 
 def test_the_summary_file_spares_later_calls_the_database(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from stxbf.report.database import DatabaseCache, summary_cache_path
+    from stxbf.report.database import DatabaseCache
 
     p = paths(tmp_path)
-    make_db(p["db_path"], [(day(0)[0], END, "verified")])
-    cache_file = summary_cache_path(p["db_path"])
-    first = build_status(**p, target_days=10, cache=DatabaseCache(path=cache_file))
+    make_db(p.db, [(day(0)[0], END, "verified")])
+    cache_file = p.summary
+    first = build_status(p, target_days=10, cache=DatabaseCache(path=cache_file))
     assert cache_file.exists()
     real_open = Store.open
     opened: list[str] = []
@@ -378,24 +375,24 @@ def test_the_summary_file_spares_later_calls_the_database(
         return real_open(path, **kwargs)
 
     monkeypatch.setattr(Store, "open", counting_open)
-    again = build_status(**p, target_days=10, cache=DatabaseCache(path=cache_file))
+    again = build_status(p, target_days=10, cache=DatabaseCache(path=cache_file))
     assert opened == []  # a new process (a new cache object) read the file only
     assert (again.state, again.coverage, again.wallets) == (first.state, first.coverage, 2)
-    with real_open(p["db_path"]) as store:  # any write changes the key: read again
+    with real_open(p.db) as store:  # any write changes the key: read again
         store.set_meta("note", "changed")
         store.checkpoint()
-    build_status(**p, target_days=10, cache=DatabaseCache(path=cache_file))
-    assert opened == [str(p["db_path"])]
+    build_status(p, target_days=10, cache=DatabaseCache(path=cache_file))
+    assert opened == [str(p.db)]
 
 
 def test_a_stopped_run_is_terminal_and_named_in_the_reason(tmp_path: Path) -> None:
     """`stopped` (budget or iterations ran out) is a terminal phase like the others."""
     p = paths(tmp_path)
-    make_db(p["db_path"], [(day(5)[0], END, "verified")])
+    make_db(p.db, [(day(5)[0], END, "verified")])
     now = time.time()
     snap = live_snapshot(now, phase="stopped", exit_code=3, pid=os.getpid())
-    snapshot.publish(p["progress_path"], snap)
-    report = build_health(**p, target_days=10, now=now)
+    snapshot.publish(p.progress, snap)
+    report = build_health(p, target_days=10, now=now)
     assert (report.verdict, report.runner_alive) == ("not_running", False)
     assert "last run stopped with exit code 3" in report.reasons[0]
 
@@ -503,11 +500,11 @@ def test_a_live_run_is_judged_against_the_configured_target_and_shows_its_own(
 ) -> None:
     p = paths(tmp_path)
     now = time.time()
-    snapshot.publish(p["progress_path"], live_snapshot(now))  # a run targeting 10 days, 4 done
+    snapshot.publish(p.progress, live_snapshot(now))  # a run targeting 10 days, 4 done
     lock = hold_runner_lock(p)
     try:
-        status = build_status(**p, target_days=20, now=now)
-        health = build_health(**p, target_days=20, now=now)
+        status = build_status(p, target_days=20, now=now)
+        health = build_health(p, target_days=20, now=now)
     finally:
         lock.release()
     assert (status.state, status.target_days, status.run_target_days) == ("running", 20, 10)
@@ -571,11 +568,11 @@ def test_an_outage_is_degraded_before_it_is_stalled(tmp_path: Path, case: Outage
         for key, value in case.changes.items()
     }
     snap = live_snapshot(now, rate_rpm=291.0, eta_seconds=280.0, **changes)
-    snapshot.publish(p["progress_path"], snap)
+    snapshot.publish(p.progress, snap)
     lock = hold_runner_lock(p)
     try:
-        status = build_status(**p, target_days=10, stall_seconds=600, now=now)
-        health = build_health(**p, target_days=10, stall_seconds=600, now=now)
+        status = build_status(p, target_days=10, stall_seconds=600, now=now)
+        health = build_health(p, target_days=10, stall_seconds=600, now=now)
     finally:
         lock.release()
     verdict = {
@@ -599,9 +596,6 @@ def test_degraded_has_its_own_code_in_status_and_health(
     home = tmp_path / "stxbf-home"
     home.mkdir()
     p = paths(home)
-    p["db_path"] = home / "stxbf.duckdb"
-    p["progress_path"] = home / "stxbf.duckdb.progress.json"
-    p["lock_path"] = home / "stxbf.duckdb.lock"
     now = time.time()
     snap = live_snapshot(
         now,
@@ -611,7 +605,7 @@ def test_degraded_has_its_own_code_in_status_and_health(
         rate_rpm=291.0,
         eta_seconds=280.0,
     )
-    snapshot.publish(p["progress_path"], snap)
+    snapshot.publish(p.progress, snap)
     lock = hold_runner_lock(p)
     try:
         code, out, _ = run_cli(["status"], capsys, monkeypatch)

@@ -15,7 +15,8 @@ from filelock import FileLock
 
 from stxbf import snapshot as progress_file
 from stxbf.codes import STATUS_STATES, StatusState
-from stxbf.process import detect_runner, lock_holder, pid_alive, runner_info_path
+from stxbf.paths import DataPaths
+from stxbf.process import detect_runner, lock_holder, pid_alive
 from stxbf.report.days import day_states
 from stxbf.report.status import build_status
 from stxbf.snapshot import DAY, ProgressSnapshot
@@ -59,8 +60,8 @@ CASES = {
 @pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
 def test_status_from_database(tmp_path: Path, case: Case) -> None:
     p = paths(tmp_path)
-    make_db(p["db_path"], case.windows, chain_start=case.chain_start)
-    report = build_status(**p, target_days=10, now=NOW)
+    make_db(p.db, case.windows, chain_start=case.chain_start)
+    report = build_status(p, target_days=10, now=NOW)
     assert report.source == "database"
     assert (report.target_days, report.run_target_days) == (10, 10)
     assert (report.state, report.coverage) == (case.state, case.coverage)
@@ -71,15 +72,15 @@ def test_status_from_database(tmp_path: Path, case: Case) -> None:
 
 
 def test_status_with_no_database_is_not_started(tmp_path: Path) -> None:
-    report = build_status(**paths(tmp_path), target_days=365, now=NOW)
+    report = build_status(paths(tmp_path), target_days=365, now=NOW)
     assert (report.state, report.label, report.exit_code) == ("not_started", "Not started", 7)
     assert report.coverage == "." * 365
 
 
 def test_explicit_target_days_measures_against_the_same_range_end(tmp_path: Path) -> None:
     p = paths(tmp_path)
-    make_db(p["db_path"], [(day(5)[0], END, "verified")])
-    report = build_status(**p, target_days=5, now=NOW)
+    make_db(p.db, [(day(5)[0], END, "verified")])
+    report = build_status(p, target_days=5, now=NOW)
     assert (report.state, report.coverage, report.percent) == ("complete", "VVVVV", 100.0)
 
 
@@ -102,21 +103,21 @@ def snapshot(pid: int, *, updated_at: float, phase: str = "fetching") -> Progres
     )
 
 
-def hold_lock_and_pid_file(p: dict[str, Path]) -> FileLock:
-    lock = FileLock(str(p["lock_path"]))
+def hold_lock_and_pid_file(p: DataPaths) -> FileLock:
+    lock = FileLock(str(p.lock))
     lock.acquire(timeout=0)
     info = {"pid": os.getpid(), "started_at": time.time() - 5, "host": os.uname().nodename}
-    runner_info_path(p["db_path"]).write_text(json.dumps(info))
+    p.runner_record.write_text(json.dumps(info))
     return lock
 
 
 def test_running_reads_the_snapshot_never_the_database(tmp_path: Path) -> None:
     p = paths(tmp_path)
-    p["db_path"].write_bytes(b"not a database: opening it would fail")
+    p.db.write_bytes(b"not a database: opening it would fail")
     lock = hold_lock_and_pid_file(p)
     try:
-        progress_file.publish(p["progress_path"], snapshot(os.getpid(), updated_at=time.time()))
-        report = build_status(**p, target_days=10)
+        progress_file.publish(p.progress, snapshot(os.getpid(), updated_at=time.time()))
+        report = build_status(p, target_days=10)
     finally:
         lock.release()
     assert (report.state, report.source) == ("running", "progress")
@@ -129,10 +130,8 @@ def test_stale_heartbeat_is_stalled(tmp_path: Path) -> None:
     p = paths(tmp_path)
     lock = hold_lock_and_pid_file(p)
     try:
-        progress_file.publish(
-            p["progress_path"], snapshot(os.getpid(), updated_at=time.time() - 900)
-        )
-        report = build_status(**p, target_days=10, stall_seconds=600)
+        progress_file.publish(p.progress, snapshot(os.getpid(), updated_at=time.time() - 900))
+        report = build_status(p, target_days=10, stall_seconds=600)
     finally:
         lock.release()
     assert (report.state, report.exit_code) == ("stalled", 6)
@@ -141,11 +140,11 @@ def test_stale_heartbeat_is_stalled(tmp_path: Path) -> None:
 
 def test_crashed_runner_reads_as_incomplete(tmp_path: Path) -> None:
     p = paths(tmp_path)
-    make_db(p["db_path"], [(day(5)[0], END, "verified")])
+    make_db(p.db, [(day(5)[0], END, "verified")])
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True).stdout  # fmt: skip
-    progress_file.publish(p["progress_path"], snapshot(int(dead), updated_at=time.time() - 5))
-    report = build_status(**p, target_days=10)
+    progress_file.publish(p.progress, snapshot(int(dead), updated_at=time.time() - 5))
+    report = build_status(p, target_days=10)
     assert (report.state, report.source) == ("incomplete", "database")
     assert not report.runner.alive
     assert any("crashed" in note for note in report.notes)
@@ -165,12 +164,10 @@ def test_lock_holder_reads_proc_locks_without_taking_the_lock(tmp_path: Path) ->
 
 
 def test_recycled_pid_in_a_stale_pid_file_is_not_a_runner(tmp_path: Path) -> None:
-    info_path = tmp_path / "db.runner.json"
+    p = DataPaths.of(tmp_path, tmp_path / "db")
     # our own (live) pid, but a pid file claiming the runner started long before we did
-    info_path.write_text(json.dumps({"pid": os.getpid(), "started_at": 1_000.0, "host": ""}))
-    runner = detect_runner(
-        lock_path=tmp_path / "db.lock", info_path=info_path, snapshot=None, now=time.time()
-    )
+    p.runner_record.write_text(json.dumps({"pid": os.getpid(), "started_at": 1_000.0, "host": ""}))
+    runner = detect_runner(p, snap=None, now=time.time())
     assert not runner.alive
     assert pid_alive(os.getpid())
 
@@ -187,7 +184,7 @@ def test_day_states_marks_days_before_the_chain(tmp_path: Path) -> None:
 
 
 def test_json_fields_are_stable(tmp_path: Path) -> None:
-    report = build_status(**paths(tmp_path), target_days=3, now=NOW)
+    report = build_status(paths(tmp_path), target_days=3, now=NOW)
     assert set(report.to_dict()) == {
         "schema", "state", "label", "exit_code", "source", "checked_at", "db_path", "target_days",
         "days_verified", "days_partial", "days_missing", "days_before_chain", "percent",
@@ -209,9 +206,9 @@ def test_monitor_cache_opens_the_database_only_when_it_changed(
     from stxbf.report.database import DatabaseCache
 
     p = paths(tmp_path)
-    make_db(p["db_path"], [(day(0)[0], END, "verified")])
+    make_db(p.db, [(day(0)[0], END, "verified")])
     cache = DatabaseCache()
-    first = build_status(**p, target_days=10, now=NOW, cache=cache)
+    first = build_status(p, target_days=10, now=NOW, cache=cache)
     opened: list[Path] = []
     real_open = Store.open
 
@@ -220,15 +217,15 @@ def test_monitor_cache_opens_the_database_only_when_it_changed(
         return real_open(path, **kwargs)
 
     monkeypatch.setattr(Store, "open", counting_open)
-    again = build_status(**p, target_days=10, now=NOW + 10, cache=cache)
+    again = build_status(p, target_days=10, now=NOW + 10, cache=cache)
     assert opened == []
     assert (again.state, again.coverage, again.transactions) == (
         first.state,
         first.coverage,
         first.transactions,
     )
-    with real_open(p["db_path"]) as store:  # a run writes: the next refresh reads again
+    with real_open(p.db) as store:  # a run writes: the next refresh reads again
         store.set_meta("note", "changed")
         store.checkpoint()
-    build_status(**p, target_days=10, now=NOW + 20, cache=cache)
-    assert opened == [p["db_path"]]
+    build_status(p, target_days=10, now=NOW + 20, cache=cache)
+    assert opened == [p.db]

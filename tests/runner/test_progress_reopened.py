@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from stxbf.codes import ExitCode
+from stxbf.paths import DataPaths
 from stxbf.report.status import build_status
 from stxbf.runner import Runner
 from stxbf.runner.commits import load_coverage
@@ -41,9 +42,7 @@ def test_a_new_run_counts_the_settle_windows_it_reopens(
     runner = Runner(p, transport=SimTransport(api, sleep=False), clock=lambda: now)
     assert asyncio.run(runner.run()).exit_code == ExitCode.OK
     shown = build_status(
-        db_path=p.db_path,
-        progress_path=p.progress_path,
-        lock_path=p.lock_path,
+        DataPaths.of(p.db_path.parent, p.db_path),
         target_days=DAYS,
         now=now,
     )

@@ -1,7 +1,7 @@
 """The runner pane's supervisor: which endings are retried, the backoff, restarts, stops.
 
 The loop runs with a fake `spawn` (a scripted series of run endings) and a fake clock, so nothing
-waits; one subprocess test checks that a real `stxbf run` writes the outcome the loop reads and
+waits; one subprocess test checks that a real `stxbf run` writes the ending the loop reads and
 publishes the restart count it is given.
 """
 
@@ -34,14 +34,14 @@ from stxbf.errors import (
 from stxbf.paths import DataPaths
 from stxbf.session.supervise import (
     MAX_DELAY,
-    OUTCOME_ENV,
     RESTARTS_ENV,
-    Outcome,
+    RUN_ENDING_ENV,
+    RunEnding,
     Supervisor,
     backoff,
     decide,
-    read_outcome,
-    write_outcome,
+    read_run_ending,
+    write_run_ending,
 )
 from stxbf.snapshot import Counters, ProgressSnapshot
 from tests.helpers import retry_until, stxbf
@@ -71,29 +71,29 @@ CASES = {
 @pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
 def test_decide_retries_only_what_a_later_try_can_fix(case: Case) -> None:
     assert isinstance(case.error, Exception)
-    outcome = Outcome.of_error(case.error)  # type: ignore[arg-type]
-    decision = decide(outcome.exit_code, outcome, answered=True, snap=None)
+    ending = RunEnding.of_error(case.error)  # type: ignore[arg-type]
+    decision = decide(ending.exit_code, ending, answered=True, snap=None)
     assert decision.retry is case.retried, decision.reason
 
 
 @pytest.mark.parametrize(
-    ("code", "outcome"),
-    [(0, Outcome(0)), (130, Outcome(130)), (137, None), (1, None), (3, Outcome(3))],
-    ids=["target-reached", "stopped", "killed", "crash-no-outcome", "iterations-used"],
+    ("code", "ending"),
+    [(0, RunEnding(0)), (130, RunEnding(130)), (137, None), (1, None), (3, RunEnding(3))],
+    ids=["target-reached", "stopped", "killed", "crash-no-ending", "iterations-used"],
 )
-def test_decide_never_retries_these_endings(code: int, outcome: Outcome | None) -> None:
-    assert not decide(code, outcome, answered=True, snap=None).retry
+def test_decide_never_retries_these_endings(code: int, ending: RunEnding | None) -> None:
+    assert not decide(code, ending, answered=True, snap=None).retry
 
 
 def test_a_run_that_never_heard_from_the_api_is_not_retried() -> None:
-    outcome = Outcome.of_error(ApiUnreachable("refused"))
-    decision = decide(1, outcome, answered=False, snap=None)
+    ending = RunEnding.of_error(ApiUnreachable("refused"))
+    decision = decide(1, ending, answered=False, snap=None)
     assert not decision.retry and "never answered" in decision.reason
 
 
 def test_quota_waits_for_the_reset() -> None:
-    outcome = Outcome.of_error(QuotaExhausted("q", quota="month", resets_at=5000.0))
-    assert decide(75, outcome, answered=True, snap=None).wait_until == 5000.0
+    ending = RunEnding.of_error(QuotaExhausted("q", quota="month", resets_at=5000.0))
+    assert decide(75, ending, answered=True, snap=None).wait_until == 5000.0
 
 
 def test_backoff_doubles_from_10_s_to_a_5_min_cap_with_jitter() -> None:
@@ -103,11 +103,11 @@ def test_backoff_doubles_from_10_s_to_a_5_min_cap_with_jitter() -> None:
     assert backoff(0, rng=lambda: 0.0) < 10.0 < backoff(0, rng=lambda: 0.999)
 
 
-def test_outcome_file_round_trip(tmp_path: Path) -> None:
-    outcome = Outcome.of_error(QuotaExhausted("q", quota="month", resets_at=123.0))
-    write_outcome(tmp_path / "o.json", outcome)
-    assert read_outcome(tmp_path / "o.json") == outcome
-    assert read_outcome(tmp_path / "missing.json") is None
+def test_run_ending_file_round_trip(tmp_path: Path) -> None:
+    ending = RunEnding.of_error(QuotaExhausted("q", quota="month", resets_at=123.0))
+    write_run_ending(tmp_path / "o.json", ending)
+    assert read_run_ending(tmp_path / "o.json") == ending
+    assert read_run_ending(tmp_path / "missing.json") is None
 
 
 # -- the loop ----------------------------------------------------------------------------------
@@ -122,7 +122,7 @@ class Ending:
 
 @dataclass
 class FakeRuns:
-    """Plays one scripted ending per spawn: writes its outcome and snapshot as `stxbf run` does."""
+    """Plays one scripted ending per spawn, writing a RunEnding and snapshot as `stxbf run` does."""
 
     paths: DataPaths
     endings: list[Ending]
@@ -133,11 +133,11 @@ class FakeRuns:
         self.envs.append(env)
         ending = self.endings[len(self.envs) - 1]
         pid = 40_000 + len(self.envs)
-        outcome = (
-            Outcome.of_error(ending.error) if ending.error else Outcome(ending.code)  # type: ignore[arg-type]
+        written = (
+            RunEnding.of_error(ending.error) if ending.error else RunEnding(ending.code)  # type: ignore[arg-type]
         )
         if ending.code not in (137,):
-            write_outcome(Path(env[OUTCOME_ENV]), outcome)
+            write_run_ending(Path(env[RUN_ENDING_ENV]), written)
         snap = ProgressSnapshot(
             pid=pid, started_at=0, updated_at=0, phase="failed", api_url="x", target_days=1,
             range_start=0, range_end=1, counters=Counters(pages=3 if ending.answered else 0),
@@ -260,12 +260,12 @@ def test_a_stop_during_a_run_is_not_followed_by_a_restart(tmp_path: Path) -> Non
 
 
 @pytest.mark.slow  # `python -m stxbf run`
-def test_stxbf_run_leaves_its_outcome_and_publishes_the_restart_count(tmp_path: Path) -> None:
-    outcome_file = tmp_path / "outcome.json"
+def test_stxbf_run_leaves_how_it_ended_and_publishes_the_restart_count(tmp_path: Path) -> None:
+    ending_file = tmp_path / "ending.json"
     env = {
         **os.environ,
         "STXBF_HOME": str(tmp_path / "data"),
-        OUTCOME_ENV: str(outcome_file),
+        RUN_ENDING_ENV: str(ending_file),
         RESTARTS_ENV: "4",
     }
     done = stxbf(
@@ -273,8 +273,8 @@ def test_stxbf_run_leaves_its_outcome_and_publishes_the_restart_count(tmp_path: 
         env=env, timeout=60,
     )  # fmt: skip
     assert done.returncode == 1, done.stderr
-    outcome = json.loads(outcome_file.read_text())
-    assert outcome == {
+    ending = json.loads(ending_file.read_text())
+    assert ending == {
         "exit_code": 1, "error": "ApiUnreachable", "retryable": True, "resets_at": None,
     }  # fmt: skip
     snap = snapshot.read(DataPaths.of(tmp_path / "data").progress)
@@ -334,7 +334,7 @@ def test_the_wait_is_recorded_and_the_record_removed_at_the_end(tmp_path: Path) 
     real_sleep = clock.sleep
 
     def sleep_and_look(seconds: float) -> None:
-        seen.append(active_supervisor(runs.paths.supervisor_record))
+        seen.append(active_supervisor(runs.paths))
         real_sleep(seconds)
 
     sup.sleep = sleep_and_look
@@ -359,10 +359,7 @@ def test_health_calls_an_outage_between_tries_stalled_not_stopped(tmp_path: Path
             restart_at=1300.0, reason="ApiUnreachable",
         ),
     )  # fmt: skip
-    report = build_health(
-        db_path=paths.db, progress_path=paths.progress, lock_path=paths.lock, target_days=3,
-        now=1200.0,
-    )  # fmt: skip
+    report = build_health(paths, target_days=3, now=1200.0)
     assert (report.verdict, report.exit_code) == ("stalled", 2)
     assert "failing since" in report.reasons[0] and "restart 3 in 100 s" in report.reasons[0]
 
@@ -376,16 +373,14 @@ def test_status_json_shows_the_restart_count(tmp_path: Path) -> None:
         range_start=0, range_end=1, restarts=5,
     )  # fmt: skip
     snapshot.publish(paths.progress, snap)
-    report = build_status(
-        db_path=paths.db, progress_path=paths.progress, lock_path=paths.lock, target_days=1
-    )
+    report = build_status(paths, target_days=1)
     assert report.to_dict()["restarts"] == 5
 
 
 def test_quota_without_a_stated_reset_uses_the_one_the_run_published() -> None:
-    outcome = Outcome(exit_code=75, error="QuotaExhausted", retryable=True)
+    ending = RunEnding(exit_code=75, error="QuotaExhausted", retryable=True)
     snap = ProgressSnapshot(
         pid=1, started_at=0, updated_at=0, phase="failed", api_url="x", target_days=1,
         range_start=0, range_end=1, rate_limited_until=7200.0,
     )  # fmt: skip
-    assert decide(75, outcome, answered=True, snap=snap).wait_until == 7200.0
+    assert decide(75, ending, answered=True, snap=snap).wait_until == 7200.0

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from stxbf.errors import ConfigError, OpsError, TmuxMissing
-from stxbf.process import read_runner_info, runner_info_path
+from stxbf.paths import DataPaths, RunnerRecord, read_runner_record
 from stxbf.session import tmux as session_tmux
 from stxbf.session.launch import write_key_file
 from tests.helpers import retry_until
@@ -55,6 +55,11 @@ def start(
     return db, session
 
 
+def runner_record(db: Path) -> RunnerRecord | None:
+    """The record the runner of `db` writes while it holds the lock."""
+    return read_runner_record(DataPaths.of(db.parent, db).runner_record)
+
+
 def test_start_lays_out_runner_and_monitor(server: Any, tmp_path: Path) -> None:
     db, _session = start(server, tmp_path)
     info = session_tmux.describe_session(server, "stx-backfill")
@@ -66,7 +71,7 @@ def test_start_lays_out_runner_and_monitor(server: Any, tmp_path: Path) -> None:
     assert abs(monitor.height / total - 0.40) < 0.03
     assert abs(runner.height / total - 0.60) < 0.03
     assert info.tags["db"] == str(db) and info.tags["inhibitor"] == "none"
-    retry_until(lambda: read_runner_info(runner_info_path(db)))
+    retry_until(lambda: runner_record(db))
     text = retry_until(
         lambda: (
             (t := session_tmux.capture(server, monitor.pane_id)) and "Status: Running" in t and t
@@ -100,12 +105,12 @@ def test_runner_pane_stays_readable_with_its_exit_code(server: Any, tmp_path: Pa
     assert "fake runner done: exit 0" in text
     assert "[stxbf run exited with code 0" in text
     assert session_tmux.find_session(server, "stx-backfill") is not None
-    assert not runner_info_path(db).exists()
+    assert not DataPaths.of(db.parent, db).runner_record.exists()
 
 
 def test_stop_lets_the_runner_checkpoint(server: Any, tmp_path: Path) -> None:
     db, _ = start(server, tmp_path)
-    info = retry_until(lambda: read_runner_info(runner_info_path(db)))
+    info = retry_until(lambda: runner_record(db))
     result = session_tmux.stop_session(server, "stx-backfill", runner_pid=info.pid, timeout=10)
     assert result.signalled == "SIGINT"
     assert result.runner_pid == info.pid
@@ -119,7 +124,7 @@ def test_stop_lets_the_runner_checkpoint(server: Any, tmp_path: Path) -> None:
 
 def test_stop_leaves_a_runner_outside_the_session_alone(server: Any, tmp_path: Path) -> None:
     db, _ = start(server, tmp_path)
-    retry_until(lambda: read_runner_info(runner_info_path(db)))  # its signal handlers are set
+    retry_until(lambda: runner_record(db))  # its signal handlers are set
     outsider = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
         result = session_tmux.stop_session(
@@ -151,7 +156,7 @@ def test_hostile_names_and_paths_stay_data(
     workdir.mkdir()
     monkeypatch.chdir(workdir)
     db, _ = start(server, workdir, name=name, db_dir=directory)
-    retry_until(lambda: read_runner_info(runner_info_path(db)))
+    retry_until(lambda: runner_record(db))
     info = session_tmux.describe_session(server, name)
     assert info is not None and info.name == name
     path = server.cmd("display-message", "-p", "-t", info.panes[0].pane_id, "#{pane_current_path}")
@@ -178,7 +183,7 @@ def test_api_key_reaches_the_runner_only_through_its_environment(
     key_file = write_key_file(tmp_path / "home" / "run", KEY)
     assert key_file.stat().st_mode & 0o777 == 0o600
     db, _ = start(server, tmp_path, key_file=key_file)
-    retry_until(lambda: read_runner_info(runner_info_path(db)))
+    retry_until(lambda: runner_record(db))
     assert not key_file.exists(), "the launcher deletes the key file as it reads it"
     keyhash = db.with_name(db.name + ".keyhash").read_text()
     assert keyhash == hashlib.sha256(KEY.encode()).hexdigest()

@@ -104,9 +104,9 @@ def _program() -> str:
 def _show_status(demo_home: Path, days: int) -> None:
     """Print what `STXBF_HOME=<demo> STXBF_TARGET_DAYS=<days> stxbf status` would print."""
     from stxbf.cli.status import show_status
-    from stxbf.report.status import build_status, status_files
+    from stxbf.report.status import build_status
     from stxbf.settings import load_settings
 
     settings = load_settings(home=demo_home, target_days=days)
-    report = build_status(**status_files(settings.paths), target_days=settings.target_days)
+    report = build_status(settings.paths, target_days=settings.target_days)
     show_status(report)

@@ -22,6 +22,7 @@ from stxbf.codes import ExitCode
 from stxbf.errors import LockHeld, StxbfError
 
 if TYPE_CHECKING:
+    from stxbf.paths import DataPaths
     from stxbf.store import ExportReport
 
 
@@ -54,8 +55,7 @@ def export(
     try:
         settings = load_settings(home=home, db=db)
         report = execute_export(
-            settings.db_path,
-            settings.lock_path,
+            settings.paths,
             directory,
             full=full,
             include_unverified=include_unverified,
@@ -75,8 +75,7 @@ def export(
 
 
 def execute_export(
-    db_path: Path,
-    lock_path: Path,
+    paths: DataPaths,
     directory: Path,
     *,
     full: bool,
@@ -90,15 +89,15 @@ def execute_export(
     from stxbf.store import export_parquet
 
     def run_waiting() -> bool:
-        return lock_holder(lock_path) not in (False, None)
+        return lock_holder(paths.lock) not in (False, None)
 
-    holder = lock_holder(lock_path)
+    holder = lock_holder(paths.lock)
     if holder not in (False, None):
-        raise _run_holds(db_path, directory, holder)
+        raise _run_holds(paths.db, directory, holder)
     try:
         with _progress(show_progress) as on_progress:
             return export_parquet(
-                db_path,
+                paths.db,
                 directory,
                 full=full,
                 include_unverified=include_unverified,
@@ -106,7 +105,7 @@ def execute_export(
                 on_progress=on_progress,
             )
     except DatabaseBusy:
-        raise _run_holds(db_path, directory, lock_holder(lock_path)) from None
+        raise _run_holds(paths.db, directory, lock_holder(paths.lock)) from None
 
 
 def _run_holds(db_path: Path, directory: Path, holder: Any) -> LockHeld:

@@ -91,9 +91,8 @@ def _check(
 ) -> HealthReport:
     """Build the health report. Settings that cannot be loaded become its configuration error."""
     from stxbf.cli.common import session_target
-    from stxbf.report.database import DatabaseCache, summary_cache_path
+    from stxbf.report.database import DatabaseCache
     from stxbf.report.health import build_health, config_error
-    from stxbf.report.status import status_files
     from stxbf.session.tmux import session_exists
     from stxbf.settings import load_settings
 
@@ -109,12 +108,12 @@ def _check(
         return config_error(exc.message)
     name, socket = session_target(settings)  # flags, else what `stxbf tmux start` recorded
     return build_health(
-        **status_files(settings.paths),
+        settings.paths,
         target_days=settings.target_days,
         stall_seconds=stall_seconds,
         expect_running=expect_running,
         tmux_probe=lambda: session_exists(socket, name),
-        cache=DatabaseCache(path=summary_cache_path(settings.db_path)),
+        cache=DatabaseCache(path=settings.paths.summary),
     )
 
 

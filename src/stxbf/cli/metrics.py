@@ -64,9 +64,8 @@ def metrics(
     not be written, 64 usage or configuration error.
     """
     from stxbf import __version__
-    from stxbf.report.database import DatabaseCache, summary_cache_path
+    from stxbf.report.database import DatabaseCache
     from stxbf.report.health import build_health, config_error
-    from stxbf.report.status import status_files
     from stxbf.settings import load_settings
 
     problem: ConfigError | None = None
@@ -76,9 +75,9 @@ def metrics(
         problem, status, health, label = exc, None, config_error(exc.message), str(db or "")
     else:
         build = status_builder(settings, stall_seconds=stall_seconds)
-        status = build(cache=DatabaseCache(path=summary_cache_path(settings.db_path)))
+        status = build(cache=DatabaseCache(path=settings.paths.summary))
         health = build_health(
-            **status_files(settings.paths),
+            settings.paths,
             target_days=status.target_days,
             stall_seconds=stall_seconds,
             expect_running=expect_running,

@@ -100,23 +100,23 @@ def run(
 
 
 def execute_and_record(settings: Settings, *, verify: bool = False) -> RunReport:
-    """Run the backfill; under a supervisor (the tmux runner pane), also leave it the outcome.
+    """Run the backfill; under a supervisor (the tmux runner pane), also leave it how the run ended.
 
     An exit code alone cannot tell an API outage (worth another try) from a database error (not):
-    both are 1. So the run writes its outcome, with the error's class and whether a later try can
+    both are 1. So the run writes a `RunEnding`, with the error's class and whether a later try can
     fix it, to the file the supervisor names in its environment.
     """
-    from stxbf.session.supervise import OUTCOME_ENV, Outcome, write_outcome
+    from stxbf.session.supervise import RUN_ENDING_ENV, RunEnding, write_run_ending
 
-    outcome_file = os.environ.get(OUTCOME_ENV)
+    ending_file = os.environ.get(RUN_ENDING_ENV)
     try:
         report = execute(settings, verify=verify)
     except StxbfError as exc:
-        if outcome_file:
-            write_outcome(Path(outcome_file), Outcome.of_error(exc))
+        if ending_file:
+            write_run_ending(Path(ending_file), RunEnding.of_error(exc))
         raise
-    if outcome_file:
-        write_outcome(Path(outcome_file), Outcome(exit_code=int(report.exit_code)))
+    if ending_file:
+        write_run_ending(Path(ending_file), RunEnding(exit_code=int(report.exit_code)))
     return report
 
 

@@ -61,7 +61,7 @@ def status(
     Exit code: 0 complete or reached chain start, 3 incomplete, 5 running, 6 stalled, 7 not started,
     65 database problem, 69 degraded, 75 rate-limited, 64 usage error.
     """
-    from stxbf.report.database import DatabaseCache, summary_cache_path
+    from stxbf.report.database import DatabaseCache
     from stxbf.settings import load_settings
 
     try:
@@ -78,7 +78,7 @@ def status(
         )
         return
     try:
-        report = build(cache=DatabaseCache(path=summary_cache_path(settings.db_path)))
+        report = build(cache=DatabaseCache(path=settings.paths.summary))
     except StxbfError as exc:
         _fail(exc, exc.exit_code, as_json=as_json)
     _show(report, as_json=as_json)
@@ -86,11 +86,11 @@ def status(
 
 def status_builder(settings: Settings, *, stall_seconds: float) -> Callable[..., StatusReport]:
     """Return `build_status` bound to the settings' files and target (`stxbf metrics` too)."""
-    from stxbf.report.status import build_status, status_files
+    from stxbf.report.status import build_status
 
     return functools.partial(
         build_status,
-        **status_files(settings.paths),
+        settings.paths,
         target_days=settings.target_days,
         stall_seconds=stall_seconds,
     )

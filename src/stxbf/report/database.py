@@ -28,7 +28,7 @@ CACHE_SCHEMA = 1
 
 @dataclass
 class StoredFacts:
-    """Everything status needs from a database, in a form that fits in JSON."""
+    """Hold everything that status needs from a database, in a form that fits in JSON."""
 
     target_days: int | None = None
     range_start: int | None = None
@@ -47,14 +47,12 @@ class StoredFacts:
 
     @property
     def has_data(self) -> bool:
+        """Tell whether the database holds any of a backfill yet (a window or a transaction)."""
         return bool(self.windows) or self.transactions > 0
 
 
-def summary_cache_path(db_path: Path) -> Path:
-    return db_path.with_name(db_path.name + ".summary.json")
-
-
 def _int_or_none(value: str | None) -> int | None:
+    """Read a stored meta value as an int, or None when it is missing or not a number."""
     try:
         return None if value is None else int(float(value))
     except ValueError:
@@ -62,9 +60,10 @@ def _int_or_none(value: str | None) -> int | None:
 
 
 def read_facts(db_path: Path) -> StoredFacts | None:
-    """Open the database read-only and read its facts; None when there is no backfill in it.
+    """Open the database read-only and read its facts, or return None if it holds no backfill.
 
-    Raises StoreError (DatabaseCorrupt with a hint, DatabaseBusy, SchemaTooNew) as the store does.
+    It raises StoreError (DatabaseCorrupt with a hint, DatabaseBusy, SchemaTooNew) as the store
+    does.
     """
     if not db_path.exists():
         return None
@@ -103,10 +102,11 @@ def read_facts(db_path: Path) -> StoredFacts | None:
 
 @dataclass
 class DatabaseCache:
-    """The last database read, in memory (the monitor) and optionally in a file (idle commands).
+    """Keep the last database read in memory (the monitor), and in a file too (the idle commands).
 
-    Each read-only open is a moment in which a runner starting up could not open the database,
-    so a screen refreshing every few seconds must not open it when nothing can have changed.
+    Each read-only open is a moment in which a runner that is starting up could not open the
+    database, so a screen that refreshes every few seconds must not open it when nothing can have
+    changed.
     """
 
     path: Path | None = None  # <db>.summary.json; None keeps the cache in memory only
@@ -114,7 +114,7 @@ class DatabaseCache:
     facts: StoredFacts | None = None
 
     def load(self, key: list[Any]) -> tuple[bool, StoredFacts | None]:
-        """(hit, facts) for `key`, from memory or else the file."""
+        """Return (hit, facts) for `key`, from memory or else from the file."""
         if self.key == key:
             return True, self.facts
         if self.path is None:
@@ -132,7 +132,8 @@ class DatabaseCache:
         self.key, self.facts = key, facts
         return True, facts
 
-    def store(self, key: list[Any], facts: StoredFacts | None) -> None:
+    def save(self, key: list[Any], facts: StoredFacts | None) -> None:
+        """Keep `facts` under `key`, in memory and, where we may write it, in the file."""
         self.key, self.facts = key, facts
         if self.path is None:
             return
@@ -155,6 +156,7 @@ class DatabaseCache:
 
 
 def read_facts_cached(db_path: Path, cache: DatabaseCache | None) -> StoredFacts | None:
+    """Read the database's facts, from the cache while the database file has not changed."""
     if cache is None or not db_path.exists():  # nothing to keep: leave no file behind
         return read_facts(db_path)
     key = file_key(db_path)
@@ -163,5 +165,5 @@ def read_facts_cached(db_path: Path, cache: DatabaseCache | None) -> StoredFacts
         return facts
     facts = read_facts(db_path)
     if file_key(db_path) == key:  # a run that began meanwhile would make the facts stale
-        cache.store(key, facts)
+        cache.save(key, facts)
     return facts

@@ -27,9 +27,10 @@ def day_states(
     range_end: int,
     chain_start: int | None,
 ) -> str:
-    """One char per day from the verified fraction of each day (and where incomplete windows lie).
+    """Return one character per day from the verified fraction of each day.
 
-    The days are the last `len(verified)` of the range, so only its end places them.
+    `partial_hint` marks the days that incomplete windows touch. The days are the last
+    `len(verified)` of the range, so only its end places them.
     """
     days = len(verified)
     first_day_start = range_end + 1 - days * DAY
@@ -48,7 +49,7 @@ def day_states(
 
 
 def fit_days(values: list[float], days: int) -> list[float]:
-    """The last `days` entries, padded with 0 (unknown = missing) at the oldest end."""
+    """Return the last `days` entries, padded at the oldest end with 0 (unknown is missing)."""
     if len(values) >= days:
         return values[len(values) - days :]
     return [0.0] * (days - len(values)) + values
@@ -57,7 +58,7 @@ def fit_days(values: list[float], days: int) -> list[float]:
 def strip_from_fractions(
     fractions: Sequence[float], *, days: int, start: int, end: int, chain_start: int | None
 ) -> str:
-    """The strip from a progress snapshot's verified fraction of each day."""
+    """Draw the strip from a progress snapshot's verified fraction of each day."""
     verified = fit_days([float(v) for v in fractions], days) if fractions else [0.0] * days
     return day_states(
         verified, partial_hint=None, range_start=start, range_end=end, chain_start=chain_start
@@ -72,7 +73,7 @@ def strip_from_windows(
     end: int,
     chain_start: int | None,
 ) -> str:
-    """The strip from the stored windows: covering ones verify days, others mark them partial."""
+    """Draw the strip from the stored windows: covering ones verify days, others mark partial."""
     good = [(s, e) for s, e, kind in windows if kind in COVERING_STATES]
     bad = [(s, e) for s, e, kind in windows if kind not in COVERING_STATES]
     verified = fit_days(day_coverage(good, start, end), days)

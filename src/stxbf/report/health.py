@@ -1,14 +1,14 @@
-"""`stxbf health`: a list of checks, each ok / warn / fail with a reason, and one verdict.
+"""`stxbf health` as a model: checks, each ok, warn or fail with a reason, and one verdict.
 
-Verdicts and their exit codes come from `stxbf.codes`: 0 healthy, 1 not running, 2 stalled,
+The verdicts and their exit codes come from `stxbf.codes`: 0 healthy, 1 not running, 2 stalled,
 3 database problem, 4 configuration error, 69 degraded, 75 rate-limited. Whether a live runner is
-degraded, stalled or rate-limited is the status model's judgement (`ops.activity.judge_activity`),
-not decided again here; so is the target, the configured one (`build_status`). A warning (a high
-429 rate, low disk, no tmux session) is reported but does not change the verdict; a failed check
-decides it, worst first.
+degraded, stalled or rate-limited is the status model's judgement
+(`stxbf.report.status.judge_activity`), which this module takes as it is rather than deciding it
+again; so is the target, which is the configured one. A warning (a high 429 rate, low disk, no
+tmux session) is reported but does not change the verdict; a failed check decides it, worst first.
 
-A backfill that is complete, whose last run ended well, needs no runner: healthy, unless
-`expect_running` (the tmux workflow, where a runner should always be there).
+A backfill that is complete, and whose last run ended well, needs no runner, so it is healthy,
+unless `expect_running` is set (the tmux workflow, where a runner should always be there).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from stxbf import defaults
 from stxbf.codes import VERDICTS as VERDICT_OUTCOMES
 from stxbf.codes import ExitCode, StatusState, StrEnum, Verdict
 from stxbf.paths import DataPaths, SupervisorRecord
+from stxbf.process import active_supervisor, describe_wait
 from stxbf.report.database import DatabaseCache
 from stxbf.report.status import StatusReport, build_status
 from stxbf.words import plural
@@ -37,6 +38,8 @@ RECENT_ERROR_SECONDS = 300.0
 
 
 class CheckStatus(StrEnum):
+    """Name how a check came out: only a failed check decides the verdict."""
+
     OK = "ok"
     WARN = "warn"  # reported; does not change the verdict
     FAIL = "fail"  # decides the verdict
@@ -48,6 +51,8 @@ OK, WARN, FAIL, SKIP = CheckStatus.OK, CheckStatus.WARN, CheckStatus.FAIL, Check
 
 @dataclass
 class Check:
+    """Hold one check of `stxbf health`: its name, how it came out, and why."""
+
     name: str  # config | process | progress | errors | database | disk | tmux
     status: CheckStatus
     detail: str
@@ -55,7 +60,7 @@ class Check:
 
 @dataclass
 class HealthReport:
-    """Everything `stxbf health --json` prints (schema 1)."""
+    """Hold everything `stxbf health --json` prints (schema 1)."""
 
     verdict: str
     exit_code: int
@@ -77,18 +82,19 @@ class HealthReport:
 
 @dataclass
 class _Findings:
-    """The checks made so far, and the verdicts (each with its reason) that they call for."""
+    """Collect the checks made so far, and the verdicts (each with a reason) they call for."""
 
     checks: list[Check] = field(default_factory=list)
     verdicts: list[tuple[Verdict, str]] = field(default_factory=list)
 
     def add(self, check: Check, verdict: Verdict | None = None, reason: str = "") -> None:
+        """Add a check, and the verdict it calls for if any (the check's detail is the reason)."""
         self.checks.append(check)
         if verdict is not None:
             self.verdicts.append((verdict, reason or check.detail))
 
     def decide(self, healthy_reason: str) -> tuple[Verdict, list[str]]:
-        """The worst verdict found and its reasons first, then the others' reasons."""
+        """Return the worst verdict found, with its reasons first and then the others' reasons."""
         for verdict in VERDICT_OUTCOMES:  # worst first
             hits = [reason for found, reason in self.verdicts if found == verdict]
             if hits:
@@ -98,6 +104,7 @@ class _Findings:
 
 
 def _check_config(db_path: Path) -> Check:
+    """Check that the database path is usable: not a directory, and under a writable directory."""
     if db_path.is_dir():
         return Check("config", FAIL, f"database path {db_path} is a directory")
     parent = next((p for p in [db_path.parent, *db_path.parents] if p.exists()), None)
@@ -107,6 +114,7 @@ def _check_config(db_path: Path) -> Check:
 
 
 def _check_disk(db_path: Path) -> Check:
+    """Check the free space by the database: a warning below 1 GiB, a failure below 100 MiB."""
     where = next((p for p in [db_path.parent, *db_path.parents] if p.exists()), Path("/"))
     try:
         free = shutil.disk_usage(where).free
@@ -121,6 +129,7 @@ def _check_disk(db_path: Path) -> Check:
 
 
 def _check_errors(report: StatusReport, now: float) -> Check:
+    """Check the share of errors and 429s among the requests, and any recent error."""
     counters = report.counters or {}
     requests = int(counters.get("requests", 0))
     bad = int(counters.get("errors", 0)) + int(counters.get("responses_429", 0))
@@ -149,7 +158,7 @@ def _check_errors(report: StatusReport, now: float) -> Check:
 
 
 def _check_runner(report: StatusReport, found: _Findings, db_path: Path, now: float) -> None:
-    """A live runner: the process, its progress (judged by the status model), the database."""
+    """Check a live runner: its process, its progress (judged by the status model), the database."""
     runner = report.runner
     how = {"lock": "holds the lock", "pid-file": "pid file", "progress": "progress file"}
     by = how.get(runner.found_by, runner.found_by)
@@ -177,23 +186,15 @@ def _check_runner(report: StatusReport, found: _Findings, db_path: Path, now: fl
 
 
 def _last_run_code(report: StatusReport) -> int | None:
-    """The exit code the last run ended with: its snapshot's, else the database's run record."""
+    """Return the last run's exit code: its snapshot's, else the database's run record."""
     if report.runner.exit_code is not None:
         return report.runner.exit_code
     code = (report.last_run or {}).get("exit_code")
     return int(code) if isinstance(code, (int, float)) else None
 
 
-def _active_supervisor(db_path: Path) -> SupervisorRecord | None:
-    from stxbf.process import active_supervisor
-
-    return active_supervisor(DataPaths(home=db_path.parent, db=db_path).supervisor_record)
-
-
 def _check_supervised(supervisor: SupervisorRecord, found: _Findings, now: float) -> None:
-    """Between two tries of the tmux supervisor: an outage, not a backfill left alone."""
-    from stxbf.process import describe_wait
-
+    """Check a backfill between two tries of the tmux supervisor: an outage, not one left alone."""
     if supervisor.failing_since is not None:
         detail = "the API is failing: " + describe_wait(supervisor, now)
         found.add(Check("process", FAIL, f"no run alive; {detail}"), Verdict.STALLED, detail)
@@ -205,7 +206,9 @@ def _check_supervised(supervisor: SupervisorRecord, found: _Findings, now: float
 def _check_idle(
     report: StatusReport, found: _Findings, db_path: Path, *, expect_running: bool
 ) -> None:
-    """No live runner: fine for a complete backfill whose last run ended well (cron, done)."""
+    """Check a backfill with no live runner, which is fine when it is complete and its last run
+    ended well (cron, done).
+    """
     last_code = _last_run_code(report)
     ended = ""
     if report.runner.phase is not None or last_code is not None:
@@ -235,12 +238,9 @@ def _check_idle(
 
 
 def build_health(
+    paths: DataPaths,
     *,
-    db_path: Path,
-    progress_path: Path,
-    lock_path: Path,
     target_days: int,
-    runner_path: Path | None = None,
     stall_seconds: float = defaults.STALL_SECONDS,
     expect_running: bool = False,
     tmux_probe: Callable[[], bool | None] | None = None,
@@ -248,36 +248,34 @@ def build_health(
     cache: DatabaseCache | None = None,
     status: StatusReport | None = None,
 ) -> HealthReport:
-    """Run every check. `tmux_probe` says whether the session exists (None: tmux unavailable).
+    """Run every check and decide the verdict.
 
-    A `status` already built (`stxbf metrics` prints both) is judged as it is, not built again.
+    `tmux_probe` says whether the session exists (None: tmux is not installed). A `status` that is
+    already built (`stxbf metrics` prints both) is judged as it is rather than built again.
     """
     now = time.time() if now is None else now
     found = _Findings()
-    config = _check_config(db_path)
+    config = _check_config(paths.db)
     report: StatusReport | None = None
     if config.status == FAIL:
         found.add(config, Verdict.CONFIG_ERROR)
     else:
         found.add(config)
         report = status or build_status(
-            db_path=db_path,
-            progress_path=progress_path,
-            lock_path=lock_path,
+            paths,
             target_days=target_days,
-            runner_path=runner_path,
             stall_seconds=stall_seconds,
             now=now,
             cache=cache,
         )
         if report.runner.alive:
-            _check_runner(report, found, db_path, now)
-        elif (supervisor := _active_supervisor(db_path)) is not None:
+            _check_runner(report, found, paths.db, now)
+        elif (supervisor := active_supervisor(paths)) is not None:
             _check_supervised(supervisor, found, now)
         else:
-            _check_idle(report, found, db_path, expect_running=expect_running)
+            _check_idle(report, found, paths.db, expect_running=expect_running)
         found.add(_check_errors(report, now))
-    disk = _check_disk(db_path)
+    disk = _check_disk(paths.db)
     if disk.status == FAIL:
         found.add(disk, Verdict.DATABASE_PROBLEM, f"disk almost full: {disk.detail}")
     else:
@@ -289,13 +287,14 @@ def build_health(
 
 
 def config_error(message: str, *, now: float | None = None) -> HealthReport:
-    """The report when the settings themselves cannot be loaded."""
+    """Return the report for settings that cannot be loaded at all."""
     found = _Findings()
     found.add(Check("config", FAIL, message), Verdict.CONFIG_ERROR)
     return _decide(None, found, time.time() if now is None else now)
 
 
 def _decide(report: StatusReport | None, found: _Findings, now: float) -> HealthReport:
+    """Turn the findings into the report: the worst verdict, its exit code and the reasons."""
     runner_alive = report is not None and report.runner.alive
     healthy_reason = (
         "runner alive and making progress" if runner_alive else "complete, no runner needed"
@@ -318,6 +317,7 @@ def _decide(report: StatusReport | None, found: _Findings, now: float) -> Health
 
 
 def _check_tmux(present: bool | None, *, runner_alive: bool) -> Check:
+    """Check that the tmux session is there; its absence is only a warning."""
     if present is None:
         return Check("tmux", SKIP, "tmux is not installed")
     if present:

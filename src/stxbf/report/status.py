@@ -1,34 +1,32 @@
-"""Where a backfill stands, as a model: `stxbf status`, `health` and the monitor all read this.
+"""Where a backfill stands, as a model that `stxbf status`, `stxbf health` and the monitor all read.
 
-DuckDB lets no other process open a database a runner is writing, not even read-only. So the
-builder first asks whether a runner is alive (`ops.process`) and, if so, reads only the snapshot
-the runner publishes every second. The database itself is read (`ops.database`, read-only and
-cached) only when no runner holds it.
+DuckDB lets no other process open a database that a runner is writing, not even read-only. So
+`build_status` first asks whether a runner is alive (`stxbf.process`) and, if one is, reads only
+the snapshot that the runner publishes every second. It reads the database itself (through
+`stxbf.report.database`, read-only and cached) only when no runner holds it.
 
-Whether a live runner is running, degraded, stalled or rate-limited is decided once, by
-`ops.activity.judge_activity`, for status and health alike; a rate and an ETA are reported only
-while pages arrive (`not_progressing` below), in the JSON as on screen.
+This module also holds the one rule, `judge_activity`, that decides whether a live runner is
+running, degraded, stalled or rate-limited, so that status and health cannot disagree. A rate and
+an ETA are reported only while pages arrive (`not_progressing` below), in the JSON as on screen.
 
 The target is the one the operator configured (flag > STXBF_TARGET_DAYS > config file > 365, as
 `stxbf run` resolves it), never the last run's: a year left half done and then topped up nightly
 by `run --target-days 7` must not read as complete. The run's own target is only shown.
 
-Which days count as covered is `ops.coverage`'s rule.
+Which days count as covered is decided by `stxbf.report.days`.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any
 
 from stxbf import defaults, snapshot
 from stxbf.codes import STATUS_STATES, TERMINAL_PHASES, Phase, StatusState
 from stxbf.errors import DatabaseBusy, StoreError
 from stxbf.paths import DataPaths
-from stxbf.process import RunnerState, detect_runner, runner_info_path
-from stxbf.report.activity import judge_activity
+from stxbf.process import RunnerProcess, detect_runner
 from stxbf.report.database import DatabaseCache, StoredFacts, read_facts_cached
 from stxbf.report.days import (
     DAY_BEFORE_CHAIN,
@@ -39,14 +37,14 @@ from stxbf.report.days import (
     strip_from_windows,
 )
 from stxbf.snapshot import DAY, ProgressSnapshot
-from stxbf.words import clock, days_count
+from stxbf.words import clock, days_count, plural
 
 SCHEMA = 1
 
 
 @dataclass
 class StatusReport:
-    """Everything `stxbf status --json` prints. Field names are a stable interface (schema 1)."""
+    """Hold everything `stxbf status --json` prints; its field names are an interface (schema 1)."""
 
     state: str
     label: str
@@ -72,7 +70,7 @@ class StatusReport:
     earliest_tx_time: int | None = None
     latest_tx_time: int | None = None
     db_bytes: int | None = None
-    runner: RunnerState = field(default_factory=RunnerState)
+    runner: RunnerProcess = field(default_factory=RunnerProcess)
     rate_rpm: float | None = None
     limit_rpm: float | None = None
     eta_seconds: float | None = None
@@ -104,10 +102,125 @@ class StatusReport:
         return asdict(self)
 
 
+# -- whether a live runner is making progress ----------------------------------------------------
+#
+# Stalled means no progress (no page arrived, no window committed) for `stall_seconds`, not a
+# missing heartbeat: a runner can publish every second while every request fails. Waiting out a
+# limit that the API stated (a retry-after, a used-up window, a quota) is its own state, not a
+# stall. Degraded comes first: when the requests keep failing (an outage), for the last
+# `DEGRADED_FAILURES` of them or for `DEGRADED_SECONDS` with no page between (stxbf.defaults), a
+# monitor can warn long before the stall limit pages anyone.
+
+
+@dataclass(frozen=True)
+class Activity:
+    """What a live runner is doing (RUNNING, DEGRADED, STALLED or RATE_LIMITED), and why."""
+
+    state: StatusState
+    reason: str
+
+
+def _waits_on(snap: ProgressSnapshot, now: float) -> str:
+    """Say what a runner without progress is waiting for, as far as its snapshot tells."""
+    parts = []
+    if snap.consecutive_failures:
+        failures = f"{plural(snap.consecutive_failures, 'failure')} in a row"
+        parts.append(f"{failures}, last: {snap.last_error}" if snap.last_error else failures)
+    elif (
+        snap.last_error
+        and snap.last_error_at
+        and snap.last_error_at >= (snap.last_progress_at or 0)
+    ):
+        parts.append(f"last error: {snap.last_error}")
+    if snap.backoff_until is not None and snap.backoff_until > now:
+        parts.append(f"a retry-after gate until {clock(snap.backoff_until)}")
+    return "; ".join(parts) or f"phase {snap.phase}, no error reported"
+
+
+def _stalled(quiet: float, limit: float, what: str, then: str = "") -> Activity | None:
+    """Judge stalled once `what` was quiet over `limit`, worded `what N s (limit L s)then`."""
+    if quiet <= limit:
+        return None
+    return Activity(StatusState.STALLED, f"{what} {quiet:.0f} s (limit {limit:.0f} s){then}")
+
+
+def _degraded(snap: ProgressSnapshot, reference: float, now: float) -> Activity | None:
+    """Judge an outage from the snapshot, or return None while requests succeed.
+
+    The reason reads like `backing off: 111 failures in a row for 41 s, last page 31 s ago, last
+    error: connection refused`.
+    """
+    failures = snap.consecutive_failures
+    if not failures:
+        return None
+    failing = max(0.0, now - (snap.failing_since or reference))
+    if failures < defaults.DEGRADED_FAILURES and failing < defaults.DEGRADED_SECONDS:
+        return None
+    backing_off = snap.phase == Phase.BACKING_OFF or (
+        snap.backoff_until is not None and snap.backoff_until > now
+    )
+    what = "backing off" if backing_off else "requests failing"
+    row = "failure in a row" if failures == 1 else "failures in a row"
+    parts = [f"{what}: {failures} {row} for {failing:.0f} s"]
+    if snap.last_progress_at is not None:
+        parts.append(f"last page {max(0.0, now - snap.last_progress_at):.0f} s ago")
+    else:
+        parts.append("no page yet")
+    if snap.last_error:
+        parts.append(f"last error: {snap.last_error}")
+    return Activity(StatusState.DEGRADED, ", ".join(parts))
+
+
+def judge_activity(
+    snap: ProgressSnapshot | None, runner: RunnerProcess, *, stall_seconds: float, now: float
+) -> Activity:
+    """Judge a live runner running, degraded, stalled or rate-limited, for status and health.
+
+    A snapshot without `last_progress_at` (written by an older stxbf, or before the first page)
+    falls back to its start when no page has arrived yet, and else to its heartbeat.
+    """
+    if snap is None:
+        since = now - (runner.started_at or now)
+        quiet = f"the runner has published no progress in the {since:.0f} s since it started"
+        if since > stall_seconds:
+            return Activity(StatusState.STALLED, f"{quiet} (limit {stall_seconds:.0f} s)")
+        return Activity(StatusState.RUNNING, "the runner has not published progress yet")
+    hung = _stalled(
+        max(0.0, now - snap.updated_at),
+        stall_seconds,
+        "no progress heartbeat for",
+        ": the runner is alive but not publishing (hung?)",
+    )
+    if hung is not None:
+        return hung
+    if snap.rate_limited_until is not None and snap.rate_limited_until > now:
+        what = snap.rate_limited_reason or "a stated rate limit"
+        return Activity(
+            StatusState.RATE_LIMITED,
+            f"rate-limited until {clock(snap.rate_limited_until)}: waiting out {what}",
+        )
+    reference = snap.last_progress_at
+    if reference is None:
+        reference = snap.started_at if snap.counters.pages == 0 else snap.updated_at
+    idle = max(0.0, now - reference)
+    waiting = _stalled(
+        idle,
+        stall_seconds,
+        "no page has arrived and no window was committed for",
+        f"; waiting on: {_waits_on(snap, now)}" if idle > stall_seconds else "",
+    )
+    if waiting is not None:
+        return waiting
+    return _degraded(snap, reference, now) or Activity(
+        StatusState.RUNNING, "runner alive and making progress"
+    )
+
+
 # -- the model ---------------------------------------------------------------------------------
 
 
 def _fill_coverage(report: StatusReport, coverage: str) -> None:
+    """Set the coverage strip and the day counts and percentage that follow from it."""
     report.coverage = coverage
     report.days_before_chain = coverage.count(DAY_BEFORE_CHAIN)
     report.days_verified = coverage.count(DAY_VERIFIED) + report.days_before_chain
@@ -117,11 +230,13 @@ def _fill_coverage(report: StatusReport, coverage: str) -> None:
 
 
 def _set_state(report: StatusReport, state: StatusState) -> None:
+    """Set the state with its label and exit code from the registry (`stxbf.codes`)."""
     outcome = STATUS_STATES[state]
     report.state, report.label, report.exit_code = str(state), outcome.label, outcome.exit_code
 
 
 def _finished_state(report: StatusReport) -> StatusState:
+    """Return the state of a backfill that no runner is working on: complete or incomplete."""
     if report.days_verified < report.target_days:
         return StatusState.INCOMPLETE
     if report.days_before_chain:
@@ -130,6 +245,7 @@ def _finished_state(report: StatusReport) -> StatusState:
 
 
 def _copy(report: StatusReport, source: object, names: tuple[str, ...]) -> None:
+    """Copy the fields named `names` from a snapshot or the stored facts onto the report."""
     for name in names:
         setattr(report, name, getattr(source, name))
 
@@ -147,6 +263,7 @@ _FACTS_FIELDS = (
 
 
 def _from_snapshot(report: StatusReport, snap: ProgressSnapshot) -> None:
+    """Fill the report from a runner's progress snapshot, judged against the configured target."""
     report.source = "progress"
     days = report.target_days
     start = snap.range_end - days * DAY + 1 if days != snap.target_days else snap.range_start
@@ -169,13 +286,14 @@ def _from_snapshot(report: StatusReport, snap: ProgressSnapshot) -> None:
 
 
 def _quota_from(report: StatusReport, snap: ProgressSnapshot) -> None:
-    """The monthly quota a run heard of last: it outlives the run (the next is planned by it)."""
+    """Copy the monthly quota a run heard of last; it outlives the run (and plans the next one)."""
     if snap.quota_remaining is not None:
         report.quota_limit, report.quota_remaining = snap.quota_limit, snap.quota_remaining
         report.quota_at = snap.updated_at
 
 
 def _from_facts(report: StatusReport, facts: StoredFacts, *, now: float) -> None:
+    """Fill the report from the database's facts, judged against the configured target."""
     days = report.target_days
     end = facts.range_end if facts.range_end is not None else int(now)
     start = (
@@ -196,49 +314,29 @@ def _from_facts(report: StatusReport, facts: StoredFacts, *, now: float) -> None
 # -- building it -------------------------------------------------------------------------------
 
 
-class StatusFiles(TypedDict):
-    """The files `build_status` (and `build_health`) read, as their keyword arguments."""
-
-    db_path: Path
-    progress_path: Path
-    lock_path: Path
-    runner_path: Path
-
-
-def status_files(paths: DataPaths) -> StatusFiles:
-    return StatusFiles(
-        db_path=paths.db,
-        progress_path=paths.progress,
-        lock_path=paths.lock,
-        runner_path=paths.runner_record,
-    )
-
-
 def build_status(
+    paths: DataPaths,
     *,
-    db_path: Path,
-    progress_path: Path,
-    lock_path: Path,
     target_days: int,
-    runner_path: Path | None = None,
     stall_seconds: float = defaults.STALL_SECONDS,
     now: float | None = None,
     cache: DatabaseCache | None = None,
 ) -> StatusReport:
-    """Build the status model against `target_days`; never opens the database while a runner is
-    alive. A database that cannot be read gives the `database_problem` state with the store's hint.
+    """Build the status model of the backfill in `paths`, judged against `target_days`.
+
+    It never opens the database while a runner is alive. A database that cannot be read gives
+    the `database_problem` state, with the store's hint.
     """
     now = time.time() if now is None else now
-    snap = snapshot.read(progress_path)
-    info_path = runner_path or runner_info_path(db_path)
-    runner = detect_runner(lock_path=lock_path, info_path=info_path, snapshot=snap, now=now)
+    snap = snapshot.read(paths.progress)
+    runner = detect_runner(paths, snap=snap, now=now)
     report = StatusReport(
         state="",
         label="",
         exit_code=0,
         source="none",
         checked_at=now,
-        db_path=str(db_path),
+        db_path=str(paths.db),
         target_days=target_days,
         runner=runner,
     )
@@ -248,7 +346,7 @@ def build_status(
         _running(report, snap, stall_seconds=stall_seconds, now=now)
         return report
     try:
-        facts = read_facts_cached(db_path, cache)
+        facts = read_facts_cached(paths.db, cache)
     except DatabaseBusy:
         # A runner took the database between our check and our open: use its snapshot.
         report.runner.alive = True
@@ -269,7 +367,9 @@ def _idle(
     *,
     now: float,
 ) -> None:
-    """No runner: the database's facts (else the last snapshot's), and how the last run ended."""
+    """Fill the report when no runner is alive: from the database's facts (else from the last
+    snapshot), with notes on how the last run ended.
+    """
     if snap is not None:
         report.notes += _last_run_notes(snap, now)
     if facts is not None and facts.has_data:
@@ -289,7 +389,7 @@ def _idle(
 
 
 def _note_other_target(report: StatusReport, which: str) -> None:
-    """Say so when the run's own target is not the one judged: the days differ on purpose."""
+    """Say so when the run's own target is not the one judged, since the day counts then differ."""
     run_days = report.run_target_days
     if run_days is None or run_days == report.target_days:
         return
@@ -301,6 +401,7 @@ def _note_other_target(report: StatusReport, which: str) -> None:
 
 
 def _last_run_notes(snap: ProgressSnapshot, now: float) -> list[str]:
+    """Say how the last run ended when that matters: it crashed, or it stopped on a stated limit."""
     notes = []
     if snap.phase not in TERMINAL_PHASES:
         notes.append(f"the last run (pid {snap.pid}) ended without finishing: crashed or killed")
@@ -315,6 +416,7 @@ def _last_run_notes(snap: ProgressSnapshot, now: float) -> list[str]:
 def _running(
     report: StatusReport, snap: ProgressSnapshot | None, *, stall_seconds: float, now: float
 ) -> None:
+    """Fill the report for a live runner from its own snapshot, and judge what it is doing."""
     own = snap if snap is not None and report.runner.pid in (None, snap.pid) else None
     if own is not None:
         _from_snapshot(report, own)
@@ -332,9 +434,10 @@ def _running(
 
 
 def not_progressing(report: StatusReport, now: float) -> str | None:
-    """Why a live runner is making no progress (stalled, degraded, rate-limited, backing off), or
-    None while it is. A rate and an ETA are only true while pages arrive: otherwise they describe
-    the past, so the status model drops them (JSON `null`) whenever this gives a reason.
+    """Say why a live runner is making no progress, or return None while it is.
+
+    The reasons are stalled, degraded, rate-limited and backing off. A rate and an ETA are only true
+    while pages arrive, so the status model drops them (JSON `null`) whenever this gives a reason.
     """
     if report.state == StatusState.STALLED:
         return "stalled"

@@ -9,8 +9,10 @@ is made of. The runner pane runs
 so the API key travels through a file the launcher deletes at once (stxbf.session.launch), the sleep
 inhibitor lasts as long as the supervisor, and the supervisor starts the run again after an outage
 (stxbf.session.supervise). `start_backfill` also writes the session record beside the database, so
-`attach`, `status`, `stop` and `health` find the socket and session without flags. Watching the
-run come up is `stxbf.session.startup`'s job.
+`attach`, `status`, `stop` and `health` find the socket and session without flags.
+`watch_startup` then waits until the run has heard from the API or its pane has ended, so that
+`stxbf tmux start` shows a wrong URL, port or key at once, with the runner's last lines, instead
+of in a pane that nobody is looking at.
 
 Every function takes the libtmux `Server` and explicit paths, never the Settings object.
 """
@@ -20,8 +22,8 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,14 +36,17 @@ from stxbf.paths import (
     read_session_record,
     write_session_record,
 )
-from stxbf.process import RunnerState, active_supervisor, describe_wait, detect_runner
+from stxbf.process import RunnerProcess, active_supervisor, describe_wait, detect_runner
 from stxbf.session.inhibit import Inhibitor
 from stxbf.session.launch import remove_stale_key_files, write_key_file
+from stxbf.session.supervise import api_has_answered
 from stxbf.session.tmux import (
     SessionInfo,
     StopResult,
+    capture,
     describe_session,
     find_session,
+    pane_exit,
     start_session,
     stop_session,
 )
@@ -54,13 +59,10 @@ logger = logging.getLogger(__name__)
 KEY_WAIT_SECONDS = 15.0
 
 
-def runner_state(paths: DataPaths, *, now: float | None = None) -> RunnerState:
-    """Whether a run holds this database, from its lock, runner record and snapshot."""
+def runner_process(paths: DataPaths, *, now: float | None = None) -> RunnerProcess:
+    """Tell whether a run holds this database, from its lock, its runner record and its snapshot."""
     return detect_runner(
-        lock_path=paths.lock,
-        info_path=paths.runner_record,
-        snapshot=snapshot.read(paths.progress),
-        now=time.time() if now is None else now,
+        paths, snap=snapshot.read(paths.progress), now=time.time() if now is None else now
     )
 
 
@@ -75,7 +77,7 @@ def runner_argv(
     key_file: Path | None = None,
     python: str = sys.executable,
 ) -> list[str]:
-    """launcher (key) → inhibitor → supervisor → `stxbf run` with every run flag."""
+    """Build the runner pane's command: launcher (key), inhibitor, supervisor, then `stxbf run`."""
     launch = [python, "-m", "stxbf.session.launch"]
     if key_file is not None:
         launch += ["--key-file", str(key_file)]
@@ -87,6 +89,7 @@ def runner_argv(
 def monitor_argv(
     paths: DataPaths, *, target_days: int, interval: float, python: str = sys.executable
 ) -> list[str]:
+    """Build the monitor pane's command: `stxbf status --watch` on the same database and target."""
     return [
         python, "-m", "stxbf", "status", "--watch", "--interval", f"{interval:g}",
         "--home", str(paths.home.absolute()), "--db", str(paths.db.absolute()),
@@ -96,6 +99,8 @@ def monitor_argv(
 
 @dataclass
 class Started:
+    """Say how `start_backfill` went: the session, its runner pane, whether the key was taken."""
+
     session_name: str
     runner_pane: str
     started_at: float
@@ -116,11 +121,14 @@ def start_backfill(
     start_directory: Path,
     options: Mapping[str, Any] | None = None,
 ) -> Started:
-    """Create the session (runner on top, monitor below) and record where it is, and with
-    which `options` (see SessionRecord) it was started."""
+    """Create the session (runner on top, monitor below) and record where it is.
+
+    The session record also keeps the `options` (see SessionRecord) that this start was given, so
+    that a later start with no flags repeats it.
+    """
     if find_session(server, session_name) is not None:
         raise OpsError(f"Session '{session_name}' already exists. Use 'attach' to reconnect.")
-    runner = runner_state(paths)
+    runner = runner_process(paths)
     if runner.alive:
         raise LockHeld(
             f"another stxbf run (pid {runner.pid}) is already backfilling into {paths.db}; "
@@ -168,7 +176,7 @@ def start_backfill(
 
 
 def wait_for_key_pickup(key_file: Path, *, timeout: float = KEY_WAIT_SECONDS) -> bool:
-    """The launcher deletes the key file as it reads it; never leave it behind."""
+    """Wait until the launcher has read and deleted the key file; never leave the file behind."""
     deadline = time.monotonic() + timeout
     while key_file.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -182,6 +190,8 @@ def wait_for_key_pickup(key_file: Path, *, timeout: float = KEY_WAIT_SECONDS) ->
 
 
 class TmuxState(StrEnum):
+    """Name the states of `stxbf tmux status`, each with its label and exit code in TMUX_STATES."""
+
     RUNNING = "running"
     FINISHED = "finished"
     NO_SESSION = "no_session"
@@ -199,7 +209,7 @@ TMUX_STATES: dict[TmuxState, Outcome] = {
 
 @dataclass
 class TmuxStatus:
-    """`stxbf tmux status` as data: `--json` dumps it, the CLI draws it."""
+    """Hold `stxbf tmux status` as data: `--json` dumps it, and the CLI draws it."""
 
     state: str
     label: str
@@ -209,7 +219,7 @@ class TmuxStatus:
     db_path: str
     checked_at: float
     session: SessionInfo | None
-    runner: RunnerState
+    runner: RunnerProcess
     runner_exit: int | None = None  # the runner pane's exit code, once it has ended
     runner_uptime: float | None = None
     restarts: int = 0
@@ -228,12 +238,12 @@ def build_tmux_status(
     paths: DataPaths,
     now: float | None = None,
 ) -> TmuxStatus:
-    """The session and the runner's real state: an ended runner pane is never "running"."""
+    """Describe the session and the runner's real state; an ended runner pane is never "running"."""
     now = time.time() if now is None else now
     info = describe_session(server, session_name)
     db = Path(info.tags["db"]) if info and info.tags.get("db") else paths.db
     paths = DataPaths.of(paths.home, db)
-    runner = runner_state(paths, now=now)
+    runner = runner_process(paths, now=now)
     snap = snapshot.read(paths.progress)
     pane = info.runner_pane() if info is not None else None
     if info is None:
@@ -245,7 +255,7 @@ def build_tmux_status(
     label = TMUX_STATES[key].label
     if key == TmuxState.RUNNER_EXITED:
         label += f" with code {pane.dead_status}" if pane and pane.dead_status is not None else ""
-    supervisor = active_supervisor(paths.supervisor_record) if key == TmuxState.RUNNING else None
+    supervisor = active_supervisor(paths) if key == TmuxState.RUNNING else None
     if supervisor is not None and supervisor.failing_since is not None and not runner.alive:
         label = "waiting to restart the run: " + describe_wait(supervisor, now)
     return TmuxStatus(
@@ -269,7 +279,7 @@ def build_tmux_status(
 
 
 def recorded_session(paths: DataPaths) -> SessionRecord | None:
-    """The socket and session `stxbf tmux start` recorded for this database, if any."""
+    """Return the socket and session that `stxbf tmux start` recorded for this database, if any."""
     return read_session_record(paths.session_record)
 
 
@@ -281,7 +291,7 @@ def locate_session(
     name_given: bool,
     socket_given: bool,
 ) -> tuple[str, str | None]:
-    """(session, socket): what the user gave, else what `start` recorded, else the defaults."""
+    """Return (session, socket): as given, else as `start` recorded them, else the defaults."""
     record = recorded_session(paths)
     if record is not None:
         session_name = session_name if name_given else record.session_name
@@ -292,16 +302,78 @@ def locate_session(
 def stop_backfill(
     server: Server, *, session_name: str, paths: DataPaths, timeout: float
 ) -> StopResult:
-    """Stop the run so it checkpoints (the supervisor then ends too), close the session.
+    """Stop the run so that it checkpoints (the supervisor then ends too), and close the session.
 
-    The session record stays: a later `stxbf tmux start` (or `restart`) finds the socket and the
-    options of this session there."""
+    The session record stays, so a later `stxbf tmux start` (or `restart`) finds the socket and the
+    options of this session there.
+    """
     info = describe_session(server, session_name)
     if info is not None and info.tags.get("db"):
         paths = DataPaths.of(paths.home, Path(info.tags["db"]))
-    runner = runner_state(paths)
+    runner = runner_process(paths)
     result = stop_session(
         server, session_name, runner_pid=runner.pid if runner.alive else None, timeout=timeout
     )
     remove_stale_key_files(paths.run_dir)
     return result
+
+
+# -- watching it start --------------------------------------------------------------------------
+
+STARTUP_TIMEOUT = 120.0
+LAST_LINES = 15
+
+
+class StartupState(StrEnum):
+    """Name the ways a runner's first moments can go."""
+
+    PROGRESSING = "progressing"  # the API answered and the run is backfilling
+    FINISHED = "finished"  # it ended at once with exit 0: the target was already reached
+    DIED = "died"  # it ended with an error before any progress
+    STARTING = "starting"  # still trying to reach the API when the wait ran out
+
+
+@dataclass
+class Startup:
+    """Say how the runner's first moments went: it made progress, ended, or is still starting."""
+
+    state: StartupState
+    exit_code: int | None = None
+    last_lines: list[str] = field(default_factory=list)
+
+
+def watch_startup(
+    server: Server,
+    pane_id: str,
+    paths: DataPaths,
+    *,
+    since: float,
+    timeout: float = STARTUP_TIMEOUT,
+    poll: float = 0.2,
+    clock: Callable[[], float] = time.monotonic,
+) -> Startup:
+    """Wait until the run has heard from the API (its snapshot is past preflight) or has ended.
+
+    A snapshot alone is not enough: a run publishes one while it still tries to reach the API.
+    """
+    deadline = clock() + timeout
+    while True:
+        finished, code = pane_exit(server, pane_id)
+        if finished:
+            if code == 0:
+                return Startup(StartupState.FINISHED, 0)
+            return Startup(StartupState.DIED, code, last_lines(server, pane_id))
+        snap = snapshot.read(paths.progress)
+        if snap is not None and snap.started_at >= since - 1 and api_has_answered(snap):
+            return Startup(StartupState.PROGRESSING)
+        if clock() >= deadline:
+            return Startup(StartupState.STARTING)
+        time.sleep(poll)
+
+
+def last_lines(server: Server, pane_id: str, count: int = LAST_LINES) -> list[str]:
+    """Return the pane's last non-blank lines, without tmux's own "Pane is dead" banner."""
+    text = capture(server, pane_id, lines=500)
+    lines = [line.rstrip() for line in text.splitlines()]
+    lines = [line for line in lines if line and not line.startswith("Pane is dead")]
+    return lines[-count:]

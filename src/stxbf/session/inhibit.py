@@ -27,13 +27,14 @@ Which = Callable[[str], "str | None"]
 
 @dataclass(frozen=True)
 class Inhibitor:
-    """A sleep inhibitor: its name, the argv prefix wrapping the runner, a note for the user."""
+    """Describe a sleep inhibitor: its name, its argv prefix for the runner, a note for the user."""
 
     name: str  # caffeinate | systemd-inhibit | none
     prefix: tuple[str, ...] = ()
     note: str | None = None  # said once when `auto` found nothing usable
 
     def wrap(self, argv: Sequence[str]) -> list[str]:
+        """Return `argv` run under this inhibitor, which then lasts as long as the command."""
         return [*self.prefix, *argv]
 
 
@@ -49,7 +50,7 @@ def _systemd(path: str) -> Inhibitor:
 
 
 def systemd_usable(path: str, *, timeout: float = 5.0) -> bool:
-    """Whether systemd-inhibit can take a lock: it needs logind on D-Bus (absent in containers)."""
+    """Tell whether systemd-inhibit can lock: it needs logind on D-Bus, which containers lack."""
     try:
         result = subprocess.run(
             [*_systemd(path).prefix, "true"],

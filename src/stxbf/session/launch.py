@@ -1,10 +1,11 @@
-"""Hand the API key to a runner started in tmux without it touching any argv, pane or shell history.
+"""The `python -m stxbf.session.launch` entry point: hand the API key to a runner in tmux.
 
-`stxbf tmux start` writes the key to a fresh 0600 file in a 0700 directory and starts the runner
-pane as `python -m stxbf.session.launch --key-file FILE -- <inhibitor> python -m stxbf run …`. This
-module reads the file, deletes it at once, puts the key in the environment as STXBF_API_KEY and
-execs the rest: the key then lives only in the runner's environment (readable by the same user, as
-it would be for a run started by hand), and the file exists for well under a second.
+The key must not touch any argv, pane or shell history. `stxbf tmux start` writes it to a fresh
+0600 file in a 0700 directory and starts the runner pane as
+`python -m stxbf.session.launch --key-file FILE -- <inhibitor> python -m stxbf run …`. This module
+reads the file, deletes it at once, puts the key in the environment as STXBF_API_KEY and execs the
+rest: the key then lives only in the runner's environment (readable by the same user, as it would
+be for a run started by hand), and the file exists for well under a second.
 
 The alternatives were worse: `tmux new-session -e KEY=…` and `set-environment` put the key on the
 tmux client's argv (visible in `ps`), and an existing tmux server has its own, stale environment.
@@ -26,7 +27,7 @@ KEY_FILE_PREFIX = "api_key."
 
 
 def write_key_file(directory: Path, key: str) -> Path:
-    """Write `key` to a new file only this user can read; the launcher deletes it on start."""
+    """Write `key` to a new file that only this user can read; the launcher deletes it on start."""
     missing = []
     for parent in [directory, *directory.parents]:
         if parent.exists():
@@ -44,7 +45,7 @@ def write_key_file(directory: Path, key: str) -> Path:
 
 
 def remove_stale_key_files(directory: Path) -> int:
-    """Delete key files a failed start left behind; returns how many."""
+    """Delete the key files that a failed start left behind, and return how many there were."""
     removed = 0
     if directory.is_dir():
         for path in directory.glob(KEY_FILE_PREFIX + "*"):
@@ -64,6 +65,7 @@ def consume_key_file(path: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> NoReturn:
+    """Read and delete the key file, then exec the command after `--` with the key in its env."""
     args = list(sys.argv[1:] if argv is None else argv)
     key_file: Path | None = None
     if args[:1] == ["--key-file"] and len(args) >= 2:

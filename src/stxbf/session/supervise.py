@@ -1,4 +1,4 @@
-"""Keep an unattended backfill going through API outages: the tmux runner pane's supervisor.
+"""The `python -m stxbf.session.supervise` entry point: restart the tmux runner after outages.
 
     python -m stxbf.session.supervise --home DIR --db FILE -- python -m stxbf run …
 
@@ -7,12 +7,13 @@ In tmux nobody is there to start it again, so the runner pane runs this loop aro
 ends with a failure that a later try can fix, it waits (10 s, doubling to 5 min, ±20% jitter) and
 starts the run again, until the target is reached or the run is stopped.
 
-What is retried is decided from the run's *outcome*, not its exit code alone: an outage and a
-database error both exit 1. Each run writes `Outcome` (exit code, error class, retryable) to the
-file named by STXBF_SUPERVISOR_OUTCOME; a run that wrote none (a crash, a usage error) is never
-retried. Exit 75 (a used-up quota) waits until the reset the run reported. A run that fails
-before the API ever answered in this pane is not retried either: that is a wrong URL, port or
-proxy, which `stxbf tmux start` reports at once instead of retrying it for ever.
+What is retried is decided from how the run ended, not from its exit code alone: an outage and a
+database error both exit 1. So each run writes a `RunEnding` (exit code, error class, whether a
+later try can fix it) to the file named by STXBF_SUPERVISOR_OUTCOME; a run that wrote none (a
+crash, a usage error) is never retried. Exit 75 (a used-up quota) waits until the reset the run
+reported. A run that fails before the API ever answered in this pane is not retried either: that
+is a wrong URL, port or proxy, which `stxbf tmux start` reports at once instead of retrying it for
+ever.
 
 The restart count reaches the run as STXBF_SUPERVISOR_RESTARTS; it publishes it in its snapshot.
 """
@@ -41,7 +42,7 @@ from stxbf.paths import DataPaths, SupervisorRecord, remove_record, write_superv
 
 logger = logging.getLogger("stxbf.session.supervise")  # also when run as __main__
 
-OUTCOME_ENV = "STXBF_SUPERVISOR_OUTCOME"
+RUN_ENDING_ENV = "STXBF_SUPERVISOR_OUTCOME"  # the name older releases used, kept for them
 RESTARTS_ENV = "STXBF_SUPERVISOR_RESTARTS"
 FIRST_DELAY = 10.0
 MAX_DELAY = 300.0
@@ -50,8 +51,11 @@ SLEEP_SLICE = 0.5  # a stop during a wait is noticed within this long
 
 
 @dataclass(frozen=True)
-class Outcome:
-    """How one run ended, written by `stxbf run` for its supervisor."""
+class RunEnding:
+    """How one run ended: `stxbf run` writes it for its supervisor, which decides on it.
+
+    (`stxbf.codes.Outcome` is another thing: a state's label and exit code.)
+    """
 
     exit_code: int
     error: str | None = None  # the StxbfError class name
@@ -59,7 +63,7 @@ class Outcome:
     resets_at: float | None = None  # a used-up quota's reset (unix time), when stated
 
     @classmethod
-    def of_error(cls, exc: StxbfError) -> Outcome:
+    def of_error(cls, exc: StxbfError) -> RunEnding:
         return cls(
             exit_code=int(exc.exit_code),
             error=type(exc).__name__,
@@ -68,22 +72,24 @@ class Outcome:
         )
 
 
-def write_outcome(path: Path, outcome: Outcome) -> None:
+def write_run_ending(path: Path, ending: RunEnding) -> None:
+    """Write how the run ended; a file that cannot be written only costs the supervisor a retry."""
     with contextlib.suppress(OSError):
-        path.write_text(json.dumps(asdict(outcome)), encoding="utf-8")
+        path.write_text(json.dumps(asdict(ending)), encoding="utf-8")
 
 
-def read_outcome(path: Path) -> Outcome | None:
+def read_run_ending(path: Path) -> RunEnding | None:
+    """Read how the run ended, or None when it wrote nothing readable (a crash, a usage error)."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        known = {f.name for f in fields(Outcome)}
-        return Outcome(**{k: v for k, v in data.items() if k in known})
+        known = {f.name for f in fields(RunEnding)}
+        return RunEnding(**{k: v for k, v in data.items() if k in known})
     except (OSError, ValueError, TypeError, AttributeError):
         return None
 
 
 def api_has_answered(snap: snapshot.ProgressSnapshot | None) -> bool:
-    """Whether this run's snapshot shows the API answering (its preflight passed, pages came)."""
+    """Tell whether this run's snapshot shows that the API answered (preflight done, pages came)."""
     if snap is None:
         return False
     return (
@@ -96,39 +102,45 @@ def api_has_answered(snap: snapshot.ProgressSnapshot | None) -> bool:
 
 @dataclass(frozen=True)
 class Decision:
+    """Say whether the supervisor starts the run again, why, and until when it waits for a quota."""
+
     retry: bool
     reason: str
     wait_until: float | None = None  # a quota reset to wait for, instead of the backoff
 
 
 def decide(
-    code: int, outcome: Outcome | None, *, answered: bool, snap: snapshot.ProgressSnapshot | None
+    code: int, ending: RunEnding | None, *, answered: bool, snap: snapshot.ProgressSnapshot | None
 ) -> Decision:
-    """Start the run again? Only for an outage or a quota, and only once the API has answered."""
+    """Decide whether to start the run again: after an outage or a quota, once the API answered."""
     if code == ExitCode.OK:
         return Decision(False, "target reached")
     if code == ExitCode.INTERRUPTED:
         return Decision(False, "stopped")
-    if outcome is None or outcome.exit_code != code:
+    if ending is None or ending.exit_code != code:
         return Decision(False, f"exit {code} without a recorded outcome: not retried")
-    if not outcome.retryable:
-        return Decision(False, f"{outcome.error or 'exit ' + str(code)} is not retried")
+    if not ending.retryable:
+        return Decision(False, f"{ending.error or 'exit ' + str(code)} is not retried")
     if not answered:
         return Decision(False, "the API never answered: check --api-url, the network or a proxy")
     if code == ExitCode.RATE_LIMITED:
-        reset = outcome.resets_at or (snap.rate_limited_until if snap is not None else None)
+        reset = ending.resets_at or (snap.rate_limited_until if snap is not None else None)
         return Decision(True, "quota used up", wait_until=reset)
-    return Decision(True, outcome.error or "retryable failure")
+    return Decision(True, ending.error or "retryable failure")
 
 
 def backoff(step: int, rng: Callable[[], float] = random.random) -> float:
-    """10 s doubling per consecutive failure, capped at 5 min, jittered so restarts spread out."""
+    """Return the wait before restart `step`: 10 s doubling to 5 min, jittered to spread them."""
     base = min(MAX_DELAY, FIRST_DELAY * 2 ** max(0, step))
     return float(base * (1 - JITTER + 2 * JITTER * rng()))
 
 
 class Supervisor:
-    """Runs `argv` until it ends for good; the injectable parts let tests run it without waiting."""
+    """Run `argv` again and again until it ends for good.
+
+    The process, clock, sleep and randomness are injectable, so that tests run the loop without
+    waiting.
+    """
 
     def __init__(
         self,
@@ -151,7 +163,7 @@ class Supervisor:
         self.child: Any = None
 
     def request_stop(self, signum: int) -> None:
-        """A stop (Ctrl+C, `stxbf tmux stop`) ends the loop: the run in progress checkpoints."""
+        """End the loop on a stop (Ctrl+C, `stxbf tmux stop`); the run in progress checkpoints."""
         self.stopping = True
         if signum == signal.SIGTERM and self.child is not None:
             # SIGINT from the terminal reaches the run too (same process group); SIGTERM is sent
@@ -160,7 +172,7 @@ class Supervisor:
                 self.child.send_signal(signal.SIGTERM)
 
     def run(self) -> int:
-        """Run until the run ends for good; the supervisor record says what it does meanwhile."""
+        """Run until the run ends for good; the supervisor record says what the loop is doing."""
         try:
             return self._loop()
         finally:
@@ -176,25 +188,25 @@ class Supervisor:
         step = 0
         failing_since: float | None = None
         self.paths.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        outcome_path = self.paths.run_dir / f"outcome.{os.getpid()}.json"
+        ending_path = self.paths.run_ending(os.getpid())
         while True:
-            outcome_path.unlink(missing_ok=True)
-            env = {**os.environ, OUTCOME_ENV: str(outcome_path), RESTARTS_ENV: str(self.restarts)}
+            ending_path.unlink(missing_ok=True)
+            env = {**os.environ, RUN_ENDING_ENV: str(ending_path), RESTARTS_ENV: str(self.restarts)}
             started = self.clock()
             self._record(SupervisorState.RUNNING, failing_since=failing_since)
             self.child = self.spawn(self.argv, env=env)
             code = _exit_code(self.child.wait())
             pid = self.child.pid
             self.child = None
-            outcome = read_outcome(outcome_path)
-            outcome_path.unlink(missing_ok=True)
+            ending = read_run_ending(ending_path)
+            ending_path.unlink(missing_ok=True)
             snap = snapshot.read(self.paths.progress)
             snap = snap if snap is not None and snap.pid == pid else None
             answered = answered or api_has_answered(snap)
             if self.stopping:
                 logger.info("supervisor: stopped; the run ended with exit %d", code)
                 return code if code else int(ExitCode.INTERRUPTED)
-            decision = decide(code, outcome, answered=answered, snap=snap)
+            decision = decide(code, ending, answered=answered, snap=snap)
             if not decision.retry:
                 logger.info("supervisor: the run ended with exit %d (%s)", code, decision.reason)
                 return code
@@ -225,7 +237,7 @@ class Supervisor:
                 return int(ExitCode.INTERRUPTED)
 
     def _wait(self, seconds: float) -> bool:
-        """Sleep in slices; False when a stop came meanwhile."""
+        """Sleep in slices, and return False when a stop came meanwhile."""
         deadline = self.clock() + seconds
         while not self.stopping:
             left = deadline - self.clock()
@@ -236,15 +248,17 @@ class Supervisor:
 
 
 def _exit_code(returncode: int) -> int:
-    """A shell's view of it: killed by signal n is 128 + n."""
+    """Return the exit code as a shell reports it: a run killed by signal n exits 128 + n."""
     return 128 - returncode if returncode < 0 else returncode
 
 
 def _say(line: str) -> None:
+    """Print a line to the pane, where the operator reads why the run is restarted."""
     print(line, file=sys.stderr, flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Parse `--home`, `--db` and the command after `--`, then supervise that command."""
     import argparse
 
     from stxbf.logs import configure_logging

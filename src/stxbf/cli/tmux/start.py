@@ -25,7 +25,7 @@ from stxbf.cli.tmux.common import (
 from stxbf.cli.tmux.passthrough import with_run_options
 
 if TYPE_CHECKING:
-    from stxbf.session.startup import Startup
+    from stxbf.session.backfill import Startup
     from stxbf.settings import Settings
 
 Detach = typer.Option(False, "--detach", "-d", help="Never attach (for scripts and cron).")
@@ -132,9 +132,8 @@ def start_backfill_here(plan: StartPlan, *, startup_timeout: float, attach_after
     """Start the session for the plan; attach, or else report how the runner's start went."""
     from stxbf.cli.tmux.passthrough import run_flags
     from stxbf.paths import prepare_home
-    from stxbf.session.backfill import monitor_argv, start_backfill
+    from stxbf.session.backfill import monitor_argv, start_backfill, watch_startup
     from stxbf.session.inhibit import choose_inhibitor
-    from stxbf.session.startup import watch_startup
     from stxbf.session.tmux import attach, attach_hint
 
     settings = plan.settings
@@ -197,7 +196,7 @@ def _render_startup(
     startup: Startup, settings: Settings, *, timeout: float, tmux_hint: str
 ) -> None:
     """Print what the runner did first; a runner that ended before any progress ends `start` too."""
-    from stxbf.session.startup import StartupState
+    from stxbf.session.backfill import StartupState
 
     name, socket = settings.session_name, settings.tmux_socket
     attach_cmd = stxbf_hint(settings, "attach", name, socket)
