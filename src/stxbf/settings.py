@@ -98,6 +98,7 @@ class Settings(BaseSettings):
     @field_validator("api_url")
     @classmethod
     def _check_url(cls, value: str) -> str:
+        """Refuse a URL that is not http(s) with a host, and drop its trailing slash."""
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"must be an http(s) URL like {DEFAULT_API_URL}")
@@ -106,6 +107,7 @@ class Settings(BaseSettings):
     @field_validator("source")
     @classmethod
     def _check_source(cls, value: str) -> str:
+        """Accept one of `SOURCES` in any case, and keep it in lower case."""
         source = value.strip().lower()
         if source not in SOURCES:
             raise ValueError(f"must be one of {', '.join(SOURCES)}")
@@ -114,6 +116,7 @@ class Settings(BaseSettings):
     @field_validator("log_level")
     @classmethod
     def _check_level(cls, value: str) -> str:
+        """Accept one of `LOG_LEVELS` in any case, and keep it in upper case."""
         level = value.strip().upper()
         if level not in LOG_LEVELS:
             raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
@@ -122,6 +125,7 @@ class Settings(BaseSettings):
     @field_validator("home", "db", mode="before")
     @classmethod
     def _expand(cls, value: Any) -> Any:
+        """Expand a leading `~` in a path given as text."""
         if isinstance(value, str):
             return Path(value).expanduser()
         return value
@@ -173,18 +177,22 @@ class Settings(BaseSettings):
 
     @property
     def db_path(self) -> Path:
+        """Return the database file's path."""
         return self.paths.db
 
     @property
     def log_path(self) -> Path:
+        """Return the log file's path."""
         return self.paths.log_file
 
     @property
     def lock_path(self) -> Path:
+        """Return the lock file's path."""
         return self.paths.lock
 
     @property
     def progress_path(self) -> Path:
+        """Return the path of the progress snapshot a running `stxbf run` publishes."""
         return self.paths.progress
 
     @property
