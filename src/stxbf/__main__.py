@@ -1,3 +1,5 @@
+"""Run the stxbf command line as `python -m stxbf`."""
+
 from stxbf.cli.main import main
 
 main()

@@ -1,5 +1,7 @@
-"""The one registry of exit codes and the words they stand for: runner phases, status states,
-health verdicts, window states.
+"""Name every exit code stxbf ends with, and the states those codes stand for.
+
+This module is the one registry of exit codes and of the words behind them: the runner's
+phases, the status states, the health verdicts and the window states.
 
 A monitoring script reads an exit code and nothing else, so a code must mean one thing per
 command: `stxbf health --bad-flag` must not exit 2, which `health` documents as "stalled".
@@ -32,7 +34,10 @@ from enum import Enum, IntEnum
 
 
 class StrEnum(str, Enum):
-    """`enum.StrEnum` for Python 3.10: members are their value, in f-strings and JSON alike."""
+    """Backport `enum.StrEnum` to Python 3.10.
+
+    Each member formats as its value, so it reads the same in an f-string and in JSON.
+    """
 
     def __str__(self) -> str:
         return str.__str__(self)
@@ -42,7 +47,7 @@ class StrEnum(str, Enum):
 
 
 class ExitCode(IntEnum):
-    """Every exit code a stxbf command ends with. docs/cli.md lists them per command."""
+    """Name every exit code a stxbf command ends with; docs/cli.md lists them per command."""
 
     OK = 0  # target reached / command succeeded / complete / healthy
     ERROR = 1  # the command failed (API, database, filesystem, a bug)
@@ -62,7 +67,10 @@ class ExitCode(IntEnum):
 
 
 class HealthCode(IntEnum):
-    """`stxbf health`'s codes: 0-4 are the original health check's, kept for existing monitors."""
+    """Name the codes `stxbf health` ends with.
+
+    Codes 0-4 are the original health check's, kept so that existing monitors go on working.
+    """
 
     HEALTHY = 0
     NOT_RUNNING = 1
@@ -75,7 +83,7 @@ class HealthCode(IntEnum):
 
 
 class Phase(StrEnum):
-    """What the runner is doing, as its progress snapshot says."""
+    """Name the phase the runner is in, as its progress snapshot publishes it."""
 
     STARTING = "starting"
     FETCHING = "fetching"
@@ -91,6 +99,8 @@ TERMINAL_PHASES = frozenset({Phase.FINISHED, Phase.STOPPED, Phase.FAILED, Phase.
 
 
 class StatusState(StrEnum):
+    """Name each state `stxbf status` reports; `STATUS_STATES` gives its label and exit code."""
+
     COMPLETE = "complete"
     REACHED_CHAIN_START = "reached_chain_start"
     INCOMPLETE = "incomplete"
@@ -103,18 +113,20 @@ class StatusState(StrEnum):
 
 
 class WindowState(StrEnum):
-    """How a fetched window is stored: `CompletedWindow.state` and the windows table's `state`."""
+    """Name how a fetched window is stored, in `CompletedWindow.state` and the windows table."""
 
     VERIFIED = "verified"  # its distinct tx_ids matched the API's total, and it is settled
     OPEN = "open"  # the head or inside the settle period: the next run fetches it again
     INCOMPLETE = "incomplete"  # never proven: left for the next run
 
 
-# The windows whose days count as covered (an open window's rows are all there, for now).
+# A window in one of these states covers its days: an open window's rows are all there, for now.
 COVERING_STATES = frozenset({WindowState.VERIFIED, WindowState.OPEN})
 
 
 class Verdict(StrEnum):
+    """Name each verdict `stxbf health` reaches; `VERDICTS` gives its label and exit code."""
+
     HEALTHY = "healthy"
     NOT_RUNNING = "not_running"
     STALLED = "stalled"
@@ -126,6 +138,8 @@ class Verdict(StrEnum):
 
 @dataclass(frozen=True)
 class Outcome:
+    """Pair a state's label, as the operator reads it, with the exit code it ends a command with."""
+
     label: str
     exit_code: int
 
@@ -142,7 +156,8 @@ STATUS_STATES: dict[StatusState, Outcome] = {
     StatusState.DATABASE_PROBLEM: Outcome("Database problem", ExitCode.DATABASE),
 }
 
-# Worst first: when several checks fail, the first verdict in this order decides.
+# The verdicts are listed worst first: when several checks fail, the first one in this order
+# decides.
 VERDICTS: dict[Verdict, Outcome] = {
     Verdict.CONFIG_ERROR: Outcome("Configuration error", HealthCode.CONFIG_ERROR),
     Verdict.DATABASE_PROBLEM: Outcome("Database problem", HealthCode.DATABASE_PROBLEM),
@@ -153,11 +168,13 @@ VERDICTS: dict[Verdict, Outcome] = {
     Verdict.HEALTHY: Outcome("Healthy", HealthCode.HEALTHY),
 }
 
-# Commands that report a state through their exit code, and so take usage errors apart.
+# These commands report a state through their exit code, so their usage errors take a code of
+# their own (64).
 MONITOR_COMMANDS = frozenset({"stxbf status", "stxbf health", "stxbf metrics"})
 
-# The codes each command's table in docs/cli.md lists (the meta-test compares them).
-# What a command that works on the database under its lock can end with (export, verify).
+# COMMAND_EXIT_CODES holds the codes that each command's table in docs/cli.md lists, and the
+# meta-test compares the two. _DATABASE_JOB holds the codes a command that works on the database
+# under its lock (export, verify) can end with.
 _DATABASE_JOB = frozenset(
     {
         ExitCode.OK,
@@ -200,14 +217,18 @@ COMMAND_EXIT_CODES: dict[str, frozenset[int]] = {
 
 
 def usage_exit_code(command_path: str) -> int:
-    """The code a usage error of `command_path` ends with: 64 where 2 is a state's code."""
+    """Return the code a usage error of `command_path` ends with.
+
+    That is 64 for the monitoring commands (status, health, metrics), where 2 is a state's
+    code, and 2 for every other command.
+    """
     if any(command_path.startswith(name) for name in MONITOR_COMMANDS):
         return int(ExitCode.MONITOR_USAGE)
     return int(ExitCode.USAGE)
 
 
 class SupervisorState(StrEnum):
-    """What the supervisor record says it is doing."""
+    """Name what the supervisor is doing, as its record on disk says."""
 
     RUNNING = "running"  # starting or running the run
     WAITING = "waiting"  # between two tries, until `restart_at`

@@ -1,4 +1,4 @@
-"""Every failure stxbf knows how to explain, and the exit code each one ends a command with.
+"""Define every failure stxbf knows how to explain, and the exit code each one ends a command with.
 
     StxbfError
     ├── ConfigError            bad settings or arguments           exit 2
@@ -18,7 +18,7 @@
     └── OpsError               tmux / inhibitor / filesystem trouble exit 1
         └── TmuxMissing        tmux is not installed
 
-Messages are one line, written for the operator, and never contain the API key. The codes
+Each message is one line, written for the operator, and never contains the API key. The codes
 themselves, and every command's table of them, live in `stxbf.codes`.
 """
 
@@ -28,7 +28,11 @@ from stxbf.codes import ExitCode
 
 
 class StxbfError(Exception):
-    """Base of every error stxbf reports as a one-line message."""
+    """Report a failure as a one-line message, an optional hint and an exit code.
+
+    Every error stxbf reports derives from this class; the CLI prints the message instead of a
+    traceback and ends the command with `exit_code`.
+    """
 
     exit_code: ExitCode = ExitCode.ERROR
 
@@ -43,10 +47,17 @@ class StxbfError(Exception):
 
 
 class ConfigError(StxbfError):
+    """Raised when a setting or an argument is wrong; the command ends with the usage code."""
+
     exit_code = ExitCode.USAGE
 
 
 class LockHeld(StxbfError):
+    """Raised when another run holds the lock on this data (export: or on its directory).
+
+    `pid` names the holder when it is known.
+    """
+
     exit_code = ExitCode.LOCKED
 
     def __init__(self, message: str, *, pid: int | None = None) -> None:
@@ -55,30 +66,42 @@ class LockHeld(StxbfError):
 
 
 class FetchError(StxbfError):
-    pass
+    """Raised when the API cannot be used; its subclasses say why."""
 
 
 class ApiUnreachable(FetchError):
-    pass
+    """Raised when the API cannot be reached: DNS fails, the connection is refused, or requests
+    time out for too long."""
 
 
 class RequestBudgetSpent(FetchError):
-    """`--max-requests` requests were sent: the run stops, its completed windows committed."""
+    """Raised when `--max-requests` requests were sent; the run stops with its completed windows
+    committed."""
 
     exit_code = ExitCode.INCOMPLETE
 
 
 class ApiRejected(FetchError):
+    """Raised when the API answers 401, 403, 404 or 400: a request we must not repeat.
+
+    `status` holds the HTTP status of the answer when there was one.
+    """
+
     def __init__(self, message: str, *, status: int | None = None, hint: str | None = None) -> None:
         super().__init__(message, hint=hint)
         self.status = status
 
 
 class ApiGone(ApiRejected):
-    pass
+    """Raised when the API answers 410 because the v1 route is switched off."""
 
 
 class ApiNotStacks(FetchError):
+    """Raised when an answer does not have the Stacks API's shape.
+
+    `missing_route` names a path that answered 404, which points to an older or newer API.
+    """
+
     def __init__(
         self, message: str, *, hint: str | None = None, missing_route: str | None = None
     ) -> None:
@@ -87,7 +110,10 @@ class ApiNotStacks(FetchError):
 
 
 class QuotaExhausted(FetchError):
-    """The API will not serve us until `resets_at` (unix time, None = not stated)."""
+    """Raised when a quota ran out and the API will not serve us until `resets_at`.
+
+    `resets_at` is a unix time, or None when the API did not state one.
+    """
 
     exit_code = ExitCode.RATE_LIMITED
 
@@ -100,41 +126,49 @@ class QuotaExhausted(FetchError):
 
 
 class StoreError(StxbfError):
-    pass
+    """Raised when the database cannot be used; its subclasses say why."""
 
 
 class DatabaseCorrupt(StoreError):
-    """The file cannot be read as an stxbf database; `hint` says what to do with it."""
+    """Raised when the file cannot be read as an stxbf database; `hint` says what to do with it.
+
+    The file may be damaged, truncated, empty or not ours.
+    """
 
     exit_code = ExitCode.DATABASE
 
 
 class DatabaseEmpty(StoreError):
-    """A DuckDB file without stxbf's tables yet: created, never written (read-only opens only)."""
+    """Raised when a DuckDB file has no stxbf tables yet: it was created but never written.
+
+    Only read-only opens raise it.
+    """
 
 
 class DatabaseBusy(StoreError):
-    """Another process has the DuckDB file open (DuckDB allows one)."""
+    """Raised when another process has the DuckDB file open, since DuckDB allows only one."""
 
 
 class SchemaTooNew(StoreError):
+    """Raised when the database was written by a newer stxbf than this one."""
+
     exit_code = ExitCode.DATABASE
 
 
 class OpsError(StxbfError):
-    pass
+    """Raised on trouble with tmux, the sleep inhibitor or the filesystem."""
 
 
 class TmuxMissing(OpsError):
-    pass
+    """Raised when tmux is not installed."""
 
 
 def retryable(exc: BaseException) -> bool:
-    """Whether a later run could succeed where this one failed, with nothing changed.
+    """Return whether a later run could succeed where this one failed, with nothing changed.
 
-    An outage (unreachable, 5xx until give-up) and a used-up quota pass; a rejected request
-    (401/403/404/400, 410 gone), an answer that is not the Stacks API, the database, the lock and
-    bad settings do not: repeating them changes nothing.
+    An outage (unreachable, 5xx until give-up) and a used-up quota are retryable. A rejected
+    request (401/403/404/400, 410 gone), an answer that is not the Stacks API, the database, the
+    lock and bad settings are not: repeating them changes nothing.
     """
     if isinstance(exc, (ApiRejected, ApiNotStacks)):
         return False

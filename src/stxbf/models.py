@@ -1,4 +1,4 @@
-"""The API's page and transaction shapes, turned into the columns stxbf stores. No I/O here.
+"""Turn the API's pages and transactions into the columns stxbf stores; this module does no I/O.
 
 A page is decoded once (orjson) and flattened straight into row tuples in `TX_COLUMNS` order, so the
 store can insert a whole window column-wise without building per-row objects.
@@ -11,7 +11,8 @@ from typing import Any
 
 import orjson
 
-# (name, DuckDB type) in row-tuple order; the store's DDL is generated from this list.
+# Each column's name and DuckDB type, in row-tuple order; the store generates its DDL from this
+# list.
 TX_COLUMNS: tuple[tuple[str, str], ...] = (
     ("tx_id", "VARCHAR"),
     ("tx_type", "VARCHAR"),
@@ -32,8 +33,8 @@ TX_COLUMNS: tuple[tuple[str, str], ...] = (
     ("token_transfer_amount", "HUGEINT"),
     ("contract_id", "VARCHAR"),
     ("function_name", "VARCHAR"),
-    # schema 3: read only for their own tx_type (tenure_change_payload.cause,
-    # smart_contract.clarity_version, coinbase_payload.alt_recipient / .vrf_proof)
+    # Schema 3 added these; each is read only for its own tx_type (tenure_change_payload.cause,
+    # smart_contract.clarity_version, coinbase_payload.alt_recipient / .vrf_proof).
     ("tenure_change_cause", "VARCHAR"),
     ("clarity_version", "INTEGER"),
     ("coinbase_alt_recipient", "VARCHAR"),
@@ -44,15 +45,20 @@ BURN_TIME_INDEX = TX_COLUMN_NAMES.index("burn_block_time")
 
 Row = tuple[Any, ...]
 
-PAGE_LIMIT = 50  # the API's largest tx page, v1 and v3 (pagination.ts ResourceType.Tx); more: 400
+# The API's largest tx page, v1 and v3 (pagination.ts ResourceType.Tx); asking for more is a 400.
+PAGE_LIMIT = 50
 
 
 class MalformedPage(ValueError):
-    """The body is not a complete, well-formed page (truncated, not JSON, wrong shape)."""
+    """Raised when a body is not a complete, well-formed page: truncated, not JSON, or of the
+    wrong shape."""
 
 
 @dataclass(slots=True)
 class Page:
+    """Hold one decoded page: the API's `total`, `offset` and `limit`, and its transactions as
+    rows in `TX_COLUMNS` order."""
+
     total: int
     offset: int
     limit: int
@@ -60,13 +66,16 @@ class Page:
 
 
 def _int(value: Any) -> int | None:
+    """Return a number, which the API may send as a string, as an int; return None when it is
+    absent or empty."""
     if value is None or value == "":
         return None
     return int(value)
 
 
 def tx_row(tx: dict[str, Any]) -> Row:
-    """One transaction as a row; every status and type is kept (stxbf never filters at ingest).
+    """Return one transaction as a row; every status and type is kept, since stxbf never filters
+    at ingest.
 
     Written for speed (it runs for every transaction, on the event loop): one bound `get`, and
     numbers that are already ints (all but fee and amount, in practice) skip `_int`.
@@ -124,7 +133,8 @@ def tx_row(tx: dict[str, Any]) -> Row:
 
 
 def parse_page(body: bytes) -> Page:
-    """Decode a `/extended/v1/tx` envelope; raise MalformedPage for anything incomplete."""
+    """Decode a `/extended/v1/tx` envelope into a Page; raise MalformedPage for anything
+    incomplete."""
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:

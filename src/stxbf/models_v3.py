@@ -1,5 +1,5 @@
-"""The v3/v2 answers (transaction summaries, blocks, burn blocks) turned into what stxbf keeps.
-No I/O here.
+"""Turn the v3 and v2 answers (transaction summaries, blocks, burn blocks) into what stxbf keeps;
+this module does no I/O.
 
 A v3 summary (`src/api/schemas/v3/entities/transaction-summaries.ts`, serialized by
 `src/api/serializers/v3/transactions.ts` serializeDbTransactionSummary in
@@ -23,7 +23,8 @@ assert all(name in TX_COLUMN_NAMES for name in V3_NULL_COLUMNS)
 
 
 def summary_row(tx: dict[str, Any]) -> Row:
-    """One v3 TransactionSummary as a row in TX_COLUMNS order (every status and type kept)."""
+    """Return one v3 TransactionSummary as a row in TX_COLUMNS order, keeping every status and
+    type."""
     kind = tx["type"]
     block = tx["block"]
     burn = tx["bitcoin_block"]
@@ -77,7 +78,7 @@ def summary_row(tx: dict[str, Any]) -> Row:
 
 @dataclass(frozen=True, slots=True)
 class TxKey:
-    """A transaction's place in v3 order, and the burn block it belongs to."""
+    """Hold a transaction's place in v3 order and the burn block it belongs to."""
 
     block_height: int
     tx_index: int
@@ -87,7 +88,8 @@ class TxKey:
 
 @dataclass(slots=True)
 class SummaryPage:
-    """One `/extended/v3/transactions` answer: rows, their keys, and the cursor envelope."""
+    """Hold one `/extended/v3/transactions` answer: its rows, their keys, and the cursor
+    envelope."""
 
     total: int
     limit: int
@@ -99,7 +101,8 @@ class SummaryPage:
 
 @dataclass(frozen=True, slots=True)
 class BurnBlock:
-    """One `/extended/v2/burn-blocks` entry (`src/api/routes/v2/helpers.ts` parseDbBurnBlock)."""
+    """Hold one `/extended/v2/burn-blocks` entry, as `src/api/routes/v2/helpers.ts`
+    parseDbBurnBlock writes it."""
 
     height: int
     hash: str
@@ -110,7 +113,8 @@ class BurnBlock:
 
 @dataclass(frozen=True, slots=True)
 class Block:
-    """One `/extended/v2/blocks/:height_or_hash` answer (parseDbNakamotoBlock), what we use."""
+    """Hold the fields stxbf uses of one `/extended/v2/blocks/:height_or_hash` answer, as
+    parseDbNakamotoBlock writes it."""
 
     height: int
     hash: str
@@ -120,6 +124,7 @@ class Block:
 
 
 def _loads(body: bytes) -> Any:
+    """Decode a JSON body; raise MalformedPage when it is not JSON."""
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -127,7 +132,8 @@ def _loads(body: bytes) -> Any:
 
 
 def parse_summary_page(body: bytes) -> SummaryPage:
-    """Decode a v3 transactions answer; MalformedPage for anything incomplete."""
+    """Decode a v3 transactions answer into a SummaryPage; raise MalformedPage for anything
+    incomplete."""
     data = _loads(body)
     if not isinstance(data, dict):
         raise MalformedPage("body is not a JSON object")
@@ -138,7 +144,7 @@ def parse_summary_page(body: bytes) -> SummaryPage:
         rows = [summary_row(tx) for tx in results]
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise MalformedPage(f"a transaction lacks a required field ({exc})") from exc
-    # positions in the row tuple, read once
+    # The key's fields are read from their positions in the row tuple, found once at import.
     keys = [TxKey(row[_HEIGHT], row[_INDEX], row[_BURN_HEIGHT], row[_BURN_TIME]) for row in rows]
     return SummaryPage(
         total=total,
@@ -151,6 +157,7 @@ def parse_summary_page(body: bytes) -> SummaryPage:
 
 
 def parse_burn_block(item: Any) -> BurnBlock:
+    """Decode one burn-block entry; raise MalformedPage when a field is missing or wrong."""
     try:
         return BurnBlock(
             height=int(item["burn_block_height"]),
@@ -164,6 +171,7 @@ def parse_burn_block(item: Any) -> BurnBlock:
 
 
 def parse_burn_block_page(body: bytes) -> list[BurnBlock]:
+    """Decode a burn-block page into its entries; raise MalformedPage for anything incomplete."""
     data = _loads(body)
     if not isinstance(data, dict) or not isinstance(data.get("results"), list):
         raise MalformedPage("body lacks the {total, results} envelope")
@@ -171,8 +179,10 @@ def parse_burn_block_page(body: bytes) -> list[BurnBlock]:
 
 
 def parse_burn_block_total(body: bytes) -> int:
-    """`total` of a burn-block page: how many burn blocks the list holds (0 on an empty page,
-    as pg-store-v2.ts getBurnBlocks counts the rows of the page's query)."""
+    """Return the `total` of a burn-block page: how many burn blocks the list holds.
+
+    It is 0 on an empty page, as pg-store-v2.ts getBurnBlocks counts the rows of the page's query.
+    """
     data = _loads(body)
     if not isinstance(data, dict) or not isinstance(data.get("total"), int):
         raise MalformedPage("body lacks the {total, results} envelope")
@@ -180,6 +190,7 @@ def parse_burn_block_total(body: bytes) -> int:
 
 
 def parse_block(body: bytes) -> Block:
+    """Decode a v2 block answer; raise MalformedPage when a field is missing or wrong."""
     data = _loads(body)
     try:
         return Block(

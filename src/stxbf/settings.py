@@ -1,8 +1,11 @@
-"""Settings: CLI flag > environment (STXBF_*) > config file (TOML) > default.
+"""Read stxbf's settings, each from the first source that gives it.
+
+The sources, first to last: a CLI flag, the environment (STXBF_*), the config file (TOML), and
+the setting's default.
 
 The API key is a SecretStr: it is sent as the `x-api-key` header and nowhere else. The data
 directory (`STXBF_HOME`) holds the database, the log, the lock and the progress file; library code
-receives the resolved paths, never this object. docs/configuration.md lists every setting.
+receives the resolved paths, never the Settings object. docs/configuration.md lists every setting.
 """
 
 from __future__ import annotations
@@ -32,13 +35,15 @@ MAX_SETTLE_HOURS = 720  # 30 days: every run re-fetches this much, so keep it a 
 
 
 def default_home() -> Path:
+    """Return the platform's user data directory for stxbf, the data directory by default."""
     from platformdirs import user_data_path
 
     return user_data_path("stxbf", appauthor=False)
 
 
 def config_file_path() -> Path:
-    """`STXBF_CONFIG`, else the platform's user config dir (`~/.config/stxbf/config.toml`)."""
+    """Return the config file's path: `STXBF_CONFIG` when it is set, else `config.toml` in the
+    platform's user config directory (`~/.config/stxbf/config.toml` on Linux)."""
     explicit = os.environ.get("STXBF_CONFIG")
     if explicit:
         return Path(explicit).expanduser()
@@ -47,11 +52,18 @@ def config_file_path() -> Path:
     return user_config_path("stxbf", appauthor=False) / "config.toml"
 
 
-# auto: /extended/v1/tx while it answers, /extended/v3/transactions once it is gone (410, 404)
+# The routes transactions can come from. `auto` reads /extended/v1/tx while it answers and
+# /extended/v3/transactions once it is gone (410, 404).
 SOURCES = ("auto", "v1", "v3")
 
 
 class Settings(BaseSettings):
+    """Hold every setting of a stxbf command, each validated as it is read.
+
+    The sources are read in the order `settings_customise_sources` gives: the CLI's overrides,
+    the environment, then the config file; a field's default applies where none sets it.
+    """
+
     model_config = SettingsConfigDict(
         env_prefix="STXBF_",
         extra="ignore",
@@ -86,6 +98,7 @@ class Settings(BaseSettings):
     @field_validator("api_url")
     @classmethod
     def _check_url(cls, value: str) -> str:
+        """Refuse a URL that is not http(s) with a host, and drop its trailing slash."""
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"must be an http(s) URL like {DEFAULT_API_URL}")
@@ -94,6 +107,7 @@ class Settings(BaseSettings):
     @field_validator("source")
     @classmethod
     def _check_source(cls, value: str) -> str:
+        """Accept one of `SOURCES` in any case, and keep it in lower case."""
         source = value.strip().lower()
         if source not in SOURCES:
             raise ValueError(f"must be one of {', '.join(SOURCES)}")
@@ -102,6 +116,7 @@ class Settings(BaseSettings):
     @field_validator("log_level")
     @classmethod
     def _check_level(cls, value: str) -> str:
+        """Accept one of `LOG_LEVELS` in any case, and keep it in upper case."""
         level = value.strip().upper()
         if level not in LOG_LEVELS:
             raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
@@ -110,6 +125,7 @@ class Settings(BaseSettings):
     @field_validator("home", "db", mode="before")
     @classmethod
     def _expand(cls, value: Any) -> Any:
+        """Expand a leading `~` in a path given as text."""
         if isinstance(value, str):
             return Path(value).expanduser()
         return value
@@ -117,7 +133,8 @@ class Settings(BaseSettings):
     @field_validator("api_key", mode="before")
     @classmethod
     def _clean_key(cls, value: Any) -> Any:
-        """Blank means no key; surrounding whitespace (a newline from `$(cat file)`) is dropped.
+        """Treat a blank key as no key, and drop the whitespace around one (such as the newline
+        that `$(cat file)` leaves).
 
         A key that cannot travel in an HTTP header is refused here, without echoing it: httpx
         would otherwise reject it on every request with an error that quotes the header value.
@@ -143,6 +160,10 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Read the CLI's overrides first, then the environment, then the TOML config file.
+
+        A `.env` file and a secrets directory are not read.
+        """
         return (
             init_settings,
             env_settings,
@@ -151,37 +172,47 @@ class Settings(BaseSettings):
 
     @property
     def paths(self) -> DataPaths:
-        """Every file of this backfill's data directory (stxbf.paths owns the names)."""
+        """Return every file of this backfill's data directory; stxbf.paths owns their names."""
         return DataPaths.of(self.home, self.db)
 
     @property
     def db_path(self) -> Path:
+        """Return the database file's path."""
         return self.paths.db
 
     @property
     def log_path(self) -> Path:
+        """Return the log file's path."""
         return self.paths.log_file
 
     @property
     def lock_path(self) -> Path:
+        """Return the lock file's path."""
         return self.paths.lock
 
     @property
     def progress_path(self) -> Path:
+        """Return the path of the progress snapshot a running `stxbf run` publishes."""
         return self.paths.progress
 
     @property
     def runner_path(self) -> Path:
-        """Who holds the lock: pid, start time, host, tmux pane (JSON, while a run is alive)."""
+        """Return the path of the runner record, a JSON file that says who holds the lock (pid,
+        start time, host, tmux pane) while a run is alive."""
         return self.paths.runner_record
 
     @property
     def api_is_loopback(self) -> bool:
+        """Return whether the API URL names this machine, where plain http and no key are fine."""
         return (urlsplit(self.api_url).hostname or "") in LOOPBACK_HOSTS
 
 
 def load_settings(**overrides: Any) -> Settings:
-    """Build settings with CLI overrides on top; any invalid value becomes one ConfigError line."""
+    """Build the settings with the CLI's overrides on top.
+
+    Raise ConfigError, with a one-line message, when a value is invalid or the config file is
+    missing or cannot be read.
+    """
     given = {key: value for key, value in overrides.items() if value is not None}
     explicit = os.environ.get("STXBF_CONFIG")
     if explicit and not config_file_path().is_file():
@@ -195,7 +226,8 @@ def load_settings(**overrides: Any) -> Settings:
 
 
 def describe_validation_error(exc: ValidationError, given: Mapping[str, Any] | None = None) -> str:
-    """One line naming the setting the way the user gave it (flag, variable or config key)."""
+    """Return one line that names the bad setting the way the user gave it (a flag, a variable
+    or a config key), without showing the API key."""
     first = exc.errors()[0]
     field = ".".join(str(part) for part in first["loc"]) or "settings"
     value = first.get("input")
@@ -206,7 +238,7 @@ def describe_validation_error(exc: ValidationError, given: Mapping[str, Any] | N
 
 
 def setting_source(field: str, given: Mapping[str, Any]) -> str:
-    """Where a setting's value came from, in the words the user used: `--target-days`,
+    """Return where a setting's value came from, in the words the user used: `--target-days`,
     `STXBF_TARGET_DAYS`, or `target_days in ~/.config/stxbf/config.toml` (flag > env > file)."""
     if field.upper().startswith(("STXBF_", "HIRO_")):  # an alias, as for the API key
         choices = [
@@ -229,13 +261,17 @@ def setting_source(field: str, given: Mapping[str, Any]) -> str:
 
 
 def _env_name(name: str) -> str | None:
-    """The variable's name as set in the environment (pydantic-settings ignores case)."""
+    """Return the variable's name as it is set in the environment, since pydantic-settings
+    ignores case; return None when it is not set."""
     wanted = name.lower()
     return next((key for key in os.environ if key.lower() == wanted), None)
 
 
 def check_key_transport(settings: Settings) -> None:
-    """Refuse to send the API key in clear text to anything but this machine."""
+    """Raise ConfigError when the API key would travel in clear text to another machine.
+
+    Plain http is allowed only for a loopback address.
+    """
     plain_http = urlsplit(settings.api_url).scheme != "https"
     if settings.api_key is not None and plain_http and not settings.api_is_loopback:
         raise ConfigError(

@@ -1,4 +1,5 @@
-"""The progress snapshot a running `stxbf run` publishes for status, health and the monitor.
+"""Publish and read the progress snapshot that a running `stxbf run` writes for status, health
+and the monitor.
 
 DuckDB lets one process hold a database file open for writing, and a second process cannot even
 open it read-only meanwhile. So the runner writes this small JSON file next to the database
@@ -22,7 +23,7 @@ DAY = 86_400
 
 @dataclass
 class Counters:
-    """What the engine has done in this process (not cumulative across runs)."""
+    """Count what the engine has done in this process; the counts start again with each run."""
 
     requests: int = 0
     pages: int = 0
@@ -36,27 +37,32 @@ class Counters:
 
 @dataclass
 class ProgressSnapshot:
-    pid: int
-    started_at: float
-    updated_at: float
+    """Hold what a running `stxbf run` tells status, health and the monitor about itself.
+
+    Times are unix seconds.
+    """
+
+    pid: int  # the runner's process
+    started_at: float  # when this process started the run
+    updated_at: float  # when this snapshot was written
     phase: str  # a `stxbf.codes.Phase`
     api_url: str
-    target_days: int
+    target_days: int  # the days back from `range_end` the run is to fill
     range_start: int  # unix seconds, inclusive
     range_end: int  # unix seconds, inclusive ("now" when the run planned its range)
-    chain_start: int | None = None
-    iteration: int = 0
+    chain_start: int | None = None  # where the chain's history begins, if inside the range
+    iteration: int = 0  # the iteration the run is on (each spends at most --max-pages)
     counters: Counters = field(default_factory=Counters)
     coverage: list[float] = field(default_factory=list)  # per day, oldest first, 0..1
-    transactions_stored: int = 0
-    wallets: int | None = None
-    earliest_tx_time: int | None = None
-    latest_tx_time: int | None = None
+    transactions_stored: int = 0  # rows the database holds
+    wallets: int | None = None  # distinct senders stored (None: not counted yet)
+    earliest_tx_time: int | None = None  # the oldest stored transaction's burn block time
+    latest_tx_time: int | None = None  # the newest stored transaction's burn block time
     expected_total: int | None = None  # the API's total for the whole range, when known
     rate_rpm: float = 0.0  # achieved over the last minute
     limit_rpm: float | None = None  # the pacer's current ceiling (None = unthrottled)
     backoff_until: float | None = None  # wall-clock time the pacer waits for (429 / outage)
-    last_error: str | None = None
+    last_error: str | None = None  # the last failure's one-line message
     last_error_at: float | None = None
     # Progress, not a heartbeat: when a page last arrived or a window was last committed.
     last_progress_at: float | None = None
@@ -66,29 +72,33 @@ class ProgressSnapshot:
     rate_limited_until: float | None = None
     rate_limited_reason: str | None = None  # e.g. "monthly quota", "retry-after"
     restarts: int = 0  # times a supervisor (the tmux runner pane) started this run again
-    eta_seconds: float | None = None
-    db_bytes: int = 0
-    exit_code: int | None = None
+    eta_seconds: float | None = None  # the time left to the target (None: no estimate yet)
+    db_bytes: int = 0  # the database file's size
+    exit_code: int | None = None  # the code the run ends with, once it is known
     source: str | None = None  # the route this run fetches from now: v1 or v3 (None: not yet)
-    # verified and open windows by the route that filled them, as the database holds them
+    # The verified and open windows, counted by the route that filled them, as the database
+    # holds them.
     window_sources: dict[str, int] = field(default_factory=dict)
-    # the API's monthly quota (x-ratelimit-limit/remaining-stacks-month), as it last said
+    # The API's monthly quota (x-ratelimit-limit/remaining-stacks-month), as it last said.
     quota_limit: float | None = None
     quota_remaining: float | None = None
     requests_needed: int | None = None  # about what the rest of the range needs (v1's total)
     max_requests: int | None = None  # this run's budget (--max-requests)
     in_flight_limit: int | None = None  # requests the run may have in flight now
-    schema: int = SNAPSHOT_SCHEMA
+    schema: int = SNAPSHOT_SCHEMA  # the file's format, checked by `read`
 
     @property
     def days_verified(self) -> int:
+        """Return how many days of the range are wholly covered."""
         return sum(1 for value in self.coverage if value >= 1.0)
 
     def to_json(self) -> str:
+        """Return the snapshot as compact JSON, the form `publish` writes."""
         return json.dumps(asdict(self), separators=(",", ":"))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ProgressSnapshot:
+        """Build a snapshot from decoded JSON, ignoring keys this version does not know."""
         known = {f.name for f in fields(cls)}
         values = {key: value for key, value in data.items() if key in known}
         counters = values.get("counters") or {}
@@ -98,7 +108,8 @@ class ProgressSnapshot:
 
 
 def publish(path: Path, snapshot: ProgressSnapshot) -> None:
-    """Replace `path` atomically so a reader sees the old snapshot or the new one, never half."""
+    """Write the snapshot to `path`, replacing it atomically so that a reader sees the old
+    snapshot or the new one, never half of one."""
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
@@ -110,7 +121,7 @@ def publish(path: Path, snapshot: ProgressSnapshot) -> None:
 
 
 def read(path: Path) -> ProgressSnapshot | None:
-    """The last published snapshot, or None when there is none (or it is unreadable)."""
+    """Return the last published snapshot, or None when there is none or it cannot be read."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -126,7 +137,8 @@ def read(path: Path) -> ProgressSnapshot | None:
 def day_coverage(
     intervals: Iterable[tuple[int, int]], range_start: int, range_end: int
 ) -> list[float]:
-    """Fraction of each day of [range_start, range_end] covered by the inclusive intervals.
+    """Return the fraction of each day of [range_start, range_end] that the inclusive intervals
+    cover.
 
     Days are counted back from `range_end`, so the last entry is the most recent 24 hours.
     """
