@@ -2,8 +2,9 @@
 export touches nothing; a verify that replaced rows rewrites only its day; days a run must settle
 are left out; a run that holds or takes the database is given way to.
 
-The backfills run in process against the simulator (`SimTransport`, no sleeping); the CLI tests
-run `python -m stxbf` as a subprocess, as cron would.
+The backfills run in process against the simulator (`SimTransport`, no sleeping). The command's
+own tests call its entry point in process, with its output captured (no terminal, as under cron);
+the tests that kill or interrupt an export run `python -m stxbf` as a subprocess (marked slow).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from stxbf.simulator import SimApi, SimConfig
 from stxbf.simulator.transport import SimTransport
 from stxbf.store import ExportReport, export_parquet
 from tests.fakes import params
-from tests.helpers import HANG, assert_one_line_error, cron_env, retry_until, spawn, stxbf
+from tests.helpers import HANG, assert_one_line_error, cron_env, retry_until, run_cli, spawn, stxbf
 
 DAY = 86_400
 HOUR = 3_600
@@ -295,16 +296,31 @@ def cli_env(home: Path) -> dict[str, str]:
     return cron_env(STXBF_DB=str(db_of(home)))
 
 
+def export_command(
+    home: Path, *args: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> subprocess.CompletedProcess[str]:
+    """`stxbf export ARGS` on `home`'s database, in this process (captured output is no
+    terminal, as under cron); shaped as a finished process for the shared assertions."""
+    monkeypatch.setenv("STXBF_DB", str(db_of(home)))
+    argv = ["export", *args]
+    return subprocess.CompletedProcess(argv, *run_cli(argv, capsys, monkeypatch))
+
+
 def test_the_command_prints_only_its_summary_when_not_on_a_terminal(
-    thirty_days: Path, tmp_path: Path
+    thirty_days: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     out = tmp_path / "out"
-    done = stxbf("export", str(out), env=cli_env(thirty_days))
+    done = export_command(thirty_days, str(out), capsys=capsys, monkeypatch=monkeypatch)
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""
     lines = done.stdout.splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"Exported to {out}: ")
-    as_json = stxbf("export", str(out), "--json", env=cli_env(thirty_days))
+    as_json = export_command(
+        thirty_days, str(out), "--json", capsys=capsys, monkeypatch=monkeypatch
+    )
     summary: dict[str, Any] = json.loads(as_json.stdout)
     assert as_json.returncode == summary["exit_code"] == 0
     assert summary["days_written"] == 0 and summary["days_unchanged"] > 0
@@ -312,13 +328,17 @@ def test_the_command_prints_only_its_summary_when_not_on_a_terminal(
 
 
 def test_the_command_refuses_while_a_run_holds_the_database(
-    thirty_days: Path, tmp_path: Path
+    thirty_days: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from filelock import FileLock
 
     lock = FileLock(str(db_of(thirty_days).with_name("stxbf.duckdb.lock")))
     with lock:  # as `stxbf run` holds it (runner/lock.py)
-        done = stxbf("export", str(tmp_path / "out"), env=cli_env(thirty_days))
+        out = str(tmp_path / "out")
+        done = export_command(thirty_days, out, capsys=capsys, monkeypatch=monkeypatch)
     message = assert_one_line_error(done, ExitCode.LOCKED)
     assert "DuckDB lets one process open the file" in message
     assert not (tmp_path / "out" / "transactions").exists()
@@ -328,17 +348,24 @@ def test_the_command_refuses_while_a_run_holds_the_database(
     ("case", "code"),
     [("dir-is-a-file", ExitCode.USAGE), ("foreign-dir", ExitCode.USAGE), ("no-db", ExitCode.ERROR)],
 )
-def test_bad_input_is_one_line_and_a_code(tmp_path: Path, case: str, code: ExitCode) -> None:
+def test_bad_input_is_one_line_and_a_code(
+    tmp_path: Path,
+    case: str,
+    code: ExitCode,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
+) -> None:
     out = tmp_path / "out"
     home = tmp_path / "home"
+    if case != "no-db":  # the refusal comes before anything is read from the database
+        home = request.getfixturevalue("thirty_days")
     if case == "dir-is-a-file":
         out.write_text("x")
-        backfill(home, days=1, ends_hours_ago=40)
     elif case == "foreign-dir":
         out.mkdir()
         (out / "notes.txt").write_text("mine")
-        backfill(home, days=1, ends_hours_ago=40)
-    done = stxbf("export", str(out), env=cli_env(home))
+    done = export_command(home, str(out), capsys=capsys, monkeypatch=monkeypatch)
     assert_one_line_error(done, code)
     if case == "foreign-dir":
         assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
