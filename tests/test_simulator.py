@@ -9,7 +9,6 @@ chain growth. Loopback HTTP is covered in test_simulator_server.py.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import re
 from collections import Counter
 from typing import Any, NamedTuple
@@ -37,20 +36,9 @@ class Clock:
         return self.now
 
 
-CHAIN_FIELDS = tuple(inspect.signature(Chain).parameters)  # the config fields a chain is built from
-_chains: dict[tuple[Any, ...], Chain] = {}
-
-
 def make_api(**changes: Any) -> SimApi:
-    """A simulator over two days ending at END. A chain that does not grow never changes, so
-    simulators whose configs build the same one share it (each builds its own in ~25 ms)."""
     config = SimConfig(days=2, end_time=END, **changes)
-    if config.growth:
-        return SimApi(config, epoch=END)
-    key = tuple(getattr(config, name) for name in CHAIN_FIELDS)
-    if key not in _chains:
-        _chains[key] = SimApi(config, epoch=END).chain
-    return SimApi(config, _chains[key], epoch=END)
+    return SimApi(config, epoch=END)
 
 
 @pytest.fixture(scope="module")
