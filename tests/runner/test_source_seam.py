@@ -41,7 +41,7 @@ def make_api(
 ) -> SimApi:
     """A chain longer than the target (no chain-start warning), whose head is an hour old."""
     end = time.time() - HOUR
-    return SimApi(SimConfig(seed=seed, days=days, tx_per_day=1500, end_time=end, v1=v1, **config))  # type: ignore[arg-type]
+    return SimApi(SimConfig(seed=seed, days=days, tx_per_day=750, end_time=end, v1=v1, **config))  # type: ignore[arg-type]
 
 
 class SwitchOff(SimTransport):
@@ -120,11 +120,11 @@ def test_v1_switched_off_mid_run_finishes_on_v3_exactly(
 ) -> None:
     caplog.set_level(logging.INFO, logger="stxbf")
     api = make_api(seed=33)
-    transport = SwitchOff(api, after=40)
+    transport = SwitchOff(api, after=20)
     report = run(tmp_path, transport, concurrency=2)
     assert report.exit_code == ExitCode.OK, report.message
     assert_exact(api, tmp_path)
-    assert transport.v1_requests >= 40 and transport.v3_requests > 0
+    assert transport.v1_requests >= 20 and transport.v3_requests > 0
     assert set(window_sources(tmp_path)) == {"v1", "v3"}  # the v1 windows stayed committed
     (warning,) = warnings(caplog)
     assert "410" in warning and "switching" in warning
