@@ -67,7 +67,7 @@ def test_status_watch_json_prints_ndjson_lines_in_process(
         if len(waits) == 2:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr("stxbf.cli.monitor.time.sleep", sleep)
+    monkeypatch.setattr("time.sleep", sleep)
     code, out, err = run_cli(
         ["status", "--watch", "--json", "--interval", "0.5"], capsys, monkeypatch
     )
