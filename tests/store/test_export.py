@@ -106,6 +106,17 @@ def ten_days(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return home
 
 
+def copy_of_database(home: Path, to: Path) -> Path:
+    """A copy of `home`'s finished database in `to`, for a test that changes its rows."""
+    import shutil
+
+    db = db_of(to)
+    db.parent.mkdir(parents=True)
+    shutil.copyfile(db_of(home), db)
+    assert not db_of(home).with_name(db.name + ".wal").exists()  # the run closed it whole
+    return db
+
+
 def test_ten_days_read_back_by_pyarrow_and_duckdb_equal_the_database(
     ten_days: Path, tmp_path: Path
 ) -> None:
@@ -229,9 +240,8 @@ def test_after_a_verify_replaced_rows_only_their_day_is_rewritten(tmp_path: Path
     assert parquet_days(out) == after_days
 
 
-def test_a_day_the_database_no_longer_holds_is_removed(tmp_path: Path) -> None:
-    backfill(tmp_path / "home", days=4, ends_hours_ago=40, seed=22)
-    db, out = db_of(tmp_path / "home"), tmp_path / "out"
+def test_a_day_the_database_no_longer_holds_is_removed(ten_days: Path, tmp_path: Path) -> None:
+    db, out = copy_of_database(ten_days, tmp_path / "home"), tmp_path / "out"
     export_parquet(db, out)
     gone = sorted(stored_days(db))[1]
     with duckdb.connect(str(db)) as con:  # as a reorg that emptied a day would leave it
@@ -365,10 +375,11 @@ def test_bad_input_is_one_line_and_a_code(
         assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
 
 
-def test_a_day_whose_rows_changed_but_kept_their_tx_ids_is_rewritten(tmp_path: Path) -> None:
+def test_a_day_whose_rows_changed_but_kept_their_tx_ids_is_rewritten(
+    ten_days: Path, tmp_path: Path
+) -> None:
     """A reorg can move a transaction to another block: same tx_id, new block hash and height."""
-    backfill(tmp_path / "home", days=4, ends_hours_ago=40, seed=24)
-    db, out = db_of(tmp_path / "home"), tmp_path / "out"
+    db, out = copy_of_database(ten_days, tmp_path / "home"), tmp_path / "out"
     export_parquet(db, out)
     moved = sorted(stored_days(db))[1]
     with duckdb.connect(str(db)) as con:
