@@ -411,7 +411,7 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path: Path, mon
 
 def test_a_runner_reports_the_monthly_quota_the_api_states(tmp_path: Path) -> None:
     api = SimApi(
-        SimConfig(days=3, tx_per_day=6000, rate_headers="full", per_second=50, month_quota=8)
+        SimConfig(days=3, tx_per_day=6000, rate_headers="full", per_second=1000, month_quota=8)
     )
     run = params(tmp_path, rpm=None, target_days=2, concurrency=16)
     with pytest.raises(QuotaExhausted):
