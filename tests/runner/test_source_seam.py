@@ -157,6 +157,7 @@ def test_source_v1_with_v1_gone_is_the_410_error(tmp_path: Path) -> None:
     assert "410" in raised.value.message
 
 
+@pytest.mark.slow  # two whole runs, one on each route
 def test_a_database_filled_on_v1_continues_on_v3_without_refetching(tmp_path: Path) -> None:
     api = make_api(seed=36)
     first = SwitchOff(api, after=0)
@@ -210,6 +211,7 @@ def test_growth_at_the_head_during_a_v3_run(tmp_path: Path) -> None:
             assert got == set(api.chain.tx_ids(window.start_time, window.end_time))
 
 
+@pytest.mark.slow  # a whole run, then a verify
 def test_verify_on_v3_recounts_by_burn_blocks_and_refetches_a_damaged_window(
     tmp_path: Path,
 ) -> None:

@@ -221,6 +221,8 @@ def test_full_rewrites_every_day(ten_days: Path, tmp_path: Path) -> None:
     assert again.days_written == first.days_written and again.days_unchanged == 0
 
 
+@pytest.mark.slow  # two whole runs (one a verify) and two exports: the quick loop keeps the
+# moved-rows test, which rewrites one changed day without a run
 def test_after_a_verify_replaced_rows_only_their_day_is_rewritten(tmp_path: Path) -> None:
     api = backfill(tmp_path / "home", days=6, ends_hours_ago=40, seed=21)
     out = tmp_path / "out"
