@@ -116,7 +116,14 @@ SITUATIONS: dict[str, Situation] = {
 }
 
 
-@pytest.mark.parametrize("situation", list(SITUATIONS.values()), ids=list(SITUATIONS))
+@pytest.mark.parametrize(
+    "situation",
+    # A situation run in its own process takes half a second: the quick loop leaves it out.
+    [
+        pytest.param(situation, id=name, marks=[pytest.mark.slow] if situation.subprocess else [])
+        for name, situation in SITUATIONS.items()
+    ],
+)
 def test_the_documented_code_is_the_code_returned(
     situation: Situation,
     isolated_env: Path,

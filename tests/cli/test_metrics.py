@@ -194,6 +194,7 @@ def test_a_damaged_database_still_gives_metrics(  # type: ignore[no-untyped-def]
     assert one_of(seen.samples, "stxbf_health", "verdict")["database_problem"] == 1
 
 
+@pytest.mark.slow  # `stxbf run` end to end, in its own process
 def test_a_finished_run_against_the_simulator(isolated_env: Path, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     with run_in_thread(SMALL.with_(days=4)) as sim:
         result = stxbf("run", "--api-url", sim.url, "--target-days", "3")
@@ -379,9 +380,12 @@ def current_umask() -> int:
     return mask
 
 
-def test_output_that_cannot_be_written_is_one_line_and_leaves_nothing(tmp_path: Path) -> None:
+def test_output_that_cannot_be_written_is_one_line_and_leaves_nothing(  # type: ignore[no-untyped-def]
+    tmp_path: Path, capsys, monkeypatch
+) -> None:
     target = tmp_path / "no such dir" / "stxbf.prom"
-    result = stxbf("metrics", "--output", str(target))
+    args = ["metrics", "--output", str(target)]
+    result = subprocess.CompletedProcess(args, *run_cli(args, capsys, monkeypatch))
     line = assert_one_line_error(result, 1)
     assert str(target) in line and result.stdout == ""
     assert not target.parent.exists()
@@ -407,14 +411,14 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path: Path, mon
 
 def test_a_runner_reports_the_monthly_quota_the_api_states(tmp_path: Path) -> None:
     api = SimApi(
-        SimConfig(days=3, tx_per_day=6000, rate_headers="full", per_second=50, month_quota=40)
+        SimConfig(days=3, tx_per_day=6000, rate_headers="full", per_second=1000, month_quota=8)
     )
     run = params(tmp_path, rpm=None, target_days=2, concurrency=16)
     with pytest.raises(QuotaExhausted):
         asyncio.run(Runner(run, transport=SimTransport(api)).run())
     snap = snapshot.read(run.progress_path)
     assert snap is not None
-    assert (snap.quota_remaining, snap.quota_limit) == (0, 40)
+    assert (snap.quota_remaining, snap.quota_limit) == (0, 8)
 
 
 def test_the_quota_goes_from_the_snapshot_into_status_and_metrics(  # type: ignore[no-untyped-def]

@@ -6,11 +6,12 @@ from __future__ import annotations
 import io
 import json
 
+import pytest
 from rich.console import Console
 
 from stxbf.cli.status import run_monitor
 from tests.fakes import running_report
-from tests.helpers import spawn
+from tests.helpers import run_cli, spawn
 
 BOX = set("╭╮╰╯│─━┃")
 
@@ -54,6 +55,30 @@ def test_with_json_each_refresh_is_one_json_object() -> None:
     assert [record["days_verified"] for record in records] == [10, 11]
 
 
+def test_status_watch_json_prints_ndjson_lines_in_process(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`status --json --watch` used to drop `--json` and print the plain monitor lines; Ctrl+C
+    (raised here in place of the second wait) ends the watch with exit 0."""
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        if len(waits) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr("time.sleep", sleep)
+    code, out, err = run_cli(
+        ["status", "--watch", "--json", "--interval", "0.5"], capsys, monkeypatch
+    )
+    assert code == 0, err
+    lines = out.splitlines()
+    assert len(lines) == 2 and waits == [0.5, 0.5]
+    for line in lines:
+        assert json.loads(line)["state"] == "not_started"
+
+
+@pytest.mark.slow  # `python -m stxbf` as a process: each line reaches the pipe at once
 def test_status_watch_json_prints_ndjson_lines() -> None:
     """`status --json --watch` used to drop `--json` and print the plain monitor lines."""
     proc = spawn("status", "--watch", "--json", "--interval", "0.5")

@@ -11,6 +11,7 @@ import pytest
 from stxbf.errors import QuotaExhausted
 from stxbf.fetch.pacer import SAFETY, Pacer
 from stxbf.fetch.ratelimit import parse_retry_after
+from tests.virtual_time import VirtualTimeLoop, run_virtual
 
 
 class FakeClock:
@@ -341,9 +342,9 @@ def test_workers_waiting_at_an_assumed_rate_go_as_soon_as_a_faster_one_is_learne
         await asyncio.gather(*workers)
         return times
 
-    times = asyncio.run(go())
-    # Real time, on purpose without a tight bound: the slots booked at the assumed rate would
-    # spread the 8 over 14 s; half of that fails only a pacer that kept them, not a slow machine.
+    times = run_virtual(go())
+    # Virtual time (tests/virtual_time.py), so no wait is real: the slots booked at the assumed
+    # rate would spread the 8 over 14 s; half of that fails a pacer that kept them.
     assert max(times) - min(times) < 7.0
 
 
@@ -394,10 +395,9 @@ def test_sleeps_that_end_late_do_not_slow_the_pace(late: float) -> None:
 
 
 def test_slots_left_behind_by_a_stall_are_made_up_at_most_twice_as_fast_not_in_a_burst() -> None:
-    import time as _time
-
     async def go() -> list[float]:
         loop = asyncio.get_running_loop()
+        assert isinstance(loop, VirtualTimeLoop)
         pacer = Pacer(rpm=1200, fixed=True, clock=loop.time)  # 20/s: 50 ms apart
         times: list[float] = []
 
@@ -408,11 +408,11 @@ def test_slots_left_behind_by_a_stall_are_made_up_at_most_twice_as_fast_not_in_a
 
         workers = [asyncio.ensure_future(worker()) for _ in range(4)]
         await asyncio.sleep(0.01)  # the first slots are booked
-        _time.sleep(0.3)  # the loop stalls: six booked slots pass meanwhile
+        loop.now += 0.3  # the loop stalls: six booked slots pass meanwhile
         await asyncio.gather(*workers)
         return times
 
-    times = sorted(asyncio.run(go()))
+    times = sorted(run_virtual(go()))
     gaps = [b - a for a, b in itertools.pairwise(times)]
     assert min(gaps) >= 0.025 - 0.002  # never a burst, even right after the stall
     assert most_in_any(times, 1.0) <= 20  # no second holds more than the pace

@@ -419,13 +419,26 @@ TARGETS = {
 }
 
 
-def three_day_run(home: Path, monkeypatch: pytest.MonkeyPatch, case: Target) -> list[str]:
-    """A database a `run --target-days 3` completed, and the target set as `case` says; returns
-    the flags to pass."""
-    db = home / "stxbf.duckdb"
-    db.parent.mkdir(parents=True)
+@pytest.fixture(scope="module")
+def three_day_database(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The database a `run --target-days 3` completed, built once for the module's 14 cases."""
+    db = tmp_path_factory.mktemp("three-day-run") / "stxbf.duckdb"
     make_db(db, [(day(7)[0], END, "verified")], target_days=3)
     record_run(db, 0, target_days=3)
+    assert [path.name for path in db.parent.iterdir()] == [db.name]  # one closed file, no WAL
+    return db
+
+
+def three_day_run(
+    home: Path, monkeypatch: pytest.MonkeyPatch, case: Target, database: Path
+) -> list[str]:
+    """A copy of `database` (three_day_database) in `home`, and the target set as `case` says;
+    returns the flags to pass."""
+    import shutil
+
+    db = home / "stxbf.duckdb"
+    db.parent.mkdir(parents=True)
+    shutil.copyfile(database, db)
     if case.env is not None:
         monkeypatch.setenv("STXBF_TARGET_DAYS", str(case.env))
     if case.config is not None:
@@ -445,9 +458,9 @@ def last_run(case: Target) -> str:
 
 @pytest.mark.parametrize("case", TARGETS.values(), ids=TARGETS.keys())
 def test_status_judges_the_configured_target(  # type: ignore[no-untyped-def]
-    isolated_env: Path, capsys, monkeypatch, case: Target
+    isolated_env: Path, capsys, monkeypatch, case: Target, three_day_database: Path
 ) -> None:
-    flags = three_day_run(isolated_env, monkeypatch, case)
+    flags = three_day_run(isolated_env, monkeypatch, case, three_day_database)
     code, out, _ = run_cli(["status", "--json", *flags], capsys, monkeypatch)
     data = json.loads(out)
     assert (data["target_days"], data["days_verified"]) == (case.target, min(3, case.target))
@@ -461,10 +474,10 @@ def test_status_judges_the_configured_target(  # type: ignore[no-untyped-def]
 
 @pytest.mark.parametrize("case", TARGETS.values(), ids=TARGETS.keys())
 def test_health_judges_the_configured_target(  # type: ignore[no-untyped-def]
-    isolated_env: Path, capsys, monkeypatch, case: Target
+    isolated_env: Path, capsys, monkeypatch, case: Target, three_day_database: Path
 ) -> None:
     """A year left half done, then topped up by `run --target-days 7`, is not healthy forever."""
-    flags = three_day_run(isolated_env, monkeypatch, case)
+    flags = three_day_run(isolated_env, monkeypatch, case, three_day_database)
     code, out, _ = run_cli(["health", "--json", *flags], capsys, monkeypatch)
     data = json.loads(out)
     assert (data["target_days"], data["run_target_days"]) == (case.target, 3)

@@ -105,6 +105,7 @@ def test_a_reorg_inside_the_settle_period_keeping_the_count_is_replaced(tmp_path
     assert difference(api, tmp_path / "none") == (replacements, gone)
 
 
+@pytest.mark.slow  # whole runs and verifies over the simulator: over a second
 def test_verify_settles_a_reorg_older_than_the_settle_period(tmp_path: Path) -> None:
     api = make_api(seed=14, ends_hours_ago=30)
     run(api, tmp_path / "db")

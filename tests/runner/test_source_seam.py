@@ -41,7 +41,7 @@ def make_api(
 ) -> SimApi:
     """A chain longer than the target (no chain-start warning), whose head is an hour old."""
     end = time.time() - HOUR
-    return SimApi(SimConfig(seed=seed, days=days, tx_per_day=1500, end_time=end, v1=v1, **config))  # type: ignore[arg-type]
+    return SimApi(SimConfig(seed=seed, days=days, tx_per_day=750, end_time=end, v1=v1, **config))  # type: ignore[arg-type]
 
 
 class SwitchOff(SimTransport):
@@ -120,11 +120,11 @@ def test_v1_switched_off_mid_run_finishes_on_v3_exactly(
 ) -> None:
     caplog.set_level(logging.INFO, logger="stxbf")
     api = make_api(seed=33)
-    transport = SwitchOff(api, after=40)
+    transport = SwitchOff(api, after=20)
     report = run(tmp_path, transport, concurrency=2)
     assert report.exit_code == ExitCode.OK, report.message
     assert_exact(api, tmp_path)
-    assert transport.v1_requests >= 40 and transport.v3_requests > 0
+    assert transport.v1_requests >= 20 and transport.v3_requests > 0
     assert set(window_sources(tmp_path)) == {"v1", "v3"}  # the v1 windows stayed committed
     (warning,) = warnings(caplog)
     assert "410" in warning and "switching" in warning
@@ -157,6 +157,7 @@ def test_source_v1_with_v1_gone_is_the_410_error(tmp_path: Path) -> None:
     assert "410" in raised.value.message
 
 
+@pytest.mark.slow  # two whole runs, one on each route
 def test_a_database_filled_on_v1_continues_on_v3_without_refetching(tmp_path: Path) -> None:
     api = make_api(seed=36)
     first = SwitchOff(api, after=0)
@@ -210,6 +211,7 @@ def test_growth_at_the_head_during_a_v3_run(tmp_path: Path) -> None:
             assert got == set(api.chain.tx_ids(window.start_time, window.end_time))
 
 
+@pytest.mark.slow  # a whole run, then a verify
 def test_verify_on_v3_recounts_by_burn_blocks_and_refetches_a_damaged_window(
     tmp_path: Path,
 ) -> None:

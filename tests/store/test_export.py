@@ -2,8 +2,9 @@
 export touches nothing; a verify that replaced rows rewrites only its day; days a run must settle
 are left out; a run that holds or takes the database is given way to.
 
-The backfills run in process against the simulator (`SimTransport`, no sleeping); the CLI tests
-run `python -m stxbf` as a subprocess, as cron would.
+The backfills run in process against the simulator (`SimTransport`, no sleeping). The command's
+own tests call its entry point in process, with its output captured (no terminal, as under cron);
+the tests that kill or interrupt an export run `python -m stxbf` as a subprocess (marked slow).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from stxbf.simulator import SimApi, SimConfig
 from stxbf.simulator.transport import SimTransport
 from stxbf.store import ExportReport, export_parquet
 from tests.fakes import params
-from tests.helpers import HANG, assert_one_line_error, cron_env, retry_until, spawn, stxbf
+from tests.helpers import HANG, assert_one_line_error, cron_env, retry_until, run_cli, spawn, stxbf
 
 DAY = 86_400
 HOUR = 3_600
@@ -98,21 +99,32 @@ def parquet_days(out: Path) -> dict[str, set[str]]:
 
 
 @pytest.fixture(scope="module")
-def thirty_days(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A finished 30-day backfill whose chain ended 30 hours ago (every day settled)."""
-    home = tmp_path_factory.mktemp("thirty")
-    backfill(home, days=30, ends_hours_ago=30)
+def ten_days(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished 10-day backfill whose chain ended 30 hours ago (every day settled)."""
+    home = tmp_path_factory.mktemp("ten")
+    backfill(home, days=10, ends_hours_ago=30)
     return home
 
 
-def test_thirty_days_read_back_by_pyarrow_and_duckdb_equal_the_database(
-    thirty_days: Path, tmp_path: Path
+def copy_of_database(home: Path, to: Path) -> Path:
+    """A copy of `home`'s finished database in `to`, for a test that changes its rows."""
+    import shutil
+
+    db = db_of(to)
+    db.parent.mkdir(parents=True)
+    shutil.copyfile(db_of(home), db)
+    assert not db_of(home).with_name(db.name + ".wal").exists()  # the run closed it whole
+    return db
+
+
+def test_ten_days_read_back_by_pyarrow_and_duckdb_equal_the_database(
+    ten_days: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "out"
-    report = export_parquet(db_of(thirty_days), out)
-    expected = stored_days(db_of(thirty_days))
+    report = export_parquet(db_of(ten_days), out)
+    expected = stored_days(db_of(ten_days))
     # the range's first day is cut by its start, its last by the settle period: both left out
-    assert len(expected) >= 28 and 1 <= report.days_unverified_left_out <= 3
+    assert len(expected) >= 8 and 1 <= report.days_unverified_left_out <= 3
     assert report.days_written == len(expected)
     assert parquet_days(out) == expected
     with duckdb.connect() as con:
@@ -131,16 +143,16 @@ def test_thirty_days_read_back_by_pyarrow_and_duckdb_equal_the_database(
     }
 
 
-def test_types_are_exact_and_times_are_timestamps(thirty_days: Path, tmp_path: Path) -> None:
+def test_types_are_exact_and_times_are_timestamps(ten_days: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    export_parquet(db_of(thirty_days), out)
+    export_parquet(db_of(ten_days), out)
     schema = ds.dataset(out / "transactions", format="parquet", partitioning="hive").schema
     amount = schema.field("token_transfer_amount").type
     assert pat.is_decimal(amount) and (amount.precision, amount.scale) == (38, 0)
     for name in ("block_timestamp", "burn_block_timestamp"):
         assert pat.is_timestamp(schema.field(name).type) and schema.field(name).type.tz == "UTC"
     assert pat.is_int64(schema.field("burn_block_time").type)
-    with duckdb.connect(str(db_of(thirty_days)), read_only=True) as con:
+    with duckdb.connect(str(db_of(ten_days)), read_only=True) as con:
         stored = con.execute(
             "SELECT tx_id, token_transfer_amount, burn_block_time FROM transactions "
             "WHERE token_transfer_amount IS NOT NULL"
@@ -159,9 +171,9 @@ def test_types_are_exact_and_times_are_timestamps(thirty_days: Path, tmp_path: P
             assert int(exported[tx_id][1].timestamp()) == burn_time
 
 
-def test_each_file_is_sorted_by_block_height(thirty_days: Path, tmp_path: Path) -> None:
+def test_each_file_is_sorted_by_block_height(ten_days: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    export_parquet(db_of(thirty_days), out)
+    export_parquet(db_of(ten_days), out)
     for path in sorted((out / "transactions").glob("*/data.parquet")):
         rows = ds.dataset(path, format="parquet").to_table(["block_height", "tx_index"]).to_pylist()
         keys = [(row["block_height"], row["tx_index"]) for row in rows]
@@ -169,24 +181,22 @@ def test_each_file_is_sorted_by_block_height(thirty_days: Path, tmp_path: Path) 
 
 
 def test_a_second_export_with_nothing_changed_touches_no_file(
-    thirty_days: Path, tmp_path: Path
+    ten_days: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "out"
-    export_parquet(db_of(thirty_days), out)
+    export_parquet(db_of(ten_days), out)
     before = files(out)
-    again = export_parquet(db_of(thirty_days), out)
+    again = export_parquet(db_of(ten_days), out)
     assert (again.days_written, again.days_removed) == (0, 0)
-    assert again.days_unchanged == len(stored_days(db_of(thirty_days)))
+    assert again.days_unchanged == len(stored_days(db_of(ten_days)))
     assert files(out) == before
 
 
-def test_an_export_leaves_only_the_dataset_and_its_manifest(
-    thirty_days: Path, tmp_path: Path
-) -> None:
+def test_an_export_leaves_only_the_dataset_and_its_manifest(ten_days: Path, tmp_path: Path) -> None:
     """No lock file or temporary file stays in DIR: a sync to object storage copies only data
     (and a lock file that an export touches would change DIR with nothing to export)."""
     out = tmp_path / "out"
-    export_parquet(db_of(thirty_days), out)
+    export_parquet(db_of(ten_days), out)
     assert {name for name in files(out) if not name.startswith("transactions/")} == {
         "manifest.json"
     }
@@ -194,23 +204,25 @@ def test_an_export_leaves_only_the_dataset_and_its_manifest(
 
 
 def test_a_second_export_into_the_same_directory_is_refused_at_once(
-    thirty_days: Path, tmp_path: Path
+    ten_days: Path, tmp_path: Path
 ) -> None:
     from stxbf.errors import LockHeld
     from stxbf.store.export import ExportDir
 
     out = tmp_path / "out"
     with ExportDir(out).locked(), pytest.raises(LockHeld, match="another stxbf export"):
-        export_parquet(db_of(thirty_days), out)
+        export_parquet(db_of(ten_days), out)
 
 
-def test_full_rewrites_every_day(thirty_days: Path, tmp_path: Path) -> None:
+def test_full_rewrites_every_day(ten_days: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    first = export_parquet(db_of(thirty_days), out)
-    again = export_parquet(db_of(thirty_days), out, full=True)
+    first = export_parquet(db_of(ten_days), out)
+    again = export_parquet(db_of(ten_days), out, full=True)
     assert again.days_written == first.days_written and again.days_unchanged == 0
 
 
+@pytest.mark.slow  # two whole runs (one a verify) and two exports: the quick loop keeps the
+# moved-rows test, which rewrites one changed day without a run
 def test_after_a_verify_replaced_rows_only_their_day_is_rewritten(tmp_path: Path) -> None:
     api = backfill(tmp_path / "home", days=6, ends_hours_ago=40, seed=21)
     out = tmp_path / "out"
@@ -230,9 +242,8 @@ def test_after_a_verify_replaced_rows_only_their_day_is_rewritten(tmp_path: Path
     assert parquet_days(out) == after_days
 
 
-def test_a_day_the_database_no_longer_holds_is_removed(tmp_path: Path) -> None:
-    backfill(tmp_path / "home", days=4, ends_hours_ago=40, seed=22)
-    db, out = db_of(tmp_path / "home"), tmp_path / "out"
+def test_a_day_the_database_no_longer_holds_is_removed(ten_days: Path, tmp_path: Path) -> None:
+    db, out = copy_of_database(ten_days, tmp_path / "home"), tmp_path / "out"
     export_parquet(db, out)
     gone = sorted(stored_days(db))[1]
     with duckdb.connect(str(db)) as con:  # as a reorg that emptied a day would leave it
@@ -265,9 +276,7 @@ def test_days_in_the_settle_period_are_left_out_unless_asked_for(tmp_path: Path)
     assert set(parquet_days(out)) == set(stored_days(db))
 
 
-def test_an_export_gives_the_database_to_a_run_that_starts(
-    thirty_days: Path, tmp_path: Path
-) -> None:
+def test_an_export_gives_the_database_to_a_run_that_starts(ten_days: Path, tmp_path: Path) -> None:
     """Between two holds of the file the export asks whether a run waits; it stops for one."""
     out = tmp_path / "out"
     asked: list[int] = []
@@ -278,14 +287,14 @@ def test_an_export_gives_the_database_to_a_run_that_starts(
 
     ticks = iter(range(1_000_000))
     stopped = export_parquet(
-        db_of(thirty_days), out, run_waiting=run_waiting, hold_seconds=1, clock=lambda: next(ticks)
+        db_of(ten_days), out, run_waiting=run_waiting, hold_seconds=1, clock=lambda: next(ticks)
     )
     assert stopped.stopped_for_run and stopped.days_written == 2
-    assert stopped.days_left == len(stored_days(db_of(thirty_days))) - 2
+    assert stopped.days_left == len(stored_days(db_of(ten_days))) - 2
     assert set(json.loads((out / "manifest.json").read_text())["days"]) == set(stopped.written)
-    rest = export_parquet(db_of(thirty_days), out)
+    rest = export_parquet(db_of(ten_days), out)
     assert rest.days_unchanged == 2 and not rest.stopped_for_run
-    assert parquet_days(out) == stored_days(db_of(thirty_days))
+    assert parquet_days(out) == stored_days(db_of(ten_days))
 
 
 # -- the command --------------------------------------------------------------------------------
@@ -295,16 +304,29 @@ def cli_env(home: Path) -> dict[str, str]:
     return cron_env(STXBF_DB=str(db_of(home)))
 
 
+def export_command(
+    home: Path, *args: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> subprocess.CompletedProcess[str]:
+    """`stxbf export ARGS` on `home`'s database, in this process (captured output is no
+    terminal, as under cron); shaped as a finished process for the shared assertions."""
+    monkeypatch.setenv("STXBF_DB", str(db_of(home)))
+    argv = ["export", *args]
+    return subprocess.CompletedProcess(argv, *run_cli(argv, capsys, monkeypatch))
+
+
 def test_the_command_prints_only_its_summary_when_not_on_a_terminal(
-    thirty_days: Path, tmp_path: Path
+    ten_days: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     out = tmp_path / "out"
-    done = stxbf("export", str(out), env=cli_env(thirty_days))
+    done = export_command(ten_days, str(out), capsys=capsys, monkeypatch=monkeypatch)
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""
     lines = done.stdout.splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"Exported to {out}: ")
-    as_json = stxbf("export", str(out), "--json", env=cli_env(thirty_days))
+    as_json = export_command(ten_days, str(out), "--json", capsys=capsys, monkeypatch=monkeypatch)
     summary: dict[str, Any] = json.loads(as_json.stdout)
     assert as_json.returncode == summary["exit_code"] == 0
     assert summary["days_written"] == 0 and summary["days_unchanged"] > 0
@@ -312,13 +334,17 @@ def test_the_command_prints_only_its_summary_when_not_on_a_terminal(
 
 
 def test_the_command_refuses_while_a_run_holds_the_database(
-    thirty_days: Path, tmp_path: Path
+    ten_days: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from filelock import FileLock
 
-    lock = FileLock(str(db_of(thirty_days).with_name("stxbf.duckdb.lock")))
+    lock = FileLock(str(db_of(ten_days).with_name("stxbf.duckdb.lock")))
     with lock:  # as `stxbf run` holds it (runner/lock.py)
-        done = stxbf("export", str(tmp_path / "out"), env=cli_env(thirty_days))
+        out = str(tmp_path / "out")
+        done = export_command(ten_days, out, capsys=capsys, monkeypatch=monkeypatch)
     message = assert_one_line_error(done, ExitCode.LOCKED)
     assert "DuckDB lets one process open the file" in message
     assert not (tmp_path / "out" / "transactions").exists()
@@ -328,26 +354,34 @@ def test_the_command_refuses_while_a_run_holds_the_database(
     ("case", "code"),
     [("dir-is-a-file", ExitCode.USAGE), ("foreign-dir", ExitCode.USAGE), ("no-db", ExitCode.ERROR)],
 )
-def test_bad_input_is_one_line_and_a_code(tmp_path: Path, case: str, code: ExitCode) -> None:
+def test_bad_input_is_one_line_and_a_code(
+    tmp_path: Path,
+    case: str,
+    code: ExitCode,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
+) -> None:
     out = tmp_path / "out"
     home = tmp_path / "home"
+    if case != "no-db":  # the refusal comes before anything is read from the database
+        home = request.getfixturevalue("ten_days")
     if case == "dir-is-a-file":
         out.write_text("x")
-        backfill(home, days=1, ends_hours_ago=40)
     elif case == "foreign-dir":
         out.mkdir()
         (out / "notes.txt").write_text("mine")
-        backfill(home, days=1, ends_hours_ago=40)
-    done = stxbf("export", str(out), env=cli_env(home))
+    done = export_command(home, str(out), capsys=capsys, monkeypatch=monkeypatch)
     assert_one_line_error(done, code)
     if case == "foreign-dir":
         assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
 
 
-def test_a_day_whose_rows_changed_but_kept_their_tx_ids_is_rewritten(tmp_path: Path) -> None:
+def test_a_day_whose_rows_changed_but_kept_their_tx_ids_is_rewritten(
+    ten_days: Path, tmp_path: Path
+) -> None:
     """A reorg can move a transaction to another block: same tx_id, new block hash and height."""
-    backfill(tmp_path / "home", days=4, ends_hours_ago=40, seed=24)
-    db, out = db_of(tmp_path / "home"), tmp_path / "out"
+    db, out = copy_of_database(ten_days, tmp_path / "home"), tmp_path / "out"
     export_parquet(db, out)
     moved = sorted(stored_days(db))[1]
     with duckdb.connect(str(db)) as con:
@@ -521,14 +555,14 @@ def test_ctrl_c_in_the_middle_records_the_days_written_and_exits_130(tmp_path: P
 
 
 def test_a_first_export_killed_before_its_manifest_is_finished_by_the_next(
-    thirty_days: Path, tmp_path: Path
+    ten_days: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "out"
-    first = export_parquet(db_of(thirty_days), out)
+    first = export_parquet(db_of(ten_days), out)
     (out / "manifest.json").unlink()  # as a kill -9 before the first manifest leaves DIR
-    again = export_parquet(db_of(thirty_days), out)
+    again = export_parquet(db_of(ten_days), out)
     assert again.days_written == first.days_written
-    assert parquet_days(out) == stored_days(db_of(thirty_days))
+    assert parquet_days(out) == stored_days(db_of(ten_days))
 
 
 @pytest.mark.slow  # four exports of a small year in subprocesses
