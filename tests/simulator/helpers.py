@@ -3,6 +3,7 @@ walk through its pages."""
 
 from __future__ import annotations
 
+import inspect
 import re
 from typing import Any
 
@@ -26,9 +27,32 @@ class Clock:
         return self.now
 
 
-def make_api(**changes: Any) -> SimApi:
+CHAIN_FIELDS = tuple(inspect.signature(Chain).parameters)  # the config fields a chain is built from
+_chains: dict[tuple[Any, ...], Chain] = {}  # the shared chains, by what they are built from
+
+
+_built: dict[tuple[Any, ...], tuple[int, int]] = {}  # each shared chain's length and version
+
+
+def changed_shared_chains() -> list[tuple[Any, ...]]:
+    """Return the keys of the shared chains that are no longer as they were built."""
+    return [key for key, chain in _chains.items() if (len(chain), chain.version) != _built[key]]
+
+
+def make_api(*, own_chain: bool = False, **changes: Any) -> SimApi:
+    """Return a simulator over two days ending at END. A chain that does not grow never changes,
+    so simulators whose configs build the same one share it (each builds its own in ~25 ms).
+    `own_chain` builds one anyway: for a test of determinism, which compares two built apart,
+    and for any test that changes the chain (an anomaly), which would change it for every other
+    test (tests/simulator/conftest.py checks that no shared chain changes)."""
     config = SimConfig(days=2, end_time=END, **changes)
-    return SimApi(config, epoch=END)
+    if config.growth or own_chain:
+        return SimApi(config, epoch=END)
+    key = tuple(getattr(config, name) for name in CHAIN_FIELDS)
+    if key not in _chains:
+        chain = _chains[key] = SimApi(config, epoch=END).chain
+        _built[key] = (len(chain), chain.version)
+    return SimApi(config, _chains[key], epoch=END)
 
 
 def get(api: SimApi, query: str = "", now: float = END, **headers: str) -> tuple[int, Any]:
