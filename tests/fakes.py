@@ -156,10 +156,7 @@ def params(tmp_path: Path, **kwargs: object) -> RunParams:
     defaults: dict[str, object] = dict(
         api_url="http://127.0.0.1:1",
         api_key=None,
-        db_path=db,
-        lock_path=db.with_name("stxbf.duckdb.lock"),
-        progress_path=db.with_name("stxbf.duckdb.progress.json"),
-        runner_path=db.with_name("stxbf.duckdb.runner.json"),
+        paths=DataPaths.of(db.parent, db),
         target_days=3,
         rpm=600000,
         concurrency=4,

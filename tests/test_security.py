@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 from stxbf.codes import ExitCode
+from stxbf.paths import DataPaths
 from stxbf.simulator import SimConfig, SimServer, run_in_thread
 from tests.checks import Recorder, assert_range_exact, tree_modes
 from tests.helpers import (
@@ -327,10 +328,7 @@ def test_no_object_that_holds_the_key_prints_it(tmp_path: Path) -> None:
     params = RunParams(
         api_url="http://127.0.0.1:1",
         api_key=KEY,
-        db_path=tmp_path / "db",
-        lock_path=tmp_path / "lock",
-        progress_path=tmp_path / "progress",
-        runner_path=tmp_path / "runner",
+        paths=DataPaths.of(tmp_path),
     )
     client = ApiClient("http://127.0.0.1:1", api_key=KEY)
     settings = Settings(api_key=KEY)

@@ -261,8 +261,8 @@ def test_paths_default_under_stxbf_home(isolated_env: Path) -> None:
     settings = load_settings()
     assert settings.home == isolated_env
     assert settings.db_path == isolated_env / "stxbf.duckdb"
-    assert settings.lock_path == isolated_env / "stxbf.duckdb.lock"
-    assert settings.progress_path == isolated_env / "stxbf.duckdb.progress.json"
+    assert settings.paths.lock == isolated_env / "stxbf.duckdb.lock"
+    assert settings.paths.progress == isolated_env / "stxbf.duckdb.progress.json"
     assert settings.log_path == isolated_env / "logs" / "stxbf.log"
 
 
@@ -277,8 +277,8 @@ def test_stxbf_db_overrides_the_database_path(
     monkeypatch.setenv("STXBF_DB", str(tmp_path / "elsewhere" / "chain.duckdb"))
     settings = load_settings()
     assert settings.db_path == tmp_path / "elsewhere" / "chain.duckdb"
-    assert settings.lock_path == tmp_path / "elsewhere" / "chain.duckdb.lock"
-    assert settings.progress_path == tmp_path / "elsewhere" / "chain.duckdb.progress.json"
+    assert settings.paths.lock == tmp_path / "elsewhere" / "chain.duckdb.lock"
+    assert settings.paths.progress == tmp_path / "elsewhere" / "chain.duckdb.progress.json"
     assert settings.log_path == isolated_env / "logs" / "stxbf.log"  # the log stays in STXBF_HOME
 
 

@@ -186,22 +186,6 @@ class Settings(BaseSettings):
         return self.paths.log_file
 
     @property
-    def lock_path(self) -> Path:
-        """Return the lock file's path."""
-        return self.paths.lock
-
-    @property
-    def progress_path(self) -> Path:
-        """Return the path of the progress snapshot a running `stxbf run` publishes."""
-        return self.paths.progress
-
-    @property
-    def runner_path(self) -> Path:
-        """Return the path of the runner record, a JSON file that says who holds the lock (pid,
-        start time, host, tmux pane) while a run is alive."""
-        return self.paths.runner_record
-
-    @property
     def api_is_loopback(self) -> bool:
         """Return whether the API URL names this machine, where plain http and no key are fine."""
         return (urlsplit(self.api_url).hostname or "") in LOOPBACK_HOSTS

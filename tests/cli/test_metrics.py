@@ -416,7 +416,7 @@ def test_a_runner_reports_the_monthly_quota_the_api_states(tmp_path: Path) -> No
     run = params(tmp_path, rpm=None, target_days=2, concurrency=16)
     with pytest.raises(QuotaExhausted):
         asyncio.run(Runner(run, transport=SimTransport(api)).run())
-    snap = snapshot.read(run.progress_path)
+    snap = snapshot.read(run.paths.progress)
     assert snap is not None
     assert (snap.quota_remaining, snap.quota_limit) == (0, 8)
 

@@ -23,6 +23,7 @@ import pytest
 
 from stxbf.codes import ExitCode
 from stxbf.errors import QuotaExhausted
+from stxbf.paths import DataPaths
 from stxbf.runner import Runner, RunParams, RunReport
 from stxbf.simulator import SimConfig
 from stxbf.simulator.api import SimApi
@@ -81,10 +82,7 @@ def run_params(tmp_path: Path, **changes: Any) -> RunParams:
     values: dict[str, Any] = dict(
         api_url="http://127.0.0.1:1",
         api_key=None,
-        db_path=db,
-        lock_path=db.with_name(db.name + ".lock"),
-        progress_path=db.with_name(db.name + ".progress.json"),
-        runner_path=db.with_name(db.name + ".runner.json"),
+        paths=DataPaths.of(tmp_path, db),
         target_days=2,
         concurrency=16,
         rpm=None,  # learn the rate from the headers, as against the real API

@@ -75,7 +75,7 @@ def test_status_shows_the_quota_the_last_run_heard_of(tmp_path: Path) -> None:
     p = params(tmp_path)
     report = asyncio.run(Runner(p, transport=quota_transport(chain, sent)).run())
     assert report.exit_code == ExitCode.OK
-    snapshot = read(p.progress_path)
+    snapshot = read(p.paths.progress)
     assert snapshot is not None
     assert snapshot.quota_limit == MONTH and snapshot.quota_remaining == 120_000 - len(sent)
     status = build_status(

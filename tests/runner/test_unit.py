@@ -27,10 +27,10 @@ def test_a_run_stores_exactly_the_chain_and_reports_the_chain_start(tmp_path: Pa
     with Store.open(p.db_path, read_only=True) as store:
         assert store.tx_ids() == {row[0] for row in chain.rows}
         assert store.get_meta("chain_start") == str(chain.rows[0][BURN_TIME_INDEX])
-    snapshot = read(p.progress_path)
+    snapshot = read(p.paths.progress)
     assert snapshot is not None and snapshot.exit_code == 0
     assert snapshot.days_verified == 3
-    assert not p.runner_path.exists()
+    assert not p.paths.runner_record.exists()
 
 
 def test_a_second_run_resumes_and_fetches_only_the_head(tmp_path: Path) -> None:
@@ -56,9 +56,9 @@ def test_budget_and_iterations_end_with_incomplete(tmp_path: Path) -> None:
 def test_the_lock_admits_one_writer(tmp_path: Path) -> None:
     p = params(tmp_path)
     with (
-        run_lock(p.lock_path, p.runner_path, p.db_path),
+        run_lock(p.paths),
         pytest.raises(LockHeld) as caught,
-        run_lock(p.lock_path, p.runner_path, p.db_path),
+        run_lock(p.paths),
     ):
         pass
     assert "pid" in caught.value.message
@@ -131,7 +131,7 @@ def test_a_used_up_monthly_quota_ends_the_run_at_once_with_its_own_code(
     assert "monthly request quota" in caught.value.message and "resets at" in caught.value.message
     warned = [r for r in caplog.records if "monthly quota has" in r.getMessage()]
     assert len(warned) == 1  # before the range is fetched, and once
-    snapshot = read(p.progress_path)
+    snapshot = read(p.paths.progress)
     assert snapshot is not None and snapshot.exit_code == int(ExitCode.RATE_LIMITED)
     assert snapshot.rate_limited_until is not None and snapshot.rate_limited_until > time.time()
     assert "monthly" in (snapshot.rate_limited_reason or "")
@@ -142,7 +142,7 @@ def test_the_snapshot_says_when_progress_was_last_made(tmp_path: Path) -> None:
     p = params(tmp_path)
     before = time.time()
     asyncio.run(Runner(p, transport=transport_for(chain)).run())
-    snapshot = read(p.progress_path)
+    snapshot = read(p.paths.progress)
     assert snapshot is not None and snapshot.last_progress_at is not None
     assert before <= snapshot.last_progress_at <= time.time()
     assert snapshot.consecutive_failures == 0 and snapshot.rate_limited_until is None

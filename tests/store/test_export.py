@@ -492,7 +492,7 @@ def test_a_run_that_starts_during_an_export_gets_the_database(tmp_path: Path) ->
     )
     assert proc.poll() is None, "the export ended before it wrote a day"
     paths = DataPaths.of(tmp_path, db)
-    with run_lock(paths.lock, paths.runner_record, db):
+    with run_lock(paths):
         open_store(db).close()  # as `stxbf run` opens it: this would raise DatabaseBusy
         stdout, stderr = proc.communicate(timeout=HANG)
     assert proc.returncode == ExitCode.INCOMPLETE, stderr

@@ -62,10 +62,7 @@ def params_from(settings: Settings, *, verify: bool = False) -> RunParams:
     return RunParams(
         api_url=settings.api_url,
         api_key=settings.api_key.get_secret_value() if settings.api_key else None,
-        db_path=settings.db_path,
-        lock_path=settings.lock_path,
-        progress_path=settings.progress_path,
-        runner_path=settings.runner_path,
+        paths=settings.paths,
         target_days=settings.target_days,
         max_pages=settings.max_pages,
         max_iterations=settings.max_iterations,

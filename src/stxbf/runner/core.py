@@ -13,7 +13,6 @@ import os
 import socket
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -30,7 +29,13 @@ from stxbf.errors import (
 )
 from stxbf.fetch.pages import FetchStats
 from stxbf.fetch.windows import PassResult
-from stxbf.paths import read_runner_record, remove_record, this_runner, write_runner_record
+from stxbf.paths import (
+    DataPaths,
+    read_runner_record,
+    remove_record,
+    this_runner,
+    write_runner_record,
+)
 from stxbf.runner.commits import (
     Committer,
     forget_duplicated,
@@ -83,7 +88,7 @@ class Runner:
 
     async def run(self) -> RunReport:
         p = self.params
-        with run_lock(p.lock_path, p.runner_path, p.db_path):
+        with run_lock(p.paths):
             db = await StoreThread.open(p.db_path)
             try:
                 self.stop.task = asyncio.current_task()
@@ -315,7 +320,7 @@ class Runner:
         p = self.params
         if not p.db_path.is_file():
             raise StoreError(f"no database at {p.db_path} yet (no backfill has run)")
-        with run_lock(p.lock_path, p.runner_path, p.db_path):
+        with run_lock(p.paths):
             db = await StoreThread.open(p.db_path)
             request_path: RequestPath | None = None
             damage: VerifyReport | None = None
@@ -372,31 +377,31 @@ class Runner:
 
 
 @contextlib.contextmanager
-def run_lock(lock_path: Path, runner_path: Path, db_path: Path) -> Iterator[None]:
+def run_lock(paths: DataPaths) -> Iterator[None]:
     """Hold the one-writer lock on a database, and the record that names its holder.
 
     A second run fails at once with `LockHeld`, naming the holder's pid.
     """
     from filelock import FileLock, Timeout
 
-    lock_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    lock = FileLock(str(lock_path), mode=0o600)
+    paths.lock.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    lock = FileLock(str(paths.lock), mode=0o600)
     try:
         lock.acquire(timeout=0)
     except Timeout:
-        record = read_runner_record(runner_path)
+        record = read_runner_record(paths.runner_record)
         pid = record.pid if record is not None else None
         holder = f" (pid {pid})" if pid else ""
         raise LockHeld(
-            f"another stxbf run{holder} is already backfilling into {db_path}; "
+            f"another stxbf run{holder} is already backfilling into {paths.db}; "
             "watch it with `stxbf status`",
             pid=pid,
         ) from None
     try:
-        write_runner_record(runner_path, this_runner(socket.gethostname()))
+        write_runner_record(paths.runner_record, this_runner(socket.gethostname()))
         yield
     finally:
-        remove_record(runner_path)
+        remove_record(paths.runner_record)
         lock.release()
 
 

@@ -9,6 +9,7 @@ from typing import Protocol
 
 from stxbf import defaults
 from stxbf.codes import ExitCode
+from stxbf.paths import DataPaths
 from stxbf.snapshot import ProgressSnapshot
 
 
@@ -16,10 +17,7 @@ from stxbf.snapshot import ProgressSnapshot
 class RunParams:
     api_url: str
     api_key: str | None = field(repr=False)  # a traceback or debug log shows reprs
-    db_path: Path
-    lock_path: Path
-    progress_path: Path
-    runner_path: Path
+    paths: DataPaths  # the database and every file beside it (the lock, snapshot, record)
     target_days: int = defaults.TARGET_DAYS
     max_pages: int = defaults.MAX_PAGES
     max_iterations: int = 0
@@ -32,6 +30,11 @@ class RunParams:
     verify: bool = False
     source: str = "auto"  # auto | v1 | v3 (see `RequestPath.may_switch`)
     max_requests: int | None = None  # requests this run may send (None: no budget)
+
+    @property
+    def db_path(self) -> Path:
+        """Return the database file's path (`paths.db`)."""
+        return self.paths.db
 
 
 @dataclass

@@ -89,7 +89,7 @@ class SnapshotPublisher:
     def publish(self) -> None:
         snapshot = self.snapshot()
         try:
-            publish(self.params.progress_path, snapshot)
+            publish(self.params.paths.progress, snapshot)
         except OSError as exc:
             log.debug("cannot publish progress: %s", exc)
         if self.view is not None:
