@@ -13,8 +13,10 @@ pools of addresses and contracts, with its variable fields taken from its 64-byt
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import random
+from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import orjson
@@ -173,6 +175,50 @@ def iso(ts: int) -> str:
 # ---- the renderer ----------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class _Cast:
+    """The addresses, contracts and sponsors a seed's transactions are drawn from (read-only)."""
+
+    senders: tuple[str, ...]
+    base_nonce: tuple[int, ...]
+    miners: tuple[str, ...]
+    calls: tuple[tuple[tuple[str, tuple[tuple[str, str], ...]], ...], ...]
+    sources: tuple[str, ...]
+    sponsors: tuple[str, ...]
+
+
+@functools.lru_cache(maxsize=16)
+def _cast(seed: int) -> _Cast:
+    """Draw a seed's cast once: it costs ~25 ms, and every simulator with that seed shares it."""
+    rng = random.Random(f"render:{seed}")
+    senders = tuple(address(rng) for _ in range(N_SENDERS))
+    base_nonce = tuple(rng.randrange(0, 4000) for _ in range(N_SENDERS))
+    miners = tuple(address(rng) for _ in range(16))
+    sponsor_addresses = [address(rng) for _ in range(6)]
+    calls = []
+    for c in range(160):
+        deployer = senders[rng.randrange(N_SENDERS)]
+        name = f"{WORDS[c % len(WORDS)]}-v{1 + c // len(WORDS)}"
+        contract_id = f"{deployer}.{name}"
+        functions = rng.sample(FUNCTIONS, k=rng.randint(2, 5))
+        prefixes = []
+        for fname, params in functions:
+            sig = " ".join(f"({p} {t})" for p, t in params)
+            head = (
+                f'"contract_call":{{"contract_id":"{contract_id}","function_name":"{fname}",'
+                f'"function_signature":{json_text(f"(define-public ({fname} {sig}))")}'
+            )
+            prefixes.append((head, params))
+        calls.append(tuple(prefixes))
+    sponsors = tuple(
+        f'"sponsored":true,"sponsor_address":"{sponsor}","sponsor_nonce":{n},'
+        for sponsor in sponsor_addresses
+        for n in rng.sample(range(10_000), k=8)
+    )
+    sources = tuple(json_text(src) for src in SOURCES)
+    return _Cast(senders, base_nonce, miners, tuple(calls), sources, sponsors)
+
+
 class Renderer:
     """Render transaction `i` of a chain as a JSON object (a str).
 
@@ -181,32 +227,9 @@ class Renderer:
 
     def __init__(self, chain: Chain, *, block_cache: int = 4096) -> None:
         self.chain = chain
-        rng = random.Random(f"render:{chain.seed}")
-        self.senders = [address(rng) for _ in range(N_SENDERS)]
-        self.base_nonce = [rng.randrange(0, 4000) for _ in range(N_SENDERS)]
-        self.miners = [address(rng) for _ in range(16)]
-        self.sponsors = [address(rng) for _ in range(6)]
-        self.calls: list[list[tuple[str, tuple[tuple[str, str], ...]]]] = []
-        for c in range(160):
-            deployer = self.senders[rng.randrange(N_SENDERS)]
-            name = f"{WORDS[c % len(WORDS)]}-v{1 + c // len(WORDS)}"
-            contract_id = f"{deployer}.{name}"
-            functions = rng.sample(FUNCTIONS, k=rng.randint(2, 5))
-            prefixes = []
-            for fname, params in functions:
-                sig = " ".join(f"({p} {t})" for p, t in params)
-                head = (
-                    f'"contract_call":{{"contract_id":"{contract_id}","function_name":"{fname}",'
-                    f'"function_signature":{json_text(f"(define-public ({fname} {sig}))")}'
-                )
-                prefixes.append((head, params))
-            self.calls.append(prefixes)
-        self.sources = [json_text(src) for src in SOURCES]
-        self.sponsor_fields = [
-            f'"sponsored":true,"sponsor_address":"{sponsor}","sponsor_nonce":{n},'
-            for sponsor in self.sponsors
-            for n in rng.sample(range(10_000), k=8)
-        ]
+        cast = _cast(chain.seed)
+        self.senders, self.base_nonce, self.miners = cast.senders, cast.base_nonce, cast.miners
+        self.calls, self.sources, self.sponsor_fields = cast.calls, cast.sources, cast.sponsors
         self._blocks: dict[int, str] = {}
         self._hashes: dict[int, str] = {}
         self._tenures: dict[int, tuple[str, str]] = {}
