@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
     from stxbf.settings import Settings
 
-InhibitChoice = Literal["auto", "caffeinate", "systemd", "none"]  # ops.inhibit.MODES
+InhibitChoice = Literal["auto", "caffeinate", "systemd", "none"]  # session.inhibit.MODES
 Inhibit = typer.Option(
     "auto",
     "--inhibit",
