@@ -6,8 +6,10 @@ core and no measurement shares a GIL with what it measures. Nothing here imports
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import json
+import math
 import os
 import signal
 import subprocess
@@ -346,3 +348,48 @@ def time_command(argv: list[str], *, env: dict[str, str], repeat: int) -> dict[s
         "runs": repeat,
         "exit_codes": sorted(codes),
     }
+
+
+# -- what every section shares: the log, stxbf's arguments, reading a request curve ------------
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def run_args(target_days: float, concurrency: int | None, *extra: str) -> list[str]:
+    args = ["--target-days", str(max(1, math.ceil(target_days))), *extra]
+    if concurrency is not None:
+        args += ["--concurrency", str(concurrency)]
+    return args
+
+
+def requests_at(curve: list[tuple[float, int]], t: float) -> float:
+    """Requests the simulator had counted by `t`, interpolated between samples."""
+    times = [x for x, _ in curve]
+    i = bisect.bisect_left(times, t)
+    if i == 0:
+        return float(curve[0][1])
+    if i >= len(curve):
+        return float(curve[-1][1])
+    (t0, n0), (t1, n1) = curve[i - 1], curve[i]
+    return n0 + (n1 - n0) * (t - t0) / (t1 - t0) if t1 > t0 else float(n1)
+
+
+def first_request_t(curve: list[tuple[float, int]]) -> float | None:
+    return next((t for t, n in curve if n > 0), None)
+
+
+def steady_rate(curve: list[tuple[float, int]], warm_up: float) -> float | None:
+    """Requests a second after the warm-up, until 95 % of them were sent (the last few windows
+    drain with fewer requests left than may be in flight), as tests/fetch/test_rate_styles.py reads
+    it."""
+    first = first_request_t(curve)
+    if first is None:
+        return None
+    start = first + warm_up
+    total = curve[-1][1]
+    end = next((t for t, n in curve if n >= 0.95 * total), None)
+    if end is None or end - start < 1.0:
+        return None
+    return (requests_at(curve, end) - requests_at(curve, start)) / (end - start)

@@ -36,11 +36,9 @@ docs/performance.md has the method, the figures and how to read them.
 from __future__ import annotations
 
 import argparse
-import bisect
 import contextlib
 import datetime as dt
 import json
-import math
 import os
 import platform
 import subprocess
@@ -60,9 +58,14 @@ from procs import (
     RunResult,
     StxbfRun,
     clean_env,
+    first_request_t,
     http_json,
+    log,
+    requests_at,
+    run_args,
     run_stxbf,
     simulator,
+    steady_rate,
     stxbf_command,
     time_command,
 )
@@ -154,10 +157,6 @@ class Report:
     total_seconds: float = 0.0
 
 
-def log(message: str) -> None:
-    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
 # -- machine ---------------------------------------------------------------------------------
 
 
@@ -209,13 +208,6 @@ def machine_info() -> dict[str, Any]:
 
 
 # -- helpers ---------------------------------------------------------------------------------
-
-
-def run_args(target_days: float, concurrency: int | None, *extra: str) -> list[str]:
-    args = ["--target-days", str(max(1, math.ceil(target_days))), *extra]
-    if concurrency is not None:
-        args += ["--concurrency", str(concurrency)]
-    return args
 
 
 def db_figures(home: Path) -> dict[str, Any]:
@@ -509,45 +501,14 @@ def _run_style(
     }
 
 
-def _requests_at(curve: list[tuple[float, int]], t: float) -> float:
-    """Requests the simulator had counted by `t`, interpolated between samples."""
-    times = [x for x, _ in curve]
-    i = bisect.bisect_left(times, t)
-    if i == 0:
-        return float(curve[0][1])
-    if i >= len(curve):
-        return float(curve[-1][1])
-    (t0, n0), (t1, n1) = curve[i - 1], curve[i]
-    return n0 + (n1 - n0) * (t - t0) / (t1 - t0) if t1 > t0 else float(n1)
-
-
-def _first_request_t(curve: list[tuple[float, int]]) -> float | None:
-    return next((t for t, n in curve if n > 0), None)
-
-
-def steady_rate(curve: list[tuple[float, int]], warm_up: float) -> float | None:
-    """Requests a second after the warm-up, until 95 % of them were sent (the last few windows
-    drain with fewer requests left than may be in flight), as tests/fetch/test_rate_styles.py reads
-    it."""
-    first = _first_request_t(curve)
-    if first is None:
-        return None
-    start = first + warm_up
-    total = curve[-1][1]
-    end = next((t for t, n in curve if n >= 0.95 * total), None)
-    if end is None or end - start < 1.0:
-        return None
-    return (_requests_at(curve, end) - _requests_at(curve, start)) / (end - start)
-
-
 def per_second_timeline(curve: list[tuple[float, int]]) -> list[float]:
     """Requests sent in each whole second from the first one (interpolated between samples)."""
-    first = _first_request_t(curve)
+    first = first_request_t(curve)
     if first is None:
         return []
     seconds = int(curve[-1][0] - first)
     return [
-        round(_requests_at(curve, first + i + 1) - _requests_at(curve, first + i), 1)
+        round(requests_at(curve, first + i + 1) - requests_at(curve, first + i), 1)
         for i in range(seconds)
     ]
 
@@ -555,13 +516,13 @@ def per_second_timeline(curve: list[tuple[float, int]]) -> list[float]:
 def learning_delay(curve: list[tuple[float, int]], steady: float) -> float | None:
     """Seconds from the first request until the pacer ran at its rate: the start of the first
     `LEARN_SPAN` over which the request rate was at least `LEARNED_SHARE` of the steady rate."""
-    first = _first_request_t(curve)
+    first = first_request_t(curve)
     if first is None:
         return None
     step, t = 0.05, first
     last = curve[-1][0] - LEARN_SPAN
     while t <= last:
-        rate = (_requests_at(curve, t + LEARN_SPAN) - _requests_at(curve, t)) / LEARN_SPAN
+        rate = (requests_at(curve, t + LEARN_SPAN) - requests_at(curve, t)) / LEARN_SPAN
         if rate >= LEARNED_SHARE * steady:
             return t - first
         t += step

@@ -23,8 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from procs import run_stxbf, simulator
-from run import Profile, log, run_args, steady_rate
+from procs import log, run_args, run_stxbf, simulator, steady_rate
 
 TIER_RPM = {"no key": 25, "Starter": 900, "Build": 3_000, "Scale": 7_000}
 LATENCIES_MS = (100, 600, 1_500)
@@ -65,8 +64,12 @@ CELLS = {
 }
 
 
-def section_tiers(p: Profile, work: Path, args: argparse.Namespace) -> dict[str, Any]:
-    """One backfill per tier and latency; `args.stxbf_src` runs another checkout's stxbf."""
+def section_tiers(p: Any, work: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """Run one backfill per tier and latency; `args.stxbf_src` runs another checkout's stxbf.
+
+    `p` is run.py's Profile, of which only the name is read (typed loosely, so that this module
+    does not import run.py, which imports it).
+    """
     source = getattr(args, "stxbf_src", None)
     extra_env = {"PYTHONPATH": str(Path(source).resolve() / "src")} if source else None
     rows: dict[str, Any] = {}
