@@ -17,6 +17,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from stxbf.codes import Phase
+
 SNAPSHOT_SCHEMA = 1
 DAY = 86_400
 
@@ -165,3 +167,12 @@ def day_coverage(
     lengths = [DAY] * days
     lengths[0] = DAY - max(0, range_start - first_day_start)
     return [min(1.0, covered[i] / lengths[i]) if lengths[i] > 0 else 1.0 for i in range(days)]
+
+
+def backing_off(phase: str, backoff_until: float | None, now: float) -> bool:
+    """Return whether a runner in `phase` is waiting out failures rather than fetching pages.
+
+    It is while its phase says so, and while a backoff it announced (`backoff_until`) lasts. The
+    run's screen and the status model both ask, so that they say "backing off" at the same times.
+    """
+    return phase == Phase.BACKING_OFF or (backoff_until is not None and backoff_until > now)

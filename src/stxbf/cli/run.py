@@ -197,9 +197,9 @@ def progress_line(snap: ProgressSnapshot) -> str:
 def _not_progressing(snap: ProgressSnapshot, now: float) -> str | None:
     """Say why no pages are arriving, or return None while they are. A rate and an ETA would
     describe the past then, so the view shows the reason instead."""
-    if snap.phase == Phase.BACKING_OFF or (
-        snap.backoff_until is not None and snap.backoff_until > now
-    ):
+    from stxbf.snapshot import backing_off
+
+    if backing_off(snap.phase, snap.backoff_until, now):
         return "backing off"
     if snap.phase in (Phase.FAILED, Phase.STOPPED, Phase.INTERRUPTED):
         return snap.phase

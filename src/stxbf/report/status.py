@@ -36,7 +36,7 @@ from stxbf.report.days import (
     strip_from_fractions,
     strip_from_windows,
 )
-from stxbf.snapshot import DAY, ProgressSnapshot
+from stxbf.snapshot import DAY, ProgressSnapshot, backing_off
 from stxbf.words import clock, days_count, plural
 
 SCHEMA = 1
@@ -445,8 +445,6 @@ def not_progressing(report: StatusReport, now: float) -> str | None:
         return "degraded"
     if report.state == StatusState.RATE_LIMITED:
         return "rate-limited"
-    if report.backoff_until is not None and report.backoff_until > now:
-        return "backing off"
-    if report.runner.phase == Phase.BACKING_OFF:
+    if backing_off(report.runner.phase or "", report.backoff_until, now):
         return "backing off"
     return None
