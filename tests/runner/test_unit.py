@@ -12,7 +12,7 @@ import pytest
 from stxbf.codes import ExitCode
 from stxbf.errors import LockHeld, QuotaExhausted
 from stxbf.models import BURN_TIME_INDEX
-from stxbf.runner import Runner, gaps_between, run_lock
+from stxbf.runner import Runner, VerifyReport, gaps_between, run_lock
 from stxbf.snapshot import read
 from stxbf.store import Store
 from tests.fakes import params, recent_chain, transport_for
@@ -146,3 +146,60 @@ def test_the_snapshot_says_when_progress_was_last_made(tmp_path: Path) -> None:
     assert snapshot is not None and snapshot.last_progress_at is not None
     assert before <= snapshot.last_progress_at <= time.time()
     assert snapshot.consecutive_failures == 0 and snapshot.rate_limited_until is None
+
+
+@pytest.mark.parametrize("step", ["refuse_damaged_file", "load_coverage"])
+def test_a_stop_while_the_database_is_read_ends_the_run_interrupted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, step: str
+) -> None:
+    """A Ctrl-C in the first second, while the run reads the database before any request, ends
+    it with 130 and a report, not with a CancelledError traceback and exit 1."""
+    import stxbf.runner.core as core
+
+    chain = recent_chain(seed=4)
+    p = params(tmp_path)
+    asyncio.run(Runner(p, transport=transport_for(chain)).run())  # a database to read
+    reading = getattr(core, step)
+
+    async def stopped_while_reading(*args: object) -> None:
+        runner.request_stop("SIGINT")
+        await reading(*args)
+
+    monkeypatch.setattr(core, step, stopped_while_reading)
+    runner = Runner(p, transport=transport_for(chain))
+    report = asyncio.run(runner.run())
+    assert report.exit_code == ExitCode.INTERRUPTED
+    assert "before the backfill started" in report.message
+    snapshot = read(p.paths.progress)
+    assert snapshot is not None and snapshot.exit_code == ExitCode.INTERRUPTED
+    assert not p.paths.runner_record.exists()
+
+
+def test_a_stop_while_verify_reads_every_block_ends_it_interrupted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same for `stxbf verify`, stopped while it reads every block of the file."""
+    import stxbf.runner.core as core
+
+    chain = recent_chain(seed=5)
+    p = params(tmp_path)
+    asyncio.run(Runner(p, transport=transport_for(chain)).run())
+    find_damage = core.find_damage
+
+    loops: list[asyncio.AbstractEventLoop] = []
+
+    def stopped_while_scanning(store: Store) -> object:
+        # on the store's thread: the signal handler runs on the loop, as it does in the CLI
+        loops[0].call_soon_threadsafe(runner.request_stop, "SIGINT")
+        time.sleep(0.05)
+        return find_damage(store)
+
+    async def verify() -> VerifyReport:
+        loops.append(asyncio.get_running_loop())
+        return await runner.verify()
+
+    monkeypatch.setattr(core, "find_damage", stopped_while_scanning)
+    runner = Runner(p, transport=transport_for(chain))
+    report = asyncio.run(verify())
+    assert report.exit_code == ExitCode.INTERRUPTED
+    assert report.windows_checked == 0

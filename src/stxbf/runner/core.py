@@ -98,9 +98,14 @@ class Runner:
                 await db.close(checkpoint=self.run_id is not None)
 
     async def _run_locked(self, db: StoreThread) -> RunReport:
-        await refuse_damaged_file(db, self.params.db_path)
-        await load_coverage(db, self.state)
-        await self.state.figures.refresh(db, wallets=True)
+        try:
+            await refuse_damaged_file(db, self.params.db_path)
+            await load_coverage(db, self.state)
+            await self.state.figures.refresh(db, wallets=True)
+        except asyncio.CancelledError:
+            if not self.stop.requested:
+                raise
+            return self._stopped_before_start()
         request_path = self._open_request_path()
         publisher = asyncio.create_task(self.publisher.publish_loop())
         state = self.state
@@ -120,6 +125,18 @@ class Runner:
         state.exit_code = report.exit_code
         state.phase = END_PHASES.get(report.exit_code, Phase.STOPPED)
         await self._finish(db, request_path, publisher)
+        report.snapshot = self.publisher.snapshot()
+        return report
+
+    def _stopped_before_start(self) -> RunReport:
+        """Report a stop that came while the database was read, before any request was sent.
+
+        Nothing was written, so the run is not recorded; the snapshot says how it ended.
+        """
+        report = RunReport(ExitCode.INTERRUPTED, "interrupted before the backfill started")
+        self.state.exit_code = report.exit_code
+        self.state.phase = END_PHASES.get(report.exit_code, Phase.STOPPED)
+        self.publisher.publish()
         report.snapshot = self.publisher.snapshot()
         return report
 
@@ -323,24 +340,26 @@ class Runner:
         with run_lock(p.paths):
             db = await StoreThread.open(p.db_path)
             request_path: RequestPath | None = None
-            damage: VerifyReport | None = None
+            found_sound = False  # every block was read and none was damaged
             try:
                 self.stop.task = asyncio.current_task()
                 damage = await db.call(find_damage)
                 if damage is not None:
                     return damage
+                found_sound = True
                 request_path = self._open_request_path()
-                try:
-                    return await self._verifier(db, request_path).run(reopen=True)
-                except asyncio.CancelledError:
-                    report = VerifyReport(exit_code=int(ExitCode.INTERRUPTED))
-                    report.message = "interrupted: windows re-fetched so far are committed"
-                    return report
+                return await self._verifier(db, request_path).run(reopen=True)
+            except asyncio.CancelledError:
+                if not self.stop.requested:
+                    raise
+                report = VerifyReport(exit_code=int(ExitCode.INTERRUPTED))
+                report.message = "interrupted: windows re-fetched so far are committed"
+                return report
             finally:
                 if request_path is not None:
                     await request_path.aclose()
-                # a damaged file is left exactly as it was found
-                await db.close(checkpoint=damage is None)
+                # a damaged file, or one not yet read through, is left exactly as it was found
+                await db.close(checkpoint=found_sound)
 
     # -- parts -------------------------------------------------------------------------------
 
