@@ -63,7 +63,7 @@ def tests(session: nox.Session) -> None:
 @nox.session
 def quick(session: nox.Session) -> None:
     """The quick loop while editing: every test but those marked `slow` (subprocess, end to end,
-    real tmux, multi-second runs); under a minute (40 to 49 s on 2 cores). `nox -s tests` (what
+    real tmux, multi-second runs); about 31 s on 2 idle cores. `nox -s tests` (what
     CI runs) has them all."""
     session.install("-e", ".[test]")
     session.run("pytest", "-m", "not slow", *session.posargs)
