@@ -82,3 +82,14 @@ def middle_window(chain: Chain) -> tuple[int, int]:
 
 def headers_of(response: Any) -> dict[str, str]:
     return dict(response.headers)
+
+
+def fastify_400(message: str) -> dict[str, Any]:
+    """Return the body the real API's Fastify sends for a request its schema rejects (Ajv's
+    message through schemaErrorFormatter; tests/fixtures/realapi/v1_tx_bad_limit.json)."""
+    return {
+        "statusCode": 400,
+        "code": "FST_ERR_VALIDATION",
+        "error": "Bad Request",
+        "message": message,
+    }

@@ -39,7 +39,11 @@ _date_cache: tuple[int, bytes] = (0, b"")
 
 @cache
 def _status_line(status: int) -> bytes:
-    """Return the status line of a code, with the standard reason phrase (http.HTTPStatus)."""
+    """Return the status line of a code, with the standard reason phrase (http.HTTPStatus).
+
+    The real API answers through Node's http server, whose phrases (`http.STATUS_CODES`) are the
+    same for every code the simulator sends (no route here answers 413, where the two differ).
+    """
     try:
         phrase = HTTPStatus(status).phrase
     except ValueError:  # a code the standard library does not know keeps the line valid
